@@ -1,0 +1,9 @@
+/* axon umbrella header: includes every public area. */
+#ifndef AXON_H
+#define AXON_H
+
+#include "axon/common.h"
+#include "axon/loop.h"
+#include "axon/version.h"
+
+#endif /* AXON_H */

@@ -1,0 +1,60 @@
+/* axon basics shared by every area: export macro, errors, time, container_of. */
+#ifndef AXON_COMMON_H
+#define AXON_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "axon/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks a function as part of the exported ABI; everything else is hidden. */
+#if defined(__GNUC__)
+#define AX_API __attribute__((visibility("default")))
+#else
+#define AX_API
+#endif
+
+/* Given a pointer to MEMBER inside a TYPE, returns the TYPE that embeds it.
+ * This is how a callback gets from an embedded watcher back to its owner. */
+#define AX_CONTAINER_OF(ptr, type, member) \
+  ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Time is int64_t nanoseconds on CLOCK_MONOTONIC.  AX_FOREVER as a timeout
+ * or deadline means "no limit". */
+#define AX_FOREVER ((int64_t)-1)
+
+#define AX_NSEC_PER_USEC ((int64_t)1000)
+#define AX_NSEC_PER_MSEC ((int64_t)1000000)
+#define AX_NSEC_PER_SEC ((int64_t)1000000000)
+
+/* Returns the current CLOCK_MONOTONIC time in nanoseconds.
+ * Any thread; async-signal-safe (clock_gettime is). */
+AX_API int64_t ax_now(void);
+
+/* Errors.  Every axon function returns >= 0 on success and a negated errno
+ * value on failure (-EINVAL, -ENOMEM, ...).  axon never reports errors through
+ * the thread-local errno.
+ *
+ * ax_strerror() returns a static, human-readable description of such a code:
+ * a negated errno value, 0 ("success"), or any other value ("unknown error").
+ * Any thread; the returned string is never freed. */
+AX_API const char *ax_strerror(int err);
+
+/* ax_err_name() returns the symbolic name of a code ("EINVAL", "ESRCH"),
+ * or "UNKNOWN".  Any thread. */
+AX_API const char *ax_err_name(int err);
+
+/* The version of the library actually loaded (compare with AX_VERSION_HEX,
+ * the version compiled against).  Any thread. */
+AX_API unsigned ax_version(void);
+AX_API const char *ax_version_string(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_COMMON_H */

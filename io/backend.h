@@ -1,0 +1,35 @@
+/* The interface every polling backend (epoll, poll) implements for the loop. */
+#ifndef AXON_IO_BACKEND_H
+#define AXON_IO_BACKEND_H
+
+#include "axon/loop.h"
+
+/* A backend is a table of seven entry points plus a name, in the spirit of a
+ * tiny vtable.  Each keeps its state in loop->backend_data.  Event masks
+ * passed to add/mod are axon bits (AX_READ | AX_WRITE | AX_PRI, maybe
+ * AX_EDGE); wait reports axon bits (those plus AX_HUP, AX_ERR).
+ *
+ * All entry points run on the loop's thread. */
+typedef struct ax__backend {
+  const char *name;
+  /* Creates the backend state.  Returns 0 or -errno. */
+  int (*init)(ax_loop_t *loop);
+  /* Frees the backend state; never fails. */
+  void (*destroy)(ax_loop_t *loop);
+  /* Starts polling io->fd for events.  Returns 0, -EEXIST (fd already
+   * registered), or another -errno (the fd is then not registered). */
+  int (*add)(ax_loop_t *loop, ax_io_t *io, unsigned events);
+  /* Changes the events of a registered io.  Returns 0 or -errno. */
+  int (*mod)(ax_loop_t *loop, ax_io_t *io, unsigned events);
+  /* Stops polling io->fd.  Never fails: a closed fd is simply forgotten. */
+  void (*del)(ax_loop_t *loop, ax_io_t *io);
+  /* Waits at most timeout_ns (AX_FOREVER: no limit; 0: do not block) and
+   * stores up to loop->max_events ready entries in loop->ready.  Returns
+   * their number, 0 on timeout or interruption, or -errno. */
+  int (*wait)(ax_loop_t *loop, int64_t timeout_ns);
+} ax__backend_t;
+
+extern const ax__backend_t ax__backend_epoll;
+extern const ax__backend_t ax__backend_poll;
+
+#endif /* AXON_IO_BACKEND_H */
