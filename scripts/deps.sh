@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages axon needs to build, test and benchmark, when any is missing.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update -q
+  "${as_root[@]}" apt-get install -y -q "${missing[@]}"
+fi

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Builds axon and runs every test: plain with -Werror, then under ASan+UBSan,
+# then the multi-core tests under ThreadSanitizer.  Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+jobs=$(nproc)
+run_suite() { # name, build dir, ctest args..., -- cmake args...
+  local name=$1 dir=$2; shift 2
+  local ctest_args=() cmake_args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do ctest_args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  cmake_args=("$@")
+  echo "=== $name"
+  cmake -S . -B "$dir" -DAXON_WERROR=ON "${cmake_args[@]}" >"$dir.configure.log" 2>&1 ||
+    { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" "${ctest_args[@]}"
+}
+
+mkdir -p build
+run_suite "plain build (-Werror)" build/plain --
+run_suite "AddressSanitizer + UndefinedBehaviorSanitizer" build/asan -LE install -- \
+  -DAXON_SANITIZE=address,undefined -DAXON_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+
+# Only the tests labelled "multicore" run under ThreadSanitizer.
+tsan_tests=$(grep -rl 'LABELS.*multicore' tests 2>/dev/null || true)
+if [ -n "$tsan_tests" ]; then
+  run_suite "ThreadSanitizer (multi-core tests)" build/tsan -L multicore -- \
+    -DAXON_SANITIZE=thread -DAXON_BUILD_BENCH=OFF -DAXON_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Debug
+else
+  echo "=== ThreadSanitizer: no multi-core tests yet"
+fi
+echo "=== all test suites passed"
