@@ -84,9 +84,11 @@ enum {
  * backend's wait call (EINTR is handled and never returned). */
 AX_API int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns);
 
-/* Asks the loop to return from ax_loop_run() as soon as the callback being
- * run (if any) returns.  Any thread, and async-signal-safe: it is an atomic
- * store plus, when the loop may be asleep, one write() to an eventfd. */
+/* Asks the loop to return from ax_loop_run().  A sleeping loop wakes at
+ * once; a loop in the middle of a pass first finishes the callbacks for the
+ * events it has already taken from the kernel (so no edge-triggered event is
+ * lost), then returns AX_RUN_STOPPED.  Any thread, and async-signal-safe:
+ * it is an atomic store plus one write() to an eventfd. */
 AX_API void ax_loop_stop(ax_loop_t *loop);
 
 /* Flags for ax_loop_close(). */
@@ -163,7 +165,8 @@ struct ax_io {
 };
 
 /* Initialises io to watch fd on loop; it starts inactive.  The fd stays the
- * caller's: axon never closes it.  The fd should be non-blocking.
+ * caller's: axon never closes it.  The fd should be non-blocking.  Stop the
+ * watcher before closing the fd (epoll knows registrations by fd number).
  * Initialising an active watcher is undefined: stop it first.
  * Errors: -EINVAL (NULL loop, io or cb; fd < 0). */
 AX_API int ax_io_init(ax_loop_t *loop, ax_io_t *io, int fd, ax_io_cb cb);
