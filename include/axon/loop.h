@@ -221,7 +221,9 @@ AX_API int ax_timer_init(ax_loop_t *loop, ax_timer_t *timer, ax_timer_cb cb);
  * next deadline is the previous deadline plus repeat_ns; if the loop fell
  * further behind than that, the next deadline is now + repeat_ns (missed
  * periods are skipped, never fired in a burst).  Timers with equal deadlines
- * fire in the order they were started.  Start and stop are O(1); firing is
+ * fire in the order they were started.  Start is O(1); stop is O(1) for a
+ * timer that has no later timers below it in the heap (the usual case for a
+ * timeout reset before it fires) and O(log n) amortised otherwise; firing is
  * O(log n) amortised.
  * Errors: -EINVAL (NULL timer, timeout_ns < 0, repeat_ns < 0, timer active). */
 AX_API int ax_timer_start(ax_timer_t *timer, int64_t timeout_ns, int64_t repeat_ns);
