@@ -1,0 +1,99 @@
+/* Helpers shared by the benchmarks: error exits, clocks, medians and a PRNG. */
+#ifndef AXON_BENCH_UTIL_H
+#define AXON_BENCH_UTIL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "axon/common.h"
+
+/* Prints "bench: <message>" to stderr and exits with status 1.  Benchmarks
+ * have no error recovery: a failed call means the numbers are meaningless. */
+__attribute__((format(printf, 1, 2), noreturn)) static inline void bench_die(const char *fmt,
+                                                                              ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("bench: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+/* Checks a system call that returns -1 and sets errno on failure. */
+#define BENCH_SYS(expr)                                                                  \
+  do {                                                                                   \
+    if ((expr) < 0)                                                                      \
+      bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #expr, strerror(errno));            \
+  } while (0)
+
+/* Checks an axon call (>= 0 success, -errno failure). */
+#define BENCH_AX(expr)                                                                   \
+  do {                                                                                   \
+    int bench_rc_ = (expr);                                                              \
+    if (bench_rc_ < 0)                                                                   \
+      bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #expr, ax_strerror(bench_rc_));     \
+  } while (0)
+
+/* Checks a libuv call (0 success, negative UV_E* failure). */
+#define BENCH_UV(expr)                                                                   \
+  do {                                                                                   \
+    int bench_rc_ = (expr);                                                              \
+    if (bench_rc_ < 0)                                                                   \
+      bench_die("%s:%d: %s: %s", __FILE__, __LINE__, #expr, uv_strerror(bench_rc_));     \
+  } while (0)
+
+/* Reads a clock in nanoseconds. */
+static inline int64_t bench_clock_ns(clockid_t clock) {
+  struct timespec ts;
+  if (clock_gettime(clock, &ts) < 0)
+    bench_die("clock_gettime: %s", strerror(errno));
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int bench_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The median of n values (the mean of the middle two when n is even); the
+ * array is sorted in place. */
+static inline double bench_median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* splitmix64: a small, fast, deterministic PRNG, so that every library is
+ * given exactly the same sequence of timeouts and choices. */
+typedef struct bench_rng {
+  uint64_t state;
+} bench_rng_t;
+
+static inline uint64_t bench_rng_next(bench_rng_t *r) {
+  uint64_t z = (r->state += 0x9e3779b97f4a7c15u);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+/* A uniform value in [lo, hi] (the tiny modulo bias does not matter here). */
+static inline uint64_t bench_rng_range(bench_rng_t *r, uint64_t lo, uint64_t hi) {
+  return lo + bench_rng_next(r) % (hi - lo + 1);
+}
+
+/* Parses a positive integer argument or exits. */
+static inline long bench_parse_count(const char *s, const char *what) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v <= 0)
+    bench_die("%s: not a positive integer: '%s'", what, s);
+  return v;
+}
+
+#endif /* AXON_BENCH_UTIL_H */
