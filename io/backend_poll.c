@@ -1,5 +1,6 @@
 /* The poll(2) backend: the portable fallback, level-triggered only. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <time.h>
@@ -64,6 +65,10 @@ static void poll_destroy(ax_loop_t *loop) {
 
 static int poll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   poll_state_t *st = loop->backend_data;
+  /* poll() would report a closed fd as POLLNVAL on every pass; refuse it
+   * now, as epoll_ctl does. */
+  if (fcntl(io->fd, F_GETFD) < 0)
+    return -errno;
   /* Same rule as epoll: one watcher per fd and loop.  A linear scan: this
    * backend is the fallback, not the fast path. */
   for (unsigned i = 0; i < st->n; i++)

@@ -77,7 +77,8 @@ enum {
  * watcher is left (AX_RUN_IDLE), or when timeout_ns nanoseconds have passed
  * (AX_RUN_TIMEOUT).  timeout_ns AX_FOREVER means no timeout; 0 means one
  * non-blocking pass: run due timers, take the events that are ready, call
- * their callbacks, and return.  A stop requested before the call makes run
+ * their callbacks, and return AX_RUN_TIMEOUT (AX_RUN_IDLE if no active
+ * watcher is left).  A stop requested before the call makes run
  * do one non-blocking pass and return AX_RUN_STOPPED; the request is consumed.
  * Errors: -EINVAL (NULL loop, timeout_ns < 0 other than AX_FOREVER), -EBUSY
  * (the loop is already running: run is not reentrant), or an errno from the

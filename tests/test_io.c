@@ -1,0 +1,887 @@
+/* Check suite for fd watchers: readiness, edge mode, HUP/ERR/PRI, modify, and stop/free/fd reuse mid-pass. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include "axon_test.h"
+
+/* An fd watcher that records what it was given. */
+typedef struct watch {
+  ax_io_t io;
+  int calls;
+  unsigned last;     /* revents of the last call */
+  unsigned all;      /* union of every revents */
+  unsigned extra;    /* bits outside requested | AX_HUP | AX_ERR */
+  bool stop_on_call; /* stop itself on its first call */
+} watch_t;
+
+static void watch_cb(ax_io_t *io, unsigned revents) {
+  watch_t *w = AX_CONTAINER_OF(io, watch_t, io);
+  w->calls++;
+  w->last = revents;
+  w->all |= revents;
+  /* Callbacks only ever see requested events plus AX_HUP and AX_ERR. */
+  w->extra |= revents & ~((io->events & (AX_READ | AX_WRITE | AX_PRI)) | AX_HUP | AX_ERR);
+  if (w->stop_on_call) {
+    ck_assert_int_eq(ax_io_stop(io), 0);
+  }
+}
+
+static void watch_init(ax_loop_t *loop, watch_t *w, int fd) {
+  memset(w, 0, sizeof *w);
+  ck_assert_int_eq(ax_io_init(loop, &w->io, fd, watch_cb), 0);
+  ck_assert(!ax_io_active(&w->io));
+  ck_assert_int_eq(w->io.fd, fd);
+  ck_assert_ptr_eq(w->io.loop, loop);
+}
+
+/* Forgets what the watcher recorded so far. */
+static void watch_reset(watch_t *w) {
+  w->calls = 0;
+  w->last = 0;
+  w->all = 0;
+}
+
+/* Runs non-blocking passes (with short waits in between) until the watcher
+ * has been called or about two seconds have passed; for events that the
+ * kernel may deliver a little later (ICMP errors, TCP segments). */
+static void run_until_called(ax_loop_t *loop, const watch_t *w) {
+  for (int i = 0; i < 200 && w->calls == 0; i++) {
+    ck_assert_int_ge(ax_loop_run(loop, 10 * AX_NSEC_PER_MSEC), 0);
+  }
+}
+
+static void socketpair_nb(int sv[2]) {
+  ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Readiness                                                                 */
+
+START_TEST(test_io_pipe_read) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  watch_t w;
+  watch_init(loop, &w, fds[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  ck_assert(ax_io_active(&w.io));
+  ck_assert_uint_eq(w.io.events, AX_READ);
+
+  /* Nothing to read: no call. */
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+  /* Readable: a call with AX_READ, on every pass while it lasts. */
+  test_write_byte(fds[1]);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_uint_eq(w.last, AX_READ);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 2);
+  /* Drained: quiet again. */
+  ck_assert_uint_eq(test_drain(fds[0]), 1);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 2);
+  ck_assert_uint_eq(w.extra, 0);
+
+  /* A blocking run wakes for the fd. */
+  test_write_byte(fds[1]);
+  w.stop_on_call = true;
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(w.calls, 3);
+
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+START_TEST(test_io_pipe_write) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  watch_t w;
+  watch_init(loop, &w, fds[1]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_WRITE), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_uint_eq(w.last, AX_WRITE);
+
+  /* Fill the pipe: no longer writable. */
+  char block[4096];
+  memset(block, 'y', sizeof block);
+  while (write(fds[1], block, sizeof block) > 0) {
+  }
+  ck_assert_int_eq(errno, EAGAIN);
+  watch_reset(&w);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+  /* Drain it: writable again. */
+  test_drain(fds[0]);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_uint_eq(w.last, AX_WRITE);
+  ck_assert_uint_eq(w.extra, 0);
+
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+START_TEST(test_io_socketpair_read_write) {
+  ax_loop_t *loop = test_loop_new();
+  int sv[2];
+  socketpair_nb(sv);
+  watch_t a, b;
+  watch_init(loop, &a, sv[0]);
+  watch_init(loop, &b, sv[1]);
+  ck_assert_int_eq(ax_io_start(&a.io, AX_READ | AX_WRITE), 0);
+  ck_assert_int_eq(ax_io_start(&b.io, AX_READ), 0);
+  ck_assert_uint_eq(a.io.events, AX_READ | AX_WRITE);
+
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(a.calls, 1);
+  ck_assert_uint_eq(a.last, AX_WRITE);
+  ck_assert_int_eq(b.calls, 0);
+
+  ck_assert_int_eq((int)send(sv[1], "ab", 2, 0), 2);
+  ck_assert_int_eq((int)send(sv[0], "c", 1, 0), 1);
+  watch_reset(&a);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(a.calls, 1);
+  ck_assert_uint_eq(a.last, AX_READ | AX_WRITE);
+  ck_assert_int_eq(b.calls, 1);
+  ck_assert_uint_eq(b.last, AX_READ);
+  ck_assert_uint_eq(test_drain(sv[0]), 2);
+  ck_assert_uint_eq(test_drain(sv[1]), 1);
+  ck_assert_uint_eq(a.extra | b.extra, 0);
+
+  ck_assert_int_eq(ax_io_stop(&a.io), 0);
+  ck_assert_int_eq(ax_io_stop(&b.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(sv[0]);
+  close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_io_edge_fires_once_per_change) {
+  ax_loop_t *loop = test_loop_new();
+  bool poll_backend = test_loop_is_poll(loop);
+  int sv[2];
+  socketpair_nb(sv);
+  watch_t w;
+  watch_init(loop, &w, sv[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ | AX_EDGE), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+
+  ck_assert_int_eq((int)send(sv[1], "a", 1, 0), 1);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert(w.last & AX_READ);
+  /* Not drained: epoll reports nothing new; poll (level-triggered by
+   * contract) reports again. */
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, poll_backend ? 2 : 1);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, poll_backend ? 3 : 1);
+
+  /* New data is a new change: exactly one more call on epoll. */
+  watch_reset(&w);
+  ck_assert_int_eq((int)send(sv[1], "b", 1, 0), 1);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, poll_backend ? 2 : 1);
+
+  /* Drained, then nothing on either backend. */
+  ck_assert_uint_eq(test_drain(sv[0]), 2);
+  watch_reset(&w);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+  ck_assert_uint_eq(w.extra, 0);
+  /* The requested events include the edge flag. */
+  ck_assert_uint_eq(w.io.events, AX_READ | AX_EDGE);
+
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(sv[0]);
+  close(sv[1]);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* AX_HUP, AX_ERR and AX_PRI                                                 */
+
+START_TEST(test_io_hup_when_writer_closes) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  watch_t w;
+  watch_init(loop, &w, fds[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+  close(fds[1]);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert(w.last & AX_HUP);
+  ck_assert_uint_eq(w.extra, 0);
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+}
+END_TEST
+
+/* Creates a connected loopback TCP pair: *client and *server (accepted). */
+static void tcp_pair(int *client, int *server) {
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(listener, 0);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ck_assert_int_eq(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+  ck_assert_int_eq(listen(listener, 1), 0);
+  socklen_t len = sizeof addr;
+  ck_assert_int_eq(getsockname(listener, (struct sockaddr *)&addr, &len), 0);
+  *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(*client, 0);
+  ck_assert_int_eq(connect(*client, (struct sockaddr *)&addr, sizeof addr), 0);
+  *server = accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  ck_assert_int_ge(*server, 0);
+  int one = 1;
+  ck_assert_int_eq(setsockopt(*client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), 0);
+  close(listener);
+}
+
+START_TEST(test_io_pri_tcp_urgent) {
+  ax_loop_t *loop = test_loop_new();
+  int client, server;
+  tcp_pair(&client, &server);
+  watch_t w;
+  watch_init(loop, &w, server);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_PRI), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+
+  ck_assert_int_eq((int)send(client, "!", 1, MSG_OOB), 1);
+  run_until_called(loop, &w);
+  ck_assert_int_ge(w.calls, 1);
+  ck_assert(w.last & AX_PRI);
+  ck_assert(!(w.last & AX_ERR));
+  ck_assert_uint_eq(w.extra, 0);
+  char urgent = 0;
+  ck_assert_int_eq((int)recv(server, &urgent, 1, MSG_OOB), 1);
+  ck_assert_int_eq(urgent, '!');
+
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(client);
+  close(server);
+}
+END_TEST
+
+START_TEST(test_io_pri_not_reported_unless_requested) {
+  ax_loop_t *loop = test_loop_new();
+  int client, server;
+  tcp_pair(&client, &server);
+  watch_t w;
+  watch_init(loop, &w, server);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  /* Urgent data plus a normal byte: the reader sees AX_READ, never AX_PRI. */
+  ck_assert_int_eq((int)send(client, "!", 1, MSG_OOB), 1);
+  ck_assert_int_eq((int)send(client, "n", 1, 0), 1);
+  run_until_called(loop, &w);
+  ck_assert_int_ge(w.calls, 1);
+  ck_assert(w.all & AX_READ);
+  ck_assert(!(w.all & AX_PRI));
+  ck_assert_uint_eq(w.extra, 0);
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(client);
+  close(server);
+}
+END_TEST
+
+START_TEST(test_io_err_reported) {
+  ax_loop_t *loop = test_loop_new();
+  /* A UDP socket connected to a closed loopback port gets ECONNREFUSED from
+   * the ICMP reply: an error pending on the fd. */
+  int probe = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(probe, 0);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(probe, (struct sockaddr *)&addr, sizeof addr), 0);
+  socklen_t len = sizeof addr;
+  ck_assert_int_eq(getsockname(probe, (struct sockaddr *)&addr, &len), 0);
+  close(probe); /* Its port is now closed. */
+
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+  watch_t w;
+  watch_init(loop, &w, fd);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  ck_assert_int_eq((int)send(fd, "u", 1, 0), 1);
+  run_until_called(loop, &w);
+  ck_assert_int_ge(w.calls, 1);
+  ck_assert(w.all & AX_ERR);
+  ck_assert_uint_eq(w.extra, 0);
+  int err = 0;
+  len = sizeof err;
+  ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len), 0);
+  ck_assert_int_eq(err, ECONNREFUSED);
+
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fd);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* ax_io_modify and start errors                                             */
+
+START_TEST(test_io_modify) {
+  ax_loop_t *loop = test_loop_new();
+  int sv[2];
+  socketpair_nb(sv);
+  watch_t w;
+  watch_init(loop, &w, sv[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_WRITE), 0);
+  ck_assert_uint_eq(w.io.events, AX_WRITE);
+  ck_assert(ax_io_active(&w.io));
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_uint_eq(w.last, AX_WRITE);
+
+  ck_assert_int_eq((int)send(sv[1], "r", 1, 0), 1);
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_READ), 0);
+  watch_reset(&w);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_uint_eq(w.last, AX_READ);
+
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_READ | AX_WRITE), 0);
+  watch_reset(&w);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_uint_eq(w.last, AX_READ | AX_WRITE);
+
+  /* Modify to a bit that is not ready: quiet. */
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_PRI), 0);
+  watch_reset(&w);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(w.calls, 0);
+  ck_assert_uint_eq(w.extra, 0);
+
+  /* Modifying a stopped watcher is refused. */
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_READ), -EINVAL);
+  ck_assert(!ax_io_active(&w.io));
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(sv[0]);
+  close(sv[1]);
+}
+END_TEST
+
+/* Two watchers on readable-and-writable sockets; whichever is called first
+ * narrows the other to AX_WRITE, so the other must not see AX_READ even if
+ * the kernel reported it in the same pass. */
+typedef struct narrower {
+  ax_io_t io;
+  struct narrower *other;
+  int calls;
+  unsigned last;
+} narrower_t;
+
+/* The watcher that was called first, which did the narrowing. */
+static narrower_t *narrower_first;
+
+static void narrower_cb(ax_io_t *io, unsigned revents) {
+  narrower_t *self = AX_CONTAINER_OF(io, narrower_t, io);
+  self->calls++;
+  self->last = revents;
+  if (narrower_first == NULL) {
+    narrower_first = self;
+    ck_assert_int_eq(ax_io_modify(&self->other->io, AX_WRITE), 0);
+    ck_assert_uint_eq(self->other->io.events, AX_WRITE);
+  }
+}
+
+START_TEST(test_io_modify_drops_taken_events) {
+  ax_loop_t *loop = test_loop_new();
+  int sv[2];
+  socketpair_nb(sv);
+  narrower_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.other = &b;
+  b.other = &a;
+  narrower_first = NULL;
+  ck_assert_int_eq(ax_io_init(loop, &a.io, sv[0], narrower_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &b.io, sv[1], narrower_cb), 0);
+  ck_assert_int_eq((int)send(sv[0], "1", 1, 0), 1);
+  ck_assert_int_eq((int)send(sv[1], "2", 1, 0), 1);
+  ck_assert_int_eq(ax_io_start(&a.io, AX_READ | AX_WRITE), 0);
+  ck_assert_int_eq(ax_io_start(&b.io, AX_READ | AX_WRITE), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_ptr_nonnull(narrower_first);
+  narrower_t *first = narrower_first;
+  narrower_t *second = first->other;
+  ck_assert_int_eq(first->calls, 1);
+  ck_assert_uint_eq(first->last, AX_READ | AX_WRITE);
+  /* The second may or may not be called in that pass, but never with AX_READ. */
+  ck_assert_int_le(second->calls, 1);
+  if (second->calls == 1) {
+    ck_assert_uint_eq(second->last, AX_WRITE);
+  }
+  ck_assert_int_eq(ax_io_stop(&a.io), 0);
+  ck_assert_int_eq(ax_io_stop(&b.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(sv[0]);
+  close(sv[1]);
+}
+END_TEST
+
+START_TEST(test_io_two_watchers_one_fd) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  watch_t first, second;
+  watch_init(loop, &first, fds[0]);
+  watch_init(loop, &second, fds[0]);
+  ck_assert_int_eq(ax_io_start(&first.io, AX_READ), 0);
+  ck_assert_int_eq(ax_io_start(&second.io, AX_READ), -EEXIST);
+  ck_assert(!ax_io_active(&second.io));
+  ck_assert_int_eq(ax_io_start(&second.io, AX_WRITE), -EEXIST);
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+
+  /* The refused watcher is never called; the first keeps working. */
+  test_write_byte(fds[1]);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(first.calls, 1);
+  ck_assert_int_eq(second.calls, 0);
+
+  /* Once the first stops, the second may take the fd. */
+  ck_assert_int_eq(ax_io_stop(&first.io), 0);
+  ck_assert_int_eq(ax_io_start(&second.io, AX_READ), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(first.calls, 1);
+  ck_assert_int_eq(second.calls, 1);
+
+  ck_assert_int_eq(ax_io_stop(&second.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+START_TEST(test_io_regular_file) {
+  ax_loop_t *loop = test_loop_new();
+  char path[] = "/tmp/axon-test-io-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  unlink(path);
+  watch_t w;
+  watch_init(loop, &w, fd);
+  if (!test_loop_is_poll(loop)) {
+    /* epoll cannot watch regular files. */
+    ck_assert_int_eq(ax_io_start(&w.io, AX_READ), -EPERM);
+    ck_assert(!ax_io_active(&w.io));
+    ck_assert_uint_eq(ax_loop_active(loop), 0);
+    test_assert_pass_ended(ax_loop_run(loop, 0));
+    ck_assert_int_eq(w.calls, 0);
+  }
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fd);
+}
+END_TEST
+
+START_TEST(test_io_closed_fd) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  close(fds[0]);
+  close(fds[1]);
+  watch_t w;
+  watch_init(loop, &w, fds[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), -EBADF);
+  ck_assert(!ax_io_active(&w.io));
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Stopping, freeing and reusing inside callbacks                            */
+
+#define GROUP 8
+
+/* A heap-allocated watcher in a group: the first one called stops and frees
+ * every other member, then stops and frees itself. */
+typedef struct member {
+  ax_io_t io;
+  struct member **group; /* GROUP slots, NULL once freed */
+  int index;
+  int *calls;
+} member_t;
+
+static void member_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  member_t *self = AX_CONTAINER_OF(io, member_t, io);
+  member_t **group = self->group;
+  ++*self->calls;
+  for (int i = 0; i < GROUP; i++) {
+    if (group[i] != NULL && group[i] != self) {
+      ck_assert_int_eq(ax_io_stop(&group[i]->io), 0);
+      free(group[i]);
+      group[i] = NULL;
+    }
+  }
+  ck_assert_int_eq(ax_io_stop(io), 0);
+  group[self->index] = NULL;
+  free(self);
+}
+
+START_TEST(test_io_callback_frees_others_in_same_pass) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[GROUP][2];
+  member_t *group[GROUP];
+  int calls = 0;
+  for (int i = 0; i < GROUP; i++) {
+    test_pipe(fds[i]);
+    test_write_byte(fds[i][1]);
+    group[i] = calloc(1, sizeof *group[i]);
+    ck_assert_ptr_nonnull(group[i]);
+    group[i]->group = group;
+    group[i]->index = i;
+    group[i]->calls = &calls;
+    ck_assert_int_eq(ax_io_init(loop, &group[i]->io, fds[i][0], member_cb), 0);
+    ck_assert_int_eq(ax_io_start(&group[i]->io, AX_READ), 0);
+  }
+  /* Every fd is ready in this pass; only the first callback may run (a
+   * second one would touch freed memory, which ASan reports). */
+  test_assert_pass_ended(ax_loop_run(loop, 0));
+  ck_assert_int_eq(calls, 1);
+  for (int i = 0; i < GROUP; i++) {
+    ck_assert_ptr_null(group[i]);
+  }
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  for (int i = 0; i < GROUP; i++) {
+    close(fds[i][0]);
+    close(fds[i][1]);
+  }
+}
+END_TEST
+
+START_TEST(test_io_stop_inside_own_callback) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  test_write_byte(fds[1]);
+  watch_t w;
+  watch_init(loop, &w, fds[0]);
+  w.stop_on_call = true;
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ | AX_WRITE), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert(!ax_io_active(&w.io));
+  test_assert_pass_ended(ax_loop_run(loop, 0));
+  ck_assert_int_eq(w.calls, 1);
+  /* It can be started again later. */
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(w.calls, 2);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+/* The fd-reuse scenario: two readable pipes; whichever callback runs first
+ * stops the other watcher, closes its fd, creates an eventfd that takes the
+ * same number, and watches it with a new watcher.  The stale readiness of
+ * the closed pipe must reach neither watcher. */
+typedef struct reuse {
+  ax_io_t io;
+  struct reuse *other;
+  int calls;
+} reuse_t;
+
+static struct {
+  ax_loop_t *loop;
+  ax_io_t fresh; /* the new watcher on the reused number */
+  int fresh_calls;
+  int reused_fd;
+  reuse_t *first; /* the watcher whose callback did the swap */
+} reuse_state;
+
+static void fresh_cb(ax_io_t *io, unsigned revents) {
+  (void)io;
+  (void)revents;
+  reuse_state.fresh_calls++;
+}
+
+static void reuse_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  reuse_t *self = AX_CONTAINER_OF(io, reuse_t, io);
+  self->calls++;
+  if (reuse_state.first != NULL) {
+    return;
+  }
+  reuse_state.first = self;
+  int old_fd = self->other->io.fd;
+  ck_assert_int_eq(ax_io_stop(&self->other->io), 0);
+  ck_assert_int_eq(close(old_fd), 0);
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ck_assert_int_ge(efd, 0);
+  if (efd != old_fd) {
+    /* Another number was lower; force the reuse. */
+    ck_assert_int_eq(dup3(efd, old_fd, O_CLOEXEC), old_fd);
+    close(efd);
+  }
+  reuse_state.reused_fd = old_fd;
+  ck_assert_int_eq(ax_io_init(reuse_state.loop, &reuse_state.fresh, old_fd, fresh_cb), 0);
+  ck_assert_int_eq(ax_io_start(&reuse_state.fresh, AX_READ), 0);
+}
+
+START_TEST(test_io_fd_reuse_in_same_pass) {
+  ax_loop_t *loop = test_loop_new();
+  int p1[2], p2[2];
+  test_pipe(p1);
+  test_pipe(p2);
+  test_write_byte(p1[1]);
+  test_write_byte(p2[1]);
+  memset(&reuse_state, 0, sizeof reuse_state);
+  reuse_state.loop = loop;
+  reuse_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.other = &b;
+  b.other = &a;
+  ck_assert_int_eq(ax_io_init(loop, &a.io, p1[0], reuse_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &b.io, p2[0], reuse_cb), 0);
+  ck_assert_int_eq(ax_io_start(&a.io, AX_READ), 0);
+  ck_assert_int_eq(ax_io_start(&b.io, AX_READ), 0);
+
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_ptr_nonnull(reuse_state.first);
+  /* The first watcher ran once; the stopped one never; the new one got no
+   * stale event (its eventfd is not readable). */
+  reuse_t *first = reuse_state.first;
+  reuse_t *stopped = first->other;
+  ck_assert_int_eq(first->calls, 1);
+  ck_assert_int_eq(stopped->calls, 0);
+  ck_assert_int_eq(reuse_state.fresh_calls, 0);
+  ck_assert(!ax_io_active(&stopped->io));
+
+  /* Next pass: still nothing for the new watcher... */
+  ck_assert_int_eq(ax_io_stop(&first->io), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(reuse_state.fresh_calls, 0);
+  ck_assert_int_eq(stopped->calls, 0);
+  /* ...until its eventfd really becomes readable. */
+  uint64_t one = 1;
+  ck_assert_int_eq((int)write(reuse_state.reused_fd, &one, sizeof one), (int)sizeof one);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(reuse_state.fresh_calls, 1);
+  ck_assert_int_eq(stopped->calls, 0);
+
+  ck_assert_int_eq(ax_io_stop(&reuse_state.fresh), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(reuse_state.reused_fd);
+  close(first == &a ? p1[0] : p2[0]);
+  close(p1[1]);
+  close(p2[1]);
+}
+END_TEST
+
+/* Two watchers whose pipes hang up in the same pass: whichever is called
+ * first stops the other, which must then not be called, even for AX_HUP,
+ * which is reported whatever was requested. */
+typedef struct hup_pair {
+  ax_io_t io;
+  struct hup_pair *other;
+  int calls;
+} hup_pair_t;
+
+static hup_pair_t *hup_first;
+
+static void hup_pair_cb(ax_io_t *io, unsigned revents) {
+  hup_pair_t *self = AX_CONTAINER_OF(io, hup_pair_t, io);
+  ck_assert(revents & AX_HUP);
+  self->calls++;
+  if (hup_first == NULL) {
+    hup_first = self;
+    ck_assert_int_eq(ax_io_stop(&self->other->io), 0);
+  }
+  ck_assert_int_eq(ax_io_stop(io), 0);
+}
+
+START_TEST(test_io_stop_other_after_hup) {
+  ax_loop_t *loop = test_loop_new();
+  int p1[2], p2[2];
+  test_pipe(p1);
+  test_pipe(p2);
+  hup_pair_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.other = &b;
+  b.other = &a;
+  hup_first = NULL;
+  ck_assert_int_eq(ax_io_init(loop, &a.io, p1[0], hup_pair_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &b.io, p2[0], hup_pair_cb), 0);
+  ck_assert_int_eq(ax_io_start(&a.io, AX_READ), 0);
+  ck_assert_int_eq(ax_io_start(&b.io, AX_READ), 0);
+  close(p1[1]);
+  close(p2[1]);
+  test_assert_pass_ended(ax_loop_run(loop, 0));
+  ck_assert_ptr_nonnull(hup_first);
+  ck_assert_int_eq(hup_first->calls, 1);
+  ck_assert_int_eq(hup_first->other->calls, 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(p1[0]);
+  close(p2[0]);
+}
+END_TEST
+
+/* The memory-reuse variant of the fd-reuse scenario: the first callback
+ * stops the other watcher, closes its pipe, and initialises and starts the
+ * same ax_io_t again on an eventfd that takes the same fd number.  The old
+ * registration's readiness must not reach the restarted watcher. */
+typedef struct recycle {
+  ax_io_t io;
+  struct recycle *other;
+  int calls;
+  int calls_after_reinit;
+} recycle_t;
+
+static recycle_t *recycle_first;
+
+static void recycled_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  AX_CONTAINER_OF(io, recycle_t, io)->calls_after_reinit++;
+}
+
+static void recycle_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  recycle_t *self = AX_CONTAINER_OF(io, recycle_t, io);
+  self->calls++;
+  if (recycle_first != NULL) {
+    return;
+  }
+  recycle_first = self;
+  recycle_t *other = self->other;
+  int old_fd = other->io.fd;
+  ck_assert_int_eq(ax_io_stop(&other->io), 0);
+  ck_assert_int_eq(close(old_fd), 0);
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ck_assert_int_ge(efd, 0);
+  if (efd != old_fd) {
+    ck_assert_int_eq(dup3(efd, old_fd, O_CLOEXEC), old_fd);
+    close(efd);
+  }
+  ck_assert_int_eq(ax_io_init(io->loop, &other->io, old_fd, recycled_cb), 0);
+  ck_assert_int_eq(ax_io_start(&other->io, AX_READ), 0);
+}
+
+START_TEST(test_io_memory_reuse_in_same_pass) {
+  ax_loop_t *loop = test_loop_new();
+  int p1[2], p2[2];
+  test_pipe(p1);
+  test_pipe(p2);
+  test_write_byte(p1[1]);
+  test_write_byte(p2[1]);
+  recycle_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.other = &b;
+  b.other = &a;
+  recycle_first = NULL;
+  ck_assert_int_eq(ax_io_init(loop, &a.io, p1[0], recycle_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &b.io, p2[0], recycle_cb), 0);
+  ck_assert_int_eq(ax_io_start(&a.io, AX_READ), 0);
+  ck_assert_int_eq(ax_io_start(&b.io, AX_READ), 0);
+
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_ptr_nonnull(recycle_first);
+  recycle_t *first = recycle_first;
+  recycle_t *other = first->other;
+  ck_assert_int_eq(first->calls, 1);
+  ck_assert_int_eq(other->calls, 0);
+  /* The eventfd is not readable: any call now would be the stale event. */
+  ck_assert_int_eq(other->calls_after_reinit, 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(other->calls_after_reinit, 0);
+
+  int reused_fd = other->io.fd;
+  ck_assert_int_eq(ax_io_stop(&first->io), 0);
+  ck_assert_int_eq(ax_io_stop(&other->io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(reused_fd);
+  close(first == &a ? p1[0] : p2[0]);
+  close(p1[1]);
+  close(p2[1]);
+}
+END_TEST
+
+static Suite *io_suite(void) {
+  Suite *suite = suite_create("io");
+
+  TCase *tc = tcase_create("readiness");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_io_pipe_read);
+  tcase_add_test(tc, test_io_pipe_write);
+  tcase_add_test(tc, test_io_socketpair_read_write);
+  tcase_add_test(tc, test_io_edge_fires_once_per_change);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("conditions");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_io_hup_when_writer_closes);
+  tcase_add_test(tc, test_io_pri_tcp_urgent);
+  tcase_add_test(tc, test_io_pri_not_reported_unless_requested);
+  tcase_add_test(tc, test_io_err_reported);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("modify");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_io_modify);
+  tcase_add_test(tc, test_io_modify_drops_taken_events);
+  tcase_add_test(tc, test_io_two_watchers_one_fd);
+  tcase_add_test(tc, test_io_regular_file);
+  tcase_add_test(tc, test_io_closed_fd);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("dispatch");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_io_callback_frees_others_in_same_pass);
+  tcase_add_test(tc, test_io_stop_inside_own_callback);
+  tcase_add_test(tc, test_io_fd_reuse_in_same_pass);
+  tcase_add_test(tc, test_io_stop_other_after_hup);
+  tcase_add_test(tc, test_io_memory_reuse_in_same_pass);
+  suite_add_tcase(suite, tc);
+
+  return suite;
+}
+
+int main(void) {
+  return test_run_suite(io_suite());
+}

@@ -1,0 +1,508 @@
+/* Check suite for the loop itself: creation, run/stop/close, return values and active counts. */
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/time.h>
+
+#include "axon_test.h"
+
+/* A timer callback that only counts its calls through the data pointer. */
+static void count_timer_cb(ax_timer_t *timer) {
+  ++*(int *)timer->data;
+}
+
+/* A timer callback that asks its loop to stop. */
+static void stop_timer_cb(ax_timer_t *timer) {
+  ++*(int *)timer->data;
+  ax_loop_stop(timer->loop);
+}
+
+/* An fd callback that counts its calls through the data pointer. */
+static void count_io_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  ++*(int *)io->data;
+}
+
+static void ignore_signal_cb(ax_signal_t *sig, const struct signalfd_siginfo *info) {
+  (void)sig;
+  (void)info;
+}
+
+static void ignore_event_cb(ax_event_t *ev, uint64_t count) {
+  (void)ev;
+  (void)count;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Creation and backends                                                     */
+
+START_TEST(test_loop_new_close) {
+  ax_loop_t *loop = test_loop_new();
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+  const char *backend = ax_loop_backend(loop);
+  ck_assert_ptr_nonnull(backend);
+  /* The default backend follows AXON_BACKEND, which CTest sets. */
+  const char *wanted = getenv("AXON_BACKEND");
+  ck_assert_str_eq(backend, wanted != NULL && wanted[0] != '\0' ? wanted : "epoll");
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_new_explicit_backend) {
+  ax_loop_opts_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.backend = AX_BACKEND_EPOLL;
+  ax_loop_t *loop = NULL;
+  ck_assert_int_eq(ax_loop_new(&loop, &opts), 0);
+  ck_assert_str_eq(ax_loop_backend(loop), "epoll");
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+
+  opts.backend = AX_BACKEND_POLL;
+  opts.max_events = 4096;
+  loop = NULL;
+  ck_assert_int_eq(ax_loop_new(&loop, &opts), 0);
+  ck_assert_str_eq(ax_loop_backend(loop), "poll");
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+
+  /* Two loops may live side by side in one thread while not running. */
+  ax_loop_t *first = test_loop_new();
+  ax_loop_t *second = test_loop_new();
+  ck_assert_ptr_ne(first, second);
+  ck_assert_int_eq(ax_loop_close(first, 0), 0);
+  ck_assert_int_eq(ax_loop_close(second, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_now_and_update_time) {
+  ax_loop_t *loop = test_loop_new();
+  int64_t before = ax_now();
+  ax_loop_update_time(loop);
+  int64_t cached = ax_loop_now(loop);
+  ck_assert_int_ge(cached, before);
+  ck_assert_int_le(cached, ax_now());
+  test_sleep_ms(5);
+  /* The cached time does not move by itself... */
+  ck_assert_int_eq(ax_loop_now(loop), cached);
+  /* ...and ax_loop_update_time() brings it forward. */
+  ax_loop_update_time(loop);
+  ck_assert_int_ge(ax_loop_now(loop), cached + 5 * AX_NSEC_PER_MSEC);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* ax_loop_run() and its return values                                       */
+
+START_TEST(test_loop_run_idle_without_watchers) {
+  ax_loop_t *loop = test_loop_new();
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(ax_loop_run(loop, 1000 * AX_NSEC_PER_MSEC), AX_RUN_IDLE);
+  /* Nothing to wait for means no waiting at all. */
+  ck_assert_int_lt(ax_now() - start, 500 * AX_NSEC_PER_MSEC);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_run_idle_after_last_watcher) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t timer;
+  int fired = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &timer, count_timer_cb), 0);
+  timer.data = &fired;
+  ck_assert_int_eq(ax_timer_start(&timer, 1 * AX_NSEC_PER_MSEC, 0), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(fired, 1);
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_run_timeout_on_time) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t timer;
+  int fired = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &timer, count_timer_cb), 0);
+  timer.data = &fired;
+  ck_assert_int_eq(ax_timer_start(&timer, 10 * AX_NSEC_PER_SEC, 0), 0);
+
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run(loop, 50 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+  int64_t elapsed = ax_now() - start;
+  ck_assert_int_ge(elapsed, 50 * AX_NSEC_PER_MSEC);
+  ck_assert_int_lt(elapsed, 5 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(fired, 0);
+  ck_assert(ax_timer_active(&timer));
+
+  ck_assert_int_eq(ax_timer_stop(&timer), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_run_zero_is_one_pass) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  test_write_byte(fds[1]);
+
+  ax_timer_t due, late;
+  ax_io_t io;
+  int due_fired = 0, late_fired = 0, io_calls = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &due, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &late, count_timer_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &io, fds[0], count_io_cb), 0);
+  due.data = &due_fired;
+  late.data = &late_fired;
+  io.data = &io_calls;
+  ck_assert_int_eq(ax_timer_start(&due, 0, 0), 0);
+  ck_assert_int_eq(ax_timer_start(&late, 10 * AX_NSEC_PER_SEC, 0), 0);
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(due_fired, 1);
+  ck_assert_int_eq(io_calls, 1);
+  ck_assert_int_eq(late_fired, 0);
+  /* A second pass sees the still-readable pipe again (level-triggered). */
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(io_calls, 2);
+  ck_assert_int_eq(due_fired, 1);
+  /* Neither pass may block. */
+  ck_assert_int_lt(ax_now() - start, 2 * AX_NSEC_PER_SEC);
+
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  ck_assert_int_eq(ax_timer_stop(&late), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+/* A timer callback that calls ax_loop_run() and ax_loop_close() on its own,
+ * running loop; both must refuse with -EBUSY. */
+static void reenter_timer_cb(ax_timer_t *timer) {
+  int *results = timer->data;
+  results[0] = ax_loop_run(timer->loop, 0);
+  results[1] = ax_loop_close(timer->loop, 0);
+  results[2] = ax_loop_close(timer->loop, AX_CLOSE_FORCE);
+  results[3] = 1;
+}
+
+START_TEST(test_loop_run_not_reentrant) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t timer;
+  int results[4] = {0, 0, 0, 0};
+  ck_assert_int_eq(ax_timer_init(loop, &timer, reenter_timer_cb), 0);
+  timer.data = results;
+  ck_assert_int_eq(ax_timer_start(&timer, 0, 0), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(results[3], 1);
+  ck_assert_int_eq(results[0], -EBUSY);
+  ck_assert_int_eq(results[1], -EBUSY);
+  ck_assert_int_eq(results[2], -EBUSY);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* ax_loop_stop()                                                            */
+
+START_TEST(test_loop_stop_from_callback) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t stopper, keeper;
+  int stops = 0, kept = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &stopper, stop_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &keeper, count_timer_cb), 0);
+  stopper.data = &stops;
+  keeper.data = &kept;
+  ck_assert_int_eq(ax_timer_start(&stopper, 1 * AX_NSEC_PER_MSEC, 0), 0);
+  ck_assert_int_eq(ax_timer_start(&keeper, 10 * AX_NSEC_PER_SEC, 0), 0);
+
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_eq(stops, 1);
+  ck_assert_int_eq(kept, 0);
+  /* The stop request was consumed: the next run times out normally. */
+  ck_assert_int_eq(ax_loop_run(loop, 20 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+
+  ck_assert_int_eq(ax_timer_stop(&keeper), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_stop_before_run) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t due, keeper;
+  int due_fired = 0, kept = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &due, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &keeper, count_timer_cb), 0);
+  due.data = &due_fired;
+  keeper.data = &kept;
+  ck_assert_int_eq(ax_timer_start(&due, 0, 0), 0);
+  ck_assert_int_eq(ax_timer_start(&keeper, 10 * AX_NSEC_PER_SEC, 0), 0);
+
+  ax_loop_stop(loop);
+  int64_t start = ax_now();
+  /* One non-blocking pass (the due timer fires), then AX_RUN_STOPPED. */
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_lt(ax_now() - start, 2 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(due_fired, 1);
+  ck_assert_int_eq(kept, 0);
+  /* The request was consumed. */
+  ck_assert_int_eq(ax_loop_run(loop, 20 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+
+  /* Several stops before a run still give one stopped run. */
+  ax_loop_stop(loop);
+  ax_loop_stop(loop);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_eq(ax_loop_run(loop, 20 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+
+  ck_assert_int_eq(ax_timer_stop(&keeper), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* The other thread of test_loop_stop_from_thread: waits, then stops the loop. */
+static void *stop_later_thread(void *arg) {
+  test_sleep_ms(50);
+  ax_loop_stop(arg);
+  return NULL;
+}
+
+START_TEST(test_loop_stop_from_thread) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t keeper;
+  int kept = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &keeper, count_timer_cb), 0);
+  keeper.data = &kept;
+  ck_assert_int_eq(ax_timer_start(&keeper, 30 * AX_NSEC_PER_SEC, 0), 0);
+
+  pthread_t thread;
+  int64_t start = ax_now();
+  ck_assert_int_eq(pthread_create(&thread, NULL, stop_later_thread, loop), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  int64_t elapsed = ax_now() - start;
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_int_lt(elapsed, 5 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(kept, 0);
+
+  ck_assert_int_eq(ax_timer_stop(&keeper), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* The loop that the SIGALRM handler of test_loop_stop_from_signal_handler stops. */
+static ax_loop_t *alarm_loop;
+
+static void stop_on_alarm(int signo) {
+  (void)signo;
+  ax_loop_stop(alarm_loop);
+}
+
+START_TEST(test_loop_stop_from_signal_handler) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t keeper;
+  int kept = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &keeper, count_timer_cb), 0);
+  keeper.data = &kept;
+  ck_assert_int_eq(ax_timer_start(&keeper, 30 * AX_NSEC_PER_SEC, 0), 0);
+
+  alarm_loop = loop;
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = stop_on_alarm;
+  sigemptyset(&action.sa_mask);
+  ck_assert_int_eq(sigaction(SIGALRM, &action, NULL), 0);
+  struct itimerval alarm_in = {{0, 0}, {0, 50000}};
+  ck_assert_int_eq(setitimer(ITIMER_REAL, &alarm_in, NULL), 0);
+
+  int64_t start = ax_now();
+  /* The handler interrupts the wait (EINTR is never returned) and its stop
+   * request must end the run. */
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_lt(ax_now() - start, 5 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(kept, 0);
+
+  ck_assert_int_eq(ax_timer_stop(&keeper), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* ax_loop_close() and ax_loop_active()                                      */
+
+START_TEST(test_loop_close_busy_and_force) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  sigset_t before, during, after;
+  ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &before), 0);
+  ck_assert(!sigismember(&before, SIGUSR1));
+
+  ax_timer_t timer;
+  ax_io_t io;
+  ax_signal_t sig;
+  ax_event_t ev;
+  int fired = 0, io_calls = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &timer, count_timer_cb), 0);
+  timer.data = &fired;
+  ck_assert_int_eq(ax_io_init(loop, &io, fds[0], count_io_cb), 0);
+  io.data = &io_calls;
+  ck_assert_int_eq(ax_signal_init(loop, &sig, ignore_signal_cb), 0);
+  ck_assert_int_eq(ax_event_init(loop, &ev, ignore_event_cb), 0);
+
+  ck_assert_int_eq(ax_timer_start(&timer, 10 * AX_NSEC_PER_SEC, 0), 0);
+  /* One active watcher is enough to refuse, and the refusal frees nothing. */
+  ck_assert_int_eq(ax_loop_close(loop, 0), -EBUSY);
+  ck_assert(ax_timer_active(&timer));
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+  ck_assert_int_eq(ax_signal_start(&sig, SIGUSR1), 0);
+  ck_assert_int_eq(ax_event_start(&ev), 0);
+  ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &during), 0);
+  ck_assert(sigismember(&during, SIGUSR1));
+  ck_assert_uint_eq(ax_loop_active(loop), 4);
+  ck_assert_int_eq(ax_loop_close(loop, 0), -EBUSY);
+
+  /* The loop still works after the refusal. */
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_uint_eq(ax_loop_active(loop), 4);
+
+  int event_fd = ev.fd;
+  ck_assert(test_fd_open(event_fd));
+  ck_assert_int_eq(ax_loop_close(loop, AX_CLOSE_FORCE), 0);
+  /* Every watcher was stopped; their memory is still ours. */
+  ck_assert(!ax_timer_active(&timer));
+  ck_assert(!ax_io_active(&io));
+  ck_assert(!ax_signal_active(&sig));
+  ck_assert(!ax_event_active(&ev));
+  /* Stopping the last signal watcher restored the mask. */
+  ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, NULL, &after), 0);
+  ck_assert(!sigismember(&after, SIGUSR1));
+  /* The event's eventfd outlives the loop until ax_event_close(). */
+  ck_assert(test_fd_open(event_fd));
+  ck_assert_int_eq(ax_event_close(&ev), 0);
+  ck_assert(!test_fd_open(event_fd));
+  /* axon never closes the caller's fd. */
+  ck_assert(test_fd_open(fds[0]));
+  ck_assert_int_eq(fired, 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+START_TEST(test_loop_close_force_without_watchers) {
+  ax_loop_t *loop = test_loop_new();
+  ck_assert_int_eq(ax_loop_close(loop, AX_CLOSE_FORCE), 0);
+  loop = test_loop_new();
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_active_counts) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  ax_timer_t once, repeat;
+  ax_io_t io;
+  ax_signal_t sig;
+  ax_event_t ev;
+  int once_fired = 0, repeat_fired = 0, io_calls = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &once, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &repeat, count_timer_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &io, fds[0], count_io_cb), 0);
+  ck_assert_int_eq(ax_signal_init(loop, &sig, ignore_signal_cb), 0);
+  ck_assert_int_eq(ax_event_init(loop, &ev, ignore_event_cb), 0);
+  once.data = &once_fired;
+  repeat.data = &repeat_fired;
+  io.data = &io_calls;
+  /* Initialised watchers are not active. */
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+
+  ck_assert_int_eq(ax_timer_start(&once, 0, 0), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+  ck_assert_int_eq(ax_timer_start(&repeat, 0, 10 * AX_NSEC_PER_SEC), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 2);
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 3);
+  ck_assert_int_eq(ax_signal_start(&sig, SIGUSR2), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 4);
+  ck_assert_int_eq(ax_event_start(&ev), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 5);
+
+  /* A fired one-shot timer no longer counts; a repeating one still does. */
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(once_fired, 1);
+  ck_assert_int_eq(repeat_fired, 1);
+  ck_assert_uint_eq(ax_loop_active(loop), 4);
+
+  /* Stopping an inactive watcher changes nothing. */
+  ck_assert_int_eq(ax_timer_stop(&once), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 4);
+
+  ck_assert_int_eq(ax_io_modify(&io, AX_READ | AX_WRITE), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 4);
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 3);
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 3);
+  ck_assert_int_eq(ax_signal_stop(&sig), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 2);
+  ck_assert_int_eq(ax_event_stop(&ev), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+  ck_assert_int_eq(ax_timer_restart(&repeat, 10 * AX_NSEC_PER_SEC, 0), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+  ck_assert_int_eq(ax_timer_stop(&repeat), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+
+  /* An event that is active when closed stops counting. */
+  ck_assert_int_eq(ax_event_start(&ev), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+  ck_assert_int_eq(ax_event_close(&ev), 0);
+  ck_assert_uint_eq(ax_loop_active(loop), 0);
+
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+static Suite *loop_suite(void) {
+  Suite *suite = suite_create("loop");
+
+  TCase *tc = tcase_create("new");
+  tcase_add_test(tc, test_loop_new_close);
+  tcase_add_test(tc, test_loop_new_explicit_backend);
+  tcase_add_test(tc, test_loop_now_and_update_time);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("run");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_loop_run_idle_without_watchers);
+  tcase_add_test(tc, test_loop_run_idle_after_last_watcher);
+  tcase_add_test(tc, test_loop_run_timeout_on_time);
+  tcase_add_test(tc, test_loop_run_zero_is_one_pass);
+  tcase_add_test(tc, test_loop_run_not_reentrant);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("stop");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_loop_stop_from_callback);
+  tcase_add_test(tc, test_loop_stop_before_run);
+  tcase_add_test(tc, test_loop_stop_from_thread);
+  tcase_add_test(tc, test_loop_stop_from_signal_handler);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("close");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_loop_close_busy_and_force);
+  tcase_add_test(tc, test_loop_close_force_without_watchers);
+  tcase_add_test(tc, test_loop_active_counts);
+  suite_add_tcase(suite, tc);
+
+  return suite;
+}
+
+int main(void) {
+  return test_run_suite(loop_suite());
+}
