@@ -3,7 +3,10 @@
 #define AXON_H
 
 #include "axon/common.h"
+#include "axon/actor.h"
 #include "axon/loop.h"
+#include "axon/port.h"
+#include "axon/runtime.h"
 #include "axon/version.h"
 
 #endif /* AXON_H */

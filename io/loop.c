@@ -125,10 +125,20 @@ void ax_loop_stop(ax_loop_t *loop) {
   (void)w; /* EAGAIN: the counter is already non-zero, the loop will wake */
 }
 
+static bool stop_pending(ax_loop_t *loop) {
+  return atomic_load_explicit(&loop->stop_requested, memory_order_relaxed) != 0;
+}
+
+/* Consumes a stop request.  Acquire pairs with the release in
+ * ax_loop_stop(): what the stopping thread wrote before is visible. */
+static bool take_stop(ax_loop_t *loop) {
+  return atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acquire) != 0;
+}
+
 /* How long the next wait may block: until the earliest timer, the run's end,
  * or not at all when a stop is pending. */
 static int64_t wait_time(ax_loop_t *loop, int64_t timeout_ns, int64_t end) {
-  if (timeout_ns == 0 || atomic_load_explicit(&loop->stop_requested, memory_order_relaxed))
+  if (timeout_ns == 0 || stop_pending(loop))
     return 0;
   int64_t until = ax__timer_next(loop);
   if (end != INT64_MAX && (until == AX_FOREVER || end < until))
@@ -138,7 +148,18 @@ static int64_t wait_time(ax_loop_t *loop, int64_t timeout_ns, int64_t end) {
   return until > loop->now ? until - loop->now : 0;
 }
 
-int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
+/* One pass of the loop: due timers, a wait of at most `wait` ns, the fd
+ * callbacks.  Returns the backend's count of events or -errno. */
+static int loop_pass(ax_loop_t *loop, int64_t timeout_ns, int64_t end) {
+  int n = loop->backend->wait(loop, wait_time(loop, timeout_ns, end));
+  loop->now = ax_now();
+  if (n < 0)
+    return n;
+  ax__io_dispatch(loop, (unsigned)n);
+  return n;
+}
+
+static int run_enter(ax_loop_t *loop, int64_t timeout_ns) {
   if (loop == NULL || (timeout_ns < 0 && timeout_ns != AX_FOREVER))
     return -EINVAL;
   if (loop->running)
@@ -146,25 +167,24 @@ int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
   loop->running = true;
   loop->owner = pthread_self();
   loop->now = ax_now();
-  int64_t end = timeout_ns == AX_FOREVER ? INT64_MAX : ax__add_sat(loop->now, timeout_ns);
-  int rc;
+  return 0;
+}
 
+int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
+  int rc = run_enter(loop, timeout_ns);
+  if (rc < 0)
+    return rc;
+  int64_t end = timeout_ns == AX_FOREVER ? INT64_MAX : ax__add_sat(loop->now, timeout_ns);
   for (;;) {
     ax__timer_run_due(loop);
-    if (loop->nactive == 0 &&
-        !atomic_load_explicit(&loop->stop_requested, memory_order_relaxed)) {
+    if (loop->nactive == 0 && !stop_pending(loop)) {
       rc = AX_RUN_IDLE;
       break;
     }
-    int n = loop->backend->wait(loop, wait_time(loop, timeout_ns, end));
-    loop->now = ax_now();
-    if (n < 0) {
-      rc = n;
+    rc = loop_pass(loop, timeout_ns, end);
+    if (rc < 0)
       break;
-    }
-    ax__io_dispatch(loop, (unsigned)n);
-    /* Acquire pairs with the release in ax_loop_stop(). */
-    if (atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acquire)) {
+    if (take_stop(loop)) {
       rc = AX_RUN_STOPPED;
       break;
     }
@@ -172,6 +192,27 @@ int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
       ax__timer_run_due(loop);
       rc = loop->nactive == 0 ? AX_RUN_IDLE : AX_RUN_TIMEOUT;
       break;
+    }
+  }
+  loop->running = false;
+  return rc;
+}
+
+int ax_loop_run_once(ax_loop_t *loop, int64_t timeout_ns) {
+  int rc = run_enter(loop, timeout_ns);
+  if (rc < 0)
+    return rc;
+  int64_t end = timeout_ns == AX_FOREVER ? INT64_MAX : ax__add_sat(loop->now, timeout_ns);
+  ax__timer_run_due(loop);
+  if (loop->nactive == 0 && !stop_pending(loop)) {
+    rc = AX_RUN_IDLE;
+  } else {
+    rc = loop_pass(loop, timeout_ns, end);
+    if (rc >= 0) {
+      ax__timer_run_due(loop);
+      rc = take_stop(loop)          ? AX_RUN_STOPPED
+           : loop->nactive == 0 ? AX_RUN_IDLE
+                                : AX_RUN_TIMEOUT;
     }
   }
   loop->running = false;

@@ -85,6 +85,15 @@ enum {
  * backend's wait call (EINTR is handled and never returned). */
 AX_API int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns);
 
+/* Runs one pass: waits at most timeout_ns (AX_FOREVER: until an event or a
+ * timer is due; 0: not at all) for fd events, calls their callbacks, runs
+ * the timers that are due, and returns.  This is the building block for
+ * embedding the loop in another scheduler (axon's runtime does).  Returns
+ * AX_RUN_STOPPED if a stop was requested (the request is consumed),
+ * AX_RUN_IDLE if no active watcher is left (without waiting), AX_RUN_TIMEOUT
+ * otherwise.  Errors: as ax_loop_run(). */
+AX_API int ax_loop_run_once(ax_loop_t *loop, int64_t timeout_ns);
+
 /* Asks the loop to return from ax_loop_run().  A sleeping loop wakes at
  * once; a loop in the middle of a pass first finishes the callbacks for the
  * events it has already taken from the kernel (so no edge-triggered event is

@@ -1,0 +1,219 @@
+/* Actors: spawn, send, stop, timers as messages, monitors, request/reply, names. */
+#ifndef AXON_ACTOR_H
+#define AXON_ACTOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "axon/common.h"
+#include "axon/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * An actor is a behaviour function, a state pointer and a mailbox, pinned to
+ * the core it was spawned on.  The core calls the behaviour once per message,
+ * never twice at the same time, so the state needs no locks.
+ *
+ * Threads.  Functions taking `ax_actor_t *self` may only be called from
+ * inside that actor's behaviour or hooks (its core).  ax_spawn, ax_send,
+ * ax_send_owned, ax_stop, ax_whereis, ax_register and ax_unregister may be
+ * called from any thread, runtime or not.
+ *
+ * Ordering.  Messages from one sender to one receiver arrive in the order
+ * they were sent.  A "sender" is an actor, or a thread that is not an actor.
+ * Nothing is promised between different senders.
+ */
+
+typedef struct ax_actor ax_actor_t;
+
+/* A reference to an actor or a port: 64 bits naming its runtime, core, slot
+ * and generation.  A reference to a stopped actor stays invalid forever
+ * (sends return -ESRCH) until its slot has been reused 2^24 times. */
+typedef uint64_t ax_ref_t;
+#define AX_REF_NONE ((ax_ref_t)0)
+
+/* Message types below AX_MSG_USER belong to axon. */
+enum {
+  AX_MSG_DOWN = 1,     /* a monitored actor stopped: data is ax_down_t */
+  AX_MSG_USER = 256,   /* first type for applications */
+};
+
+/* A received message.  Everything it points to is valid until the behaviour
+ * returns (for a port, until the next ax_port_recv). */
+typedef struct ax_msg {
+  uint32_t type;    /* AX_MSG_* or an application type >= AX_MSG_USER */
+  uint32_t size;    /* payload bytes */
+  const void *data; /* the payload (NULL when size is 0) */
+  ax_ref_t from;    /* the sending actor, or AX_REF_NONE for other threads */
+  uint64_t req;     /* request id (ax_request/ax_reply), 0 otherwise */
+} ax_msg_t;
+
+/* What a behaviour returns: 0 to go on, AX_STOP to stop normally, or a
+ * negative errno-style code to stop with that code as the failure reason. */
+#define AX_STOP 1
+
+/* Stop reasons, as given to terminate hooks and in ax_down_t. */
+enum {
+  AX_REASON_NORMAL = 0,     /* the behaviour returned AX_STOP */
+  AX_REASON_STOPPED = 1,    /* ax_stop() with reason 0 */
+  AX_REASON_SHUTDOWN = 2,   /* the runtime stopped */
+  /* a negative value: the behaviour's failure code, or ax_stop()'s reason;
+   * -ESRCH in ax_down_t: the target did not exist when monitored */
+};
+
+/* AX_MSG_DOWN's payload. */
+typedef struct ax_down {
+  ax_ref_t ref;    /* the actor that stopped */
+  uint64_t id;     /* the monitor id ax_monitor() returned */
+  int reason;      /* AX_REASON_* or a negative code */
+} ax_down_t;
+
+typedef int (*ax_behaviour_t)(ax_actor_t *self, const ax_msg_t *msg);
+typedef void (*ax_init_t)(ax_actor_t *self);
+typedef void (*ax_terminate_t)(ax_actor_t *self, int reason);
+
+/* Where ax_spawn() puts the actor. */
+typedef enum ax_placement {
+  AX_PLACE_ANY = 0, /* the next core, round-robin (default) */
+  AX_PLACE_LOCAL,   /* the caller's core (round-robin from other threads) */
+  AX_PLACE_CORE,    /* the core given in ax_spawn_opts_t.core */
+} ax_placement_t;
+
+/* Spawn options; zero-initialise, NULL means all defaults. */
+typedef struct ax_spawn_opts {
+  ax_placement_t placement;
+  unsigned core;            /* with AX_PLACE_CORE */
+  ax_init_t init;           /* runs on the actor's core before any message */
+  ax_terminate_t terminate; /* runs on the actor's core when it stops */
+} ax_spawn_opts_t;
+
+/* Creates an actor running `behaviour` with `state` (yours: axon never
+ * frees it; free it in the terminate hook).  Stores its reference in *ref
+ * when ref is not NULL.  Any thread, before or after ax_rt_start().
+ * Errors: -EINVAL (NULL rt or behaviour, core out of range, unknown
+ * placement), -ENOMEM, -ESHUTDOWN (the runtime is stopping). */
+AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
+                    const ax_spawn_opts_t *opts, ax_ref_t *ref);
+
+/* Sends a message: the payload (size bytes at data) is copied, so the
+ * caller may reuse its buffer at once.  From inside a behaviour the sender
+ * is the running actor, otherwise AX_REF_NONE.  Any thread.
+ * Errors: -EINVAL (type 0, size > AX_MSG_MAX, data NULL with size > 0),
+ * -ESRCH (no such actor: it stopped, or ref is AX_REF_NONE or garbage),
+ * -ENOMEM. */
+AX_API int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size);
+
+/* The largest payload ax_send accepts (ax_send_owned has no limit). */
+#define AX_MSG_MAX ((size_t)1 << 30)
+
+/* Hands a heap buffer over without copying: the receiver sees buf as the
+ * message's data, and release(buf) runs after its behaviour returns (on
+ * the receiver's core) unless the behaviour took the buffer with
+ * ax_msg_take().  If the message cannot be delivered, release(buf) runs
+ * before ax_send_owned returns an error or when the message is dropped, so
+ * the buffer never leaks.  release may be NULL (nothing to free).  Any
+ * thread.  Errors: as ax_send. */
+AX_API int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
+                         void (*release)(void *buf));
+
+/* Takes ownership of an ax_send_owned() buffer from inside the behaviour
+ * handling msg: returns it, and axon will not release it.  Returns NULL for
+ * a message whose payload was copied.  Receiving actor only. */
+AX_API void *ax_msg_take(const ax_msg_t *msg);
+
+/* Asks an actor to stop.  It stops before handling any further message;
+ * messages still in its mailbox are dropped (dead letters).  reason 0 means
+ * AX_REASON_STOPPED; a negative reason is reported as a failure.  Any
+ * thread.  Errors: -ESRCH (no such actor), -EINVAL (reason > 0). */
+AX_API int ax_stop(ax_ref_t ref, int reason);
+
+/* The running actor's own reference, state, core index and runtime. */
+AX_API ax_ref_t ax_self(const ax_actor_t *self);
+AX_API void *ax_state(const ax_actor_t *self);
+AX_API unsigned ax_core(const ax_actor_t *self);
+AX_API ax_rt_t *ax_actor_rt(const ax_actor_t *self);
+
+/* The core index of a reference (to spawn next to it, say), or -EINVAL for
+ * AX_REF_NONE or a port.  Any thread. */
+AX_API int ax_ref_core(ax_ref_t ref);
+
+/* ------------------------------------------------------------------------ */
+/* Timers as messages                                                        */
+
+/* After ns nanoseconds, sends self a message of the given type with a copy
+ * of the payload (at most 256 bytes), once.  Stores a timer id in *id when
+ * id is not NULL.  Errors: -EINVAL (NULL self, ns < 0, type 0, size > 256,
+ * data NULL with size > 0), -ENOMEM. */
+AX_API int ax_after(ax_actor_t *self, int64_t ns, uint32_t type, const void *data, size_t size,
+                    uint64_t *id);
+
+/* Like ax_after, every period_ns (> 0) until cancelled or the actor stops.
+ * A period that the actor has not handled yet is not queued twice: slow
+ * handlers see fewer ticks, never a growing backlog. */
+AX_API int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const void *data,
+                    size_t size, uint64_t *id);
+
+/* Cancels a timer of self.  After it returns 0, no message from that timer
+ * is delivered, not even one already queued.  Errors: -EINVAL (NULL self),
+ * -ENOENT (no such timer: it fired (one-shot) or was cancelled). */
+AX_API int ax_cancel(ax_actor_t *self, uint64_t id);
+
+/* ------------------------------------------------------------------------ */
+/* Monitors                                                                  */
+
+/* Asks for an AX_MSG_DOWN message when `target` stops, for whatever
+ * reason; if target does not exist, the DOWN message (reason -ESRCH) comes
+ * at once.  Stores the monitor id in *id when id is not NULL.  A DOWN
+ * message is delivered once per monitor.  Errors: -EINVAL (NULL self,
+ * target AX_REF_NONE), -ENOMEM. */
+AX_API int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id);
+
+/* Removes a monitor: no DOWN message for it is delivered after this
+ * returns 0.  Errors: -EINVAL (NULL self), -ENOENT (no such monitor, or its
+ * DOWN message was already delivered). */
+AX_API int ax_demonitor(ax_actor_t *self, uint64_t id);
+
+/* ------------------------------------------------------------------------ */
+/* Request and reply                                                         */
+
+/* Sends a request: like ax_send, and the message carries a fresh request id
+ * (stored in *req when req is not NULL) that the receiver's ax_reply()
+ * copies into the reply's ax_msg_t.req, so the caller can match them.
+ * Errors: as ax_send, and -EINVAL for a NULL self. */
+AX_API int ax_request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data,
+                      size_t size, uint64_t *req);
+
+/* Replies to a request: sends to request->from a message whose req is
+ * request->req.  From any actor (usually the one handling the request) or,
+ * with self NULL, from any thread.  Errors: as ax_send; -EINVAL when request
+ * is NULL or carries no request id. */
+AX_API int ax_reply(ax_actor_t *self, const ax_msg_t *request, uint32_t type, const void *data,
+                    size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Names                                                                     */
+
+/* The longest name (without the terminating NUL). */
+#define AX_NAME_MAX 63
+
+/* Registers ref under name in rt's registry; the name is removed when the
+ * actor stops.  Any thread.  Errors: -EINVAL (NULL rt or name, empty or
+ * longer than AX_NAME_MAX, ref not an actor of rt), -EEXIST (the name is
+ * taken), -ESRCH (ref is not alive), -ENOMEM. */
+AX_API int ax_register(ax_rt_t *rt, const char *name, ax_ref_t ref);
+
+/* Removes a name.  Any thread.  Errors: -EINVAL, -ENOENT (not registered). */
+AX_API int ax_unregister(ax_rt_t *rt, const char *name);
+
+/* The reference registered under name, or AX_REF_NONE.  Any thread. */
+AX_API ax_ref_t ax_whereis(ax_rt_t *rt, const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_ACTOR_H */

@@ -1,0 +1,58 @@
+/* Ports: mailboxes for threads that are not actors, the bridge between threads and actors. */
+#ifndef AXON_PORT_H
+#define AXON_PORT_H
+
+#include <stdint.h>
+
+#include "axon/actor.h"
+#include "axon/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A port is a mailbox owned by an ordinary thread (a GUI thread, a worker
+ * pool, a blocking library).  Actors send to ax_port_ref(port) like to any
+ * actor; the thread takes messages with ax_port_recv(), blocking until a
+ * deadline, or watches ax_port_fd() in its own poll loop.  The thread sends
+ * to actors with ax_send() (which works from any thread).
+ *
+ * Threads: one thread at a time receives from a port (ax_port_recv,
+ * ax_port_free); any thread may send to its reference.
+ */
+
+typedef struct ax_port ax_port_t;
+
+/* Creates a port on rt.  Errors: -EINVAL (NULL rt or port), -ENOMEM,
+ * -EMFILE/-ENFILE (no fd for the eventfd). */
+AX_API int ax_port_new(ax_rt_t *rt, ax_port_t **port);
+
+/* The port's reference, to give to actors.  Any thread. */
+AX_API ax_ref_t ax_port_ref(const ax_port_t *port);
+
+/* Takes the next message into *msg.  Its data stays valid until the next
+ * ax_port_recv() or ax_port_free() on this port.  deadline is an absolute
+ * CLOCK_MONOTONIC time in ns (see ax_now()): AX_FOREVER waits as long as it
+ * takes, 0 does not wait.  Owner thread.
+ * Errors: -EINVAL (NULL port or msg), -EAGAIN (deadline 0 and nothing
+ * queued), -ETIMEDOUT (the deadline passed), -EINTR (a signal interrupted
+ * the wait). */
+AX_API int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline);
+
+/* An eventfd that is readable when messages may be waiting: add it to your
+ * own poll/epoll set, and when it is readable call ax_port_recv(port, &m, 0)
+ * until it returns -EAGAIN (which also re-arms the fd).  Do not read or
+ * close the fd yourself.  Any thread. */
+AX_API int ax_port_fd(const ax_port_t *port);
+
+/* Frees the port: its reference becomes invalid (sends return -ESRCH) and
+ * messages still queued are dropped as dead letters.  Owner thread; before
+ * ax_rt_free().  Errors: -EINVAL (NULL port). */
+AX_API int ax_port_free(ax_port_t *port);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_PORT_H */

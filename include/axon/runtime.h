@@ -1,0 +1,117 @@
+/* The runtime: one thread per core, each owning a loop, a run queue and its actors. */
+#ifndef AXON_RUNTIME_H
+#define AXON_RUNTIME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "axon/common.h"
+#include "axon/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A runtime starts one thread per core.  Each core owns an ax_loop_t, a run
+ * queue of actors that have messages, and the actors spawned on it: an
+ * actor never moves, so its state needs no locks.  Cores hand work to each
+ * other only through lock-free queues, and a core that has nothing to do
+ * spins for a while, then sleeps in its loop until a message, an fd event or
+ * a timer wakes it.
+ *
+ * Threads: ax_rt_stop() and ax_rt_stats() may be called from any thread;
+ * ax_rt_new/run/start/join/free from one controlling thread (normally
+ * main), never from a runtime thread.
+ */
+
+typedef struct ax_rt ax_rt_t;
+
+/* Flags for ax_rt_opts_t.flags. */
+enum {
+  AX_RT_NO_PIN = 0x1,     /* do not pin core threads to CPUs */
+  AX_RT_NO_SIGNALS = 0x2, /* leave SIGINT/SIGTERM alone (no graceful stop) */
+  AX_RT_KEEP_ALIVE = 0x4, /* keep running when no actor is left */
+};
+
+/* Runtime options.  Zero-initialise and set what you need; every zero field
+ * means its default, and NULL options mean all defaults. */
+typedef struct ax_rt_opts {
+  unsigned cores;   /* threads; 0 = one per CPU in the process affinity mask */
+  unsigned batch;   /* messages an actor handles per turn; 0 = 64 */
+  int64_t spin_ns;  /* how long an idle core spins before sleeping;
+                       0 = 50 us, negative = never spin */
+  unsigned flags;   /* AX_RT_* */
+  ax_backend_t backend; /* each core's loop backend; 0 = AXON_BACKEND or epoll */
+} ax_rt_opts_t;
+
+/* The most cores a runtime can have. */
+#define AX_MAX_CORES 64
+
+/* Creates a runtime (no thread starts yet).  Up to 16 runtimes may exist at
+ * once in a process.
+ * Errors: -EINVAL (NULL rt, cores > AX_MAX_CORES, batch > 65536),
+ * -ENOMEM, -EMFILE (no fd for a loop), -EAGAIN (16 runtimes exist). */
+AX_API int ax_rt_new(ax_rt_t **rt, const ax_rt_opts_t *opts);
+
+/* Starts the core threads and returns.  Actors may be spawned before or
+ * after.  Unless AX_RT_NO_SIGNALS is set, SIGINT and SIGTERM are blocked in
+ * the core threads and, while no actor watches them, stop the runtime.
+ * Errors: -EINVAL (NULL rt, or already started), -EAGAIN/-ENOMEM (thread
+ * creation failed; the threads started so far are stopped and joined). */
+AX_API int ax_rt_start(ax_rt_t *rt);
+
+/* Waits until the runtime has stopped: ax_rt_stop() was called, SIGINT or
+ * SIGTERM arrived (see ax_rt_start), or no actor is left (unless
+ * AX_RT_KEEP_ALIVE).  Actors still alive are then stopped with reason
+ * AX_REASON_SHUTDOWN (their terminate hooks run, on their cores) and the
+ * threads exit.  Returns 0.  Errors: -EINVAL (NULL rt, never started),
+ * -EDEADLK (called from a core thread). */
+AX_API int ax_rt_join(ax_rt_t *rt);
+
+/* ax_rt_start() then ax_rt_join(): runs the runtime on the calling thread's
+ * behalf until it stops.  Errors: those of ax_rt_start and ax_rt_join. */
+AX_API int ax_rt_run(ax_rt_t *rt);
+
+/* Asks the runtime to stop.  Any thread; async-signal-safe.  Returns at
+ * once; ax_rt_join() waits for the stop to complete. */
+AX_API void ax_rt_stop(ax_rt_t *rt);
+
+/* Frees a runtime that was never started or has been joined.  Messages
+ * still queued (for ports, or sent after the stop) are dropped and counted
+ * as dead letters.  No other thread may use the runtime or its refs during
+ * or after the call.  Errors: -EINVAL (NULL rt), -EBUSY (started and not
+ * joined). */
+AX_API int ax_rt_free(ax_rt_t *rt);
+
+/* The number of cores (threads) of the runtime.  Any thread. */
+AX_API unsigned ax_rt_cores(const ax_rt_t *rt);
+
+/* Per-core statistics.  Each counter is written by its core and read here
+ * without stopping it, so a snapshot is approximate while the runtime runs
+ * and exact after ax_rt_join(). */
+typedef struct ax_core_stats {
+  uint64_t sent;         /* messages sent by code running on this core */
+  uint64_t delivered;    /* messages handled by this core's actors */
+  uint64_t dead_letters; /* messages dropped: receiver gone or stopping */
+  uint64_t spawned;      /* actors spawned onto this core */
+  uint64_t actors;       /* actors alive on this core */
+  uint64_t wakeups;      /* times another thread woke this core (eventfd) */
+  uint64_t sleeps;       /* times this core went to sleep in its loop */
+  uint64_t polls;        /* non-blocking I/O polls between rounds */
+  uint64_t runq_len;     /* actors waiting in the run queue now */
+  uint64_t mailbox_hwm;  /* most messages one actor handled in one turn */
+} ax_core_stats_t;
+
+/* Copies the statistics of core `core` (0 .. ax_rt_cores()-1) into *out.
+ * Any thread.  Errors: -EINVAL (NULL rt or out, core out of range). */
+AX_API int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out);
+
+/* The same, summed over every core. */
+AX_API int ax_rt_stats_total(const ax_rt_t *rt, ax_core_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_RUNTIME_H */
