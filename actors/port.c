@@ -1,0 +1,213 @@
+/* Ports: eventfd-backed mailboxes that let ordinary threads receive from actors. */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
+
+#include "runtime/internal.h"
+
+/*
+ * A port is an entity like an actor: a reference resolves to it through the
+ * runtime's port table and senders push onto its mailbox.  Instead of a
+ * core, the push that finds the mailbox marked empty rings the eventfd (the
+ * doorbell).  The owner thread clears the doorbell just before it marks the
+ * mailbox empty again, so the fd is readable exactly while a wake-up is
+ * pending, and a poll loop watching it never spins.
+ */
+struct ax_port {
+  ax__entity_t e;
+  ax__mpscq_node_t stub;
+  ax_rt_t *rt;
+  ax_ref_t ref;
+  int efd;
+  ax__msg_t *held; /* the message handed out last (its data is still in use) */
+};
+
+void ax__port_ring(ax__entity_t *e) {
+  ax_port_t *p = AX_CONTAINER_OF(e, ax_port_t, e);
+  uint64_t one = 1;
+  ssize_t w = write(p->efd, &one, sizeof one);
+  (void)w; /* EAGAIN only if 2^64-2 rings are pending: the fd is readable anyway */
+}
+
+int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
+  if (rt == NULL || out == NULL)
+    return -EINVAL;
+  ax_port_t *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return -ENOMEM;
+  p->e.kind = AX__KIND_PORT;
+  ax__mpscq_init(&p->e.q, &p->stub, true);
+  p->rt = rt;
+  p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (p->efd < 0) {
+    int rc = -errno;
+    free(p);
+    return rc;
+  }
+  int64_t slot = ax__table_alloc(&rt->ports);
+  if (slot < 0) {
+    close(p->efd);
+    free(p);
+    return (int)slot;
+  }
+  ax__slot_t *s = ax__table_slot(&rt->ports, (uint32_t)slot);
+  p->ref = ax__ref_make(atomic_load_explicit(&s->gen, memory_order_relaxed), rt->index,
+                        AX__PORT_CORE, (uint32_t)slot);
+  /* Release publishes the port to senders resolving its reference. */
+  atomic_store_explicit(&s->ptr, &p->e, memory_order_release);
+  *out = p;
+  return 0;
+}
+
+ax_ref_t ax_port_ref(const ax_port_t *port) { return port != NULL ? port->ref : AX_REF_NONE; }
+
+int ax_port_fd(const ax_port_t *port) { return port != NULL ? port->efd : -EINVAL; }
+
+static void release_held(ax_port_t *p) {
+  ax__msg_t *m = p->held;
+  if (m != NULL && (m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release)
+    m->release((void *)m->m.data);
+  if (m != NULL)
+    m->flags = 0;
+  p->held = NULL;
+}
+
+/* Takes the next message meant for the thread; system messages are handled
+ * here (a port cannot be monitored: a request is answered with DOWN). */
+static ax__msg_t *take(ax_port_t *p) {
+  ax__mpscq_node_t *old, *node;
+  while ((node = ax__mpscq_pop(&p->e.q, &old)) != NULL) {
+    if (old != &p->stub)
+      ax__msg_free((ax__msg_t *)old);
+    ax__msg_t *m = (ax__msg_t *)node;
+    if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
+      return m;
+    if (m->sys == AX__SYS_MONITOR)
+      ax__monitor_refuse(m, p->ref, -ESRCH);
+  }
+  return NULL;
+}
+
+/* Waits until the doorbell rings, a spin found a push, or the deadline.
+ * Returns 0, -ETIMEDOUT or -EINTR. */
+static int wait_ring(ax_port_t *p, int64_t deadline) {
+  int64_t spin = p->rt->opts.spin_ns;
+  if (spin > 0) {
+    int64_t end = ax_now() + spin;
+    for (unsigned i = 1;; i++) {
+      if (ax__mpscq_pending(&p->e.q))
+        return 0;
+      ck_pr_stall();
+      if ((i & 63) == 0 && ax_now() >= end)
+        break;
+    }
+  }
+  struct pollfd pfd = {.fd = p->efd, .events = POLLIN};
+  struct timespec ts, *tsp = NULL;
+  if (deadline != AX_FOREVER) {
+    int64_t left = deadline - ax_now();
+    if (left <= 0)
+      return -ETIMEDOUT;
+    ts.tv_sec = (time_t)(left / AX_NSEC_PER_SEC);
+    ts.tv_nsec = (long)(left % AX_NSEC_PER_SEC);
+    tsp = &ts;
+  }
+  int n = ppoll(&pfd, 1, tsp, NULL);
+  if (n < 0)
+    return errno == EINTR ? -EINTR : -errno;
+  return 0;
+}
+
+int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline) {
+  if (port == NULL || msg == NULL || (deadline < 0 && deadline != AX_FOREVER))
+    return -EINVAL;
+  release_held(port);
+  for (;;) {
+    ax__msg_t *m = take(port);
+    if (m != NULL) {
+      *msg = m->m;
+      port->held = m;
+      return 0;
+    }
+    if (ax__mpscq_pending(&port->e.q)) {
+      ck_pr_stall(); /* a sender is between its exchange and its link */
+      continue;
+    }
+    /* Clear the doorbell, then mark the mailbox empty: the next push rings
+     * again.  No ring can come between the two, because only a push that
+     * finds the mark rings. */
+    uint64_t count;
+    ssize_t r = read(port->efd, &count, sizeof count);
+    (void)r;
+    if (!ax__mpscq_mark_empty(&port->e.q))
+      continue;
+    for (;;) {
+      if (deadline == 0)
+        return -EAGAIN;
+      int rc = wait_ring(port, deadline);
+      if (rc < 0)
+        return rc;
+      if (ax__mpscq_pending(&port->e.q))
+        break;
+      if (deadline != AX_FOREVER && ax_now() >= deadline)
+        return -ETIMEDOUT;
+    }
+  }
+}
+
+/* Frees a port whose slot is retired and whose grace period is over. */
+static void port_destroy(ax_port_t *p) {
+  release_held(p);
+  ax__mpscq_node_t *old, *node;
+  while ((node = ax__mpscq_pop(&p->e.q, &old)) != NULL) {
+    if (old != &p->stub)
+      ax__msg_free((ax__msg_t *)old);
+    ax__msg_t *m = (ax__msg_t *)node;
+    if (m->sys == AX__SYS_MONITOR)
+      ax__monitor_refuse(m, p->ref, -ESRCH);
+    else if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release)
+      m->release((void *)m->m.data);
+    if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
+      atomic_fetch_add_explicit(&p->rt->dead_letters_other, 1, memory_order_relaxed);
+    m->flags = 0;
+  }
+  if (p->e.q.tail != &p->stub)
+    ax__msg_free((ax__msg_t *)p->e.q.tail);
+  close(p->efd);
+  free(p);
+}
+
+int ax_port_free(ax_port_t *port) {
+  if (port == NULL)
+    return -EINVAL;
+  ax_rt_t *rt = port->rt;
+  uint32_t slot = ax__ref_slot(port->ref);
+  ax__table_retire(&rt->ports, slot);
+  /* Wait out the grace period: senders that resolved the port before the
+   * retirement leave their critical sections within it. */
+  uint64_t target = atomic_load_explicit(&rt->epoch.epoch, memory_order_acquire) + 2;
+  while (ax__epoch_advance(&rt->epoch) < target)
+    sched_yield();
+  port_destroy(port);
+  ax__table_free(&rt->ports, slot);
+  return 0;
+}
+
+/* At ax_rt_free: ports the program did not free. */
+void ax__ports_destroy(ax_rt_t *rt) {
+  uint32_t used = atomic_load_explicit(&rt->ports.next_unused, memory_order_acquire);
+  for (uint32_t i = 0; i < used; i++) {
+    ax__slot_t *s = ax__table_slot(&rt->ports, i);
+    ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+    if (e != NULL) {
+      ax__table_retire(&rt->ports, i);
+      port_destroy(AX_CONTAINER_OF(e, ax_port_t, e));
+    }
+  }
+}

@@ -1,0 +1,145 @@
+/* Timers as messages: ax_after, ax_every and ax_cancel on the actor's core loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+#define AX__TIMER_PAYLOAD_MAX 256
+
+/* A timer of an actor: lives in its ext list until cancelled, until its
+ * one-shot message is handled, or until the actor dies.  Owner core only. */
+typedef struct ax__timer_rec {
+  ax_timer_t t;
+  struct ax__timer_rec *next, *prev;
+  ax_actor_t *actor;
+  uint64_t id;
+  uint32_t type, size;
+  bool periodic;
+  bool queued; /* a message of this timer waits in the mailbox */
+  unsigned char payload[];
+} ax__timer_rec_t;
+
+static void unlink_rec(ax__actor_ext_t *ext, ax__timer_rec_t *r) {
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    ext->timers = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+}
+
+static ax__timer_rec_t *find_rec(ax_actor_t *a, uint64_t id) {
+  if (a->ext == NULL)
+    return NULL;
+  for (ax__timer_rec_t *r = a->ext->timers; r != NULL; r = r->next)
+    if (r->id == id)
+      return r;
+  return NULL;
+}
+
+/* The loop fired: queue the message (one at a time for periodic timers). */
+static void fire(ax_timer_t *t) {
+  ax__timer_rec_t *r = AX_CONTAINER_OF(t, ax__timer_rec_t, t);
+  if (r->queued)
+    return; /* the previous tick is not handled yet: no backlog */
+  ax__msg_t *m = ax__msg_alloc(r->size);
+  if (m == NULL)
+    return; /* out of memory: this tick is lost, the next one retries */
+  r->queued = true;
+  m->sys = AX__SYS_TIMER;
+  m->aux = r->id;
+  m->m.type = r->type;
+  m->m.size = r->size;
+  m->m.data = r->size != 0 ? m->payload : NULL;
+  m->m.from = r->actor->ref;
+  if (r->size != 0)
+    memcpy(m->payload, r->payload, r->size);
+  ax__deliver(&r->actor->e, m);
+}
+
+static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, const void *data,
+                 size_t size, uint64_t *id) {
+  if (self == NULL || ns < 0 || (periodic && ns == 0) || type == 0 ||
+      size > AX__TIMER_PAYLOAD_MAX || (size != 0 && data == NULL))
+    return -EINVAL;
+  ax__actor_ext_t *ext = ax__ext(self);
+  ax__timer_rec_t *r = malloc(sizeof *r + size);
+  if (ext == NULL || r == NULL) {
+    free(r);
+    return -ENOMEM;
+  }
+  ax__core_t *c = self->core;
+  ax_timer_init(c->loop, &r->t, fire);
+  r->actor = self;
+  r->id = ++c->next_id;
+  r->type = type;
+  r->size = (uint32_t)size;
+  r->periodic = periodic;
+  r->queued = false;
+  if (size != 0)
+    memcpy(r->payload, data, size);
+  ax_loop_update_time(c->loop);
+  int rc = ax_timer_start(&r->t, ns, periodic ? ns : 0);
+  if (rc < 0) {
+    free(r);
+    return rc;
+  }
+  r->prev = NULL;
+  r->next = ext->timers;
+  if (ext->timers != NULL)
+    ext->timers->prev = r;
+  ext->timers = r;
+  if (id != NULL)
+    *id = r->id;
+  return 0;
+}
+
+int ax_after(ax_actor_t *self, int64_t ns, uint32_t type, const void *data, size_t size,
+             uint64_t *id) {
+  return start(self, ns, false, type, data, size, id);
+}
+
+int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const void *data, size_t size,
+             uint64_t *id) {
+  return start(self, period_ns, true, type, data, size, id);
+}
+
+int ax_cancel(ax_actor_t *self, uint64_t id) {
+  if (self == NULL)
+    return -EINVAL;
+  ax__timer_rec_t *r = find_rec(self, id);
+  if (r == NULL)
+    return -ENOENT;
+  ax_timer_stop(&r->t);
+  unlink_rec(self->ext, r);
+  free(r); /* a queued message finds no record and is dropped */
+  return 0;
+}
+
+/* A timer message reached the front of the mailbox: deliver it only if its
+ * timer still exists; a one-shot timer ends here. */
+bool ax__timer_msg_live(ax_actor_t *a, ax__msg_t *m) {
+  ax__timer_rec_t *r = find_rec(a, m->aux);
+  if (r == NULL)
+    return false;
+  r->queued = false;
+  if (!r->periodic) {
+    unlink_rec(a->ext, r);
+    free(r);
+  }
+  return true;
+}
+
+void ax__timers_on_death(ax_actor_t *a) {
+  if (a->ext == NULL)
+    return;
+  ax__timer_rec_t *r = a->ext->timers;
+  while (r != NULL) {
+    ax__timer_rec_t *next = r->next;
+    ax_timer_stop(&r->t);
+    free(r);
+    r = next;
+  }
+  a->ext->timers = NULL;
+}

@@ -1,0 +1,491 @@
+/* A core: its thread, the scheduler of its actors, the wake protocol, actor death and reclaim. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include "runtime/internal.h"
+
+/* Owner-only counters: a relaxed load and store, no locked instruction. */
+static inline void stat_add(_Atomic uint64_t *s, uint64_t n) {
+  atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run queue: owner only, FIFO through the actors' link nodes.           */
+
+static inline ax_actor_t *link_actor(ax__mpscq_node_t *n) {
+  return AX_CONTAINER_OF(n, ax_actor_t, link);
+}
+
+static void runq_push(ax__core_t *c, ax_actor_t *a) {
+  atomic_store_explicit(&a->link.next, NULL, memory_order_relaxed);
+  if (c->runq_tail != NULL)
+    atomic_store_explicit(&c->runq_tail->link.next, &a->link, memory_order_relaxed);
+  else
+    c->runq_head = a;
+  c->runq_tail = a;
+  c->runq_len++;
+}
+
+static ax_actor_t *runq_pop(ax__core_t *c) {
+  ax_actor_t *a = c->runq_head;
+  if (a == NULL)
+    return NULL;
+  ax__mpscq_node_t *next = atomic_load_explicit(&a->link.next, memory_order_relaxed);
+  c->runq_head = next != NULL ? link_actor(next) : NULL;
+  if (c->runq_head == NULL)
+    c->runq_tail = NULL;
+  c->runq_len--;
+  return a;
+}
+
+/* Moves every actor other threads made runnable onto the run queue. */
+static void drain_inject(ax__core_t *c) {
+  ax__mpscq_node_t *n;
+  while ((n = ax__mpscq_take(&c->inject, &c->inject_stub)) != NULL)
+    runq_push(c, link_actor(n));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scheduling and delivery (any thread).                                     */
+
+void ax__core_wake(ax__core_t *c) { ax_event_notify(&c->wake); }
+
+void ax__schedule(ax_actor_t *a) {
+  ax__core_t *c = a->core;
+  if (c == ax__tls_core) {
+    runq_push(c, a);
+    return;
+  }
+  ax__mpscq_push(&c->inject, &a->link);
+  /* The wake protocol, sender side: the push above, this fence, then the
+   * load of `sleeping`.  The core does the mirror image (store sleeping,
+   * fence, look at the inject queue), so at least one of the two sees the
+   * other: either the core finds this actor before sleeping, or this
+   * thread sees it asleep and wakes it.  A busy core is never sent a
+   * syscall. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
+      atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed))
+    ax_event_notify(&c->wake);
+}
+
+void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
+  if (ax__mpscq_push(&e->q, &m->node)) {
+    if (e->kind == AX__KIND_ACTOR)
+      ax__schedule(AX_CONTAINER_OF(e, ax_actor_t, e));
+    else
+      ax__port_ring(e);
+  }
+}
+
+/* Finds the entity a reference names.  When it may belong to another core
+ * (or the caller is not a core of that runtime), the caller is put inside an
+ * epoch critical section first, so the entity cannot be freed under it;
+ * *erec then holds the record to pass to ax__resolve_done().  Returns NULL
+ * (section already left) when the reference is stale or invalid. */
+ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
+  *erec = NULL;
+  if (to == AX_REF_NONE)
+    return NULL;
+  ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
+  if (rt == NULL)
+    return NULL;
+  unsigned ci = ax__ref_core(to);
+  ax__table_t *table;
+  if (ci == AX__PORT_CORE)
+    table = &rt->ports;
+  else if (ci < rt->ncores)
+    table = &rt->cores[ci]->table;
+  else
+    return NULL;
+  ax__core_t *cur = ax__tls_core;
+  if (cur == NULL || cur->rt != rt || cur->index != ci) {
+    ax__erec_t *r = ax__rt_erec(rt);
+    if (r == NULL)
+      return NULL;
+    ax__epoch_enter(&rt->epoch, r);
+    *erec = r;
+  }
+  ax__slot_t *s = ax__table_slot(table, ax__ref_slot(to));
+  ax__entity_t *e = NULL;
+  if (s != NULL) {
+    /* Acquire on ptr, then on gen: a reader that sees a reused slot's new
+     * entity also sees the generation bumped when the old one died. */
+    e = atomic_load_explicit(&s->ptr, memory_order_acquire);
+    if (e != NULL && atomic_load_explicit(&s->gen, memory_order_acquire) != ax__ref_gen(to))
+      e = NULL;
+  }
+  if (e == NULL && *erec != NULL) {
+    ax__epoch_exit(*erec);
+    *erec = NULL;
+  }
+  *rt_out = rt;
+  return e;
+}
+
+void ax__resolve_done(ax__erec_t *erec) {
+  if (erec != NULL)
+    ax__epoch_exit(erec);
+}
+
+void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count) {
+  if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
+    m->release((void *)m->m.data);
+  if (count && c != NULL)
+    stat_add(&c->stats.dead_letters, 1);
+  ax__msg_free(m);
+}
+
+int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
+  ax_rt_t *rt = NULL;
+  ax__erec_t *erec;
+  ax__core_t *cur = ax__tls_core;
+  ax__entity_t *e = ax__resolve(to, &rt, &erec);
+  if (e == NULL) {
+    if (cur != NULL)
+      stat_add(&cur->stats.dead_letters, 1);
+    else if (rt != NULL)
+      atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed);
+    ax__drop_msg(NULL, m, false);
+    return -ESRCH;
+  }
+  ax__deliver(e, m);
+  ax__resolve_done(erec);
+  if (cur != NULL)
+    stat_add(&cur->stats.sent, 1);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running actors.                                                           */
+
+/* Handles one message.  Returns true when the actor must stop, with the
+ * reason in *reason. */
+static bool handle(ax__core_t *c, ax_actor_t *a, ax__msg_t *m, int *reason) {
+  int rc = 0;
+  switch (m->sys) {
+  case AX__SYS_NONE:
+    rc = a->fn(a, &m->m);
+    break;
+  case AX__SYS_INIT: {
+    ax_init_t init;
+    memcpy(&init, m->payload, sizeof init);
+    init(a);
+    break;
+  }
+  case AX__SYS_STOP: {
+    /* Acquire: the reason stored before the STOP message was pushed. */
+    int64_t req = atomic_load_explicit(&a->stop_req, memory_order_acquire);
+    *reason = (int)((req - 1) / 2);
+    return true;
+  }
+  case AX__SYS_MONITOR:
+  case AX__SYS_DEMONITOR:
+    ax__monitor_handle(a, m);
+    break;
+  case AX__SYS_DOWN:
+    if (ax__down_msg_live(a, m))
+      rc = a->fn(a, &m->m);
+    break;
+  case AX__SYS_TIMER:
+    if (ax__timer_msg_live(a, m))
+      rc = a->fn(a, &m->m);
+    break;
+  default:
+    break;
+  }
+  if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
+    m->release((void *)m->m.data);
+  m->flags = 0;
+  (void)c;
+  if (rc == 0)
+    return false;
+  *reason = rc < 0 ? rc : AX_REASON_NORMAL;
+  return true;
+}
+
+/* One turn of an actor: at most `batch` messages, and never past the last
+ * message that was queued when the turn began, so an actor that keeps
+ * sending to itself cannot hold the core. */
+static void run_actor(ax__core_t *c, ax_actor_t *a) {
+  c->current = a;
+  ax__mpscq_node_t *last = ax__mpscq_last(&a->e.q);
+  unsigned n = 0, batch = c->rt->opts.batch;
+  int reason = 0;
+  bool stop = false;
+  for (;;) {
+    ax__mpscq_node_t *old, *node = ax__mpscq_pop(&a->e.q, &old);
+    if (node == NULL)
+      break;
+    if (old != &a->stub)
+      ax__msg_free((ax__msg_t *)old);
+    n++;
+    if (handle(c, a, (ax__msg_t *)node, &reason)) {
+      stop = true;
+      break;
+    }
+    if (node == last || n >= batch)
+      break;
+  }
+  stat_add(&c->stats.delivered, n);
+  if (n > atomic_load_explicit(&c->stats.mailbox_hwm, memory_order_relaxed))
+    atomic_store_explicit(&c->stats.mailbox_hwm, n, memory_order_relaxed);
+  c->msgs_since_poll += n;
+  if (stop)
+    ax__actor_die(c, a, reason);
+  else if (!ax__mpscq_mark_empty(&a->e.q))
+    runq_push(c, a); /* more messages, or a push under way: run again later */
+  c->current = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Death and reclaim.                                                        */
+
+/* Drops every message in a dead actor's mailbox (dead letters; owned
+ * buffers released).  A monitor request gets its DOWN answer instead, so no
+ * watcher waits forever.  The last node stays as the queue's stub. */
+static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
+  ax__mpscq_node_t *old, *node;
+  while ((node = ax__mpscq_pop(&a->e.q, &old)) != NULL) {
+    if (old != &a->stub)
+      ax__msg_free((ax__msg_t *)old);
+    ax__msg_t *m = (ax__msg_t *)node;
+    if (m->sys == AX__SYS_MONITOR) {
+      ax__monitor_refuse(m, a->ref, reason);
+    } else {
+      if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
+        m->release((void *)m->m.data);
+      if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
+        stat_add(&c->stats.dead_letters, 1);
+    }
+    m->flags = 0;
+  }
+}
+
+void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
+  ax_rt_t *rt = c->rt;
+  a->e.flags |= AX__ACTOR_DEAD;
+  ax_actor_t *prev = c->current;
+  c->current = a; /* sends from the terminate hook come from the actor */
+  if (a->terminate != NULL)
+    a->terminate(a, reason);
+  ax__timers_on_death(a);
+  ax__monitors_on_death(a, reason);
+  c->current = prev;
+  free(a->ext);
+  a->ext = NULL;
+  /* From here on the reference fails: new senders get -ESRCH.  Senders
+   * already past the check may still push; the mailbox is left unmarked,
+   * so they never schedule this actor, and what they push is drained when
+   * the grace period ends (ax__reclaim). */
+  ax__table_retire(&c->table, ax__ref_slot(a->ref));
+  /* Names: ax_register counts itself in nnames before it checks that the
+   * actor lives; this fence orders the retirement above before the load
+   * below, so either register sees the slot dead or this sees its count. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&rt->nnames, memory_order_relaxed) != 0)
+    ax__names_on_death(rt, a->ref);
+  drain_dead(c, a, reason);
+  atomic_fetch_sub_explicit(&c->stats.actors, 1, memory_order_relaxed);
+  ax__retire(c, a);
+  if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1 &&
+      !(rt->opts.flags & AX_RT_KEEP_ALIVE))
+    ax_rt_stop(rt);
+}
+
+void ax__retire(ax__core_t *c, ax_actor_t *a) {
+  a->retired.next = NULL;
+  a->retired.epoch = atomic_load_explicit(&c->rt->epoch.epoch, memory_order_acquire);
+  if (c->retired_tail != NULL)
+    c->retired_tail->next = &a->retired;
+  else
+    c->retired_head = &a->retired;
+  c->retired_tail = &a->retired;
+  c->retired_count++;
+}
+
+/* Frees a dead actor whose grace period is over: nobody can push to it any
+ * more, so what is in its mailbox now is all it will ever get. */
+static void finish(ax__core_t *c, ax_actor_t *a) {
+  drain_dead(c, a, -ESRCH);
+  if (a->e.q.tail != &a->stub)
+    ax__msg_free((ax__msg_t *)a->e.q.tail);
+  ax__table_free(&c->table, ax__ref_slot(a->ref));
+  if (a->home != NULL)
+    ax__pool_free(a->home, a);
+  else
+    free(a);
+}
+
+void ax__reclaim(ax__core_t *c, bool all) {
+  if (c->retired_head == NULL)
+    return;
+  uint64_t now = all ? UINT64_MAX : ax__epoch_advance(&c->rt->epoch);
+  while (c->retired_head != NULL && (all || c->retired_head->epoch + 2 <= now)) {
+    ax__retired_t *r = c->retired_head;
+    c->retired_head = r->next;
+    if (c->retired_head == NULL)
+      c->retired_tail = NULL;
+    c->retired_count--;
+    finish(c, AX_CONTAINER_OF(r, ax_actor_t, retired));
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The core's thread.                                                        */
+
+static void wake_cb(ax_event_t *ev, uint64_t count) {
+  ax__core_t *c = ev->data;
+  stat_add(&c->stats.wakeups, count);
+}
+
+static void signal_cb(ax_signal_t *sig, const struct signalfd_siginfo *info) {
+  (void)info;
+  ax__core_t *c = sig->data;
+  ax_rt_stop(c->rt);
+}
+
+int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
+  ax__core_t *c = aligned_alloc(AX__CACHE_LINE, (sizeof *c + AX__CACHE_LINE - 1) &
+                                                    ~(size_t)(AX__CACHE_LINE - 1));
+  if (c == NULL)
+    return -ENOMEM;
+  memset(c, 0, sizeof *c);
+  c->rt = rt;
+  c->index = index;
+  ax_loop_opts_t lo = {.backend = rt->opts.backend};
+  int rc = ax_loop_new(&c->loop, &lo);
+  if (rc < 0)
+    goto fail;
+  rc = ax_event_init(c->loop, &c->wake, wake_cb);
+  if (rc < 0)
+    goto fail_loop;
+  c->wake.data = c;
+  ax_event_start(&c->wake);
+  ax_signal_init(c->loop, &c->sigint, signal_cb);
+  ax_signal_init(c->loop, &c->sigterm, signal_cb);
+  c->sigint.data = c->sigterm.data = c;
+  for (unsigned i = 0; i < AX__MSG_CLASSES; i++)
+    ax__pool_init(&c->pools[i], c, ax__pool_class_size(i), i);
+  ax__pool_init(&c->pools[AX__ACTOR_POOL], c, sizeof(ax_actor_t), AX__ACTOR_POOL);
+  ax__mpscq_init(&c->inject, &c->inject_stub, false);
+  atomic_init(&c->sleeping, 0);
+  ax__table_init(&c->table);
+  c->erec = ax__epoch_register(&rt->epoch);
+  if (c->erec == NULL) {
+    rc = -ENOMEM;
+    ax_event_close(&c->wake);
+    goto fail_loop;
+  }
+  *out = c;
+  return 0;
+fail_loop:
+  ax_loop_close(c->loop, AX_CLOSE_FORCE);
+fail:
+  free(c);
+  return rc;
+}
+
+void ax__core_destroy(ax__core_t *c) {
+  ax_event_close(&c->wake);
+  ax_loop_close(c->loop, AX_CLOSE_FORCE);
+  for (unsigned i = 0; i < AX__POOLS; i++)
+    ax__pool_destroy(&c->pools[i]);
+  ax__table_destroy(&c->table);
+  free(c);
+}
+
+static bool stopping(ax_rt_t *rt) {
+  return atomic_load_explicit(&rt->stopping, memory_order_acquire) != 0;
+}
+
+/* Non-blocking I/O and timers, between rounds. */
+static void poll_io(ax__core_t *c) {
+  ax_loop_run_once(c->loop, 0);
+  stat_add(&c->stats.polls, 1);
+  c->msgs_since_poll = 0;
+  c->rounds_since_poll = 0;
+}
+
+/* Nothing runnable: poll, spin a while, then sleep until woken. */
+static void idle(ax__core_t *c) {
+  ax_rt_t *rt = c->rt;
+  ax__reclaim(c, false);
+  poll_io(c);
+  if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
+    return;
+  if (rt->opts.spin_ns > 0) {
+    int64_t end = ax_now() + rt->opts.spin_ns;
+    for (unsigned i = 1;; i++) {
+      if (ax__mpscq_pending(&c->inject) || stopping(rt))
+        return;
+      ck_pr_stall();
+      if ((i & 63) == 0 && ax_now() >= end)
+        break;
+    }
+  }
+  /* The wake protocol, core side (see ax__schedule). */
+  atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (ax__mpscq_pending(&c->inject) || stopping(rt)) {
+    atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
+    return;
+  }
+  stat_add(&c->stats.sleeps, 1);
+  ax_loop_run_once(c->loop, AX_FOREVER);
+  atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
+}
+
+/* The runtime is stopping: kill every actor of this core with reason
+ * AX_REASON_SHUTDOWN, once no core runs actors any more. */
+static void shutdown_core(ax__core_t *c) {
+  ax_rt_t *rt = c->rt;
+  pthread_barrier_wait(&rt->barrier);
+  c->runq_head = c->runq_tail = NULL;
+  c->runq_len = 0;
+  while (ax__mpscq_take(&c->inject, &c->inject_stub) != NULL) {
+  }
+  uint32_t used = atomic_load_explicit(&c->table.next_unused, memory_order_acquire);
+  for (uint32_t i = 0; i < used; i++) {
+    ax__slot_t *s = ax__table_slot(&c->table, i);
+    ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+    if (e != NULL)
+      ax__actor_die(c, AX_CONTAINER_OF(e, ax_actor_t, e), AX_REASON_SHUTDOWN);
+  }
+  ax_signal_stop(&c->sigint);
+  ax_signal_stop(&c->sigterm);
+  pthread_barrier_wait(&rt->barrier);
+}
+
+void *ax__core_main(void *arg) {
+  ax__core_t *c = arg;
+  ax_rt_t *rt = c->rt;
+  ax__tls_core = c;
+  if (c->index == 0 && !(rt->opts.flags & AX_RT_NO_SIGNALS)) {
+    ax_signal_start(&c->sigint, SIGINT);
+    ax_signal_start(&c->sigterm, SIGTERM);
+  }
+  while (!stopping(rt)) {
+    drain_inject(c);
+    if (c->runq_head == NULL) {
+      idle(c);
+      continue;
+    }
+    /* One round: every actor that was runnable when it began gets a turn. */
+    for (uint64_t n = c->runq_len; n > 0 && c->runq_head != NULL; n--)
+      run_actor(c, runq_pop(c));
+    /* Fairness for I/O: poll between rounds once enough work was done. */
+    if (c->msgs_since_poll >= 4u * rt->opts.batch || ++c->rounds_since_poll >= 64)
+      poll_io(c);
+    if (c->retired_count >= 256)
+      ax__reclaim(c, false);
+  }
+  shutdown_core(c);
+  ax__epoch_exit(c->erec);
+  ax__tls_core = NULL;
+  return NULL;
+}

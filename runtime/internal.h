@@ -1,0 +1,339 @@
+/* The runtime's private structures: cores, actors, messages, pools, refs, epochs. */
+#ifndef AXON_RUNTIME_INTERNAL_H
+#define AXON_RUNTIME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "axon/actor.h"
+#include "axon/loop.h"
+#include "axon/port.h"
+#include "axon/runtime.h"
+#include "runtime/mpscq.h"
+
+#define AX__CACHE_LINE 64
+#define AX__MAX_RTS 16
+
+/* ------------------------------------------------------------------------ */
+/* References: gen (24 bits) | runtime (4) | core (8) | slot (28).           */
+
+#define AX__REF_SLOT_BITS 28
+#define AX__REF_CORE_BITS 8
+#define AX__REF_RT_BITS 4
+#define AX__REF_GEN_BITS 24
+#define AX__PORT_CORE 255u /* the core field of a port's reference */
+
+static inline ax_ref_t ax__ref_make(uint32_t gen, unsigned rt, unsigned core, uint32_t slot) {
+  return ((uint64_t)gen << 40) | ((uint64_t)rt << 36) | ((uint64_t)core << 28) | slot;
+}
+static inline uint32_t ax__ref_gen(ax_ref_t r) { return (uint32_t)(r >> 40); }
+static inline unsigned ax__ref_rt(ax_ref_t r) { return (unsigned)(r >> 36) & 0xf; }
+static inline unsigned ax__ref_core(ax_ref_t r) { return (unsigned)(r >> 28) & 0xff; }
+static inline uint32_t ax__ref_slot(ax_ref_t r) { return (uint32_t)r & 0xfffffff; }
+
+/* ------------------------------------------------------------------------ */
+/* Slot tables: what a reference resolves to.                                */
+
+/*
+ * A table maps slot numbers to entities (actors, or ports in the runtime's
+ * port table).  It grows in chunks that are never freed before the runtime,
+ * so a reader indexing it needs no lock.  A slot's generation is bumped when
+ * its entity stops and the slot goes back on the free stack only after an
+ * epoch grace period (see epoch.c), so a stale reference fails the
+ * generation check and never reaches reused memory.
+ * Writers: any thread allocates slots (CAS on free_head, fetch_add on
+ * next_unused); the owning core frees them.
+ */
+#define AX__CHUNK_BITS 16
+#define AX__CHUNK_SLOTS (1u << AX__CHUNK_BITS)
+#define AX__MAX_CHUNKS (1u << (AX__REF_SLOT_BITS - AX__CHUNK_BITS))
+
+typedef struct ax__slot {
+  _Atomic(void *) ptr;
+  _Atomic uint32_t gen;
+  _Atomic uint32_t next_free; /* index + 1 of the next free slot, 0 = none */
+} ax__slot_t;
+
+typedef struct ax__table {
+  _Atomic(ax__slot_t *) chunks[AX__MAX_CHUNKS];
+  alignas(AX__CACHE_LINE) _Atomic uint64_t free_head; /* tag << 32 | (index + 1) */
+  _Atomic uint32_t next_unused;
+} ax__table_t;
+
+int ax__table_init(ax__table_t *t);
+void ax__table_destroy(ax__table_t *t);
+/* Takes a free slot; returns its index or -ENOMEM/-ENOSPC.  Any thread. */
+int64_t ax__table_alloc(ax__table_t *t);
+/* Returns a slot to the free stack (its generation already bumped). */
+void ax__table_free(ax__table_t *t, uint32_t index);
+static inline ax__slot_t *ax__table_slot(ax__table_t *t, uint32_t index) {
+  /* Acquire pairs with the release that published the chunk. */
+  ax__slot_t *chunk =
+      atomic_load_explicit(&t->chunks[index >> AX__CHUNK_BITS], memory_order_acquire);
+  return chunk != NULL ? &chunk[index & (AX__CHUNK_SLOTS - 1)] : NULL;
+}
+/* Bumps a slot's generation (skipping 0) and clears its pointer. */
+void ax__table_retire(ax__table_t *t, uint32_t index);
+
+/* ------------------------------------------------------------------------ */
+/* Epoch-based reclamation.                                                  */
+
+/*
+ * A thread that may touch an entity of another core (a sender) enters a
+ * critical section first; memory retired while a section is open is freed
+ * only after every thread has left the sections that could have seen it.
+ * The global epoch advances when every active record has observed it; what
+ * was retired in epoch e is freed once the epoch reaches e + 2.
+ */
+typedef struct ax__erec {
+  _Atomic uint64_t state; /* epoch << 1 | active; written by its thread */
+  _Atomic int in_use;     /* claimed by a thread */
+  struct ax__erec *next;  /* the runtime's list of records (append only) */
+} ax__erec_t;
+
+typedef struct ax__epoch {
+  alignas(AX__CACHE_LINE) _Atomic uint64_t epoch;
+  _Atomic(ax__erec_t *) records;
+} ax__epoch_t;
+
+/* A retired object: freed by fn once two epochs have passed. */
+typedef struct ax__retired {
+  struct ax__retired *next;
+  uint64_t epoch;
+} ax__retired_t;
+
+void ax__epoch_init(ax__epoch_t *e);
+void ax__epoch_destroy(ax__epoch_t *e);
+ax__erec_t *ax__epoch_register(ax__epoch_t *e);
+void ax__epoch_unregister(ax__erec_t *r);
+void ax__epoch_enter(ax__epoch_t *e, ax__erec_t *r);
+void ax__epoch_exit(ax__erec_t *r);
+/* Tries to advance the epoch; returns the epoch now in force. */
+uint64_t ax__epoch_advance(ax__epoch_t *e);
+
+/* ------------------------------------------------------------------------ */
+/* Pools.                                                                    */
+
+/*
+ * A pool hands out objects of one size.  The owning core allocates and
+ * frees through its private list with no atomics; another thread frees by
+ * pushing onto the remote stack, which the owner takes whole (an exchange
+ * with NULL, so there is no ABA).  Memory comes in 64 KiB slabs kept until
+ * the runtime is freed.
+ */
+typedef struct ax__core ax__core_t;
+
+typedef struct ax__pool {
+  void *local;      /* owner only: free objects, linked through their first word */
+  void *slabs;      /* owner only: slab list, linked through their first word */
+  uint32_t size;    /* object size */
+  uint32_t cls;     /* index in the core's pool array */
+  ax__core_t *owner;
+  alignas(AX__CACHE_LINE) _Atomic(void *) remote; /* other threads push */
+} ax__pool_t;
+
+/* ------------------------------------------------------------------------ */
+/* Messages.                                                                 */
+
+enum { /* ax__msg_t.sys: system messages the core handles itself */
+  AX__SYS_NONE = 0,
+  AX__SYS_INIT,      /* data: the init hook */
+  AX__SYS_STOP,      /* wake-up only: the request is in the actor */
+  AX__SYS_MONITOR,   /* data: ax__monitor_req_t */
+  AX__SYS_DEMONITOR, /* data: ax__monitor_req_t */
+  AX__SYS_DOWN,      /* data: ax_down_t; delivered as AX_MSG_DOWN */
+  AX__SYS_TIMER,     /* aux: the timer id */
+};
+
+enum { AX__MSG_OWNED = 1, AX__MSG_TAKEN = 2 };
+
+#define AX__MSG_CLASSES 6 /* 128, 256, 512, 1 KiB, 2 KiB, 4 KiB */
+
+typedef struct ax__msg {
+  ax__mpscq_node_t node;
+  ax_msg_t m;
+  ax__pool_t *home; /* NULL: malloc'd */
+  union {
+    void (*release)(void *); /* AX__MSG_OWNED */
+    uint64_t aux;            /* AX__SYS_TIMER: the timer id */
+  };
+  uint16_t sys;
+  uint16_t flags;
+  uint32_t reserved;
+  alignas(16) unsigned char payload[]; /* inline copy of the data */
+} ax__msg_t;
+
+typedef struct ax__monitor_req {
+  ax_ref_t watcher;
+  uint64_t id;
+} ax__monitor_req_t;
+
+/* ------------------------------------------------------------------------ */
+/* Entities: what a reference names (an actor or a port).                    */
+
+enum { AX__KIND_ACTOR = 1, AX__KIND_PORT = 2 };
+
+typedef struct ax__entity {
+  ax__mpscq_t q; /* the mailbox */
+  uint32_t kind;
+  uint32_t flags;
+} ax__entity_t;
+
+typedef struct ax__actor_ext ax__actor_ext_t;
+
+enum { AX__ACTOR_DEAD = 1, AX__ACTOR_RUNNING = 2 };
+
+/*
+ * An actor.  Its owning core writes every field except the mailbox head
+ * (senders exchange it) and stop_req (any thread sets it once); the
+ * generation check in the slot table keeps senders away from it after it
+ * dies.  Kept small: extra state (timers, monitors, a name) lives in ext,
+ * allocated the first time it is needed.
+ */
+struct ax_actor {
+  ax__entity_t e;
+  ax__mpscq_node_t stub; /* the mailbox's first stub */
+  ax__mpscq_node_t link; /* run queue or inject queue */
+  union {
+    struct { /* alive */
+      ax_behaviour_t fn;
+      void *state;
+    };
+    ax__retired_t retired; /* dead, waiting for its grace period */
+  };
+  ax_ref_t ref;
+  ax__core_t *core;
+  ax__pool_t *home; /* NULL: malloc'd */
+  ax_terminate_t terminate;
+  ax__actor_ext_t *ext;
+  _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Cores and the runtime.                                                    */
+
+#define AX__ACTOR_POOL AX__MSG_CLASSES
+#define AX__POOLS (AX__MSG_CLASSES + 1)
+
+typedef struct ax__stats_atomic {
+  _Atomic uint64_t sent, delivered, dead_letters, spawned, actors, wakeups, sleeps, polls,
+      runq_len, mailbox_hwm;
+} ax__stats_atomic_t;
+
+/*
+ * A core.  Fields are grouped by the threads that write them, with a cache
+ * line between groups so that senders on other cores do not slow the owner.
+ */
+struct ax__core {
+  /* written by the owner core */
+  ax_rt_t *rt;
+  unsigned index;
+  pthread_t thread;
+  bool started;
+  ax_loop_t *loop;
+  ax_event_t wake;
+  ax_signal_t sigint, sigterm;
+  ax_actor_t *runq_head, *runq_tail; /* linked through link.next */
+  uint64_t runq_len;
+  ax_actor_t *current;
+  ax__erec_t *erec;
+  ax__retired_t *retired_head, *retired_tail;
+  uint64_t retired_count;
+  uint64_t next_id; /* timer, monitor and request ids */
+  uint64_t msgs_since_poll, rounds_since_poll;
+  ax__pool_t pools[AX__POOLS];
+
+  /* written by any thread */
+  alignas(AX__CACHE_LINE) ax__mpscq_t inject;
+  ax__mpscq_node_t inject_stub;
+  alignas(AX__CACHE_LINE) _Atomic int sleeping;
+  alignas(AX__CACHE_LINE) ax__stats_atomic_t stats;
+  alignas(AX__CACHE_LINE) ax__table_t table;
+};
+
+typedef struct ax__name ax__name_t;
+
+struct ax_rt {
+  /* set before the threads start, read-only after */
+  ax_rt_opts_t opts;
+  unsigned ncores;
+  unsigned index; /* in the process-wide table of runtimes */
+  uint64_t serial;
+  bool started;
+  bool joined;
+  ax__core_t **cores;
+  pthread_barrier_t barrier;
+  sigset_t caller_mask; /* the starting thread's mask, restored by join */
+
+  /* written by any thread */
+  alignas(AX__CACHE_LINE) _Atomic int stopping;
+  _Atomic uint64_t live; /* actors alive */
+  _Atomic unsigned next_core;
+  ax__epoch_t epoch;
+  ax__table_t ports;
+  pthread_mutex_t names_lock; /* the name registry: not a hot path */
+  ax__name_t *names;
+  _Atomic uint64_t dead_letters_other; /* refused sends from non-core threads, port drops */
+  _Atomic unsigned nnames;
+};
+
+/* The runtime and core the calling thread belongs to, if any. */
+extern _Thread_local ax__core_t *ax__tls_core;
+
+/* runtime/rt.c */
+ax_rt_t *ax__rt_lookup(unsigned index);
+/* The calling thread's epoch record for rt (registered on first use). */
+ax__erec_t *ax__rt_erec(ax_rt_t *rt);
+
+/* runtime/pool.c */
+void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls);
+uint32_t ax__pool_class_size(unsigned cls);
+void ax__pool_destroy(ax__pool_t *p);
+void *ax__pool_alloc(ax__pool_t *p);
+void ax__pool_free(ax__pool_t *home, void *obj);
+ax__msg_t *ax__msg_alloc(size_t payload);
+void ax__msg_free(ax__msg_t *m);
+
+/* runtime/core.c */
+int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);
+void ax__core_destroy(ax__core_t *c);
+void *ax__core_main(void *arg);
+void ax__core_wake(ax__core_t *c);
+/* Makes an actor whose mailbox turned non-empty runnable. */
+void ax__schedule(ax_actor_t *a);
+/* Delivers m to an entity (the caller resolved it and guarantees it is
+ * alive): pushes and schedules it if needed. */
+void ax__deliver(ax__entity_t *e, ax__msg_t *m);
+/* Resolves ref and delivers m, or frees m and returns -ESRCH.  Any thread. */
+int ax__send_msg(ax_ref_t to, ax__msg_t *m);
+void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason);
+void ax__retire(ax__core_t *c, ax_actor_t *a);
+void ax__reclaim(ax__core_t *c, bool all);
+void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count);
+ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt, ax__erec_t **erec);
+void ax__resolve_done(ax__erec_t *erec);
+void ax__port_ring(ax__entity_t *e);
+
+/* actors/: the per-actor extension and the system messages it handles */
+struct ax__actor_ext {
+  struct ax__timer_rec *timers; /* list through next */
+  struct ax__mon_in *mon_in;    /* who watches me */
+  struct ax__mon_out *mon_out;  /* whom I watch */
+  uint64_t next_id;             /* monitor and request ids */
+  bool named;
+};
+ax__actor_ext_t *ax__ext(ax_actor_t *a);
+void ax__timers_on_death(ax_actor_t *a);
+bool ax__timer_msg_live(ax_actor_t *a, ax__msg_t *m);
+void ax__monitor_handle(ax_actor_t *a, ax__msg_t *m);
+bool ax__down_msg_live(ax_actor_t *a, ax__msg_t *m);
+void ax__monitors_on_death(ax_actor_t *a, int reason);
+void ax__monitor_refuse(ax__msg_t *m, ax_ref_t target, int reason);
+void ax__names_on_death(ax_rt_t *rt, ax_ref_t ref);
+void ax__names_destroy(ax_rt_t *rt);
+void ax__ports_destroy(ax_rt_t *rt);
+
+#endif /* AXON_RUNTIME_INTERNAL_H */

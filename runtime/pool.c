@@ -1,0 +1,113 @@
+/* Per-core object pools with lock-free return of objects freed on other threads. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+#define AX__SLAB_BYTES (64 * 1024)
+
+_Thread_local ax__core_t *ax__tls_core;
+
+void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls) {
+  p->owner = owner;
+  p->local = NULL;
+  p->slabs = NULL;
+  p->size = (size + 15) & ~15u;
+  p->cls = cls;
+  atomic_init(&p->remote, NULL);
+}
+
+void ax__pool_destroy(ax__pool_t *p) {
+  void *s = p->slabs;
+  while (s != NULL) {
+    void *next = *(void **)s;
+    free(s);
+    s = next;
+  }
+  p->slabs = p->local = NULL;
+  atomic_store_explicit(&p->remote, NULL, memory_order_relaxed);
+}
+
+/* Carves a new slab into objects.  The slab's first 64 bytes link it into
+ * the pool's slab list. */
+static bool pool_grow(ax__pool_t *p) {
+  char *slab = aligned_alloc(AX__CACHE_LINE, AX__SLAB_BYTES);
+  if (slab == NULL)
+    return false;
+  *(void **)slab = p->slabs;
+  p->slabs = slab;
+  for (size_t off = AX__CACHE_LINE; off + p->size <= AX__SLAB_BYTES; off += p->size) {
+    *(void **)(slab + off) = p->local;
+    p->local = slab + off;
+  }
+  return true;
+}
+
+/* Owner core only. */
+void *ax__pool_alloc(ax__pool_t *p) {
+  if (p->local == NULL) {
+    /* Acquire pairs with the release in ax__pool_free: the objects' links
+     * written by the freeing threads are visible. */
+    p->local = atomic_exchange_explicit(&p->remote, NULL, memory_order_acquire);
+    if (p->local == NULL && !pool_grow(p))
+      return NULL;
+  }
+  void *obj = p->local;
+  p->local = *(void **)obj;
+  return obj;
+}
+
+/* Any thread. */
+void ax__pool_free(ax__pool_t *home, void *obj) {
+  if (home->owner == ax__tls_core) {
+    *(void **)obj = home->local;
+    home->local = obj;
+    return;
+  }
+  void *head = atomic_load_explicit(&home->remote, memory_order_relaxed);
+  do {
+    *(void **)obj = head;
+    /* Release: the link above is visible to the owner that takes the list. */
+  } while (!atomic_compare_exchange_weak_explicit(&home->remote, &head, obj,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+static const uint32_t class_size[AX__MSG_CLASSES] = {128, 256, 512, 1024, 2048, 4096};
+
+/* Allocates a message with room for payload bytes inline: from the calling
+ * core's pool, or from malloc on other threads and for large payloads. */
+ax__msg_t *ax__msg_alloc(size_t payload) {
+  size_t need = sizeof(ax__msg_t) + payload;
+  ax__core_t *c = ax__tls_core;
+  ax__msg_t *m = NULL;
+  if (c != NULL) {
+    for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
+      if (need <= class_size[i]) {
+        m = ax__pool_alloc(&c->pools[i]);
+        if (m != NULL)
+          m->home = &c->pools[i];
+        break;
+      }
+    }
+  }
+  if (m == NULL) {
+    m = malloc(need);
+    if (m == NULL)
+      return NULL;
+    m->home = NULL;
+  }
+  m->sys = 0;
+  m->flags = 0;
+  m->release = NULL;
+  m->m.req = 0;
+  return m;
+}
+
+void ax__msg_free(ax__msg_t *m) {
+  if (m->home != NULL)
+    ax__pool_free(m->home, m);
+  else
+    free(m);
+}
+
+uint32_t ax__pool_class_size(unsigned cls) { return class_size[cls]; }

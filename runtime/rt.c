@@ -1,0 +1,351 @@
+/* The runtime's life cycle: options, core threads, stop, join, free, statistics. */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/internal.h"
+
+#define AX__DEFAULT_BATCH 64u
+#define AX__DEFAULT_SPIN_NS (50 * AX_NSEC_PER_USEC)
+
+/* Runtimes by index, so that a reference (which carries the index) finds
+ * its runtime without any global lock: set and cleared with release, read
+ * with acquire. */
+static _Atomic(ax_rt_t *) runtimes[AX__MAX_RTS];
+static _Atomic uint64_t runtime_serial;
+
+ax_rt_t *ax__rt_lookup(unsigned index) {
+  return index < AX__MAX_RTS ? atomic_load_explicit(&runtimes[index], memory_order_acquire)
+                             : NULL;
+}
+
+/* Each thread that is not a core keeps, per runtime index, the epoch record
+ * it registered; a destructor releases them when the thread exits. */
+typedef struct erec_cache {
+  ax_rt_t *rt;
+  uint64_t serial;
+  ax__erec_t *rec;
+} erec_cache_t;
+
+static _Thread_local erec_cache_t erec_cache[AX__MAX_RTS];
+static pthread_key_t erec_key;
+static pthread_once_t erec_once = PTHREAD_ONCE_INIT;
+
+static void erec_release_all(void *unused) {
+  (void)unused;
+  for (unsigned i = 0; i < AX__MAX_RTS; i++) {
+    erec_cache_t *ce = &erec_cache[i];
+    ax_rt_t *rt = ax__rt_lookup(i);
+    if (ce->rec != NULL && rt == ce->rt && rt->serial == ce->serial)
+      ax__epoch_unregister(ce->rec);
+    ce->rec = NULL;
+    ce->rt = NULL;
+  }
+}
+
+static void erec_key_init(void) { pthread_key_create(&erec_key, erec_release_all); }
+
+ax__erec_t *ax__rt_erec(ax_rt_t *rt) {
+  ax__core_t *c = ax__tls_core;
+  if (c != NULL && c->rt == rt)
+    return c->erec;
+  erec_cache_t *ce = &erec_cache[rt->index];
+  if (ce->rec != NULL && ce->rt == rt && ce->serial == rt->serial)
+    return ce->rec;
+  pthread_once(&erec_once, erec_key_init);
+  ax__erec_t *r = ax__epoch_register(&rt->epoch);
+  if (r == NULL)
+    return NULL;
+  ce->rt = rt;
+  ce->serial = rt->serial;
+  ce->rec = r;
+  pthread_setspecific(erec_key, (void *)1); /* any non-NULL value runs the destructor */
+  return r;
+}
+
+static unsigned cpu_count(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0)
+      return (unsigned)n;
+  }
+  return 1;
+}
+
+int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
+  if (out == NULL)
+    return -EINVAL;
+  ax_rt_opts_t o = opts != NULL ? *opts : (ax_rt_opts_t){0};
+  if (o.cores > AX_MAX_CORES || o.batch > 65536 ||
+      (o.flags & ~(unsigned)(AX_RT_NO_PIN | AX_RT_NO_SIGNALS | AX_RT_KEEP_ALIVE)) != 0)
+    return -EINVAL;
+  if (o.cores == 0) {
+    o.cores = cpu_count();
+    if (o.cores > AX_MAX_CORES)
+      o.cores = AX_MAX_CORES;
+  }
+  if (o.batch == 0)
+    o.batch = AX__DEFAULT_BATCH;
+  if (o.spin_ns == 0)
+    o.spin_ns = AX__DEFAULT_SPIN_NS;
+
+  ax_rt_t *rt = aligned_alloc(AX__CACHE_LINE, (sizeof *rt + AX__CACHE_LINE - 1) &
+                                                  ~(size_t)(AX__CACHE_LINE - 1));
+  if (rt == NULL)
+    return -ENOMEM;
+  memset(rt, 0, sizeof *rt);
+  rt->opts = o;
+  rt->ncores = o.cores;
+  atomic_init(&rt->stopping, 0);
+  atomic_init(&rt->live, 0);
+  atomic_init(&rt->next_core, 0);
+  atomic_init(&rt->dead_letters_other, 0);
+  atomic_init(&rt->nnames, 0);
+  ax__epoch_init(&rt->epoch);
+  ax__table_init(&rt->ports);
+  pthread_mutex_init(&rt->names_lock, NULL);
+  rt->serial = atomic_fetch_add_explicit(&runtime_serial, 1, memory_order_relaxed) + 1;
+
+  int rc = -EAGAIN;
+  rt->index = AX__MAX_RTS;
+  for (unsigned i = 0; i < AX__MAX_RTS; i++) {
+    ax_rt_t *none = NULL;
+    if (atomic_compare_exchange_strong_explicit(&runtimes[i], &none, rt, memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+      rt->index = i;
+      break;
+    }
+  }
+  if (rt->index == AX__MAX_RTS)
+    goto fail;
+  rt->cores = calloc(rt->ncores, sizeof *rt->cores);
+  if (rt->cores == NULL) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  for (unsigned i = 0; i < rt->ncores; i++) {
+    rc = ax__core_init(rt, i, &rt->cores[i]);
+    if (rc < 0)
+      goto fail;
+  }
+  pthread_barrier_init(&rt->barrier, NULL, rt->ncores);
+  *out = rt;
+  return 0;
+
+fail:
+  if (rt->cores != NULL) {
+    for (unsigned i = 0; i < rt->ncores; i++)
+      if (rt->cores[i] != NULL)
+        ax__core_destroy(rt->cores[i]);
+    free(rt->cores);
+  }
+  if (rt->index < AX__MAX_RTS)
+    atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
+  ax__table_destroy(&rt->ports);
+  ax__epoch_destroy(&rt->epoch);
+  pthread_mutex_destroy(&rt->names_lock);
+  free(rt);
+  return rc;
+}
+
+/* The CPU a core is pinned to: the index-th CPU of the affinity mask. */
+static int nth_cpu(unsigned index) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0)
+    return -1;
+  unsigned n = (unsigned)CPU_COUNT(&set);
+  if (n == 0)
+    return -1;
+  index %= n;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+    if (CPU_ISSET(cpu, &set) && index-- == 0)
+      return cpu;
+  return -1;
+}
+
+static void join_started(ax_rt_t *rt) {
+  for (unsigned i = 0; i < rt->ncores; i++)
+    if (rt->cores[i]->started) {
+      pthread_join(rt->cores[i]->thread, NULL);
+      rt->cores[i]->started = false;
+    }
+}
+
+int ax_rt_start(ax_rt_t *rt) {
+  if (rt == NULL || rt->started)
+    return -EINVAL;
+  /* Core threads block every asynchronous signal (they inherit the mask
+   * set here); core 0 reads SIGINT/SIGTERM through its loop's signalfd.
+   * The calling thread keeps SIGINT/SIGTERM blocked until ax_rt_join, so
+   * that they reach the signalfd instead of killing the process. */
+  sigset_t all, old;
+  sigfillset(&all);
+  int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+  for (size_t i = 0; i < sizeof sync_signals / sizeof sync_signals[0]; i++)
+    sigdelset(&all, sync_signals[i]);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  rt->caller_mask = old;
+  rt->started = true;
+  int rc = 0;
+  for (unsigned i = 0; i < rt->ncores; i++) {
+    ax__core_t *c = rt->cores[i];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (!(rt->opts.flags & AX_RT_NO_PIN)) {
+      int cpu = nth_cpu(i);
+      if (cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+      }
+    }
+    int err = pthread_create(&c->thread, &attr, ax__core_main, c);
+    pthread_attr_destroy(&attr);
+    if (err != 0) {
+      rc = -err;
+      break;
+    }
+    c->started = true;
+  }
+  sigset_t keep = old;
+  if (!(rt->opts.flags & AX_RT_NO_SIGNALS)) {
+    sigaddset(&keep, SIGINT);
+    sigaddset(&keep, SIGTERM);
+  }
+  pthread_sigmask(SIG_SETMASK, &keep, NULL);
+  if (rc < 0) {
+    /* The barrier counts every core: the ones that did start cannot pass
+     * it, so shut them down one by one without it. */
+    ax_rt_stop(rt);
+    pthread_barrier_destroy(&rt->barrier);
+    unsigned started = 0;
+    for (unsigned i = 0; i < rt->ncores; i++)
+      started += rt->cores[i]->started;
+    pthread_barrier_init(&rt->barrier, NULL, started > 0 ? started : 1);
+    join_started(rt);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rt->joined = true;
+  }
+  return rc;
+}
+
+int ax_rt_join(ax_rt_t *rt) {
+  if (rt == NULL || !rt->started)
+    return -EINVAL;
+  if (ax__tls_core != NULL)
+    return -EDEADLK;
+  if (rt->joined)
+    return 0;
+  join_started(rt);
+  rt->joined = true;
+  pthread_sigmask(SIG_SETMASK, &rt->caller_mask, NULL);
+  return 0;
+}
+
+int ax_rt_run(ax_rt_t *rt) {
+  int rc = ax_rt_start(rt);
+  if (rc < 0)
+    return rc;
+  if (atomic_load_explicit(&rt->live, memory_order_acquire) == 0 &&
+      !(rt->opts.flags & AX_RT_KEEP_ALIVE))
+    ax_rt_stop(rt); /* nothing to run */
+  return ax_rt_join(rt);
+}
+
+void ax_rt_stop(ax_rt_t *rt) {
+  if (rt == NULL)
+    return;
+  /* Release: whatever the stopping thread wrote is visible to cores that
+   * see the flag.  Then every core is woken (a write() each, so this stays
+   * async-signal-safe). */
+  atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+  for (unsigned i = 0; i < rt->ncores; i++)
+    ax_event_notify(&rt->cores[i]->wake);
+}
+
+int ax_rt_free(ax_rt_t *rt) {
+  if (rt == NULL)
+    return -EINVAL;
+  if (rt->started && !rt->joined)
+    return -EBUSY;
+  /* Single-threaded from here: every grace period is over.  Actors still
+   * alive (a runtime that never started) die with AX_REASON_SHUTDOWN. */
+  for (unsigned i = 0; i < rt->ncores; i++) {
+    ax__core_t *c = rt->cores[i];
+    ax__tls_core = c;
+    uint32_t used = atomic_load_explicit(&c->table.next_unused, memory_order_acquire);
+    for (uint32_t s = 0; s < used; s++) {
+      ax__slot_t *slot = ax__table_slot(&c->table, s);
+      ax__entity_t *e = slot != NULL ? atomic_load_explicit(&slot->ptr, memory_order_acquire)
+                                     : NULL;
+      if (e != NULL)
+        ax__actor_die(c, AX_CONTAINER_OF(e, ax_actor_t, e), AX_REASON_SHUTDOWN);
+    }
+    ax__tls_core = NULL;
+  }
+  for (unsigned i = 0; i < rt->ncores; i++) {
+    ax__core_t *c = rt->cores[i];
+    ax__tls_core = c;
+    ax__reclaim(c, true);
+    ax__tls_core = NULL;
+  }
+  ax__ports_destroy(rt);
+  ax__names_destroy(rt);
+  atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
+  for (unsigned i = 0; i < rt->ncores; i++)
+    ax__core_destroy(rt->cores[i]);
+  free(rt->cores);
+  pthread_barrier_destroy(&rt->barrier);
+  ax__table_destroy(&rt->ports);
+  ax__epoch_destroy(&rt->epoch);
+  pthread_mutex_destroy(&rt->names_lock);
+  free(rt);
+  return 0;
+}
+
+unsigned ax_rt_cores(const ax_rt_t *rt) { return rt != NULL ? rt->ncores : 0; }
+
+int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out) {
+  if (rt == NULL || out == NULL || core >= rt->ncores)
+    return -EINVAL;
+  const ax__stats_atomic_t *s = &rt->cores[core]->stats;
+  out->sent = atomic_load_explicit(&s->sent, memory_order_relaxed);
+  out->delivered = atomic_load_explicit(&s->delivered, memory_order_relaxed);
+  out->dead_letters = atomic_load_explicit(&s->dead_letters, memory_order_relaxed);
+  out->spawned = atomic_load_explicit(&s->spawned, memory_order_relaxed);
+  out->actors = atomic_load_explicit(&s->actors, memory_order_relaxed);
+  out->wakeups = atomic_load_explicit(&s->wakeups, memory_order_relaxed);
+  out->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
+  out->polls = atomic_load_explicit(&s->polls, memory_order_relaxed);
+  out->runq_len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
+  out->mailbox_hwm = atomic_load_explicit(&s->mailbox_hwm, memory_order_relaxed);
+  return 0;
+}
+
+int ax_rt_stats_total(const ax_rt_t *rt, ax_core_stats_t *out) {
+  if (rt == NULL || out == NULL)
+    return -EINVAL;
+  memset(out, 0, sizeof *out);
+  for (unsigned i = 0; i < rt->ncores; i++) {
+    ax_core_stats_t s;
+    ax_rt_stats(rt, i, &s);
+    out->sent += s.sent;
+    out->delivered += s.delivered;
+    out->dead_letters += s.dead_letters;
+    out->spawned += s.spawned;
+    out->actors += s.actors;
+    out->wakeups += s.wakeups;
+    out->sleeps += s.sleeps;
+    out->polls += s.polls;
+    out->runq_len += s.runq_len;
+    if (s.mailbox_hwm > out->mailbox_hwm)
+      out->mailbox_hwm = s.mailbox_hwm;
+  }
+  out->dead_letters += atomic_load_explicit(&((ax_rt_t *)rt)->dead_letters_other,
+                                            memory_order_relaxed);
+  return 0;
+}
