@@ -142,11 +142,13 @@ int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline) {
     /* Clear the doorbell, then mark the mailbox empty: the next push rings
      * again.  No ring can come between the two, because only a push that
      * finds the mark rings. */
-    uint64_t count;
-    ssize_t r = read(port->efd, &count, sizeof count);
-    (void)r;
-    if (!ax__mpscq_mark_empty(&port->e.q))
-      continue;
+    if (!ax__mpscq_marked(&port->e.q)) {
+      uint64_t count;
+      ssize_t r = read(port->efd, &count, sizeof count);
+      (void)r;
+      if (!ax__mpscq_mark_empty(&port->e.q))
+        continue;
+    }
     for (;;) {
       if (deadline == 0)
         return -EAGAIN;

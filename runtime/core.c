@@ -7,6 +7,9 @@
 
 #include "runtime/internal.h"
 
+/* While actors are runnable, fds and timers are polled at least this often. */
+#define AX__POLL_INTERVAL_NS (50 * AX_NSEC_PER_USEC)
+
 /* Owner-only counters: a relaxed load and store, no locked instruction. */
 static inline void stat_add(_Atomic uint64_t *s, uint64_t n) {
   atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
@@ -89,6 +92,17 @@ void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
  * (section already left) when the reference is stale or invalid. */
 ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
   *erec = NULL;
+  ax__core_t *cur = ax__tls_core;
+  if (cur != NULL && ax__ref_rt(to) == cur->rt->index && ax__ref_core(to) == cur->index) {
+    /* Same core: nobody else frees this core's actors, no epoch needed. */
+    *rt_out = cur->rt;
+    ax__slot_t *s = ax__table_slot(&cur->table, ax__ref_slot(to));
+    /* Acquire: the actor may have been spawned here by another thread. */
+    ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+    if (e != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
+      e = NULL;
+    return e;
+  }
   if (to == AX_REF_NONE)
     return NULL;
   ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
@@ -102,8 +116,7 @@ ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
     table = &rt->cores[ci]->table;
   else
     return NULL;
-  ax__core_t *cur = ax__tls_core;
-  if (cur == NULL || cur->rt != rt || cur->index != ci) {
+  {
     ax__erec_t *r = ax__rt_erec(rt);
     if (r == NULL)
       return NULL;
@@ -234,7 +247,6 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
   stat_add(&c->stats.delivered, n);
   if (n > atomic_load_explicit(&c->stats.mailbox_hwm, memory_order_relaxed))
     atomic_store_explicit(&c->stats.mailbox_hwm, n, memory_order_relaxed);
-  c->msgs_since_poll += n;
   if (stop)
     ax__actor_die(c, a, reason);
   else if (!ax__mpscq_mark_empty(&a->e.q))
@@ -407,7 +419,7 @@ static bool stopping(ax_rt_t *rt) {
 static void poll_io(ax__core_t *c) {
   ax_loop_run_once(c->loop, 0);
   stat_add(&c->stats.polls, 1);
-  c->msgs_since_poll = 0;
+  c->last_poll = ax_now();
   c->rounds_since_poll = 0;
 }
 
@@ -478,8 +490,11 @@ void *ax__core_main(void *arg) {
     /* One round: every actor that was runnable when it began gets a turn. */
     for (uint64_t n = c->runq_len; n > 0 && c->runq_head != NULL; n--)
       run_actor(c, runq_pop(c));
-    /* Fairness for I/O: poll between rounds once enough work was done. */
-    if (c->msgs_since_poll >= 4u * rt->opts.batch || ++c->rounds_since_poll >= 64)
+    /* Fairness for I/O: between rounds, poll fds and timers once
+     * AX__POLL_INTERVAL_NS has passed since the last poll (the clock is read
+     * every 64 rounds, so a busy core pays neither a syscall nor a clock read
+     * per round). */
+    if ((++c->rounds_since_poll & 63) == 0 && ax_now() - c->last_poll >= AX__POLL_INTERVAL_NS)
       poll_io(c);
     if (c->retired_count >= 256)
       ax__reclaim(c, false);

@@ -243,7 +243,8 @@ struct ax__core {
   ax__retired_t *retired_head, *retired_tail;
   uint64_t retired_count;
   uint64_t next_id; /* timer, monitor and request ids */
-  uint64_t msgs_since_poll, rounds_since_poll;
+  uint64_t rounds_since_poll;
+  int64_t last_poll;
   ax__pool_t pools[AX__POOLS];
 
   /* written by any thread */
@@ -280,8 +281,10 @@ struct ax_rt {
   _Atomic unsigned nnames;
 };
 
-/* The runtime and core the calling thread belongs to, if any. */
-extern _Thread_local ax__core_t *ax__tls_core;
+/* The core the calling thread runs, if it is a core thread.  initial-exec:
+ * read with one instruction instead of a __tls_get_addr call (it is on the
+ * path of every send). */
+extern _Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
 /* runtime/rt.c */
 ax_rt_t *ax__rt_lookup(unsigned index);

@@ -97,6 +97,12 @@ static inline ax__mpscq_node_t *ax__mpscq_last(ax__mpscq_t *q) {
                               ~AX__MPSCQ_EMPTY);
 }
 
+/* True while the queue is marked empty (no push since the mark).
+ * Consumer only. */
+static inline bool ax__mpscq_marked(ax__mpscq_t *q) {
+  return (atomic_load_explicit(&q->head, memory_order_acquire) & AX__MPSCQ_EMPTY) != 0;
+}
+
 /* True when a push has happened since the last pop (maybe not linked yet). */
 static inline bool ax__mpscq_pending(ax__mpscq_t *q) {
   return ax__mpscq_last(q) != q->tail;

@@ -6,7 +6,7 @@
 
 #define AX__SLAB_BYTES (64 * 1024)
 
-_Thread_local ax__core_t *ax__tls_core;
+_Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
 void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls) {
   p->owner = owner;
