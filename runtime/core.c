@@ -448,6 +448,7 @@ static void idle(ax__core_t *c) {
     return;
   }
   stat_add(&c->stats.sleeps, 1);
+  atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
   ax_loop_run_once(c->loop, AX_FOREVER);
   atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }
@@ -498,6 +499,7 @@ void *ax__core_main(void *arg) {
       poll_io(c);
     if (c->retired_count >= 256)
       ax__reclaim(c, false);
+    atomic_store_explicit(&c->stats.runq_len, c->runq_len, memory_order_relaxed);
   }
   shutdown_core(c);
   ax__epoch_exit(c->erec);
