@@ -9,6 +9,8 @@
 
 /* While actors are runnable, fds and timers are polled at least this often. */
 #define AX__POLL_INTERVAL_NS (50 * AX_NSEC_PER_USEC)
+/* Actor turns between two looks at the inject queue and the clock. */
+#define AX__ROUND_TURNS 64u
 
 /* Owner-only counters: a relaxed load and store, no locked instruction. */
 static inline void stat_add(_Atomic uint64_t *s, uint64_t n) {
@@ -23,15 +25,7 @@ static inline ax_actor_t *link_actor(ax__mpscq_node_t *n) {
   return AX_CONTAINER_OF(n, ax_actor_t, link);
 }
 
-static void runq_push(ax__core_t *c, ax_actor_t *a) {
-  atomic_store_explicit(&a->link.next, NULL, memory_order_relaxed);
-  if (c->runq_tail != NULL)
-    atomic_store_explicit(&c->runq_tail->link.next, &a->link, memory_order_relaxed);
-  else
-    c->runq_head = a;
-  c->runq_tail = a;
-  c->runq_len++;
-}
+#define runq_push ax__runq_push
 
 static ax_actor_t *runq_pop(ax__core_t *c) {
   ax_actor_t *a = c->runq_head;
@@ -235,7 +229,7 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     if (node == NULL)
       break;
     if (old != &a->stub)
-      ax__msg_free((ax__msg_t *)old);
+      ax__msg_free_fast(c, (ax__msg_t *)old);
     n++;
     if (handle(c, a, (ax__msg_t *)node, &reason)) {
       stop = true;
@@ -420,7 +414,6 @@ static void poll_io(ax__core_t *c) {
   ax_loop_run_once(c->loop, 0);
   stat_add(&c->stats.polls, 1);
   c->last_poll = ax_now();
-  c->rounds_since_poll = 0;
 }
 
 /* Nothing runnable: poll, spin a while, then sleep until woken. */
@@ -488,14 +481,15 @@ void *ax__core_main(void *arg) {
       idle(c);
       continue;
     }
-    /* One round: every actor that was runnable when it began gets a turn. */
-    for (uint64_t n = c->runq_len; n > 0 && c->runq_head != NULL; n--)
+    /* A round: up to AX__ROUND_TURNS actor turns in run-queue order (an
+     * actor made runnable meanwhile goes to the back, so every runnable actor
+     * gets its turn in FIFO order).  Between rounds: actors woken by other
+     * threads join the queue, and fds and timers are polled once
+     * AX__POLL_INTERVAL_NS has passed since the last poll, so a busy core
+     * pays neither a syscall nor a clock read per message. */
+    for (unsigned turns = 0; turns < AX__ROUND_TURNS && c->runq_head != NULL; turns++)
       run_actor(c, runq_pop(c));
-    /* Fairness for I/O: between rounds, poll fds and timers once
-     * AX__POLL_INTERVAL_NS has passed since the last poll (the clock is read
-     * every 64 rounds, so a busy core pays neither a syscall nor a clock read
-     * per round). */
-    if ((++c->rounds_since_poll & 63) == 0 && ax_now() - c->last_poll >= AX__POLL_INTERVAL_NS)
+    if (ax_now() - c->last_poll >= AX__POLL_INTERVAL_NS)
       poll_io(c);
     if (c->retired_count >= 256)
       ax__reclaim(c, false);

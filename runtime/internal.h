@@ -151,6 +151,7 @@ enum { /* ax__msg_t.sys: system messages the core handles itself */
 enum { AX__MSG_OWNED = 1, AX__MSG_TAKEN = 2 };
 
 #define AX__MSG_CLASSES 6 /* 128, 256, 512, 1 KiB, 2 KiB, 4 KiB */
+#define AX__MSG_SMALL 128u /* the first class */
 
 typedef struct ax__msg {
   ax__mpscq_node_t node;
@@ -243,7 +244,6 @@ struct ax__core {
   ax__retired_t *retired_head, *retired_tail;
   uint64_t retired_count;
   uint64_t next_id; /* timer, monitor and request ids */
-  uint64_t rounds_since_poll;
   int64_t last_poll;
   ax__pool_t pools[AX__POOLS];
 
@@ -299,6 +299,45 @@ void *ax__pool_alloc(ax__pool_t *p);
 void ax__pool_free(ax__pool_t *home, void *obj);
 ax__msg_t *ax__msg_alloc(size_t payload);
 void ax__msg_free(ax__msg_t *m);
+
+/* Inline fast paths of the same-core send (measured with callgrind: about a
+ * third of the instructions per message go away against calling through
+ * the generic functions). */
+
+/* Appends a runnable actor to its own core's run queue.  Owner core only. */
+static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
+  atomic_store_explicit(&a->link.next, NULL, memory_order_relaxed);
+  if (c->runq_tail != NULL)
+    atomic_store_explicit(&c->runq_tail->link.next, &a->link, memory_order_relaxed);
+  else
+    c->runq_head = a;
+  c->runq_tail = a;
+  c->runq_len++;
+}
+
+/* A message of the smallest class from the calling core's own pool. */
+static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
+  ax__pool_t *p = &c->pools[0];
+  ax__msg_t *m = p->local;
+  if (m != NULL)
+    p->local = *(void **)m;
+  else if ((m = ax__pool_alloc(p)) == NULL)
+    return NULL;
+  m->home = p;
+  m->sys = 0;
+  m->flags = 0;
+  m->release = NULL;
+  return m;
+}
+
+static inline void ax__msg_free_fast(ax__core_t *c, ax__msg_t *m) {
+  if (m->home != NULL && m->home->owner == c) {
+    *(void **)m = m->home->local;
+    m->home->local = m;
+  } else {
+    ax__msg_free(m);
+  }
+}
 
 /* runtime/core.c */
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);

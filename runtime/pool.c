@@ -72,7 +72,7 @@ void ax__pool_free(ax__pool_t *home, void *obj) {
                                                   memory_order_release, memory_order_relaxed));
 }
 
-static const uint32_t class_size[AX__MSG_CLASSES] = {128, 256, 512, 1024, 2048, 4096};
+static const uint32_t class_size[AX__MSG_CLASSES] = {AX__MSG_SMALL, 256, 512, 1024, 2048, 4096};
 
 /* Allocates a message with room for payload bytes inline: from the calling
  * core's pool, or from malloc on other threads and for large payloads. */
