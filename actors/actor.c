@@ -52,14 +52,23 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   a->state = state;
   a->core = c;
   a->home = home;
-  a->terminate = o.terminate;
   atomic_init(&a->stop_req, 0);
+  if (o.terminate != NULL) {
+    /* Kept in the extension: most actors have no terminate hook, and the
+     * actor itself stays at 96 bytes. */
+    a->ext = calloc(1, sizeof *a->ext);
+    if (a->ext == NULL)
+      goto nomem;
+    a->ext->terminate = o.terminate;
+  }
 
   ax__msg_t *init = NULL;
   if (o.init != NULL) {
     init = ax__msg_alloc(sizeof o.init);
-    if (init == NULL)
+    if (init == NULL) {
+      free(a->ext);
       goto nomem;
+    }
     init->sys = AX__SYS_INIT;
     init->m.type = AX__SYS_INIT;
     init->m.size = 0;
@@ -69,6 +78,7 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   }
   int64_t slot = ax__table_alloc(&c->table);
   if (slot < 0) {
+    free(a->ext);
     if (init != NULL)
       ax__msg_free(init);
     if (home != NULL)

@@ -277,8 +277,8 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   a->e.flags |= AX__ACTOR_DEAD;
   ax_actor_t *prev = c->current;
   c->current = a; /* sends from the terminate hook come from the actor */
-  if (a->terminate != NULL)
-    a->terminate(a, reason);
+  if (a->ext != NULL && a->ext->terminate != NULL)
+    a->ext->terminate(a, reason);
   ax__timers_on_death(a);
   ax__monitors_on_death(a, reason);
   c->current = prev;

@@ -208,7 +208,6 @@ struct ax_actor {
   ax_ref_t ref;
   ax__core_t *core;
   ax__pool_t *home; /* NULL: malloc'd */
-  ax_terminate_t terminate;
   ax__actor_ext_t *ext;
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
 };
@@ -361,6 +360,7 @@ void ax__port_ring(ax__entity_t *e);
 
 /* actors/: the per-actor extension and the system messages it handles */
 struct ax__actor_ext {
+  ax_terminate_t terminate;
   struct ax__timer_rec *timers; /* list through next */
   struct ax__mon_in *mon_in;    /* who watches me */
   struct ax__mon_out *mon_out;  /* whom I watch */
