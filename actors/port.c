@@ -16,8 +16,9 @@
  * runtime's port table and senders push onto its mailbox.  Instead of a
  * core, the push that finds the mailbox marked empty rings the eventfd (the
  * doorbell).  The owner thread clears the doorbell just before it marks the
- * mailbox empty again, so the fd is readable exactly while a wake-up is
- * pending, and a poll loop watching it never spins.
+ * mailbox empty again (and rings it again if the mark fails), so the fd is
+ * readable exactly while the mailbox is not marked empty: a poll loop
+ * watching it neither spins nor misses a message.
  */
 struct ax_port {
   ax__entity_t e;
@@ -146,8 +147,12 @@ int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline) {
       uint64_t count;
       ssize_t r = read(port->efd, &count, sizeof count);
       (void)r;
-      if (!ax__mpscq_mark_empty(&port->e.q))
+      if (!ax__mpscq_mark_empty(&port->e.q)) {
+        /* A message arrived between the clear and the mark: ring again, to
+         * keep "unmarked mailbox <=> readable fd" for ax_port_fd users. */
+        ax__port_ring(&port->e);
         continue;
+      }
     }
     for (;;) {
       if (deadline == 0)

@@ -225,6 +225,15 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
   int reason = 0;
   bool stop = false;
   for (;;) {
+    /* ax_stop() pre-empts the queue: its request is checked before each
+     * message, not when its STOP message reaches the front.  Acquire pairs
+     * with the CAS that stored the reason. */
+    int64_t req = atomic_load_explicit(&a->stop_req, memory_order_acquire);
+    if (req != 0) {
+      reason = (int)((req - 1) / 2);
+      stop = true;
+      break;
+    }
     ax__mpscq_node_t *old, *node = ax__mpscq_pop(&a->e.q, &old);
     if (node == NULL)
       break;

@@ -43,7 +43,9 @@ enum {
 };
 
 /* A received message.  Everything it points to is valid until the behaviour
- * returns (for a port, until the next ax_port_recv). */
+ * returns (for a port, until the next ax_port_recv).  A copied payload is
+ * 16-byte aligned.  `from` is the sending actor; for a timer message it is
+ * the actor itself, for AX_MSG_DOWN the actor that stopped. */
 typedef struct ax_msg {
   uint32_t type;    /* AX_MSG_* or an application type >= AX_MSG_USER */
   uint32_t size;    /* payload bytes */
@@ -159,7 +161,8 @@ AX_API int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const vo
 
 /* Cancels a timer of self.  After it returns 0, no message from that timer
  * is delivered, not even one already queued.  Errors: -EINVAL (NULL self),
- * -ENOENT (no such timer: it fired (one-shot) or was cancelled). */
+ * -ENOENT (no such timer: a one-shot timer whose message self has already
+ * handled, a cancelled timer, or an unknown id). */
 AX_API int ax_cancel(ax_actor_t *self, uint64_t id);
 
 /* ------------------------------------------------------------------------ */

@@ -35,15 +35,16 @@ AX_API ax_ref_t ax_port_ref(const ax_port_t *port);
  * ax_port_recv() or ax_port_free() on this port.  deadline is an absolute
  * CLOCK_MONOTONIC time in ns (see ax_now()): AX_FOREVER waits as long as it
  * takes, 0 does not wait.  Owner thread.
- * Errors: -EINVAL (NULL port or msg), -EAGAIN (deadline 0 and nothing
- * queued), -ETIMEDOUT (the deadline passed), -EINTR (a signal interrupted
- * the wait). */
+ * Errors: -EINVAL (NULL port or msg, deadline negative and not
+ * AX_FOREVER), -EAGAIN (deadline 0 and nothing queued), -ETIMEDOUT (the
+ * deadline passed), -EINTR (a signal interrupted the wait). */
 AX_API int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline);
 
-/* An eventfd that is readable when messages may be waiting: add it to your
- * own poll/epoll set, and when it is readable call ax_port_recv(port, &m, 0)
- * until it returns -EAGAIN (which also re-arms the fd).  Do not read or
- * close the fd yourself.  Any thread. */
+/* An eventfd that is readable whenever messages may be waiting (it stays
+ * readable until ax_port_recv() finds the port empty): add it to your own
+ * poll/epoll set, and when it is readable call ax_port_recv(port, &m, 0)
+ * until it returns -EAGAIN.  Do not read or close the fd yourself.  Any
+ * thread. */
 AX_API int ax_port_fd(const ax_port_t *port);
 
 /* Frees the port: its reference becomes invalid (sends return -ESRCH) and

@@ -55,8 +55,12 @@ typedef struct ax_rt_opts {
 AX_API int ax_rt_new(ax_rt_t **rt, const ax_rt_opts_t *opts);
 
 /* Starts the core threads and returns.  Actors may be spawned before or
- * after.  Unless AX_RT_NO_SIGNALS is set, SIGINT and SIGTERM are blocked in
- * the core threads and, while no actor watches them, stop the runtime.
+ * after.  Core threads block every asynchronous signal.  Unless
+ * AX_RT_NO_SIGNALS is set, SIGINT and SIGTERM stop the runtime gracefully:
+ * core 0 reads them through a signalfd, and the calling thread keeps them
+ * blocked from here until ax_rt_join() returns (threads it creates
+ * meanwhile inherit that).  Threads created before this call should block
+ * SIGINT and SIGTERM too, or the kernel may deliver them there instead.
  * Errors: -EINVAL (NULL rt, or already started), -EAGAIN/-ENOMEM (thread
  * creation failed; the threads started so far are stopped and joined). */
 AX_API int ax_rt_start(ax_rt_t *rt);
