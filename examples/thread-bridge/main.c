@@ -92,7 +92,7 @@ static void *gui_thread(void *arg) {
   for (; rc >= 0 && n <= half; n++)
     if ((rc = send_job(b, port, n)) >= 0)
       rc = take(port, n, ax_now() + 5 * AX_NSEC_PER_SEC);
-  /* 2. Event-loop style: drain until -EAGAIN (which re-arms the fd), sleep in poll(), repeat. */
+  /* 2. Event-loop style: drain until -EAGAIN, sleep in poll() until the fd is readable, repeat. */
   if (rc >= 0 && (rc = take(port, n, 0)) == -EAGAIN) /* phase 1 took everything */
     rc = 0;
   for (uint32_t i = n; rc >= 0 && i <= b->jobs; i++)
