@@ -1,21 +1,66 @@
-/* The name registry: one table per runtime behind a mutex (names are not a hot path). */
+/* The name registry: one list per runtime behind a mutex (names are not a hot path). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/internal.h"
 
+/*
+ * A name whose actor has stopped is dead: lookups treat it as absent and
+ * remove it, a registration may take it over, and every 64 registrations a
+ * sweep removes the rest.  So an actor's death costs the registry nothing
+ * (no lock, no fence on the hot path of stopping), and "the name is removed
+ * when the actor stops" holds for everything a caller can observe.
+ */
 struct ax__name {
   ax__name_t *next;
   ax_ref_t ref;
   char name[AX_NAME_MAX + 1];
 };
 
+#define AX__NAMES_SWEEP_EVERY 64u
+
 static bool name_ok(const char *name) {
   if (name == NULL)
     return false;
   size_t n = strnlen(name, AX_NAME_MAX + 1);
   return n > 0 && n <= AX_NAME_MAX;
+}
+
+static bool alive(ax_ref_t ref) {
+  ax_rt_t *rt;
+  ax__erec_t *erec;
+  ax__entity_t *e = ax__resolve(ref, &rt, &erec);
+  ax__resolve_done(erec);
+  return e != NULL;
+}
+
+/* Finds name; unlinks and frees it (returning NULL) when its actor is dead.
+ * Returns the link that points at the entry.  Under names_lock. */
+static ax__name_t **find(ax_rt_t *rt, const char *name) {
+  for (ax__name_t **p = &rt->names; *p != NULL; p = &(*p)->next) {
+    if (strcmp((*p)->name, name) == 0) {
+      if (alive((*p)->ref))
+        return p;
+      ax__name_t *dead = *p;
+      *p = dead->next;
+      free(dead);
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+static void sweep(ax_rt_t *rt) {
+  for (ax__name_t **p = &rt->names; *p != NULL;) {
+    if (alive((*p)->ref)) {
+      p = &(*p)->next;
+    } else {
+      ax__name_t *dead = *p;
+      *p = dead->next;
+      free(dead);
+    }
+  }
 }
 
 int ax_register(ax_rt_t *rt, const char *name, ax_ref_t ref) {
@@ -27,29 +72,19 @@ int ax_register(ax_rt_t *rt, const char *name, ax_ref_t ref) {
     return -ENOMEM;
   strcpy(n->name, name);
   n->ref = ref;
-  pthread_mutex_lock(&rt->names_lock);
-  /* Counted before the liveness check (see the fence in ax__actor_die):
-   * an actor dying concurrently then always looks for its names. */
-  atomic_fetch_add_explicit(&rt->nnames, 1, memory_order_seq_cst);
-  ax_rt_t *unused;
-  ax__erec_t *erec;
-  ax__entity_t *e = ax__resolve(ref, &unused, &erec);
-  ax__resolve_done(erec);
   int rc = 0;
-  if (e == NULL) {
-    rc = -ESRCH;
-  } else {
-    for (ax__name_t *p = rt->names; p != NULL; p = p->next)
-      if (strcmp(p->name, name) == 0) {
-        rc = -EEXIST;
-        break;
-      }
+  pthread_mutex_lock(&rt->names_lock);
+  if (++rt->names_added >= AX__NAMES_SWEEP_EVERY) {
+    rt->names_added = 0;
+    sweep(rt);
   }
+  if (!alive(ref))
+    rc = -ESRCH;
+  else if (find(rt, name) != NULL)
+    rc = -EEXIST;
   if (rc == 0) {
     n->next = rt->names;
     rt->names = n;
-  } else {
-    atomic_fetch_sub_explicit(&rt->nnames, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&rt->names_lock);
   if (rc < 0)
@@ -60,50 +95,24 @@ int ax_register(ax_rt_t *rt, const char *name, ax_ref_t ref) {
 int ax_unregister(ax_rt_t *rt, const char *name) {
   if (rt == NULL || !name_ok(name))
     return -EINVAL;
-  int rc = -ENOENT;
   pthread_mutex_lock(&rt->names_lock);
-  for (ax__name_t **p = &rt->names; *p != NULL; p = &(*p)->next) {
-    if (strcmp((*p)->name, name) == 0) {
-      ax__name_t *n = *p;
-      *p = n->next;
-      free(n);
-      atomic_fetch_sub_explicit(&rt->nnames, 1, memory_order_relaxed);
-      rc = 0;
-      break;
-    }
-  }
+  ax__name_t **p = find(rt, name);
+  ax__name_t *n = p != NULL ? *p : NULL;
+  if (n != NULL)
+    *p = n->next;
   pthread_mutex_unlock(&rt->names_lock);
-  return rc;
+  free(n);
+  return n != NULL ? 0 : -ENOENT;
 }
 
 ax_ref_t ax_whereis(ax_rt_t *rt, const char *name) {
   if (rt == NULL || !name_ok(name))
     return AX_REF_NONE;
-  ax_ref_t ref = AX_REF_NONE;
   pthread_mutex_lock(&rt->names_lock);
-  for (ax__name_t *p = rt->names; p != NULL; p = p->next)
-    if (strcmp(p->name, name) == 0) {
-      ref = p->ref;
-      break;
-    }
+  ax__name_t **p = find(rt, name);
+  ax_ref_t ref = p != NULL ? (*p)->ref : AX_REF_NONE;
   pthread_mutex_unlock(&rt->names_lock);
   return ref;
-}
-
-/* Removes every name of an actor that died (its slot already fails). */
-void ax__names_on_death(ax_rt_t *rt, ax_ref_t ref) {
-  pthread_mutex_lock(&rt->names_lock);
-  for (ax__name_t **p = &rt->names; *p != NULL;) {
-    if ((*p)->ref == ref) {
-      ax__name_t *n = *p;
-      *p = n->next;
-      free(n);
-      atomic_fetch_sub_explicit(&rt->nnames, 1, memory_order_relaxed);
-    } else {
-      p = &(*p)->next;
-    }
-  }
-  pthread_mutex_unlock(&rt->names_lock);
 }
 
 void ax__names_destroy(ax_rt_t *rt) {

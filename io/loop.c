@@ -105,6 +105,15 @@ void ax_loop_update_time(ax_loop_t *loop) {
     loop->now = ax_now();
 }
 
+int64_t ax_loop_timeout(const ax_loop_t *loop) {
+  if (loop == NULL)
+    return AX_FOREVER;
+  int64_t next = ax__timer_next(loop);
+  if (next == AX_FOREVER)
+    return AX_FOREVER;
+  return next > loop->now ? next - loop->now : 0;
+}
+
 const char *ax_loop_backend(const ax_loop_t *loop) {
   return loop != NULL ? loop->backend->name : NULL;
 }

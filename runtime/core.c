@@ -298,12 +298,7 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
    * so they never schedule this actor, and what they push is drained when
    * the grace period ends (ax__reclaim). */
   ax__table_retire(&c->table, ax__ref_slot(a->ref));
-  /* Names: ax_register counts itself in nnames before it checks that the
-   * actor lives; this fence orders the retirement above before the load
-   * below, so either register sees the slot dead or this sees its count. */
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&rt->nnames, memory_order_relaxed) != 0)
-    ax__names_on_death(rt, a->ref);
+  /* Its names need no work here: the registry checks liveness itself. */
   drain_dead(c, a, reason);
   atomic_fetch_sub_explicit(&c->stats.actors, 1, memory_order_relaxed);
   ax__retire(c, a);
@@ -425,15 +420,30 @@ static void poll_io(ax__core_t *c) {
   c->last_poll = ax_now();
 }
 
-/* Nothing runnable: poll, spin a while, then sleep until woken. */
+/* Whether the core must look at its loop now: a timer is due, the poll
+ * interval has passed, or it watches fds for actors (whose events are the
+ * likeliest next work).  Otherwise an idle core skips the syscall, which
+ * would sit on the path of every cross-core hand-off. */
+static bool poll_due(ax__core_t *c, int64_t now) {
+  ax_loop_update_time(c->loop);
+  return c->nio > 0 || ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__POLL_INTERVAL_NS;
+}
+
+/* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   ax__reclaim(c, false);
-  poll_io(c);
-  if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
-    return;
+  int64_t now = ax_now();
+  if (poll_due(c, now)) {
+    poll_io(c);
+    if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
+      return;
+  }
   if (rt->opts.spin_ns > 0) {
-    int64_t end = ax_now() + rt->opts.spin_ns;
+    /* Spin until work arrives, the spin time ends, or a timer comes due. */
+    int64_t end = now + rt->opts.spin_ns, t = ax_loop_timeout(c->loop);
+    if (t != AX_FOREVER && now + t < end)
+      end = now + t;
     for (unsigned i = 1;; i++) {
       if (ax__mpscq_pending(&c->inject) || stopping(rt))
         return;
@@ -451,7 +461,8 @@ static void idle(ax__core_t *c) {
   }
   stat_add(&c->stats.sleeps, 1);
   atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
-  ax_loop_run_once(c->loop, AX_FOREVER);
+  ax_loop_run_once(c->loop, AX_FOREVER); /* fds, timers, or the wake eventfd */
+  c->last_poll = ax_now();
   atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }
 

@@ -244,6 +244,7 @@ struct ax__core {
   uint64_t retired_count;
   uint64_t next_id; /* timer, monitor and request ids */
   int64_t last_poll;
+  unsigned nio; /* fd sources owned by this core's actors (none yet) */
   ax__pool_t pools[AX__POOLS];
 
   /* written by any thread */
@@ -268,16 +269,18 @@ struct ax_rt {
   pthread_barrier_t barrier;
   sigset_t caller_mask; /* the starting thread's mask, restored by join */
 
-  /* written by any thread */
+  /* written by any thread; stopping is read on every spawn and live is
+   * written on every spawn and death, so they live on separate lines */
   alignas(AX__CACHE_LINE) _Atomic int stopping;
-  _Atomic uint64_t live; /* actors alive */
   _Atomic unsigned next_core;
+  alignas(AX__CACHE_LINE) _Atomic uint64_t live; /* actors alive */
+  alignas(AX__CACHE_LINE) _Atomic int unused_pad_;
   ax__epoch_t epoch;
   ax__table_t ports;
   pthread_mutex_t names_lock; /* the name registry: not a hot path */
   ax__name_t *names;
   _Atomic uint64_t dead_letters_other; /* refused sends from non-core threads, port drops */
-  _Atomic unsigned nnames;
+  unsigned names_added; /* under names_lock: registrations since the last sweep */
 };
 
 /* The core the calling thread runs, if it is a core thread.  initial-exec:
@@ -374,7 +377,6 @@ void ax__monitor_handle(ax_actor_t *a, ax__msg_t *m);
 bool ax__down_msg_live(ax_actor_t *a, ax__msg_t *m);
 void ax__monitors_on_death(ax_actor_t *a, int reason);
 void ax__monitor_refuse(ax__msg_t *m, ax_ref_t target, int reason);
-void ax__names_on_death(ax_rt_t *rt, ax_ref_t ref);
 void ax__names_destroy(ax_rt_t *rt);
 void ax__ports_destroy(ax_rt_t *rt);
 

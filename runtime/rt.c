@@ -103,7 +103,6 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
   atomic_init(&rt->live, 0);
   atomic_init(&rt->next_core, 0);
   atomic_init(&rt->dead_letters_other, 0);
-  atomic_init(&rt->nnames, 0);
   ax__epoch_init(&rt->epoch);
   ax__table_init(&rt->ports);
   pthread_mutex_init(&rt->names_lock, NULL);

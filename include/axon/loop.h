@@ -121,6 +121,11 @@ AX_API int64_t ax_loop_now(const ax_loop_t *loop);
  * long time before starting a timer.  Loop thread. */
 AX_API void ax_loop_update_time(ax_loop_t *loop);
 
+/* Nanoseconds until the earliest active timer is due, counted from the
+ * cached time: 0 if one is due now, AX_FOREVER if there is none.  Lets a
+ * caller that embeds the loop decide how long it may block.  Loop thread. */
+AX_API int64_t ax_loop_timeout(const ax_loop_t *loop);
+
 /* The backend in use: "epoll" or "poll".  Loop thread or any thread that
  * knows the loop is alive. */
 AX_API const char *ax_loop_backend(const ax_loop_t *loop);
