@@ -94,7 +94,7 @@ typedef struct ax__erec {
   struct ax__erec *next;  /* the runtime's list of records (append only) */
 } ax__erec_t;
 
-typedef struct ax__epoch {
+typedef struct ax__epoch { /* cache-line aligned: starts a line of its own */
   alignas(AX__CACHE_LINE) _Atomic uint64_t epoch;
   _Atomic(ax__erec_t *) records;
 } ax__epoch_t;
@@ -274,7 +274,6 @@ struct ax_rt {
   alignas(AX__CACHE_LINE) _Atomic int stopping;
   _Atomic unsigned next_core;
   alignas(AX__CACHE_LINE) _Atomic uint64_t live; /* actors alive */
-  alignas(AX__CACHE_LINE) _Atomic int unused_pad_;
   ax__epoch_t epoch;
   ax__table_t ports;
   pthread_mutex_t names_lock; /* the name registry: not a hot path */
