@@ -90,7 +90,7 @@ void ax__io_forget(ax_loop_t *loop, ax_io_t *io);
 void ax__io_dispatch(ax_loop_t *loop, unsigned n);
 
 /* io/timer.c */
-void ax__timer_run_due(ax_loop_t *loop);
+unsigned ax__timer_run_due(ax_loop_t *loop);
 int64_t ax__timer_next(const ax_loop_t *loop); /* deadline or AX_FOREVER */
 void ax__timer_stop_all(ax_loop_t *loop);
 

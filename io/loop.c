@@ -212,7 +212,11 @@ int ax_loop_run_once(ax_loop_t *loop, int64_t timeout_ns) {
   if (rc < 0)
     return rc;
   int64_t end = timeout_ns == AX_FOREVER ? INT64_MAX : ax__add_sat(loop->now, timeout_ns);
-  ax__timer_run_due(loop);
+  /* Timer callbacks that ran before the wait did work the caller may need
+   * to see (axon's runtime queues actors in them): the wait does not block
+   * then. */
+  if (ax__timer_run_due(loop) > 0)
+    timeout_ns = 0;
   if (loop->nactive == 0 && !stop_pending(loop)) {
     rc = AX_RUN_IDLE;
   } else {

@@ -161,12 +161,13 @@ int64_t ax__timer_next(const ax_loop_t *loop) {
   return loop->timer_root != NULL ? loop->timer_root->deadline : AX_FOREVER;
 }
 
-/* Fires every timer due at the cached time.  A timer started during this
+/* Fires every timer due at the cached time and returns how many fired.  A timer started during this
  * pass (seq_ past the pass's first) waits for the next pass even when it is
  * already due, so that a callback re-arming itself with a zero timeout
  * cannot keep the loop from polling fds. */
-void ax__timer_run_due(ax_loop_t *loop) {
+unsigned ax__timer_run_due(ax_loop_t *loop) {
   uint64_t last_seq = loop->timer_seq;
+  unsigned fired = 0;
   ax_timer_t *t;
   while ((t = loop->timer_root) != NULL && t->deadline <= loop->now && t->seq_ <= last_seq) {
     heap_remove(loop, t);
@@ -182,7 +183,9 @@ void ax__timer_run_due(ax_loop_t *loop) {
       loop->nactive--;
     }
     t->cb_(t);
+    fired++;
   }
+  return fired;
 }
 
 /* Marks every timer stopped without restructuring the heap (the loop is

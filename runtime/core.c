@@ -9,6 +9,8 @@
 
 /* While actors are runnable, fds and timers are polled at least this often. */
 #define AX__POLL_INTERVAL_NS (50 * AX_NSEC_PER_USEC)
+/* How soon an idle core retries a grace period another thread holds up. */
+#define AX__RECLAIM_RETRY_NS (1 * AX_NSEC_PER_MSEC)
 /* Actor turns between two looks at the inject queue and the clock. */
 #define AX__ROUND_TURNS 64u
 
@@ -334,7 +336,13 @@ static void finish(ax__core_t *c, ax_actor_t *a) {
 void ax__reclaim(ax__core_t *c, bool all) {
   if (c->retired_head == NULL)
     return;
-  uint64_t now = all ? UINT64_MAX : ax__epoch_advance(&c->rt->epoch);
+  /* A grace period is two epochs; try to make both at once (they pass at
+   * once when no other thread is inside a send). */
+  uint64_t now = UINT64_MAX;
+  if (!all) {
+    ax__epoch_advance(&c->rt->epoch);
+    now = ax__epoch_advance(&c->rt->epoch);
+  }
   while (c->retired_head != NULL && (all || c->retired_head->epoch + 2 <= now)) {
     ax__retired_t *r = c->retired_head;
     c->retired_head = r->next;
@@ -432,7 +440,12 @@ static bool poll_due(ax__core_t *c, int64_t now) {
 /* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
+  /* Reclaiming may send (a monitor request that reached a dead actor is
+   * answered with DOWN), which can make an actor of this core runnable:
+   * look at the run queue again before any decision to wait. */
   ax__reclaim(c, false);
+  if (c->runq_head != NULL)
+    return;
   int64_t now = ax_now();
   if (poll_due(c, now)) {
     poll_io(c);
@@ -455,13 +468,16 @@ static void idle(ax__core_t *c) {
   /* The wake protocol, core side (see ax__schedule). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
-  if (ax__mpscq_pending(&c->inject) || stopping(rt)) {
+  if (c->runq_head != NULL || ax__mpscq_pending(&c->inject) || stopping(rt)) {
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
     return;
   }
   stat_add(&c->stats.sleeps, 1);
   atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
-  ax_loop_run_once(c->loop, AX_FOREVER); /* fds, timers, or the wake eventfd */
+  /* Sleep until fds, a timer or the wake eventfd say so; but while dead
+   * actors wait for their grace period, wake up to finish them (what is
+   * still in their mailboxes, a monitor request say, must be answered). */
+  ax_loop_run_once(c->loop, c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER);
   c->last_poll = ax_now();
   atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }

@@ -85,9 +85,11 @@ enum {
  * backend's wait call (EINTR is handled and never returned). */
 AX_API int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns);
 
-/* Runs one pass: waits at most timeout_ns (AX_FOREVER: until an event or a
- * timer is due; 0: not at all) for fd events, calls their callbacks, runs
- * the timers that are due, and returns.  This is the building block for
+/* Runs one pass: runs the timers that are due, waits at most timeout_ns
+ * (AX_FOREVER: until an event or a timer is due; 0: not at all) for fd
+ * events, calls their callbacks, runs the timers that became due, and
+ * returns.  If a timer fired before the wait, the pass does not wait at
+ * all (its callback may have made work for the caller).  This is the building block for
  * embedding the loop in another scheduler (axon's runtime does).  Returns
  * AX_RUN_STOPPED if a stop was requested (the request is consumed),
  * AX_RUN_IDLE if no active watcher is left (without waiting), AX_RUN_TIMEOUT
