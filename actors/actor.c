@@ -64,7 +64,7 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
 
   ax__msg_t *init = NULL;
   if (o.init != NULL) {
-    init = ax__msg_alloc(sizeof o.init);
+    init = ax__msg_alloc(ax__ref_make(0, rt->index, 0, 0), sizeof o.init);
     if (init == NULL) {
       free(a->ext);
       goto nomem;
@@ -118,8 +118,9 @@ static ax_ref_t current_ref(void) {
 }
 
 /* Builds a copied message; NULL on ENOMEM. */
-static ax__msg_t *make_msg(uint32_t type, const void *data, size_t size, uint64_t req) {
-  ax__msg_t *m = ax__msg_alloc(size);
+static ax__msg_t *make_msg(ax_ref_t to, uint32_t type, const void *data, size_t size,
+                           uint64_t req) {
+  ax__msg_t *m = ax__msg_alloc(to, size);
   if (m == NULL)
     return NULL;
   m->m.type = type;
@@ -186,7 +187,7 @@ static int send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, 
   }
   if (to == AX_REF_NONE)
     return -ESRCH;
-  ax__msg_t *m = make_msg(type, data, size, req);
+  ax__msg_t *m = make_msg(to, type, data, size, req);
   if (m == NULL)
     return -ENOMEM;
   return ax__send_msg(to, m);
@@ -203,7 +204,7 @@ int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
       release(buf);
     return -EINVAL;
   }
-  ax__msg_t *m = ax__msg_alloc(0);
+  ax__msg_t *m = ax__msg_alloc(to, 0);
   if (m == NULL) {
     if (release != NULL)
       release(buf);
@@ -231,7 +232,7 @@ void *ax_msg_take(const ax_msg_t *msg) {
 int ax_stop(ax_ref_t ref, int reason) {
   if (reason > 0)
     return -EINVAL;
-  ax__msg_t *m = ax__msg_alloc(0);
+  ax__msg_t *m = ax__msg_alloc(ref, 0);
   if (m == NULL)
     return -ENOMEM;
   m->sys = AX__SYS_STOP;

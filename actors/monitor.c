@@ -20,8 +20,9 @@ typedef struct ax__mon_out {
   uint64_t id;
 } ax__mon_out_t;
 
-static ax__msg_t *sys_msg(uint16_t sys, const void *data, size_t size, ax_ref_t from) {
-  ax__msg_t *m = ax__msg_alloc(size);
+static ax__msg_t *sys_msg(ax_ref_t to, uint16_t sys, const void *data, size_t size,
+                          ax_ref_t from) {
+  ax__msg_t *m = ax__msg_alloc(to, size);
   if (m == NULL)
     return NULL;
   m->sys = sys;
@@ -35,7 +36,7 @@ static ax__msg_t *sys_msg(uint16_t sys, const void *data, size_t size, ax_ref_t 
 
 static void send_down(ax_ref_t watcher, ax_ref_t target, uint64_t id, int reason) {
   ax_down_t d = {.ref = target, .id = id, .reason = reason};
-  ax__msg_t *m = sys_msg(AX__SYS_DOWN, &d, sizeof d, target);
+  ax__msg_t *m = sys_msg(watcher, AX__SYS_DOWN, &d, sizeof d, target);
   if (m != NULL)
     ax__send_msg(watcher, m); /* a watcher that is gone needs no news */
 }
@@ -50,7 +51,7 @@ int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
     return -ENOMEM;
   }
   ax__monitor_req_t req = {.watcher = self->ref, .id = ++self->core->next_id};
-  ax__msg_t *m = sys_msg(AX__SYS_MONITOR, &req, sizeof req, self->ref);
+  ax__msg_t *m = sys_msg(target, AX__SYS_MONITOR, &req, sizeof req, self->ref);
   if (m == NULL) {
     free(out);
     return -ENOMEM;
@@ -87,7 +88,7 @@ int ax_demonitor(ax_actor_t *self, uint64_t id) {
   if (o == NULL)
     return -ENOENT;
   ax__monitor_req_t req = {.watcher = self->ref, .id = id};
-  ax__msg_t *m = sys_msg(AX__SYS_DEMONITOR, &req, sizeof req, self->ref);
+  ax__msg_t *m = sys_msg(o->target, AX__SYS_DEMONITOR, &req, sizeof req, self->ref);
   if (m != NULL)
     ax__send_msg(o->target, m); /* best effort: the DOWN is filtered anyway */
   free(o);

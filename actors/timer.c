@@ -43,7 +43,7 @@ static void fire(ax_timer_t *t) {
   ax__timer_rec_t *r = AX_CONTAINER_OF(t, ax__timer_rec_t, t);
   if (r->queued)
     return; /* the previous tick is not handled yet: no backlog */
-  ax__msg_t *m = ax__msg_alloc(r->size);
+  ax__msg_t *m = ax__msg_alloc(r->actor->ref, r->size);
   if (m == NULL)
     return; /* out of memory: this tick is lost, the next one retries */
   r->queued = true;

@@ -409,6 +409,7 @@ fail:
 }
 
 void ax__core_destroy(ax__core_t *c) {
+  ax__epoch_release(c->erec);
   ax_event_close(&c->wake);
   ax_loop_close(c->loop, AX_CLOSE_FORCE);
   for (unsigned i = 0; i < AX__POOLS; i++)

@@ -8,11 +8,20 @@ void ax__epoch_init(ax__epoch_t *e) {
   atomic_init(&e->records, NULL);
 }
 
+/* Drops one reference; the last one frees the record. */
+static void erec_put(ax__erec_t *r) {
+  /* acq_rel: the other holder's last writes happen before the free. */
+  if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1)
+    free(r);
+}
+
+/* The runtime lets go of its records; one a thread still holds is freed by
+ * that thread's ax__epoch_release(). */
 void ax__epoch_destroy(ax__epoch_t *e) {
   ax__erec_t *r = atomic_load_explicit(&e->records, memory_order_acquire);
   while (r != NULL) {
     ax__erec_t *next = r->next;
-    free(r);
+    erec_put(r);
     r = next;
   }
   atomic_store_explicit(&e->records, NULL, memory_order_relaxed);
@@ -26,14 +35,17 @@ ax__erec_t *ax__epoch_register(ax__epoch_t *e) {
        r = r->next) {
     int free_ = 0;
     if (atomic_compare_exchange_strong_explicit(&r->in_use, &free_, 1, memory_order_acquire,
-                                                memory_order_relaxed))
+                                                memory_order_relaxed)) {
+      atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
       return r;
+    }
   }
   ax__erec_t *r = calloc(1, sizeof *r);
   if (r == NULL)
     return NULL;
   atomic_init(&r->state, 0);
   atomic_init(&r->in_use, 1);
+  atomic_init(&r->refs, 2);
   ax__erec_t *head = atomic_load_explicit(&e->records, memory_order_relaxed);
   do {
     r->next = head;
@@ -43,9 +55,10 @@ ax__erec_t *ax__epoch_register(ax__epoch_t *e) {
   return r;
 }
 
-void ax__epoch_unregister(ax__erec_t *r) {
+void ax__epoch_release(ax__erec_t *r) {
   atomic_store_explicit(&r->state, 0, memory_order_release);
   atomic_store_explicit(&r->in_use, 0, memory_order_release);
+  erec_put(r);
 }
 
 void ax__epoch_enter(ax__epoch_t *e, ax__erec_t *r) {

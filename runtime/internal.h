@@ -91,6 +91,7 @@ void ax__table_retire(ax__table_t *t, uint32_t index);
 typedef struct ax__erec {
   _Atomic uint64_t state; /* epoch << 1 | active; written by its thread */
   _Atomic int in_use;     /* claimed by a thread */
+  _Atomic int refs;       /* the runtime's list, plus the thread using it */
   struct ax__erec *next;  /* the runtime's list of records (append only) */
 } ax__erec_t;
 
@@ -107,8 +108,10 @@ typedef struct ax__retired {
 
 void ax__epoch_init(ax__epoch_t *e);
 void ax__epoch_destroy(ax__epoch_t *e);
+/* Claims a record for the calling thread; give it back with
+ * ax__epoch_release(), which never touches the runtime (it may be gone). */
 ax__erec_t *ax__epoch_register(ax__epoch_t *e);
-void ax__epoch_unregister(ax__erec_t *r);
+void ax__epoch_release(ax__erec_t *r);
 void ax__epoch_enter(ax__epoch_t *e, ax__erec_t *r);
 void ax__epoch_exit(ax__erec_t *r);
 /* Tries to advance the epoch; returns the epoch now in force. */
@@ -298,7 +301,7 @@ uint32_t ax__pool_class_size(unsigned cls);
 void ax__pool_destroy(ax__pool_t *p);
 void *ax__pool_alloc(ax__pool_t *p);
 void ax__pool_free(ax__pool_t *home, void *obj);
-ax__msg_t *ax__msg_alloc(size_t payload);
+ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload);
 void ax__msg_free(ax__msg_t *m);
 
 /* Inline fast paths of the same-core send (measured with callgrind: about a

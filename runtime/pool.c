@@ -74,13 +74,15 @@ void ax__pool_free(ax__pool_t *home, void *obj) {
 
 static const uint32_t class_size[AX__MSG_CLASSES] = {AX__MSG_SMALL, 256, 512, 1024, 2048, 4096};
 
-/* Allocates a message with room for payload bytes inline: from the calling
- * core's pool, or from malloc on other threads and for large payloads. */
-ax__msg_t *ax__msg_alloc(size_t payload) {
+/* Allocates a message for `to` with room for payload bytes inline: from the
+ * calling core's pool when `to` belongs to the same runtime (a pool dies
+ * with its runtime, and another runtime may outlive it), else from malloc,
+ * as on threads that are not cores and for large payloads. */
+ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
   size_t need = sizeof(ax__msg_t) + payload;
   ax__core_t *c = ax__tls_core;
   ax__msg_t *m = NULL;
-  if (c != NULL) {
+  if (c != NULL && ax__ref_rt(to) == c->rt->index) {
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       if (need <= class_size[i]) {
         m = ax__pool_alloc(&c->pools[i]);

@@ -33,13 +33,14 @@ static _Thread_local erec_cache_t erec_cache[AX__MAX_RTS];
 static pthread_key_t erec_key;
 static pthread_once_t erec_once = PTHREAD_ONCE_INIT;
 
+/* At thread exit: give back every cached record.  The runtimes may be gone
+ * already; releasing a record never touches its runtime. */
 static void erec_release_all(void *unused) {
   (void)unused;
   for (unsigned i = 0; i < AX__MAX_RTS; i++) {
     erec_cache_t *ce = &erec_cache[i];
-    ax_rt_t *rt = ax__rt_lookup(i);
-    if (ce->rec != NULL && rt == ce->rt && rt->serial == ce->serial)
-      ax__epoch_unregister(ce->rec);
+    if (ce->rec != NULL)
+      ax__epoch_release(ce->rec);
     ce->rec = NULL;
     ce->rt = NULL;
   }
@@ -54,6 +55,10 @@ ax__erec_t *ax__rt_erec(ax_rt_t *rt) {
   erec_cache_t *ce = &erec_cache[rt->index];
   if (ce->rec != NULL && ce->rt == rt && ce->serial == rt->serial)
     return ce->rec;
+  if (ce->rec != NULL) {
+    ax__epoch_release(ce->rec); /* of a runtime that had this index before */
+    ce->rec = NULL;
+  }
   pthread_once(&erec_once, erec_key_init);
   ax__erec_t *r = ax__epoch_register(&rt->epoch);
   if (r == NULL)

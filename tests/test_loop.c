@@ -328,6 +328,216 @@ START_TEST(test_loop_stop_from_signal_handler) {
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* ax_loop_run_once()                                                        */
+
+START_TEST(test_loop_run_once_idle_without_watchers) {
+  ax_loop_t *loop = test_loop_new();
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(ax_loop_run_once(loop, 1000 * AX_NSEC_PER_MSEC), AX_RUN_IDLE);
+  ck_assert_int_eq(ax_loop_run_once(loop, 0), AX_RUN_IDLE);
+  /* Nothing to wait for: no waiting. */
+  ck_assert_int_lt(ax_now() - start, 500 * AX_NSEC_PER_MSEC);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_run_once_arguments) {
+  ck_assert_int_eq(ax_loop_run_once(NULL, 0), -EINVAL);
+  ax_loop_t *loop = test_loop_new();
+  ck_assert_int_eq(ax_loop_run_once(loop, -2), -EINVAL);
+  ck_assert_int_eq(ax_loop_run_once(loop, INT64_MIN), -EINVAL);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_run_once_waits_at_most_timeout) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t timer;
+  int fired = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &timer, count_timer_cb), 0);
+  timer.data = &fired;
+  ck_assert_int_eq(ax_timer_start(&timer, 10 * AX_NSEC_PER_SEC, 0), 0);
+
+  /* Nothing happens: one pass waits for the timeout, then returns. */
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, 50 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+  int64_t elapsed = ax_now() - start;
+  ck_assert_int_ge(elapsed, 40 * AX_NSEC_PER_MSEC);
+  ck_assert_int_lt(elapsed, 5 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(fired, 0);
+
+  /* Zero: no waiting at all. */
+  start = ax_now();
+  for (int i = 0; i < 10; i++)
+    ck_assert_int_eq(ax_loop_run_once(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_lt(ax_now() - start, 1 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(fired, 0);
+  ck_assert(ax_timer_active(&timer));
+
+  ck_assert_int_eq(ax_timer_stop(&timer), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+START_TEST(test_loop_run_once_runs_due_timers) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t soon, later, keeper;
+  int soon_fired = 0, later_fired = 0, kept = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &soon, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &later, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &keeper, count_timer_cb), 0);
+  soon.data = &soon_fired;
+  later.data = &later_fired;
+  keeper.data = &kept;
+  ck_assert_int_eq(ax_timer_start(&keeper, 10 * AX_NSEC_PER_SEC, 0), 0);
+
+  /* A timer already due runs in a non-blocking pass. */
+  ck_assert_int_eq(ax_timer_start(&soon, 0, 0), 0);
+  ck_assert_int_eq(ax_loop_run_once(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(soon_fired, 1);
+
+  /* AX_FOREVER waits until the next timer is due, and that pass runs it. */
+  ck_assert_int_eq(ax_timer_start(&later, 20 * AX_NSEC_PER_MSEC, 0), 0);
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_TIMEOUT);
+  int64_t elapsed = ax_now() - start;
+  ck_assert_int_eq(later_fired, 1);
+  ck_assert_int_ge(elapsed, 15 * AX_NSEC_PER_MSEC);
+  ck_assert_int_lt(elapsed, 5 * AX_NSEC_PER_SEC);
+
+  /* A timeout longer than the next timer: the pass ends with the timer. */
+  ck_assert_int_eq(ax_timer_start(&later, 20 * AX_NSEC_PER_MSEC, 0), 0);
+  start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, 5 * AX_NSEC_PER_SEC), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(later_fired, 2);
+  ck_assert_int_lt(ax_now() - start, 4 * AX_NSEC_PER_SEC);
+
+  /* The last watcher fires in the pass: nothing is left after it. */
+  ck_assert_int_eq(ax_timer_stop(&keeper), 0);
+  ck_assert_int_eq(ax_timer_start(&soon, 5 * AX_NSEC_PER_MSEC, 0), 0);
+  test_assert_pass_ended(ax_loop_run_once(loop, AX_FOREVER));
+  ck_assert_int_eq(soon_fired, 2);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(kept, 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* Writes one byte to the pipe end in *arg after 50 ms. */
+static void *write_later_thread(void *arg) {
+  test_sleep_ms(50);
+  test_write_byte(*(int *)arg);
+  return NULL;
+}
+
+START_TEST(test_loop_run_once_fd_event) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  ax_io_t io;
+  int io_calls = 0;
+  ck_assert_int_eq(ax_io_init(loop, &io, fds[0], count_io_cb), 0);
+  io.data = &io_calls;
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+
+  /* An fd event during the wait ends it: one callback, one pass. */
+  pthread_t thread;
+  int64_t start = ax_now();
+  ck_assert_int_eq(pthread_create(&thread, NULL, write_later_thread, &fds[1]), 0);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_int_eq(io_calls, 1);
+  ck_assert_int_lt(ax_now() - start, 5 * AX_NSEC_PER_SEC);
+  /* Still readable (level-triggered): each pass calls it once more. */
+  ck_assert_int_eq(ax_loop_run_once(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(io_calls, 2);
+  ck_assert_uint_eq(test_drain(fds[0]), 1);
+  ck_assert_int_eq(ax_loop_run_once(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(io_calls, 2);
+
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(fds[0]);
+  close(fds[1]);
+}
+END_TEST
+
+START_TEST(test_loop_run_once_stop) {
+  ax_loop_t *loop = test_loop_new();
+  /* With no watcher at all, a pending stop is still reported, once. */
+  ax_loop_stop(loop);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_IDLE);
+
+  ax_timer_t due, keeper;
+  int due_fired = 0, kept = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &due, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &keeper, count_timer_cb), 0);
+  due.data = &due_fired;
+  keeper.data = &kept;
+  ck_assert_int_eq(ax_timer_start(&keeper, 30 * AX_NSEC_PER_SEC, 0), 0);
+
+  /* Stop before the pass: no waiting, due timers still run, consumed. */
+  ck_assert_int_eq(ax_timer_start(&due, 0, 0), 0);
+  ax_loop_stop(loop);
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_lt(ax_now() - start, 2 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(due_fired, 1);
+  ck_assert_int_eq(ax_loop_run_once(loop, 20 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+
+  /* Stop from a callback in the pass. */
+  ck_assert_int_eq(ax_timer_init(loop, &due, stop_timer_cb), 0);
+  due.data = &due_fired;
+  ck_assert_int_eq(ax_timer_start(&due, 1 * AX_NSEC_PER_MSEC, 0), 0);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_eq(due_fired, 2);
+
+  /* Stop from another thread wakes a blocked pass.  A pass waits "at
+   * most" its timeout, so one may end early (say, on the wake-up left by
+   * the stop above) before the one that sees the stop. */
+  pthread_t thread;
+  start = ax_now();
+  ck_assert_int_eq(pthread_create(&thread, NULL, stop_later_thread, loop), 0);
+  int rc, passes = 0;
+  while ((rc = ax_loop_run_once(loop, AX_FOREVER)) == AX_RUN_TIMEOUT && passes < 3)
+    passes++;
+  ck_assert_int_eq(rc, AX_RUN_STOPPED);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_int_lt(ax_now() - start, 5 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(kept, 0);
+
+  ck_assert_int_eq(ax_timer_stop(&keeper), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* A timer callback that calls ax_loop_run_once() on its own running loop. */
+static void reenter_once_cb(ax_timer_t *timer) {
+  int *result = timer->data;
+  *result = ax_loop_run_once(timer->loop, 0);
+}
+
+START_TEST(test_loop_run_once_not_reentrant) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t timer;
+  int result = 0;
+  ck_assert_int_eq(ax_timer_init(loop, &timer, reenter_once_cb), 0);
+  timer.data = &result;
+  ck_assert_int_eq(ax_timer_start(&timer, 0, 0), 0);
+  test_assert_pass_ended(ax_loop_run_once(loop, 0));
+  ck_assert_int_eq(result, -EBUSY);
+  /* And from inside ax_loop_run() too. */
+  result = 0;
+  ck_assert_int_eq(ax_timer_start(&timer, 0, 0), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(result, -EBUSY);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* ax_loop_close() and ax_loop_active()                                      */
 
 START_TEST(test_loop_close_busy_and_force) {
@@ -491,6 +701,17 @@ static Suite *loop_suite(void) {
   tcase_add_test(tc, test_loop_stop_before_run);
   tcase_add_test(tc, test_loop_stop_from_thread);
   tcase_add_test(tc, test_loop_stop_from_signal_handler);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("run_once");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, test_loop_run_once_idle_without_watchers);
+  tcase_add_test(tc, test_loop_run_once_arguments);
+  tcase_add_test(tc, test_loop_run_once_waits_at_most_timeout);
+  tcase_add_test(tc, test_loop_run_once_runs_due_timers);
+  tcase_add_test(tc, test_loop_run_once_fd_event);
+  tcase_add_test(tc, test_loop_run_once_stop);
+  tcase_add_test(tc, test_loop_run_once_not_reentrant);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("close");

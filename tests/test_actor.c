@@ -1,0 +1,1298 @@
+/* Check suite for actors: spawn and placement, hooks and stop reasons, sending, ownership, ordering, request/reply, names. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "axon_test.h"
+
+enum {
+  MSG_PING = AX_MSG_USER,
+  MSG_STOP,    /* return AX_STOP */
+  MSG_FAIL,    /* return the int in the payload */
+  MSG_DATA,    /* a payload to check */
+  MSG_GO,      /* start whatever the actor does */
+  MSG_REQUEST,
+  MSG_REPLY,
+  MSG_SEQ,     /* a test_seq_msg_t */
+};
+
+/* What a recording actor saw.  Everything the test thread reads while the
+ * runtime runs is atomic. */
+typedef struct rec {
+  atomic_int handled;
+  atomic_int inits;
+  atomic_int terminates;
+  atomic_int reason;
+  atomic_int core;       /* ax_core() in the behaviour */
+  atomic_int init_core;  /* ax_core() in the init hook */
+  atomic_int term_core;  /* ax_core() in the terminate hook */
+  atomic_int violations; /* contract breaches seen inside the actor */
+  atomic_uint_fast64_t init_self; /* ax_self() in the init hook */
+  atomic_long max_seq;   /* the largest MSG_SEQ seq handled, -1 if none */
+  int stop_after;        /* AX_STOP after this many messages; 0 = never */
+} rec_t;
+
+static void rec_reset(rec_t *recs, size_t n) {
+  memset(recs, 0, n * sizeof *recs);
+  for (size_t i = 0; i < n; i++) {
+    atomic_init(&recs[i].reason, 12345);
+    atomic_init(&recs[i].core, -1);
+    atomic_init(&recs[i].init_core, -1);
+    atomic_init(&recs[i].term_core, -1);
+    atomic_init(&recs[i].max_seq, -1);
+  }
+}
+
+static void rec_violation(rec_t *r) {
+  atomic_fetch_add(&r->violations, 1);
+}
+
+static int rec_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  rec_t *r = ax_state(self);
+  if (atomic_load(&r->inits) != 1)
+    rec_violation(r); /* the init hook did not run first */
+  atomic_store(&r->core, (int)ax_core(self));
+  int handled = atomic_fetch_add(&r->handled, 1) + 1;
+  if (msg->type == MSG_SEQ) {
+    test_seq_msg_t m;
+    if (msg->size != sizeof m) {
+      rec_violation(r);
+    } else {
+      memcpy(&m, msg->data, sizeof m);
+      if ((long)m.seq <= atomic_load(&r->max_seq))
+        rec_violation(r); /* out of order */
+      atomic_store(&r->max_seq, (long)m.seq);
+    }
+  }
+  if (msg->type == MSG_STOP)
+    return AX_STOP;
+  if (msg->type == MSG_FAIL) {
+    int code;
+    memcpy(&code, msg->data, sizeof code);
+    return code;
+  }
+  if (r->stop_after > 0 && handled >= r->stop_after)
+    return AX_STOP;
+  return 0;
+}
+
+static void rec_init(ax_actor_t *self) {
+  rec_t *r = ax_state(self);
+  if (atomic_load(&r->handled) != 0)
+    rec_violation(r);
+  atomic_store(&r->init_core, (int)ax_core(self));
+  atomic_store(&r->init_self, ax_self(self));
+  atomic_fetch_add(&r->inits, 1);
+}
+
+static void rec_terminate(ax_actor_t *self, int reason) {
+  rec_t *r = ax_state(self);
+  atomic_store(&r->term_core, (int)ax_core(self));
+  atomic_store(&r->reason, reason);
+  atomic_fetch_add(&r->terminates, 1);
+}
+
+static ax_ref_t spawn_rec(ax_rt_t *rt, rec_t *r, ax_placement_t placement, unsigned core) {
+  return test_spawn(rt, rec_behaviour, r, placement, core, rec_init, rec_terminate);
+}
+
+/* Waits until sends to ref fail with -ESRCH (the actor is gone), then checks
+ * that they keep failing, and that ax_stop fails the same way. */
+static void assert_ref_dead(ax_ref_t ref) {
+  TEST_WAIT_UNTIL(ax_send(ref, MSG_PING, NULL, 0) == -ESRCH, 10000);
+  for (int i = 0; i < 100; i++)
+    ck_assert_int_eq(ax_send(ref, MSG_PING, "x", 1), -ESRCH);
+  ck_assert_int_eq(ax_stop(ref, 0), -ESRCH);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Spawn and placement                                                       */
+
+/* Spawns a child with AX_PLACE_LOCAL and sends it a message; records the
+ * child's core as ax_ref_core() reports it. */
+typedef struct spawner {
+  rec_t child;
+  atomic_int child_core;
+  atomic_int my_core;
+  atomic_int rc;
+} spawner_t;
+
+static int spawner_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  spawner_t *s = ax_state(self);
+  ax_spawn_opts_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.placement = AX_PLACE_LOCAL;
+  opts.init = rec_init;
+  opts.terminate = rec_terminate;
+  ax_ref_t child = AX_REF_NONE;
+  int rc = ax_spawn(ax_actor_rt(self), rec_behaviour, &s->child, &opts, &child);
+  if (rc == 0)
+    rc = ax_send(child, MSG_PING, NULL, 0);
+  atomic_store(&s->my_core, (int)ax_core(self));
+  atomic_store(&s->child_core, ax_ref_core(child));
+  atomic_store(&s->rc, rc == 0 ? 1 : rc);
+  return AX_STOP;
+}
+
+START_TEST(test_actor_spawn_placement) {
+  enum { CORES = 3 };
+  ax_rt_t *rt = test_rt_new(CORES, AX_RT_KEEP_ALIVE);
+  rec_t recs[20];
+  rec_reset(recs, 20);
+  int n = 0;
+  ax_ref_t refs[20];
+  int want_core[20];
+
+  /* AX_PLACE_CORE: exactly that core. */
+  for (unsigned c = 0; c < CORES; c++) {
+    refs[n] = spawn_rec(rt, &recs[n], AX_PLACE_CORE, c);
+    ck_assert_int_eq(ax_ref_core(refs[n]), (int)c);
+    want_core[n++] = (int)c;
+  }
+  /* AX_PLACE_ANY: round-robin, so six spawns cover every core twice. */
+  int per_core[CORES] = {0, 0, 0};
+  for (int i = 0; i < 2 * CORES; i++) {
+    refs[n] = spawn_rec(rt, &recs[n], AX_PLACE_ANY, 0);
+    int core = ax_ref_core(refs[n]);
+    ck_assert_int_ge(core, 0);
+    ck_assert_int_lt(core, CORES);
+    per_core[core]++;
+    want_core[n++] = core;
+  }
+  for (int c = 0; c < CORES; c++)
+    ck_assert_int_eq(per_core[c], 2);
+  /* AX_PLACE_LOCAL from a thread that is not a core: round-robin too. */
+  int local_seen[CORES] = {0, 0, 0};
+  for (int i = 0; i < CORES; i++) {
+    refs[n] = spawn_rec(rt, &recs[n], AX_PLACE_LOCAL, 0);
+    int core = ax_ref_core(refs[n]);
+    ck_assert_int_ge(core, 0);
+    ck_assert_int_lt(core, CORES);
+    local_seen[core]++;
+    want_core[n++] = core;
+  }
+  for (int c = 0; c < CORES; c++)
+    ck_assert_int_eq(local_seen[c], 1);
+  /* NULL options: the defaults. */
+  ax_ref_t dflt = AX_REF_NONE;
+  ck_assert_int_eq(ax_spawn(rt, rec_behaviour, &recs[n], NULL, &dflt), 0);
+  ck_assert(dflt != AX_REF_NONE);
+  ck_assert_int_ge(ax_ref_core(dflt), 0);
+  ck_assert_int_lt(ax_ref_core(dflt), CORES);
+  atomic_store(&recs[n].inits, 1); /* no init hook: keep rec_behaviour quiet */
+  refs[n] = dflt;
+  want_core[n++] = ax_ref_core(dflt);
+  /* A NULL ref pointer is fine. */
+  rec_t unnamed;
+  rec_reset(&unnamed, 1);
+  atomic_store(&unnamed.inits, 1);
+  ck_assert_int_eq(ax_spawn(rt, rec_behaviour, &unnamed, NULL, NULL), 0);
+
+  /* Bad arguments. */
+  ax_spawn_opts_t opts;
+  memset(&opts, 0, sizeof opts);
+  ax_ref_t ref = AX_REF_NONE;
+  ck_assert_int_eq(ax_spawn(NULL, rec_behaviour, &recs[0], NULL, &ref), -EINVAL);
+  ck_assert_int_eq(ax_spawn(rt, NULL, &recs[0], NULL, &ref), -EINVAL);
+  opts.placement = AX_PLACE_CORE;
+  opts.core = CORES;
+  ck_assert_int_eq(ax_spawn(rt, rec_behaviour, &recs[0], &opts, &ref), -EINVAL);
+  opts.core = 1000;
+  ck_assert_int_eq(ax_spawn(rt, rec_behaviour, &recs[0], &opts, &ref), -EINVAL);
+  opts.placement = (ax_placement_t)42;
+  opts.core = 0;
+  ck_assert_int_eq(ax_spawn(rt, rec_behaviour, &recs[0], &opts, &ref), -EINVAL);
+  ck_assert_int_eq(ax_ref_core(AX_REF_NONE), -EINVAL);
+
+  test_rt_start(rt);
+  /* AX_PLACE_LOCAL from an actor: the actor's own core. */
+  spawner_t spawners[CORES];
+  memset(spawners, 0, sizeof spawners);
+  for (unsigned c = 0; c < CORES; c++) {
+    rec_reset(&spawners[c].child, 1);
+    ax_ref_t s = test_spawn(rt, spawner_behaviour, &spawners[c], AX_PLACE_CORE, c, NULL, NULL);
+    test_send(s, MSG_GO, NULL, 0);
+  }
+  for (int i = 0; i < n; i++)
+    test_send(refs[i], MSG_PING, NULL, 0);
+  for (unsigned c = 0; c < CORES; c++) {
+    TEST_WAIT_UNTIL(atomic_load(&spawners[c].child.handled) == 1, 10000);
+    ck_assert_int_eq(atomic_load(&spawners[c].rc), 1);
+    ck_assert_int_eq(atomic_load(&spawners[c].my_core), (int)c);
+    ck_assert_int_eq(atomic_load(&spawners[c].child_core), (int)c);
+    ck_assert_int_eq(atomic_load(&spawners[c].child.core), (int)c);
+    ck_assert_int_eq(atomic_load(&spawners[c].child.init_core), (int)c);
+  }
+  /* Each actor runs on the core its reference names. */
+  for (int i = 0; i < n; i++) {
+    TEST_WAIT_UNTIL(atomic_load(&recs[i].handled) == 1, 10000);
+    ck_assert_int_eq(atomic_load(&recs[i].core), want_core[i]);
+    ck_assert_int_eq(atomic_load(&recs[i].violations), 0);
+  }
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Hooks and stop reasons                                                    */
+
+START_TEST(test_actor_init_before_first_message) {
+  enum { N = 64 };
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  rec_t recs[N];
+  rec_reset(recs, N);
+  ax_ref_t refs[N];
+  /* Half spawned before the start with messages already queued... */
+  for (int i = 0; i < N / 2; i++) {
+    refs[i] = spawn_rec(rt, &recs[i], AX_PLACE_ANY, 0);
+    for (int k = 0; k < 5; k++)
+      test_send(refs[i], MSG_PING, NULL, 0);
+  }
+  test_rt_start(rt);
+  /* ...half after, with a message sent right after the spawn. */
+  for (int i = N / 2; i < N; i++) {
+    refs[i] = spawn_rec(rt, &recs[i], AX_PLACE_ANY, 0);
+    for (int k = 0; k < 5; k++)
+      test_send(refs[i], MSG_PING, NULL, 0);
+  }
+  for (int i = 0; i < N; i++) {
+    TEST_WAIT_UNTIL(atomic_load(&recs[i].handled) == 5, 10000);
+    ck_assert_int_eq(atomic_load(&recs[i].inits), 1);
+    ck_assert_int_eq(atomic_load(&recs[i].violations), 0);
+    ck_assert_int_eq(atomic_load(&recs[i].init_core), ax_ref_core(refs[i]));
+    ck_assert(atomic_load(&recs[i].init_self) == refs[i]);
+    ck_assert_int_eq(atomic_load(&recs[i].terminates), 0);
+  }
+  test_rt_stop_join_free(rt);
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_eq(atomic_load(&recs[i].terminates), 1);
+    ck_assert_int_eq(atomic_load(&recs[i].reason), AX_REASON_SHUTDOWN);
+    ck_assert_int_eq(atomic_load(&recs[i].term_core), ax_ref_core(refs[i]));
+  }
+}
+END_TEST
+
+START_TEST(test_actor_terminate_reasons) {
+  enum { CASES = 6 };
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  rec_t recs[CASES];
+  rec_reset(recs, CASES);
+  ax_ref_t refs[CASES];
+  for (int i = 0; i < CASES; i++)
+    refs[i] = spawn_rec(rt, &recs[i], AX_PLACE_CORE, (unsigned)i % 2);
+  test_rt_start(rt);
+  for (int i = 0; i < CASES; i++)
+    test_send(refs[i], MSG_PING, NULL, 0);
+  for (int i = 0; i < CASES; i++)
+    TEST_WAIT_UNTIL(atomic_load(&recs[i].handled) == 1, 10000);
+
+  /* 0: the behaviour returns AX_STOP. */
+  test_send(refs[0], MSG_STOP, NULL, 0);
+  /* 1: the behaviour returns a negative code. */
+  int code = -EIO;
+  test_send(refs[1], MSG_FAIL, &code, sizeof code);
+  /* 2: ax_stop with reason 0. */
+  ck_assert_int_eq(ax_stop(refs[2], 0), 0);
+  /* 3: ax_stop with a negative reason. */
+  ck_assert_int_eq(ax_stop(refs[3], -ECONNRESET), 0);
+  /* 4: a positive reason is refused and changes nothing. */
+  ck_assert_int_eq(ax_stop(refs[4], 1), -EINVAL);
+  ck_assert_int_eq(ax_stop(refs[4], AX_REASON_SHUTDOWN), -EINVAL);
+  ck_assert_int_eq(ax_stop(AX_REF_NONE, 0), -ESRCH);
+  /* 5: a behaviour that returns a code other than those: any negative. */
+  code = -1;
+  test_send(refs[5], MSG_FAIL, &code, sizeof code);
+
+  int want[CASES] = {AX_REASON_NORMAL, -EIO, AX_REASON_STOPPED, -ECONNRESET, 0, -1};
+  for (int i = 0; i < CASES; i++) {
+    if (i == 4)
+      continue;
+    TEST_WAIT_UNTIL(atomic_load(&recs[i].terminates) == 1, 10000);
+    ck_assert_int_eq(atomic_load(&recs[i].reason), want[i]);
+    ck_assert_int_eq(atomic_load(&recs[i].term_core), i % 2);
+    assert_ref_dead(refs[i]);
+  }
+  /* The actor that was refused a positive reason still works. */
+  test_send(refs[4], MSG_PING, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&recs[4].handled) == 2, 10000);
+  ck_assert_int_eq(atomic_load(&recs[4].terminates), 0);
+  test_rt_stop_join_free(rt);
+  for (int i = 0; i < CASES; i++) {
+    ck_assert_int_eq(atomic_load(&recs[i].terminates), 1);
+    ck_assert_int_eq(atomic_load(&recs[i].violations), 0);
+  }
+  ck_assert_int_eq(atomic_load(&recs[4].reason), AX_REASON_SHUTDOWN);
+}
+END_TEST
+
+/* Calls ax_stop on itself on its first message with the reason in its
+ * state, then returns 0. */
+typedef struct self_stopper {
+  rec_t rec;
+  int reason;
+  atomic_int stop_rc;
+} self_stopper_t;
+
+static int self_stopper_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  self_stopper_t *s = ax_state(self);
+  atomic_fetch_add(&s->rec.handled, 1);
+  atomic_store(&s->stop_rc, ax_stop(ax_self(self), s->reason));
+  return 0;
+}
+
+static void self_stopper_terminate(ax_actor_t *self, int reason) {
+  self_stopper_t *s = ax_state(self);
+  atomic_store(&s->rec.reason, reason);
+  atomic_fetch_add(&s->rec.terminates, 1);
+}
+
+START_TEST(test_actor_stop_self_drops_mailbox) {
+  /* ax_stop from inside: the actor stops before handling any further
+   * message, and what was queued becomes dead letters. */
+  enum { QUEUED = 100 };
+  ax_rt_t *rt = test_rt_new(2, 0);
+  self_stopper_t s[2];
+  memset(s, 0, sizeof s);
+  s[0].reason = 0;
+  s[1].reason = -EPIPE;
+  for (int i = 0; i < 2; i++) {
+    ax_ref_t ref = test_spawn(rt, self_stopper_behaviour, &s[i], AX_PLACE_CORE, (unsigned)i,
+                              NULL, self_stopper_terminate);
+    for (int k = 0; k < QUEUED; k++)
+      test_send(ref, MSG_PING, &k, sizeof k);
+  }
+  ck_assert_int_eq(ax_rt_run(rt), 0);
+  ck_assert_int_eq(atomic_load(&s[0].stop_rc), 0);
+  ck_assert_int_eq(atomic_load(&s[1].stop_rc), 0);
+  ck_assert_int_eq(atomic_load(&s[0].rec.handled), 1);
+  ck_assert_int_eq(atomic_load(&s[1].rec.handled), 1);
+  ck_assert_int_eq(atomic_load(&s[0].rec.terminates), 1);
+  ck_assert_int_eq(atomic_load(&s[1].rec.terminates), 1);
+  ck_assert_int_eq(atomic_load(&s[0].rec.reason), AX_REASON_STOPPED);
+  ck_assert_int_eq(atomic_load(&s[1].rec.reason), -EPIPE);
+  ax_core_stats_t stats;
+  ck_assert_int_eq(ax_rt_stats_total(rt, &stats), 0);
+  ck_assert_uint_ge(stats.dead_letters, 2 * (QUEUED - 1));
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+}
+END_TEST
+
+START_TEST(test_actor_stop_no_message_after) {
+  /* Once ax_stop() has returned, the actor handles at most the message it
+   * was already in the middle of, and none sent after the stop. */
+  enum { ACTORS = 8, BEFORE = 2000, AFTER = 2000 };
+  ax_rt_t *rt = test_rt_new(2, 0);
+  rec_t recs[ACTORS];
+  rec_reset(recs, ACTORS);
+  ax_ref_t refs[ACTORS];
+  for (int a = 0; a < ACTORS; a++)
+    refs[a] = spawn_rec(rt, &recs[a], AX_PLACE_CORE, (unsigned)a % 2);
+  test_rt_start(rt);
+  for (int a = 0; a < ACTORS; a++) {
+    test_seq_msg_t m = {0, 0, 0};
+    for (m.seq = 0; m.seq < BEFORE; m.seq++)
+      test_send(refs[a], MSG_SEQ, &m, sizeof m);
+    if (a % 2 == 1)
+      test_sleep_ms(1); /* some stop with an empty mailbox, some not */
+    ck_assert_int_eq(ax_stop(refs[a], 0), 0);
+    int at_stop = atomic_load(&recs[a].handled);
+    for (; m.seq < BEFORE + AFTER; m.seq++) {
+      int rc = ax_send(refs[a], MSG_SEQ, &m, sizeof m);
+      ck_assert_msg(rc == 0 || rc == -ESRCH, "send after stop: %s", ax_strerror(rc));
+    }
+    TEST_WAIT_UNTIL(atomic_load(&recs[a].terminates) == 1, 10000);
+    ck_assert_int_le(atomic_load(&recs[a].handled), at_stop + 1);
+    ck_assert_int_lt(atomic_load(&recs[a].max_seq), BEFORE);
+  }
+  test_rt_join_free(rt);
+  for (int a = 0; a < ACTORS; a++) {
+    ck_assert_int_eq(atomic_load(&recs[a].reason), AX_REASON_STOPPED);
+    ck_assert_int_eq(atomic_load(&recs[a].violations), 0);
+    ck_assert_int_eq(atomic_load(&recs[a].terminates), 1);
+  }
+}
+END_TEST
+
+/* Checks ax_self, ax_state, ax_core and ax_actor_rt against what the test
+ * wrote into its state before the start. */
+typedef struct identity {
+  ax_ref_t ref;
+  ax_rt_t *rt;
+  atomic_int checked;
+  atomic_int wrong;
+} identity_t;
+
+static int identity_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  identity_t *id = ax_state(self);
+  if (ax_self(self) != id->ref)
+    atomic_fetch_add(&id->wrong, 1);
+  if (ax_actor_rt(self) != id->rt)
+    atomic_fetch_add(&id->wrong, 1);
+  if ((int)ax_core(self) != ax_ref_core(id->ref))
+    atomic_fetch_add(&id->wrong, 1);
+  atomic_fetch_add(&id->checked, 1);
+  return AX_STOP;
+}
+
+START_TEST(test_actor_identity) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  identity_t ids[4];
+  memset(ids, 0, sizeof ids);
+  for (int i = 0; i < 4; i++) {
+    ids[i].rt = rt;
+    ids[i].ref = test_spawn(rt, identity_behaviour, &ids[i], AX_PLACE_ANY, 0, NULL, NULL);
+    test_send(ids[i].ref, MSG_PING, NULL, 0);
+  }
+  ck_assert(ids[0].ref != ids[1].ref);
+  ck_assert_int_eq(ax_rt_run(rt), 0);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(atomic_load(&ids[i].checked), 1);
+    ck_assert_int_eq(atomic_load(&ids[i].wrong), 0);
+  }
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Payloads                                                                  */
+
+/* Checks that message i carries (i % 251) + 1 bytes of value i & 0xff, and
+ * forwards a copy to `forward` when set, reusing one buffer. */
+typedef struct checker {
+  atomic_int handled;
+  atomic_int bad;
+  atomic_int zero_ok;
+  int expect;        /* messages before AX_STOP */
+  ax_ref_t forward;  /* sends each payload on, from its own buffer */
+  ax_ref_t expected_from;
+  unsigned char buf[256];
+} checker_t;
+
+static int checker_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  checker_t *c = ax_state(self);
+  if (msg->type == MSG_PING) {
+    /* The zero-size messages: no data. */
+    if (msg->size == 0 && msg->data == NULL)
+      atomic_fetch_add(&c->zero_ok, 1);
+    else
+      atomic_fetch_add(&c->bad, 1);
+    return 0;
+  }
+  int i = atomic_load(&c->handled);
+  size_t want = (size_t)(i % 251) + 1;
+  const unsigned char *data = msg->data;
+  bool ok = msg->type == MSG_DATA && msg->size == want && data != NULL &&
+            msg->from == c->expected_from;
+  for (size_t k = 0; ok && k < want; k++)
+    ok = data[k] == (unsigned char)(i & 0xff);
+  if (!ok)
+    atomic_fetch_add(&c->bad, 1);
+  if (c->forward != AX_REF_NONE) {
+    memcpy(c->buf, msg->data, msg->size);
+    if (ax_send(c->forward, MSG_DATA, c->buf, msg->size) != 0)
+      atomic_fetch_add(&c->bad, 1);
+    memset(c->buf, 0xee, sizeof c->buf);
+  }
+  if (atomic_fetch_add(&c->handled, 1) + 1 == c->expect)
+    return AX_STOP;
+  return 0;
+}
+
+START_TEST(test_actor_payload_copied) {
+  enum { N = 2000 };
+  ax_rt_t *rt = test_rt_new(2, 0);
+  checker_t first, second;
+  memset(&first, 0, sizeof first);
+  memset(&second, 0, sizeof second);
+  first.expect = second.expect = N;
+  ax_ref_t a = test_spawn(rt, checker_behaviour, &first, AX_PLACE_CORE, 0, NULL, NULL);
+  ax_ref_t b = test_spawn(rt, checker_behaviour, &second, AX_PLACE_CORE, 1, NULL, NULL);
+  first.forward = b;
+  first.expected_from = AX_REF_NONE;
+  second.expected_from = a;
+  test_rt_start(rt);
+  /* One buffer, overwritten right after every send. */
+  unsigned char buf[256];
+  for (int i = 0; i < N; i++) {
+    size_t size = (size_t)(i % 251) + 1;
+    memset(buf, i & 0xff, size);
+    test_send(a, MSG_DATA, buf, size);
+    memset(buf, 0x5a, sizeof buf);
+    if (i % 500 == 0) {
+      /* Zero-size messages, with and without a pointer: data is NULL. */
+      test_send(a, MSG_PING, NULL, 0);
+      test_send(a, MSG_PING, buf, 0);
+    }
+  }
+  test_rt_join_free(rt);
+  ck_assert_int_eq(atomic_load(&first.handled), N);
+  ck_assert_int_eq(atomic_load(&second.handled), N);
+  ck_assert_int_eq(atomic_load(&first.bad), 0);
+  ck_assert_int_eq(atomic_load(&second.bad), 0);
+  ck_assert_int_eq(atomic_load(&first.zero_ok), 2 * ((N + 499) / 500));
+}
+END_TEST
+
+enum { BIG = 1 << 20 };
+
+static unsigned char big_byte(size_t i) {
+  return (unsigned char)((i * 7 + 3) ^ (i >> 11));
+}
+
+/* Checks 1 MiB payloads; on MSG_GO builds one itself and sends it to
+ * `forward`. */
+typedef struct big_checker {
+  atomic_int good;
+  atomic_int bad;
+  ax_ref_t forward;
+} big_checker_t;
+
+static int big_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  big_checker_t *b = ax_state(self);
+  if (msg->type == MSG_GO) {
+    unsigned char *buf = malloc(BIG);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < BIG; i++)
+      buf[i] = big_byte(i);
+    int rc = ax_send(b->forward, MSG_DATA, buf, BIG);
+    memset(buf, 0, BIG);
+    free(buf);
+    if (rc != 0)
+      atomic_fetch_add(&b->bad, 1);
+    return AX_STOP;
+  }
+  const unsigned char *data = msg->data;
+  bool ok = msg->size == BIG && data != NULL;
+  for (size_t i = 0; ok && i < BIG; i++)
+    ok = data[i] == big_byte(i);
+  atomic_fetch_add(ok ? &b->good : &b->bad, 1);
+  return atomic_load(&b->good) + atomic_load(&b->bad) == 2 ? AX_STOP : 0;
+}
+
+START_TEST(test_actor_big_payload) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  big_checker_t sender, receiver;
+  memset(&sender, 0, sizeof sender);
+  memset(&receiver, 0, sizeof receiver);
+  ax_ref_t s = test_spawn(rt, big_behaviour, &sender, AX_PLACE_CORE, 0, NULL, NULL);
+  ax_ref_t r = test_spawn(rt, big_behaviour, &receiver, AX_PLACE_CORE, 1, NULL, NULL);
+  sender.forward = r;
+  unsigned char *buf = malloc(BIG);
+  ck_assert_ptr_nonnull(buf);
+  for (size_t i = 0; i < BIG; i++)
+    buf[i] = big_byte(i);
+  /* Over the limit: refused before anything is read. */
+  ck_assert_int_eq(ax_send(r, MSG_DATA, buf, AX_MSG_MAX + 1), -EINVAL);
+  test_rt_start(rt);
+  /* From a thread, then from an actor on the other core. */
+  test_send(r, MSG_DATA, buf, BIG);
+  memset(buf, 0, BIG);
+  test_send(s, MSG_GO, NULL, 0);
+  test_rt_join_free(rt);
+  free(buf);
+  ck_assert_int_eq(atomic_load(&receiver.good), 2);
+  ck_assert_int_eq(atomic_load(&receiver.bad), 0);
+  ck_assert_int_eq(atomic_load(&sender.bad), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* ax_send_owned                                                             */
+
+enum { OWNED_MAX = 64 };
+
+/* Release calls per buffer index (the first int of each buffer), and the
+ * thread of the last one. */
+static atomic_int owned_released[OWNED_MAX];
+static atomic_int owned_release_on_actor_thread;
+static _Atomic(pthread_t) owned_actor_thread;
+
+static void *owned_buf(int index) {
+  int *buf = malloc(64);
+  ck_assert_ptr_nonnull(buf);
+  memset(buf, 0, 64);
+  buf[0] = index;
+  return buf;
+}
+
+static void owned_release(void *buf) {
+  int index = *(int *)buf;
+  ck_assert_int_ge(index, 0);
+  ck_assert_int_lt(index, OWNED_MAX);
+  if (index == 1 && pthread_equal(pthread_self(), atomic_load(&owned_actor_thread)))
+    atomic_store(&owned_release_on_actor_thread, 1);
+  atomic_fetch_add(&owned_released[index], 1);
+  free(buf);
+}
+
+/* Buffer 1 is handled and released by axon; buffer 2 is taken and freed
+ * here; a copied message has nothing to take. */
+typedef struct owner {
+  void *expect_ptr[OWNED_MAX];
+  atomic_int handled;
+  atomic_int bad;
+  atomic_int took;
+} owner_t;
+
+static int owner_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  owner_t *o = ax_state(self);
+  atomic_fetch_add(&o->handled, 1);
+  if (msg->type == MSG_STOP)
+    return AX_STOP;
+  if (msg->type == MSG_PING) {
+    if (ax_msg_take(msg) != NULL)
+      atomic_fetch_add(&o->bad, 1);
+    return 0;
+  }
+  int index = *(const int *)msg->data;
+  if (index < 0 || index >= OWNED_MAX || msg->data != o->expect_ptr[index] || msg->size != 64) {
+    atomic_fetch_add(&o->bad, 1);
+    return 0;
+  }
+  /* Not released while the behaviour runs. */
+  if (atomic_load(&owned_released[index]) != 0)
+    atomic_fetch_add(&o->bad, 1);
+  if (index == 1) {
+    atomic_store(&owned_actor_thread, pthread_self());
+  } else if (index == 2) {
+    void *taken = ax_msg_take(msg);
+    if (taken != o->expect_ptr[2])
+      atomic_fetch_add(&o->bad, 1);
+    free(taken);
+    atomic_fetch_add(&o->took, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_actor_send_owned) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  owner_t owner;
+  memset(&owner, 0, sizeof owner);
+  for (int i = 0; i < OWNED_MAX; i++)
+    atomic_store(&owned_released[i], 0);
+  ax_ref_t ref = test_spawn(rt, owner_behaviour, &owner, AX_PLACE_CORE, 1, NULL, NULL);
+  test_rt_start(rt);
+
+  /* Handled: the receiver sees the very buffer, released once after. */
+  void *one = owned_buf(1);
+  owner.expect_ptr[1] = one;
+  void *two = owned_buf(2);
+  owner.expect_ptr[2] = two;
+  ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, one, 64, owned_release), 0);
+  /* Taken with ax_msg_take: never released by axon. */
+  ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, two, 64, owned_release), 0);
+  /* A copied message: nothing to take. */
+  test_send(ref, MSG_PING, "copy", 4);
+  /* No release function: nothing to free. */
+  static int quiet[16] = {3};
+  owner.expect_ptr[3] = quiet;
+  ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, quiet, 64, NULL), 0);
+  TEST_WAIT_UNTIL(atomic_load(&owner.handled) == 4, 10000);
+  TEST_WAIT_UNTIL(atomic_load(&owned_released[1]) == 1, 10000);
+  ck_assert_int_eq(atomic_load(&owner.took), 1);
+  ck_assert_int_eq(atomic_load(&owner.bad), 0);
+
+  /* Undeliverable: released before the error is returned. */
+  ck_assert_int_eq(ax_send_owned(AX_REF_NONE, MSG_DATA, owned_buf(10), 64, owned_release),
+                   -ESRCH);
+  ck_assert_int_eq(atomic_load(&owned_released[10]), 1);
+  ck_assert_int_eq(ax_send_owned(ref, 0, owned_buf(11), 64, owned_release), -EINVAL);
+  ck_assert_int_eq(atomic_load(&owned_released[11]), 1);
+  ck_assert_int_eq(
+      ax_send_owned((ax_ref_t)0x0123456789abcdefULL, MSG_DATA, owned_buf(12), 64, owned_release),
+      -ESRCH);
+  ck_assert_int_eq(atomic_load(&owned_released[12]), 1);
+  ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, NULL, 64, NULL), -EINVAL);
+
+  /* To a stopped actor. */
+  test_send(ref, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(ax_send(ref, MSG_PING, NULL, 0) == -ESRCH, 10000);
+  ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, owned_buf(13), 64, owned_release), -ESRCH);
+  ck_assert_int_eq(atomic_load(&owned_released[13]), 1);
+
+  test_rt_join_free(rt);
+  ck_assert_int_eq(atomic_load(&owned_released[1]), 1);
+  ck_assert_int_eq(atomic_load(&owned_release_on_actor_thread), 1);
+  ck_assert_int_eq(atomic_load(&owned_released[2]), 0);
+  for (int i = 10; i <= 13; i++)
+    ck_assert_int_eq(atomic_load(&owned_released[i]), 1);
+}
+END_TEST
+
+START_TEST(test_actor_send_owned_dropped) {
+  /* Buffers queued for an actor that stops on its first message are
+   * released exactly once: one after handling, the rest when dropped. */
+  enum { QUEUED = 40 };
+  ax_rt_t *rt = test_rt_new(2, 0);
+  rec_t rec;
+  rec_reset(&rec, 1);
+  rec.stop_after = 1;
+  ax_ref_t ref = spawn_rec(rt, &rec, AX_PLACE_CORE, 1);
+  for (int i = 0; i < OWNED_MAX; i++)
+    atomic_store(&owned_released[i], 0);
+  for (int i = 0; i < QUEUED; i++)
+    ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, owned_buf(i), 64, owned_release), 0);
+  ck_assert_int_eq(ax_rt_run(rt), 0);
+  ck_assert_int_eq(atomic_load(&rec.handled), 1);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  for (int i = 0; i < QUEUED; i++)
+    ck_assert_int_eq(atomic_load(&owned_released[i]), 1);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Ordering and the sender                                                   */
+
+enum { ORDER_SENDERS = 5, ORDER_ACTOR_SENDERS = 2 };
+
+/* The receiver: per-sender sequences must arrive 0, 1, 2... */
+typedef struct order_rx {
+  uint64_t next[ORDER_SENDERS];
+  ax_ref_t from[ORDER_SENDERS]; /* expected msg->from per sender */
+  uint64_t per_sender;
+  uint64_t total;
+  atomic_int bad_seq;
+  atomic_int bad_from;
+  atomic_long received;
+} order_rx_t;
+
+static int order_rx_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  order_rx_t *rx = ax_state(self);
+  test_seq_msg_t m;
+  if (msg->type != MSG_SEQ || msg->size != sizeof m) {
+    atomic_fetch_add(&rx->bad_seq, 1);
+    return 0;
+  }
+  memcpy(&m, msg->data, sizeof m);
+  if (m.sender >= ORDER_SENDERS || m.seq != rx->next[m.sender])
+    atomic_fetch_add(&rx->bad_seq, 1);
+  if (m.sender < ORDER_SENDERS) {
+    rx->next[m.sender] = m.seq + 1;
+    if (msg->from != rx->from[m.sender])
+      atomic_fetch_add(&rx->bad_from, 1);
+  }
+  long received = atomic_fetch_add(&rx->received, 1) + 1;
+  return (uint64_t)received == rx->total ? AX_STOP : 0;
+}
+
+/* An actor sender: sends its sequence in chunks, re-arming itself with a
+ * message to itself between chunks so other work interleaves. */
+typedef struct order_tx {
+  ax_ref_t to;
+  uint32_t id;
+  uint64_t seq, count;
+  atomic_int bad;
+} order_tx_t;
+
+static int order_tx_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  order_tx_t *tx = ax_state(self);
+  for (int k = 0; k < 64 && tx->seq < tx->count; k++, tx->seq++) {
+    test_seq_msg_t m = {tx->id, 0, tx->seq};
+    if (ax_send(tx->to, MSG_SEQ, &m, sizeof m) != 0)
+      atomic_fetch_add(&tx->bad, 1);
+  }
+  if (tx->seq == tx->count)
+    return AX_STOP;
+  if (ax_send(ax_self(self), MSG_GO, NULL, 0) != 0)
+    atomic_fetch_add(&tx->bad, 1);
+  return 0;
+}
+
+typedef struct order_thread {
+  ax_ref_t to;
+  uint32_t id;
+  uint64_t count;
+  int bad;
+} order_thread_t;
+
+static void *order_thread_main(void *arg) {
+  order_thread_t *t = arg;
+  for (uint64_t seq = 0; seq < t->count; seq++) {
+    test_seq_msg_t m = {t->id, 0, seq};
+    if (ax_send(t->to, MSG_SEQ, &m, sizeof m) != 0)
+      t->bad++;
+  }
+  return NULL;
+}
+
+START_TEST(test_actor_ordering_per_sender) {
+  uint64_t per_sender = test_scaled(50000);
+  ax_rt_t *rt = test_rt_new(2, 0);
+  order_rx_t rx;
+  memset(&rx, 0, sizeof rx);
+  rx.per_sender = per_sender;
+  rx.total = per_sender * ORDER_SENDERS;
+  ax_ref_t rx_ref = test_spawn(rt, order_rx_behaviour, &rx, AX_PLACE_CORE, 0, NULL, NULL);
+
+  /* Senders 0 and 1 are actors on cores 0 and 1; 2..4 are threads. */
+  order_tx_t txs[ORDER_ACTOR_SENDERS];
+  memset(txs, 0, sizeof txs);
+  for (uint32_t i = 0; i < ORDER_ACTOR_SENDERS; i++) {
+    txs[i].to = rx_ref;
+    txs[i].id = i;
+    txs[i].count = per_sender;
+    ax_ref_t tx = test_spawn(rt, order_tx_behaviour, &txs[i], AX_PLACE_CORE, i, NULL, NULL);
+    rx.from[i] = tx;
+    test_send(tx, MSG_GO, NULL, 0);
+  }
+  order_thread_t threads[ORDER_SENDERS - ORDER_ACTOR_SENDERS];
+  pthread_t tids[ORDER_SENDERS - ORDER_ACTOR_SENDERS];
+  for (uint32_t i = 0; i < ORDER_SENDERS - ORDER_ACTOR_SENDERS; i++) {
+    threads[i].to = rx_ref;
+    threads[i].id = ORDER_ACTOR_SENDERS + i;
+    threads[i].count = per_sender;
+    threads[i].bad = 0;
+    rx.from[threads[i].id] = AX_REF_NONE;
+  }
+  test_rt_start(rt);
+  for (int i = 0; i < ORDER_SENDERS - ORDER_ACTOR_SENDERS; i++)
+    ck_assert_int_eq(pthread_create(&tids[i], NULL, order_thread_main, &threads[i]), 0);
+  for (int i = 0; i < ORDER_SENDERS - ORDER_ACTOR_SENDERS; i++) {
+    ck_assert_int_eq(pthread_join(tids[i], NULL), 0);
+    ck_assert_int_eq(threads[i].bad, 0);
+  }
+  test_rt_join_free(rt);
+  ck_assert_int_eq(atomic_load(&rx.bad_seq), 0);
+  ck_assert_int_eq(atomic_load(&rx.bad_from), 0);
+  ck_assert_int_eq(atomic_load(&rx.received), (long)rx.total);
+  for (int i = 0; i < ORDER_SENDERS; i++)
+    ck_assert_uint_eq(rx.next[i], per_sender);
+  for (int i = 0; i < ORDER_ACTOR_SENDERS; i++)
+    ck_assert_int_eq(atomic_load(&txs[i].bad), 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Errors of ax_send and ax_stop                                             */
+
+/* A small xorshift generator for garbage references. */
+static uint64_t xorshift(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *state = x;
+}
+
+START_TEST(test_actor_send_errors) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  rec_t rec;
+  rec_reset(&rec, 1);
+  ax_ref_t ref = spawn_rec(rt, &rec, AX_PLACE_CORE, 1);
+  test_rt_start(rt);
+
+  char data[8] = "payload";
+  ck_assert_int_eq(ax_send(AX_REF_NONE, MSG_PING, data, sizeof data), -ESRCH);
+  ck_assert_int_eq(ax_send(ref, 0, data, sizeof data), -EINVAL);
+  ck_assert_int_eq(ax_send(ref, MSG_PING, NULL, 5), -EINVAL);
+  ck_assert_int_eq(ax_send(ref, MSG_PING, data, AX_MSG_MAX + 1), -EINVAL);
+
+  /* Garbage references never reach anything, never crash. */
+  uint64_t state = 0x9e3779b97f4a7c15ULL;
+  ax_ref_t fixed[] = {~(ax_ref_t)0, 1, 2, (ax_ref_t)1 << 63, 0x00000000ffffffffULL,
+                      0xffffffff00000000ULL};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+    if (fixed[i] == ref)
+      continue;
+    ck_assert_int_eq(ax_send(fixed[i], MSG_PING, data, sizeof data), -ESRCH);
+    ck_assert_int_eq(ax_stop(fixed[i], 0), -ESRCH);
+  }
+  for (int i = 0; i < 20000; i++) {
+    ax_ref_t garbage = xorshift(&state);
+    if (garbage == ref || garbage == AX_REF_NONE)
+      continue;
+    int rc = ax_send(garbage, MSG_PING, data, sizeof data);
+    ck_assert_msg(rc == -ESRCH, "send to garbage ref %#llx: %s", (unsigned long long)garbage,
+                  ax_strerror(rc));
+    if (i % 16 == 0)
+      ck_assert_int_eq(ax_stop(garbage, 0), -ESRCH);
+  }
+  /* References one bit away from a live one: refused or delivered, never
+   * a crash (some bits may be unused). */
+  for (int bit = 0; bit < 64; bit++) {
+    int rc = ax_send(ref ^ ((ax_ref_t)1 << bit), MSG_PING, data, sizeof data);
+    ck_assert_msg(rc == 0 || rc == -ESRCH, "bit %d: %s", bit, ax_strerror(rc));
+  }
+  ck_assert_int_eq(atomic_load(&rec.terminates), 0);
+  test_send(ref, MSG_STOP, NULL, 0);
+  test_rt_join_free(rt);
+  ck_assert_int_eq(atomic_load(&rec.terminates), 1);
+}
+END_TEST
+
+START_TEST(test_actor_send_to_stopped) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  rec_t recs[2];
+  rec_reset(recs, 2);
+  ax_ref_t dead = spawn_rec(rt, &recs[0], AX_PLACE_CORE, 0);
+  test_rt_start(rt);
+  test_send(dead, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&recs[0].terminates) == 1, 10000);
+  assert_ref_dead(dead);
+  /* A new actor, maybe in the same slot, does not answer to the old ref. */
+  ax_ref_t live = spawn_rec(rt, &recs[1], AX_PLACE_CORE, 0);
+  ck_assert(live != dead);
+  for (int i = 0; i < 1000; i++)
+    ck_assert_int_eq(ax_send(dead, MSG_PING, NULL, 0), -ESRCH);
+  test_send(live, MSG_PING, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&recs[1].handled) == 1, 10000);
+  test_sleep_ms(20);
+  ck_assert_int_eq(atomic_load(&recs[1].handled), 1);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Request and reply                                                         */
+
+enum { REQUESTS = 200 };
+
+typedef struct client {
+  ax_ref_t server;
+  ax_ref_t dead;
+  uint64_t ids[REQUESTS];
+  int replies;
+  atomic_int bad;
+  atomic_int done;
+  atomic_int null_self_rc, dead_rc;
+} client_t;
+
+static int client_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  client_t *c = ax_state(self);
+  if (msg->type == MSG_GO) {
+    for (int i = 0; i < REQUESTS; i++) {
+      uint64_t id = 0;
+      int rc = ax_request(self, c->server, MSG_REQUEST, &i, sizeof i, &id);
+      if (rc != 0 || id == 0)
+        atomic_fetch_add(&c->bad, 1);
+      for (int k = 0; k < i; k++)
+        if (c->ids[k] == id)
+          atomic_fetch_add(&c->bad, 1); /* ids must be fresh */
+      c->ids[i] = id;
+    }
+    /* A NULL id pointer is allowed. */
+    int extra = -1;
+    if (ax_request(self, c->server, MSG_REQUEST, &extra, sizeof extra, NULL) != 0)
+      atomic_fetch_add(&c->bad, 1);
+    atomic_store(&c->null_self_rc, ax_request(NULL, c->server, MSG_REQUEST, NULL, 0, NULL));
+    atomic_store(&c->dead_rc, ax_request(self, c->dead, MSG_REQUEST, NULL, 0, NULL));
+    return 0;
+  }
+  if (msg->type != MSG_REPLY || msg->from != c->server || msg->size != sizeof(int)) {
+    atomic_fetch_add(&c->bad, 1);
+    return 0;
+  }
+  int value;
+  memcpy(&value, msg->data, sizeof value);
+  if (c->replies < REQUESTS) {
+    /* One server, one sender: the replies come in request order. */
+    if (msg->req != c->ids[c->replies] || value != 2 * c->replies)
+      atomic_fetch_add(&c->bad, 1);
+  } else if (msg->req == 0 || value != -2) {
+    atomic_fetch_add(&c->bad, 1);
+  }
+  if (++c->replies == REQUESTS + 1) {
+    atomic_store(&c->done, 1);
+    (void)ax_send(c->server, MSG_STOP, NULL, 0);
+    return AX_STOP;
+  }
+  return 0;
+}
+
+typedef struct server {
+  ax_ref_t client;
+  atomic_int bad;
+  atomic_int plain_rc, null_rc;
+} server_t;
+
+static int server_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  server_t *s = ax_state(self);
+  if (msg->type == MSG_STOP)
+    return AX_STOP;
+  if (msg->type == MSG_PING) {
+    /* Not a request: nothing to reply to. */
+    atomic_store(&s->plain_rc, ax_reply(self, msg, MSG_REPLY, NULL, 0));
+    atomic_store(&s->null_rc, ax_reply(self, NULL, MSG_REPLY, NULL, 0));
+    return 0;
+  }
+  int value;
+  if (msg->type != MSG_REQUEST || msg->req == 0 || msg->from != s->client ||
+      msg->size != sizeof value) {
+    atomic_fetch_add(&s->bad, 1);
+    return 0;
+  }
+  memcpy(&value, msg->data, sizeof value);
+  value *= 2;
+  if (ax_reply(self, msg, MSG_REPLY, &value, sizeof value) != 0)
+    atomic_fetch_add(&s->bad, 1);
+  return 0;
+}
+
+START_TEST(test_actor_request_reply) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  client_t client;
+  server_t server;
+  memset(&client, 0, sizeof client);
+  memset(&server, 0, sizeof server);
+  /* A reference that is certainly dead: an actor stopped before start. */
+  rec_t gone;
+  rec_reset(&gone, 1);
+  ax_ref_t dead = spawn_rec(rt, &gone, AX_PLACE_CORE, 0);
+  ck_assert_int_eq(ax_stop(dead, 0), 0);
+  ax_ref_t c = test_spawn(rt, client_behaviour, &client, AX_PLACE_CORE, 0, NULL, NULL);
+  ax_ref_t s = test_spawn(rt, server_behaviour, &server, AX_PLACE_CORE, 1, NULL, NULL);
+  client.server = s;
+  client.dead = dead;
+  server.client = c;
+  test_send(s, MSG_PING, NULL, 0);
+  test_rt_start(rt);
+  TEST_WAIT_UNTIL(ax_send(dead, MSG_PING, NULL, 0) == -ESRCH, 10000);
+  test_send(c, MSG_GO, NULL, 0);
+  test_rt_join_free(rt);
+  ck_assert_int_eq(atomic_load(&client.done), 1);
+  ck_assert_int_eq(client.replies, REQUESTS + 1);
+  ck_assert_int_eq(atomic_load(&client.bad), 0);
+  ck_assert_int_eq(atomic_load(&server.bad), 0);
+  ck_assert_int_eq(atomic_load(&client.null_self_rc), -EINVAL);
+  ck_assert_int_eq(atomic_load(&client.dead_rc), -ESRCH);
+  ck_assert_int_eq(atomic_load(&server.plain_rc), -EINVAL);
+  ck_assert_int_eq(atomic_load(&server.null_rc), -EINVAL);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Names                                                                     */
+
+START_TEST(test_actor_registry) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  rec_t recs[3];
+  rec_reset(recs, 3);
+  ax_ref_t a = spawn_rec(rt, &recs[0], AX_PLACE_CORE, 0);
+  ax_ref_t b = spawn_rec(rt, &recs[1], AX_PLACE_CORE, 1);
+  test_rt_start(rt);
+
+  ck_assert(ax_whereis(rt, "alpha") == AX_REF_NONE);
+  ck_assert_int_eq(ax_register(rt, "alpha", a), 0);
+  ck_assert(ax_whereis(rt, "alpha") == a);
+  ck_assert_int_eq(ax_register(rt, "alpha", b), -EEXIST);
+  ck_assert_int_eq(ax_register(rt, "alpha", a), -EEXIST);
+  ck_assert(ax_whereis(rt, "alpha") == a);
+  ck_assert_int_eq(ax_register(rt, "beta", b), 0);
+  ck_assert(ax_whereis(rt, "beta") == b);
+  /* Names are exact strings. */
+  ck_assert(ax_whereis(rt, "alph") == AX_REF_NONE);
+  ck_assert(ax_whereis(rt, "alphaa") == AX_REF_NONE);
+  ck_assert(ax_whereis(rt, "Alpha") == AX_REF_NONE);
+
+  ck_assert_int_eq(ax_unregister(rt, "alpha"), 0);
+  ck_assert(ax_whereis(rt, "alpha") == AX_REF_NONE);
+  ck_assert_int_eq(ax_unregister(rt, "alpha"), -ENOENT);
+  ck_assert_int_eq(ax_register(rt, "alpha", b), 0);
+  ck_assert(ax_whereis(rt, "alpha") == b);
+
+  /* Lengths: AX_NAME_MAX characters fit, one more does not. */
+  char name[AX_NAME_MAX + 2];
+  memset(name, 'n', sizeof name);
+  name[AX_NAME_MAX] = '\0';
+  ck_assert_int_eq(ax_register(rt, name, a), 0);
+  ck_assert(ax_whereis(rt, name) == a);
+  ck_assert_int_eq(ax_unregister(rt, name), 0);
+  name[AX_NAME_MAX] = 'n';
+  name[AX_NAME_MAX + 1] = '\0';
+  ck_assert_int_eq(ax_register(rt, name, a), -EINVAL);
+  ck_assert(ax_whereis(rt, name) == AX_REF_NONE);
+  ck_assert_int_eq(ax_register(rt, "", a), -EINVAL);
+  ck_assert_int_eq(ax_register(rt, NULL, a), -EINVAL);
+  ck_assert_int_eq(ax_register(NULL, "gamma", a), -EINVAL);
+  ck_assert_int_eq(ax_unregister(NULL, "alpha"), -EINVAL);
+  ck_assert_int_eq(ax_unregister(rt, NULL), -EINVAL);
+  ck_assert(ax_whereis(rt, NULL) == AX_REF_NONE);
+  ck_assert(ax_whereis(NULL, "alpha") == AX_REF_NONE);
+  int rc = ax_register(rt, "none", AX_REF_NONE);
+  ck_assert_msg(rc == -EINVAL || rc == -ESRCH, "register AX_REF_NONE: %s", ax_strerror(rc));
+  ck_assert(ax_whereis(rt, "none") == AX_REF_NONE);
+
+  /* An actor of another runtime is not one of rt's. */
+  ax_rt_t *other = test_rt_new(1, 0);
+  ax_ref_t foreign = spawn_rec(other, &recs[2], AX_PLACE_ANY, 0);
+  ck_assert_int_eq(ax_register(rt, "foreign", foreign), -EINVAL);
+  ck_assert(ax_whereis(rt, "foreign") == AX_REF_NONE);
+  ck_assert_int_eq(ax_rt_free(other), 0);
+
+  /* The name goes away with its actor and can then be taken again. */
+  ck_assert_int_eq(ax_register(rt, "gamma", a), 0);
+  test_send(a, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&recs[0].terminates) == 1, 10000);
+  TEST_WAIT_UNTIL(ax_whereis(rt, "gamma") == AX_REF_NONE, 10000);
+  assert_ref_dead(a);
+  ck_assert_int_eq(ax_register(rt, "delta", a), -ESRCH);
+  ck_assert(ax_whereis(rt, "delta") == AX_REF_NONE);
+  ck_assert_int_eq(ax_register(rt, "gamma", b), 0);
+  ck_assert(ax_whereis(rt, "gamma") == b);
+  /* b holds three names; all go when it stops. */
+  test_send(b, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&recs[1].terminates) == 1, 10000);
+  TEST_WAIT_UNTIL(ax_whereis(rt, "alpha") == AX_REF_NONE, 10000);
+  TEST_WAIT_UNTIL(ax_whereis(rt, "beta") == AX_REF_NONE, 10000);
+  TEST_WAIT_UNTIL(ax_whereis(rt, "gamma") == AX_REF_NONE, 10000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* Looks up a name from inside an actor and sends to it. */
+typedef struct looker {
+  ax_rt_t *rt;
+  atomic_int found;
+} looker_t;
+
+static int looker_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  looker_t *l = ax_state(self);
+  ax_ref_t target = ax_whereis(l->rt, "target");
+  if (target != AX_REF_NONE && ax_send(target, MSG_STOP, NULL, 0) == 0)
+    atomic_store(&l->found, 1);
+  return AX_STOP;
+}
+
+START_TEST(test_actor_registry_from_actor) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  rec_t target;
+  rec_reset(&target, 1);
+  looker_t looker;
+  looker.rt = rt;
+  atomic_init(&looker.found, 0);
+  ax_ref_t t = spawn_rec(rt, &target, AX_PLACE_CORE, 1);
+  ck_assert_int_eq(ax_register(rt, "target", t), 0);
+  ax_ref_t l = test_spawn(rt, looker_behaviour, &looker, AX_PLACE_CORE, 0, NULL, NULL);
+  test_send(l, MSG_GO, NULL, 0);
+  ck_assert_int_eq(ax_rt_run(rt), 0);
+  ck_assert_int_eq(atomic_load(&looker.found), 1);
+  ck_assert_int_eq(atomic_load(&target.terminates), 1);
+  ck_assert_int_eq(atomic_load(&target.reason), AX_REASON_NORMAL);
+  ck_assert(ax_whereis(rt, "target") == AX_REF_NONE);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+}
+END_TEST
+
+enum { RACE_THREADS = 4, RACE_NAMES = 200 };
+
+typedef struct race {
+  ax_rt_t *rt;
+  ax_ref_t refs[RACE_THREADS];
+  atomic_int winners[RACE_NAMES];
+  atomic_int others;
+  atomic_int go;
+} race_t;
+
+typedef struct racer {
+  race_t *race;
+  int index;
+} racer_t;
+
+/* Every racer registers every name; exactly one may win each. */
+static void *racer_main(void *arg) {
+  racer_t *r = arg;
+  race_t *race = r->race;
+  while (!atomic_load(&race->go)) {
+  }
+  for (int i = 0; i < RACE_NAMES; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "name-%d", i);
+    int rc = ax_register(race->rt, name, race->refs[r->index]);
+    if (rc == 0)
+      atomic_fetch_add(&race->winners[i], 1);
+    else if (rc != -EEXIST)
+      atomic_fetch_add(&race->others, 1);
+  }
+  return NULL;
+}
+
+START_TEST(test_actor_registry_race) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  race_t race;
+  memset(&race, 0, sizeof race);
+  race.rt = rt;
+  rec_t recs[RACE_THREADS];
+  rec_reset(recs, RACE_THREADS);
+  for (int i = 0; i < RACE_THREADS; i++)
+    race.refs[i] = spawn_rec(rt, &recs[i], AX_PLACE_ANY, 0);
+  test_rt_start(rt);
+  racer_t racers[RACE_THREADS];
+  pthread_t tids[RACE_THREADS];
+  for (int i = 0; i < RACE_THREADS; i++) {
+    racers[i].race = &race;
+    racers[i].index = i;
+    ck_assert_int_eq(pthread_create(&tids[i], NULL, racer_main, &racers[i]), 0);
+  }
+  atomic_store(&race.go, 1);
+  for (int i = 0; i < RACE_THREADS; i++)
+    ck_assert_int_eq(pthread_join(tids[i], NULL), 0);
+  ck_assert_int_eq(atomic_load(&race.others), 0);
+  for (int i = 0; i < RACE_NAMES; i++) {
+    ck_assert_int_eq(atomic_load(&race.winners[i]), 1);
+    char name[32];
+    snprintf(name, sizeof name, "name-%d", i);
+    ax_ref_t owner = ax_whereis(rt, name);
+    bool known = false;
+    for (int k = 0; k < RACE_THREADS; k++)
+      known = known || owner == race.refs[k];
+    ck_assert(known);
+  }
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+static Suite *actor_suite(void) {
+  Suite *suite = suite_create("actor");
+
+  TCase *tc = tcase_create("spawn");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_actor_spawn_placement);
+  tcase_add_test(tc, test_actor_identity);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("hooks");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_actor_init_before_first_message);
+  tcase_add_test(tc, test_actor_terminate_reasons);
+  tcase_add_test(tc, test_actor_stop_self_drops_mailbox);
+  tcase_add_test(tc, test_actor_stop_no_message_after);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("payload");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_actor_payload_copied);
+  tcase_add_test(tc, test_actor_big_payload);
+  tcase_add_test(tc, test_actor_send_owned);
+  tcase_add_test(tc, test_actor_send_owned_dropped);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("send");
+  tcase_set_timeout(tc, 180);
+  tcase_add_test(tc, test_actor_ordering_per_sender);
+  tcase_add_test(tc, test_actor_send_errors);
+  tcase_add_test(tc, test_actor_send_to_stopped);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("request");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_actor_request_reply);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("names");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_actor_registry);
+  tcase_add_test(tc, test_actor_registry_from_actor);
+  tcase_add_test(tc, test_actor_registry_race);
+  suite_add_tcase(suite, tc);
+
+  return suite;
+}
+
+int main(void) {
+  return test_run_suite(actor_suite());
+}

@@ -1,0 +1,464 @@
+/* Check suite for monitors: DOWN messages for every way an actor stops, dead targets, demonitor, races across cores. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "axon_test.h"
+
+enum {
+  MSG_GO = AX_MSG_USER, /* monitor the target (and maybe stop it) */
+  MSG_STOP,             /* the target returns AX_STOP */
+  MSG_FAIL,             /* the target returns the int in the payload */
+  MSG_FINISH,           /* the watcher's quiet period is over */
+  MSG_BUSY,             /* the watcher stays busy, then demonitors */
+  MSG_PING,
+};
+
+/* How a watcher acts on MSG_GO. */
+enum {
+  WATCH_ONLY = 0,      /* monitor and wait */
+  WATCH_AND_STOP = 1,  /* monitor, then ax_stop(target, stop_reason) */
+  WATCH_TWICE = 2,     /* two monitors of the same target */
+  WATCH_DEMONITOR = 3, /* monitor, then ax_demonitor at once */
+  WATCH_BUSY = 4,      /* monitor; MSG_BUSY demonitors later */
+};
+
+/* A watcher: monitors `target` on MSG_GO; after `expect` DOWN messages it
+ * waits `quiet_ms` more (to catch duplicates), then stops.  The test thread
+ * reads the plain fields after ax_rt_join(). */
+typedef struct watcher {
+  ax_ref_t target;
+  int mode;
+  int stop_reason;
+  int expect;
+  int quiet_ms;
+  uint64_t ids[2];
+  int monitor_rc[2];
+  int demonitor_rc, demonitor_again_rc, demonitor_late_rc;
+  atomic_int monitoring; /* set once the monitors are in place */
+  atomic_int downs;
+  ax_down_t down[4];
+  int bad;
+  bool finishing;
+  /* MSG_BUSY: spin until *target_gone, then demonitor ids[0]. */
+  atomic_int *target_gone;
+  int busy_demonitor_rc;
+} watcher_t;
+
+static int watcher_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  watcher_t *w = ax_state(self);
+  switch (msg->type) {
+  case MSG_GO:
+    w->monitor_rc[0] = ax_monitor(self, w->target, &w->ids[0]);
+    if (w->mode == WATCH_TWICE)
+      w->monitor_rc[1] = ax_monitor(self, w->target, &w->ids[1]);
+    if (w->mode == WATCH_DEMONITOR) {
+      w->demonitor_rc = ax_demonitor(self, w->ids[0]);
+      w->demonitor_again_rc = ax_demonitor(self, w->ids[0]);
+    }
+    if (w->mode == WATCH_AND_STOP && ax_stop(w->target, w->stop_reason) != 0)
+      w->bad++;
+    atomic_store(&w->monitoring, 1);
+    if (w->expect == 0 && w->mode != WATCH_BUSY && ax_after(self, (int64_t)w->quiet_ms * AX_NSEC_PER_MSEC, MSG_FINISH,
+                                   NULL, 0, NULL) != 0)
+      w->bad++;
+    return 0;
+  case AX_MSG_DOWN: {
+    int n = atomic_load(&w->downs);
+    ax_down_t d;
+    if (msg->size != sizeof d || msg->data == NULL) {
+      w->bad++;
+      return 0;
+    }
+    memcpy(&d, msg->data, sizeof d);
+    if (n < 4)
+      w->down[n] = d;
+    atomic_store(&w->downs, n + 1);
+    if (n + 1 == w->expect && !w->finishing) {
+      w->finishing = true;
+      /* Delivered: the monitor is gone. */
+      w->demonitor_late_rc = ax_demonitor(self, d.id);
+      if (ax_after(self, (int64_t)w->quiet_ms * AX_NSEC_PER_MSEC, MSG_FINISH, NULL, 0, NULL) !=
+          0)
+        w->bad++;
+    }
+    return 0;
+  }
+  case MSG_BUSY: {
+    int64_t deadline = ax_now() + 10 * AX_NSEC_PER_SEC;
+    while (!atomic_load(w->target_gone) && ax_now() < deadline) {
+    }
+    /* The target is gone and its DOWN message is probably queued behind
+     * this one; it has certainly not been delivered yet. */
+    test_spin_ms(30);
+    w->busy_demonitor_rc = ax_demonitor(self, w->ids[0]);
+    if (ax_after(self, (int64_t)w->quiet_ms * AX_NSEC_PER_MSEC, MSG_FINISH, NULL, 0, NULL) != 0)
+      w->bad++;
+    return 0;
+  }
+  case MSG_FINISH:
+    return AX_STOP;
+  default:
+    w->bad++;
+    return 0;
+  }
+}
+
+/* A target: stops as told; its terminate hook raises `gone`. */
+typedef struct target {
+  atomic_int gone;
+  atomic_int reason;
+} target_t;
+
+static int target_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  if (msg->type == MSG_STOP)
+    return AX_STOP;
+  if (msg->type == MSG_FAIL) {
+    int code;
+    memcpy(&code, msg->data, sizeof code);
+    return code;
+  }
+  return 0;
+}
+
+static void target_terminate(ax_actor_t *self, int reason) {
+  target_t *t = ax_state(self);
+  atomic_store(&t->reason, reason);
+  atomic_store(&t->gone, 1);
+}
+
+static ax_ref_t spawn_target(ax_rt_t *rt, target_t *t, unsigned core) {
+  atomic_init(&t->gone, 0);
+  atomic_init(&t->reason, 12345);
+  return test_spawn(rt, target_behaviour, t, AX_PLACE_CORE, core, NULL, target_terminate);
+}
+
+static ax_ref_t spawn_watcher(ax_rt_t *rt, watcher_t *w, ax_ref_t target, unsigned core) {
+  w->target = target;
+  if (w->quiet_ms == 0)
+    w->quiet_ms = 30;
+  return test_spawn(rt, watcher_behaviour, w, AX_PLACE_CORE, core, NULL, NULL);
+}
+
+/* Checks that w saw exactly one DOWN for its first monitor with `reason`. */
+static void assert_one_down(const watcher_t *w, int reason) {
+  ck_assert_int_eq(w->bad, 0);
+  ck_assert_int_eq(w->monitor_rc[0], 0);
+  ck_assert_int_eq(atomic_load(&w->downs), 1);
+  ck_assert(w->down[0].ref == w->target);
+  ck_assert(w->down[0].id == w->ids[0]);
+  ck_assert_int_eq(w->down[0].reason, reason);
+  ck_assert_int_eq(w->demonitor_late_rc, -ENOENT);
+}
+
+/* ------------------------------------------------------------------------ */
+/* DOWN for every way of stopping                                            */
+
+START_TEST(test_monitor_down_reasons) {
+  enum { CASES = 6 };
+  ax_rt_t *rt = test_rt_new(2, 0);
+  target_t targets[CASES];
+  watcher_t watchers[CASES];
+  memset(watchers, 0, sizeof watchers);
+  ax_ref_t t[CASES], w[CASES];
+  for (int i = 0; i < CASES; i++) {
+    /* Cross-core pairs, and one on the same core (case 5). */
+    t[i] = spawn_target(rt, &targets[i], i == 5 ? 0 : 1);
+    watchers[i].expect = 1;
+    w[i] = spawn_watcher(rt, &watchers[i], t[i], 0);
+  }
+  watchers[4].mode = WATCH_AND_STOP;
+  watchers[4].stop_reason = -ECANCELED;
+  test_rt_start(rt);
+  for (int i = 0; i < CASES; i++)
+    test_send(w[i], MSG_GO, NULL, 0);
+  for (int i = 0; i < CASES; i++)
+    TEST_WAIT_UNTIL(atomic_load(&watchers[i].monitoring) == 1, 10000);
+
+  test_send(t[0], MSG_STOP, NULL, 0);
+  int code = -EPIPE;
+  test_send(t[1], MSG_FAIL, &code, sizeof code);
+  ck_assert_int_eq(ax_stop(t[2], 0), 0);
+  ck_assert_int_eq(ax_stop(t[3], -ETIMEDOUT), 0);
+  /* t[4] is stopped by its watcher. */
+  test_send(t[5], MSG_STOP, NULL, 0);
+
+  test_rt_join_free(rt);
+  int want[CASES] = {AX_REASON_NORMAL, -EPIPE,     AX_REASON_STOPPED,
+                     -ETIMEDOUT,       -ECANCELED, AX_REASON_NORMAL};
+  for (int i = 0; i < CASES; i++) {
+    assert_one_down(&watchers[i], want[i]);
+    ck_assert_int_eq(atomic_load(&targets[i].reason), want[i]);
+  }
+}
+END_TEST
+
+START_TEST(test_monitor_dead_target) {
+  /* Monitoring a reference that names no live actor: DOWN at once, with
+   * reason -ESRCH. */
+  ax_rt_t *rt = test_rt_new(2, 0);
+  target_t gone_target;
+  ax_ref_t gone = spawn_target(rt, &gone_target, 1);
+  watcher_t watchers[3];
+  memset(watchers, 0, sizeof watchers);
+  watchers[0].expect = watchers[1].expect = 1;
+  ax_ref_t w0 = spawn_watcher(rt, &watchers[0], gone, 0);
+  ax_ref_t w1 = spawn_watcher(rt, &watchers[1], (ax_ref_t)0x7357ba5eba11ULL, 1);
+  test_rt_start(rt);
+  test_send(gone, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(ax_send(gone, MSG_PING, NULL, 0) == -ESRCH, 10000);
+  test_send(w0, MSG_GO, NULL, 0);
+  test_send(w1, MSG_GO, NULL, 0);
+  test_rt_join_free(rt);
+  assert_one_down(&watchers[0], -ESRCH);
+  assert_one_down(&watchers[1], -ESRCH);
+}
+END_TEST
+
+/* Checks the argument errors of ax_monitor and ax_demonitor. */
+typedef struct arg_checker {
+  int rc[5];
+} arg_checker_t;
+
+static int arg_checker_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  arg_checker_t *a = ax_state(self);
+  uint64_t id = 0;
+  a->rc[0] = ax_monitor(self, AX_REF_NONE, &id);
+  a->rc[1] = ax_monitor(NULL, ax_self(self), &id);
+  a->rc[2] = ax_demonitor(NULL, 1);
+  a->rc[3] = ax_demonitor(self, 0xabcdef12345ULL);
+  /* A NULL id pointer is allowed (the DOWN comes at once and is dropped
+   * with this actor). */
+  a->rc[4] = ax_monitor(self, (ax_ref_t)0x7357ba5eba11ULL, NULL);
+  return AX_STOP;
+}
+
+START_TEST(test_monitor_arguments) {
+  ax_rt_t *rt = test_rt_new(1, 0);
+  arg_checker_t a;
+  memset(&a, 0, sizeof a);
+  ax_ref_t ref = test_spawn(rt, arg_checker_behaviour, &a, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(ref, MSG_GO, NULL, 0);
+  ck_assert_int_eq(ax_rt_run(rt), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(a.rc[0], -EINVAL);
+  ck_assert_int_eq(a.rc[1], -EINVAL);
+  ck_assert_int_eq(a.rc[2], -EINVAL);
+  ck_assert_int_eq(a.rc[3], -ENOENT);
+  ck_assert_int_eq(a.rc[4], 0);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Demonitor                                                                 */
+
+START_TEST(test_monitor_demonitor) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  target_t target;
+  ax_ref_t t = spawn_target(rt, &target, 1);
+  watcher_t w;
+  memset(&w, 0, sizeof w);
+  w.mode = WATCH_DEMONITOR;
+  w.expect = 0;
+  w.quiet_ms = 150;
+  ax_ref_t wr = spawn_watcher(rt, &w, t, 0);
+  test_rt_start(rt);
+  test_send(wr, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&w.monitoring) == 1, 10000);
+  test_send(t, MSG_STOP, NULL, 0);
+  test_rt_join_free(rt);
+  ck_assert_int_eq(w.bad, 0);
+  ck_assert_int_eq(w.monitor_rc[0], 0);
+  ck_assert_int_eq(w.demonitor_rc, 0);
+  ck_assert_int_eq(w.demonitor_again_rc, -ENOENT);
+  ck_assert_int_eq(atomic_load(&w.downs), 0);
+  ck_assert_int_eq(atomic_load(&target.gone), 1);
+}
+END_TEST
+
+START_TEST(test_monitor_demonitor_queued_down) {
+  /* The watcher is busy while its target stops, so the DOWN message is
+   * waiting (not delivered) when it demonitors: the demonitor succeeds and
+   * the DOWN message is never delivered. */
+  enum { ROUNDS = 5 };
+  for (int round = 0; round < ROUNDS; round++) {
+    ax_rt_t *rt = test_rt_new(2, 0);
+    /* The target's core must stay free while the watcher's is busy. */
+    target_t target;
+    ax_ref_t t = spawn_target(rt, &target, 1);
+    watcher_t w;
+    memset(&w, 0, sizeof w);
+    w.mode = WATCH_BUSY;
+    w.expect = 0;
+    w.quiet_ms = 100;
+    w.target_gone = &target.gone;
+    ax_ref_t wr = spawn_watcher(rt, &w, t, 0);
+    test_rt_start(rt);
+    test_send(wr, MSG_GO, NULL, 0);
+    TEST_WAIT_UNTIL(atomic_load(&w.monitoring) == 1, 10000);
+    test_send(wr, MSG_BUSY, NULL, 0);
+    test_sleep_ms(round); /* vary the moment of the stop a little */
+    ck_assert_int_eq(ax_stop(t, 0), 0);
+    test_rt_join_free(rt);
+    ck_assert_int_eq(w.bad, 0);
+    ck_assert_int_eq(w.monitor_rc[0], 0);
+    ck_assert_int_eq(atomic_load(&target.gone), 1);
+    ck_assert_int_eq(w.busy_demonitor_rc, 0);
+    ck_assert_msg(atomic_load(&w.downs) == 0, "round %d: DOWN delivered after ax_demonitor",
+                  round);
+  }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Several monitors, races, watchers that die first                          */
+
+START_TEST(test_monitor_multiple) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  target_t target;
+  ax_ref_t t = spawn_target(rt, &target, 1);
+  watcher_t twice, once;
+  memset(&twice, 0, sizeof twice);
+  memset(&once, 0, sizeof once);
+  twice.mode = WATCH_TWICE;
+  twice.expect = 2;
+  once.expect = 1;
+  ax_ref_t w1 = spawn_watcher(rt, &twice, t, 0);
+  ax_ref_t w2 = spawn_watcher(rt, &once, t, 1);
+  test_rt_start(rt);
+  test_send(w1, MSG_GO, NULL, 0);
+  test_send(w2, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&twice.monitoring) == 1, 10000);
+  TEST_WAIT_UNTIL(atomic_load(&once.monitoring) == 1, 10000);
+  int code = -ENOTCONN;
+  test_send(t, MSG_FAIL, &code, sizeof code);
+  test_rt_join_free(rt);
+
+  assert_one_down(&once, -ENOTCONN);
+  ck_assert_int_eq(twice.bad, 0);
+  ck_assert_int_eq(twice.monitor_rc[0], 0);
+  ck_assert_int_eq(twice.monitor_rc[1], 0);
+  ck_assert(twice.ids[0] != twice.ids[1]);
+  ck_assert_int_eq(atomic_load(&twice.downs), 2);
+  /* One DOWN per monitor, each with its own id. */
+  ck_assert(twice.down[0].id != twice.down[1].id);
+  for (int i = 0; i < 2; i++) {
+    ck_assert(twice.down[i].id == twice.ids[0] || twice.down[i].id == twice.ids[1]);
+    ck_assert(twice.down[i].ref == t);
+    ck_assert_int_eq(twice.down[i].reason, -ENOTCONN);
+  }
+}
+END_TEST
+
+START_TEST(test_monitor_race_cross_core) {
+  /* Targets on one core stop at the moment their watchers on the other
+   * core monitor them: each watcher gets exactly one DOWN, either with the
+   * target's reason (monitored in time) or -ESRCH (too late). */
+  int pairs = (int)test_scaled(400);
+  ax_rt_t *rt = test_rt_new(2, 0);
+  target_t *targets = calloc((size_t)pairs, sizeof *targets);
+  watcher_t *watchers = calloc((size_t)pairs, sizeof *watchers);
+  ax_ref_t *t = calloc((size_t)pairs, sizeof *t);
+  ax_ref_t *w = calloc((size_t)pairs, sizeof *w);
+  ck_assert(targets != NULL && watchers != NULL && t != NULL && w != NULL);
+  for (int i = 0; i < pairs; i++) {
+    t[i] = spawn_target(rt, &targets[i], 1);
+    watchers[i].expect = 1;
+    watchers[i].quiet_ms = 20;
+    w[i] = spawn_watcher(rt, &watchers[i], t[i], 0);
+  }
+  test_rt_start(rt);
+  int code = -EIO;
+  for (int i = 0; i < pairs; i++) {
+    if (i % 2 == 0) {
+      test_send(w[i], MSG_GO, NULL, 0);
+      test_send(t[i], MSG_FAIL, &code, sizeof code);
+    } else {
+      test_send(t[i], MSG_FAIL, &code, sizeof code);
+      test_send(w[i], MSG_GO, NULL, 0);
+    }
+  }
+  test_rt_join_free(rt);
+  int in_time = 0;
+  for (int i = 0; i < pairs; i++) {
+    const watcher_t *wi = &watchers[i];
+    ck_assert_int_eq(wi->bad, 0);
+    ck_assert_int_eq(wi->monitor_rc[0], 0);
+    ck_assert_msg(atomic_load(&wi->downs) == 1, "pair %d: %d DOWN messages", i,
+                  atomic_load(&wi->downs));
+    ck_assert(wi->down[0].ref == t[i]);
+    ck_assert(wi->down[0].id == wi->ids[0]);
+    ck_assert_msg(wi->down[0].reason == -EIO || wi->down[0].reason == -ESRCH,
+                  "pair %d: reason %d", i, wi->down[0].reason);
+    in_time += wi->down[0].reason == -EIO;
+    ck_assert_int_eq(atomic_load(&targets[i].reason), -EIO);
+  }
+  (void)in_time; /* how many were in time depends on scheduling */
+  free(targets);
+  free(watchers);
+  free(t);
+  free(w);
+}
+END_TEST
+
+START_TEST(test_monitor_watchers_stop_first) {
+  /* Many watchers monitor one target, then stop; the target stops later.
+   * The DOWN messages have nowhere to go: no crash, nothing leaked. */
+  enum { WATCHERS = 100 };
+  ax_rt_t *rt = test_rt_new(2, 0);
+  target_t target;
+  ax_ref_t t = spawn_target(rt, &target, 1);
+  watcher_t *watchers = calloc(WATCHERS, sizeof *watchers);
+  ck_assert_ptr_nonnull(watchers);
+  ax_ref_t refs[WATCHERS];
+  for (int i = 0; i < WATCHERS; i++) {
+    watchers[i].expect = 0; /* stop after the quiet period */
+    watchers[i].quiet_ms = 1;
+    refs[i] = spawn_watcher(rt, &watchers[i], t, (unsigned)i % 2);
+  }
+  test_rt_start(rt);
+  for (int i = 0; i < WATCHERS; i++)
+    test_send(refs[i], MSG_GO, NULL, 0);
+  for (int i = 0; i < WATCHERS; i++)
+    TEST_WAIT_UNTIL(ax_send(refs[i], MSG_PING, NULL, 0) == -ESRCH, 10000);
+  test_send(t, MSG_STOP, NULL, 0);
+  test_rt_join_free(rt);
+  for (int i = 0; i < WATCHERS; i++) {
+    ck_assert_int_eq(watchers[i].monitor_rc[0], 0);
+    ck_assert_int_eq(atomic_load(&watchers[i].downs), 0);
+  }
+  ck_assert_int_eq(atomic_load(&target.reason), AX_REASON_NORMAL);
+  free(watchers);
+}
+END_TEST
+
+static Suite *monitor_suite(void) {
+  Suite *suite = suite_create("monitor");
+
+  TCase *tc = tcase_create("down");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_monitor_down_reasons);
+  tcase_add_test(tc, test_monitor_dead_target);
+  tcase_add_test(tc, test_monitor_arguments);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("demonitor");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_monitor_demonitor);
+  tcase_add_test(tc, test_monitor_demonitor_queued_down);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("many");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_monitor_multiple);
+  tcase_add_test(tc, test_monitor_race_cross_core);
+  tcase_add_test(tc, test_monitor_watchers_stop_first);
+  suite_add_tcase(suite, tc);
+
+  return suite;
+}
+
+int main(void) {
+  return test_run_suite(monitor_suite());
+}

@@ -1,0 +1,610 @@
+/* Check suite for multi-core stress: a message exchange with sequence checks, stale references, stops during send storms, many actors. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "axon_test.h"
+
+enum {
+  MSG_GO = AX_MSG_USER,
+  MSG_DATA,  /* test_seq_msg_t */
+  MSG_ACK,   /* ack_t */
+  MSG_STOP,
+  MSG_STALE, /* sent to stale references only: must never arrive */
+  MSG_PING,
+};
+
+/* ------------------------------------------------------------------------ */
+/* The exchange: 2 actors (one per core) and 2 threads (with ports), every  */
+/* one sending a numbered sequence to each of the other three.              */
+
+enum {
+  PARTIES = 4,
+  WINDOW = 256,   /* unacknowledged messages per sender and receiver */
+  ACK_EVERY = 64, /* a receiver acknowledges every ACK_EVERY messages */
+};
+
+typedef struct ack {
+  uint32_t receiver;
+  uint32_t pad;
+  uint64_t count; /* messages received so far from the acknowledged sender */
+} ack_t;
+
+typedef struct exchange exchange_t;
+
+/* One party's bookkeeping; touched only by the party itself (its actor or
+ * its thread) until the test thread reads it after the end. */
+typedef struct party {
+  uint32_t id;
+  exchange_t *ex;
+  uint64_t sent[PARTIES];
+  uint64_t acked[PARTIES];
+  uint64_t received[PARTIES];
+  uint64_t bad_seq, bad_from, bad_ack, bad_send, bad_other;
+  atomic_int done; /* everything sent and received */
+} party_t;
+
+struct exchange {
+  ax_ref_t refs[PARTIES]; /* parties 0, 1: actors; 2, 3: ports */
+  uint64_t per_pair;
+  party_t parties[PARTIES];
+  ax_port_t *ports[PARTIES];
+};
+
+static bool party_finished(const party_t *p) {
+  for (uint32_t r = 0; r < PARTIES; r++) {
+    if (r == p->id)
+      continue;
+    if (p->sent[r] < p->ex->per_pair || p->received[r] < p->ex->per_pair)
+      return false;
+  }
+  return true;
+}
+
+/* Sends to party r as far as the window allows.  Returns how many. */
+static int party_pump(party_t *p, uint32_t r) {
+  int n = 0;
+  while (p->sent[r] < p->ex->per_pair && p->sent[r] - p->acked[r] < WINDOW) {
+    test_seq_msg_t m = {p->id, 0, p->sent[r]};
+    if (ax_send(p->ex->refs[r], MSG_DATA, &m, sizeof m) != 0) {
+      p->bad_send++;
+      return n;
+    }
+    p->sent[r]++;
+    n++;
+  }
+  return n;
+}
+
+static void party_handle(party_t *p, const ax_msg_t *msg) {
+  if (msg->type == MSG_DATA && msg->size == sizeof(test_seq_msg_t)) {
+    test_seq_msg_t m;
+    memcpy(&m, msg->data, sizeof m);
+    if (m.sender >= PARTIES || m.sender == p->id) {
+      p->bad_other++;
+      return;
+    }
+    /* None lost, none duplicated, order kept: exactly the next number. */
+    if (m.seq != p->received[m.sender])
+      p->bad_seq++;
+    ax_ref_t want_from = m.sender < 2 ? p->ex->refs[m.sender] : AX_REF_NONE;
+    if (msg->from != want_from)
+      p->bad_from++;
+    uint64_t count = ++p->received[m.sender];
+    if (count % ACK_EVERY == 0 || count == p->ex->per_pair) {
+      ack_t a = {p->id, 0, count};
+      if (ax_send(p->ex->refs[m.sender], MSG_ACK, &a, sizeof a) != 0)
+        p->bad_send++;
+    }
+  } else if (msg->type == MSG_ACK && msg->size == sizeof(ack_t)) {
+    ack_t a;
+    memcpy(&a, msg->data, sizeof a);
+    if (a.receiver >= PARTIES || a.count <= p->acked[a.receiver] ||
+        a.count > p->sent[a.receiver]) {
+      p->bad_ack++;
+      return;
+    }
+    p->acked[a.receiver] = a.count;
+    party_pump(p, a.receiver);
+  } else if (msg->type != MSG_GO) {
+    p->bad_other++;
+  }
+}
+
+static int party_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  party_t *p = ax_state(self);
+  party_handle(p, msg);
+  if (msg->type == MSG_GO) {
+    for (uint32_t r = 0; r < PARTIES; r++)
+      if (r != p->id)
+        party_pump(p, r);
+  }
+  if (!atomic_load_explicit(&p->done, memory_order_relaxed) && party_finished(p))
+    atomic_store(&p->done, 1);
+  return 0;
+}
+
+static void *party_thread(void *arg) {
+  party_t *p = arg;
+  ax_port_t *port = p->ex->ports[p->id];
+  int64_t last_progress = ax_now();
+  while (!party_finished(p)) {
+    int pumped = 0;
+    for (uint32_t r = 0; r < PARTIES; r++)
+      if (r != p->id)
+        pumped += party_pump(p, r);
+    if (p->bad_send != 0)
+      break;
+    /* Take what is there; block only when nothing can be sent. */
+    int64_t deadline = pumped > 0 ? 0 : ax_now() + 100 * AX_NSEC_PER_MSEC;
+    for (int k = 0; k < 256; k++) {
+      ax_msg_t msg;
+      int rc = ax_port_recv(port, &msg, k == 0 ? deadline : 0);
+      if (rc == 0) {
+        party_handle(p, &msg);
+        last_progress = ax_now();
+        continue;
+      }
+      if (rc != -EAGAIN && rc != -ETIMEDOUT && rc != -EINTR)
+        p->bad_other++;
+      break;
+    }
+    if (pumped > 0)
+      last_progress = ax_now();
+    if (ax_now() - last_progress > 60 * AX_NSEC_PER_SEC) {
+      p->bad_other++; /* stalled for a minute: something was lost */
+      break;
+    }
+  }
+  atomic_store(&p->done, 1);
+  return NULL;
+}
+
+START_TEST(test_stress_exchange) {
+  uint64_t total = test_scaled(10000000);
+  exchange_t *ex = calloc(1, sizeof *ex);
+  ck_assert_ptr_nonnull(ex);
+  ex->per_pair = (total + PARTIES * (PARTIES - 1) - 1) / (PARTIES * (PARTIES - 1));
+  ax_rt_t *rt = test_rt_new(2, 0);
+  for (uint32_t i = 0; i < PARTIES; i++) {
+    ex->parties[i].id = i;
+    ex->parties[i].ex = ex;
+  }
+  for (uint32_t i = 0; i < 2; i++)
+    ex->refs[i] = test_spawn(rt, party_behaviour, &ex->parties[i], AX_PLACE_CORE, i, NULL, NULL);
+  for (uint32_t i = 2; i < PARTIES; i++) {
+    ck_assert_int_eq(ax_port_new(rt, &ex->ports[i]), 0);
+    ex->refs[i] = ax_port_ref(ex->ports[i]);
+  }
+  int64_t start = ax_now();
+  test_rt_start(rt);
+  pthread_t threads[PARTIES];
+  for (uint32_t i = 2; i < PARTIES; i++)
+    ck_assert_int_eq(pthread_create(&threads[i], NULL, party_thread, &ex->parties[i]), 0);
+  for (uint32_t i = 0; i < 2; i++)
+    test_send(ex->refs[i], MSG_GO, NULL, 0);
+  for (uint32_t i = 2; i < PARTIES; i++)
+    ck_assert_int_eq(pthread_join(threads[i], NULL), 0);
+  for (uint32_t i = 0; i < 2; i++)
+    TEST_WAIT_UNTIL(atomic_load(&ex->parties[i].done) == 1, 120000);
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  double seconds = (double)(ax_now() - start) / 1e9;
+
+  uint64_t delivered = 0;
+  for (uint32_t i = 0; i < PARTIES; i++) {
+    const party_t *p = &ex->parties[i];
+    ck_assert_msg(p->bad_seq == 0 && p->bad_from == 0 && p->bad_ack == 0 && p->bad_send == 0 &&
+                      p->bad_other == 0,
+                  "party %u: %llu out of sequence, %llu wrong sender, %llu bad acks, "
+                  "%llu failed sends, %llu other",
+                  i, (unsigned long long)p->bad_seq, (unsigned long long)p->bad_from,
+                  (unsigned long long)p->bad_ack, (unsigned long long)p->bad_send,
+                  (unsigned long long)p->bad_other);
+    for (uint32_t r = 0; r < PARTIES; r++) {
+      if (r == i)
+        continue;
+      ck_assert_uint_eq(p->sent[r], ex->per_pair);
+      ck_assert_uint_eq(p->received[r], ex->per_pair);
+      delivered += p->received[r];
+    }
+  }
+  ck_assert_uint_ge(delivered, total);
+  ax_core_stats_t stats;
+  ck_assert_int_eq(ax_rt_stats_total(rt, &stats), 0);
+  /* Actors sent their data and acks; they handled what reached them. */
+  ck_assert_uint_ge(stats.sent, 2 * 3 * ex->per_pair);
+  ck_assert_uint_ge(stats.delivered, 2 * 3 * ex->per_pair);
+  printf("exchange: %llu messages in %.2f s (%.2f M/s), %llu wakeups, %llu sleeps\n",
+         (unsigned long long)delivered, seconds, (double)delivered / seconds / 1e6,
+         (unsigned long long)stats.wakeups, (unsigned long long)stats.sleeps);
+  for (uint32_t i = 2; i < PARTIES; i++)
+    ck_assert_int_eq(ax_port_free(ex->ports[i]), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  free(ex);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Stale references                                                          */
+
+static atomic_long stale_arrived;    /* MSG_STALE that reached an actor: must stay 0 */
+static atomic_long stale_terminated; /* actors of the stale test that stopped */
+
+static int stale_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  if (msg->type == MSG_STALE)
+    atomic_fetch_add(&stale_arrived, 1);
+  return msg->type == MSG_STOP ? AX_STOP : 0;
+}
+
+static void stale_terminate(ax_actor_t *self, int reason) {
+  (void)self;
+  (void)reason;
+  atomic_fetch_add(&stale_terminated, 1);
+}
+
+/* References known to be dead, published for the hammering thread. */
+typedef struct stale_list {
+  ax_ref_t *refs;
+  atomic_long count;
+  atomic_int stop;
+  long sends, wrong; /* the thread's results */
+} stale_list_t;
+
+/* Sends to random published stale references until told to stop. */
+static void *stale_hammer(void *arg) {
+  stale_list_t *list = arg;
+  uint64_t state = 0x2545f4914f6cdd1dULL;
+  while (!atomic_load(&list->stop)) {
+    long n = atomic_load(&list->count);
+    if (n == 0)
+      continue;
+    for (int k = 0; k < 64; k++) {
+      state ^= state << 13;
+      state ^= state >> 7;
+      state ^= state << 17;
+      ax_ref_t ref = list->refs[state % (uint64_t)n];
+      int rc = ax_send(ref, MSG_STALE, &ref, sizeof ref);
+      if (rc != -ESRCH)
+        list->wrong++;
+      list->sends++;
+    }
+  }
+  return NULL;
+}
+
+START_TEST(test_stress_stale_refs) {
+  enum { BATCH = 200 };
+  int rounds = (int)test_scaled(100);
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  stale_list_t list;
+  list.refs = calloc((size_t)rounds * BATCH, sizeof *list.refs);
+  ck_assert_ptr_nonnull(list.refs);
+  atomic_init(&list.count, 0);
+  atomic_init(&list.stop, 0);
+  list.sends = list.wrong = 0;
+  atomic_store(&stale_arrived, 0);
+  atomic_store(&stale_terminated, 0);
+  pthread_t hammer;
+  ck_assert_int_eq(pthread_create(&hammer, NULL, stale_hammer, &list), 0);
+
+  ax_ref_t live[BATCH];
+  long stopped = 0;
+  for (int round = 0; round < rounds; round++) {
+    /* New actors (reusing the slots of the old ones), then stop them. */
+    for (int i = 0; i < BATCH; i++) {
+      live[i] = test_spawn(rt, stale_behaviour, NULL, i % 3 == 0 ? AX_PLACE_LOCAL : AX_PLACE_ANY,
+                           0, NULL, stale_terminate);
+      test_send(live[i], MSG_PING, NULL, 0);
+    }
+    for (int i = 0; i < BATCH; i++) {
+      if (i % 2 == 0)
+        test_send(live[i], MSG_STOP, NULL, 0);
+      else
+        ck_assert_int_eq(ax_stop(live[i], 0), 0);
+    }
+    stopped += BATCH;
+    TEST_WAIT_UNTIL(atomic_load(&stale_terminated) == stopped, 30000);
+    /* Once a reference fails, it fails forever: publish it. */
+    for (int i = 0; i < BATCH; i++) {
+      TEST_WAIT_UNTIL(ax_send(live[i], MSG_PING, NULL, 0) == -ESRCH, 10000);
+      long n = atomic_load(&list.count);
+      list.refs[n] = live[i];
+      atomic_store(&list.count, n + 1);
+    }
+    /* Every stale reference so far, from this thread too. */
+    long n = atomic_load(&list.count);
+    for (long i = round * BATCH % 7; i < n; i += 7) {
+      ck_assert_int_eq(ax_send(list.refs[i], MSG_STALE, NULL, 0), -ESRCH);
+      ck_assert_int_eq(ax_stop(list.refs[i], 0), -ESRCH);
+    }
+  }
+  atomic_store(&list.stop, 1);
+  ck_assert_int_eq(pthread_join(hammer, NULL), 0);
+  test_rt_stop_join_free(rt);
+  ck_assert_int_eq(list.wrong, 0);
+  ck_assert_int_gt(list.sends, 0);
+  ck_assert_int_eq(atomic_load(&stale_arrived), 0);
+  ck_assert_int_eq(atomic_load(&stale_terminated), stopped);
+  free(list.refs);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Stopping during a send storm                                              */
+
+typedef struct victim {
+  long limit;            /* AX_STOP on this message */
+  atomic_long received;
+} victim_t;
+
+static int victim_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  victim_t *v = ax_state(self);
+  (void)msg;
+  long n = atomic_fetch_add(&v->received, 1) + 1;
+  return n == v->limit ? AX_STOP : 0;
+}
+
+/* One sender's view: every result is 0 or -ESRCH, and -ESRCH for good
+ * once it has come. */
+typedef struct storm_sender {
+  ax_ref_t to;
+  long count;
+  bool owned;
+  long ok, srch, other, flip_back;
+  bool dead;
+} storm_sender_t;
+
+static atomic_long storm_owned_sent; /* ax_send_owned calls */
+static atomic_long storm_released;   /* release calls */
+
+static void storm_release(void *buf) {
+  atomic_fetch_add(&storm_released, 1);
+  free(buf);
+}
+
+static void storm_note(storm_sender_t *s, int rc) {
+  if (rc == 0) {
+    s->ok++;
+    if (s->dead)
+      s->flip_back++;
+  } else if (rc == -ESRCH) {
+    s->srch++;
+    s->dead = true;
+  } else {
+    s->other++;
+  }
+}
+
+static void storm_send_one(storm_sender_t *s, long i) {
+  if (s->owned) {
+    long *buf = malloc(sizeof *buf);
+    ck_assert_ptr_nonnull(buf);
+    *buf = i;
+    atomic_fetch_add(&storm_owned_sent, 1);
+    storm_note(s, ax_send_owned(s->to, MSG_DATA, buf, sizeof *buf, storm_release));
+  } else {
+    storm_note(s, ax_send(s->to, MSG_DATA, &i, sizeof i));
+  }
+}
+
+static void *storm_thread(void *arg) {
+  storm_sender_t *s = arg;
+  for (long i = 0; i < s->count; i++)
+    storm_send_one(s, i);
+  return NULL;
+}
+
+/* The actor sender: 256 sends per turn, then a message to itself. */
+typedef struct storm_actor {
+  storm_sender_t s;
+  long next;
+} storm_actor_t;
+
+static int storm_actor_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  storm_actor_t *a = ax_state(self);
+  for (int k = 0; k < 256 && a->next < a->s.count; k++, a->next++)
+    storm_send_one(&a->s, a->next);
+  if (a->next == a->s.count)
+    return AX_STOP;
+  if (ax_send(ax_self(self), MSG_GO, NULL, 0) != 0)
+    a->s.other++;
+  return 0;
+}
+
+START_TEST(test_stress_stop_during_storm) {
+  long per_sender = (long)test_scaled(400000);
+  for (int round = 0; round < 3; round++) {
+    ax_rt_t *rt = test_rt_new(2, 0);
+    victim_t victim;
+    victim.limit = per_sender / 2 + round * (per_sender / 3);
+    atomic_init(&victim.received, 0);
+    ax_ref_t v = test_spawn(rt, victim_behaviour, &victim, AX_PLACE_CORE, 1, NULL, NULL);
+    atomic_store(&storm_owned_sent, 0);
+    atomic_store(&storm_released, 0);
+
+    storm_actor_t actor;
+    memset(&actor, 0, sizeof actor);
+    actor.s.to = v;
+    actor.s.count = per_sender;
+    actor.s.owned = round == 2;
+    ax_ref_t a = test_spawn(rt, storm_actor_behaviour, &actor, AX_PLACE_CORE, 0, NULL, NULL);
+    storm_sender_t threads[2];
+    memset(threads, 0, sizeof threads);
+    pthread_t tids[2];
+    test_rt_start(rt);
+    for (int i = 0; i < 2; i++) {
+      threads[i].to = v;
+      threads[i].count = per_sender;
+      threads[i].owned = i == 1;
+      ck_assert_int_eq(pthread_create(&tids[i], NULL, storm_thread, &threads[i]), 0);
+    }
+    test_send(a, MSG_GO, NULL, 0);
+    for (int i = 0; i < 2; i++)
+      ck_assert_int_eq(pthread_join(tids[i], NULL), 0);
+    /* The victim and the actor sender both stop by themselves. */
+    ck_assert_int_eq(ax_rt_join(rt), 0);
+
+    storm_sender_t *all[3] = {&threads[0], &threads[1], &actor.s};
+    long ok = 0;
+    for (int i = 0; i < 3; i++) {
+      ck_assert_msg(all[i]->other == 0, "sender %d: %ld results other than 0 and -ESRCH", i,
+                    all[i]->other);
+      ck_assert_msg(all[i]->flip_back == 0,
+                    "sender %d: %ld sends succeeded after one had failed with -ESRCH", i,
+                    all[i]->flip_back);
+      ck_assert_int_eq(all[i]->ok + all[i]->srch, per_sender);
+      ok += all[i]->ok;
+    }
+    /* The victim handled exactly its limit, each one a successful send;
+     * every other successful send was dropped, and counted, by the join. */
+    ck_assert_int_eq(atomic_load(&victim.received), victim.limit);
+    ck_assert_int_ge(ok, victim.limit);
+    ck_assert_int_eq(ax_send(v, MSG_DATA, NULL, 0), -ESRCH);
+    ax_core_stats_t stats;
+    ck_assert_int_eq(ax_rt_stats_total(rt, &stats), 0);
+    ck_assert_uint_ge(stats.delivered, (uint64_t)victim.limit);
+    ck_assert_msg(stats.dead_letters + (uint64_t)victim.limit >= (uint64_t)ok,
+                  "round %d: %ld sends accepted, %ld handled, only %llu dead letters", round, ok,
+                  victim.limit, (unsigned long long)stats.dead_letters);
+    ck_assert_int_eq(ax_rt_free(rt), 0);
+    /* Every owned buffer was released once: delivered, dropped or refused. */
+    ck_assert_int_eq(atomic_load(&storm_released), atomic_load(&storm_owned_sent));
+  }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Many actors                                                               */
+
+static atomic_long many_handled;
+static atomic_long many_terminated;
+
+static int many_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  (void)msg;
+  atomic_fetch_add(&many_handled, 1);
+  return AX_STOP;
+}
+
+static void many_terminate(ax_actor_t *self, int reason) {
+  (void)self;
+  atomic_fetch_add(&many_terminated, reason == AX_REASON_NORMAL ? 1 : 1000000000L);
+}
+
+/* A tree: each node spawns `fanout` children down to depth 0, sends each
+ * a message with its depth, and stops. */
+static int tree_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  int depth;
+  memcpy(&depth, msg->data, sizeof depth);
+  atomic_fetch_add(&many_handled, 1);
+  for (int i = 0; depth > 0 && i < 4; i++) {
+    ax_spawn_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.placement = i % 2 == 0 ? AX_PLACE_LOCAL : AX_PLACE_ANY;
+    opts.terminate = many_terminate;
+    ax_ref_t child;
+    ck_assert_int_eq(ax_spawn(ax_actor_rt(self), tree_behaviour, NULL, &opts, &child), 0);
+    int below = depth - 1;
+    ck_assert_int_eq(ax_send(child, MSG_PING, &below, sizeof below), 0);
+  }
+  return AX_STOP;
+}
+
+typedef struct spawner_thread {
+  ax_rt_t *rt;
+  long count;
+} spawner_thread_t;
+
+static void *spawner_main(void *arg) {
+  spawner_thread_t *s = arg;
+  for (long i = 0; i < s->count; i++) {
+    ax_spawn_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.placement = i % 2 == 0 ? AX_PLACE_LOCAL : AX_PLACE_ANY;
+    opts.terminate = many_terminate;
+    ax_ref_t ref;
+    ck_assert_int_eq(ax_spawn(s->rt, many_behaviour, NULL, &opts, &ref), 0);
+    ck_assert_int_eq(ax_send(ref, MSG_PING, NULL, 0), 0);
+  }
+  return NULL;
+}
+
+START_TEST(test_stress_many_actors) {
+  long n = (long)test_scaled(100000);
+  /* All spawned before the start, all alive at once. */
+  atomic_store(&many_handled, 0);
+  atomic_store(&many_terminated, 0);
+  ax_rt_t *rt = test_rt_new(2, 0);
+  for (long i = 0; i < n; i++) {
+    ax_spawn_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.terminate = many_terminate;
+    ax_ref_t ref;
+    ck_assert_int_eq(ax_spawn(rt, many_behaviour, NULL, &opts, &ref), 0);
+    test_send(ref, MSG_PING, NULL, 0);
+  }
+  ck_assert_int_eq(ax_rt_run(rt), 0);
+  ck_assert_int_eq(atomic_load(&many_handled), n);
+  ck_assert_int_eq(atomic_load(&many_terminated), n);
+  ax_core_stats_t stats;
+  ck_assert_int_eq(ax_rt_stats_total(rt, &stats), 0);
+  ck_assert_uint_ge(stats.spawned, (uint64_t)n);
+  ck_assert_uint_eq(stats.actors, 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+
+  /* Spawned while running, from two threads at once and from actors. */
+  atomic_store(&many_handled, 0);
+  atomic_store(&many_terminated, 0);
+  rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  spawner_thread_t spawners[2] = {{rt, n / 2}, {rt, n / 2}};
+  pthread_t tids[2];
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(pthread_create(&tids[i], NULL, spawner_main, &spawners[i]), 0);
+  /* A tree of 1 + 4 + ... + 4^6 = 5461 actors. */
+  ax_spawn_opts_t opts;
+  memset(&opts, 0, sizeof opts);
+  opts.terminate = many_terminate;
+  ax_ref_t root;
+  ck_assert_int_eq(ax_spawn(rt, tree_behaviour, NULL, &opts, &root), 0);
+  int depth = 6;
+  test_send(root, MSG_PING, &depth, sizeof depth);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(pthread_join(tids[i], NULL), 0);
+  long want = 2 * (n / 2) + 5461;
+  TEST_WAIT_UNTIL(atomic_load(&many_terminated) == want, 120000);
+  ck_assert_int_eq(atomic_load(&many_handled), want);
+  test_rt_stop_join_free(rt);
+  ck_assert_int_eq(atomic_load(&many_terminated), want);
+}
+END_TEST
+
+static Suite *stress_suite(void) {
+  Suite *suite = suite_create("stress");
+
+  TCase *tc = tcase_create("exchange");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_stress_exchange);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("stale");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_stress_stale_refs);
+  tcase_add_test(tc, test_stress_stop_during_storm);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("many");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_stress_many_actors);
+  suite_add_tcase(suite, tc);
+
+  return suite;
+}
+
+int main(void) {
+  return test_run_suite(stress_suite());
+}
