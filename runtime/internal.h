@@ -132,6 +132,7 @@ typedef struct ax__core ax__core_t;
 typedef struct ax__pool {
   void *local;      /* owner only: free objects, linked through their first word */
   void *slabs;      /* owner only: slab list, linked through their first word */
+  size_t next_slab; /* owner only: the size of the next slab */
   uint32_t size;    /* object size */
   uint32_t cls;     /* index in the core's pool array */
   ax__core_t *owner;

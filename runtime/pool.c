@@ -1,10 +1,17 @@
 /* Per-core object pools with lock-free return of objects freed on other threads. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "runtime/internal.h"
 
-#define AX__SLAB_BYTES (64 * 1024)
+/* Slabs start at 64 KiB and double with each new slab of a pool, up to
+ * 2 MiB, which is allocated 2 MiB-aligned with transparent huge pages
+ * advised: a small program stays small, and a pool that grows to a million
+ * objects takes one page fault per 2 MiB instead of 512 (in skynet, page
+ * faults were most of the time spent). */
+#define AX__SLAB_MIN (64 * 1024)
+#define AX__SLAB_MAX (2 * 1024 * 1024)
 
 _Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
@@ -12,6 +19,7 @@ void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls
   p->owner = owner;
   p->local = NULL;
   p->slabs = NULL;
+  p->next_slab = 0;
   p->size = (size + 15) & ~15u;
   p->cls = cls;
   atomic_init(&p->remote, NULL);
@@ -31,14 +39,22 @@ void ax__pool_destroy(ax__pool_t *p) {
 /* Carves a new slab into objects.  The slab's first 64 bytes link it into
  * the pool's slab list. */
 static bool pool_grow(ax__pool_t *p) {
-  char *slab = aligned_alloc(AX__CACHE_LINE, AX__SLAB_BYTES);
+  size_t bytes = p->next_slab != 0 ? p->next_slab : AX__SLAB_MIN;
+  char *slab = aligned_alloc(bytes >= AX__SLAB_MAX ? AX__SLAB_MAX : AX__CACHE_LINE, bytes);
   if (slab == NULL)
     return false;
+  if (bytes >= AX__SLAB_MAX)
+    (void)madvise(slab, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+  p->next_slab = bytes * 2 <= AX__SLAB_MAX ? bytes * 2 : AX__SLAB_MAX;
   *(void **)slab = p->slabs;
   p->slabs = slab;
-  for (size_t off = AX__CACHE_LINE; off + p->size <= AX__SLAB_BYTES; off += p->size) {
-    *(void **)(slab + off) = p->local;
-    p->local = slab + off;
+  /* Objects are linked from the end of the slab, so they are handed out
+   * from its start: pages are touched in order. */
+  size_t n = (bytes - AX__CACHE_LINE) / p->size;
+  for (size_t i = n; i-- > 0;) {
+    char *obj = slab + AX__CACHE_LINE + i * p->size;
+    *(void **)obj = p->local;
+    p->local = obj;
   }
   return true;
 }
