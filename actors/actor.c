@@ -259,8 +259,6 @@ int ax_stop(ax_ref_t ref, int reason) {
   return 0;
 }
 
-ax_ref_t ax_self(const ax_actor_t *self) { return self != NULL ? self->ref : AX_REF_NONE; }
-void *ax_state(const ax_actor_t *self) { return self != NULL ? self->state : NULL; }
 unsigned ax_core(const ax_actor_t *self) { return self != NULL ? self->core->index : 0; }
 ax_rt_t *ax_actor_rt(const ax_actor_t *self) { return self != NULL ? self->core->rt : NULL; }
 

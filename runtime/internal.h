@@ -6,6 +6,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "axon/actor.h"
@@ -199,22 +200,26 @@ enum { AX__ACTOR_DEAD = 1, AX__ACTOR_RUNNING = 2 };
  * allocated the first time it is needed.
  */
 struct ax_actor {
+  void *state;  /* first two fields: struct ax__actor_head in actor.h */
+  ax_ref_t ref;
   ax__entity_t e;
   ax__mpscq_node_t stub; /* the mailbox's first stub */
-  ax__mpscq_node_t link; /* run queue or inject queue */
   union {
     struct { /* alive */
       ax_behaviour_t fn;
-      void *state;
+      ax__mpscq_node_t link; /* run queue or inject queue */
     };
     ax__retired_t retired; /* dead, waiting for its grace period */
   };
-  ax_ref_t ref;
   ax__core_t *core;
   ax__pool_t *home; /* NULL: malloc'd */
   ax__actor_ext_t *ext;
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
 };
+
+_Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_head, state) &&
+                   offsetof(struct ax_actor, ref) == offsetof(struct ax__actor_head, ref),
+               "actor.h's inline accessors read these two fields");
 
 /* ------------------------------------------------------------------------ */
 /* Cores and the runtime.                                                    */

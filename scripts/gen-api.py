@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADERS = sorted((ROOT / "include" / "axon").glob("*.h"))
 OUT = ROOT / "docs" / "api.md"
 
-DECL_START = re.compile(r"^(AX_API |typedef |struct ax_|enum |#define AX_)")
+DECL_START = re.compile(r"^(AX_API |static inline |typedef |struct ax_|enum |#define AX_)")
 
 
 def clean_comment(lines):
@@ -46,7 +46,15 @@ def declarations(path):
                 comment.append(line)
             i += 1
             continue
-        if DECL_START.match(stripped) and not stripped.startswith(("#define AXON_", "#define AX_API")):
+        if stripped.startswith("static inline "):
+            # An inline function: list its signature, not its body.
+            items.append((line.split("{")[0].rstrip() + ";", clean_comment(comment)))
+            comment = []
+            depth = line.count("{") - line.count("}")
+            while depth > 0 and i + 1 < len(lines):
+                i += 1
+                depth += lines[i].count("{") - lines[i].count("}")
+        elif DECL_START.match(stripped) and not stripped.startswith(("#define AXON_", "#define AX_API")):
             decl = [line]
             depth = line.count("{") - line.count("}")
             ends = (";", "\\") if stripped.startswith("#define") else (";",)

@@ -133,9 +133,27 @@ AX_API void *ax_msg_take(const ax_msg_t *msg);
  * thread.  Errors: -ESRCH (no such actor), -EINVAL (reason > 0). */
 AX_API int ax_stop(ax_ref_t ref, int reason);
 
-/* The running actor's own reference, state, core index and runtime. */
-AX_API ax_ref_t ax_self(const ax_actor_t *self);
-AX_API void *ax_state(const ax_actor_t *self);
+/* The first fields of every actor, read by the two inline accessors below
+ * so that a behaviour gets its state without a call.  Private otherwise. */
+struct ax__actor_head {
+  void *state;
+  ax_ref_t ref;
+};
+
+/* The running actor's state pointer (as given to ax_spawn).  self is the
+ * pointer axon passed to the behaviour or hook, never NULL.  Inline (one
+ * load); the actor's own core. */
+static inline void *ax_state(const ax_actor_t *self) {
+  return ((const struct ax__actor_head *)(const void *)self)->state;
+}
+
+/* The running actor's own reference.  self as for ax_state.  Inline; the
+ * actor's own core. */
+static inline ax_ref_t ax_self(const ax_actor_t *self) {
+  return ((const struct ax__actor_head *)(const void *)self)->ref;
+}
+
+/* The running actor's core index and runtime. */
 AX_API unsigned ax_core(const ax_actor_t *self);
 AX_API ax_rt_t *ax_actor_rt(const ax_actor_t *self);
 
