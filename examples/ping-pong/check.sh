@@ -8,20 +8,13 @@
 set -euo pipefail
 
 bin=${1:?usage: check.sh path/to/ping-pong}
-read -r -a wrapper <<<"${CHECK_WRAPPER:-}"
-tmp=$(mktemp -d)
+. "$(dirname "$0")/../check-lib.sh" # wrapper, $tmp, fail()
 pid=
-cleanup() {
+cleanup() { # also kills a long run left behind by a failed check
   [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- stdout" >&2; cat "$tmp/out" >&2
-  echo "--- stderr" >&2; cat "$tmp/err" >&2
-  exit 1
-}
 
 # 1. A short run to the end.
 status=0

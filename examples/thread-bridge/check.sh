@@ -9,15 +9,7 @@
 set -euo pipefail
 
 bin=${1:?usage: check.sh path/to/thread-bridge}
-read -r -a wrapper <<<"${CHECK_WRAPPER:-}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  echo "--- stdout" >&2; cat "$tmp/out" >&2
-  echo "--- stderr" >&2; cat "$tmp/err" >&2
-  exit 1
-}
+. "$(dirname "$0")/../check-lib.sh" # wrapper, $tmp, fail()
 
 status=0
 "${wrapper[@]}" "$bin" 10 >"$tmp/out" 2>"$tmp/err" || status=$?
