@@ -55,6 +55,11 @@ void ax__core_wake(ax__core_t *c) { ax_event_notify(&c->wake); }
 
 void ax__schedule(ax_actor_t *a) {
   ax__core_t *c = a->core;
+  /* Once the runtime stops, no actor gets another turn: queuing one would
+   * only race with its shutdown (its messages stay in its mailbox and are
+   * dropped as dead letters when it is finished). */
+  if (atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
+    return;
   if (c == ax__tls_core) {
     runq_push(c, a);
     return;

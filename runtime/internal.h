@@ -204,16 +204,17 @@ struct ax_actor {
   ax_ref_t ref;
   ax__entity_t e;
   ax__mpscq_node_t stub; /* the mailbox's first stub */
+  ax__mpscq_node_t link; /* run queue or inject queue (a late send may still
+                            write it while the actor dies: never overlaid) */
   union {
     struct { /* alive */
       ax_behaviour_t fn;
-      ax__mpscq_node_t link; /* run queue or inject queue */
+      ax__actor_ext_t *ext; /* freed and unused once dead */
     };
     ax__retired_t retired; /* dead, waiting for its grace period */
   };
   ax__core_t *core;
   ax__pool_t *home; /* NULL: malloc'd */
-  ax__actor_ext_t *ext;
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
 };
 
