@@ -94,8 +94,10 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
   }
   if (o.batch == 0)
     o.batch = AX__DEFAULT_BATCH;
+  /* Spinning waits for another CPU to hand over work; with one CPU it only
+   * steals time from the thread it waits for. */
   if (o.spin_ns == 0)
-    o.spin_ns = AX__DEFAULT_SPIN_NS;
+    o.spin_ns = cpu_count() > 1 ? AX__DEFAULT_SPIN_NS : -1;
 
   ax_rt_t *rt = aligned_alloc(AX__CACHE_LINE, (sizeof *rt + AX__CACHE_LINE - 1) &
                                                   ~(size_t)(AX__CACHE_LINE - 1));

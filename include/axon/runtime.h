@@ -40,7 +40,8 @@ typedef struct ax_rt_opts {
   unsigned cores;   /* threads; 0 = one per CPU in the process affinity mask */
   unsigned batch;   /* messages an actor handles per turn; 0 = 64 */
   int64_t spin_ns;  /* how long an idle core spins before sleeping;
-                       0 = 50 us, negative = never spin */
+                       0 = 50 us (no spinning when the process may run
+                       on one CPU only), negative = never spin */
   unsigned flags;   /* AX_RT_* */
   ax_backend_t backend; /* each core's loop backend; 0 = AXON_BACKEND or epoll */
 } ax_rt_opts_t;
