@@ -397,7 +397,7 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   ax__pool_init(&c->pools[AX__ACTOR_POOL], c, sizeof(ax_actor_t), AX__ACTOR_POOL);
   ax__mpscq_init(&c->inject, &c->inject_stub, false);
   atomic_init(&c->sleeping, 0);
-  ax__table_init(&c->table);
+  ax__table_init(&c->table, (uint32_t)(rt->serial * 2654435761u) + index * 40503u);
   c->erec = ax__epoch_register(&rt->epoch);
   if (c->erec == NULL) {
     rc = -ENOMEM;

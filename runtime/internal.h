@@ -62,9 +62,10 @@ typedef struct ax__table {
   _Atomic(ax__slot_t *) chunks[AX__MAX_CHUNKS];
   alignas(AX__CACHE_LINE) _Atomic uint64_t free_head; /* tag << 32 | (index + 1) */
   _Atomic uint32_t next_unused;
+  uint32_t gen_base; /* the first generation of every slot */
 } ax__table_t;
 
-int ax__table_init(ax__table_t *t);
+int ax__table_init(ax__table_t *t, uint32_t gen_base);
 void ax__table_destroy(ax__table_t *t);
 /* Takes a free slot; returns its index or -ENOMEM/-ENOSPC.  Any thread. */
 int64_t ax__table_alloc(ax__table_t *t);

@@ -111,9 +111,9 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
   atomic_init(&rt->next_core, 0);
   atomic_init(&rt->dead_letters_other, 0);
   ax__epoch_init(&rt->epoch);
-  ax__table_init(&rt->ports);
-  pthread_mutex_init(&rt->names_lock, NULL);
   rt->serial = atomic_fetch_add_explicit(&runtime_serial, 1, memory_order_relaxed) + 1;
+  ax__table_init(&rt->ports, (uint32_t)(rt->serial * 2246822519u));
+  pthread_mutex_init(&rt->names_lock, NULL);
 
   int rc = -EAGAIN;
   rt->index = AX__MAX_RTS;

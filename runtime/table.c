@@ -4,7 +4,12 @@
 
 #include "runtime/internal.h"
 
-int ax__table_init(ax__table_t *t) {
+int ax__table_init(ax__table_t *t, uint32_t gen_base) {
+  /* Generations start at a base that differs between runtimes, so that a
+   * stale reference into a freed runtime does not name an actor of a newer
+   * runtime that took the same index (except by a 1 in 2^24 chance). */
+  gen_base &= (1u << AX__REF_GEN_BITS) - 1;
+  t->gen_base = gen_base != 0 ? gen_base : 1;
   for (unsigned i = 0; i < AX__MAX_CHUNKS; i++)
     atomic_init(&t->chunks[i], NULL);
   atomic_init(&t->free_head, 0);
@@ -30,7 +35,7 @@ static int ensure_chunk(ax__table_t *t, uint32_t index) {
     return -ENOMEM;
   for (uint32_t i = 0; i < AX__CHUNK_SLOTS; i++) {
     atomic_init(&chunk[i].ptr, NULL);
-    atomic_init(&chunk[i].gen, 1);
+    atomic_init(&chunk[i].gen, t->gen_base);
     atomic_init(&chunk[i].next_free, 0);
   }
   ax__slot_t *none = NULL;

@@ -709,6 +709,29 @@ START_TEST(test_runtime_two_runtimes_free_first) {
 }
 END_TEST
 
+START_TEST(test_runtime_stale_ref_of_freed_runtime) {
+  /* A runtime that takes the index of a freed one must not answer the
+   * freed one's references: generations start at a different base. */
+  for (int round = 0; round < 20; round++) {
+    ax_rt_t *old_rt = test_rt_new(1, AX_RT_NO_SIGNALS);
+    probe_t old_probe;
+    probe_reset(&old_probe, 1);
+    ax_ref_t old_ref = spawn_probe(old_rt, &old_probe, AX_PLACE_ANY, 0);
+    ck_assert_int_eq(ax_rt_free(old_rt), 0);
+
+    ax_rt_t *new_rt = test_rt_new(1, AX_RT_NO_SIGNALS);
+    probe_t new_probe;
+    probe_reset(&new_probe, 1);
+    ax_ref_t new_ref = spawn_probe(new_rt, &new_probe, AX_PLACE_ANY, 0);
+    ck_assert(new_ref != old_ref);
+    ck_assert_int_eq(ax_send(old_ref, MSG_PING, NULL, 0), -ESRCH);
+    ck_assert_int_eq(ax_stop(old_ref, 0), -ESRCH);
+    ck_assert_int_eq(ax_rt_free(new_rt), 0);
+    ck_assert_int_eq(atomic_load(&new_probe.handled), 0);
+  }
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Statistics                                                                */
 
@@ -945,6 +968,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(tc, test_runtime_backends);
   tcase_add_test(tc, test_runtime_two_runtimes);
   tcase_add_test(tc, test_runtime_two_runtimes_free_first);
+  tcase_add_test(tc, test_runtime_stale_ref_of_freed_runtime);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("stats");
