@@ -26,6 +26,7 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_CORE ||
       (o.placement == AX_PLACE_CORE && o.core >= rt->ncores))
     return -EINVAL;
+  /* Acquire pairs with the release in ax_rt_stop. */
   if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
     return -ESHUTDOWN;
   ax__core_t *c = rt->cores[pick_core(rt, &o)];
@@ -118,18 +119,24 @@ static ax_ref_t current_ref(void) {
 }
 
 /* Builds a copied message; NULL on ENOMEM. */
-static ax__msg_t *make_msg(ax_ref_t to, uint32_t type, const void *data, size_t size,
-                           uint64_t req) {
-  ax__msg_t *m = ax__msg_alloc(to, size);
-  if (m == NULL)
-    return NULL;
+/* Fills a message's header and copies the payload in. */
+static void fill_msg(ax__msg_t *m, uint32_t type, const void *data, size_t size, uint64_t req,
+                     ax_ref_t from) {
   m->m.type = type;
   m->m.size = (uint32_t)size;
   m->m.data = size != 0 ? m->payload : NULL;
-  m->m.from = current_ref();
+  m->m.from = from;
   m->m.req = req;
   if (size != 0)
     memcpy(m->payload, data, size);
+}
+
+/* Builds a copied message; NULL on ENOMEM. */
+static ax__msg_t *make_msg(ax_ref_t to, uint32_t type, const void *data, size_t size,
+                           uint64_t req) {
+  ax__msg_t *m = ax__msg_alloc(to, size);
+  if (m != NULL)
+    fill_msg(m, type, data, size, req, current_ref());
   return m;
 }
 
@@ -142,37 +149,19 @@ static bool msg_args_ok(uint32_t type, const void *data, size_t size) {
  * Returns 1 when the message is not of that kind (use the generic path). */
 static int send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t size,
                       uint64_t req) {
-  if (size > AX__MSG_SMALL - sizeof(ax__msg_t) || ax__ref_rt(to) != c->rt->index ||
-      ax__ref_core(to) != c->index)
+  if (size > AX__MSG_SMALL - sizeof(ax__msg_t) || !ax__ref_on_core(c, to))
     return 1;
-  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
-  /* Acquire: the actor may have been spawned here by another thread. */
-  ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
-  if (e == NULL || atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to)) {
-    atomic_store_explicit(&c->stats.dead_letters,
-                          atomic_load_explicit(&c->stats.dead_letters, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+  ax__entity_t *e = ax__lookup_local(c, to);
+  if (e == NULL) {
+    ax__stat_add(&c->stats.dead_letters, 1);
     return -ESRCH;
   }
   ax__msg_t *m = ax__msg_alloc_local(c);
   if (m == NULL)
     return -ENOMEM;
-  m->m.type = type;
-  m->m.size = (uint32_t)size;
-  m->m.data = size != 0 ? m->payload : NULL;
-  m->m.from = c->current != NULL ? c->current->ref : AX_REF_NONE;
-  m->m.req = req;
-  if (size != 0)
-    memcpy(m->payload, data, size);
-  if (ax__mpscq_push(&e->q, &m->node)) {
-    if (e->kind == AX__KIND_ACTOR)
-      ax__runq_push(c, AX_CONTAINER_OF(e, ax_actor_t, e));
-    else
-      ax__port_ring(e);
-  }
-  atomic_store_explicit(&c->stats.sent,
-                        atomic_load_explicit(&c->stats.sent, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
+  fill_msg(m, type, data, size, req, c->current != NULL ? c->current->ref : AX_REF_NONE);
+  ax__deliver(e, m);
+  ax__stat_add(&c->stats.sent, 1);
   return 0;
 }
 

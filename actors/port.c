@@ -71,11 +71,8 @@ ax_ref_t ax_port_ref(const ax_port_t *port) { return port != NULL ? port->ref : 
 int ax_port_fd(const ax_port_t *port) { return port != NULL ? port->efd : -EINVAL; }
 
 static void release_held(ax_port_t *p) {
-  ax__msg_t *m = p->held;
-  if (m != NULL && (m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release)
-    m->release((void *)m->m.data);
-  if (m != NULL)
-    m->flags = 0;
+  if (p->held != NULL)
+    ax__msg_release(p->held);
   p->held = NULL;
 }
 
@@ -171,19 +168,9 @@ int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline) {
 /* Frees a port whose slot is retired and whose grace period is over. */
 static void port_destroy(ax_port_t *p) {
   release_held(p);
-  ax__mpscq_node_t *old, *node;
-  while ((node = ax__mpscq_pop(&p->e.q, &old)) != NULL) {
-    if (old != &p->stub)
-      ax__msg_free((ax__msg_t *)old);
-    ax__msg_t *m = (ax__msg_t *)node;
-    if (m->sys == AX__SYS_MONITOR)
-      ax__monitor_refuse(m, p->ref, -ESRCH);
-    else if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release)
-      m->release((void *)m->m.data);
-    if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
-      atomic_fetch_add_explicit(&p->rt->dead_letters_other, 1, memory_order_relaxed);
-    m->flags = 0;
-  }
+  atomic_fetch_add_explicit(&p->rt->dead_letters_other,
+                            ax__drain_mailbox(&p->e, &p->stub, p->ref, -ESRCH),
+                            memory_order_relaxed);
   if (p->e.q.tail != &p->stub)
     ax__msg_free((ax__msg_t *)p->e.q.tail);
   close(p->efd);

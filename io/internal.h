@@ -16,7 +16,6 @@
 enum {
   AX__ACTIVE = 0x1,   /* started */
   AX__INTERNAL = 0x2, /* the loop's own fd watcher: not counted, not listed */
-  AX__CLOSED = 0x4,   /* ax_event_t: its eventfd is closed */
 };
 
 /* Linux numbers signals 1.._NSIG-1 (64). */

@@ -14,11 +14,6 @@
 /* Actor turns between two looks at the inject queue and the clock. */
 #define AX__ROUND_TURNS 64u
 
-/* Owner-only counters: a relaxed load and store, no locked instruction. */
-static inline void stat_add(_Atomic uint64_t *s, uint64_t n) {
-  atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
-                        memory_order_relaxed);
-}
 
 /* ------------------------------------------------------------------------ */
 /* The run queue: owner only, FIFO through the actors' link nodes.           */
@@ -26,8 +21,6 @@ static inline void stat_add(_Atomic uint64_t *s, uint64_t n) {
 static inline ax_actor_t *link_actor(ax__mpscq_node_t *n) {
   return AX_CONTAINER_OF(n, ax_actor_t, link);
 }
-
-#define runq_push ax__runq_push
 
 static ax_actor_t *runq_pop(ax__core_t *c) {
   ax_actor_t *a = c->runq_head;
@@ -45,25 +38,13 @@ static ax_actor_t *runq_pop(ax__core_t *c) {
 static void drain_inject(ax__core_t *c) {
   ax__mpscq_node_t *n;
   while ((n = ax__mpscq_take(&c->inject, &c->inject_stub)) != NULL)
-    runq_push(c, link_actor(n));
+    ax__runq_push(c, link_actor(n));
 }
 
 /* ------------------------------------------------------------------------ */
 /* Scheduling and delivery (any thread).                                     */
 
-void ax__core_wake(ax__core_t *c) { ax_event_notify(&c->wake); }
-
-void ax__schedule(ax_actor_t *a) {
-  ax__core_t *c = a->core;
-  /* Once the runtime stops, no actor gets another turn: queuing one would
-   * only race with its shutdown (its messages stay in its mailbox and are
-   * dropped as dead letters when it is finished). */
-  if (atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
-    return;
-  if (c == ax__tls_core) {
-    runq_push(c, a);
-    return;
-  }
+void ax__schedule_remote(ax__core_t *c, ax_actor_t *a) {
   ax__mpscq_push(&c->inject, &a->link);
   /* The wake protocol, sender side: the push above, this fence, then the
    * load of `sleeping`.  The core does the mirror image (store sleeping,
@@ -77,14 +58,6 @@ void ax__schedule(ax_actor_t *a) {
     ax_event_notify(&c->wake);
 }
 
-void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
-  if (ax__mpscq_push(&e->q, &m->node)) {
-    if (e->kind == AX__KIND_ACTOR)
-      ax__schedule(AX_CONTAINER_OF(e, ax_actor_t, e));
-    else
-      ax__port_ring(e);
-  }
-}
 
 /* Finds the entity a reference names.  When it may belong to another core
  * (or the caller is not a core of that runtime), the caller is put inside an
@@ -94,15 +67,9 @@ void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
 ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
   *erec = NULL;
   ax__core_t *cur = ax__tls_core;
-  if (cur != NULL && ax__ref_rt(to) == cur->rt->index && ax__ref_core(to) == cur->index) {
-    /* Same core: nobody else frees this core's actors, no epoch needed. */
+  if (cur != NULL && ax__ref_on_core(cur, to)) {
     *rt_out = cur->rt;
-    ax__slot_t *s = ax__table_slot(&cur->table, ax__ref_slot(to));
-    /* Acquire: the actor may have been spawned here by another thread. */
-    ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
-    if (e != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
-      e = NULL;
-    return e;
+    return ax__lookup_local(cur, to);
   }
   if (to == AX_REF_NONE)
     return NULL;
@@ -147,10 +114,9 @@ void ax__resolve_done(ax__erec_t *erec) {
 }
 
 void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count) {
-  if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
-    m->release((void *)m->m.data);
+  ax__msg_release(m);
   if (count && c != NULL)
-    stat_add(&c->stats.dead_letters, 1);
+    ax__stat_add(&c->stats.dead_letters, 1);
   ax__msg_free(m);
 }
 
@@ -161,7 +127,7 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
   ax__entity_t *e = ax__resolve(to, &rt, &erec);
   if (e == NULL) {
     if (cur != NULL)
-      stat_add(&cur->stats.dead_letters, 1);
+      ax__stat_add(&cur->stats.dead_letters, 1);
     else if (rt != NULL)
       atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed);
     ax__drop_msg(NULL, m, false);
@@ -170,7 +136,7 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
   ax__deliver(e, m);
   ax__resolve_done(erec);
   if (cur != NULL)
-    stat_add(&cur->stats.sent, 1);
+    ax__stat_add(&cur->stats.sent, 1);
   return 0;
 }
 
@@ -179,7 +145,7 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
 
 /* Handles one message.  Returns true when the actor must stop, with the
  * reason in *reason. */
-static bool handle(ax__core_t *c, ax_actor_t *a, ax__msg_t *m, int *reason) {
+static bool handle(ax_actor_t *a, ax__msg_t *m, int *reason) {
   int rc = 0;
   switch (m->sys) {
   case AX__SYS_NONE:
@@ -212,10 +178,7 @@ static bool handle(ax__core_t *c, ax_actor_t *a, ax__msg_t *m, int *reason) {
   default:
     break;
   }
-  if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
-    m->release((void *)m->m.data);
-  m->flags = 0;
-  (void)c;
+  ax__msg_release(m);
   if (rc == 0)
     return false;
   *reason = rc < 0 ? rc : AX_REASON_NORMAL;
@@ -245,52 +208,50 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     if (node == NULL)
       break;
     if (old != &a->stub)
-      ax__msg_free_fast(c, (ax__msg_t *)old);
+      ax__msg_free((ax__msg_t *)old);
     n++;
-    if (handle(c, a, (ax__msg_t *)node, &reason)) {
+    if (handle(a, (ax__msg_t *)node, &reason)) {
       stop = true;
       break;
     }
     if (node == last || n >= batch)
       break;
   }
-  stat_add(&c->stats.delivered, n);
+  ax__stat_add(&c->stats.delivered, n);
   if (n > atomic_load_explicit(&c->stats.mailbox_hwm, memory_order_relaxed))
     atomic_store_explicit(&c->stats.mailbox_hwm, n, memory_order_relaxed);
   if (stop)
     ax__actor_die(c, a, reason);
   else if (!ax__mpscq_mark_empty(&a->e.q))
-    runq_push(c, a); /* more messages, or a push under way: run again later */
+    ax__runq_push(c, a); /* more messages, or a push under way: run again later */
   c->current = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Death and reclaim.                                                        */
 
-/* Drops every message in a dead actor's mailbox (dead letters; owned
- * buffers released).  A monitor request gets its DOWN answer instead, so no
- * watcher waits forever.  The last node stays as the queue's stub. */
-static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
+uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason) {
+  uint64_t dead = 0;
   ax__mpscq_node_t *old, *node;
-  while ((node = ax__mpscq_pop(&a->e.q, &old)) != NULL) {
-    if (old != &a->stub)
+  while ((node = ax__mpscq_pop(&e->q, &old)) != NULL) {
+    if (old != stub)
       ax__msg_free((ax__msg_t *)old);
     ax__msg_t *m = (ax__msg_t *)node;
-    if (m->sys == AX__SYS_MONITOR) {
-      ax__monitor_refuse(m, a->ref, reason);
-    } else {
-      if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
-        m->release((void *)m->m.data);
-      if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
-        stat_add(&c->stats.dead_letters, 1);
-    }
-    m->flags = 0;
+    if (m->sys == AX__SYS_MONITOR)
+      ax__monitor_refuse(m, self, reason);
+    else if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
+      dead++;
+    ax__msg_release(m); /* its memory stays: it is the queue's stub now */
   }
+  return dead;
+}
+
+static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
+  ax__stat_add(&c->stats.dead_letters, ax__drain_mailbox(&a->e, &a->stub, a->ref, reason));
 }
 
 void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   ax_rt_t *rt = c->rt;
-  a->e.flags |= AX__ACTOR_DEAD;
   ax_actor_t *prev = c->current;
   c->current = a; /* sends from the terminate hook come from the actor */
   if (a->ext != NULL && a->ext->terminate != NULL)
@@ -316,6 +277,8 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
 
 void ax__retire(ax__core_t *c, ax_actor_t *a) {
   a->retired.next = NULL;
+  /* Read after the slot was retired (program order on this thread, and the
+   * epoch only grows): the grace period counts from at least this epoch. */
   a->retired.epoch = atomic_load_explicit(&c->rt->epoch.epoch, memory_order_acquire);
   if (c->retired_tail != NULL)
     c->retired_tail->next = &a->retired;
@@ -363,7 +326,7 @@ void ax__reclaim(ax__core_t *c, bool all) {
 
 static void wake_cb(ax_event_t *ev, uint64_t count) {
   ax__core_t *c = ev->data;
-  stat_add(&c->stats.wakeups, count);
+  ax__stat_add(&c->stats.wakeups, count);
 }
 
 static void signal_cb(ax_signal_t *sig, const struct signalfd_siginfo *info) {
@@ -423,6 +386,7 @@ void ax__core_destroy(ax__core_t *c) {
   free(c);
 }
 
+/* Acquire pairs with the release in ax_rt_stop. */
 static bool stopping(ax_rt_t *rt) {
   return atomic_load_explicit(&rt->stopping, memory_order_acquire) != 0;
 }
@@ -430,7 +394,7 @@ static bool stopping(ax_rt_t *rt) {
 /* Non-blocking I/O and timers, between rounds. */
 static void poll_io(ax__core_t *c) {
   ax_loop_run_once(c->loop, 0);
-  stat_add(&c->stats.polls, 1);
+  ax__stat_add(&c->stats.polls, 1);
   c->last_poll = ax_now();
 }
 
@@ -439,7 +403,6 @@ static void poll_io(ax__core_t *c) {
  * likeliest next work).  Otherwise an idle core skips the syscall, which
  * would sit on the path of every cross-core hand-off. */
 static bool poll_due(ax__core_t *c, int64_t now) {
-  ax_loop_update_time(c->loop);
   return c->nio > 0 || ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__POLL_INTERVAL_NS;
 }
 
@@ -452,7 +415,8 @@ static void idle(ax__core_t *c) {
   ax__reclaim(c, false);
   if (c->runq_head != NULL)
     return;
-  int64_t now = ax_now();
+  ax_loop_update_time(c->loop); /* one clock read serves the whole decision */
+  int64_t now = ax_loop_now(c->loop);
   if (poll_due(c, now)) {
     poll_io(c);
     if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
@@ -471,14 +435,14 @@ static void idle(ax__core_t *c) {
         break;
     }
   }
-  /* The wake protocol, core side (see ax__schedule). */
+  /* The wake protocol, core side (see ax__schedule_remote). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
   if (c->runq_head != NULL || ax__mpscq_pending(&c->inject) || stopping(rt)) {
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
     return;
   }
-  stat_add(&c->stats.sleeps, 1);
+  ax__stat_add(&c->stats.sleeps, 1);
   atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
   /* Sleep until fds, a timer or the wake eventfd say so; but while dead
    * actors wait for their grace period, wake up to finish them (what is
@@ -497,6 +461,9 @@ static void shutdown_core(ax__core_t *c) {
   c->runq_len = 0;
   while (ax__mpscq_take(&c->inject, &c->inject_stub) != NULL) {
   }
+  /* Acquire pairs with the release that published each actor (ax_spawn,
+   * maybe on another thread); slots taken after this load belong to spawns
+   * that lost the race with the stop, and ax_rt_free finishes them. */
   uint32_t used = atomic_load_explicit(&c->table.next_unused, memory_order_acquire);
   for (uint32_t i = 0; i < used; i++) {
     ax__slot_t *s = ax__table_slot(&c->table, i);

@@ -56,6 +56,8 @@ ax__erec_t *ax__epoch_register(ax__epoch_t *e) {
 }
 
 void ax__epoch_release(ax__erec_t *r) {
+  /* Release, as in ax__epoch_exit; then the record may be claimed by
+   * another thread, which sees it inactive. */
   atomic_store_explicit(&r->state, 0, memory_order_release);
   atomic_store_explicit(&r->in_use, 0, memory_order_release);
   erec_put(r);

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "axon/actor.h"
 #include "axon/loop.h"
@@ -131,6 +132,11 @@ uint64_t ax__epoch_advance(ax__epoch_t *e);
  */
 typedef struct ax__core ax__core_t;
 
+/* The core the calling thread runs, if it is a core thread.  initial-exec:
+ * read with one instruction instead of a __tls_get_addr call (it is on the
+ * path of every send). */
+extern _Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
+
 typedef struct ax__pool {
   void *local;      /* owner only: free objects, linked through their first word */
   void *slabs;      /* owner only: slab list, linked through their first word */
@@ -186,12 +192,9 @@ enum { AX__KIND_ACTOR = 1, AX__KIND_PORT = 2 };
 typedef struct ax__entity {
   ax__mpscq_t q; /* the mailbox */
   uint32_t kind;
-  uint32_t flags;
 } ax__entity_t;
 
 typedef struct ax__actor_ext ax__actor_ext_t;
-
-enum { AX__ACTOR_DEAD = 1, AX__ACTOR_RUNNING = 2 };
 
 /*
  * An actor.  Its owning core writes every field except the mailbox head
@@ -293,10 +296,6 @@ struct ax_rt {
   unsigned names_added; /* under names_lock: registrations since the last sweep */
 };
 
-/* The core the calling thread runs, if it is a core thread.  initial-exec:
- * read with one instruction instead of a __tls_get_addr call (it is on the
- * path of every send). */
-extern _Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
 /* runtime/rt.c */
 ax_rt_t *ax__rt_lookup(unsigned index);
@@ -308,13 +307,66 @@ void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls
 uint32_t ax__pool_class_size(unsigned cls);
 void ax__pool_destroy(ax__pool_t *p);
 void *ax__pool_alloc(ax__pool_t *p);
-void ax__pool_free(ax__pool_t *home, void *obj);
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload);
-void ax__msg_free(ax__msg_t *m);
+
+/* Gives an object back to its pool.  Any thread: the owner core pushes it
+ * on its private list, another thread on the pool's remote stack (which
+ * the owner takes whole, so there is no ABA). */
+static inline void ax__pool_free(ax__pool_t *home, void *obj) {
+  if (home->owner == ax__tls_core) {
+    *(void **)obj = home->local;
+    home->local = obj;
+    return;
+  }
+  void *head = atomic_load_explicit(&home->remote, memory_order_relaxed);
+  do {
+    *(void **)obj = head;
+    /* Release: the link above is visible to the owner that takes the list. */
+  } while (!atomic_compare_exchange_weak_explicit(&home->remote, &head, obj,
+                                                  memory_order_release, memory_order_relaxed));
+}
+
+/* Runs an owned message's release function unless the receiver took the
+ * buffer, and forgets the ownership so that it can never run twice. */
+static inline void ax__msg_release(ax__msg_t *m) {
+  if ((m->flags & (AX__MSG_OWNED | AX__MSG_TAKEN)) == AX__MSG_OWNED && m->release != NULL)
+    m->release((void *)m->m.data);
+  m->flags = 0;
+}
+
+static inline void ax__msg_free(ax__msg_t *m) {
+  if (m->home != NULL)
+    ax__pool_free(m->home, m);
+  else
+    free(m);
+}
 
 /* Inline fast paths of the same-core send (measured with callgrind: about a
  * third of the instructions per message go away against calling through
  * the generic functions). */
+
+/* Adds to a counter only its core writes: a relaxed load and store, no
+ * locked instruction (readers on other threads see a recent value). */
+static inline void ax__stat_add(_Atomic uint64_t *s, uint64_t n) {
+  atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+/* True when `to` names an entity of core c (of c's runtime). */
+static inline bool ax__ref_on_core(const ax__core_t *c, ax_ref_t to) {
+  return ax__ref_rt(to) == c->rt->index && ax__ref_core(to) == c->index;
+}
+
+/* The live entity `to` names on core c, or NULL; for the thread running c,
+ * which alone frees c's actors, so no epoch is needed. */
+static inline ax__entity_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
+  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
+  /* Acquire: the actor may have been spawned here by another thread. */
+  ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+  if (e != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
+    e = NULL;
+  return e;
+}
 
 /* Appends a runnable actor to its own core's run queue.  Owner core only. */
 static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
@@ -325,6 +377,38 @@ static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
     c->runq_head = a;
   c->runq_tail = a;
   c->runq_len++;
+}
+
+void ax__port_ring(ax__entity_t *e);
+/* Queues a runnable actor on another core's inject queue and wakes that
+ * core if it sleeps.  Any thread. */
+void ax__schedule_remote(ax__core_t *c, ax_actor_t *a);
+
+/* Makes an actor whose mailbox turned non-empty runnable.  Once the runtime
+ * stops, no actor gets another turn: queuing one would only race with its
+ * shutdown (its messages stay in its mailbox and are dropped as dead
+ * letters when it is finished).  Any thread. */
+static inline void ax__schedule(ax_actor_t *a) {
+  ax__core_t *c = a->core;
+  /* Acquire pairs with the release store in ax_rt_stop. */
+  if (atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
+    return;
+  if (c == ax__tls_core)
+    ax__runq_push(c, a);
+  else
+    ax__schedule_remote(c, a);
+}
+
+/* Delivers m to an entity (the caller resolved it and guarantees it is
+ * alive): pushes it and, if the mailbox was idle, schedules the actor or
+ * rings the port. */
+static inline void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
+  if (ax__mpscq_push(&e->q, &m->node)) {
+    if (e->kind == AX__KIND_ACTOR)
+      ax__schedule(AX_CONTAINER_OF(e, ax_actor_t, e));
+    else
+      ax__port_ring(e);
+  }
 }
 
 /* A message of the smallest class from the calling core's own pool. */
@@ -342,34 +426,24 @@ static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
   return m;
 }
 
-static inline void ax__msg_free_fast(ax__core_t *c, ax__msg_t *m) {
-  if (m->home != NULL && m->home->owner == c) {
-    *(void **)m = m->home->local;
-    m->home->local = m;
-  } else {
-    ax__msg_free(m);
-  }
-}
-
 /* runtime/core.c */
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);
 void ax__core_destroy(ax__core_t *c);
 void *ax__core_main(void *arg);
-void ax__core_wake(ax__core_t *c);
-/* Makes an actor whose mailbox turned non-empty runnable. */
-void ax__schedule(ax_actor_t *a);
-/* Delivers m to an entity (the caller resolved it and guarantees it is
- * alive): pushes and schedules it if needed. */
-void ax__deliver(ax__entity_t *e, ax__msg_t *m);
+
 /* Resolves ref and delivers m, or frees m and returns -ESRCH.  Any thread. */
 int ax__send_msg(ax_ref_t to, ax__msg_t *m);
 void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason);
 void ax__retire(ax__core_t *c, ax_actor_t *a);
 void ax__reclaim(ax__core_t *c, bool all);
 void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count);
+/* Empties the mailbox of a dead actor or a freed port whose first stub is
+ * `stub`: owned buffers are released, monitor requests are answered with
+ * DOWN (target self, the given reason), and the rest are dropped.  The
+ * last node stays as the queue's stub.  Returns the dead letters. */
+uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason);
 ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt, ax__erec_t **erec);
 void ax__resolve_done(ax__erec_t *erec);
-void ax__port_ring(ax__entity_t *e);
 
 /* actors/: the per-actor extension and the system messages it handles */
 struct ax__actor_ext {
@@ -378,7 +452,6 @@ struct ax__actor_ext {
   struct ax__mon_in *mon_in;    /* who watches me */
   struct ax__mon_out *mon_out;  /* whom I watch */
   uint64_t next_id;             /* monitor and request ids */
-  bool named;
 };
 ax__actor_ext_t *ax__ext(ax_actor_t *a);
 void ax__timers_on_death(ax_actor_t *a);

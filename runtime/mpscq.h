@@ -130,6 +130,7 @@ static inline ax__mpscq_node_t *ax__mpscq_take(ax__mpscq_t *q, ax__mpscq_node_t 
   if (tail != ax__mpscq_last(q))
     return NULL; /* a producer has exchanged the head but not linked yet */
   ax__mpscq_push(q, stub);
+  /* Acquire, as in the pops above: the node linked after tail is complete. */
   next = atomic_load_explicit(&tail->next, memory_order_acquire);
   if (next != NULL) {
     q->tail = next;

@@ -73,21 +73,6 @@ void *ax__pool_alloc(ax__pool_t *p) {
   return obj;
 }
 
-/* Any thread. */
-void ax__pool_free(ax__pool_t *home, void *obj) {
-  if (home->owner == ax__tls_core) {
-    *(void **)obj = home->local;
-    home->local = obj;
-    return;
-  }
-  void *head = atomic_load_explicit(&home->remote, memory_order_relaxed);
-  do {
-    *(void **)obj = head;
-    /* Release: the link above is visible to the owner that takes the list. */
-  } while (!atomic_compare_exchange_weak_explicit(&home->remote, &head, obj,
-                                                  memory_order_release, memory_order_relaxed));
-}
-
 static const uint32_t class_size[AX__MSG_CLASSES] = {AX__MSG_SMALL, 256, 512, 1024, 2048, 4096};
 
 /* Allocates a message for `to` with room for payload bytes inline: from the
@@ -121,11 +106,5 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
   return m;
 }
 
-void ax__msg_free(ax__msg_t *m) {
-  if (m->home != NULL)
-    ax__pool_free(m->home, m);
-  else
-    free(m);
-}
 
 uint32_t ax__pool_class_size(unsigned cls) { return class_size[cls]; }

@@ -119,6 +119,8 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
   rt->index = AX__MAX_RTS;
   for (unsigned i = 0; i < AX__MAX_RTS; i++) {
     ax_rt_t *none = NULL;
+    /* Claims index i; the release half publishes rt->serial to threads
+     * that find the runtime through a reference. */
     if (atomic_compare_exchange_strong_explicit(&runtimes[i], &none, rt, memory_order_acq_rel,
                                                 memory_order_relaxed)) {
       rt->index = i;
@@ -148,7 +150,7 @@ fail:
         ax__core_destroy(rt->cores[i]);
     free(rt->cores);
   }
-  if (rt->index < AX__MAX_RTS)
+  if (rt->index < AX__MAX_RTS) /* release: the index is free for reuse */
     atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
   ax__table_destroy(&rt->ports);
   ax__epoch_destroy(&rt->epoch);
@@ -256,6 +258,7 @@ int ax_rt_run(ax_rt_t *rt) {
   int rc = ax_rt_start(rt);
   if (rc < 0)
     return rc;
+  /* Acquire: spawns made before this call by this or another thread. */
   if (atomic_load_explicit(&rt->live, memory_order_acquire) == 0 &&
       !(rt->opts.flags & AX_RT_KEEP_ALIVE))
     ax_rt_stop(rt); /* nothing to run */
@@ -286,6 +289,7 @@ int ax_rt_free(ax_rt_t *rt) {
     uint32_t used = atomic_load_explicit(&c->table.next_unused, memory_order_acquire);
     for (uint32_t s = 0; s < used; s++) {
       ax__slot_t *slot = ax__table_slot(&c->table, s);
+      /* Acquire pairs with ax_spawn's release of the actor. */
       ax__entity_t *e = slot != NULL ? atomic_load_explicit(&slot->ptr, memory_order_acquire)
                                      : NULL;
       if (e != NULL)
@@ -301,6 +305,7 @@ int ax_rt_free(ax_rt_t *rt) {
   }
   ax__ports_destroy(rt);
   ax__names_destroy(rt);
+  /* Release: the index is free for reuse (its refs now fail to resolve). */
   atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
   for (unsigned i = 0; i < rt->ncores; i++)
     ax__core_destroy(rt->cores[i]);

@@ -519,6 +519,29 @@ static void reenter_once_cb(ax_timer_t *timer) {
   *result = ax_loop_run_once(timer->loop, 0);
 }
 
+START_TEST(test_loop_timeout_reports_next_timer) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t near, far;
+  ck_assert(ax_loop_timeout(NULL) == AX_FOREVER);
+  ck_assert(ax_loop_timeout(loop) == AX_FOREVER); /* no timer */
+  ck_assert_int_eq(ax_timer_init(loop, &near, count_timer_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &far, count_timer_cb), 0);
+  ax_loop_update_time(loop);
+  ck_assert_int_eq(ax_timer_start(&far, 10 * AX_NSEC_PER_SEC, 0), 0);
+  ck_assert_int_eq(ax_timer_start(&near, 2 * AX_NSEC_PER_SEC, 0), 0);
+  /* Counted from the cached time, which has not moved since the starts. */
+  ck_assert(ax_loop_timeout(loop) == 2 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(ax_timer_stop(&near), 0);
+  ck_assert(ax_loop_timeout(loop) == 10 * AX_NSEC_PER_SEC);
+  ck_assert_int_eq(ax_timer_restart(&near, 0, 0), 0);
+  ck_assert(ax_loop_timeout(loop) == 0); /* due now */
+  ck_assert_int_eq(ax_timer_stop(&near), 0);
+  ck_assert_int_eq(ax_timer_stop(&far), 0);
+  ck_assert(ax_loop_timeout(loop) == AX_FOREVER);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
 START_TEST(test_loop_run_once_not_reentrant) {
   ax_loop_t *loop = test_loop_new();
   ax_timer_t timer;
@@ -712,6 +735,7 @@ static Suite *loop_suite(void) {
   tcase_add_test(tc, test_loop_run_once_fd_event);
   tcase_add_test(tc, test_loop_run_once_stop);
   tcase_add_test(tc, test_loop_run_once_not_reentrant);
+  tcase_add_test(tc, test_loop_timeout_reports_next_timer);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("close");
