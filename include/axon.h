@@ -7,6 +7,8 @@
 #include "axon/loop.h"
 #include "axon/port.h"
 #include "axon/runtime.h"
+#include "axon/source.h"
+#include "axon/stream.h"
 #include "axon/version.h"
 
 #endif /* AXON_H */

@@ -1,5 +1,6 @@
 /* Error descriptions, the monotonic clock and the library version. */
 #include <errno.h>
+#include <netdb.h>
 #include <string.h>
 #include <time.h>
 
@@ -17,6 +18,8 @@ int64_t ax_now(void) {
 const char *ax_strerror(int err) {
   if (err == 0)
     return "success";
+  if (AX_IS_EAI(err))
+    return gai_strerror(err + AX_EAI_BASE); /* glibc: static strings */
   if (err < 0 && err > -4096) {
     const char *s = strerrordesc_np(-err);
     if (s != NULL)
@@ -25,9 +28,33 @@ const char *ax_strerror(int err) {
   return "unknown error";
 }
 
+static const char *eai_name(int eai) {
+  switch (eai) {
+  case EAI_AGAIN: return "EAI_AGAIN";
+  case EAI_BADFLAGS: return "EAI_BADFLAGS";
+  case EAI_FAIL: return "EAI_FAIL";
+  case EAI_FAMILY: return "EAI_FAMILY";
+  case EAI_MEMORY: return "EAI_MEMORY";
+  case EAI_NONAME: return "EAI_NONAME";
+  case EAI_SERVICE: return "EAI_SERVICE";
+  case EAI_SOCKTYPE: return "EAI_SOCKTYPE";
+  case EAI_SYSTEM: return "EAI_SYSTEM";
+  case EAI_OVERFLOW: return "EAI_OVERFLOW";
+#ifdef EAI_NODATA
+  case EAI_NODATA: return "EAI_NODATA";
+#endif
+#ifdef EAI_ADDRFAMILY
+  case EAI_ADDRFAMILY: return "EAI_ADDRFAMILY";
+#endif
+  default: return "EAI_UNKNOWN";
+  }
+}
+
 const char *ax_err_name(int err) {
   if (err == 0)
     return "OK";
+  if (AX_IS_EAI(err))
+    return eai_name(err + AX_EAI_BASE);
   if (err < 0 && err > -4096) {
     const char *s = strerrorname_np(-err);
     if (s != NULL)

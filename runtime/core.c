@@ -113,6 +113,32 @@ void ax__resolve_done(ax__erec_t *erec) {
     ax__epoch_exit(erec);
 }
 
+int ax__call_send(ax_ref_t to, ax__call_t *call) {
+  ax__msg_t *m = ax__msg_alloc(to, 0);
+  if (m == NULL) {
+    call->fn(call, NULL, true);
+    return -ENOMEM;
+  }
+  m->sys = AX__SYS_CALL;
+  m->aux = (uint64_t)(uintptr_t)call;
+  m->m.type = AX__SYS_CALL;
+  m->m.size = 0;
+  m->m.data = NULL;
+  m->m.from = AX_REF_NONE;
+  ax_rt_t *rt = NULL;
+  ax__erec_t *erec;
+  ax__entity_t *e = ax__resolve(to, &rt, &erec);
+  if (e == NULL || e->kind != AX__KIND_ACTOR) {
+    ax__resolve_done(erec);
+    ax__msg_free(m);
+    call->fn(call, NULL, true);
+    return -ESRCH;
+  }
+  ax__deliver(e, m);
+  ax__resolve_done(erec);
+  return 0;
+}
+
 void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count) {
   ax__msg_release(m);
   if (count && c != NULL)
@@ -175,6 +201,14 @@ static bool handle(ax_actor_t *a, ax__msg_t *m, int *reason) {
     if (ax__timer_msg_live(a, m))
       rc = a->fn(a, &m->m);
     break;
+  case AX__SYS_IO:
+    rc = ax__src_handle(a, m);
+    break;
+  case AX__SYS_CALL: {
+    ax__call_t *call = (ax__call_t *)(uintptr_t)m->aux;
+    call->fn(call, a, false);
+    break;
+  }
   default:
     break;
   }
@@ -239,6 +273,10 @@ uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t sel
     ax__msg_t *m = (ax__msg_t *)node;
     if (m->sys == AX__SYS_MONITOR)
       ax__monitor_refuse(m, self, reason);
+    else if (m->sys == AX__SYS_IO)
+      ax__src_drop(self, m);
+    else if (m->sys == AX__SYS_CALL)
+      ((ax__call_t *)(uintptr_t)m->aux)->fn((ax__call_t *)(uintptr_t)m->aux, NULL, true);
     else if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
       dead++;
     ax__msg_release(m); /* its memory stays: it is the queue's stub now */
@@ -256,6 +294,7 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   c->current = a; /* sends from the terminate hook come from the actor */
   if (a->ext != NULL && a->ext->terminate != NULL)
     a->ext->terminate(a, reason);
+  ax__src_on_death(a);
   ax__timers_on_death(a);
   ax__monitors_on_death(a, reason);
   c->current = prev;
@@ -378,6 +417,7 @@ fail:
 
 void ax__core_destroy(ax__core_t *c) {
   ax__epoch_release(c->erec);
+  free(c->scratch);
   ax_event_close(&c->wake);
   ax_loop_close(c->loop, AX_CLOSE_FORCE);
   for (unsigned i = 0; i < AX__POOLS; i++)
@@ -422,7 +462,10 @@ static void idle(ax__core_t *c) {
     if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
       return;
   }
-  if (rt->opts.spin_ns > 0) {
+  /* A core serving fds does not spin: its likeliest next work is an fd
+   * event, which only the loop reports, and spinning would only burn the
+   * CPU the kernel needs for the I/O itself. */
+  if (rt->opts.spin_ns > 0 && c->nio == 0) {
     /* Spin until work arrives, the spin time ends, or a timer comes due. */
     int64_t end = now + rt->opts.spin_ns, t = ax_loop_timeout(c->loop);
     if (t != AX_FOREVER && now + t < end)
@@ -473,6 +516,7 @@ static void shutdown_core(ax__core_t *c) {
   }
   ax_signal_stop(&c->sigint);
   ax_signal_stop(&c->sigterm);
+  ax__src_shutdown(c);
   pthread_barrier_wait(&rt->barrier);
 }
 

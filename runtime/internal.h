@@ -158,6 +158,17 @@ enum { /* ax__msg_t.sys: system messages the core handles itself */
   AX__SYS_DEMONITOR, /* data: ax__monitor_req_t */
   AX__SYS_DOWN,      /* data: ax_down_t; delivered as AX_MSG_DOWN */
   AX__SYS_TIMER,     /* aux: the timer id */
+  AX__SYS_IO,        /* aux: the I/O source (actors/src.h) */
+  AX__SYS_CALL,      /* aux: an ax__call_t to run on the receiver's core */
+};
+
+/* A function run on the receiving actor's core (AX__SYS_CALL): with
+ * dropped false when the actor pops the message (a is the actor), with
+ * dropped true when the message is dropped instead (a is NULL).  Either way
+ * exactly once; the call owns whatever it points to. */
+typedef struct ax__call ax__call_t;
+struct ax__call {
+  void (*fn)(ax__call_t *call, ax_actor_t *a, bool dropped);
 };
 
 enum { AX__MSG_OWNED = 1, AX__MSG_TAKEN = 2 };
@@ -234,7 +245,7 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
 
 typedef struct ax__stats_atomic {
   _Atomic uint64_t sent, delivered, dead_letters, spawned, actors, wakeups, sleeps, polls,
-      runq_len, mailbox_hwm;
+      runq_len, mailbox_hwm, accept_errors;
 } ax__stats_atomic_t;
 
 /*
@@ -258,7 +269,9 @@ struct ax__core {
   uint64_t retired_count;
   uint64_t next_id; /* timer, monitor and request ids */
   int64_t last_poll;
-  unsigned nio; /* fd sources owned by this core's actors (none yet) */
+  unsigned nio; /* fd sources owned by this core's actors */
+  struct ax__src *lingering; /* closed sources still flushing writes */
+  unsigned char *scratch;    /* the read buffer of stream sources (64 KiB) */
   ax__pool_t pools[AX__POOLS];
 
   /* written by any thread */
@@ -426,6 +439,16 @@ static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
   return m;
 }
 
+/* Sends an AX__SYS_CALL message to `to`; if it cannot be delivered, runs
+ * call->fn(call, NULL, true) before returning -ESRCH.  Any thread. */
+int ax__call_send(ax_ref_t to, ax__call_t *call);
+
+/* actors/src.c: I/O sources (see actors/src.h) */
+int ax__src_handle(ax_actor_t *a, ax__msg_t *m);
+void ax__src_drop(ax_ref_t self, ax__msg_t *m);
+void ax__src_on_death(ax_actor_t *a);
+void ax__src_shutdown(ax__core_t *c);
+
 /* runtime/core.c */
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);
 void ax__core_destroy(ax__core_t *c);
@@ -452,6 +475,7 @@ struct ax__actor_ext {
   struct ax__mon_in *mon_in;    /* who watches me */
   struct ax__mon_out *mon_out;  /* whom I watch */
   uint64_t next_id;             /* monitor and request ids */
+  struct ax__src *srcs;         /* I/O sources owned (actors/src.h) */
 };
 ax__actor_ext_t *ax__ext(ax_actor_t *a);
 void ax__timers_on_death(ax_actor_t *a);

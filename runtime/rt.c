@@ -334,6 +334,7 @@ int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out) {
   out->polls = atomic_load_explicit(&s->polls, memory_order_relaxed);
   out->runq_len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
   out->mailbox_hwm = atomic_load_explicit(&s->mailbox_hwm, memory_order_relaxed);
+  out->accept_errors = atomic_load_explicit(&s->accept_errors, memory_order_relaxed);
   return 0;
 }
 
@@ -353,6 +354,7 @@ int ax_rt_stats_total(const ax_rt_t *rt, ax_core_stats_t *out) {
     out->sleeps += s.sleeps;
     out->polls += s.polls;
     out->runq_len += s.runq_len;
+    out->accept_errors += s.accept_errors;
     if (s.mailbox_hwm > out->mailbox_hwm)
       out->mailbox_hwm = s.mailbox_hwm;
   }

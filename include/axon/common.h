@@ -44,6 +44,13 @@ AX_API int64_t ax_now(void);
  * Any thread; the returned string is never freed. */
 AX_API const char *ax_strerror(int err);
 
+/* Name-resolution errors (getaddrinfo's EAI_* codes) are reported as
+ * AX_EAI(EAI_NONAME) and so on: values below -AX_EAI_BASE, apart from every
+ * errno value.  ax_strerror() and ax_err_name() explain them too. */
+#define AX_EAI_BASE 5000
+#define AX_EAI(eai) (-AX_EAI_BASE + (eai))
+#define AX_IS_EAI(err) ((err) < -AX_EAI_BASE && (err) > -AX_EAI_BASE - 200)
+
 /* ax_err_name() returns the symbolic name of a code ("EINVAL", "ESRCH"),
  * or "UNKNOWN".  Any thread. */
 AX_API const char *ax_err_name(int err);

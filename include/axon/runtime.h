@@ -106,6 +106,8 @@ typedef struct ax_core_stats {
   uint64_t polls;        /* non-blocking I/O polls between rounds */
   uint64_t runq_len;     /* actors waiting in the run queue now */
   uint64_t mailbox_hwm;  /* most messages one actor handled in one turn */
+  uint64_t accept_errors; /* accepts refused by overload (EMFILE, ENFILE, ...): each one
+                             pauses that listener with a back-off */
 } ax_core_stats_t;
 
 /* Copies the statistics of core `core` (0 .. ax_rt_cores()-1) into *out.

@@ -1,0 +1,319 @@
+/* Source base: messages with references and credit, hand-over between cores, close. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actors/src.h"
+
+static void link_owner(ax__src_t *s, ax_actor_t *a) {
+  s->owner = a;
+  s->core = a->core;
+  s->prev = NULL;
+  s->next = a->ext->srcs;
+  if (s->next != NULL)
+    s->next->prev = s;
+  a->ext->srcs = s;
+}
+
+static void unlink_owner(ax__src_t *s) {
+  ax_actor_t *a = s->owner;
+  if (a == NULL)
+    return;
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else if (a->ext != NULL)
+    a->ext->srcs = s->next;
+  if (s->next != NULL)
+    s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  s->owner = NULL;
+}
+
+int ax__src_init(ax__src_t *s, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window) {
+  memset(s, 0, sizeof *s);
+  if (ax__ext(owner) == NULL)
+    return -ENOMEM;
+  s->ops = ops;
+  s->refs = 1;
+  s->window = window;
+  link_owner(s, owner);
+  return 0;
+}
+
+void ax__src_count(ax__src_t *s, bool on) {
+  if (s->counted == on)
+    return;
+  s->counted = on;
+  if (on)
+    s->core->nio++;
+  else
+    s->core->nio--;
+}
+
+void ax__src_ref(ax__src_t *s) { s->refs++; }
+
+void ax__src_unref(ax__src_t *s) {
+  if (--s->refs == 0)
+    s->ops->free(s);
+}
+
+ax__msg_t *ax__src_msg(ax__src_t *s, uint32_t type, size_t payload) {
+  ax__msg_t *m = ax__msg_alloc(s->owner->ref, payload);
+  if (m == NULL)
+    return NULL;
+  m->m.type = type;
+  m->m.size = (uint32_t)payload;
+  m->m.data = payload != 0 ? m->payload : NULL;
+  m->m.from = AX_REF_NONE;
+  return m;
+}
+
+void ax__src_post(ax__src_t *s, ax__msg_t *m, unsigned flags) {
+  m->sys = AX__SYS_IO;
+  m->flags = (uint16_t)flags;
+  m->aux = (uint64_t)(uintptr_t)s;
+  s->refs++;
+  s->inbox++;
+  if (flags & AX__MSG_CREDIT)
+    s->inflight++;
+  ax__deliver(&s->owner->e, m);
+}
+
+void ax__src_close(ax__src_t *s) {
+  if (s->closed)
+    return;
+  s->closed = true;
+  s->ops->close(s);
+  ax__src_count(s, false);
+  unlink_owner(s);
+  ax__src_unref(s);
+}
+
+void ax__src_linger(ax__src_t *s, bool on) {
+  ax__core_t *c = s->core;
+  if (s->lingering == on)
+    return;
+  s->lingering = on;
+  if (on) {
+    s->refs++;
+    s->prev = NULL;
+    s->next = c->lingering;
+    if (s->next != NULL)
+      s->next->prev = s;
+    c->lingering = s;
+    return;
+  }
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    c->lingering = s->next;
+  if (s->next != NULL)
+    s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  ax__src_unref(s);
+}
+
+void ax__src_shutdown(ax__core_t *c) {
+  while (c->lingering != NULL)
+    c->lingering->ops->abort(c->lingering);
+}
+
+void ax__src_on_death(ax_actor_t *a) {
+  while (a->ext != NULL && a->ext->srcs != NULL)
+    ax__src_close(a->ext->srcs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hand-over.                                                                */
+
+/* The giver's mailbox holds no more messages of s: send the hand-over
+ * message (carrying the copies) to the new owner.  If it is gone, the
+ * source is closed here. */
+static void send_adopt(ax__src_t *s) {
+  ax__msg_t *m = s->adopt;
+  s->adopt = NULL;
+  /* The hand-over message holds a reference; the push below publishes
+   * every write the giver made to s (release in the mailbox push, acquire
+   * in the new owner's pop), and from here on this core never touches s
+   * again unless the push fails. */
+  s->refs++;
+  if (ax__send_msg(s->to, m) < 0) {
+    s->refs--;
+    s->closed = true; /* nobody to give it to: finish it here */
+    while (s->carry_head != NULL) {
+      ax__msg_t *c = s->carry_head;
+      s->carry_head = (ax__msg_t *)atomic_load_explicit(&c->node.next, memory_order_relaxed);
+      ax__msg_free(c);
+      s->refs--;
+    }
+    s->carry_tail = NULL;
+    s->ops->close(s);
+    ax__src_unref(s);
+  }
+}
+
+int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
+  ax__core_t *c = s->core;
+  if (to == AX_REF_NONE || s->ops->attach == NULL || ax__ref_core(to) == AX__PORT_CORE) {
+    ax__msg_free(given);
+    return -EINVAL;
+  }
+  if (ax__ref_rt(to) != c->rt->index) {
+    ax__msg_free(given);
+    return -EXDEV;
+  }
+  if (to == s->owner->ref) {
+    ax__msg_free(given);
+    return 0;
+  }
+  /* Liveness now; a death between here and the hand-over closes it. */
+  ax_rt_t *rt;
+  ax__erec_t *erec;
+  if (ax__resolve(to, &rt, &erec) == NULL) {
+    ax__msg_free(given);
+    return -ESRCH;
+  }
+  ax__resolve_done(erec);
+  s->ops->detach(s);
+  ax__src_count(s, false);
+  s->giver = s->owner->ref;
+  s->to = to;
+  unlink_owner(s);
+  given->sys = AX__SYS_IO;
+  given->flags = AX__MSG_ADOPT;
+  given->aux = (uint64_t)(uintptr_t)s;
+  s->adopt = given;
+  if (s->inbox == 0)
+    send_adopt(s);
+  return 0;
+}
+
+/* A message of s popped by its giver: copy it for the new owner. */
+static void carry(ax__src_t *s, ax__msg_t *m, unsigned flags) {
+  s->inbox--;
+  ax__msg_t *c = ax__msg_alloc(s->to, m->m.size);
+  if (c == NULL) {
+    /* Out of memory while moving: these bytes cannot be kept, so the
+     * source is marked lost and the new owner gets it closed with -ENOMEM
+     * instead of a silent gap (ops->lost). */
+    s->lost = true;
+    if (flags & AX__MSG_CREDIT)
+      s->inflight--;
+    s->refs--;
+    if (s->inbox == 0 && s->adopt != NULL)
+      send_adopt(s);
+    return;
+  }
+  memcpy(&c->m, &m->m, sizeof c->m);
+  memcpy(c->payload, m->payload, m->m.size);
+  c->m.data = m->m.size != 0 ? c->payload : NULL;
+  if (s->ops->rebase != NULL)
+    s->ops->rebase(c, m);
+  c->sys = AX__SYS_IO;
+  c->flags = (uint16_t)flags;
+  c->aux = m->aux;
+  atomic_store_explicit(&c->node.next, NULL, memory_order_relaxed);
+  if (s->carry_tail != NULL)
+    atomic_store_explicit(&s->carry_tail->node.next, &c->node, memory_order_relaxed);
+  else
+    s->carry_head = c;
+  s->carry_tail = c;
+  /* the copy keeps the reference m held */
+  if (s->inbox == 0 && s->adopt != NULL)
+    send_adopt(s);
+}
+
+/* The new owner pops the hand-over message: take the source over. */
+static void adopt(ax__src_t *s, ax_actor_t *a) {
+  s->giver = AX_REF_NONE;
+  if (ax__ext(a) == NULL) {
+    s->closed = true;
+    s->ops->close(s);
+    return;
+  }
+  link_owner(s, a);
+  s->ops->attach(s);
+  if (s->lost && s->ops->lost != NULL)
+    s->ops->lost(s);
+}
+
+static void deliver_carry(ax__src_t *s) {
+  ax__msg_t *c = s->carry_head;
+  s->carry_head = s->carry_tail = NULL;
+  while (c != NULL) {
+    ax__msg_t *next = (ax__msg_t *)atomic_load_explicit(&c->node.next, memory_order_relaxed);
+    if (s->closed) {
+      ax__msg_free(c);
+      s->refs--; /* never reaches 0 here: the caller holds the hand-over's */
+    } else {
+      s->inbox++;
+      ax__deliver(&s->owner->e, c);
+    }
+    c = next;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages reaching the owner.                                              */
+
+int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
+  ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
+  unsigned flags = m->flags;
+  m->flags = 0;
+  int rc = 0;
+  if (flags & AX__MSG_ADOPT) {
+    adopt(s, a);
+    if (!s->closed)
+      rc = a->fn(a, &m->m); /* AX_MSG_GIVEN, before any carried message */
+    deliver_carry(s);
+    ax__src_unref(s);
+    return rc;
+  }
+  if (s->giver == a->ref && s->owner == NULL && !s->closed) {
+    carry(s, m, flags); /* the copy keeps the reference */
+    return 0;
+  }
+  s->inbox--;
+  if (!s->closed && s->owner == a) {
+    if (m->m.type >= AX__IO_INTERNAL) {
+      if (s->ops->internal != NULL)
+        s->ops->internal(s, a, m);
+    } else {
+      rc = a->fn(a, &m->m);
+    }
+  }
+  if (flags & AX__MSG_CREDIT) {
+    bool was_full = !ax__src_has_credit(s);
+    s->inflight--;
+    if (was_full && !s->closed && s->ops->credit != NULL)
+      s->ops->credit(s);
+  }
+  if ((flags & AX__MSG_FINAL) && !s->closed)
+    ax__src_close(s);
+  ax__src_unref(s);
+  return rc;
+}
+
+void ax__src_drop(ax_ref_t self, ax__msg_t *m) {
+  ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
+  unsigned flags = m->flags;
+  m->flags = 0;
+  if (flags & AX__MSG_ADOPT) {
+    /* the new owner died before taking it over: finish the source here */
+    s->giver = AX_REF_NONE;
+    s->closed = true;
+    deliver_carry(s);
+    s->ops->close(s);
+    ax__src_unref(s); /* the open reference */
+    ax__src_unref(s); /* the hand-over message's */
+    return;
+  }
+  if (s->giver == self && s->owner == NULL && !s->closed) {
+    carry(s, m, flags);
+    return;
+  }
+  s->inbox--;
+  if (flags & AX__MSG_CREDIT)
+    s->inflight--;
+  ax__src_unref(s);
+}

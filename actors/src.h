@@ -1,0 +1,131 @@
+/* The base of every I/O source: ownership, messages with credit, moving, two-phase close. */
+#ifndef AXON_ACTORS_SRC_H
+#define AXON_ACTORS_SRC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/internal.h"
+
+/*
+ * A source is an fd (or a subscription) owned by one actor and served by
+ * that actor's core: its watchers live on the core's loop, its events become
+ * messages in the owner's mailbox, and only that core touches it.  When it
+ * is given to an actor of another core, the old core stops touching it
+ * before the hand-over message is pushed, and the new core starts when it
+ * pops that message (the mailbox's release/acquire orders the two).
+ *
+ * Messages of a source are system messages (AX__SYS_IO) whose aux points at
+ * the source.  Each one holds a reference, so the source's memory outlives
+ * every message that names it; a message of a closed source is dropped
+ * instead of delivered, which is what makes close two-phase: after close
+ * returns, the fd is out of the loop (no new event) and nothing already
+ * queued reaches the behaviour.
+ */
+typedef struct ax__src ax__src_t;
+
+typedef struct ax__src_ops {
+  /* The owner stopped, or the user closed the source: stop watching and
+   * release the fd (the source may keep a reference while it lingers). */
+  void (*close)(ax__src_t *s);
+  /* The last reference is gone: free the memory. */
+  void (*free)(ax__src_t *s);
+  /* Credit came back after the window had been full: read again.  May be
+   * NULL for sources that never fill their window. */
+  void (*credit)(ax__src_t *s);
+  /* A message of an internal type (>= AX__IO_INTERNAL) reached the owner.
+   * May be NULL. */
+  void (*internal)(ax__src_t *s, ax_actor_t *a, ax__msg_t *m);
+  /* Moving: stop watching on the old core (detach) and start on the new
+   * one (attach); fix up pointers into a copied message (rebase).  NULL
+   * for sources that cannot move. */
+  void (*detach)(ax__src_t *s);
+  void (*attach)(ax__src_t *s);
+  void (*rebase)(ax__msg_t *copy, const ax__msg_t *orig);
+  /* Moving lost a message (out of memory): fail the source (post CLOSED
+   * with -ENOMEM) on the new owner.  NULL for sources that cannot move. */
+  void (*lost)(ax__src_t *s);
+  /* The runtime stops while the closed source lingers (still flushing):
+   * give up now and drop the linger reference.  NULL if it never lingers. */
+  void (*abort)(ax__src_t *s);
+} ax__src_ops_t;
+
+/* Internal message types of sources: handled by ops->internal, never seen
+ * by a behaviour. */
+#define AX__IO_INTERNAL 0xffff0000u
+
+struct ax__src {
+  const ax__src_ops_t *ops;
+  ax_actor_t *owner; /* NULL once closed or while moving */
+  ax__core_t *core;  /* the core whose loop serves it */
+  ax__src_t *next, *prev; /* the owner's list of sources */
+  uint32_t refs;     /* 1 while open, plus one per queued message and linger */
+  uint32_t inflight; /* credited messages not handled yet */
+  uint32_t window;   /* the most credited messages in flight (0: no limit) */
+  uint32_t inbox;    /* messages of this source in the owner's mailbox */
+  bool closed;       /* closed by the user, the owner's death or CLOSED */
+  bool counted;      /* counted in core->nio */
+  bool lost;         /* moving dropped a message (out of memory) */
+  bool lingering;    /* on core->lingering */
+  /* moving (ax__src_give) */
+  ax_ref_t giver, to;
+  ax__msg_t *carry_head, *carry_tail; /* copies of the giver's queued messages */
+  ax__msg_t *adopt;  /* the hand-over message, sent when inbox reaches 0 */
+};
+
+/* Flags of ax__msg_t.flags used by source messages. */
+enum {
+  AX__MSG_CREDIT = 4, /* counts against the window */
+  AX__MSG_FINAL = 8,  /* CLOSED: the source is closed once it is handled */
+  AX__MSG_ADOPT = 16, /* the hand-over message (AX_MSG_GIVEN) */
+};
+
+/* Initialises a source owned by `owner` (on its core) with one reference
+ * and links it into the owner's list.  Returns -ENOMEM when the owner's
+ * extension cannot be allocated. */
+int ax__src_init(ax__src_t *s, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window);
+
+/* A message for the owner with `payload` bytes of room, or NULL. */
+ax__msg_t *ax__src_msg(ax__src_t *s, uint32_t type, size_t payload);
+
+/* Posts m (from ax__src_msg) to the owner.  flags: AX__MSG_CREDIT and/or
+ * AX__MSG_FINAL.  The owner core only. */
+void ax__src_post(ax__src_t *s, ax__msg_t *m, unsigned flags);
+
+/* True when another credited message may be posted now. */
+static inline bool ax__src_has_credit(const ax__src_t *s) {
+  return s->window == 0 || s->inflight < s->window;
+}
+
+/* Counts the source in its core's fd sources (an idle core with fd sources
+ * polls its loop instead of spinning).  Idempotent. */
+void ax__src_count(ax__src_t *s, bool on);
+
+/* Closes the source as the user's close call does: marks it closed, calls
+ * ops->close, unlinks it from the owner and drops the open reference.
+ * Idempotent. */
+void ax__src_close(ax__src_t *s);
+
+/* A closed source that keeps flushing holds a reference and sits on its
+ * core's lingering list, so that a stopping runtime can end it. */
+void ax__src_linger(ax__src_t *s, bool on);
+
+void ax__src_ref(ax__src_t *s);
+void ax__src_unref(ax__src_t *s);
+
+/* Gives the source to the actor `to`.  Errors: -EINVAL (AX_REF_NONE, a
+ * port, moving unsupported), -ESRCH, -EXDEV (another runtime). */
+int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given);
+
+/* core.c: an AX__SYS_IO message reached actor a (handle) or is dropped
+ * from the mailbox of the dead actor `self` (drop).  handle returns the
+ * behaviour's result. */
+int ax__src_handle(ax_actor_t *a, ax__msg_t *m);
+void ax__src_drop(ax_ref_t self, ax__msg_t *m);
+
+/* The actor is dying: close every source it owns. */
+void ax__src_on_death(ax_actor_t *a);
+/* The runtime is stopping: end every lingering source of core c. */
+void ax__src_shutdown(ax__core_t *c);
+
+#endif /* AXON_ACTORS_SRC_H */

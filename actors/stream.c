@@ -1,0 +1,795 @@
+/* Streams: reading into framed messages under a credit window, queued writes, close, hand-over. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "actors/stream.h"
+
+#define AX__SCRATCH (64 * 1024)
+#define AX__CHUNK_MIN (16 * 1024)
+#define AX__IOV_MAX 64
+
+static void update_interest(ax_stream_t *s);
+static void frame_out(ax_stream_t *s, bool force);
+
+/* ------------------------------------------------------------------------ */
+/* Options.                                                                  */
+
+int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *o) {
+  *o = in != NULL ? *in : (ax_stream_opts_t){0};
+  if (o->frame > AX_FRAME_LENGTH || o->max_frame > ((size_t)16 << 20) ||
+      (o->frame == AX_FRAME_LENGTH && o->len_bytes != 0 && o->len_bytes != 1 &&
+       o->len_bytes != 2 && o->len_bytes != 4) ||
+      (o->connect_timeout < 0 && o->connect_timeout != AX_FOREVER) || o->linger < 0 ||
+      o->sndbuf < 0 || o->rcvbuf < 0)
+    return -EINVAL;
+  if (o->window == 0)
+    o->window = 8;
+  if (o->read_max == 0)
+    o->read_max = AX__SCRATCH;
+  if (o->high_water == 0)
+    o->high_water = (size_t)1 << 20;
+  if (o->frame == AX_FRAME_DELIM && o->delim == 0 && in != NULL && in->frame == AX_FRAME_DELIM)
+    o->delim = '\n';
+  if (o->len_bytes == 0)
+    o->len_bytes = 4;
+  if (o->max_frame == 0)
+    o->max_frame = AX__SCRATCH;
+  if (o->connect_timeout == 0)
+    o->connect_timeout = AX_FOREVER;
+  if (o->linger == 0)
+    o->linger = 5 * AX_NSEC_PER_SEC;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages.                                                                 */
+
+static void post_ev(ax_stream_t *s, uint32_t type, int err, uint64_t count, unsigned flags) {
+  if (s->src.closed || s->src.owner == NULL)
+    return;
+  ax__msg_t *m = ax__src_msg(&s->src, type, sizeof(ax_stream_ev_t));
+  if (m == NULL)
+    return; /* out of memory: nothing better to do with an event */
+  ax_stream_ev_t *ev = (ax_stream_ev_t *)(void *)m->payload;
+  ev->stream = s;
+  ev->err = err;
+  ev->count = count;
+  ax__src_post(&s->src, m, flags);
+}
+
+/* Posts one AX_MSG_DATA holding a copy of len bytes.  False when out of
+ * memory (the caller keeps the bytes and retries on the next event). */
+static bool post_data(ax_stream_t *s, const unsigned char *bytes, size_t len) {
+  if (s->src.closed || s->src.owner == NULL)
+    return true; /* closed by its owner: nobody may see these any more */
+  size_t head = (sizeof(ax_data_t) + 15) & ~(size_t)15;
+  ax__msg_t *m = ax__src_msg(&s->src, AX_MSG_DATA, head + len);
+  if (m == NULL)
+    return false;
+  ax_data_t *d = (ax_data_t *)(void *)m->payload;
+  d->stream = s;
+  d->len = len;
+  d->bytes = m->payload + head;
+  memcpy(m->payload + head, bytes, len);
+  ax__src_post(&s->src, m, AX__MSG_CREDIT);
+  if (s->active > 0 && --s->active == 0) {
+    s->paused = true;
+    post_ev(s, AX_MSG_PASSIVE, 0, 0, 0);
+  }
+  return true;
+}
+
+/* True while another AX_MSG_DATA may be posted. */
+static bool may_post(const ax_stream_t *s) {
+  return !s->paused && ax__src_has_credit(&s->src) && !s->src.closed;
+}
+
+void ax__stream_fail(ax_stream_t *s, int err) {
+  if (s->state == AX__ST_DONE)
+    return;
+  if (s->state == AX__ST_CONNECTING)
+    ax__tcp_connect_cancel(s);
+  frame_out(s, true); /* bytes already received are delivered first */
+  s->state = AX__ST_DONE;
+  s->closed_posted = true;
+  s->rd_eof = true;
+  /* The peer or the device is gone: queued writes cannot be written. */
+  while (s->wq_head != NULL) {
+    ax__wchunk_t *c = s->wq_head;
+    s->wq_head = c->next;
+    free(c);
+  }
+  s->wq_tail = NULL;
+  s->queued = 0;
+  update_interest(s);
+  post_ev(s, AX_MSG_CLOSED, err, 0, AX__MSG_FINAL);
+}
+
+/* The read side ended with every complete frame posted. */
+static void finish_eof(ax_stream_t *s) {
+  if (s->closed_posted)
+    return;
+  if (s->skipping) {
+    post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, s->skipped, 0);
+    s->skipping = false;
+  }
+  if (s->flen > 0 && s->o.frame == AX_FRAME_DELIM) {
+    post_data(s, s->fbuf, s->flen); /* the last line had no delimiter */
+    s->flen = 0;
+  }
+  if (s->kind == AX__STREAM_TTY) {
+    ax__stream_fail(s, -EIO);
+  } else if (s->flen > 0) {
+    ax__stream_fail(s, -EPROTO); /* a length-prefixed frame was cut short */
+  } else if (s->o.flags & AX_STREAM_HALF_OPEN) {
+    s->closed_posted = true; /* only EOF: CLOSED comes with ax_stream_close */
+    post_ev(s, AX_MSG_EOF, 0, 0, 0);
+  } else {
+    s->closed_posted = true;
+    s->state = AX__ST_DONE;
+    update_interest(s);
+    post_ev(s, AX_MSG_CLOSED, 0, 0, AX__MSG_FINAL);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Framing.                                                                  */
+
+static bool fbuf_reserve(ax_stream_t *s, size_t more) {
+  if (s->flen + more <= s->fcap)
+    return true;
+  size_t cap = s->fcap != 0 ? s->fcap : 4096;
+  while (cap < s->flen + more)
+    cap *= 2;
+  unsigned char *b = realloc(s->fbuf, cap);
+  if (b == NULL)
+    return false;
+  s->fbuf = b;
+  s->fcap = cap;
+  return true;
+}
+
+static void fbuf_consume(ax_stream_t *s, size_t n) {
+  s->flen -= n;
+  if (s->flen > 0)
+    memmove(s->fbuf, s->fbuf + n, s->flen);
+}
+
+/* Cuts the next complete frame out of fbuf and posts it.  Returns 1 when
+ * a frame was taken, 0 when fbuf holds no complete frame, -1 when the
+ * stream failed or memory ran out. */
+static int cut_frame(ax_stream_t *s) {
+  if (s->o.frame == AX_FRAME_DELIM) {
+    unsigned char *nl = memchr(s->fbuf, s->o.delim, s->flen);
+    if (nl == NULL) {
+      if (s->flen > s->o.max_frame) { /* too long: discard up to the next delimiter */
+        s->skipping = true;
+        s->skipped += s->flen;
+        s->flen = 0;
+      }
+      return 0;
+    }
+    size_t n = (size_t)(nl - s->fbuf);
+    if (s->skipping) {
+      s->skipping = false;
+      post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, s->skipped + n + 1, 0);
+      s->skipped = 0;
+    } else if (n > s->o.max_frame) {
+      post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, n + 1, 0);
+    } else if (!post_data(s, s->fbuf, n)) {
+      return -1;
+    }
+    fbuf_consume(s, n + 1);
+    return 1;
+  }
+  if (s->o.frame == AX_FRAME_LENGTH) {
+    unsigned lb = s->o.len_bytes;
+    if (s->flen < lb)
+      return 0;
+    size_t n = 0;
+    for (unsigned i = 0; i < lb; i++)
+      n = n << 8 | s->fbuf[i];
+    if (n > s->o.max_frame) {
+      s->flen = 0;
+      ax__stream_fail(s, -EMSGSIZE);
+      return -1;
+    }
+    if (s->flen < lb + n)
+      return 0;
+    if (!post_data(s, s->fbuf + lb, n))
+      return -1;
+    fbuf_consume(s, lb + n);
+    return 1;
+  }
+  if (!post_data(s, s->fbuf, s->flen))
+    return -1;
+  s->flen = 0;
+  return 1;
+}
+
+/* Posts complete frames from fbuf while credit lasts (all of them when
+ * force).  Once the read side has ended and no complete frame is left,
+ * ends the stream (finish_eof). */
+static void frame_out(ax_stream_t *s, bool force) {
+  int rc = 0;
+  while (s->flen > 0 && s->state != AX__ST_DONE && (force || may_post(s))) {
+    if ((rc = cut_frame(s)) <= 0)
+      break;
+  }
+  bool complete_left = s->flen > 0 && rc != 0; /* stopped by credit, not by a partial frame */
+  if (s->rd_eof && !s->closed_posted && s->state != AX__ST_DONE && rc >= 0 && !complete_left)
+    finish_eof(s);
+}
+
+/* Hands freshly read bytes to the framer. */
+static void take_bytes(ax_stream_t *s, const unsigned char *b, size_t n) {
+  if (s->o.frame == AX_FRAME_RAW && s->flen == 0 && post_data(s, b, n))
+    return;
+  if (!fbuf_reserve(s, n)) {
+    ax__stream_fail(s, -ENOMEM);
+    return;
+  }
+  memcpy(s->fbuf + s->flen, b, n);
+  s->flen += n;
+  frame_out(s, false);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading and writing.                                                      */
+
+static bool wants_read(const ax_stream_t *s) {
+  return s->state == AX__ST_OPEN && s->rfd >= 0 && !s->rd_eof && may_post(s) &&
+         !(s->o.frame != AX_FRAME_RAW && s->flen > s->o.max_frame + 4);
+}
+
+static void do_read(ax_stream_t *s) {
+  ax__core_t *c = s->src.core;
+  if (c->scratch == NULL && (c->scratch = malloc(AX__SCRATCH)) == NULL)
+    return; /* retried on the next event */
+  size_t budget = s->o.read_max;
+  while (budget > 0 && wants_read(s)) {
+    size_t want = budget < AX__SCRATCH ? budget : AX__SCRATCH;
+    ssize_t n = read(s->rfd, c->scratch, want);
+    if (n > 0) {
+      budget -= (size_t)n;
+      take_bytes(s, c->scratch, (size_t)n);
+      if ((size_t)n < want)
+        break; /* drained (level-triggered: more comes as an event) */
+      continue;
+    }
+    if (n == 0) {
+      s->rd_eof = true;
+      frame_out(s, false);
+      break;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN)
+      break;
+    ax__stream_fail(s, s->kind == AX__STREAM_TTY ? -EIO : -errno);
+    return;
+  }
+}
+
+static ssize_t write_fd(ax_stream_t *s, const struct iovec *iov, int n) {
+  if (s->kind == AX__STREAM_TCP || s->kind == AX__STREAM_UNIX) {
+    struct msghdr mh = {.msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n};
+    return sendmsg(s->wfd, &mh, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
+  }
+  return writev(s->wfd, iov, n);
+}
+
+static void free_chunks(ax_stream_t *s) {
+  while (s->wq_head != NULL) {
+    ax__wchunk_t *c = s->wq_head;
+    s->wq_head = c->next;
+    free(c);
+  }
+  s->wq_tail = NULL;
+  s->queued = 0;
+}
+
+static void finish_linger(ax_stream_t *s);
+/* Writes queued chunks until the kernel refuses more. */
+static void do_write(ax_stream_t *s) {
+  while (s->wq_head != NULL) {
+    struct iovec iov[AX__IOV_MAX];
+    int n = 0;
+    for (ax__wchunk_t *c = s->wq_head; c != NULL && n < AX__IOV_MAX; c = c->next, n++) {
+      iov[n].iov_base = c->data + c->off;
+      iov[n].iov_len = c->len - c->off;
+    }
+    ssize_t w = write_fd(s, iov, n);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN)
+        break;
+      int err = s->kind == AX__STREAM_TTY ? -EIO : -errno;
+      if (s->src.closed) {
+        free_chunks(s);
+        break;
+      }
+      ax__stream_fail(s, err);
+      return;
+    }
+    s->queued -= (size_t)w;
+    while (w > 0) {
+      ax__wchunk_t *c = s->wq_head;
+      size_t left = c->len - c->off;
+      if ((size_t)w < left) {
+        c->off += (size_t)w;
+        break;
+      }
+      w -= (ssize_t)left;
+      s->wq_head = c->next;
+      free(c);
+    }
+    if (s->wq_head == NULL)
+      s->wq_tail = NULL;
+  }
+  if (s->wq_head == NULL && s->shut_req && !s->shut_done) {
+    s->shut_done = true;
+    if (s->rfd == s->wfd)
+      (void)shutdown(s->wfd, SHUT_WR); /* ENOTCONN on a dead socket: nothing to do */
+    else if (s->wfd >= 0) {
+      ax_io_stop(&s->wio);
+      s->wev = 0;
+      close(s->wfd);
+      s->wfd = -1;
+    }
+  }
+  if (s->want_writable && s->queued < s->o.high_water / 2) {
+    s->want_writable = false;
+    post_ev(s, AX_MSG_WRITABLE, 0, 0, 0);
+  }
+}
+
+static void io_cb(ax_io_t *io, unsigned revents) {
+  ax_stream_t *s = io->data;
+  if (s->src.closed) { /* lingering: only flushing is left */
+    if (s->wq_head != NULL && !(revents & (AX_HUP | AX_ERR)))
+      do_write(s);
+    if (s->wq_head == NULL || (revents & (AX_HUP | AX_ERR)))
+      finish_linger(s); /* frees s */
+    else
+      update_interest(s);
+    return;
+  }
+  if (s->state == AX__ST_CONNECTING) {
+    ax__tcp_connect_event(s, revents);
+    return;
+  }
+  if ((revents & (AX_READ | AX_HUP | AX_ERR)) && io == &s->rio && (s->rev & AX_READ))
+    do_read(s);
+  if ((revents & (AX_WRITE | AX_HUP | AX_ERR)) && s->wq_head != NULL && s->state != AX__ST_DONE)
+    do_write(s);
+  update_interest(s);
+}
+
+static void set_events(ax_io_t *io, unsigned *cur, unsigned want) {
+  if (*cur == want)
+    return;
+  int rc = 0;
+  if (want == 0)
+    rc = ax_io_stop(io);
+  else if (*cur == 0)
+    rc = ax_io_start(io, want);
+  else
+    rc = ax_io_modify(io, want);
+  *cur = rc == 0 ? want : (want == 0 ? 0 : *cur);
+}
+
+/* Requests exactly the events the stream needs now. */
+static void update_interest(ax_stream_t *s) {
+  unsigned r = 0, w = 0;
+  bool open = s->state == AX__ST_OPEN && !(s->src.owner == NULL && !s->src.closed);
+  if (open && wants_read(s))
+    r = AX_READ;
+  if ((open || (s->src.closed && s->src.lingering)) && s->wq_head != NULL && s->wfd >= 0)
+    w = AX_WRITE;
+  if (s->rfd >= 0 && s->rfd == s->wfd) {
+    set_events(&s->rio, &s->rev, r | w);
+  } else {
+    if (s->rfd >= 0)
+      set_events(&s->rio, &s->rev, r);
+    if (s->wfd >= 0)
+      set_events(&s->wio, &s->wev, w);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The source operations.                                                    */
+
+static void close_fds(ax_stream_t *s) {
+  ax_io_stop(&s->rio);
+  ax_io_stop(&s->wio);
+  s->rev = s->wev = 0;
+  if (s->rfd >= 0)
+    close(s->rfd);
+  if (s->wfd >= 0 && s->wfd != s->rfd)
+    close(s->wfd);
+  s->rfd = s->wfd = -1;
+}
+
+static void finish_linger(ax_stream_t *s) {
+  ax_timer_stop(&s->ltimer);
+  close_fds(s);
+  free_chunks(s);
+  ax__src_linger(&s->src, false); /* may free s */
+}
+
+static void linger_cb(ax_timer_t *t) {
+  finish_linger(AX_CONTAINER_OF(t, ax_stream_t, ltimer));
+}
+
+static void op_close(ax__src_t *src) {
+  ax_stream_t *s = (ax_stream_t *)src;
+  if (s->state == AX__ST_CONNECTING)
+    ax__tcp_connect_cancel(s);
+  s->flen = 0;
+  if (s->wq_head != NULL && s->state == AX__ST_OPEN && s->wfd >= 0 && s->src.core != NULL) {
+    /* Flush in the background: the fd stays until the queue is written,
+     * the peer goes away or the linger time ends. */
+    s->state = AX__ST_DONE;
+    ax__src_linger(src, true);
+    ax_timer_init(s->src.core->loop, &s->ltimer, linger_cb);
+    ax_timer_start(&s->ltimer, s->o.linger, 0);
+    update_interest(s);
+    return;
+  }
+  s->state = AX__ST_DONE;
+  close_fds(s);
+  free_chunks(s);
+}
+
+static void op_abort(ax__src_t *src) { finish_linger((ax_stream_t *)src); }
+
+static void op_free(ax__src_t *src) {
+  ax_stream_t *s = (ax_stream_t *)src;
+  free_chunks(s);
+  free(s->fbuf);
+  free(s);
+}
+
+static void op_credit(ax__src_t *src) {
+  ax_stream_t *s = (ax_stream_t *)src;
+  frame_out(s, false);
+  update_interest(s);
+}
+
+static void op_detach(ax__src_t *src) {
+  ax_stream_t *s = (ax_stream_t *)src;
+  ax_io_stop(&s->rio);
+  ax_io_stop(&s->wio);
+  s->rev = s->wev = 0;
+}
+
+static void op_attach(ax__src_t *src) {
+  ax_stream_t *s = (ax_stream_t *)src;
+  ax_loop_t *loop = s->src.core->loop;
+  if (s->rfd >= 0)
+    ax_io_init(loop, &s->rio, s->rfd, io_cb);
+  if (s->wfd >= 0 && s->wfd != s->rfd)
+    ax_io_init(loop, &s->wio, s->wfd, io_cb);
+  s->rio.data = s->wio.data = s;
+  ax__src_count(src, true);
+  update_interest(s);
+}
+
+static void op_rebase(ax__msg_t *copy, const ax__msg_t *orig) {
+  if (copy->m.type != AX_MSG_DATA)
+    return;
+  ax_data_t *d = (ax_data_t *)(void *)copy->payload;
+  const ax_data_t *od = (const ax_data_t *)(const void *)orig->payload;
+  d->bytes = copy->payload + (od->bytes - orig->payload);
+}
+
+static void op_lost(ax__src_t *src) { ax__stream_fail((ax_stream_t *)src, -ENOMEM); }
+
+static const ax__src_ops_t stream_ops = {
+    .close = op_close,
+    .free = op_free,
+    .credit = op_credit,
+    .detach = op_detach,
+    .attach = op_attach,
+    .rebase = op_rebase,
+    .lost = op_lost,
+    .abort = op_abort,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Making streams.                                                           */
+
+int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
+                     ax_stream_t **out) {
+  ax_stream_opts_t o;
+  if (self == NULL || out == NULL || ax__stream_opts(opts, &o) < 0)
+    return -EINVAL;
+  ax_stream_t *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return -ENOMEM;
+  if (ax__src_init(&s->src, &stream_ops, self, o.window) < 0) {
+    free(s);
+    return -ENOMEM;
+  }
+  s->kind = kind;
+  s->state = AX__ST_CONNECTING;
+  s->rfd = s->wfd = -1;
+  s->o = o;
+  s->active = -1;
+  s->paused = (o.flags & AX_STREAM_PAUSED) != 0;
+  s->rio.data = s->wio.data = s;
+  *out = s;
+  return 0;
+}
+
+int ax__stream_watch_connect(ax_stream_t *s, int fd) {
+  s->rfd = s->wfd = fd;
+  ax_io_init(s->src.core->loop, &s->rio, fd, io_cb);
+  s->rio.data = s;
+  int rc = ax_io_start(&s->rio, AX_WRITE);
+  s->rev = rc == 0 ? AX_WRITE : 0;
+  if (rc == 0)
+    ax__src_count(&s->src, true);
+  return rc;
+}
+
+void ax__stream_connected(ax_stream_t *s) {
+  s->state = AX__ST_OPEN;
+  post_ev(s, AX_MSG_CONNECTED, 0, 0, 0);
+  if (s->wq_head != NULL)
+    do_write(s);
+  update_interest(s);
+}
+
+int ax__stream_new(ax_actor_t *self, int rfd, int wfd, int kind, const ax_stream_opts_t *opts,
+                   ax_stream_t **out) {
+  if (rfd < 0 && wfd < 0)
+    return -EINVAL;
+  ax_stream_t *s;
+  int rc = ax__stream_alloc(self, kind, opts, &s);
+  if (rc < 0)
+    return rc;
+  s->state = AX__ST_OPEN;
+  s->rfd = rfd;
+  s->wfd = wfd;
+  ax_loop_t *loop = s->src.core->loop;
+  if (rfd >= 0)
+    ax_io_init(loop, &s->rio, rfd, io_cb);
+  if (wfd >= 0 && wfd != rfd)
+    ax_io_init(loop, &s->wio, wfd, io_cb);
+  s->rio.data = s->wio.data = s;
+  update_interest(s);
+  if (rfd >= 0 && wants_read(s) && s->rev == 0) {
+    /* the loop refused the fd (-EPERM for a regular file, -EEXIST) */
+    rc = ax_io_start(&s->rio, AX_READ);
+    s->rfd = s->wfd = -1;
+    ax__src_close(&s->src);
+    return rc < 0 ? rc : -EINVAL;
+  }
+  ax__src_count(&s->src, true);
+  *out = s;
+  return 0;
+}
+
+int ax__stream_kind(const ax_stream_t *s) { return s->kind; }
+
+/* ------------------------------------------------------------------------ */
+/* The public calls.                                                         */
+
+int ax_pipe_open(ax_actor_t *self, int rfd, int wfd, const ax_stream_opts_t *opts,
+                 ax_stream_t **out) {
+  int rc = -EINVAL;
+  if (self == NULL || out == NULL || (rfd < 0 && wfd < 0))
+    goto fail;
+  for (int i = 0; i < 2; i++) {
+    int fd = i == 0 ? rfd : wfd;
+    if (fd < 0)
+      continue;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+      goto fail;
+  }
+  rc = ax__stream_new(self, rfd, wfd, AX__STREAM_PIPE, opts, out);
+  if (rc == 0)
+    return 0;
+fail:
+  if (rfd >= 0)
+    close(rfd);
+  if (wfd >= 0 && wfd != rfd)
+    close(wfd);
+  return rc;
+}
+
+int ax_stream_write(ax_stream_t *s, const void *data, size_t len) {
+  if (s == NULL || (data == NULL && len > 0))
+    return -EINVAL;
+  if (s->state == AX__ST_DONE || s->shut_req || (s->wfd < 0 && s->state == AX__ST_OPEN) ||
+      s->src.closed)
+    return -EPIPE;
+  if (s->queued >= s->o.high_water) {
+    s->want_writable = true;
+    return -ENOBUFS;
+  }
+  if (len == 0)
+    return 0;
+  const unsigned char *p = data;
+  if (s->wq_head == NULL && s->state == AX__ST_OPEN) {
+    struct iovec iov = {.iov_base = (void *)(uintptr_t)p, .iov_len = len};
+    ssize_t w;
+    do
+      w = write_fd(s, &iov, 1);
+    while (w < 0 && errno == EINTR);
+    if (w < 0 && errno != EAGAIN) {
+      int err = s->kind == AX__STREAM_TTY ? -EIO : -errno;
+      ax__stream_fail(s, err);
+      return err;
+    }
+    if (w > 0) {
+      p += w;
+      len -= (size_t)w;
+    }
+    if (len == 0)
+      return 0;
+  }
+  ax__wchunk_t *t = s->wq_tail;
+  if (t != NULL && t->cap - t->len >= len) {
+    memcpy(t->data + t->len, p, len);
+    t->len += len;
+  } else {
+    size_t cap = len > AX__CHUNK_MIN ? len : AX__CHUNK_MIN;
+    ax__wchunk_t *c = malloc(sizeof *c + cap);
+    if (c == NULL)
+      return -ENOMEM;
+    c->next = NULL;
+    c->off = 0;
+    c->len = len;
+    c->cap = cap;
+    memcpy(c->data, p, len);
+    if (t != NULL)
+      t->next = c;
+    else
+      s->wq_head = c;
+    s->wq_tail = c;
+  }
+  s->queued += len;
+  update_interest(s);
+  return 0;
+}
+
+size_t ax_stream_queued(const ax_stream_t *s) { return s != NULL ? s->queued : 0; }
+
+int ax_stream_shutdown(ax_stream_t *s) {
+  if (s == NULL)
+    return -EINVAL;
+  if (s->state == AX__ST_CONNECTING)
+    return -ENOTCONN;
+  if (s->shut_req || s->state == AX__ST_DONE)
+    return 0;
+  s->shut_req = true;
+  if (s->wq_head == NULL)
+    do_write(s); /* nothing queued: shut down now */
+  update_interest(s);
+  return 0;
+}
+
+int ax_stream_close(ax_stream_t *s) {
+  if (s == NULL)
+    return -EINVAL;
+  ax__src_close(&s->src);
+  return 0;
+}
+
+int ax_stream_pause(ax_stream_t *s) {
+  if (s == NULL)
+    return -EINVAL;
+  s->paused = true;
+  update_interest(s);
+  return 0;
+}
+
+int ax_stream_resume(ax_stream_t *s) {
+  if (s == NULL)
+    return -EINVAL;
+  s->paused = false;
+  s->active = -1;
+  frame_out(s, false);
+  update_interest(s);
+  return 0;
+}
+
+int ax_stream_active(ax_stream_t *s, int n) {
+  if (s == NULL || n <= 0)
+    return -EINVAL;
+  s->paused = false;
+  s->active = n;
+  frame_out(s, false);
+  update_interest(s);
+  return 0;
+}
+
+int ax_stream_give(ax_stream_t *s, ax_ref_t to) {
+  if (s == NULL || s->state == AX__ST_CONNECTING || s->src.owner == NULL)
+    return -EINVAL;
+  ax__msg_t *m = ax__msg_alloc(to, sizeof(ax_stream_ev_t));
+  if (m == NULL)
+    return -ENOMEM;
+  m->m.type = AX_MSG_GIVEN;
+  m->m.size = sizeof(ax_stream_ev_t);
+  m->m.data = m->payload;
+  m->m.from = s->src.owner->ref;
+  ax_stream_ev_t *ev = (ax_stream_ev_t *)(void *)m->payload;
+  ev->stream = s;
+  ev->err = 0;
+  ev->count = 0;
+  return ax__src_give(&s->src, to, m);
+}
+
+static bool is_socket(const ax_stream_t *s) {
+  return (s->kind == AX__STREAM_TCP || s->kind == AX__STREAM_UNIX) && s->rfd >= 0;
+}
+
+int ax_stream_set_nodelay(ax_stream_t *s, bool on) {
+  if (s == NULL)
+    return -EINVAL;
+  if (s->kind != AX__STREAM_TCP || s->rfd < 0)
+    return -ENOTSOCK;
+  int v = on;
+  return setsockopt(s->rfd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) < 0 ? -errno : 0;
+}
+
+int ax_stream_set_keepalive(ax_stream_t *s, bool on, int idle_s) {
+  if (s == NULL || idle_s < 0)
+    return -EINVAL;
+  if (!is_socket(s))
+    return -ENOTSOCK;
+  int v = on;
+  if (setsockopt(s->rfd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v) < 0)
+    return -errno;
+  if (on && idle_s > 0 && s->kind == AX__STREAM_TCP &&
+      setsockopt(s->rfd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s) < 0)
+    return -errno;
+  return 0;
+}
+
+int ax_stream_set_bufsize(ax_stream_t *s, int sndbuf, int rcvbuf) {
+  if (s == NULL || sndbuf < 0 || rcvbuf < 0)
+    return -EINVAL;
+  if (!is_socket(s))
+    return -ENOTSOCK;
+  if (sndbuf > 0 && setsockopt(s->rfd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0)
+    return -errno;
+  if (rcvbuf > 0 && setsockopt(s->rfd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) < 0)
+    return -errno;
+  return 0;
+}
+
+int ax_stream_fd(const ax_stream_t *s) {
+  if (s == NULL)
+    return -EINVAL;
+  return s->rfd >= 0 ? s->rfd : (s->wfd >= 0 ? s->wfd : -EBADF);
+}
+
+int ax_stream_peer(const ax_stream_t *s, struct sockaddr_storage *addr, socklen_t *len) {
+  if (s == NULL || addr == NULL || len == NULL)
+    return -EINVAL;
+  if (!is_socket(s))
+    return -ENOTSOCK;
+  *len = sizeof *addr;
+  return getpeername(s->rfd, (struct sockaddr *)addr, len) < 0 ? -errno : 0;
+}
+
+void ax_stream_set_data(ax_stream_t *s, void *data) {
+  if (s != NULL)
+    s->udata = data;
+}
+
+void *ax_stream_data(const ax_stream_t *s) { return s != NULL ? s->udata : NULL; }

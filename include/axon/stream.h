@@ -1,0 +1,322 @@
+/* Streams as messages: TCP, unix stream sockets, pipes and serial ports owned by an actor. */
+#ifndef AXON_STREAM_H
+#define AXON_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "axon/actor.h"
+#include "axon/common.h"
+#include "axon/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A stream is a byte pipe (a connected socket, a pipe pair, a tty) owned by
+ * one actor and registered on that actor's core.  Everything the kernel says
+ * about it arrives as a message to the owner; the owner writes, pauses,
+ * closes or gives it away.  A listener is a listening socket that delivers
+ * AX_MSG_ACCEPT.
+ *
+ * Threads.  Every function here taking an ax_stream_t or ax_listener_t may
+ * only be called by the owning actor, from its behaviour or hooks; those
+ * that open a source take the owner as `self` (the running actor).
+ * ax_tcp_serve, ax_server_port and ax_server_close may be called from any
+ * thread.
+ *
+ * Lifetime.  A stream handle is valid from the call that opened it (or the
+ * message that delivered it) until the owner calls ax_stream_close(), or
+ * until the behaviour returns from the stream's AX_MSG_CLOSED message, or
+ * until the owner stops (its streams are closed then).  After
+ * ax_stream_close() returns, no message of that stream reaches anyone, not
+ * even one already queued.  Listeners likewise.
+ *
+ * Messages (ax_msg_t.type; `from` is AX_REF_NONE, `data` points at the
+ * payload struct named):
+ *   AX_MSG_ACCEPT       ax_accept_t: a listener accepted a connection
+ *   AX_MSG_CONNECTED    ax_stream_ev_t: an ax_tcp_connect/ax_unix_connect
+ *                       finished (err 0)
+ *   AX_MSG_DATA         ax_data_t: bytes (one frame with framing on)
+ *   AX_MSG_PASSIVE      ax_stream_ev_t: the count given to
+ *                       ax_stream_active() is used up; reading stopped
+ *   AX_MSG_WRITABLE     ax_stream_ev_t: the write queue, which had refused
+ *                       a write with -ENOBUFS, drained below half the
+ *                       high watermark
+ *   AX_MSG_EOF          ax_stream_ev_t: the peer closed its side while the
+ *                       stream is half-open (AX_STREAM_HALF_OPEN); the
+ *                       stream can still be written
+ *   AX_MSG_FRAME_ERROR  ax_stream_ev_t: err -EMSGSIZE, a delimited frame
+ *                       longer than max_frame was discarded (count: bytes
+ *                       dropped); reading goes on after the next delimiter
+ *   AX_MSG_CLOSED       ax_stream_ev_t: the stream is finished; err tells
+ *                       why: 0 end of file / orderly close by the peer,
+ *                       -ECONNRESET reset, -EPIPE write to a closed peer,
+ *                       -EIO device hang-up or unplug, -ETIMEDOUT connect
+ *                       timeout, -ECONNREFUSED, -EMSGSIZE length-prefixed
+ *                       frame over max_frame, an AX_EAI_* resolver error, or
+ *                       another -errno.  Sent once; the handle dies when the
+ *                       behaviour returns.
+ *   AX_MSG_GIVEN        ax_stream_ev_t: ax_stream_give() made this actor
+ *                       the owner (also the first message of an
+ *                       ax_tcp_serve session)
+ */
+enum {
+  AX_MSG_ACCEPT = 16,
+  AX_MSG_CONNECTED,
+  AX_MSG_DATA,
+  AX_MSG_PASSIVE,
+  AX_MSG_WRITABLE,
+  AX_MSG_EOF,
+  AX_MSG_FRAME_ERROR,
+  AX_MSG_CLOSED,
+  AX_MSG_GIVEN,
+};
+
+typedef struct ax_stream ax_stream_t;
+typedef struct ax_listener ax_listener_t;
+typedef struct ax_server ax_server_t;
+
+/* AX_MSG_DATA's payload.  bytes stay valid until the behaviour returns; with
+ * delimiter framing they exclude the delimiter, with length-prefixed framing
+ * the prefix. */
+typedef struct ax_data {
+  ax_stream_t *stream;
+  size_t len;
+  const unsigned char *bytes;
+} ax_data_t;
+
+/* The payload of the other stream messages. */
+typedef struct ax_stream_ev {
+  ax_stream_t *stream;
+  int err;        /* AX_MSG_CLOSED, AX_MSG_FRAME_ERROR: the reason */
+  uint64_t count; /* AX_MSG_FRAME_ERROR: bytes discarded */
+} ax_stream_ev_t;
+
+/* AX_MSG_ACCEPT's payload.  The new stream belongs to the listener's owner
+ * and is already reading (hand it on with ax_stream_give, which keeps any
+ * DATA it already read in order). */
+typedef struct ax_accept {
+  ax_listener_t *listener;
+  ax_stream_t *stream;
+  struct sockaddr_storage peer;
+  socklen_t peer_len;
+} ax_accept_t;
+
+/* Framing: how received bytes are cut into AX_MSG_DATA messages. */
+typedef enum ax_frame {
+  AX_FRAME_RAW = 0, /* whatever one read returned (at most read_max) */
+  AX_FRAME_DELIM,   /* up to a delimiter byte (lines by default) */
+  AX_FRAME_LENGTH,  /* a 1, 2 or 4 byte big-endian length, then that many bytes */
+} ax_frame_t;
+
+enum { /* ax_stream_opts_t.flags */
+  AX_STREAM_HALF_OPEN = 1 << 0, /* EOF from the peer is AX_MSG_EOF, not CLOSED */
+  AX_STREAM_NODELAY = 1 << 1,   /* TCP_NODELAY (TCP only) */
+  AX_STREAM_KEEPALIVE = 1 << 2, /* SO_KEEPALIVE (sockets only) */
+  AX_STREAM_PAUSED = 1 << 3,    /* opened or accepted paused: ax_stream_resume */
+};
+
+/* Stream options; zero-initialise, NULL means all defaults.  A zero field
+ * takes its default. */
+typedef struct ax_stream_opts {
+  unsigned flags;          /* AX_STREAM_* */
+  unsigned window;         /* at most this many unhandled AX_MSG_DATA (8) */
+  size_t read_max;         /* bytes read per readiness event (64 KiB) */
+  size_t high_water;       /* queued write bytes refusing more writes (1 MiB) */
+  ax_frame_t frame;        /* AX_FRAME_RAW */
+  unsigned char delim;     /* AX_FRAME_DELIM: the delimiter ('\n') */
+  unsigned len_bytes;      /* AX_FRAME_LENGTH: 1, 2 or 4 (4) */
+  size_t max_frame;        /* longest frame (64 KiB; at most 16 MiB) */
+  int64_t connect_timeout; /* ns for resolve + connect (AX_FOREVER: none) */
+  int64_t linger;          /* ns a closed stream keeps flushing queued writes (5 s) */
+  int sndbuf, rcvbuf;      /* SO_SNDBUF / SO_RCVBUF when > 0 */
+} ax_stream_opts_t;
+
+/* ------------------------------------------------------------------------ */
+/* Opening                                                                   */
+
+/* Address strings: "host:port", "[v6addr]:port", "v4addr:port", ":port" or
+ * "*:port" (every address), where host may be a name, resolved without
+ * blocking the core.  Bad syntax (no port, port > 65535, unbalanced
+ * brackets, empty host for a connect) is -EINVAL at once. */
+
+/* Connects to a TCP address.  On success *out is the stream, and
+ * AX_MSG_CONNECTED or AX_MSG_CLOSED{err} follows.  A host name is resolved
+ * on a resolver thread; every address it yields is tried in order.
+ * Errors: -EINVAL (NULL argument, bad address), -ENOMEM, -EMFILE, ... */
+AX_API int ax_tcp_connect(ax_actor_t *self, const char *addr, const ax_stream_opts_t *opts,
+                          ax_stream_t **out);
+
+/* Listens on a TCP address (numeric or a name, resolved synchronously
+ * here: a listener is opened once).  backlog <= 0 means SOMAXCONN.  Each
+ * connection arrives as AX_MSG_ACCEPT; accepted streams take opts.
+ * Accept overload (EMFILE, ENFILE, ENOBUFS) pauses accepting with a growing
+ * back-off (10 ms to 1 s) instead of spinning, and is counted in the core's
+ * accept_errors statistic.  Errors: -EINVAL, -EADDRINUSE, -EACCES, ... */
+AX_API int ax_tcp_listen(ax_actor_t *self, const char *addr, int backlog,
+                         const ax_stream_opts_t *opts, ax_listener_t **out);
+
+/* Unix stream sockets.  A path starting with '@' names an abstract socket
+ * (Linux: no file).  ax_unix_listen unlinks nothing: remove a stale socket
+ * file yourself.  Messages and errors as for TCP. */
+AX_API int ax_unix_connect(ax_actor_t *self, const char *path, const ax_stream_opts_t *opts,
+                           ax_stream_t **out);
+AX_API int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
+                          const ax_stream_opts_t *opts, ax_listener_t **out);
+
+/* Adopts an fd pair as one stream: reads come from rfd, writes go to wfd
+ * (either may be -1; they may be the same fd, e.g. a connected socket or a
+ * tty).  The fds are made non-blocking and belong to the stream from now on
+ * (ax_stream_close closes them), also when this call fails.
+ * Errors: -EINVAL (NULL argument, both fds -1, an fd that is not open). */
+AX_API int ax_pipe_open(ax_actor_t *self, int rfd, int wfd, const ax_stream_opts_t *opts,
+                        ax_stream_t **out);
+
+/* The bound port of a TCP listener (useful after listening on port 0),
+ * or -EINVAL. */
+AX_API int ax_listener_port(const ax_listener_t *l);
+
+/* Stops listening and closes the socket; no AX_MSG_ACCEPT of it reaches
+ * anyone afterwards.  Errors: -EINVAL (NULL). */
+AX_API int ax_listener_close(ax_listener_t *l);
+
+/* ------------------------------------------------------------------------ */
+/* Using a stream                                                            */
+
+/* Writes len bytes: as much as the kernel takes now, the rest queued and
+ * written in order as the fd becomes writable.  Nothing is lost or
+ * reordered.  When the queue already holds high_water bytes or more, the
+ * write is refused whole with -ENOBUFS and AX_MSG_WRITABLE follows when the
+ * queue has drained below half of it.  Returns 0 (everything written or
+ * queued).  Errors: -EINVAL (NULL stream, data NULL with len > 0), -ENOBUFS,
+ * -EPIPE (the write side is shut down or the stream failed; its CLOSED
+ * message is on the way), -ENOMEM. */
+AX_API int ax_stream_write(ax_stream_t *s, const void *data, size_t len);
+
+/* Bytes written with ax_stream_write and not yet taken by the kernel. */
+AX_API size_t ax_stream_queued(const ax_stream_t *s);
+
+/* Half-close: once the queued bytes are written, shuts the write side down
+ * (shutdown(SHUT_WR); for a pipe pair, closes wfd).  Reading goes on.
+ * Errors: -EINVAL, -ENOTCONN (not connected yet). */
+AX_API int ax_stream_shutdown(ax_stream_t *s);
+
+/* Closes the stream.  Queued writes are still flushed in the background
+ * for up to opts.linger, then the fd is closed; no message of the stream
+ * reaches anyone after this returns.  Errors: -EINVAL (NULL). */
+AX_API int ax_stream_close(ax_stream_t *s);
+
+/* Flow control.  A stream delivers at most `window` AX_MSG_DATA messages
+ * that the owner has not handled yet; each one handled gives its credit back
+ * automatically, so a slow owner pushes back on the kernel buffer (and the
+ * TCP window) instead of growing its mailbox.
+ *   ax_stream_pause    stop reading until ax_stream_resume
+ *   ax_stream_resume   read again, without a count
+ *   ax_stream_active   deliver n (> 0) more AX_MSG_DATA, then send
+ *                      AX_MSG_PASSIVE and stop reading until called again
+ *                      (Erlang's {active, N})
+ * Errors: -EINVAL (NULL stream, n <= 0). */
+AX_API int ax_stream_pause(ax_stream_t *s);
+AX_API int ax_stream_resume(ax_stream_t *s);
+AX_API int ax_stream_active(ax_stream_t *s, int n);
+
+/* Hands the stream to another actor, maybe on another core: the fd moves
+ * to that core's loop, bytes already read (AX_MSG_DATA still in this
+ * actor's mailbox, a partial frame) go with it in order, and the new owner
+ * receives AX_MSG_GIVEN before any of them.  The handle stays the same
+ * pointer, but after this returns only the new owner may use it.  If the
+ * new owner stops before taking it, the stream is closed.
+ * Errors: -EINVAL (NULL stream, to AX_REF_NONE or a port, a stream that is
+ * still connecting), -ESRCH (no such actor), -EXDEV (another runtime). */
+AX_API int ax_stream_give(ax_stream_t *s, ax_ref_t to);
+
+/* Socket options (sockets only; -ENOTSOCK otherwise).  keepalive idle is
+ * in seconds (0: the system's default). */
+AX_API int ax_stream_set_nodelay(ax_stream_t *s, bool on);
+AX_API int ax_stream_set_keepalive(ax_stream_t *s, bool on, int idle_s);
+AX_API int ax_stream_set_bufsize(ax_stream_t *s, int sndbuf, int rcvbuf);
+
+/* The read fd (or the write fd for a write-only pipe), for ioctls and
+ * getsockopt.  Do not read, write or close it. */
+AX_API int ax_stream_fd(const ax_stream_t *s);
+
+/* The peer's address (sockets), or -ENOTSOCK. */
+AX_API int ax_stream_peer(const ax_stream_t *s, struct sockaddr_storage *addr, socklen_t *len);
+
+/* A pointer for the owner's use, kept with the stream (NULL at first). */
+AX_API void ax_stream_set_data(ax_stream_t *s, void *data);
+AX_API void *ax_stream_data(const ax_stream_t *s);
+
+/* ------------------------------------------------------------------------ */
+/* Servers across cores                                                      */
+
+/* ax_tcp_serve options; zero-initialise, NULL means all defaults. */
+typedef struct ax_serve_opts {
+  ax_stream_opts_t stream;  /* for each session's stream */
+  int backlog;              /* per listener (SOMAXCONN) */
+  unsigned cores;           /* listen on the first `cores` cores (all) */
+  void *state;              /* every session's state pointer (shared) */
+  ax_terminate_t terminate; /* every session's terminate hook */
+} ax_serve_opts_t;
+
+/* Listens on addr with one SO_REUSEPORT listener per core, so the kernel
+ * spreads connections over the cores; each connection gets a new session
+ * actor running `session` on the core that accepted it, whose first message
+ * is AX_MSG_GIVEN with the stream.  The runtime must be started.  Any
+ * thread.  Errors: -EINVAL (NULL argument, bad address, runtime not
+ * started), -EADDRINUSE, -ENOMEM, ... */
+AX_API int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
+                        const ax_serve_opts_t *opts, ax_server_t **out);
+
+/* The port the server listens on.  Any thread. */
+AX_API int ax_server_port(const ax_server_t *srv);
+
+/* Stops accepting on every core and frees the server; sessions already
+ * running go on.  Any thread; blocks until every listener is closed (do not
+ * call it from one of the server's own session actors).  Errors: -EINVAL. */
+AX_API int ax_server_close(ax_server_t *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Serial ports                                                              */
+
+typedef enum ax_parity { AX_PARITY_NONE = 0, AX_PARITY_ODD, AX_PARITY_EVEN } ax_parity_t;
+typedef enum ax_flow {
+  AX_FLOW_NONE = 0,
+  AX_FLOW_RTSCTS, /* hardware */
+  AX_FLOW_XONXOFF /* software */
+} ax_flow_t;
+
+/* Serial options; zero-initialise, NULL means 115200 8N1, no flow control,
+ * raw mode, exclusive. */
+typedef struct ax_serial_opts {
+  unsigned baud;      /* any rate: standard ones by Bxxx, others via termios2 BOTHER (115200) */
+  unsigned data_bits; /* 5..8 (8) */
+  ax_parity_t parity;
+  unsigned stop_bits; /* 1 or 2 (1) */
+  ax_flow_t flow;
+  bool cooked;        /* keep the tty's line discipline instead of raw mode */
+  bool shared;        /* do not take TIOCEXCL (exclusive open) */
+  ax_stream_opts_t stream; /* framing, window, ... */
+} ax_serial_opts_t;
+
+/* Opens a serial port or tty as a stream: O_NOCTTY, configured as opts
+ * say, exclusive unless opts.shared.  Hang-up or unplug ends the stream
+ * with AX_MSG_CLOSED{-EIO}.  Errors: -EINVAL (NULL argument, a setting out
+ * of range), -ENOTTY (not a terminal), -EBUSY (opened exclusively
+ * elsewhere), -ENOENT, -EACCES, ... */
+AX_API int ax_serial_open(ax_actor_t *self, const char *path, const ax_serial_opts_t *opts,
+                          ax_stream_t **out);
+
+/* Changes the line settings of an open serial stream (stream options are
+ * kept).  Errors: -EINVAL, -ENOTTY. */
+AX_API int ax_serial_configure(ax_stream_t *s, const ax_serial_opts_t *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AXON_STREAM_H */
