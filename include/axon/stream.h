@@ -193,8 +193,10 @@ AX_API int ax_listener_close(ax_listener_t *l);
  * write is refused whole with -ENOBUFS and AX_MSG_WRITABLE follows when the
  * queue has drained below half of it.  Returns 0 (everything written or
  * queued).  Errors: -EINVAL (NULL stream, data NULL with len > 0), -ENOBUFS,
- * -EPIPE (the write side is shut down or the stream failed; its CLOSED
- * message is on the way), -ENOMEM. */
+ * -EPIPE (the write side is shut down, or the stream has ended), -ENOMEM,
+ * or the kernel's error for the immediate write (-ECONNRESET, -EPIPE; -EIO
+ * for a tty), in which case the stream ends and AX_MSG_CLOSED with the same
+ * error follows. */
 AX_API int ax_stream_write(ax_stream_t *s, const void *data, size_t len);
 
 /* Bytes written with ax_stream_write and not yet taken by the kernel. */
