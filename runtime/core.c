@@ -438,12 +438,12 @@ static void poll_io(ax__core_t *c) {
   c->last_poll = ax_now();
 }
 
-/* Whether the core must look at its loop now: a timer is due, the poll
- * interval has passed, or it watches fds for actors (whose events are the
- * likeliest next work).  Otherwise an idle core skips the syscall, which
- * would sit on the path of every cross-core hand-off. */
+/* Whether the core must look at its loop before it decides to spin: a
+ * timer is due or the poll interval has passed.  Otherwise an idle core
+ * skips the syscall, which would sit on the path of every cross-core
+ * hand-off. */
 static bool poll_due(ax__core_t *c, int64_t now) {
-  return c->nio > 0 || ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__POLL_INTERVAL_NS;
+  return ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__POLL_INTERVAL_NS;
 }
 
 /* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
@@ -457,15 +457,20 @@ static void idle(ax__core_t *c) {
     return;
   ax_loop_update_time(c->loop); /* one clock read serves the whole decision */
   int64_t now = ax_loop_now(c->loop);
-  if (poll_due(c, now)) {
+  /* A core serving fds goes straight to its blocking poll below, which
+   * returns at once when events are ready: one epoll_wait per idle period,
+   * where a non-blocking poll first would add a second syscall to every
+   * round trip of an echo server.
+   * It does not spin either: its likeliest next work is an fd event, which
+   * only the loop reports, and spinning would take the CPU the kernel needs
+   * for the I/O itself. */
+  bool serving_fds = c->nio > 0;
+  if (!serving_fds && poll_due(c, now)) {
     poll_io(c);
     if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
       return;
   }
-  /* A core serving fds does not spin: its likeliest next work is an fd
-   * event, which only the loop reports, and spinning would only burn the
-   * CPU the kernel needs for the I/O itself. */
-  if (rt->opts.spin_ns > 0 && c->nio == 0) {
+  if (rt->opts.spin_ns > 0 && !serving_fds) {
     /* Spin until work arrives, the spin time ends, or a timer comes due. */
     int64_t end = now + rt->opts.spin_ns, t = ax_loop_timeout(c->loop);
     if (t != AX_FOREVER && now + t < end)
