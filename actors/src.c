@@ -183,8 +183,8 @@ int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
   given->flags = AX__MSG_ADOPT;
   given->aux = (uint64_t)(uintptr_t)s;
   s->adopt = given;
-  if (s->inbox == 0)
-    send_adopt(s);
+  if (s->inbox == 0 && !s->handling)
+    send_adopt(s); /* else ax__src_handle sends it as its last step */
   return 0;
 }
 
@@ -263,11 +263,15 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
   int rc = 0;
   if (flags & AX__MSG_ADOPT) {
     adopt(s, a);
-    if (!s->closed)
-      rc = a->fn(a, &m->m); /* AX_MSG_GIVEN, before any carried message */
-    deliver_carry(s);
-    ax__src_unref(s);
-    return rc;
+    deliver_carry(s); /* queued behind; AX_MSG_GIVEN is handled now, first */
+    if (!s->closed) {
+      s->handling = true;
+      rc = a->fn(a, &m->m);
+      s->handling = false;
+    }
+    if (!s->closed && s->owner == a && s->ops->credit != NULL)
+      s->ops->credit(s); /* frames buffered before the move, after the carried ones */
+    goto done;
   }
   if (s->giver == a->ref && s->owner == NULL && !s->closed) {
     carry(s, m, flags); /* the copy keeps the reference */
@@ -279,17 +283,25 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
       if (s->ops->internal != NULL)
         s->ops->internal(s, a, m);
     } else {
+      s->handling = true;
       rc = a->fn(a, &m->m);
+      s->handling = false;
     }
   }
   if (flags & AX__MSG_CREDIT) {
     bool was_full = !ax__src_has_credit(s);
     s->inflight--;
-    if (was_full && !s->closed && s->ops->credit != NULL)
+    if (was_full && !s->closed && s->owner == a && s->ops->credit != NULL)
       s->ops->credit(s);
   }
   if ((flags & AX__MSG_FINAL) && !s->closed)
     ax__src_close(s);
+done:
+  if (s->adopt != NULL && s->inbox == 0 && !s->closed) {
+    s->refs--; /* this message's; the open reference keeps s alive */
+    send_adopt(s); /* the last touch of s on this core */
+    return rc;
+  }
   ax__src_unref(s);
   return rc;
 }

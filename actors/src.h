@@ -67,6 +67,7 @@ struct ax__src {
   bool counted;      /* counted in core->nio */
   bool lost;         /* moving dropped a message (out of memory) */
   bool lingering;    /* on core->lingering */
+  bool handling;     /* the owner's behaviour is handling a message of it */
   /* moving (ax__src_give) */
   ax_ref_t giver, to;
   ax__msg_t *carry_head, *carry_tail; /* copies of the giver's queued messages */

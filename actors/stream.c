@@ -88,7 +88,7 @@ static bool post_data(ax_stream_t *s, const unsigned char *bytes, size_t len) {
 
 /* True while another AX_MSG_DATA may be posted. */
 static bool may_post(const ax_stream_t *s) {
-  return !s->paused && ax__src_has_credit(&s->src) && !s->src.closed;
+  return !s->paused && ax__src_has_credit(&s->src) && !s->src.closed && s->src.owner != NULL;
 }
 
 void ax__stream_fail(ax_stream_t *s, int err) {
@@ -96,9 +96,9 @@ void ax__stream_fail(ax_stream_t *s, int err) {
     return;
   if (s->state == AX__ST_CONNECTING)
     ax__tcp_connect_cancel(s);
+  s->closed_posted = true; /* before frame_out: it must not end the stream again */
   frame_out(s, true); /* bytes already received are delivered first */
   s->state = AX__ST_DONE;
-  s->closed_posted = true;
   s->rd_eof = true;
   /* The peer or the device is gone: queued writes cannot be written. */
   while (s->wq_head != NULL) {

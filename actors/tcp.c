@@ -580,6 +580,10 @@ static void acceptor_done(ax_actor_t *self, int reason) {
     close(acc->fd);
     acc->fd = -1;
   }
+  if (acc->l != NULL) { /* closed before ax_server_close may return */
+    ax_listener_close(acc->l);
+    acc->l = NULL;
+  }
   ax_server_t *srv = acc->srv;
   pthread_mutex_lock(&srv->lock);
   srv->alive--;
