@@ -2,7 +2,8 @@
 # Installs the Debian packages axon needs to build, test and benchmark, when any is missing.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-dev)
+packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-dev
+          mosquitto libmosquitto-dev mosquitto-clients socat)
 
 missing=()
 for p in "${packages[@]}"; do
