@@ -98,6 +98,8 @@ void ax__stream_fail(ax_stream_t *s, int err) {
     ax__tcp_connect_cancel(s);
   s->closed_posted = true; /* before frame_out: it must not end the stream again */
   frame_out(s, true); /* bytes already received are delivered first */
+  if (s->state == AX__ST_DONE)
+    return; /* framing itself ended the stream (an oversize length prefix) */
   s->state = AX__ST_DONE;
   s->rd_eof = true;
   /* The peer or the device is gone: queued writes cannot be written. */
