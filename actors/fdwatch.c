@@ -1,2 +1,212 @@
-/* in progress */
+/* Raw fd watches: one-shot AX_MSG_FD_READY messages for fds that someone else owns. */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "actors/src.h"
+#include "axon/source.h"
+
+#define AX__FD_EVENTS (AX_READ | AX_WRITE | AX_PRI)
+
+/*
+ * A watch is a source whose fd belongs to the caller (an external library,
+ * a GPIO value file): axon never reads, writes or closes it.  It is
+ * one-shot: when the loop reports the fd, the watcher is stopped before
+ * AX_MSG_FD_READY is posted, so at most one such message is ever in
+ * flight and nothing more comes until ax_fd_rearm.
+ *
+ * Disarming stops the loop watcher (the fd leaves epoll) and arming starts
+ * it again.  That costs two epoll_ctl calls per event, and buys
+ * robustness: an fd number that the library closed and reused for a new
+ * socket (libmosquitto reconnecting) is registered afresh by the next
+ * rearm, with no stale registration left behind.
+ *
+ * Because a disarmed watch is not in the loop, the loop alone cannot say
+ * that an fd is watched already; the table below remembers every watch by
+ * (core, fd) so that a second watch of the same fd on the same core is
+ * -EEXIST whether or not the first is armed.  It is touched only when a
+ * watch starts or ends, so one mutex for the process is enough.
+ */
+struct ax_fdwatch {
+  ax__src_t src; /* first */
+  int fd;
+  unsigned events; /* the events armed now; 0 while disarmed */
+  ax_io_t io;
+  ax__core_t *core;                    /* the table key, with fd */
+  struct ax_fdwatch *tnext, *tprev;    /* the table, under table_lock */
+};
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static ax_fdwatch_t *table_head;
+
+/* Adds w to the table unless its (core, fd) is there already. */
+static bool table_add(ax_fdwatch_t *w) {
+  bool ok = true;
+  pthread_mutex_lock(&table_lock);
+  for (ax_fdwatch_t *o = table_head; o != NULL; o = o->tnext)
+    if (o->core == w->core && o->fd == w->fd) {
+      ok = false;
+      break;
+    }
+  if (ok) {
+    w->tprev = NULL;
+    w->tnext = table_head;
+    if (table_head != NULL)
+      table_head->tprev = w;
+    table_head = w;
+  }
+  pthread_mutex_unlock(&table_lock);
+  return ok;
+}
+
+static void table_remove(ax_fdwatch_t *w) {
+  pthread_mutex_lock(&table_lock);
+  if (w->tprev != NULL)
+    w->tprev->tnext = w->tnext;
+  else if (table_head == w)
+    table_head = w->tnext;
+  if (w->tnext != NULL)
+    w->tnext->tprev = w->tprev;
+  w->tnext = w->tprev = NULL;
+  pthread_mutex_unlock(&table_lock);
+}
+
+/* The loop reported the fd: disarm, then tell the owner. */
+static void io_cb(ax_io_t *io, unsigned revents) {
+  ax_fdwatch_t *w = io->data;
+  if (w->src.closed || w->src.owner == NULL) {
+    ax_io_stop(&w->io);
+    w->events = 0;
+    return;
+  }
+  ax__msg_t *m = ax__src_msg(&w->src, AX_MSG_FD_READY, sizeof(ax_fd_ready_t));
+  if (m == NULL)
+    return; /* out of memory: stay armed, the level-triggered event comes back */
+  ax_io_stop(&w->io);
+  w->events = 0;
+  ax_fd_ready_t *r = (ax_fd_ready_t *)(void *)m->payload;
+  r->watch = w;
+  r->fd = w->fd;
+  r->revents = revents;
+  ax__src_post(&w->src, m, 0);
+}
+
+static void op_close(ax__src_t *s) {
+  ax_fdwatch_t *w = (ax_fdwatch_t *)s;
+  ax_io_stop(&w->io); /* the fd stays open: it is not axon's */
+  w->events = 0;
+  table_remove(w);
+}
+
+static void op_free(ax__src_t *s) { free(s); }
+
+static const ax__src_ops_t fdwatch_ops = {
+    .close = op_close,
+    .free = op_free,
+};
+
+/* -EPERM for an fd that cannot be polled: a regular file or a directory
+ * of a file system with no poll support (ext4, tmpfs, ...), which poll(2)
+ * would report ready forever.  Regular files that do support polling stay
+ * allowed: sysfs attributes (GPIO "value"), /proc/pressure triggers,
+ * /proc/self/mounts.  epoll_ctl refuses exactly the others, so a throw-away
+ * epoll instance asks the kernel; the poll backend needs the answer too.
+ * Other fds: 0. */
+static int pollable(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -EINVAL;
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+    return 0;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0)
+    return -errno;
+  struct epoll_event ev = {.events = EPOLLPRI};
+  int rc = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 && errno == EPERM ? -EPERM : 0;
+  close(ep);
+  return rc;
+}
+
+/* Starts a watch of fd for events on the owner's core.  Owner's core only.
+ * Returns 0 and stores the watch in *out, or -EINVAL (NULL self or out,
+ * fd < 0 or not open, no events or unknown bits), -EPERM (an fd that
+ * cannot be polled, such as a regular file on disk or a directory: always
+ * ready, so refused on every backend; sysfs and /proc files that support
+ * polling are fine),
+ * -EEXIST (this core watches fd already: another watch, armed or not, or
+ * another source), -ENOMEM. */
+int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
+  if (self == NULL || out == NULL || fd < 0 || (events & AX__FD_EVENTS) == 0 ||
+      (events & ~(unsigned)AX__FD_EVENTS) != 0)
+    return -EINVAL;
+  assert(self->core == ax__tls_core);
+  if (fcntl(fd, F_GETFD) < 0)
+    return -EINVAL; /* not an open fd */
+  int rc = pollable(fd);
+  if (rc < 0)
+    return rc;
+  ax_fdwatch_t *w = calloc(1, sizeof *w);
+  if (w == NULL)
+    return -ENOMEM;
+  if (ax__src_init(&w->src, &fdwatch_ops, self, 0) < 0) {
+    free(w);
+    return -ENOMEM;
+  }
+  w->fd = fd;
+  w->core = w->src.core;
+  if (!table_add(w)) {
+    w->core = NULL; /* not in the table: op_close must not unlink it */
+    ax__src_close(&w->src);
+    return -EEXIST;
+  }
+  ax_io_init(w->src.core->loop, &w->io, fd, io_cb);
+  w->io.data = w;
+  rc = ax_io_start(&w->io, events);
+  if (rc < 0) {
+    ax__src_close(&w->src); /* unlinks it from the table and frees it */
+    return rc;
+  }
+  w->events = events;
+  ax__src_count(&w->src, true);
+  *out = w;
+  return 0;
+}
+
+/* Arms the watch again for events (AX_READ | AX_WRITE | AX_PRI), or
+ * disarms it with 0.  The fd is registered afresh even when the watch was
+ * armed already, so a watch whose fd number was closed and reused by the
+ * library (after an unwatch-less reconnect) follows the new file.  Owner's
+ * core only.  Returns 0, or -EINVAL (NULL, unknown bits, a closed watch),
+ * -EBADF (the fd is closed now; the watch stays disarmed), -EEXIST
+ * (another source of this core took the fd meanwhile), -ENOMEM. */
+int ax_fd_rearm(ax_fdwatch_t *w, unsigned events) {
+  if (w == NULL || (events & ~(unsigned)AX__FD_EVENTS) != 0 || w->src.closed)
+    return -EINVAL;
+  assert(w->src.core == ax__tls_core);
+  ax_io_stop(&w->io);
+  w->events = 0;
+  if (events == 0)
+    return 0;
+  int rc = ax_io_start(&w->io, events);
+  if (rc < 0)
+    return rc;
+  w->events = events;
+  return 0;
+}
+
+/* Ends the watch: the fd leaves the loop (it stays open), and no
+ * AX_MSG_FD_READY of this watch is delivered after the call, not even one
+ * already queued.  The handle is invalid afterwards.  Owner's core only.
+ * Returns 0, or -EINVAL for NULL. */
+int ax_fd_unwatch(ax_fdwatch_t *w) {
+  if (w == NULL)
+    return -EINVAL;
+  assert(w->src.closed || w->src.core == ax__tls_core);
+  ax__src_close(&w->src);
+  return 0;
+}

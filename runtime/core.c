@@ -368,12 +368,6 @@ static void wake_cb(ax_event_t *ev, uint64_t count) {
   ax__stat_add(&c->stats.wakeups, count);
 }
 
-static void signal_cb(ax_signal_t *sig, const struct signalfd_siginfo *info) {
-  (void)info;
-  ax__core_t *c = sig->data;
-  ax_rt_stop(c->rt);
-}
-
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   ax__core_t *c = aligned_alloc(AX__CACHE_LINE, (sizeof *c + AX__CACHE_LINE - 1) &
                                                     ~(size_t)(AX__CACHE_LINE - 1));
@@ -391,9 +385,6 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
     goto fail_loop;
   c->wake.data = c;
   ax_event_start(&c->wake);
-  ax_signal_init(c->loop, &c->sigint, signal_cb);
-  ax_signal_init(c->loop, &c->sigterm, signal_cb);
-  c->sigint.data = c->sigterm.data = c;
   for (unsigned i = 0; i < AX__MSG_CLASSES; i++)
     ax__pool_init(&c->pools[i], c, ax__pool_class_size(i), i);
   ax__pool_init(&c->pools[AX__ACTOR_POOL], c, sizeof(ax_actor_t), AX__ACTOR_POOL);
@@ -519,8 +510,8 @@ static void shutdown_core(ax__core_t *c) {
     if (e != NULL)
       ax__actor_die(c, AX_CONTAINER_OF(e, ax_actor_t, e), AX_REASON_SHUTDOWN);
   }
-  ax_signal_stop(&c->sigint);
-  ax_signal_stop(&c->sigterm);
+  if (c->index == 0)
+    ax__sig_stop(c);
   ax__src_shutdown(c);
   pthread_barrier_wait(&rt->barrier);
 }
@@ -529,10 +520,8 @@ void *ax__core_main(void *arg) {
   ax__core_t *c = arg;
   ax_rt_t *rt = c->rt;
   ax__tls_core = c;
-  if (c->index == 0 && !(rt->opts.flags & AX_RT_NO_SIGNALS)) {
-    ax_signal_start(&c->sigint, SIGINT);
-    ax_signal_start(&c->sigterm, SIGTERM);
-  }
+  if (c->index == 0)
+    ax__sig_start(c); /* reads the runtime's signalfd, unless AX_RT_NO_SIGNALS */
   while (!stopping(rt)) {
     drain_inject(c);
     if (c->runq_head == NULL) {

@@ -260,7 +260,6 @@ struct ax__core {
   bool started;
   ax_loop_t *loop;
   ax_event_t wake;
-  ax_signal_t sigint, sigterm;
   ax_actor_t *runq_head, *runq_tail; /* linked through link.next */
   uint64_t runq_len;
   ax_actor_t *current;
@@ -295,6 +294,7 @@ struct ax_rt {
   ax__core_t **cores;
   pthread_barrier_t barrier;
   sigset_t caller_mask; /* the starting thread's mask, restored by join */
+  struct ax__sigwatch *sigs; /* signal subscribers, core 0's signalfd (actors/sigwatch.c) */
 
   /* written by any thread; stopping is read on every spawn and live is
    * written on every spawn and death, so they live on separate lines */
@@ -448,6 +448,18 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m);
 void ax__src_drop(ax_ref_t self, ax__msg_t *m);
 void ax__src_on_death(ax_actor_t *a);
 void ax__src_shutdown(ax__core_t *c);
+
+/* actors/sigwatch.c: the runtime's signals (see ax_signal_watch).
+ * ax__sig_init (in ax_rt_new) makes the subscriber table and, unless
+ * AX_RT_NO_SIGNALS, the signalfd; ax__sig_start/stop run on core 0's
+ * thread when it starts and when it shuts down; ax__sig_destroy frees it
+ * all (ax_rt_free, or a failed ax_rt_new; NULL-safe).  ax__sig_set fills
+ * set with the signals the runtime claims. */
+int ax__sig_init(ax_rt_t *rt);
+void ax__sig_destroy(ax_rt_t *rt);
+void ax__sig_set(sigset_t *set);
+void ax__sig_start(ax__core_t *c);
+void ax__sig_stop(ax__core_t *c);
 
 /* runtime/core.c */
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);

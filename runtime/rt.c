@@ -139,11 +139,15 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
     if (rc < 0)
       goto fail;
   }
+  rc = ax__sig_init(rt);
+  if (rc < 0)
+    goto fail;
   pthread_barrier_init(&rt->barrier, NULL, rt->ncores);
   *out = rt;
   return 0;
 
 fail:
+  ax__sig_destroy(rt);
   if (rt->cores != NULL) {
     for (unsigned i = 0; i < rt->ncores; i++)
       if (rt->cores[i] != NULL)
@@ -186,9 +190,11 @@ int ax_rt_start(ax_rt_t *rt) {
   if (rt == NULL || rt->started)
     return -EINVAL;
   /* Core threads block every asynchronous signal (they inherit the mask
-   * set here); core 0 reads SIGINT/SIGTERM through its loop's signalfd.
-   * The calling thread keeps SIGINT/SIGTERM blocked until ax_rt_join, so
-   * that they reach the signalfd instead of killing the process. */
+   * set here); core 0 reads the runtime's signals (ax__sig_set: SIGINT,
+   * SIGTERM, SIGHUP, SIGUSR1, ...) through one signalfd.  The calling
+   * thread keeps them blocked until ax_rt_join, so that they reach the
+   * signalfd instead of their default disposition (which would end the
+   * process).  With AX_RT_NO_SIGNALS it gets its own mask back at once. */
   sigset_t all, old;
   sigfillset(&all);
   int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
@@ -221,8 +227,9 @@ int ax_rt_start(ax_rt_t *rt) {
   }
   sigset_t keep = old;
   if (!(rt->opts.flags & AX_RT_NO_SIGNALS)) {
-    sigaddset(&keep, SIGINT);
-    sigaddset(&keep, SIGTERM);
+    sigset_t claimed;
+    ax__sig_set(&claimed);
+    sigorset(&keep, &old, &claimed);
   }
   pthread_sigmask(SIG_SETMASK, &keep, NULL);
   if (rc < 0) {
@@ -305,6 +312,7 @@ int ax_rt_free(ax_rt_t *rt) {
   }
   ax__ports_destroy(rt);
   ax__names_destroy(rt);
+  ax__sig_destroy(rt);
   /* Release: the index is free for reuse (its refs now fail to resolve). */
   atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
   for (unsigned i = 0; i < rt->ncores; i++)

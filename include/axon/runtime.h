@@ -30,7 +30,8 @@ typedef struct ax_rt ax_rt_t;
 /* Flags for ax_rt_opts_t.flags. */
 enum {
   AX_RT_NO_PIN = 0x1,     /* do not pin core threads to CPUs */
-  AX_RT_NO_SIGNALS = 0x2, /* leave SIGINT/SIGTERM alone (no graceful stop) */
+  AX_RT_NO_SIGNALS = 0x2, /* claim no signal: no graceful stop on SIGINT/SIGTERM,
+                             ax_signal_watch returns -ENOTSUP */
   AX_RT_KEEP_ALIVE = 0x4, /* keep running when no actor is left */
 };
 
@@ -56,21 +57,31 @@ typedef struct ax_rt_opts {
 AX_API int ax_rt_new(ax_rt_t **rt, const ax_rt_opts_t *opts);
 
 /* Starts the core threads and returns.  Actors may be spawned before or
- * after.  Core threads block every asynchronous signal.  Unless
- * AX_RT_NO_SIGNALS is set, SIGINT and SIGTERM stop the runtime gracefully:
- * core 0 reads them through a signalfd, and the calling thread keeps them
- * blocked from here until ax_rt_join() returns (threads it creates
- * meanwhile inherit that).  Threads created before this call should block
- * SIGINT and SIGTERM too, or the kernel may deliver them there instead.
+ * after.  Core threads block every asynchronous signal.
+ * Signals: unless AX_RT_NO_SIGNALS is set, the runtime claims SIGHUP,
+ * SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGCHLD, SIGWINCH
+ * and SIGRTMIN..SIGRTMAX: core 0 reads them through one signalfd and
+ * sends each to the actors that subscribed with ax_signal_watch
+ * (source.h).  A signal with no subscriber gets the runtime's default:
+ * SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM and SIGTERM stop the
+ * runtime gracefully (as ax_rt_stop; their own default would end the
+ * process), SIGCHLD, SIGWINCH and the realtime signals are ignored.
+ * Handlers installed with sigaction for these signals do not run while
+ * the runtime claims them.  The calling thread keeps the set blocked from
+ * here until ax_rt_join() returns (threads it creates meanwhile inherit
+ * that).  Threads created before this call should block the set too, or
+ * the kernel may deliver a signal there instead.  Only one runtime of a
+ * process should claim signals: give the others AX_RT_NO_SIGNALS.
  * Errors: -EINVAL (NULL rt, or already started), -EAGAIN/-ENOMEM (thread
  * creation failed; the threads started so far are stopped and joined). */
 AX_API int ax_rt_start(ax_rt_t *rt);
 
-/* Waits until the runtime has stopped: ax_rt_stop() was called, SIGINT or
- * SIGTERM arrived (see ax_rt_start), or no actor is left (unless
+/* Waits until the runtime has stopped: ax_rt_stop() was called, a signal
+ * that stops it arrived (see ax_rt_start), or no actor is left (unless
  * AX_RT_KEEP_ALIVE).  Actors still alive are then stopped with reason
  * AX_REASON_SHUTDOWN (their terminate hooks run, on their cores) and the
- * threads exit.  Returns 0.  Errors: -EINVAL (NULL rt, never started),
+ * threads exit.  Then the calling thread's signal mask is restored as it
+ * was before ax_rt_start.  Returns 0.  Errors: -EINVAL (NULL rt, never started),
  * -EDEADLK (called from a core thread). */
 AX_API int ax_rt_join(ax_rt_t *rt);
 
