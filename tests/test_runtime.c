@@ -373,7 +373,9 @@ static void stop_on_alarm(int signo) {
 }
 
 START_TEST(test_runtime_stop_from_signal_handler) {
-  ax_rt_t *rt = test_rt_new(2, 0);
+  /* AX_RT_NO_SIGNALS: otherwise the runtime claims SIGALRM and its default
+   * (a graceful stop) would stop it without the handler running. */
+  ax_rt_t *rt = test_rt_new(2, AX_RT_NO_SIGNALS);
   probe_t probe;
   probe_reset(&probe, 1);
   ax_ref_t ref = spawn_probe(rt, &probe, AX_PLACE_ANY, 0);

@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
     return 1;
   if (check(ax_spawn(b.rt, calculate, &done, &calc_opts, &b.calculator), "ax_spawn") >= 0 &&
       check(ax_rt_start(b.rt), "ax_rt_start") >= 0) {
-    /* Created after ax_rt_start, the thread inherits its mask: SIGINT/SIGTERM blocked. */
+    /* Created after ax_rt_start, the thread inherits its mask: the runtime's signals blocked. */
     if ((rc = pthread_create(&gui, NULL, gui_thread, &b)) == 0)
       rc = pthread_join(gui, NULL);
     status = check(-rc, "pthread_create/join") < 0 || b.status < 0 ? 1 : 0;
