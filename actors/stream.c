@@ -14,6 +14,8 @@
 #define AX__SCRATCH (64 * 1024)
 #define AX__CHUNK_MIN (16 * 1024)
 #define AX__IOV_MAX 64
+#define AX__DIRECT_MIN 512              /* the smallest message read into */
+#define AX__DIRECT_MAX (128 * 1024)     /* the largest (the largest pool class) */
 
 static void update_interest(ax_stream_t *s);
 static void frame_out(ax_stream_t *s, bool force);
@@ -64,6 +66,15 @@ static void post_ev(ax_stream_t *s, uint32_t type, int err, uint64_t count, unsi
   ax__src_post(&s->src, m, flags);
 }
 
+/* Posts a filled AX_MSG_DATA and counts it against ax_stream_active. */
+static void post_msg(ax_stream_t *s, ax__msg_t *m) {
+  ax__src_post(&s->src, m, AX__MSG_CREDIT);
+  if (s->active > 0 && --s->active == 0) {
+    s->paused = true;
+    post_ev(s, AX_MSG_PASSIVE, 0, 0, 0);
+  }
+}
+
 /* Posts one AX_MSG_DATA holding a copy of len bytes.  False when out of
  * memory (the caller keeps the bytes and retries on the next event). */
 static bool post_data(ax_stream_t *s, const unsigned char *bytes, size_t len) {
@@ -78,11 +89,7 @@ static bool post_data(ax_stream_t *s, const unsigned char *bytes, size_t len) {
   d->len = len;
   d->bytes = m->payload + head;
   memcpy(m->payload + head, bytes, len);
-  ax__src_post(&s->src, m, AX__MSG_CREDIT);
-  if (s->active > 0 && --s->active == 0) {
-    s->paused = true;
-    post_ev(s, AX_MSG_PASSIVE, 0, 0, 0);
-  }
+  post_msg(s, m);
   return true;
 }
 
@@ -251,6 +258,43 @@ static bool wants_read(const ax_stream_t *s) {
          !(s->o.frame != AX_FRAME_RAW && s->flen > s->o.max_frame + 4);
 }
 
+/* Raw framing reads straight into a message: the bytes are copied once,
+ * by the kernel.  The message is sized from what the previous reads
+ * returned (s->hint), and the read spills into the core's scratch buffer
+ * when there was more (that part is copied into a second message, and the
+ * hint grows).  Returns the bytes read, 0 at end of file, or -errno. */
+static ssize_t read_direct(ax_stream_t *s, size_t want) {
+  size_t head = (sizeof(ax_data_t) + 15) & ~(size_t)15;
+  size_t first = s->hint < want ? s->hint : want;
+  ax__msg_t *m = ax__src_msg(&s->src, AX_MSG_DATA, head + first);
+  if (m == NULL)
+    return -ENOMEM;
+  /* Spill into scratch only when the window has room for a second message. */
+  bool spill = want > first && (s->src.window == 0 || s->src.inflight + 2 <= s->src.window);
+  struct iovec iov[2] = {{m->payload + head, first}, {s->src.core->scratch, want - first}};
+  ssize_t n = readv(s->rfd, iov, spill ? 2 : 1);
+  if (n <= 0) {
+    int err = n < 0 ? -errno : 0;
+    ax__msg_free(m);
+    return err;
+  }
+  size_t in_msg = (size_t)n < first ? (size_t)n : first;
+  ax_data_t *d = (ax_data_t *)(void *)m->payload;
+  d->stream = s;
+  d->len = in_msg;
+  d->bytes = m->payload + head;
+  m->m.size = (uint32_t)(head + in_msg);
+  post_msg(s, m);
+  if ((size_t)n > first)
+    take_bytes(s, s->src.core->scratch, (size_t)n - first);
+  /* Adapt: double after a full message, halve after a mostly empty one. */
+  if ((size_t)n >= first && s->hint < AX__DIRECT_MAX)
+    s->hint *= 2;
+  else if ((size_t)n * 4 <= first && s->hint > AX__DIRECT_MIN)
+    s->hint /= 2;
+  return n;
+}
+
 static void do_read(ax_stream_t *s) {
   ax__core_t *c = s->src.core;
   if (c->scratch == NULL && (c->scratch = malloc(AX__SCRATCH)) == NULL)
@@ -258,10 +302,18 @@ static void do_read(ax_stream_t *s) {
   size_t budget = s->o.read_max;
   while (budget > 0 && wants_read(s)) {
     size_t want = budget < AX__SCRATCH ? budget : AX__SCRATCH;
-    ssize_t n = read(s->rfd, c->scratch, want);
+    ssize_t n;
+    if (s->o.frame == AX_FRAME_RAW && s->flen == 0) {
+      n = read_direct(s, want);
+      if (n < 0)
+        errno = (int)-n;
+    } else {
+      n = read(s->rfd, c->scratch, want);
+      if (n > 0)
+        take_bytes(s, c->scratch, (size_t)n);
+    }
     if (n > 0) {
       budget -= (size_t)n;
-      take_bytes(s, c->scratch, (size_t)n);
       if ((size_t)n < want)
         break; /* drained (level-triggered: more comes as an event) */
       continue;
@@ -273,8 +325,8 @@ static void do_read(ax_stream_t *s) {
     }
     if (errno == EINTR)
       continue;
-    if (errno == EAGAIN)
-      break;
+    if (errno == EAGAIN || errno == ENOMEM)
+      break; /* ENOMEM: retried on the next event */
     ax__stream_fail(s, s->kind == AX__STREAM_TTY ? -EIO : -errno);
     return;
   }
@@ -527,6 +579,7 @@ int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
   s->rfd = s->wfd = -1;
   s->o = o;
   s->active = -1;
+  s->hint = 4096;
   s->paused = (o.flags & AX_STREAM_PAUSED) != 0;
   s->rio.data = s->wio.data = s;
   *out = s;

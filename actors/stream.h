@@ -39,6 +39,7 @@ struct ax_stream {
   ax_stream_opts_t o;
   int active;    /* AX_MSG_DATA still allowed by ax_stream_active, -1: no count */
   bool paused;   /* ax_stream_pause, or the active count is used up */
+  size_t hint;   /* raw framing: the size of the next message read into */
   bool rd_eof;   /* the read side reached its end */
   bool closed_posted; /* AX_MSG_CLOSED is queued */
   bool want_writable; /* a write was refused with -ENOBUFS */

@@ -173,7 +173,7 @@ struct ax__call {
 
 enum { AX__MSG_OWNED = 1, AX__MSG_TAKEN = 2 };
 
-#define AX__MSG_CLASSES 6 /* 128, 256, 512, 1 KiB, 2 KiB, 4 KiB */
+#define AX__MSG_CLASSES 11 /* 128 B .. 4 KiB, then 8 .. 128 KiB plus room for the header */
 #define AX__MSG_SMALL 128u /* the first class */
 
 typedef struct ax__msg {

@@ -40,6 +40,8 @@ void ax__pool_destroy(ax__pool_t *p) {
  * the pool's slab list. */
 static bool pool_grow(ax__pool_t *p) {
   size_t bytes = p->next_slab != 0 ? p->next_slab : AX__SLAB_MIN;
+  while (bytes < AX__SLAB_MAX && bytes < 8 * (size_t)p->size + AX__CACHE_LINE)
+    bytes *= 2; /* large objects: at least 8 per slab (16 of 128 KiB per 2 MiB) */
   char *slab = aligned_alloc(bytes >= AX__SLAB_MAX ? AX__SLAB_MAX : AX__CACHE_LINE, bytes);
   if (slab == NULL)
     return false;
@@ -73,7 +75,13 @@ void *ax__pool_alloc(ax__pool_t *p) {
   return obj;
 }
 
-static const uint32_t class_size[AX__MSG_CLASSES] = {AX__MSG_SMALL, 256, 512, 1024, 2048, 4096};
+/* The large classes hold a power of two of payload plus the message
+ * header, so that a stream reading straight into a message (actors/
+ * stream.c) gets a whole 8, 16, ... 128 KiB. */
+#define AX__BIG(kib) ((kib) * 1024u + 256u)
+static const uint32_t class_size[AX__MSG_CLASSES] = {
+    AX__MSG_SMALL, 256, 512, 1024, 2048, 4096, AX__BIG(8), AX__BIG(16), AX__BIG(32), AX__BIG(64),
+    AX__BIG(128)};
 
 /* Allocates a message for `to` with room for payload bytes inline: from the
  * calling core's pool when `to` belongs to the same runtime (a pool dies
