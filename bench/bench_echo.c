@@ -37,11 +37,6 @@
  * to raw epoll's (target <= 1.05) and to libuv's.  Each is the median of the
  * runs; the runs alternate implementations so drift hits all alike.
  */
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -57,28 +52,20 @@
 #include <unistd.h>
 
 #include "axon/loop.h"
-#include "bench_util.h"
+#include "bench_net.h"
 
 #ifdef AXON_HAVE_LIBUV
 #include <uv.h>
 #endif
 
-#define READ_BUF (64 * 1024)
-#define READS_PER_EVENT 32 /* as libuv: keep reading while reads fill the buffer */
+#define READ_BUF BENCH_READ_BUF
 #define MAX_CONFIGS 16
 #define MAX_RUNS 51
-#define PATTERN_SHIFTS 251 /* a prime: message k of connection i starts at (i*7 + k) % 251 */
-#define STALL_MS 10000     /* the client gives up when nothing happens this long */
 
 enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_LIBUV, IMPL_COUNT };
 static const char *const impl_names[IMPL_COUNT] = {"epoll", "axon", "libuv"};
 
-/* What a server sends back through the pipe when it exits. */
-typedef struct server_stats {
-  uint64_t bytes_in, bytes_out;
-  uint64_t accepted;
-  uint64_t closed; /* connections closed before SIGTERM (EOF or error) */
-} server_stats_t;
+typedef bench_echo_stats_t server_stats_t; /* sent back through the pipe at exit */
 
 /* ------------------------------------------------------------------------ */
 /* Server side, common parts                                                 */
@@ -86,224 +73,40 @@ typedef struct server_stats {
 static char read_buf[READ_BUF]; /* one server per process, one thread */
 static server_stats_t stats;
 
-/* Makes the listening socket: 127.0.0.1, ephemeral port, non-blocking. */
-static int listen_socket(uint16_t *port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  BENCH_SYS(fd);
-  int one = 1;
-  BENCH_SYS(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  BENCH_SYS(bind(fd, (struct sockaddr *)&sa, sizeof sa));
-  BENCH_SYS(listen(fd, 1024));
-  socklen_t len = sizeof sa;
-  BENCH_SYS(getsockname(fd, (struct sockaddr *)&sa, &len));
-  *port = ntohs(sa.sin_port);
-  return fd;
-}
-
-/* Accepts one connection: returns its fd (non-blocking, TCP_NODELAY) or -1
- * when none is pending. */
-static int accept_one(int lfd) {
-  for (;;) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      int one = 1;
-      BENCH_SYS(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
-      stats.accepted++;
-      return fd;
-    }
-    if (errno == EINTR || errno == ECONNABORTED)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-      return -1;
-    bench_die("server: accept4: %s", strerror(errno));
-  }
-}
-
-static void write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(n);
-    p += n;
-    len -= (size_t)n;
-  }
-}
+static int listen_socket(uint16_t *port) { return bench_listen(0, false, port); }
+static int accept_one(int lfd) { return bench_accept(lfd, &stats); }
 
 /* Reports the port (at start) or the stats (at exit) to the parent. */
-static void report(int pipe_fd, const void *what, size_t len) { write_all(pipe_fd, what, len); }
+static void report(int pipe_fd, const void *what, size_t len) {
+  bench_write_all(pipe_fd, what, len);
+}
 
-/* The echo policy of the epoll and axon servers (libuv's follows the same
- * steps through its own API). */
-typedef struct echo_conn {
-  int fd;
-  char *pend; /* READ_BUF bytes, allocated the first time a write blocks */
-  size_t pend_off, pend_len;
-} echo_conn_t;
+/* The shared echo policy (bench_net.h) over this process's one buffer. */
+typedef bench_echo_conn_t echo_conn_t;
+enum { ECHO_READ = BENCH_ECHO_READ, ECHO_WRITE = BENCH_ECHO_WRITE, ECHO_CLOSE = BENCH_ECHO_CLOSE };
 
-enum { ECHO_READ, ECHO_WRITE, ECHO_CLOSE }; /* what the fd should wait for next */
-
-/* Readable: read and echo until a read comes back short.  Returns
- * ECHO_WRITE when the kernel did not take everything (the rest is queued). */
 static int echo_readable(echo_conn_t *c) {
-  for (int round = 0; round < READS_PER_EVENT; round++) {
-    ssize_t n = read(c->fd, read_buf, sizeof read_buf);
-    if (n == 0)
-      return ECHO_CLOSE;
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno == EAGAIN || errno == EWOULDBLOCK ? ECHO_READ : ECHO_CLOSE;
-    }
-    stats.bytes_in += (uint64_t)n;
-    ssize_t w = write(c->fd, read_buf, (size_t)n);
-    if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return ECHO_CLOSE;
-      w = 0;
-    }
-    stats.bytes_out += (uint64_t)w;
-    if (w < n) {
-      if (c->pend == NULL && (c->pend = malloc(READ_BUF)) == NULL)
-        bench_die("server: out of memory");
-      c->pend_off = 0;
-      c->pend_len = (size_t)(n - w);
-      memcpy(c->pend, read_buf + w, c->pend_len);
-      return ECHO_WRITE;
-    }
-    if ((size_t)n < sizeof read_buf)
-      return ECHO_READ;
-  }
-  return ECHO_READ;
+  return bench_echo_readable(c, read_buf, sizeof read_buf, &stats);
 }
-
-/* Writable: flush the queue.  ECHO_READ once it is empty. */
-static int echo_writable(echo_conn_t *c) {
-  while (c->pend_off < c->pend_len) {
-    ssize_t w = write(c->fd, c->pend + c->pend_off, c->pend_len - c->pend_off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return errno == EAGAIN || errno == EWOULDBLOCK ? ECHO_WRITE : ECHO_CLOSE;
-    }
-    stats.bytes_out += (uint64_t)w;
-    c->pend_off += (size_t)w;
-  }
-  c->pend_off = c->pend_len = 0;
-  return ECHO_READ;
-}
-
-static void echo_close(echo_conn_t *c) {
-  BENCH_SYS(close(c->fd));
-  free(c->pend);
-}
+static int echo_writable(echo_conn_t *c) { return bench_echo_writable(c, &stats); }
+static void echo_close(echo_conn_t *c) { bench_echo_close(c); }
 
 /* ------------------------------------------------------------------------ */
 /* Raw epoll server: the floor                                               */
-
-typedef struct raw_conn {
-  echo_conn_t echo;
-  bool out; /* registered for EPOLLOUT (instead of EPOLLIN) */
-  struct raw_conn *next, *prev;
-} raw_conn_t;
-
-static raw_conn_t *raw_conns;
-static char raw_listen_tag, raw_signal_tag; /* epoll data for the two special fds */
-
-static void raw_unlink(raw_conn_t *c) {
-  if (c->prev != NULL)
-    c->prev->next = c->next;
-  else
-    raw_conns = c->next;
-  if (c->next != NULL)
-    c->next->prev = c->prev;
-}
-
-static void raw_set(int epfd, raw_conn_t *c, int op, uint32_t events) {
-  struct epoll_event ev = {.events = events, .data.ptr = c};
-  BENCH_SYS(epoll_ctl(epfd, op, c->echo.fd, &ev));
-}
 
 static void server_epoll(int pipe_fd) {
   sigset_t term;
   sigemptyset(&term);
   sigaddset(&term, SIGTERM);
   BENCH_SYS(sigprocmask(SIG_BLOCK, &term, NULL));
-  int sfd = signalfd(-1, &term, SFD_NONBLOCK | SFD_CLOEXEC);
+  int sfd = signalfd(-1, &term, SFD_NONBLOCK | SFD_CLOEXEC); /* readable at SIGTERM */
   BENCH_SYS(sfd);
-  int epfd = epoll_create1(EPOLL_CLOEXEC);
-  BENCH_SYS(epfd);
   uint16_t port;
   int lfd = listen_socket(&port);
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &raw_listen_tag};
-  BENCH_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev));
-  ev.data.ptr = &raw_signal_tag;
-  BENCH_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev));
   report(pipe_fd, &port, sizeof port);
-
-  struct epoll_event events[256];
-  bool running = true;
-  while (running) {
-    int n = epoll_wait(epfd, events, 256, -1);
-    if (n < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(n);
-    for (int i = 0; i < n; i++) {
-      void *tag = events[i].data.ptr;
-      if (tag == &raw_listen_tag) {
-        int fd;
-        while ((fd = accept_one(lfd)) >= 0) {
-          raw_conn_t *c = calloc(1, sizeof *c);
-          if (c == NULL)
-            bench_die("server: out of memory");
-          c->echo.fd = fd;
-          c->next = raw_conns;
-          if (raw_conns != NULL)
-            raw_conns->prev = c;
-          raw_conns = c;
-          raw_set(epfd, c, EPOLL_CTL_ADD, EPOLLIN);
-        }
-        continue;
-      }
-      if (tag == &raw_signal_tag) {
-        struct signalfd_siginfo si;
-        BENCH_SYS(read(sfd, &si, sizeof si));
-        running = false;
-        continue;
-      }
-      raw_conn_t *c = tag;
-      int next;
-      if (c->out)
-        next = echo_writable(&c->echo);
-      else
-        next = echo_readable(&c->echo);
-      if (next == ECHO_CLOSE) {
-        /* Not in events[] again: each fd appears once per epoll_wait. */
-        raw_unlink(c);
-        BENCH_SYS(epoll_ctl(epfd, EPOLL_CTL_DEL, c->echo.fd, NULL));
-        echo_close(&c->echo);
-        free(c);
-        stats.closed++;
-      } else if (next == ECHO_WRITE && !c->out) {
-        raw_set(epfd, c, EPOLL_CTL_MOD, EPOLLOUT);
-        c->out = true;
-      } else if (next == ECHO_READ && c->out) {
-        raw_set(epfd, c, EPOLL_CTL_MOD, EPOLLIN);
-        c->out = false;
-      }
-    }
-  }
-  while (raw_conns != NULL) {
-    raw_conn_t *c = raw_conns;
-    raw_unlink(c);
-    echo_close(&c->echo);
-    free(c);
-  }
+  bench_epoll_serve(lfd, sfd, read_buf, &stats);
   BENCH_SYS(close(lfd));
   BENCH_SYS(close(sfd));
-  BENCH_SYS(close(epfd));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -544,123 +347,12 @@ _Noreturn static void server_main(enum impl impl, int pipe_fd, int cpu) {
 /* ------------------------------------------------------------------------ */
 /* Client                                                                    */
 
-typedef struct client_conn {
-  int fd;
-  int index;
-  size_t sent, recvd;
-  uint64_t seq; /* messages completed */
-  bool want_out, done;
-  unsigned char *rbuf;
-} client_conn_t;
-
 typedef struct run_result {
   double rt_per_sec;
   double srv_ns_per_rt;
 } run_result_t;
 
-static unsigned char *pattern; /* msg + PATTERN_SHIFTS bytes */
-
-static const unsigned char *message_of(const client_conn_t *c) {
-  return pattern + ((uint64_t)c->index * 7 + c->seq) % PATTERN_SHIFTS;
-}
-
-static void client_want_out(int epfd, client_conn_t *c, bool on) {
-  if (c->want_out == on)
-    return;
-  struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c};
-  BENCH_SYS(epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev));
-  c->want_out = on;
-}
-
-/* Sends what is left of the current message. */
-static void client_send(int epfd, client_conn_t *c, size_t msg) {
-  const unsigned char *m = message_of(c);
-  while (c->sent < msg) {
-    ssize_t n = write(c->fd, m + c->sent, msg - c->sent);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      bench_die("client: write: %s", strerror(errno));
-    }
-    c->sent += (size_t)n;
-  }
-  client_want_out(epfd, c, c->sent < msg);
-}
-
-static void client_check(const client_conn_t *c, size_t msg, bool verify) {
-  const unsigned char *m = message_of(c);
-  size_t edge = msg < 8 ? msg : 8;
-  if (verify ? memcmp(c->rbuf, m, msg) != 0
-             : memcmp(c->rbuf, m, edge) != 0 || memcmp(c->rbuf + msg - edge, m + msg - edge, edge) != 0)
-    bench_die("client: connection %d, message %llu: echoed bytes differ from those sent", c->index,
-              (unsigned long long)c->seq);
-}
-
-/* Reads what the socket has of the reply; completes the round trip and
- * starts the next one while before the deadline.  Returns round trips done. */
-static unsigned client_recv(int epfd, client_conn_t *c, size_t msg, bool verify, int64_t deadline) {
-  while (c->recvd < msg) {
-    ssize_t n = read(c->fd, c->rbuf + c->recvd, msg - c->recvd);
-    if (n == 0)
-      bench_die("client: the server closed connection %d", c->index);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return 0;
-      bench_die("client: read: %s", strerror(errno));
-    }
-    c->recvd += (size_t)n;
-  }
-  if (c->sent != msg)
-    bench_die("client: connection %d got a reply before its message was sent", c->index);
-  client_check(c, msg, verify);
-  c->seq++;
-  c->sent = c->recvd = 0;
-  if (bench_clock_ns(CLOCK_MONOTONIC) < deadline)
-    client_send(epfd, c, msg);
-  else
-    c->done = true;
-  return 1;
-}
-
-static int connect_to(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  BENCH_SYS(fd);
-  struct sockaddr_in sa = {
-      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  BENCH_SYS(connect(fd, (struct sockaddr *)&sa, sizeof sa));
-  int one = 1;
-  BENCH_SYS(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
-  int fl = fcntl(fd, F_GETFL);
-  BENCH_SYS(fl);
-  BENCH_SYS(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
-  return fd;
-}
-
-/* Reads exactly len bytes from the server's pipe, waiting at most STALL_MS. */
-static void read_pipe(int fd, void *buf, size_t len, const char *what) {
-  char *p = buf;
-  while (len > 0) {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    int r = poll(&pfd, 1, STALL_MS);
-    if (r < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(r);
-    if (r == 0)
-      bench_die("client: no %s from the server within %d ms", what, STALL_MS);
-    ssize_t n = read(fd, p, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(n);
-    if (n == 0)
-      bench_die("client: the server exited before sending its %s", what);
-    p += n;
-    len -= (size_t)n;
-  }
-}
+static unsigned char *pattern; /* the largest message + BENCH_PATTERN_SHIFTS bytes */
 
 typedef struct bench_opts {
   int server_cpu, client_cpu; /* -1: not pinned */
@@ -682,64 +374,23 @@ static run_result_t run_once(enum impl impl, int conns, size_t msg, const bench_
   }
   BENCH_SYS(close(pfd[1]));
   uint16_t port;
-  read_pipe(pfd[0], &port, sizeof port, "port");
+  bench_read_exact(pfd[0], &port, sizeof port, "port");
 
   int epfd = epoll_create1(EPOLL_CLOEXEC);
   BENCH_SYS(epfd);
-  client_conn_t *cs = calloc((size_t)conns, sizeof *cs);
+  bench_pp_conn_t *cs = calloc((size_t)conns, sizeof *cs);
   unsigned char *rbufs = malloc((size_t)conns * msg);
   if (cs == NULL || rbufs == NULL)
     bench_die("client: out of memory");
-  for (int i = 0; i < conns; i++) {
-    client_conn_t *c = &cs[i];
-    c->fd = connect_to(port);
-    c->index = i;
-    c->rbuf = rbufs + (size_t)i * msg;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    BENCH_SYS(epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev));
-  }
+  for (int i = 0; i < conns; i++)
+    bench_pp_open(&cs[i], i, port, epfd, rbufs + (size_t)i * msg);
+  const bench_pp_t pp = {
+      .pattern = pattern, .msg = msg, .verify = o->verify, .server = impl_names[impl]};
 
   int64_t t0 = bench_clock_ns(CLOCK_MONOTONIC);
-  int64_t deadline = t0 + (int64_t)(o->seconds * 1e9);
-  for (int i = 0; i < conns; i++)
-    client_send(epfd, &cs[i], msg);
-  uint64_t round_trips = 0;
-  int busy = conns;
-  struct epoll_event *evs = calloc((size_t)conns, sizeof *evs);
-  if (evs == NULL)
-    bench_die("client: out of memory");
-  while (busy > 0) {
-    int n = epoll_wait(epfd, evs, conns, STALL_MS);
-    if (n < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(n);
-    if (n == 0)
-      bench_die("client: %s server stalled (%d connections waiting for %d ms)", impl_names[impl],
-                busy, STALL_MS);
-    for (int i = 0; i < n; i++) {
-      client_conn_t *c = evs[i].data.ptr;
-      if (c->done)
-        bench_die("client: connection %d: bytes after the last reply", c->index);
-      if (evs[i].events & EPOLLOUT)
-        client_send(epfd, c, msg);
-      if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        unsigned done = client_recv(epfd, c, msg, o->verify, deadline);
-        round_trips += done;
-        if (done && c->done)
-          busy--;
-      }
-    }
-  }
+  uint64_t round_trips = bench_pp_run(&pp, epfd, cs, conns, t0 + (int64_t)(o->seconds * 1e9));
   int64_t t1 = bench_clock_ns(CLOCK_MONOTONIC);
-
-  /* No stray byte may follow the last reply. */
-  for (int i = 0; i < conns; i++) {
-    char extra;
-    ssize_t n = read(cs[i].fd, &extra, 1);
-    if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-      bench_die("client: connection %d: %s after the last reply", i,
-                n > 0 ? "extra bytes" : n == 0 ? "EOF" : strerror(errno));
-  }
+  bench_pp_check_quiet(&pp, cs, conns);
 
   BENCH_SYS(kill(pid, SIGTERM));
   int status;
@@ -751,7 +402,7 @@ static run_result_t run_once(enum impl impl, int conns, size_t msg, const bench_
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     bench_die("%s server did not exit cleanly (status 0x%x)", impl_names[impl], status);
   server_stats_t st;
-  read_pipe(pfd[0], &st, sizeof st, "stats");
+  bench_read_exact(pfd[0], &st, sizeof st, "stats");
   BENCH_SYS(close(pfd[0]));
 
   uint64_t bytes = round_trips * msg;
@@ -767,38 +418,18 @@ static run_result_t run_once(enum impl impl, int conns, size_t msg, const bench_
   for (int i = 0; i < conns; i++)
     BENCH_SYS(close(cs[i].fd));
   BENCH_SYS(close(epfd));
-  free(evs);
   free(rbufs);
   free(cs);
 
-  int64_t cpu_ns = ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
-                   ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
   run_result_t r = {
       .rt_per_sec = (double)round_trips / ((double)(t1 - t0) / 1e9),
-      .srv_ns_per_rt = (double)cpu_ns / (double)round_trips,
+      .srv_ns_per_rt = (double)bench_rusage_ns(&ru) / (double)round_trips,
   };
   return r;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Driver                                                                    */
-
-static int parse_list(const char *s, long *out, int max, const char *what) {
-  char *copy = strdup(s);
-  if (copy == NULL)
-    bench_die("out of memory");
-  int n = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-    if (n == max)
-      bench_die("%s: at most %d values", what, max);
-    out[n++] = bench_parse_count(tok, what);
-  }
-  free(copy);
-  if (n == 0)
-    bench_die("%s: empty list", what);
-  return n;
-}
 
 static void usage(void) {
   fputs("usage: bench_echo [--quick] [-c LIST] [-m LIST] [-t SECONDS] [-r RUNS] [-i LIST]"
@@ -831,13 +462,6 @@ static void pick_cpus(bench_opts_t *o) {
   BENCH_SYS(sched_setaffinity(0, sizeof set, &set));
 }
 
-static void print_ratio(double num, double den, bool have) {
-  if (have && den > 0)
-    printf(" %8.3f", num / den);
-  else
-    printf(" %8s", "-");
-}
-
 int main(int argc, char **argv) {
   long conns[MAX_CONFIGS] = {1, 10, 100}, sizes[MAX_CONFIGS] = {64, 16384};
   int nconns = 3, nsizes = 2;
@@ -856,10 +480,10 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--verify") == 0) {
       o.verify = true;
     } else if (strcmp(a, "-c") == 0 && has_val) {
-      nconns = parse_list(argv[++i], conns, MAX_CONFIGS, "-c");
+      nconns = bench_parse_list(argv[++i], conns, MAX_CONFIGS, "-c");
       conns_set = true;
     } else if (strcmp(a, "-m") == 0 && has_val) {
-      nsizes = parse_list(argv[++i], sizes, MAX_CONFIGS, "-m");
+      nsizes = bench_parse_list(argv[++i], sizes, MAX_CONFIGS, "-m");
     } else if (strcmp(a, "-r") == 0 && has_val) {
       runs = bench_parse_count(argv[++i], "-r");
       runs_set = true;
@@ -870,21 +494,7 @@ int main(int argc, char **argv) {
         bench_die("-t: not a duration in seconds: '%s'", argv[i]);
       secs_set = true;
     } else if (strcmp(a, "-i") == 0 && has_val) {
-      char *copy = strdup(argv[++i]), *save = NULL;
-      if (copy == NULL)
-        bench_die("out of memory");
-      bool want[IMPL_COUNT] = {false, false, false};
-      for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        int k = 0;
-        while (k < IMPL_COUNT && strcmp(tok, impl_names[k]) != 0)
-          k++;
-        if (k == IMPL_COUNT)
-          bench_die("-i: unknown implementation '%s' (epoll, axon, libuv)", tok);
-        want[k] = true;
-      }
-      free(copy);
-      for (int k = 0; k < IMPL_COUNT; k++)
-        use[k] = use[k] && want[k];
+      bench_parse_names(argv[++i], impl_names, use, IMPL_COUNT, "-i");
     } else {
       usage();
     }
@@ -908,12 +518,7 @@ int main(int argc, char **argv) {
     max_msg = sizes[i] > max_msg ? sizes[i] : max_msg;
   if (max_msg > 64L * 1024 * 1024)
     bench_die("-m: at most 64 MiB");
-  pattern = malloc((size_t)max_msg + PATTERN_SHIFTS);
-  if (pattern == NULL)
-    bench_die("out of memory");
-  bench_rng_t rng = {.state = 0x6563686f};
-  for (long i = 0; i < max_msg + PATTERN_SHIFTS; i++)
-    pattern[i] = (unsigned char)bench_rng_next(&rng);
+  pattern = bench_pattern_new((size_t)max_msg, 0x6563686f);
   signal(SIGPIPE, SIG_IGN);
   pick_cpus(&o);
 
@@ -962,8 +567,8 @@ int main(int argc, char **argv) {
           continue;
         printf("%6ld %7ld  %-6s %11.0f %11.0f %6.1f%%", conns[ci], sizes[si], impl_names[k],
                med_rt[k], med_cpu[k], spread[k]);
-        print_ratio(med_cpu[k], med_cpu[IMPL_EPOLL], use[IMPL_EPOLL] && k != IMPL_EPOLL);
-        print_ratio(med_cpu[k], med_cpu[IMPL_LIBUV], use[IMPL_LIBUV] && k != IMPL_LIBUV);
+        bench_print_ratio(med_cpu[k], med_cpu[IMPL_EPOLL], use[IMPL_EPOLL] && k != IMPL_EPOLL, 8);
+        bench_print_ratio(med_cpu[k], med_cpu[IMPL_LIBUV], use[IMPL_LIBUV] && k != IMPL_LIBUV, 8);
         if (k == IMPL_AXON && use[IMPL_EPOLL]) {
           double ratio = med_cpu[IMPL_AXON] / med_cpu[IMPL_EPOLL];
           bool ok = ratio <= 1.05;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,57 @@ static inline long bench_parse_count(const char *s, const char *what) {
   if (errno != 0 || end == s || *end != '\0' || v <= 0)
     bench_die("%s: not a positive integer: '%s'", what, s);
   return v;
+}
+
+/* Parses a comma-separated list of positive integers into out (at most
+ * max values) or exits.  Returns how many there were. */
+static inline int bench_parse_list(const char *s, long *out, int max, const char *what) {
+  char *copy = strdup(s);
+  if (copy == NULL)
+    bench_die("out of memory");
+  int n = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+    if (n == max)
+      bench_die("%s: at most %d values", what, max);
+    out[n++] = bench_parse_count(tok, what);
+  }
+  free(copy);
+  if (n == 0)
+    bench_die("%s: empty list", what);
+  return n;
+}
+
+/* Parses a comma-separated list of names among names[0..n-1] (e.g. "-i
+ * epoll,axon") and clears use[k] for every name not listed, or exits on an
+ * unknown name. */
+static inline void bench_parse_names(const char *s, const char *const *names, bool *use, int n,
+                                     const char *what) {
+  char *copy = strdup(s), *save = NULL;
+  bool *want = calloc((size_t)n, sizeof *want);
+  if (copy == NULL || want == NULL)
+    bench_die("out of memory");
+  for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+    int k = 0;
+    while (k < n && strcmp(tok, names[k]) != 0)
+      k++;
+    if (k == n)
+      bench_die("%s: unknown name '%s'", what, tok);
+    want[k] = true;
+  }
+  for (int k = 0; k < n; k++)
+    use[k] = use[k] && want[k];
+  free(want);
+  free(copy);
+}
+
+/* Prints num/den in a column of `width` characters, or "-" when there is
+ * nothing to compare with. */
+static inline void bench_print_ratio(double num, double den, bool have, int width) {
+  if (have && den > 0)
+    printf(" %*.3f", width, num / den);
+  else
+    printf(" %*s", width, "-");
 }
 
 #endif /* AXON_BENCH_UTIL_H */
