@@ -287,6 +287,8 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
       rc = a->fn(a, &m->m);
       s->handling = false;
     }
+  } else if (s->closed && s->ops->undelivered != NULL) {
+    s->ops->undelivered(s, m);
   }
   if (flags & AX__MSG_CREDIT) {
     bool was_full = !ax__src_has_credit(s);

@@ -45,6 +45,10 @@ typedef struct ax__src_ops {
   /* Moving lost a message (out of memory): fail the source (post CLOSED
    * with -ENOMEM) on the new owner.  NULL for sources that cannot move. */
   void (*lost)(ax__src_t *s);
+  /* A message of the closed source reached its live owner and was dropped
+   * instead of delivered (a listener closes the stream an undelivered
+   * ACCEPT carried).  May be NULL. */
+  void (*undelivered)(ax__src_t *s, ax__msg_t *m);
   /* The runtime stops while the closed source lingers (still flushing):
    * give up now and drop the linger reference.  NULL if it never lingers. */
   void (*abort)(ax__src_t *s);

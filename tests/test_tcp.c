@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/un.h>
@@ -1044,6 +1045,85 @@ START_TEST(test_tcp_accept_emfile) {
 }
 END_TEST
 
+/* Closing a listener drops the ACCEPT messages still queued for it; the
+ * streams they carried are closed, so those clients see end of file rather
+ * than a connection nobody serves.  The acceptor is held inside its
+ * behaviour while the clients connect, so that the core accepts them all in
+ * one poll afterwards and queues their ACCEPTs together. */
+typedef struct {
+  sem_t ready, go;
+  _Atomic int port;
+  ax_listener_t *l;
+  int accepted;
+} drop_state_t;
+
+enum { DROP_LISTEN = AX_MSG_USER + 700 };
+
+static int drop_acceptor(ax_actor_t *self, const ax_msg_t *m) {
+  drop_state_t *st = ax_state(self);
+  if (m->type == DROP_LISTEN) {
+    int rc = ax_tcp_listen(self, "127.0.0.1:0", 16, NULL, &st->l);
+    atomic_store(&st->port, rc == 0 ? ax_listener_port(st->l) : rc);
+    sem_post(&st->ready);
+    while (sem_wait(&st->go) != 0) { /* EINTR */
+    }
+    return 0;
+  }
+  if (m->type == AX_MSG_ACCEPT) { /* only the first is delivered */
+    st->accepted++;
+    ax_listener_close(st->l);
+    return 0;
+  }
+  if (m->type == AX_MSG_DATA) { /* echo on the one stream it kept */
+    const ax_data_t *d = m->data;
+    return ax_stream_write(d->stream, d->bytes, d->len) < 0 ? AX_STOP : 0;
+  }
+  return 0;
+}
+
+START_TEST(test_tcp_listener_close_drops_accepts) {
+  drop_state_t st;
+  memset(&st, 0, sizeof st);
+  ck_assert_int_eq(sem_init(&st.ready, 0, 0), 0);
+  ck_assert_int_eq(sem_init(&st.go, 0, 0), 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  ax_ref_t a;
+  ck_assert_int_eq(ax_spawn(rt, drop_acceptor, &st, NULL, &a), 0);
+  test_rt_start(rt);
+  ck_assert_int_eq(ax_send(a, DROP_LISTEN, NULL, 0), 0);
+  while (sem_wait(&st.ready) != 0) {
+  }
+  int port = atomic_load(&st.port);
+  ck_assert_int_gt(port, 0);
+  int fds[5];
+  for (int i = 0; i < 5; i++)
+    fds[i] = client_v4(port); /* completed in the kernel's backlog */
+  sem_post(&st.go);
+
+  /* The first connection was delivered and is served. */
+  ck_assert_int_eq((int)write(fds[0], "ping", 4), 4);
+  char buf[8];
+  struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+  ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+  ck_assert_int_eq((int)read(fds[0], buf, sizeof buf), 4);
+  ck_assert_int_eq(memcmp(buf, "ping", 4), 0);
+  /* The others were accepted with it, never delivered, and closed. */
+  for (int i = 1; i < 5; i++) {
+    pfd.fd = fds[i];
+    ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+    ck_assert_int_eq((int)read(fds[i], buf, sizeof buf), 0);
+  }
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(st.accepted, 1);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  for (int i = 0; i < 5; i++)
+    close(fds[i]);
+  sem_destroy(&st.ready);
+  sem_destroy(&st.go);
+}
+END_TEST
+
 static Suite *tcp_suite(void) {
   Suite *s = suite_create("tcp");
   TCase *tc = tcase_create("connect");
@@ -1055,6 +1135,7 @@ static Suite *tcp_suite(void) {
   tcase_add_test(tc, test_tcp_connect_refused_timeout);
   tcase_add_test(tc, test_tcp_reset_eof_half_open);
   tcase_add_test(tc, test_tcp_socket_options);
+  tcase_add_test(tc, test_tcp_listener_close_drops_accepts);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cores");

@@ -181,7 +181,9 @@ AX_API int ax_pipe_open(ax_actor_t *self, int rfd, int wfd, const ax_stream_opts
 AX_API int ax_listener_port(const ax_listener_t *l);
 
 /* Stops listening and closes the socket; no AX_MSG_ACCEPT of it reaches
- * anyone afterwards.  Errors: -EINVAL (NULL). */
+ * anyone afterwards.  Connections it had accepted whose AX_MSG_ACCEPT was
+ * still queued are closed (their peers see the connection end).
+ * Errors: -EINVAL (NULL). */
 AX_API int ax_listener_close(ax_listener_t *l);
 
 /* ------------------------------------------------------------------------ */
