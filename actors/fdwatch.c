@@ -2,7 +2,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -27,53 +26,43 @@
  * rearm, with no stale registration left behind.
  *
  * Because a disarmed watch is not in the loop, the loop alone cannot say
- * that an fd is watched already; the table below remembers every watch by
- * (core, fd) so that a second watch of the same fd on the same core is
- * -EEXIST whether or not the first is armed.  It is touched only when a
- * watch starts or ends, so one mutex for the process is enough.
+ * that an fd is watched already; each core keeps a list of its watches
+ * (core->fdwatches) so that a second watch of the same fd on the same core
+ * is -EEXIST whether or not the first is armed.  Watches start and end on
+ * their owner's core only, so the list needs no lock.
  */
 struct ax_fdwatch {
   ax__src_t src; /* first */
   int fd;
   unsigned events; /* the events armed now; 0 while disarmed */
   ax_io_t io;
-  ax__core_t *core;                    /* the table key, with fd */
-  struct ax_fdwatch *tnext, *tprev;    /* the table, under table_lock */
+  ax__core_t *core;                    /* whose list it is on */
+  struct ax_fdwatch *tnext, *tprev;    /* core->fdwatches */
 };
 
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static ax_fdwatch_t *table_head;
-
-/* Adds w to the table unless its (core, fd) is there already. */
+/* Adds w to its core's list unless the core watches its fd already. */
 static bool table_add(ax_fdwatch_t *w) {
-  bool ok = true;
-  pthread_mutex_lock(&table_lock);
-  for (ax_fdwatch_t *o = table_head; o != NULL; o = o->tnext)
-    if (o->core == w->core && o->fd == w->fd) {
-      ok = false;
-      break;
-    }
-  if (ok) {
-    w->tprev = NULL;
-    w->tnext = table_head;
-    if (table_head != NULL)
-      table_head->tprev = w;
-    table_head = w;
-  }
-  pthread_mutex_unlock(&table_lock);
-  return ok;
+  for (ax_fdwatch_t *o = w->core->fdwatches; o != NULL; o = o->tnext)
+    if (o->fd == w->fd)
+      return false;
+  w->tprev = NULL;
+  w->tnext = w->core->fdwatches;
+  if (w->tnext != NULL)
+    w->tnext->tprev = w;
+  w->core->fdwatches = w;
+  return true;
 }
 
 static void table_remove(ax_fdwatch_t *w) {
-  pthread_mutex_lock(&table_lock);
+  if (w->core == NULL)
+    return; /* never added */
   if (w->tprev != NULL)
     w->tprev->tnext = w->tnext;
-  else if (table_head == w)
-    table_head = w->tnext;
+  else if (w->core->fdwatches == w)
+    w->core->fdwatches = w->tnext;
   if (w->tnext != NULL)
     w->tnext->tprev = w->tprev;
   w->tnext = w->tprev = NULL;
-  pthread_mutex_unlock(&table_lock);
 }
 
 /* The loop reported the fd: disarm, then tell the owner. */

@@ -271,6 +271,7 @@ struct ax__core {
   unsigned nio; /* fd sources owned by this core's actors */
   struct ax__src *lingering; /* closed sources still flushing writes */
   unsigned char *scratch;    /* the read buffer of stream sources (64 KiB) */
+  struct ax_fdwatch *fdwatches; /* this core's ax_fd_watch watches (actors/fdwatch.c) */
   ax__pool_t pools[AX__POOLS];
 
   /* written by any thread */
