@@ -443,6 +443,8 @@ static void set_events(ax_io_t *io, unsigned *cur, unsigned want) {
 
 /* Requests exactly the events the stream needs now. */
 static void update_interest(ax_stream_t *s) {
+  if (s->state == AX__ST_CONNECTING)
+    return; /* the connect's own write watch stays until it completes */
   unsigned r = 0, w = 0;
   bool open = s->state == AX__ST_OPEN && !(s->src.owner == NULL && !s->src.closed);
   if (open && wants_read(s))

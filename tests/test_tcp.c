@@ -423,6 +423,27 @@ START_TEST(test_tcp_connect_refused_timeout) {
   ck_assert_int_eq(st_connect(&env, cr, 2, CMD_TCP_CONNECT, addr, &o), 0);
   r = st_expect(&env, AX_MSG_CLOSED);
   ck_assert_int_eq(r->err, -ETIMEDOUT);
+  /* A write while connecting must not stop the connect's watch: once the
+   * backlog has room again (the SYN is retried), CONNECTED comes and the
+   * early bytes are sent. */
+  o.connect_timeout = 30 * AX_NSEC_PER_SEC;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+  ck_assert_int_eq(st_connect(&env, cr, 3, CMD_TCP_CONNECT, addr, &o), 0);
+  ck_assert_int_eq(st_write(&env, cr, 3, "early", 5), 0);
+  ck_assert_int_eq(st_call(&env, cr, CMD_PAUSE, 3, 0), 0);
+  ck_assert_int_eq(st_call(&env, cr, CMD_RESUME, 3, 0), 0);
+  int first = accept4(l, NULL, NULL, SOCK_CLOEXEC); /* the filler's: room again */
+  ck_assert_int_ge(first, 0);
+  int late = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  ck_assert_int_ge(late, 0);
+  r = st_expect(&env, AX_MSG_CONNECTED);
+  ck_assert_int_eq(r->slot, 3);
+  char early[8];
+  ck_assert_int_eq((int)read(late, early, sizeof early), 5);
+  ck_assert_int_eq(memcmp(early, "early", 5), 0);
+  ck_assert_int_eq(st_call(&env, cr, CMD_CLOSE, 3, 0), 0);
+  close(late);
+  close(first);
   close(filler);
   close(l);
   st_expect_none(&env, 50);
