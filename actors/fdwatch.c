@@ -15,15 +15,17 @@
 /*
  * A watch is a source whose fd belongs to the caller (an external library,
  * a GPIO value file): axon never reads, writes or closes it.  It is
- * one-shot: when the loop reports the fd, the watcher is stopped before
- * AX_MSG_FD_READY is posted, so at most one such message is ever in
- * flight and nothing more comes until ax_fd_rearm.
+ * one-shot: the loop watcher is started with AX_ONESHOT, so the kernel
+ * disarms it as it reports the fd, and at most one AX_MSG_FD_READY is ever
+ * in flight; nothing more comes until ax_fd_rearm.
  *
- * Disarming stops the loop watcher (the fd leaves epoll) and arming starts
- * it again.  That costs two epoll_ctl calls per event, and buys
- * robustness: an fd number that the library closed and reused for a new
- * socket (libmosquitto reconnecting) is registered afresh by the next
- * rearm, with no stale registration left behind.
+ * Re-arming a watch that fired is one epoll_ctl (ax_io_modify).  When that
+ * fails because the fd number now names another file (the library closed
+ * its socket and opened a new one under the same number: libmosquitto
+ * reconnecting), or when the watch is re-armed while still armed (the
+ * library's wishes changed; the fd may have been swapped meanwhile), the
+ * fd is registered afresh instead (stop + start), so no stale registration
+ * is left behind.
  *
  * Because a disarmed watch is not in the loop, the loop alone cannot say
  * that an fd is watched already; each core keeps a list of its watches
@@ -65,18 +67,15 @@ static void table_remove(ax_fdwatch_t *w) {
   w->tnext = w->tprev = NULL;
 }
 
-/* The loop reported the fd: disarm, then tell the owner. */
+/* The loop reported the fd and disarmed it (AX_ONESHOT): tell the owner.
+ * A closed watch is never called (its watcher is stopped). */
 static void io_cb(ax_io_t *io, unsigned revents) {
   ax_fdwatch_t *w = io->data;
-  if (w->src.closed || w->src.owner == NULL) {
-    ax_io_stop(&w->io);
-    w->events = 0;
+  ax__msg_t *m = ax__src_msg(&w->src, AX_MSG_FD_READY, sizeof(ax_fd_ready_t));
+  if (m == NULL) { /* out of memory: re-arm; the level-triggered event comes back */
+    (void)ax_io_modify(&w->io, w->io.events);
     return;
   }
-  ax__msg_t *m = ax__src_msg(&w->src, AX_MSG_FD_READY, sizeof(ax_fd_ready_t));
-  if (m == NULL)
-    return; /* out of memory: stay armed, the level-triggered event comes back */
-  ax_io_stop(&w->io);
   w->events = 0;
   ax_fd_ready_t *r = (ax_fd_ready_t *)(void *)m->payload;
   r->watch = w;
@@ -155,7 +154,7 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
   }
   ax_io_init(w->src.core->loop, &w->io, fd, io_cb);
   w->io.data = w;
-  rc = ax_io_start(&w->io, events);
+  rc = ax_io_start(&w->io, events | AX_ONESHOT);
   if (rc < 0) {
     ax__src_close(&w->src); /* unlinks it from the table and frees it */
     return rc;
@@ -167,9 +166,9 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
 }
 
 /* Arms the watch again for events (AX_READ | AX_WRITE | AX_PRI), or
- * disarms it with 0.  The fd is registered afresh even when the watch was
- * armed already, so a watch whose fd number was closed and reused by the
- * library (after an unwatch-less reconnect) follows the new file.  Owner's
+ * disarms it with 0.  A watch that fired is re-armed with one epoll_ctl; a
+ * watch re-armed while still armed, or whose fd number the library closed
+ * and reused, is registered afresh, so it follows the new file.  Owner's
  * core only.  Returns 0, or -EINVAL (NULL, unknown bits, a closed watch),
  * -EBADF (the fd is closed now; the watch stays disarmed), -EEXIST
  * (another source of this core took the fd meanwhile), -ENOMEM. */
@@ -177,13 +176,18 @@ int ax_fd_rearm(ax_fdwatch_t *w, unsigned events) {
   if (w == NULL || (events & ~(unsigned)AX__FD_EVENTS) != 0 || w->src.closed)
     return -EINVAL;
   assert(w->src.core == ax__tls_core);
-  ax_io_stop(&w->io);
-  w->events = 0;
-  if (events == 0)
-    return 0;
-  int rc = ax_io_start(&w->io, events);
-  if (rc < 0)
-    return rc;
+  int rc = -ENOENT;
+  if (events != 0 && w->events == 0 && ax_io_active(&w->io))
+    rc = ax_io_modify(&w->io, events | AX_ONESHOT); /* fired: re-arm in place */
+  if (rc < 0) { /* disarm, or register afresh */
+    ax_io_stop(&w->io);
+    w->events = 0;
+    if (events == 0)
+      return 0;
+    rc = ax_io_start(&w->io, events | AX_ONESHOT);
+    if (rc < 0)
+      return rc;
+  }
   w->events = events;
   return 0;
 }

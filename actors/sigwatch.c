@@ -49,23 +49,6 @@ struct ax__sigwatch {
   ax_io_t io; /* on core 0's loop; core 0 only */
 };
 
-static bool watchable(int signo) {
-  switch (signo) {
-  case SIGHUP:
-  case SIGINT:
-  case SIGQUIT:
-  case SIGUSR1:
-  case SIGUSR2:
-  case SIGALRM:
-  case SIGTERM:
-  case SIGCHLD:
-  case SIGWINCH:
-    return true;
-  default:
-    return signo >= SIGRTMIN && signo <= SIGRTMAX && signo <= 64;
-  }
-}
-
 /* True for the signals whose default (with no subscriber) stops the runtime. */
 static bool stops_runtime(int signo) {
   switch (signo) {
@@ -80,6 +63,13 @@ static bool stops_runtime(int signo) {
   default:
     return false;
   }
+}
+
+/* The signals the runtime claims: those that stop it by default, two that
+ * are ignored by default, and the realtime ones (within signalfd's 64). */
+static bool watchable(int signo) {
+  return stops_runtime(signo) || signo == SIGCHLD || signo == SIGWINCH ||
+         (signo >= SIGRTMIN && signo <= SIGRTMAX && signo <= 64);
 }
 
 static uint64_t bit(int signo) { return (uint64_t)1 << (signo - 1); }

@@ -50,8 +50,6 @@ void ax__src_count(ax__src_t *s, bool on) {
     s->core->nio--;
 }
 
-void ax__src_ref(ax__src_t *s) { s->refs++; }
-
 void ax__src_unref(ax__src_t *s) {
   if (--s->refs == 0)
     s->ops->free(s);
@@ -279,14 +277,9 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
   }
   s->inbox--;
   if (!s->closed && s->owner == a) {
-    if (m->m.type >= AX__IO_INTERNAL) {
-      if (s->ops->internal != NULL)
-        s->ops->internal(s, a, m);
-    } else {
-      s->handling = true;
-      rc = a->fn(a, &m->m);
-      s->handling = false;
-    }
+    s->handling = true;
+    rc = a->fn(a, &m->m);
+    s->handling = false;
   } else if (s->closed && s->ops->undelivered != NULL) {
     s->ops->undelivered(s, m);
   }

@@ -33,9 +33,6 @@ typedef struct ax__src_ops {
   /* Credit came back after the window had been full: read again.  May be
    * NULL for sources that never fill their window. */
   void (*credit)(ax__src_t *s);
-  /* A message of an internal type (>= AX__IO_INTERNAL) reached the owner.
-   * May be NULL. */
-  void (*internal)(ax__src_t *s, ax_actor_t *a, ax__msg_t *m);
   /* Moving: stop watching on the old core (detach) and start on the new
    * one (attach); fix up pointers into a copied message (rebase).  NULL
    * for sources that cannot move. */
@@ -53,10 +50,6 @@ typedef struct ax__src_ops {
    * give up now and drop the linger reference.  NULL if it never lingers. */
   void (*abort)(ax__src_t *s);
 } ax__src_ops_t;
-
-/* Internal message types of sources: handled by ops->internal, never seen
- * by a behaviour. */
-#define AX__IO_INTERNAL 0xffff0000u
 
 struct ax__src {
   const ax__src_ops_t *ops;
@@ -115,22 +108,14 @@ void ax__src_close(ax__src_t *s);
  * core's lingering list, so that a stopping runtime can end it. */
 void ax__src_linger(ax__src_t *s, bool on);
 
-void ax__src_ref(ax__src_t *s);
+/* Drops a reference; the last one frees the source (ops->free). */
 void ax__src_unref(ax__src_t *s);
 
 /* Gives the source to the actor `to`.  Errors: -EINVAL (AX_REF_NONE, a
  * port, moving unsupported), -ESRCH, -EXDEV (another runtime). */
 int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given);
 
-/* core.c: an AX__SYS_IO message reached actor a (handle) or is dropped
- * from the mailbox of the dead actor `self` (drop).  handle returns the
- * behaviour's result. */
-int ax__src_handle(ax_actor_t *a, ax__msg_t *m);
-void ax__src_drop(ax_ref_t self, ax__msg_t *m);
-
-/* The actor is dying: close every source it owns. */
-void ax__src_on_death(ax_actor_t *a);
-/* The runtime is stopping: end every lingering source of core c. */
-void ax__src_shutdown(ax__core_t *c);
+/* ax__src_handle, ax__src_drop, ax__src_on_death and ax__src_shutdown,
+ * the runtime's entry points, are declared in runtime/internal.h. */
 
 #endif /* AXON_ACTORS_SRC_H */

@@ -98,6 +98,17 @@ static bool may_post(const ax_stream_t *s) {
   return !s->paused && ax__src_has_credit(&s->src) && !s->src.closed && s->src.owner != NULL;
 }
 
+/* Drops every queued write. */
+static void free_chunks(ax_stream_t *s) {
+  while (s->wq_head != NULL) {
+    ax__wchunk_t *c = s->wq_head;
+    s->wq_head = c->next;
+    free(c);
+  }
+  s->wq_tail = NULL;
+  s->queued = 0;
+}
+
 void ax__stream_fail(ax_stream_t *s, int err) {
   if (s->state == AX__ST_DONE)
     return;
@@ -109,14 +120,7 @@ void ax__stream_fail(ax_stream_t *s, int err) {
     return; /* framing itself ended the stream (an oversize length prefix) */
   s->state = AX__ST_DONE;
   s->rd_eof = true;
-  /* The peer or the device is gone: queued writes cannot be written. */
-  while (s->wq_head != NULL) {
-    ax__wchunk_t *c = s->wq_head;
-    s->wq_head = c->next;
-    free(c);
-  }
-  s->wq_tail = NULL;
-  s->queued = 0;
+  free_chunks(s); /* the peer or the device is gone: queued writes cannot be written */
   update_interest(s);
   post_ev(s, AX_MSG_CLOSED, err, 0, AX__MSG_FINAL);
 }
@@ -338,16 +342,6 @@ static ssize_t write_fd(ax_stream_t *s, const struct iovec *iov, int n) {
     return sendmsg(s->wfd, &mh, MSG_NOSIGNAL); /* EPIPE, not SIGPIPE */
   }
   return writev(s->wfd, iov, n);
-}
-
-static void free_chunks(ax_stream_t *s) {
-  while (s->wq_head != NULL) {
-    ax__wchunk_t *c = s->wq_head;
-    s->wq_head = c->next;
-    free(c);
-  }
-  s->wq_tail = NULL;
-  s->queued = 0;
 }
 
 static void finish_linger(ax_stream_t *s);

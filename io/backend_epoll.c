@@ -23,6 +23,8 @@ static uint32_t to_epoll(unsigned events) {
     e |= EPOLLPRI;
   if (events & AX_EDGE)
     e |= EPOLLET;
+  if (events & AX_ONESHOT)
+    e |= EPOLLONESHOT; /* the kernel disarms it as it reports it */
   return e;
 }
 

@@ -72,7 +72,7 @@ static int poll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   /* Same rule as epoll: one watcher per fd and loop.  A linear scan: this
    * backend is the fallback, not the fast path. */
   for (unsigned i = 0; i < st->n; i++)
-    if (st->fds[i].fd == io->fd)
+    if (st->ios[i]->fd == io->fd) /* fds[i].fd is negative while disarmed */
       return -EEXIST;
   if (st->n == st->cap) {
     unsigned cap = st->cap != 0 ? st->cap * 2 : 16;
@@ -94,6 +94,7 @@ static int poll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
 
 static int poll_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   poll_state_t *st = loop->backend_data;
+  st->fds[io->slot_].fd = io->fd; /* armed again if AX_ONESHOT had fired */
   st->fds[io->slot_].events = to_poll(events);
   return 0;
 }
@@ -130,6 +131,8 @@ static int poll_wait(ax_loop_t *loop, int64_t timeout_ns) {
       continue;
     loop->ready[got].io = st->ios[i];
     loop->ready[got].revents = from_poll(st->fds[i].revents);
+    if (st->ios[i]->events & AX_ONESHOT)
+      st->fds[i].fd = -1 - st->fds[i].fd; /* disarmed: poll skips negative fds */
     got++;
     st->cursor = i + 1;
   }

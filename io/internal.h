@@ -16,6 +16,7 @@
 enum {
   AX__ACTIVE = 0x1,   /* started */
   AX__INTERNAL = 0x2, /* the loop's own fd watcher: not counted, not listed */
+  AX__DISARMED = 0x4, /* an AX_ONESHOT watcher that fired: armed again by ax_io_modify */
 };
 
 /* Linux numbers signals 1.._NSIG-1 (64). */

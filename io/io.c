@@ -7,7 +7,8 @@
 
 /* A valid request names at least one event and nothing unknown. */
 static bool events_valid(unsigned events) {
-  return (events & AX__REQUEST_BITS) != 0 && (events & ~(AX__REQUEST_BITS | AX_EDGE)) == 0;
+  return (events & AX__REQUEST_BITS) != 0 &&
+         (events & ~(AX__REQUEST_BITS | AX_EDGE | AX_ONESHOT)) == 0;
 }
 
 int ax_io_init(ax_loop_t *loop, ax_io_t *io, int fd, ax_io_cb cb) {
@@ -55,12 +56,13 @@ int ax_io_modify(ax_io_t *io, unsigned events) {
   if (io == NULL || io->loop == NULL || !events_valid(events) || !(io->flags_ & AX__ACTIVE))
     return -EINVAL;
   AX__ASSERT_LOOP_THREAD(io->loop);
-  if (events == io->events)
+  if (events == io->events && !(io->flags_ & AX__DISARMED))
     return 0;
   int rc = io->loop->backend->mod(io->loop, io, events);
   if (rc < 0)
     return rc;
   io->events = events;
+  io->flags_ &= ~(unsigned)AX__DISARMED;
   return 0;
 }
 
@@ -83,7 +85,7 @@ int ax_io_stop(ax_io_t *io) {
   loop->backend->del(loop, io);
   if (loop->dispatching)
     ax__io_forget(loop, io);
-  io->flags_ &= ~(unsigned)AX__ACTIVE;
+  io->flags_ &= ~(unsigned)(AX__ACTIVE | AX__DISARMED);
   io->events = 0;
   if (!(io->flags_ & AX__INTERNAL)) {
     if (io->prev_ != NULL)
@@ -125,6 +127,8 @@ void ax__io_dispatch(ax_loop_t *loop, unsigned n) {
     ax_io_t *io = loop->ready[i].io;
     if (io == NULL)
       continue; /* stopped by an earlier callback of this batch */
+    if (io->events & AX_ONESHOT)
+      io->flags_ |= AX__DISARMED; /* the backend disarmed it when it reported it */
     unsigned revents = fold_events(loop->ready[i].revents, io->events);
     if (revents != 0)
       io->cb_(io, revents);

@@ -132,18 +132,10 @@ int ax__call_send(ax_ref_t to, ax__call_t *call) {
   m->m.size = 0;
   m->m.data = NULL;
   m->m.from = AX_REF_NONE;
-  ax_rt_t *rt = NULL;
-  ax__erec_t *erec;
-  ax__entity_t *e = ax__resolve(to, &rt, &erec);
-  if (e == NULL || e->kind != AX__KIND_ACTOR) {
-    ax__resolve_done(erec);
-    ax__msg_free(m);
+  int rc = ax__send_msg(to, m); /* frees m when it fails */
+  if (rc < 0)
     call->fn(call, NULL, true);
-    return -ESRCH;
-  }
-  ax__deliver(e, m);
-  ax__resolve_done(erec);
-  return 0;
+  return rc;
 }
 
 void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count) {

@@ -444,7 +444,11 @@ static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
  * call->fn(call, NULL, true) before returning -ESRCH.  Any thread. */
 int ax__call_send(ax_ref_t to, ax__call_t *call);
 
-/* actors/src.c: I/O sources (see actors/src.h) */
+/* actors/src.c: I/O sources (see actors/src.h).  An AX__SYS_IO message
+ * reached actor a (handle: returns the behaviour's result) or is dropped
+ * from the mailbox of the dead actor `self` (drop); an actor is dying
+ * (on_death: closes its sources); the runtime is stopping (shutdown: ends
+ * core c's lingering sources). */
 int ax__src_handle(ax_actor_t *a, ax__msg_t *m);
 void ax__src_drop(ax_ref_t self, ax__msg_t *m);
 void ax__src_on_death(ax_actor_t *a);

@@ -350,6 +350,46 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* ax_io_modify and start errors                                             */
 
+/* AX_ONESHOT: one callback, then nothing while the fd stays readable,
+ * until ax_io_modify arms it again (with the same events); the watcher
+ * stays started and counted meanwhile. */
+START_TEST(test_io_oneshot) {
+  ax_loop_t *loop = test_loop_new();
+  int fds[2];
+  test_pipe(fds);
+  test_write_byte(fds[1]);
+  watch_t w;
+  watch_init(loop, &w, fds[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ | AX_ONESHOT), 0);
+  ck_assert_int_ge(ax_loop_run(loop, 0), 0);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_uint_eq(w.last, AX_READ);
+  for (int i = 0; i < 3; i++) /* still readable, but disarmed */
+    ck_assert_int_ge(ax_loop_run(loop, 0), 0);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert(ax_io_active(&w.io));
+  ck_assert_uint_eq(ax_loop_active(loop), 1);
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_READ | AX_ONESHOT), 0);
+  ck_assert_int_ge(ax_loop_run(loop, 0), 0);
+  ck_assert_int_eq(w.calls, 2);
+  /* Armed again with other events: writable at once. */
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  watch_init(loop, &w, fds[1]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_WRITE | AX_ONESHOT), 0);
+  ck_assert_int_ge(ax_loop_run(loop, 0), 0);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_int_ge(ax_loop_run(loop, 0), 0);
+  ck_assert_int_eq(w.calls, 1);
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_WRITE | AX_ONESHOT), 0);
+  ck_assert_int_ge(ax_loop_run(loop, 0), 0);
+  ck_assert_int_eq(w.calls, 2);
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  close(fds[0]);
+  close(fds[1]);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
 START_TEST(test_io_modify) {
   ax_loop_t *loop = test_loop_new();
   int sv[2];
@@ -864,6 +904,7 @@ static Suite *io_suite(void) {
   tc = tcase_create("modify");
   tcase_set_timeout(tc, 20);
   tcase_add_test(tc, test_io_modify);
+  tcase_add_test(tc, test_io_oneshot);
   tcase_add_test(tc, test_io_modify_drops_taken_events);
   tcase_add_test(tc, test_io_two_watchers_one_fd);
   tcase_add_test(tc, test_io_regular_file);

@@ -153,7 +153,11 @@ AX_API unsigned ax_loop_active(const ax_loop_t *loop);
  *  AX_EDGE   edge-triggered: report a readiness change once, not every pass
  *            while it lasts.  Drain the fd (read until EAGAIN) after each
  *            event.  The poll backend has no edge mode and treats this flag
- *            as level-triggered, which is safe for code that drains. */
+ *            as level-triggered, which is safe for code that drains.
+ *  AX_ONESHOT one-shot: after one callback the watcher is disarmed (it stays
+ *            started, and the fd stays registered) until ax_io_modify arms
+ *            it again, with the same events or others: one system call per
+ *            event instead of the two that stop + start would cost. */
 enum {
   AX_READ = 0x01,
   AX_WRITE = 0x02,
@@ -161,6 +165,7 @@ enum {
   AX_HUP = 0x08,
   AX_ERR = 0x10,
   AX_EDGE = 0x100,
+  AX_ONESHOT = 0x1000,
 };
 
 /* Called with the events that happened (a subset of the requested ones plus
@@ -196,7 +201,8 @@ AX_API int ax_io_init(ax_loop_t *loop, ax_io_t *io, int fd, ax_io_cb cb);
 AX_API int ax_io_start(ax_io_t *io, unsigned events);
 
 /* Changes the requested events of an active watcher; events already taken
- * from the kernel for bits no longer requested are not delivered.
+ * from the kernel for bits no longer requested are not delivered.  It also
+ * re-arms an AX_ONESHOT watcher that has fired (even with the same events).
  * Errors: -EINVAL (NULL io, bad events, io not active), or the backend's
  * errno (-EBADF if the fd was closed under it). */
 AX_API int ax_io_modify(ax_io_t *io, unsigned events);

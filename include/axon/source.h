@@ -64,7 +64,9 @@ AX_API int ax_udp_bind(ax_actor_t *self, const char *addr, const ax_dgram_opts_t
                        ax_dgram_t **out);
 
 /* Binds a unix datagram socket to path ('@' first: abstract), or to an
- * autobound abstract name when path is NULL. */
+ * autobound abstract name when path is NULL.  Errors: -EINVAL (NULL self
+ * or out, a path that is empty or too long, bad options), -EADDRINUSE,
+ * -EACCES, -EMFILE, -ENOMEM. */
 AX_API int ax_unix_dgram(ax_actor_t *self, const char *path, const ax_dgram_opts_t *opts,
                          ax_dgram_t **out);
 
@@ -76,19 +78,27 @@ AX_API int ax_dgram_send(ax_dgram_t *d, const struct sockaddr *addr, socklen_t a
                          const void *data, size_t len);
 
 /* Like ax_dgram_send, to an address string (numeric only for UDP; a path
- * for unix sockets). */
+ * for unix sockets).  Errors: as ax_dgram_send; -EINVAL also for an
+ * address that does not parse. */
 AX_API int ax_dgram_sendto(ax_dgram_t *d, const char *addr, const void *data, size_t len);
 
 /* Connects the socket to one peer (address string as above): sends
- * without an address go there, and only its packets arrive. */
+ * without an address go there, and only its packets arrive.  Returns 0.
+ * Errors: -EINVAL (NULL, an address that does not parse), or connect(2)'s
+ * error (-ECONNREFUSED for a unix path nobody bound, ...). */
 AX_API int ax_dgram_connect(ax_dgram_t *d, const char *addr);
 
-/* The bound port (UDP) or -EINVAL. */
+/* The bound port of a UDP socket.  Errors: -EINVAL (NULL, a unix
+ * socket). */
 AX_API int ax_dgram_port(const ax_dgram_t *d);
 
-/* The socket, for setsockopt (multicast membership, ...). */
+/* The socket, for setsockopt (multicast membership, ...); do not read,
+ * write or close it.  Errors: -EINVAL (NULL). */
 AX_API int ax_dgram_fd(const ax_dgram_t *d);
 
+/* Closes the socket; no AX_MSG_DATAGRAM of it is delivered after this
+ * returns, not even one already queued.  Returns 0.  Errors: -EINVAL
+ * (NULL). */
 AX_API int ax_dgram_close(ax_dgram_t *d);
 
 /* ------------------------------------------------------------------------ */
@@ -131,13 +141,16 @@ typedef struct ax_event_msg {
  * Errors: -EINVAL, -EMFILE, -ENOMEM. */
 AX_API int ax_event_new(ax_actor_t *self, ax_efd_t **out);
 
-/* The eventfd (write 8-byte counts to it; do not read or close it). */
+/* The eventfd (write 8-byte counts to it; do not read or close it).
+ * Any thread while the source is open.  Errors: -EINVAL (NULL). */
 AX_API int ax_efd_fd(const ax_efd_t *e);
 
 /* Adds n (> 0) to the counter.  Any thread, as long as the source is open.
  * Errors: -EINVAL, -EAGAIN (counter full). */
 AX_API int ax_efd_notify(ax_efd_t *e, uint64_t n);
 
+/* Closes the eventfd; no AX_MSG_EVENT of it is delivered after this
+ * returns.  Returns 0.  Errors: -EINVAL (NULL). */
 AX_API int ax_efd_close(ax_efd_t *e);
 
 /* ------------------------------------------------------------------------ */
@@ -167,6 +180,8 @@ AX_API int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fsw
 AX_API int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned flags,
                         ax_fswatch_t **out);
 
+/* Ends an inotify or fanotify watch; no AX_MSG_FS_EVENT of it is
+ * delivered after this returns.  Returns 0.  Errors: -EINVAL (NULL). */
 AX_API int ax_fs_unwatch(ax_fswatch_t *w);
 
 /* ------------------------------------------------------------------------ */
@@ -189,10 +204,17 @@ typedef struct ax_fd_ready {
  * on this core already), -EPERM (a regular file: always ready). */
 AX_API int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out);
 
-/* Arms the watch again, with a possibly different event set (0 disarms). */
+/* Arms the watch again, with a possibly different event set (0 disarms).
+ * After AX_MSG_FD_READY this is one epoll_ctl; a watch re-armed while
+ * still armed, or whose fd number now names another file, is registered
+ * afresh.  Returns 0.  Errors: -EINVAL (NULL, unknown bits, a closed
+ * watch), -EBADF (the fd is closed; the watch stays disarmed), -EEXIST
+ * (another source of this core took the fd), -ENOMEM. */
 AX_API int ax_fd_rearm(ax_fdwatch_t *w, unsigned events);
 
-/* Stops watching (the fd stays open: it is not axon's). */
+/* Stops watching (the fd stays open: it is not axon's); no
+ * AX_MSG_FD_READY of it is delivered after this returns.  Returns 0.
+ * Errors: -EINVAL (NULL). */
 AX_API int ax_fd_unwatch(ax_fdwatch_t *w);
 
 #ifdef __cplusplus

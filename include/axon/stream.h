@@ -176,8 +176,8 @@ AX_API int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
 AX_API int ax_pipe_open(ax_actor_t *self, int rfd, int wfd, const ax_stream_opts_t *opts,
                         ax_stream_t **out);
 
-/* The bound port of a TCP listener (useful after listening on port 0),
- * or -EINVAL. */
+/* The bound port of a TCP listener (useful after listening on port 0).
+ * Errors: -EINVAL (NULL, a unix listener, a closed one). */
 AX_API int ax_listener_port(const ax_listener_t *l);
 
 /* Stops listening and closes the socket; no AX_MSG_ACCEPT of it reaches
@@ -201,7 +201,8 @@ AX_API int ax_listener_close(ax_listener_t *l);
  * error follows. */
 AX_API int ax_stream_write(ax_stream_t *s, const void *data, size_t len);
 
-/* Bytes written with ax_stream_write and not yet taken by the kernel. */
+/* Bytes written with ax_stream_write and not yet taken by the kernel (0
+ * for NULL). */
 AX_API size_t ax_stream_queued(const ax_stream_t *s);
 
 /* Half-close: once the queued bytes are written, shuts the write side down
@@ -239,19 +240,26 @@ AX_API int ax_stream_active(ax_stream_t *s, int n);
 AX_API int ax_stream_give(ax_stream_t *s, ax_ref_t to);
 
 /* Socket options (sockets only; -ENOTSOCK otherwise).  keepalive idle is
- * in seconds (0: the system's default). */
+ * in seconds (0: the system's default).  Return 0.  Errors: -EINVAL (NULL,
+ * a negative size or idle time), -ENOTSOCK (set_nodelay: not TCP), or
+ * setsockopt's error. */
 AX_API int ax_stream_set_nodelay(ax_stream_t *s, bool on);
 AX_API int ax_stream_set_keepalive(ax_stream_t *s, bool on, int idle_s);
 AX_API int ax_stream_set_bufsize(ax_stream_t *s, int sndbuf, int rcvbuf);
 
 /* The read fd (or the write fd for a write-only pipe), for ioctls and
- * getsockopt.  Do not read, write or close it. */
+ * getsockopt.  Do not read, write or close it.  Errors: -EINVAL (NULL),
+ * -EBADF (the stream has no fd: still resolving, or ended). */
 AX_API int ax_stream_fd(const ax_stream_t *s);
 
-/* The peer's address (sockets), or -ENOTSOCK. */
+/* Stores the peer's address in *addr and its length in *len; returns 0.
+ * Errors: -EINVAL (NULL argument), -ENOTSOCK (not a socket), or
+ * getpeername's error (-ENOTCONN). */
 AX_API int ax_stream_peer(const ax_stream_t *s, struct sockaddr_storage *addr, socklen_t *len);
 
-/* A pointer for the owner's use, kept with the stream (NULL at first). */
+/* A pointer for the owner's use, kept with the stream (NULL at first; it
+ * moves with ax_stream_give).  NULL stream: set does nothing, get returns
+ * NULL. */
 AX_API void ax_stream_set_data(ax_stream_t *s, void *data);
 AX_API void *ax_stream_data(const ax_stream_t *s);
 
@@ -276,7 +284,8 @@ typedef struct ax_serve_opts {
 AX_API int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
                         const ax_serve_opts_t *opts, ax_server_t **out);
 
-/* The port the server listens on.  Any thread. */
+/* The port the server listens on (the one the kernel chose for port 0).
+ * Any thread.  Errors: -EINVAL (NULL). */
 AX_API int ax_server_port(const ax_server_t *srv);
 
 /* Stops accepting on every core and frees the server; sessions already
