@@ -42,7 +42,7 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   }
   if (a == NULL) {
     home = NULL;
-    a = malloc(sizeof *a);
+    a = ax__malloc(sizeof *a);
     if (a == NULL)
       return -ENOMEM;
   }
@@ -57,7 +57,7 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   if (o.terminate != NULL) {
     /* Kept in the extension: most actors have no terminate hook, and the
      * actor itself stays at 96 bytes. */
-    a->ext = calloc(1, sizeof *a->ext);
+    a->ext = ax__calloc(1, sizeof *a->ext);
     if (a->ext == NULL)
       goto nomem;
     a->ext->terminate = o.terminate;
@@ -231,11 +231,14 @@ int ax_stop(ax_ref_t ref, int reason) {
   m->m.from = current_ref();
   ax_rt_t *rt;
   ax__erec_t *erec;
-  ax__entity_t *e = ax__resolve(ref, &rt, &erec);
-  if (e == NULL || e->kind != AX__KIND_ACTOR) {
-    ax__resolve_done(erec);
+  ax__entity_t *e;
+  int rc = ax__ref_enter(ref, &e, &rt, &erec);
+  if (rc == 0 && e->kind != AX__KIND_ACTOR)
+    rc = -ESRCH;
+  if (rc < 0) {
+    ax__ref_leave(erec);
     ax__msg_free(m);
-    return -ESRCH;
+    return rc;
   }
   ax_actor_t *a = AX_CONTAINER_OF(e, ax_actor_t, e);
   int64_t want = (int64_t)(reason == 0 ? AX_REASON_STOPPED : reason) * 2 + 1, none = 0;
@@ -244,7 +247,7 @@ int ax_stop(ax_ref_t ref, int reason) {
   atomic_compare_exchange_strong_explicit(&a->stop_req, &none, want, memory_order_release,
                                           memory_order_relaxed);
   ax__deliver(e, m);
-  ax__resolve_done(erec);
+  ax__ref_leave(erec);
   return 0;
 }
 
@@ -261,6 +264,7 @@ int ax_request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, s
                uint64_t *req) {
   if (self == NULL)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   uint64_t id = ++self->core->next_id;
   int rc = send_copy(to, type, data, size, id);
   if (rc == 0 && req != NULL)
@@ -278,6 +282,6 @@ int ax_reply(ax_actor_t *self, const ax_msg_t *request, uint32_t type, const voi
 
 ax__actor_ext_t *ax__ext(ax_actor_t *a) {
   if (a->ext == NULL)
-    a->ext = calloc(1, sizeof *a->ext);
+    a->ext = ax__calloc(1, sizeof *a->ext);
   return a->ext;
 }

@@ -183,7 +183,7 @@ static int apply_opts(int fd, const ax_dgram_opts_t *o) {
 /* Makes the source over a bound socket.  On failure the fd is closed. */
 static int dgram_new(ax_actor_t *self, int fd, int family, const ax_dgram_opts_t *o,
                      ax_dgram_t **out) {
-  ax_dgram_t *d = calloc(1, sizeof *d);
+  ax_dgram_t *d = ax__calloc(1, sizeof *d);
   if (d == NULL) {
     close(fd);
     return -ENOMEM;
@@ -196,7 +196,7 @@ static int dgram_new(ax_actor_t *self, int fd, int family, const ax_dgram_opts_t
   size_t each = sizeof(struct mmsghdr) + sizeof(struct iovec) + sizeof(struct sockaddr_storage);
   size_t area = ((size_t)d->slots * o->max_packet + 15) & ~(size_t)15;
   /* One block: the packet buffers, then the names, headers and iovecs. */
-  d->buf = malloc(area + d->slots * each);
+  d->buf = ax__malloc(area + d->slots * each);
   if (d->buf == NULL || ax__src_init(&d->src, &dgram_ops, self, o->window) < 0) {
     free(d->buf);
     free(d);
@@ -229,7 +229,7 @@ int ax_udp_bind(ax_actor_t *self, const char *addr, const ax_dgram_opts_t *opts,
   ax_dgram_opts_t o;
   if (self == NULL || addr == NULL || out == NULL || parse_opts(opts, &o) < 0)
     return -EINVAL;
-  assert(self->core == ax__tls_core);
+  AX__ASSERT_OWNER(self);
   struct sockaddr_storage ss;
   socklen_t len;
   int rc = ax__addr_resolve_sync(addr, true, SOCK_DGRAM, &ss, &len);
@@ -266,7 +266,7 @@ int ax_unix_dgram(ax_actor_t *self, const char *path, const ax_dgram_opts_t *opt
   if (self == NULL || out == NULL || parse_opts(opts, &o) < 0 ||
       (path != NULL && ax__unix_addr(path, &sun, &len) < 0))
     return -EINVAL;
-  assert(self->core == ax__tls_core);
+  AX__ASSERT_OWNER(self);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
@@ -309,9 +309,11 @@ static void map_v4(const ax_dgram_t *d, const struct sockaddr **sa, socklen_t *l
  * -EAFNOSUPPORT, ... */
 int ax_dgram_send(ax_dgram_t *d, const struct sockaddr *addr, socklen_t addr_len,
                   const void *data, size_t len) {
-  if (d == NULL || d->fd < 0 || (data == NULL && len > 0) || (addr == NULL && addr_len != 0))
+  if (d == NULL)
     return -EINVAL;
-  assert(d->src.closed || d->src.core == ax__tls_core);
+  AX__SRC_ASSERT(&d->src);
+  if (d->fd < 0 || (data == NULL && len > 0) || (addr == NULL && addr_len != 0))
+    return -EINVAL;
   if (d->err != 0) {
     int err = d->err;
     d->err = 0;
@@ -358,7 +360,10 @@ int ax_dgram_sendto(ax_dgram_t *d, const char *addr, const void *data, size_t le
 int ax_dgram_connect(ax_dgram_t *d, const char *addr) {
   struct sockaddr_storage ss;
   socklen_t sl;
-  if (d == NULL || d->fd < 0 || parse_peer(d, addr, &ss, &sl) < 0)
+  if (d == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT(&d->src);
+  if (d->fd < 0 || parse_peer(d, addr, &ss, &sl) < 0)
     return -EINVAL;
   const struct sockaddr *sa = (const struct sockaddr *)&ss;
   struct sockaddr_in6 tmp;
@@ -371,14 +376,22 @@ int ax_dgram_connect(ax_dgram_t *d, const char *addr) {
 
 /* The bound UDP port, or -EINVAL (NULL, a unix socket).  Owner's core. */
 int ax_dgram_port(const ax_dgram_t *d) {
-  if (d == NULL || d->fd < 0 || d->family == AF_UNIX)
+  if (d == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT(&d->src);
+  if (d->fd < 0 || d->family == AF_UNIX)
     return -EINVAL;
   return ax__sock_port(d->fd);
 }
 
 /* The socket, for setsockopt/getsockname (do not read from it or close
  * it).  -EINVAL for NULL. */
-int ax_dgram_fd(const ax_dgram_t *d) { return d != NULL ? d->fd : -EINVAL; }
+int ax_dgram_fd(const ax_dgram_t *d) {
+  if (d == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT(&d->src);
+  return d->fd;
+}
 
 /* Closes the socket: no AX_MSG_DATAGRAM of it is delivered after this
  * returns, not even one already queued.  Owner's core.  Returns 0, or
@@ -386,6 +399,7 @@ int ax_dgram_fd(const ax_dgram_t *d) { return d != NULL ? d->fd : -EINVAL; }
 int ax_dgram_close(ax_dgram_t *d) {
   if (d == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&d->src);
   ax__src_close(&d->src);
   return 0;
 }

@@ -84,8 +84,8 @@ static const ax__src_ops_t efd_ops = {
 int ax_event_new(ax_actor_t *self, ax_efd_t **out) {
   if (self == NULL || out == NULL)
     return -EINVAL;
-  assert(self->core == ax__tls_core);
-  ax_efd_t *e = calloc(1, sizeof *e);
+  AX__ASSERT_OWNER(self);
+  ax_efd_t *e = ax__calloc(1, sizeof *e);
   if (e == NULL)
     return -ENOMEM;
   e->fd = -1;
@@ -113,7 +113,12 @@ int ax_event_new(ax_actor_t *self, ax_efd_t **out) {
 
 /* The eventfd, for writers elsewhere (write 8-byte counts; never read or
  * close it).  Any thread while the source is open.  -EINVAL for NULL. */
-int ax_efd_fd(const ax_efd_t *e) { return e != NULL ? e->fd : -EINVAL; }
+int ax_efd_fd(const ax_efd_t *e) {
+  if (e == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT_OPEN(&e->src);
+  return e->fd;
+}
 
 /* Adds n to the counter with one write(2), waking the owner's core.  Any
  * thread, and async-signal-safe, while the source is open.  Returns 0, or
@@ -122,6 +127,7 @@ int ax_efd_fd(const ax_efd_t *e) { return e != NULL ? e->fd : -EINVAL; }
 int ax_efd_notify(ax_efd_t *e, uint64_t n) {
   if (e == NULL || n == 0 || n == UINT64_MAX)
     return -EINVAL;
+  AX__SRC_ASSERT_OPEN(&e->src);
   ssize_t w;
   do
     w = write(e->fd, &n, sizeof n);
@@ -136,6 +142,7 @@ int ax_efd_notify(ax_efd_t *e, uint64_t n) {
 int ax_efd_close(ax_efd_t *e) {
   if (e == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&e->src);
   ax__src_close(&e->src);
   return 0;
 }

@@ -132,13 +132,13 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
   if (self == NULL || out == NULL || fd < 0 || (events & AX__FD_EVENTS) == 0 ||
       (events & ~(unsigned)AX__FD_EVENTS) != 0)
     return -EINVAL;
-  assert(self->core == ax__tls_core);
+  AX__ASSERT_OWNER(self);
   if (fcntl(fd, F_GETFD) < 0)
     return -EINVAL; /* not an open fd */
   int rc = pollable(fd);
   if (rc < 0)
     return rc;
-  ax_fdwatch_t *w = calloc(1, sizeof *w);
+  ax_fdwatch_t *w = ax__calloc(1, sizeof *w);
   if (w == NULL)
     return -ENOMEM;
   if (ax__src_init(&w->src, &fdwatch_ops, self, 0) < 0) {
@@ -173,9 +173,11 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
  * -EBADF (the fd is closed now; the watch stays disarmed), -EEXIST
  * (another source of this core took the fd meanwhile), -ENOMEM. */
 int ax_fd_rearm(ax_fdwatch_t *w, unsigned events) {
-  if (w == NULL || (events & ~(unsigned)AX__FD_EVENTS) != 0 || w->src.closed)
+  if (w == NULL)
     return -EINVAL;
-  assert(w->src.core == ax__tls_core);
+  AX__SRC_ASSERT(&w->src);
+  if ((events & ~(unsigned)AX__FD_EVENTS) != 0 || w->src.closed)
+    return -EINVAL;
   int rc = -ENOENT;
   if (events != 0 && w->events == 0 && ax_io_active(&w->io))
     rc = ax_io_modify(&w->io, events | AX_ONESHOT); /* fired: re-arm in place */
@@ -199,7 +201,7 @@ int ax_fd_rearm(ax_fdwatch_t *w, unsigned events) {
 int ax_fd_unwatch(ax_fdwatch_t *w) {
   if (w == NULL)
     return -EINVAL;
-  assert(w->src.closed || w->src.core == ax__tls_core);
+  AX__SRC_ASSERT(&w->src);
   ax__src_close(&w->src);
   return 0;
 }

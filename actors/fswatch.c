@@ -211,14 +211,14 @@ static const ax__src_ops_t inotify_ops = {
 
 /* The inotify instance self's watches share, or NULL. */
 static ax__inotify_t *find_instance(ax_actor_t *self) {
-  for (ax__src_t *s = self->ext->srcs; s != NULL; s = s->next)
+  for (ax__src_t *s = self->ext->srcs; s != NULL; s = s->onext)
     if (s->ops == &inotify_ops && ((ax_fswatch_t *)s)->in != NULL)
       return ((ax_fswatch_t *)s)->in;
   return NULL;
 }
 
 static int in_new(ax__core_t *c, ax__inotify_t **out) {
-  ax__inotify_t *in = calloc(1, sizeof *in);
+  ax__inotify_t *in = ax__calloc(1, sizeof *in);
   if (in == NULL)
     return -ENOMEM;
   in->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -242,8 +242,8 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
   if (self == NULL || path == NULL || out == NULL || (mask & IN_ALL_EVENTS) == 0 ||
       (mask & ~(uint32_t)(IN_ALL_EVENTS | AX__IN_FLAGS)) != 0)
     return -EINVAL;
-  assert(self->core == ax__tls_core);
-  ax_fswatch_t *w = calloc(1, sizeof *w);
+  AX__ASSERT_OWNER(self);
+  ax_fswatch_t *w = ax__calloc(1, sizeof *w);
   if (w == NULL)
     return -ENOMEM;
   if (ax__src_init(&w->src, &inotify_ops, self, AX__FS_WINDOW) < 0) {
@@ -361,8 +361,8 @@ int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned fla
       (flags & (FAN_MARK_ADD | FAN_MARK_REMOVE | FAN_MARK_FLUSH)) != 0 ||
       (mask & (FAN_OPEN_PERM | FAN_ACCESS_PERM | FAN_OPEN_EXEC_PERM)) != 0)
     return -EINVAL;
-  assert(self->core == ax__tls_core);
-  ax_fswatch_t *w = calloc(1, sizeof *w);
+  AX__ASSERT_OWNER(self);
+  ax_fswatch_t *w = ax__calloc(1, sizeof *w);
   if (w == NULL)
     return -ENOMEM;
   w->fd = -1;
@@ -399,6 +399,7 @@ int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned fla
 int ax_fs_unwatch(ax_fswatch_t *w) {
   if (w == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&w->src);
   ax__src_close(&w->src);
   return 0;
 }

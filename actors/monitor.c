@@ -44,8 +44,9 @@ static void send_down(ax_ref_t watcher, ax_ref_t target, uint64_t id, int reason
 int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
   if (self == NULL || target == AX_REF_NONE)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   ax__actor_ext_t *ext = ax__ext(self);
-  ax__mon_out_t *out = malloc(sizeof *out);
+  ax__mon_out_t *out = ax__malloc(sizeof *out);
   if (ext == NULL || out == NULL) {
     free(out);
     return -ENOMEM;
@@ -60,7 +61,13 @@ int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
   out->id = req.id;
   out->next = ext->mon_out;
   ext->mon_out = out;
-  if (ax__send_msg(target, m) < 0)
+  int rc = ax__send_msg(target, m);
+  if (rc == -ENOMEM) { /* the request never left: forget it */
+    ext->mon_out = out->next;
+    free(out);
+    return rc;
+  }
+  if (rc < 0)
     send_down(self->ref, target, req.id, -ESRCH); /* no such actor: DOWN at once */
   if (id != NULL)
     *id = req.id;
@@ -84,6 +91,7 @@ static ax__mon_out_t *take_out(ax_actor_t *a, uint64_t id) {
 int ax_demonitor(ax_actor_t *self, uint64_t id) {
   if (self == NULL)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   ax__mon_out_t *o = take_out(self, id);
   if (o == NULL)
     return -ENOENT;
@@ -101,7 +109,7 @@ void ax__monitor_handle(ax_actor_t *a, ax__msg_t *m) {
   memcpy(&req, m->payload, sizeof req);
   ax__actor_ext_t *ext = ax__ext(a);
   if (m->sys == AX__SYS_MONITOR) {
-    ax__mon_in_t *in = ext != NULL ? malloc(sizeof *in) : NULL;
+    ax__mon_in_t *in = ext != NULL ? ax__malloc(sizeof *in) : NULL;
     if (in == NULL) {
       send_down(req.watcher, a->ref, req.id, -ENOMEM); /* cannot keep the promise */
       return;

@@ -39,7 +39,7 @@ void ax__port_ring(ax__entity_t *e) {
 int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
   if (rt == NULL || out == NULL)
     return -EINVAL;
-  ax_port_t *p = calloc(1, sizeof *p);
+  ax_port_t *p = ax__calloc(1, sizeof *p);
   if (p == NULL)
     return -ENOMEM;
   p->e.kind = AX__KIND_PORT;

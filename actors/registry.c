@@ -27,13 +27,19 @@ static bool name_ok(const char *name) {
   return n > 0 && n <= AX_NAME_MAX;
 }
 
-static bool alive(ax_ref_t ref) {
+/* 0 when ref is alive, -ESRCH when it is not, -ENOMEM when that cannot be
+ * told (the calling thread's epoch record could not be allocated). */
+static int liveness(ax_ref_t ref) {
   ax_rt_t *rt;
   ax__erec_t *erec;
-  ax__entity_t *e = ax__resolve(ref, &rt, &erec);
-  ax__resolve_done(erec);
-  return e != NULL;
+  ax__entity_t *e;
+  int rc = ax__ref_enter(ref, &e, &rt, &erec);
+  ax__ref_leave(erec);
+  return rc;
 }
+
+/* False only for an actor known to be dead. */
+static bool alive(ax_ref_t ref) { return liveness(ref) != -ESRCH; }
 
 /* Finds name; unlinks and frees it (returning NULL) when its actor is dead.
  * Returns the link that points at the entry.  Under names_lock. */
@@ -67,20 +73,19 @@ int ax_register(ax_rt_t *rt, const char *name, ax_ref_t ref) {
   if (rt == NULL || !name_ok(name) || ref == AX_REF_NONE || ax__ref_rt(ref) != rt->index ||
       ax__ref_core(ref) >= rt->ncores)
     return -EINVAL;
-  ax__name_t *n = malloc(sizeof *n);
+  ax__name_t *n = ax__malloc(sizeof *n);
   if (n == NULL)
     return -ENOMEM;
   strcpy(n->name, name);
   n->ref = ref;
-  int rc = 0;
+  int rc;
   pthread_mutex_lock(&rt->names_lock);
   if (++rt->names_added >= AX__NAMES_SWEEP_EVERY) {
     rt->names_added = 0;
     sweep(rt);
   }
-  if (!alive(ref))
-    rc = -ESRCH;
-  else if (find(rt, name) != NULL)
+  rc = liveness(ref);
+  if (rc == 0 && find(rt, name) != NULL)
     rc = -EEXIST;
   if (rc == 0) {
     n->next = rt->names;

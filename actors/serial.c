@@ -265,6 +265,7 @@ int ax_serial_open(ax_actor_t *self, const char *path, const ax_serial_opts_t *o
   static const ax_serial_opts_t defaults;
   if (self == NULL || path == NULL || out == NULL)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   if (opts == NULL)
     opts = &defaults;
   line_t line;

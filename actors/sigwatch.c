@@ -126,7 +126,7 @@ static void sigfd_cb(ax_io_t *io, unsigned revents) {
  * for the claimed set (read by core 0 once it runs).  ax_rt_new, before
  * any thread starts.  Returns 0, or -ENOMEM, -EMFILE/-ENFILE (signalfd). */
 int ax__sig_init(ax_rt_t *rt) {
-  struct ax__sigwatch *w = calloc(1, sizeof *w);
+  struct ax__sigwatch *w = ax__calloc(1, sizeof *w);
   if (w == NULL)
     return -ENOMEM;
   pthread_mutex_init(&w->lock, NULL);
@@ -222,7 +222,7 @@ static const ax__src_ops_t sigsub_ops = {
 static ax__sigsub_t *find_sub(ax_actor_t *self) {
   if (self->ext == NULL)
     return NULL;
-  for (ax__src_t *s = self->ext->srcs; s != NULL; s = s->next)
+  for (ax__src_t *s = self->ext->srcs; s != NULL; s = s->onext)
     if (s->ops == &sigsub_ops)
       return (ax__sigsub_t *)s;
   return NULL;
@@ -234,13 +234,13 @@ static ax__sigsub_t *find_sub(ax_actor_t *self) {
 int ax_signal_watch(ax_actor_t *self, int signo) {
   if (self == NULL || !watchable(signo))
     return -EINVAL;
-  assert(self->core == ax__tls_core);
+  AX__ASSERT_OWNER(self);
   struct ax__sigwatch *w = self->core->rt->sigs;
   if (w == NULL || w->fd < 0)
     return -ENOTSUP;
   ax__sigsub_t *s = find_sub(self);
   if (s == NULL) {
-    s = calloc(1, sizeof *s);
+    s = ax__calloc(1, sizeof *s);
     if (s == NULL)
       return -ENOMEM;
     if (ax__src_init(&s->src, &sigsub_ops, self, 0) < 0) {
@@ -268,7 +268,7 @@ int ax_signal_watch(ax_actor_t *self, int signo) {
 int ax_signal_unwatch(ax_actor_t *self, int signo) {
   if (self == NULL || !watchable(signo))
     return -EINVAL;
-  assert(self->core == ax__tls_core);
+  AX__ASSERT_OWNER(self);
   ax__sigsub_t *s = find_sub(self);
   if (s == NULL || s->w == NULL)
     return -ENOENT;

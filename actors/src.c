@@ -8,10 +8,10 @@
 static void link_owner(ax__src_t *s, ax_actor_t *a) {
   s->owner = a;
   s->core = a->core;
-  s->prev = NULL;
-  s->next = a->ext->srcs;
-  if (s->next != NULL)
-    s->next->prev = s;
+  s->oprev = NULL;
+  s->onext = a->ext->srcs;
+  if (s->onext != NULL)
+    s->onext->oprev = s;
   a->ext->srcs = s;
 }
 
@@ -19,13 +19,13 @@ static void unlink_owner(ax__src_t *s) {
   ax_actor_t *a = s->owner;
   if (a == NULL)
     return;
-  if (s->prev != NULL)
-    s->prev->next = s->next;
+  if (s->oprev != NULL)
+    s->oprev->onext = s->onext;
   else if (a->ext != NULL)
-    a->ext->srcs = s->next;
-  if (s->next != NULL)
-    s->next->prev = s->prev;
-  s->next = s->prev = NULL;
+    a->ext->srcs = s->onext;
+  if (s->onext != NULL)
+    s->onext->oprev = s->oprev;
+  s->onext = s->oprev = NULL;
   s->owner = NULL;
 }
 
@@ -34,6 +34,7 @@ int ax__src_init(ax__src_t *s, const ax__src_ops_t *ops, ax_actor_t *owner, uint
   if (ax__ext(owner) == NULL)
     return -ENOMEM;
   s->ops = ops;
+  s->magic = AX__SRC_OPEN;
   s->refs = 1;
   s->window = window;
   link_owner(s, owner);
@@ -51,8 +52,10 @@ void ax__src_count(ax__src_t *s, bool on) {
 }
 
 void ax__src_unref(ax__src_t *s) {
-  if (--s->refs == 0)
+  if (--s->refs == 0) {
+    s->magic = AX__SRC_FREED;
     s->ops->free(s);
+  }
 }
 
 ax__msg_t *ax__src_msg(ax__src_t *s, uint32_t type, size_t payload) {
@@ -81,9 +84,12 @@ void ax__src_close(ax__src_t *s) {
   if (s->closed)
     return;
   s->closed = true;
+  s->magic = AX__SRC_CLOSED;
+  /* Off the owner's list first: the owner (dying, say) must never meet a
+   * closed source there, whatever ops->close does next. */
+  unlink_owner(s);
   s->ops->close(s);
   ax__src_count(s, false);
-  unlink_owner(s);
   ax__src_unref(s);
 }
 
@@ -94,20 +100,20 @@ void ax__src_linger(ax__src_t *s, bool on) {
   s->lingering = on;
   if (on) {
     s->refs++;
-    s->prev = NULL;
-    s->next = c->lingering;
-    if (s->next != NULL)
-      s->next->prev = s;
+    s->lprev = NULL;
+    s->lnext = c->lingering;
+    if (s->lnext != NULL)
+      s->lnext->lprev = s;
     c->lingering = s;
     return;
   }
-  if (s->prev != NULL)
-    s->prev->next = s->next;
+  if (s->lprev != NULL)
+    s->lprev->lnext = s->lnext;
   else
-    c->lingering = s->next;
-  if (s->next != NULL)
-    s->next->prev = s->prev;
-  s->next = s->prev = NULL;
+    c->lingering = s->lnext;
+  if (s->lnext != NULL)
+    s->lnext->lprev = s->lprev;
+  s->lnext = s->lprev = NULL;
   ax__src_unref(s);
 }
 
@@ -138,6 +144,7 @@ static void send_adopt(ax__src_t *s) {
   if (ax__send_msg(s->to, m) < 0) {
     s->refs--;
     s->closed = true; /* nobody to give it to: finish it here */
+    s->magic = AX__SRC_CLOSED;
     while (s->carry_head != NULL) {
       ax__msg_t *c = s->carry_head;
       s->carry_head = (ax__msg_t *)atomic_load_explicit(&c->node.next, memory_order_relaxed);
@@ -156,22 +163,19 @@ int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
     ax__msg_free(given);
     return -EINVAL;
   }
-  if (ax__ref_rt(to) != c->rt->index) {
-    ax__msg_free(given);
-    return -EXDEV;
-  }
-  if (to == s->owner->ref) {
-    ax__msg_free(given);
-    return 0;
-  }
-  /* Liveness now; a death between here and the hand-over closes it. */
+  /* Liveness first (a reference to nothing is -ESRCH, whatever runtime
+   * bits it carries); a death between here and the hand-over closes it. */
   ax_rt_t *rt;
   ax__erec_t *erec;
-  if (ax__resolve(to, &rt, &erec) == NULL) {
+  ax__entity_t *e;
+  int rc = ax__ref_enter(to, &e, &rt, &erec);
+  ax__ref_leave(erec);
+  if (rc == 0 && rt != c->rt)
+    rc = -EXDEV;
+  if (rc < 0 || to == s->owner->ref) {
     ax__msg_free(given);
-    return -ESRCH;
+    return rc;
   }
-  ax__resolve_done(erec);
   s->ops->detach(s);
   ax__src_count(s, false);
   s->giver = s->owner->ref;
@@ -226,6 +230,7 @@ static void adopt(ax__src_t *s, ax_actor_t *a) {
   s->giver = AX_REF_NONE;
   if (ax__ext(a) == NULL) {
     s->closed = true;
+    s->magic = AX__SRC_CLOSED;
     s->ops->close(s);
     return;
   }
@@ -309,6 +314,7 @@ void ax__src_drop(ax_ref_t self, ax__msg_t *m) {
     /* the new owner died before taking it over: finish the source here */
     s->giver = AX_REF_NONE;
     s->closed = true;
+    s->magic = AX__SRC_CLOSED;
     deliver_carry(s);
     s->ops->close(s);
     ax__src_unref(s); /* the open reference */

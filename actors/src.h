@@ -2,6 +2,7 @@
 #ifndef AXON_ACTORS_SRC_H
 #define AXON_ACTORS_SRC_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,11 +52,25 @@ typedef struct ax__src_ops {
   void (*abort)(ax__src_t *s);
 } ax__src_ops_t;
 
+/* ax__src_t.magic: what a handle the user passes in must hold (checked by
+ * AX__SRC_ASSERT in debug builds).  A source gets CLOSED when closed and
+ * FREED just before its memory goes back, so a call through a stale handle
+ * trips the assertion instead of reading or writing freed memory quietly. */
+enum {
+  AX__SRC_OPEN = 0x6f70656eu,
+  AX__SRC_CLOSED = 0x636c6f73u,
+  AX__SRC_FREED = 0xdeadf7eeu,
+};
+
 struct ax__src {
   const ax__src_ops_t *ops;
   ax_actor_t *owner; /* NULL once closed or while moving */
   ax__core_t *core;  /* the core whose loop serves it */
-  ax__src_t *next, *prev; /* the owner's list of sources */
+  uint32_t magic;    /* AX__SRC_*: past the allocator's free-list words */
+  ax__src_t *onext, *oprev; /* the owner's list of sources (while open) */
+  ax__src_t *lnext, *lprev; /* the core's list of lingering sources (while
+                               closed and flushing): a separate pair, as a
+                               closing source is on both lists for a moment */
   uint32_t refs;     /* 1 while open, plus one per queued message and linger */
   uint32_t inflight; /* credited messages not handled yet */
   uint32_t window;   /* the most credited messages in flight (0: no limit) */
@@ -77,6 +92,13 @@ enum {
   AX__MSG_FINAL = 8,  /* CLOSED: the source is closed once it is handled */
   AX__MSG_ADOPT = 16, /* the hand-over message (AX_MSG_GIVEN) */
 };
+
+/* Misuse checks of the public calls (debug builds; nothing in Release):
+ * the handle names an open source, and the calling thread runs the core
+ * that serves it (AX__SRC_ASSERT) or, for the few calls any thread may
+ * make, only the former (AX__SRC_ASSERT_OPEN). */
+#define AX__SRC_ASSERT_OPEN(s) assert((s)->magic == AX__SRC_OPEN)
+#define AX__SRC_ASSERT(s) assert((s)->magic == AX__SRC_OPEN && (s)->core == ax__tls_core)
 
 /* Initialises a source owned by `owner` (on its core) with one reference
  * and links it into the owner's list.  Returns -ENOMEM when the owner's

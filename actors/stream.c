@@ -161,7 +161,7 @@ static bool fbuf_reserve(ax_stream_t *s, size_t more) {
   size_t cap = s->fcap != 0 ? s->fcap : 4096;
   while (cap < s->flen + more)
     cap *= 2;
-  unsigned char *b = realloc(s->fbuf, cap);
+  unsigned char *b = ax__realloc(s->fbuf, cap);
   if (b == NULL)
     return false;
   s->fbuf = b;
@@ -301,7 +301,7 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
 
 static void do_read(ax_stream_t *s) {
   ax__core_t *c = s->src.core;
-  if (c->scratch == NULL && (c->scratch = malloc(AX__SCRATCH)) == NULL)
+  if (c->scratch == NULL && (c->scratch = ax__malloc(AX__SCRATCH)) == NULL)
     return; /* retried on the next event */
   size_t budget = s->o.read_max;
   while (budget > 0 && wants_read(s)) {
@@ -563,7 +563,7 @@ int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
   ax_stream_opts_t o;
   if (self == NULL || out == NULL || ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
-  ax_stream_t *s = calloc(1, sizeof *s);
+  ax_stream_t *s = ax__calloc(1, sizeof *s);
   if (s == NULL)
     return -ENOMEM;
   if (ax__src_init(&s->src, &stream_ops, self, o.window) < 0) {
@@ -641,6 +641,7 @@ int ax_pipe_open(ax_actor_t *self, int rfd, int wfd, const ax_stream_opts_t *opt
   int rc = -EINVAL;
   if (self == NULL || out == NULL || (rfd < 0 && wfd < 0))
     goto fail;
+  AX__ASSERT_OWNER(self);
   for (int i = 0; i < 2; i++) {
     int fd = i == 0 ? rfd : wfd;
     if (fd < 0)
@@ -661,8 +662,10 @@ fail:
 }
 
 int ax_stream_write(ax_stream_t *s, const void *data, size_t len) {
-  if (s == NULL || (data == NULL && len > 0))
+  /* AX_MSG_MAX bounds len so that no size below can wrap. */
+  if (s == NULL || (data == NULL && len > 0) || len > AX_MSG_MAX)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   if (s->state == AX__ST_DONE || s->shut_req || (s->wfd < 0 && s->state == AX__ST_OPEN) ||
       s->src.closed)
     return -EPIPE;
@@ -697,7 +700,7 @@ int ax_stream_write(ax_stream_t *s, const void *data, size_t len) {
     t->len += len;
   } else {
     size_t cap = len > AX__CHUNK_MIN ? len : AX__CHUNK_MIN;
-    ax__wchunk_t *c = malloc(sizeof *c + cap);
+    ax__wchunk_t *c = ax__malloc(sizeof *c + cap);
     if (c == NULL)
       return -ENOMEM;
     c->next = NULL;
@@ -716,11 +719,17 @@ int ax_stream_write(ax_stream_t *s, const void *data, size_t len) {
   return 0;
 }
 
-size_t ax_stream_queued(const ax_stream_t *s) { return s != NULL ? s->queued : 0; }
+size_t ax_stream_queued(const ax_stream_t *s) {
+  if (s == NULL)
+    return 0;
+  AX__SRC_ASSERT(&s->src);
+  return s->queued;
+}
 
 int ax_stream_shutdown(ax_stream_t *s) {
   if (s == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   if (s->state == AX__ST_CONNECTING)
     return -ENOTCONN;
   if (s->shut_req || s->state == AX__ST_DONE)
@@ -735,6 +744,7 @@ int ax_stream_shutdown(ax_stream_t *s) {
 int ax_stream_close(ax_stream_t *s) {
   if (s == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   ax__src_close(&s->src);
   return 0;
 }
@@ -742,6 +752,7 @@ int ax_stream_close(ax_stream_t *s) {
 int ax_stream_pause(ax_stream_t *s) {
   if (s == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   s->paused = true;
   update_interest(s);
   return 0;
@@ -750,6 +761,7 @@ int ax_stream_pause(ax_stream_t *s) {
 int ax_stream_resume(ax_stream_t *s) {
   if (s == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   s->paused = false;
   s->active = -1;
   frame_out(s, false);
@@ -760,6 +772,7 @@ int ax_stream_resume(ax_stream_t *s) {
 int ax_stream_active(ax_stream_t *s, int n) {
   if (s == NULL || n <= 0)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   s->paused = false;
   s->active = n;
   frame_out(s, false);
@@ -768,7 +781,10 @@ int ax_stream_active(ax_stream_t *s, int n) {
 }
 
 int ax_stream_give(ax_stream_t *s, ax_ref_t to) {
-  if (s == NULL || s->state == AX__ST_CONNECTING || s->src.owner == NULL)
+  if (s == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
+  if (s->state == AX__ST_CONNECTING || s->src.owner == NULL)
     return -EINVAL;
   ax__msg_t *m = ax__msg_alloc(to, sizeof(ax_stream_ev_t));
   if (m == NULL)
@@ -791,6 +807,7 @@ static bool is_socket(const ax_stream_t *s) {
 int ax_stream_set_nodelay(ax_stream_t *s, bool on) {
   if (s == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   if (s->kind != AX__STREAM_TCP || s->rfd < 0)
     return -ENOTSOCK;
   int v = on;
@@ -800,6 +817,7 @@ int ax_stream_set_nodelay(ax_stream_t *s, bool on) {
 int ax_stream_set_keepalive(ax_stream_t *s, bool on, int idle_s) {
   if (s == NULL || idle_s < 0)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   if (!is_socket(s))
     return -ENOTSOCK;
   int v = on;
@@ -814,6 +832,7 @@ int ax_stream_set_keepalive(ax_stream_t *s, bool on, int idle_s) {
 int ax_stream_set_bufsize(ax_stream_t *s, int sndbuf, int rcvbuf) {
   if (s == NULL || sndbuf < 0 || rcvbuf < 0)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   if (!is_socket(s))
     return -ENOTSOCK;
   if (sndbuf > 0 && setsockopt(s->rfd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) < 0)
@@ -826,12 +845,14 @@ int ax_stream_set_bufsize(ax_stream_t *s, int sndbuf, int rcvbuf) {
 int ax_stream_fd(const ax_stream_t *s) {
   if (s == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   return s->rfd >= 0 ? s->rfd : (s->wfd >= 0 ? s->wfd : -EBADF);
 }
 
 int ax_stream_peer(const ax_stream_t *s, struct sockaddr_storage *addr, socklen_t *len) {
   if (s == NULL || addr == NULL || len == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&s->src);
   if (!is_socket(s))
     return -ENOTSOCK;
   *len = sizeof *addr;
@@ -839,8 +860,15 @@ int ax_stream_peer(const ax_stream_t *s, struct sockaddr_storage *addr, socklen_
 }
 
 void ax_stream_set_data(ax_stream_t *s, void *data) {
-  if (s != NULL)
-    s->udata = data;
+  if (s == NULL)
+    return;
+  AX__SRC_ASSERT(&s->src);
+  s->udata = data;
 }
 
-void *ax_stream_data(const ax_stream_t *s) { return s != NULL ? s->udata : NULL; }
+void *ax_stream_data(const ax_stream_t *s) {
+  if (s == NULL)
+    return NULL;
+  AX__SRC_ASSERT(&s->src);
+  return s->udata;
+}

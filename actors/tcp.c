@@ -261,7 +261,7 @@ static int connect_addr(ax_stream_t *s, const struct sockaddr_storage *ss, sockl
       ax__stream_connected(s);
     return 0;
   }
-  ax__resolve_t *r = calloc(1, sizeof *r);
+  ax__resolve_t *r = ax__calloc(1, sizeof *r);
   if (r == NULL)
     return -ENOMEM;
   r->call.fn = resolved;
@@ -293,6 +293,7 @@ int ax_tcp_connect(ax_actor_t *self, const char *addr, const ax_stream_opts_t *o
   unsigned port;
   if (self == NULL || out == NULL)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   int kind = ax__addr_parse(addr, false, &ss, &len, host, &port);
   if (kind < 0)
     return kind;
@@ -313,6 +314,7 @@ int ax_unix_connect(ax_actor_t *self, const char *path, const ax_stream_opts_t *
   socklen_t len;
   if (self == NULL || out == NULL || ax__unix_addr(path, &sun, &len) < 0)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   ax_stream_t *s;
   int rc = ax__stream_alloc(self, AX__STREAM_UNIX, opts, &s);
   if (rc < 0)
@@ -444,7 +446,7 @@ static int listener_new(ax_actor_t *self, int fd, int kind, const ax_stream_opts
   ax_stream_opts_t o;
   if (ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
-  ax_listener_t *l = calloc(1, sizeof *l);
+  ax_listener_t *l = ax__calloc(1, sizeof *l);
   if (l == NULL)
     return -ENOMEM;
   if (ax__src_init(&l->src, &listener_ops, self, AX__ACCEPT_WINDOW) < 0) {
@@ -498,6 +500,7 @@ int ax_tcp_listen(ax_actor_t *self, const char *addr, int backlog, const ax_stre
   ax_stream_opts_t o;
   if (self == NULL || out == NULL || ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   int rc = ax__addr_resolve_sync(addr, true, SOCK_STREAM, &ss, &len);
   if (rc < 0)
     return rc;
@@ -518,6 +521,7 @@ int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
   if (self == NULL || out == NULL || ax__unix_addr(path, &sun, &len) < 0 ||
       ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   int fd = listen_socket((const struct sockaddr *)&sun, len, backlog, false);
   if (fd < 0)
     return fd;
@@ -528,7 +532,10 @@ int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
 }
 
 int ax_listener_port(const ax_listener_t *l) {
-  if (l == NULL || l->fd < 0 || l->kind != AX__STREAM_TCP)
+  if (l == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT(&l->src);
+  if (l->fd < 0 || l->kind != AX__STREAM_TCP)
     return -EINVAL;
   return ax__sock_port(l->fd);
 }
@@ -536,6 +543,7 @@ int ax_listener_port(const ax_listener_t *l) {
 int ax_listener_close(ax_listener_t *l) {
   if (l == NULL)
     return -EINVAL;
+  AX__SRC_ASSERT(&l->src);
   ax__src_close(&l->src);
   return 0;
 }
@@ -618,8 +626,8 @@ int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
   int rc = ax__addr_resolve_sync(addr, true, SOCK_STREAM, &ss, &len);
   if (rc < 0)
     return rc;
-  ax_server_t *srv = calloc(1, sizeof *srv);
-  ax__acceptor_t *acc = calloc(n, sizeof *acc);
+  ax_server_t *srv = ax__calloc(1, sizeof *srv);
+  ax__acceptor_t *acc = ax__calloc(n, sizeof *acc);
   if (srv == NULL || acc == NULL) {
     free(srv);
     free(acc);

@@ -63,8 +63,9 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
   if (self == NULL || ns < 0 || (periodic && ns == 0) || type == 0 ||
       size > AX__TIMER_PAYLOAD_MAX || (size != 0 && data == NULL))
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   ax__actor_ext_t *ext = ax__ext(self);
-  ax__timer_rec_t *r = malloc(sizeof *r + size);
+  ax__timer_rec_t *r = ax__malloc(sizeof *r + size);
   if (ext == NULL || r == NULL) {
     free(r);
     return -ENOMEM;
@@ -108,6 +109,7 @@ int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const void *dat
 int ax_cancel(ax_actor_t *self, uint64_t id) {
   if (self == NULL)
     return -EINVAL;
+  AX__ASSERT_OWNER(self);
   ax__timer_rec_t *r = find_rec(self, id);
   if (r == NULL)
     return -ENOENT;

@@ -44,7 +44,7 @@ static unsigned from_epoll(uint32_t e) {
 }
 
 static int epoll_init(ax_loop_t *loop) {
-  epoll_state_t *st = malloc(sizeof *st + loop->max_events * sizeof st->events[0]);
+  epoll_state_t *st = ax__malloc(sizeof *st + loop->max_events * sizeof st->events[0]);
   if (st == NULL)
     return -ENOMEM;
   st->epfd = epoll_create1(EPOLL_CLOEXEC);

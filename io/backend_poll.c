@@ -48,7 +48,7 @@ static unsigned from_poll(short e) {
 }
 
 static int poll_init(ax_loop_t *loop) {
-  poll_state_t *st = calloc(1, sizeof *st);
+  poll_state_t *st = ax__calloc(1, sizeof *st);
   if (st == NULL)
     return -ENOMEM;
   loop->backend_data = st;
@@ -76,11 +76,11 @@ static int poll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
       return -EEXIST;
   if (st->n == st->cap) {
     unsigned cap = st->cap != 0 ? st->cap * 2 : 16;
-    struct pollfd *fds = realloc(st->fds, cap * sizeof *fds);
+    struct pollfd *fds = ax__realloc(st->fds, cap * sizeof *fds);
     if (fds == NULL)
       return -ENOMEM;
     st->fds = fds;
-    ax_io_t **ios = realloc(st->ios, cap * sizeof *ios);
+    ax_io_t **ios = ax__realloc(st->ios, cap * sizeof *ios);
     if (ios == NULL)
       return -ENOMEM;
     st->ios = ios;

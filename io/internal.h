@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "axon/loop.h"
+#include "io/alloc.h"
 #include "io/backend.h"
 
 /* Watcher flag bits (the private flags_ field of every watcher kind). */

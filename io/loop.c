@@ -55,10 +55,10 @@ int ax_loop_new(ax_loop_t **out, const ax_loop_opts_t *opts) {
   if (max_events > AX__MAX_EVENTS)
     return -EINVAL;
 
-  ax_loop_t *loop = calloc(1, sizeof *loop);
+  ax_loop_t *loop = ax__calloc(1, sizeof *loop);
   if (loop == NULL)
     return -ENOMEM;
-  loop->ready = calloc(max_events, sizeof *loop->ready);
+  loop->ready = ax__calloc(max_events, sizeof *loop->ready);
   if (loop->ready == NULL) {
     free(loop);
     return -ENOMEM;

@@ -69,20 +69,25 @@ void ax__schedule_remote(ax__core_t *c, ax_actor_t *a) {
 /* Finds the entity a reference names.  When it may belong to another core
  * (or the caller is not a core of that runtime), the caller is put inside an
  * epoch critical section first, so the entity cannot be freed under it;
- * *erec then holds the record to pass to ax__resolve_done().  Returns NULL
- * (section already left) when the reference is stale or invalid. */
-ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
+ * *erec then holds the record to pass to ax__ref_leave().  Returns 0 with
+ * *e set, or -ESRCH (stale or invalid reference) or -ENOMEM (the calling
+ * thread's first epoch record could not be allocated), the section left. */
+int ax__ref_enter(ax_ref_t to, ax__entity_t **e_out, ax_rt_t **rt_out, ax__erec_t **erec) {
   *erec = NULL;
+  *e_out = NULL;
+  *rt_out = NULL;
   ax__core_t *cur = ax__tls_core;
   if (cur != NULL && ax__ref_on_core(cur, to)) {
     *rt_out = cur->rt;
-    return ax__lookup_local(cur, to);
+    *e_out = ax__lookup_local(cur, to);
+    return *e_out != NULL ? 0 : -ESRCH;
   }
   if (to == AX_REF_NONE)
-    return NULL;
+    return -ESRCH;
   ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
   if (rt == NULL)
-    return NULL;
+    return -ESRCH;
+  *rt_out = rt;
   unsigned ci = ax__ref_core(to);
   ax__table_t *table;
   if (ci == AX__PORT_CORE)
@@ -90,14 +95,11 @@ ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
   else if (ci < rt->ncores)
     table = &rt->cores[ci]->table;
   else
-    return NULL;
-  {
-    ax__erec_t *r = ax__rt_erec(rt);
-    if (r == NULL)
-      return NULL;
-    ax__epoch_enter(&rt->epoch, r);
-    *erec = r;
-  }
+    return -ESRCH;
+  ax__erec_t *r = ax__rt_erec(rt);
+  if (r == NULL)
+    return -ENOMEM; /* not "no such actor": the actor may well be alive */
+  ax__epoch_enter(&rt->epoch, r);
   ax__slot_t *s = ax__table_slot(table, ax__ref_slot(to));
   ax__entity_t *e = NULL;
   if (s != NULL) {
@@ -107,15 +109,16 @@ ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt_out, ax__erec_t **erec) {
     if (e != NULL && atomic_load_explicit(&s->gen, memory_order_acquire) != ax__ref_gen(to))
       e = NULL;
   }
-  if (e == NULL && *erec != NULL) {
-    ax__epoch_exit(*erec);
-    *erec = NULL;
+  if (e == NULL) {
+    ax__epoch_exit(r);
+    return -ESRCH;
   }
-  *rt_out = rt;
-  return e;
+  *erec = r;
+  *e_out = e;
+  return 0;
 }
 
-void ax__resolve_done(ax__erec_t *erec) {
+void ax__ref_leave(ax__erec_t *erec) {
   if (erec != NULL)
     ax__epoch_exit(erec);
 }
@@ -146,20 +149,21 @@ void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count) {
 }
 
 int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
-  ax_rt_t *rt = NULL;
+  ax_rt_t *rt;
   ax__erec_t *erec;
+  ax__entity_t *e;
   ax__core_t *cur = ax__tls_core;
-  ax__entity_t *e = ax__resolve(to, &rt, &erec);
-  if (e == NULL) {
-    if (cur != NULL)
+  int rc = ax__ref_enter(to, &e, &rt, &erec);
+  if (rc < 0) {
+    if (rc == -ESRCH && cur != NULL)
       ax__stat_add(&cur->stats.dead_letters, 1);
-    else if (rt != NULL)
+    else if (rc == -ESRCH && rt != NULL)
       atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed);
     ax__drop_msg(NULL, m, false);
-    return -ESRCH;
+    return rc;
   }
   ax__deliver(e, m);
-  ax__resolve_done(erec);
+  ax__ref_leave(erec);
   if (cur != NULL)
     ax__stat_add(&cur->stats.sent, 1);
   return 0;
@@ -368,7 +372,7 @@ static void wake_cb(ax_event_t *ev, uint64_t count) {
 }
 
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
-  ax__core_t *c = aligned_alloc(AX__CACHE_LINE, (sizeof *c + AX__CACHE_LINE - 1) &
+  ax__core_t *c = ax__aligned_alloc(AX__CACHE_LINE, (sizeof *c + AX__CACHE_LINE - 1) &
                                                     ~(size_t)(AX__CACHE_LINE - 1));
   if (c == NULL)
     return -ENOMEM;

@@ -40,7 +40,7 @@ ax__erec_t *ax__epoch_register(ax__epoch_t *e) {
       return r;
     }
   }
-  ax__erec_t *r = calloc(1, sizeof *r);
+  ax__erec_t *r = ax__calloc(1, sizeof *r);
   if (r == NULL)
     return NULL;
   atomic_init(&r->state, 0);

@@ -2,6 +2,7 @@
 #ifndef AXON_RUNTIME_INTERNAL_H
 #define AXON_RUNTIME_INTERNAL_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
@@ -14,6 +15,7 @@
 #include "axon/loop.h"
 #include "axon/port.h"
 #include "axon/runtime.h"
+#include "io/alloc.h"
 #include "runtime/mpscq.h"
 
 #define AX__CACHE_LINE 64
@@ -382,6 +384,10 @@ static inline ax__entity_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
   return e;
 }
 
+/* Misuse check of the calls that belong to an actor (debug builds): the
+ * calling thread runs the actor's core. */
+#define AX__ASSERT_OWNER(actor) assert((actor)->core == ax__tls_core)
+
 /* Appends a runnable actor to its own core's run queue.  Owner core only. */
 static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
   atomic_store_explicit(&a->link.next, NULL, memory_order_relaxed);
@@ -471,7 +477,8 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);
 void ax__core_destroy(ax__core_t *c);
 void *ax__core_main(void *arg);
 
-/* Resolves ref and delivers m, or frees m and returns -ESRCH.  Any thread. */
+/* Resolves ref and delivers m, or frees m and returns -ESRCH or -ENOMEM.
+ * Any thread. */
 int ax__send_msg(ax_ref_t to, ax__msg_t *m);
 void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason);
 void ax__retire(ax__core_t *c, ax_actor_t *a);
@@ -482,8 +489,12 @@ void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count);
  * DOWN (target self, the given reason), and the rest are dropped.  The
  * last node stays as the queue's stub.  Returns the dead letters. */
 uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason);
-ax__entity_t *ax__resolve(ax_ref_t to, ax_rt_t **rt, ax__erec_t **erec);
-void ax__resolve_done(ax__erec_t *erec);
+/* Looks a reference up for a send: 0 with *e (alive) and, when the
+ * caller had to enter the runtime's epoch, *erec (leave it with
+ * ax__ref_leave once done with e); -ESRCH or -ENOMEM otherwise.  *rt is
+ * the reference's runtime when it names one.  Any thread. */
+int ax__ref_enter(ax_ref_t to, ax__entity_t **e, ax_rt_t **rt, ax__erec_t **erec);
+void ax__ref_leave(ax__erec_t *erec);
 
 /* actors/: the per-actor extension and the system messages it handles */
 struct ax__actor_ext {

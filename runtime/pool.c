@@ -42,7 +42,7 @@ static bool pool_grow(ax__pool_t *p) {
   size_t bytes = p->next_slab != 0 ? p->next_slab : AX__SLAB_MIN;
   while (bytes < AX__SLAB_MAX && bytes < 8 * (size_t)p->size + AX__CACHE_LINE)
     bytes *= 2; /* large objects: at least 8 per slab (16 of 128 KiB per 2 MiB) */
-  char *slab = aligned_alloc(bytes >= AX__SLAB_MAX ? AX__SLAB_MAX : AX__CACHE_LINE, bytes);
+  char *slab = ax__aligned_alloc(bytes >= AX__SLAB_MAX ? AX__SLAB_MAX : AX__CACHE_LINE, bytes);
   if (slab == NULL)
     return false;
   if (bytes >= AX__SLAB_MAX)
@@ -88,6 +88,8 @@ static const uint32_t class_size[AX__MSG_CLASSES] = {
  * with its runtime, and another runtime may outlive it), else from malloc,
  * as on threads that are not cores and for large payloads. */
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
+  if (payload > UINT32_MAX - sizeof(ax__msg_t))
+    return NULL; /* ax_msg_t.size could not say it (and need could wrap) */
   size_t need = sizeof(ax__msg_t) + payload;
   ax__core_t *c = ax__tls_core;
   ax__msg_t *m = NULL;
@@ -102,7 +104,7 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
     }
   }
   if (m == NULL) {
-    m = malloc(need);
+    m = ax__malloc(need);
     if (m == NULL)
       return NULL;
     m->home = NULL;

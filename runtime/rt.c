@@ -99,7 +99,7 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
   if (o.spin_ns == 0)
     o.spin_ns = cpu_count() > 1 ? AX__DEFAULT_SPIN_NS : -1;
 
-  ax_rt_t *rt = aligned_alloc(AX__CACHE_LINE, (sizeof *rt + AX__CACHE_LINE - 1) &
+  ax_rt_t *rt = ax__aligned_alloc(AX__CACHE_LINE, (sizeof *rt + AX__CACHE_LINE - 1) &
                                                   ~(size_t)(AX__CACHE_LINE - 1));
   if (rt == NULL)
     return -ENOMEM;
@@ -129,7 +129,7 @@ int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
   }
   if (rt->index == AX__MAX_RTS)
     goto fail;
-  rt->cores = calloc(rt->ncores, sizeof *rt->cores);
+  rt->cores = ax__calloc(rt->ncores, sizeof *rt->cores);
   if (rt->cores == NULL) {
     rc = -ENOMEM;
     goto fail;

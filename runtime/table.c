@@ -30,7 +30,7 @@ static int ensure_chunk(ax__table_t *t, uint32_t index) {
   _Atomic(ax__slot_t *) *cp = &t->chunks[index >> AX__CHUNK_BITS];
   if (atomic_load_explicit(cp, memory_order_acquire) != NULL)
     return 0;
-  ax__slot_t *chunk = malloc(AX__CHUNK_SLOTS * sizeof *chunk);
+  ax__slot_t *chunk = ax__malloc(AX__CHUNK_SLOTS * sizeof *chunk);
   if (chunk == NULL)
     return -ENOMEM;
   for (uint32_t i = 0; i < AX__CHUNK_SLOTS; i++) {

@@ -22,7 +22,8 @@ run_suite() { # name, build dir, ctest args..., -- cmake args...
 mkdir -p build
 run_suite "plain build (-Werror)" build/plain --
 run_suite "AddressSanitizer + UndefinedBehaviorSanitizer" build/asan -LE install -- \
-  -DAXON_SANITIZE=address,undefined -DAXON_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=Debug
+  -DAXON_SANITIZE=address,undefined -DAXON_FAULT_INJECTION=ON -DAXON_BUILD_BENCH=OFF \
+  -DCMAKE_BUILD_TYPE=Debug
 
 # Only the tests labelled "multicore" run under ThreadSanitizer.
 tsan_tests=$(grep -rl 'LABELS.*multicore' tests 2>/dev/null || true)

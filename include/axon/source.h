@@ -22,8 +22,10 @@ extern "C" {
  * or a source handle belongs to the owner's behaviour or hooks, except where
  * it says otherwise.  A handle is valid until its close call returns or the
  * owner stops (its sources are closed then); after a close returns, no
- * message of that source reaches anyone.  Messages carry `from` AX_REF_NONE
- * and a payload struct as named below.
+ * message of that source reaches anyone, and the handle is invalid: any
+ * call with it, a second close included, uses freed memory (debug builds
+ * assert on a closed or freed handle and on a call from the wrong thread).
+ * Messages carry `from` AX_REF_NONE and a payload struct as named below.
  */
 enum {
   AX_MSG_DATAGRAM = 32, /* ax_datagram_t */

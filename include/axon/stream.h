@@ -33,7 +33,10 @@ extern "C" {
  * until the behaviour returns from the stream's AX_MSG_CLOSED message, or
  * until the owner stops (its streams are closed then).  After
  * ax_stream_close() returns, no message of that stream reaches anyone, not
- * even one already queued.  Listeners likewise.
+ * even one already queued.  Listeners likewise.  A closed handle is
+ * invalid: any call with it, a second ax_stream_close() included, uses
+ * freed memory.  Debug builds (no NDEBUG) assert on a closed or freed
+ * handle and on a call from a thread other than the owner's core. 
  *
  * Messages (ax_msg_t.type; `from` is AX_REF_NONE, `data` points at the
  * payload struct named):
@@ -194,7 +197,8 @@ AX_API int ax_listener_close(ax_listener_t *l);
  * reordered.  When the queue already holds high_water bytes or more, the
  * write is refused whole with -ENOBUFS and AX_MSG_WRITABLE follows when the
  * queue has drained below half of it.  Returns 0 (everything written or
- * queued).  Errors: -EINVAL (NULL stream, data NULL with len > 0), -ENOBUFS,
+ * queued).  Errors: -EINVAL (NULL stream, data NULL with len > 0, len >
+ * AX_MSG_MAX: split larger writes), -ENOBUFS,
  * -EPIPE (the write side is shut down, or the stream has ended), -ENOMEM,
  * or the kernel's error for the immediate write (-ECONNRESET, -EPIPE; -EIO
  * for a tty), in which case the stream ends and AX_MSG_CLOSED with the same

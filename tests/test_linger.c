@@ -1,0 +1,410 @@
+/* Check suite for streams closed with queued writes (linger): any number, any order, peers that drain, vanish or never read, owners that stop before, during or after; hostile TCP clients. */
+#include <dirent.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include "stream_test.h"
+
+enum {
+  MSG_GO = AX_MSG_USER + 1, /* open, write, close every stream of the plan */
+  MSG_STOP,                 /* return AX_STOP */
+  MAX_STREAMS = 48,
+};
+
+/* What the peer of a stream does while the stream lingers. */
+enum { PEER_DRAIN, PEER_VANISH, PEER_NEVER_READS };
+/* When the owner stops: right after closing, while the streams linger, or
+ * after every linger has ended. */
+enum { STOP_BEFORE, STOP_DURING, STOP_AFTER, STOP_ON_MESSAGE };
+
+typedef struct plan {
+  int n;
+  int mine[MAX_STREAMS];   /* the stream's fd (the actor's end) */
+  int peer[MAX_STREAMS];   /* the test's end */
+  int kind[MAX_STREAMS];   /* PEER_* */
+  int order[MAX_STREAMS];  /* the order the streams are closed in */
+  size_t each;             /* bytes written to every stream before its close */
+  int64_t linger;
+  int stop;                /* STOP_* */
+  /* written by the actor, read by the test */
+  _Atomic int closed;      /* streams closed with bytes still queued */
+  _Atomic int failures;    /* unexpected results inside the actor */
+  _Atomic int terminated;
+} plan_t;
+
+static int plan_actor(ax_actor_t *self, const ax_msg_t *m) {
+  plan_t *p = ax_state(self);
+  if (m->type == MSG_STOP)
+    return AX_STOP;
+  if (m->type != MSG_GO)
+    return 0;
+  ax_stream_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.high_water = p->each * 2;
+  o.linger = p->linger;
+  o.flags = AX_STREAM_PAUSED; /* the peers never send */
+  ax_stream_t *s[MAX_STREAMS];
+  static unsigned char buf[64 * 1024];
+  for (int i = 0; i < p->n; i++) {
+    if (ax_pipe_open(self, p->mine[i], p->mine[i], &o, &s[i]) != 0) {
+      atomic_fetch_add(&p->failures, 1);
+      return AX_STOP;
+    }
+    for (size_t off = 0; off < p->each; off += sizeof buf) {
+      size_t len = p->each - off < sizeof buf ? p->each - off : sizeof buf;
+      st_fill_pattern(buf, off, len);
+      if (ax_stream_write(s[i], buf, len) != 0)
+        atomic_fetch_add(&p->failures, 1);
+    }
+  }
+  for (int k = 0; k < p->n; k++) {
+    ax_stream_t *st = s[p->order[k]];
+    bool queued = ax_stream_queued(st) > 0;
+    if (ax_stream_close(st) != 0)
+      atomic_fetch_add(&p->failures, 1);
+    if (queued)
+      atomic_fetch_add(&p->closed, 1);
+  }
+  switch (p->stop) {
+  case STOP_BEFORE:
+    return AX_STOP;
+  case STOP_DURING:
+    return ax_after(self, p->linger / 3, MSG_STOP, NULL, 0, NULL) == 0 ? 0 : AX_STOP;
+  case STOP_AFTER:
+    return ax_after(self, p->linger * 2, MSG_STOP, NULL, 0, NULL) == 0 ? 0 : AX_STOP;
+  default:
+    return 0;
+  }
+}
+
+static void plan_terminate(ax_actor_t *self, int reason) {
+  (void)reason;
+  plan_t *p = ax_state(self);
+  atomic_fetch_add(&p->terminated, 1);
+}
+
+/* A socketpair whose buffers are small, so that `each` bytes cannot all
+ * fit in the kernel and some stay queued in the stream. */
+static void small_pair(int *mine, int *peer) {
+  int sv[2];
+  st_socketpair(sv);
+  int small = 4096;
+  ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  ck_assert_int_eq(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+  *mine = sv[0];
+  *peer = sv[1];
+}
+
+/* The number of open fds of this process. */
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1; /* the directory's own fd */
+}
+
+/* CPU seconds used by the whole process so far. */
+static double cpu_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The CPU the process uses over ms of idle time, in seconds. */
+static double idle_cpu(int ms) {
+  double before = cpu_seconds();
+  test_sleep_ms(ms);
+  return cpu_seconds() - before;
+}
+
+/* Reads every DRAIN peer until EOF, checking the pattern and the count. */
+static void drain_peers(plan_t *p, int timeout_ms) {
+  for (int i = 0; i < p->n; i++) {
+    if (p->kind[i] != PEER_DRAIN)
+      continue;
+    bool eof = false;
+    uint64_t got = st_read_pattern(p->peer[i], p->each + 1, timeout_ms, &eof, 0);
+    ck_assert_msg(got == p->each, "stream %d: %llu of %zu bytes arrived", i,
+                  (unsigned long long)got, p->each);
+    ck_assert_msg(eof, "stream %d: no EOF after its bytes", i);
+  }
+}
+
+static void plan_init(plan_t *p, int n, size_t each, int64_t linger, int stop) {
+  memset(p, 0, sizeof *p);
+  p->n = n;
+  p->each = each;
+  p->linger = linger;
+  p->stop = stop;
+  for (int i = 0; i < n; i++) {
+    small_pair(&p->mine[i], &p->peer[i]);
+    p->kind[i] = PEER_NEVER_READS;
+    p->order[i] = i;
+  }
+}
+
+static ax_ref_t plan_spawn(ax_rt_t *rt, plan_t *p) {
+  return test_spawn(rt, plan_actor, p, AX_PLACE_CORE, 0, NULL, plan_terminate);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The minimal cases of the report                                           */
+
+/* Two streams with 1 MiB queued each, both closed, and the owner stops in
+ * the same turn: the runtime (no KEEP_ALIVE) must finish on its own, and
+ * both peers must see their streams end. */
+START_TEST(test_linger_two_closed_owner_stops) {
+  ax_rt_t *rt = test_rt_new(1, 0);
+  plan_t p;
+  plan_init(&p, 2, 1 << 20, 5 * AX_NSEC_PER_SEC, STOP_BEFORE);
+  ax_ref_t a = plan_spawn(rt, &p);
+  test_send(a, MSG_GO, NULL, 0);
+  ck_assert_int_eq(ax_rt_run(rt), 0); /* hung here before the fix */
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(atomic_load(&p.failures), 0);
+  ck_assert_int_eq(atomic_load(&p.closed), 2);
+  ck_assert_int_eq(atomic_load(&p.terminated), 1);
+  for (int i = 0; i < 2; i++) { /* the runtime's end cut the linger short */
+    ck_assert_int_eq(st_wait_eof(p.peer[i], 10000), 1);
+    close(p.peer[i]);
+  }
+}
+END_TEST
+
+/* The first stream's peer drains it (its linger ends and it is freed), and
+ * only then does the owner stop: its death must not touch the freed
+ * stream (ASan reported heap-use-after-free here before the fix). */
+START_TEST(test_linger_first_drained_then_owner_stops) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  plan_t p;
+  plan_init(&p, 2, 1 << 20, 10 * AX_NSEC_PER_SEC, STOP_ON_MESSAGE);
+  p.kind[0] = PEER_DRAIN;
+  ax_ref_t a = plan_spawn(rt, &p);
+  test_send(a, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&p.closed) == 2, 10000);
+  drain_peers(&p, 10000);
+  close(p.peer[0]);
+  test_sleep_ms(50);
+  test_send(a, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&p.terminated) == 1, 10000);
+  /* The second one still lingers (10 s); its bytes still flow. */
+  bool eof = false;
+  ck_assert_uint_eq(st_read_pattern(p.peer[1], p.each + 1, 10000, &eof, 0), p.each);
+  ck_assert(eof);
+  close(p.peer[1]);
+  ck_assert_int_eq(atomic_load(&p.failures), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Every combination                                                         */
+
+/* 3 x 8 streams, closed in a shuffled order: a third with peers that read
+ * everything, a third with peers that close their end during the linger,
+ * a third with peers that never read.  Within the linger time every
+ * stream is flushed or ended and every fd is closed; afterwards the
+ * process uses no CPU, and SIGINT still stops the runtime. */
+static void run_matrix(int stop) {
+  int fds_before = open_fds();
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  int fds_rt = open_fds();
+  plan_t p;
+  int64_t linger = 400 * AX_NSEC_PER_MSEC;
+  plan_init(&p, 24, 256 << 10, linger, stop);
+  unsigned seed = 12345u + (unsigned)stop;
+  for (int i = 0; i < p.n; i++)
+    p.kind[i] = i % 3;
+  for (int i = p.n - 1; i > 0; i--) { /* Fisher-Yates */
+    int j = (int)(rand_r(&seed) % (unsigned)(i + 1));
+    int t = p.order[i];
+    p.order[i] = p.order[j];
+    p.order[j] = t;
+  }
+  ax_ref_t a = plan_spawn(rt, &p);
+  int64_t start = ax_now();
+  test_send(a, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&p.closed) == p.n, 10000);
+  for (int i = 0; i < p.n; i++)
+    if (p.kind[i] == PEER_VANISH) {
+      close(p.peer[i]);
+      p.peer[i] = -1;
+    }
+  drain_peers(&p, 10000);
+  /* The peers that never read see the end once the linger runs out. */
+  for (int i = 0; i < p.n; i++)
+    if (p.kind[i] == PEER_NEVER_READS) {
+      struct pollfd pfd = {p.peer[i], POLLRDHUP, 0};
+      TEST_WAIT_UNTIL(poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLRDHUP)), 10000);
+    }
+  int64_t ended = ax_now() - start;
+  ck_assert_msg(ended < linger + 5 * AX_NSEC_PER_SEC, "the streams took %lld ms to end",
+                (long long)(ended / AX_NSEC_PER_MSEC));
+  for (int i = 0; i < p.n; i++)
+    if (p.peer[i] >= 0) {
+      close(p.peer[i]);
+      p.peer[i] = -1;
+    }
+  if (stop != STOP_ON_MESSAGE)
+    TEST_WAIT_UNTIL(atomic_load(&p.terminated) == 1, 10000);
+  /* Every fd of the streams is closed (the runtime's own stay). */
+  ck_assert_int_eq(open_fds(), fds_rt);
+  double cpu = idle_cpu(300);
+  ck_assert_msg(cpu < 0.1, "idle, the process used %.3f s of CPU in 0.3 s", cpu);
+  ck_assert_int_eq(atomic_load(&p.failures), 0);
+  /* SIGINT stops the runtime (it claims the signal). */
+  ck_assert_int_eq(kill(getpid(), SIGINT), 0);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(open_fds(), fds_before);
+}
+
+START_TEST(test_linger_matrix_owner_stops_before) { run_matrix(STOP_BEFORE); }
+END_TEST
+
+START_TEST(test_linger_matrix_owner_stops_during) { run_matrix(STOP_DURING); }
+END_TEST
+
+START_TEST(test_linger_matrix_owner_stops_after) { run_matrix(STOP_AFTER); }
+END_TEST
+
+START_TEST(test_linger_matrix_owner_lives) { run_matrix(STOP_ON_MESSAGE); }
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Hostile TCP clients                                                       */
+
+/* The example's session: echo each line; a client that does not read its
+ * echoes (-ENOBUFS) is dropped, so its stream closes with bytes queued. */
+static int echo_session(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == AX_MSG_DATA) {
+    const ax_data_t *d = m->data;
+    if (ax_stream_write(d->stream, d->bytes, d->len) < 0 ||
+        ax_stream_write(d->stream, "\n", 1) < 0)
+      return AX_STOP;
+  }
+  return m->type == AX_MSG_CLOSED ? AX_STOP : 0;
+}
+
+static _Atomic int sessions_ended;
+static void session_end(ax_actor_t *self, int reason) {
+  (void)self;
+  (void)reason;
+  atomic_fetch_add(&sessions_ended, 1);
+}
+
+static int tcp_client(int port, int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(fd, 0);
+  if (rcvbuf > 0)
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  return fd;
+}
+
+/* Clients connect, send lines and never read, until the server stops
+ * taking them (its session dropped them with echoes queued); then they
+ * disconnect.  The server must stay idle and responsive, and stop on
+ * SIGINT. */
+START_TEST(test_linger_hostile_clients) {
+  int fds_before = open_fds();
+  ax_rt_t *rt = test_rt_new(2, 0);
+  test_rt_start(rt);
+  atomic_store(&sessions_ended, 0);
+  ax_serve_opts_t so;
+  memset(&so, 0, sizeof so);
+  so.stream.frame = AX_FRAME_DELIM;
+  so.stream.high_water = 64 << 10;
+  so.stream.sndbuf = 8192;
+  so.terminate = session_end;
+  ax_server_t *srv = NULL;
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", echo_session, &so, &srv), 0);
+  int port = ax_server_port(srv);
+  enum { CLIENTS = 20 };
+  int c[CLIENTS];
+  char line[1024];
+  memset(line, 'x', sizeof line - 1);
+  line[sizeof line - 1] = '\n';
+  for (int i = 0; i < CLIENTS; i++) {
+    c[i] = tcp_client(port, 4096);
+    ck_assert_int_eq(fcntl(c[i], F_SETFL, O_NONBLOCK), 0);
+  }
+  /* Send until no client can send more for 300 ms (every session has
+   * stopped reading: it was dropped, or its window is full). */
+  int64_t idle_since = ax_now();
+  while (ax_now() - idle_since < 300 * AX_NSEC_PER_MSEC) {
+    bool progress = false;
+    for (int i = 0; i < CLIENTS; i++)
+      if (send(c[i], line, sizeof line, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+        progress = true;
+    if (progress)
+      idle_since = ax_now();
+    else
+      test_sleep_ms(5);
+  }
+  TEST_WAIT_UNTIL(atomic_load(&sessions_ended) == CLIENTS, 20000);
+  for (int i = 0; i < CLIENTS; i++)
+    close(c[i]);
+  test_sleep_ms(100);
+  double cpu = idle_cpu(500);
+  ck_assert_msg(cpu < 0.1, "idle, the server used %.3f s of CPU in 0.5 s", cpu);
+  /* A new, polite client is served. */
+  int fd = tcp_client(port, 0);
+  st_write_all(fd, "ping\n", 5);
+  char got[5];
+  size_t have = 0;
+  while (have < sizeof got) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+    ssize_t n = read(fd, got + have, sizeof got - have);
+    ck_assert_int_gt(n, 0);
+    have += (size_t)n;
+  }
+  ck_assert_int_eq(memcmp(got, "ping\n", 5), 0);
+  close(fd);
+  ck_assert_int_eq(kill(getpid(), SIGINT), 0);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(ax_server_close(srv), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(open_fds(), fds_before);
+}
+END_TEST
+
+static Suite *linger_suite(void) {
+  Suite *s = suite_create("linger");
+  TCase *tc = tcase_create("minimal");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_linger_two_closed_owner_stops);
+  tcase_add_test(tc, test_linger_first_drained_then_owner_stops);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("matrix");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_linger_matrix_owner_stops_before);
+  tcase_add_test(tc, test_linger_matrix_owner_stops_during);
+  tcase_add_test(tc, test_linger_matrix_owner_stops_after);
+  tcase_add_test(tc, test_linger_matrix_owner_lives);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("hostile");
+  tcase_set_timeout(tc, 90);
+  tcase_add_test(tc, test_linger_hostile_clients);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  return test_run_suite(linger_suite());
+}
