@@ -81,7 +81,7 @@ static const ax__src_ops_t efd_ops = {
  * self and starts watching it.  Owner's core.  Returns 0 and stores the
  * handle in *out, or -EINVAL (NULL self or out), -EMFILE/-ENFILE (no fd),
  * -ENOMEM. */
-int ax_event_new(ax_actor_t *self, ax_efd_t **out) {
+int ax_efd_open(ax_actor_t *self, ax_efd_t **out) {
   if (self == NULL || out == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);

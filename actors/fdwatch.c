@@ -17,7 +17,7 @@
  * a GPIO value file): axon never reads, writes or closes it.  It is
  * one-shot: the loop watcher is started with AX_ONESHOT, so the kernel
  * disarms it as it reports the fd, and at most one AX_MSG_FD_READY is ever
- * in flight; nothing more comes until ax_fd_rearm.
+ * in flight; nothing more comes until ax_fdwatch_rearm.
  *
  * Re-arming a watch that fired is one epoll_ctl (ax_io_modify).  When that
  * fails because the fd number now names another file (the library closed
@@ -172,7 +172,7 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
  * core only.  Returns 0, or -EINVAL (NULL, unknown bits, a closed watch),
  * -EBADF (the fd is closed now; the watch stays disarmed), -EEXIST
  * (another source of this core took the fd meanwhile), -ENOMEM. */
-int ax_fd_rearm(ax_fdwatch_t *w, unsigned events) {
+int ax_fdwatch_rearm(ax_fdwatch_t *w, unsigned events) {
   if (w == NULL)
     return -EINVAL;
   AX__SRC_ASSERT(&w->src);
@@ -198,7 +198,7 @@ int ax_fd_rearm(ax_fdwatch_t *w, unsigned events) {
  * AX_MSG_FD_READY of this watch is delivered after the call, not even one
  * already queued.  The handle is invalid afterwards.  Owner's core only.
  * Returns 0, or -EINVAL for NULL. */
-int ax_fd_unwatch(ax_fdwatch_t *w) {
+int ax_fdwatch_close(ax_fdwatch_t *w) {
   if (w == NULL)
     return -EINVAL;
   AX__SRC_ASSERT(&w->src);

@@ -396,7 +396,7 @@ int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned fla
 /* Ends a watch of either kind: no AX_MSG_FS_EVENT of it is delivered after
  * this returns, not even one already queued.  Owner's core.  Returns 0,
  * or -EINVAL for NULL. */
-int ax_fs_unwatch(ax_fswatch_t *w) {
+int ax_fswatch_close(ax_fswatch_t *w) {
   if (w == NULL)
     return -EINVAL;
   AX__SRC_ASSERT(&w->src);

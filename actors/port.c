@@ -122,7 +122,7 @@ static int wait_ring(ax_port_t *p, int64_t deadline) {
   return 0;
 }
 
-int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline) {
+int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
   if (port == NULL || msg == NULL || (deadline < 0 && deadline != AX_FOREVER))
     return -EINVAL;
   release_held(port);
@@ -177,7 +177,7 @@ static void port_destroy(ax_port_t *p) {
   free(p);
 }
 
-int ax_port_free(ax_port_t *port) {
+int ax_port_close(ax_port_t *port) {
   if (port == NULL)
     return -EINVAL;
   ax_rt_t *rt = port->rt;

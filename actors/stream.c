@@ -28,8 +28,9 @@ int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *o) {
   if (o->frame > AX_FRAME_LENGTH || o->max_frame > ((size_t)16 << 20) ||
       (o->frame == AX_FRAME_LENGTH && o->len_bytes != 0 && o->len_bytes != 1 &&
        o->len_bytes != 2 && o->len_bytes != 4) ||
-      (o->connect_timeout < 0 && o->connect_timeout != AX_FOREVER) || o->linger < 0 ||
-      o->sndbuf < 0 || o->rcvbuf < 0)
+      (o->connect_timeout < 0 && o->connect_timeout != AX_FOREVER) ||
+      (o->linger < 0 && o->linger != AX_FOREVER && o->linger != AX_LINGER_NONE) ||
+      o->delim < 0 || o->delim > AX_DELIM_NUL || o->sndbuf < 0 || o->rcvbuf < 0)
     return -EINVAL;
   if (o->window == 0)
     o->window = 8;
@@ -37,8 +38,8 @@ int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *o) {
     o->read_max = AX__SCRATCH;
   if (o->high_water == 0)
     o->high_water = (size_t)1 << 20;
-  if (o->frame == AX_FRAME_DELIM && o->delim == 0 && in != NULL && in->frame == AX_FRAME_DELIM)
-    o->delim = '\n';
+  if (o->delim == 0)
+    o->delim = '\n'; /* AX_DELIM_NUL stays: its low byte is the NUL (idempotent) */
   if (o->len_bytes == 0)
     o->len_bytes = 4;
   if (o->max_frame == 0)
@@ -180,7 +181,7 @@ static void fbuf_consume(ax_stream_t *s, size_t n) {
  * stream failed or memory ran out. */
 static int cut_frame(ax_stream_t *s) {
   if (s->o.frame == AX_FRAME_DELIM) {
-    unsigned char *nl = memchr(s->fbuf, s->o.delim, s->flen);
+    unsigned char *nl = memchr(s->fbuf, s->o.delim & 0xff, s->flen);
     if (nl == NULL) {
       if (s->flen > s->o.max_frame) { /* too long: discard up to the next delimiter */
         s->skipping = true;
@@ -485,13 +486,15 @@ static void op_close(ax__src_t *src) {
   if (s->state == AX__ST_CONNECTING)
     ax__tcp_connect_cancel(s);
   s->flen = 0;
-  if (s->wq_head != NULL && s->state == AX__ST_OPEN && s->wfd >= 0 && s->src.core != NULL) {
+  if (s->wq_head != NULL && s->state == AX__ST_OPEN && s->wfd >= 0 && s->src.core != NULL &&
+      s->o.linger != AX_LINGER_NONE) {
     /* Flush in the background: the fd stays until the queue is written,
      * the peer goes away or the linger time ends. */
     s->state = AX__ST_DONE;
     ax__src_linger(src, true);
     ax_timer_init(s->src.core->loop, &s->ltimer, linger_cb);
-    ax_timer_start(&s->ltimer, s->o.linger, 0);
+    if (s->o.linger != AX_FOREVER)
+      ax_timer_start(&s->ltimer, s->o.linger, 0);
     update_interest(s);
     return;
   }

@@ -1,4 +1,4 @@
-/* Timers as messages: ax_after, ax_every and ax_cancel on the actor's core loop. */
+/* Timers as messages: ax_after, ax_every and ax_timer_cancel on the actor's core loop. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +106,7 @@ int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const void *dat
   return start(self, period_ns, true, type, data, size, id);
 }
 
-int ax_cancel(ax_actor_t *self, uint64_t id) {
+int ax_timer_cancel(ax_actor_t *self, uint64_t id) {
   if (self == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);

@@ -232,7 +232,7 @@ static void brt_open(brt_t *b, const char *what, unsigned cores, int64_t spin_ns
   };
   snprintf(b->what, sizeof b->what, "%s", what);
   watchdog_arm("%s (from ax_rt_new to ax_rt_free)", what);
-  BENCH_AX(ax_rt_new(&b->rt, &o));
+  BENCH_AX(ax_rt_new(&o, &b->rt));
   BENCH_AX(ax_port_new(b->rt, &b->port));
   b->port_ref = ax_port_ref(b->port);
   b->cores = ax_rt_cores(b->rt);
@@ -263,7 +263,7 @@ static void brt_recv_msg(brt_t *b, ax_msg_t *m) {
   int64_t deadline = ax_now() + RESULT_WAIT_S * AX_NSEC_PER_SEC;
   int rc;
   do
-    rc = ax_port_recv(b->port, m, deadline);
+    rc = ax_port_recv(b->port, deadline, m);
   while (rc == -EINTR);
   if (rc == -ETIMEDOUT) {
     brt_dump_stats(b);
@@ -290,7 +290,7 @@ static void brt_close(brt_t *b, ax_core_stats_t *st) {
   ax_rt_stop(b->rt);
   BENCH_AX(ax_rt_join(b->rt));
   BENCH_AX(ax_rt_stats_total(b->rt, st));
-  BENCH_AX(ax_port_free(b->port));
+  BENCH_AX(ax_port_close(b->port));
   BENCH_AX(ax_rt_free(b->rt));
   alarm(0);
 }
@@ -915,7 +915,7 @@ static double port_run_axon(uint64_t rounds, int *actor_cpu) {
     ax_msg_t m;
     int rc;
     do
-      rc = ax_port_recv(b.port, &m, deadline);
+      rc = ax_port_recv(b.port, deadline, &m);
     while (rc == -EINTR);
     if (rc == -ETIMEDOUT) {
       brt_dump_stats(&b);

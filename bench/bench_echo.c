@@ -175,7 +175,7 @@ static void ax_term_cb(ax_signal_t *sig, const struct signalfd_siginfo *info) {
 
 static void server_axon(int pipe_fd) {
   ax_loop_t *loop;
-  BENCH_AX(ax_loop_new(&loop, NULL));
+  BENCH_AX(ax_loop_new(NULL, &loop));
   ax_signal_t term;
   BENCH_AX(ax_signal_init(loop, &term, ax_term_cb));
   BENCH_AX(ax_signal_start(&term, SIGTERM));

@@ -178,7 +178,7 @@ typedef struct axon_side {
 
 static void port_wait(ax_port_t *port, const char *what) {
   ax_msg_t m;
-  int rc = ax_port_recv(port, &m, ax_now() + 30 * AX_NSEC_PER_SEC);
+  int rc = ax_port_recv(port, ax_now() + 30 * AX_NSEC_PER_SEC, &m);
   if (rc < 0)
     bench_die("%s: %s", what, ax_strerror(rc));
   int result;
@@ -189,7 +189,7 @@ static void port_wait(ax_port_t *port, const char *what) {
 
 static void axon_start(axon_side_t *a, const char *slave) {
   ax_rt_opts_t o = {.cores = 1, .flags = AX_RT_NO_SIGNALS | AX_RT_KEEP_ALIVE};
-  BENCH_AX(ax_rt_new(&a->rt, &o));
+  BENCH_AX(ax_rt_new(&o, &a->rt));
   BENCH_AX(ax_port_new(a->rt, &a->port));
   a->e.port = ax_port_ref(a->port);
   BENCH_AX(ax_spawn(a->rt, echo_behaviour, &a->e, NULL, &a->actor));
@@ -203,7 +203,7 @@ static void axon_stop(axon_side_t *a) {
   port_wait(a->port, "ax_stream_close");
   ax_rt_stop(a->rt);
   BENCH_AX(ax_rt_join(a->rt));
-  BENCH_AX(ax_port_free(a->port));
+  BENCH_AX(ax_port_close(a->port));
   BENCH_AX(ax_rt_free(a->rt));
 }
 

@@ -364,7 +364,7 @@ static void serve_axon(int pipe_fd, int n, srv_report_t *rep) {
   /* Core i is pinned to the i-th CPU of the affinity mask, which
    * server_main narrowed to the server's CPUs.  SIGTERM stops it. */
   ax_rt_opts_t ro = {.cores = (unsigned)n, .flags = AX_RT_KEEP_ALIVE};
-  BENCH_AX(ax_rt_new(&rt, &ro));
+  BENCH_AX(ax_rt_new(&ro, &rt));
   BENCH_AX(ax_rt_start(rt));
   ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY}};
   ax_server_t *srv;

@@ -133,7 +133,7 @@ static void ax_never_cb(ax_timer_t *timer) {
 }
 
 static void ax_side_init(ax_side_t *s, const workload_t *w) {
-  BENCH_AX(ax_loop_new(&s->loop, NULL));
+  BENCH_AX(ax_loop_new(NULL, &s->loop));
   s->timers = xcalloc((size_t)w->n, sizeof *s->timers);
   s->heap = xcalloc((size_t)w->heap, sizeof *s->heap);
   for (long i = 0; i < w->n; i++)

@@ -42,7 +42,7 @@ static int pick_backend(const ax_loop_opts_t *opts, const ax__backend_t **out) {
   }
 }
 
-int ax_loop_new(ax_loop_t **out, const ax_loop_opts_t *opts) {
+int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **out) {
   if (out == NULL)
     return -EINVAL;
   const ax__backend_t *backend;

@@ -255,8 +255,8 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
       break;
   }
   ax__stat_add(&c->stats.delivered, n);
-  if (n > atomic_load_explicit(&c->stats.mailbox_hwm, memory_order_relaxed))
-    atomic_store_explicit(&c->stats.mailbox_hwm, n, memory_order_relaxed);
+  if (n > atomic_load_explicit(&c->stats.turn_max, memory_order_relaxed))
+    atomic_store_explicit(&c->stats.turn_max, n, memory_order_relaxed);
   if (stop)
     ax__actor_die(c, a, reason);
   else if (!ax__mpscq_mark_empty(&a->e.q))
@@ -380,7 +380,7 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   c->rt = rt;
   c->index = index;
   ax_loop_opts_t lo = {.backend = rt->opts.backend, .max_events = AX__CORE_EVENTS};
-  int rc = ax_loop_new(&c->loop, &lo);
+  int rc = ax_loop_new(&lo, &c->loop);
   if (rc < 0)
     goto fail;
   rc = ax_event_init(c->loop, &c->wake, wake_cb);

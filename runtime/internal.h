@@ -247,7 +247,7 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
 
 typedef struct ax__stats_atomic {
   _Atomic uint64_t sent, delivered, dead_letters, spawned, actors, wakeups, sleeps, polls,
-      runq_len, mailbox_hwm, accept_errors;
+      runq_len, turn_max, accept_errors;
 } ax__stats_atomic_t;
 
 /*

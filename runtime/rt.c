@@ -80,7 +80,7 @@ static unsigned cpu_count(void) {
   return 1;
 }
 
-int ax_rt_new(ax_rt_t **out, const ax_rt_opts_t *opts) {
+int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   if (out == NULL)
     return -EINVAL;
   ax_rt_opts_t o = opts != NULL ? *opts : (ax_rt_opts_t){0};
@@ -341,7 +341,7 @@ int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out) {
   out->sleeps = atomic_load_explicit(&s->sleeps, memory_order_relaxed);
   out->polls = atomic_load_explicit(&s->polls, memory_order_relaxed);
   out->runq_len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
-  out->mailbox_hwm = atomic_load_explicit(&s->mailbox_hwm, memory_order_relaxed);
+  out->turn_max = atomic_load_explicit(&s->turn_max, memory_order_relaxed);
   out->accept_errors = atomic_load_explicit(&s->accept_errors, memory_order_relaxed);
   return 0;
 }
@@ -363,8 +363,8 @@ int ax_rt_stats_total(const ax_rt_t *rt, ax_core_stats_t *out) {
     out->polls += s.polls;
     out->runq_len += s.runq_len;
     out->accept_errors += s.accept_errors;
-    if (s.mailbox_hwm > out->mailbox_hwm)
-      out->mailbox_hwm = s.mailbox_hwm;
+    if (s.turn_max > out->turn_max)
+      out->turn_max = s.turn_max;
   }
   out->dead_letters += atomic_load_explicit(&((ax_rt_t *)rt)->dead_letters_other,
                                             memory_order_relaxed);

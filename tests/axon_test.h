@@ -19,7 +19,7 @@
  * and fails the test if that does not work. */
 static inline ax_loop_t *test_loop_new(void) {
   ax_loop_t *loop = NULL;
-  ck_assert_int_eq(ax_loop_new(&loop, NULL), 0);
+  ck_assert_int_eq(ax_loop_new(NULL, &loop), 0);
   ck_assert_ptr_nonnull(loop);
   return loop;
 }
@@ -133,7 +133,7 @@ static inline ax_rt_t *test_rt_new(unsigned cores, unsigned flags) {
   if (cores > test_cpu_count())
     opts.flags |= AX_RT_NO_PIN;
   ax_rt_t *rt = NULL;
-  int rc = ax_rt_new(&rt, &opts);
+  int rc = ax_rt_new(&opts, &rt);
   ck_assert_msg(rc == 0, "ax_rt_new(cores %u): %s", cores, ax_strerror(rc));
   ck_assert_ptr_nonnull(rt);
   if (cores != 0)

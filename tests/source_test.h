@@ -219,10 +219,10 @@ static inline int64_t sa_run_cmd(ax_actor_t *self, sa_actor_t *a, const sa_cmd_t
     }
     return slot;
   case CMD_FD_REARM:
-    *rc = ax_fd_rearm(a->fdw[c->slot], (unsigned)c->u);
+    *rc = ax_fdwatch_rearm(a->fdw[c->slot], (unsigned)c->u);
     return 0;
   case CMD_FD_UNWATCH:
-    *rc = ax_fd_unwatch(a->fdw[c->slot]);
+    *rc = ax_fdwatch_close(a->fdw[c->slot]);
     a->fdw[c->slot] = NULL;
     return 0;
   case CMD_HOLD: {
@@ -241,7 +241,7 @@ static inline int64_t sa_run_cmd(ax_actor_t *self, sa_actor_t *a, const sa_cmd_t
     slot = sa_free_slot(a->efd);
     {
       ax_efd_t *e = NULL;
-      *rc = ax_event_new(self, &e);
+      *rc = ax_efd_open(self, &e);
       a->efd[slot] = e;
     }
     return slot;
@@ -269,7 +269,7 @@ static inline int64_t sa_run_cmd(ax_actor_t *self, sa_actor_t *a, const sa_cmd_t
     }
     return slot;
   case CMD_FS_UNWATCH:
-    *rc = ax_fs_unwatch(a->fsw[c->slot]);
+    *rc = ax_fswatch_close(a->fsw[c->slot]);
     a->fsw[c->slot] = NULL;
     return 0;
   case CMD_UDP_BIND:
@@ -361,8 +361,8 @@ static inline void sa_env_new(sa_env_t *env, unsigned cores, unsigned flags) {
 static inline void sa_env_free(sa_env_t *env) {
   ax_rt_stop(env->rt);
   ck_assert_int_eq(ax_rt_join(env->rt), 0);
-  ck_assert_int_eq(ax_port_free(env->ev), 0);
-  ck_assert_int_eq(ax_port_free(env->rc), 0);
+  ck_assert_int_eq(ax_port_close(env->ev), 0);
+  ck_assert_int_eq(ax_port_close(env->rc), 0);
   ck_assert_int_eq(ax_rt_free(env->rt), 0);
 }
 
@@ -389,7 +389,7 @@ static inline int sa_cmd_full(sa_env_t *env, ax_ref_t to, const sa_cmd_t *c, siz
   int rc = ax_send(to, c->op, c, sizeof *c + len);
   ck_assert_msg(rc == 0, "sending command %u: %s", c->op, ax_strerror(rc));
   ax_msg_t m;
-  rc = ax_port_recv(env->rc, &m, ax_now() + 10 * AX_NSEC_PER_SEC);
+  rc = ax_port_recv(env->rc, ax_now() + 10 * AX_NSEC_PER_SEC, &m);
   ck_assert_msg(rc == 0, "reply to command %u: %s", c->op, ax_strerror(rc));
   const sa_reply_t *r = m.data;
   ck_assert_uint_eq(r->op, c->op);
@@ -429,7 +429,7 @@ static inline void sa_release(sa_env_t *env, sa_actor_t *a, int n) {
   atomic_store(&a->hold, 0);
   for (int i = 0; i < n; i++) {
     ax_msg_t m;
-    int rc = ax_port_recv(env->rc, &m, ax_now() + 10 * AX_NSEC_PER_SEC);
+    int rc = ax_port_recv(env->rc, ax_now() + 10 * AX_NSEC_PER_SEC, &m);
     ck_assert_msg(rc == 0, "reply after a hold: %s", ax_strerror(rc));
     const sa_reply_t *r = m.data;
     ck_assert_msg(r->rc == 0, "command %u: %s", r->op, ax_strerror(r->rc));
@@ -451,7 +451,7 @@ static inline void sa_send(ax_ref_t to, uint32_t op, int slot, int i1, uint64_t 
  * (the message is valid until the next receive on the port). */
 static inline const sa_event_t *sa_event(sa_env_t *env, int timeout_ms) {
   ax_msg_t m;
-  int rc = ax_port_recv(env->ev, &m, ax_now() + (int64_t)timeout_ms * AX_NSEC_PER_MSEC);
+  int rc = ax_port_recv(env->ev, ax_now() + (int64_t)timeout_ms * AX_NSEC_PER_MSEC, &m);
   ck_assert_msg(rc == 0, "waiting %d ms for a source message: %s", timeout_ms,
                 ax_strerror(rc));
   return m.data;
@@ -460,7 +460,7 @@ static inline const sa_event_t *sa_event(sa_env_t *env, int timeout_ms) {
 /* True when no event arrives within ms. */
 static inline bool sa_no_event(sa_env_t *env, int ms) {
   ax_msg_t m;
-  return ax_port_recv(env->ev, &m, ax_now() + (int64_t)ms * AX_NSEC_PER_MSEC) == -ETIMEDOUT;
+  return ax_port_recv(env->ev, ax_now() + (int64_t)ms * AX_NSEC_PER_MSEC, &m) == -ETIMEDOUT;
 }
 
 /* Files and directories for the tests that need them. */

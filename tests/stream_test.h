@@ -416,8 +416,8 @@ static inline void st_env_init(st_env_t *env) {
 static inline void st_env_done(st_env_t *env) {
   ax_rt_stop(env->rt);
   ck_assert_int_eq(ax_rt_join(env->rt), 0);
-  ck_assert_int_eq(ax_port_free(env->ev), 0);
-  ck_assert_int_eq(ax_port_free(env->rc), 0);
+  ck_assert_int_eq(ax_port_close(env->ev), 0);
+  ck_assert_int_eq(ax_port_close(env->rc), 0);
   ck_assert_int_eq(ax_rt_free(env->rt), 0);
   free(env->last);
   env->last = NULL;
@@ -453,7 +453,7 @@ static inline int st_call_cmd(st_env_t *env, ax_ref_t to, uint32_t type, st_cmd_
                               int64_t *value) {
   test_send(to, type, c, sizeof *c + c->len);
   ax_msg_t m;
-  int rc = ax_port_recv(env->rc, &m, ax_now() + 10 * AX_NSEC_PER_SEC);
+  int rc = ax_port_recv(env->rc, ax_now() + 10 * AX_NSEC_PER_SEC, &m);
   ck_assert_msg(rc == 0, "no reply to command %u: %s", (unsigned)type, ax_strerror(rc));
   ck_assert_uint_eq(m.type, type);
   st_reply_t r;
@@ -519,7 +519,7 @@ static inline st_report_t *st_next_wait(st_env_t *env, int timeout_ms) {
   free(env->last);
   env->last = NULL;
   ax_msg_t m;
-  int rc = ax_port_recv(env->ev, &m, ax_now() + (int64_t)timeout_ms * AX_NSEC_PER_MSEC);
+  int rc = ax_port_recv(env->ev, ax_now() + (int64_t)timeout_ms * AX_NSEC_PER_MSEC, &m);
   if (rc == -ETIMEDOUT)
     return NULL;
   ck_assert_msg(rc == 0, "ax_port_recv: %s", ax_strerror(rc));

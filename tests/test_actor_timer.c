@@ -1,4 +1,4 @@
-/* Check suite for timers as messages: ax_after, ax_every, ax_cancel, and timers of stopping actors. */
+/* Check suite for timers as messages: ax_after, ax_every, ax_timer_cancel, and timers of stopping actors. */
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -63,8 +63,8 @@ static int after_once_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
     if (msg->size != 0 || msg->data != NULL)
       t->bad++;
     /* Both one-shots fired: nothing left to cancel. */
-    t->cancel_rc = ax_cancel(self, t->id);
-    t->cancel_again_rc = ax_cancel(self, t->id2);
+    t->cancel_rc = ax_timer_cancel(self, t->id);
+    t->cancel_again_rc = ax_timer_cancel(self, t->id2);
     t->finished++;
     return AX_STOP;
   }
@@ -226,7 +226,7 @@ START_TEST(test_actor_timer_after_many_actors) {
 END_TEST
 
 /* ------------------------------------------------------------------------ */
-/* ax_every and ax_cancel                                                    */
+/* ax_every and ax_timer_cancel                                                    */
 
 static void every_init(ax_actor_t *self) {
   timed_t *t = ax_state(self);
@@ -237,7 +237,7 @@ static void every_init(ax_actor_t *self) {
 static int every_cancel_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   timed_t *t = ax_state(self);
   if (msg->type == MSG_FINISH) {
-    t->cancel_again_rc = ax_cancel(self, t->id);
+    t->cancel_again_rc = ax_timer_cancel(self, t->id);
     t->finished++;
     return AX_STOP;
   }
@@ -253,7 +253,7 @@ static int every_cancel_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
     /* Stay busy for many periods, so that the next tick is due (and may
      * already sit in the mailbox) when the timer is cancelled. */
     test_spin_ms(20);
-    t->cancel_rc = ax_cancel(self, t->id);
+    t->cancel_rc = ax_timer_cancel(self, t->id);
     t->cancelled = true;
     if (ax_after(self, 100 * AX_NSEC_PER_MSEC, MSG_FINISH, NULL, 0, NULL) != 0)
       t->bad++;
@@ -270,7 +270,7 @@ START_TEST(test_actor_timer_every_cancel) {
   ck_assert_int_eq(t.bad, 0);
   ck_assert_int_eq(t.ticks, 5);
   ck_assert_int_eq(t.cancel_rc, 0);
-  ck_assert_msg(t.after_cancel == 0, "%d ticks delivered after ax_cancel returned 0",
+  ck_assert_msg(t.after_cancel == 0, "%d ticks delivered after ax_timer_cancel returned 0",
                 t.after_cancel);
   ck_assert_int_eq(t.cancel_again_rc, -ENOENT);
   ck_assert_int_eq(ax_rt_free(rt), 0);
@@ -288,7 +288,7 @@ static void backlog_init(ax_actor_t *self) {
 static int backlog_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   timed_t *t = ax_state(self);
   if (msg->type == MSG_FINISH) {
-    t->cancel_rc = ax_cancel(self, t->id);
+    t->cancel_rc = ax_timer_cancel(self, t->id);
     t->finished++;
     return AX_STOP;
   }
@@ -342,15 +342,15 @@ static void errors_init(ax_actor_t *self) {
   e->rc[i++] = ax_every(self, -5, MSG_TICK, NULL, 0, NULL);
   e->rc[i++] = ax_every(self, AX_NSEC_PER_MSEC, 0, NULL, 0, NULL);
   e->rc[i++] = ax_every(self, AX_NSEC_PER_MSEC, MSG_TICK, full, 257, NULL);
-  e->rc[i++] = ax_cancel(NULL, 1);
-  e->rc[i++] = ax_cancel(self, 0x5eed5eed5eedULL);
+  e->rc[i++] = ax_timer_cancel(NULL, 1);
+  e->rc[i++] = ax_timer_cancel(self, 0x5eed5eed5eedULL);
   /* Those that work: the largest payload, a zero delay, a long timer. */
   e->rc[i++] = ax_after(self, 0, MSG_A, full, 256, &e->ids[0]);
   memset(full, 0, sizeof full);
   e->rc[i++] = ax_after(self, 0, MSG_B, NULL, 0, &e->ids[1]);
   e->rc[i++] = ax_after(self, 3600 * AX_NSEC_PER_SEC, MSG_NEVER, NULL, 0, &e->ids[2]);
   /* A cancelled timer cannot be cancelled again. */
-  e->rc[i++] = ax_cancel(self, e->ids[2]) == 0 ? ax_cancel(self, e->ids[2]) : -1000;
+  e->rc[i++] = ax_timer_cancel(self, e->ids[2]) == 0 ? ax_timer_cancel(self, e->ids[2]) : -1000;
 }
 
 static int errors_behaviour(ax_actor_t *self, const ax_msg_t *msg) {

@@ -320,7 +320,7 @@ static void flood(const ax_dgram_opts_t *o, int packets) {
   ax_core_stats_t st;
   ck_assert_int_eq(ax_rt_stats(env.rt, 1, &st), 0);
   unsigned window = o->window != 0 ? o->window : 64;
-  ck_assert_uint_le(st.mailbox_hwm, window);
+  ck_assert_uint_le(st.turn_max, window);
   close(t);
   ck_assert_int_eq(atomic_load(&a.violations), 0);
   sa_env_free(&env);

@@ -85,32 +85,32 @@ START_TEST(test_errors_loop_new) {
 
   ck_assert_int_eq(ax_loop_new(NULL, NULL), -EINVAL);
   memset(&opts, 0, sizeof opts);
-  ck_assert_int_eq(ax_loop_new(NULL, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, NULL), -EINVAL);
 
   opts.backend = (ax_backend_t)3;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
   opts.backend = (ax_backend_t)-1;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
   opts.backend = (ax_backend_t)1000;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
 
   memset(&opts, 0, sizeof opts);
   opts.max_events = 4097;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
   opts.max_events = UINT_MAX;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
 
   /* An unknown AXON_BACKEND value with the default backend. */
   ck_assert_int_eq(setenv("AXON_BACKEND", "kqueue", 1), 0);
-  ck_assert_int_eq(ax_loop_new(&loop, NULL), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(NULL, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
   memset(&opts, 0, sizeof opts);
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), -EINVAL);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
 
   /* No failed attempt kept an fd open. */

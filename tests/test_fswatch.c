@@ -28,7 +28,7 @@ static void path_in(char *buf, size_t cap, const char *dir, const char *name) {
 START_TEST(test_fswatch_errors) {
   ck_assert_int_eq(ax_fs_watch(NULL, "/tmp", IN_CREATE, NULL), -EINVAL);
   ck_assert_int_eq(ax_fan_watch(NULL, "/tmp", FAN_CLOSE_WRITE, 0, NULL), -EINVAL);
-  ck_assert_int_eq(ax_fs_unwatch(NULL), -EINVAL);
+  ck_assert_int_eq(ax_fswatch_close(NULL), -EINVAL);
   sa_env_t env;
   sa_env_new(&env, 1, 0);
   sa_actor_t a;
@@ -232,7 +232,7 @@ START_TEST(test_fswatch_overflow_and_window) {
   atomic_store(&a.slow_ms, 0);
   ax_core_stats_t st;
   ck_assert_int_eq(ax_rt_stats(env.rt, 0, &st), 0);
-  ck_assert_uint_le(st.mailbox_hwm, 64); /* the window per watch */
+  ck_assert_uint_le(st.turn_max, 64); /* the window per watch */
   ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_UNWATCH, (int)slot, 0, 0, NULL, NULL), 0);
 
   /* Overflow: an instance made while max_queued_events is 8 keeps at most

@@ -206,6 +206,41 @@ START_TEST(test_linger_first_drained_then_owner_stops) {
 }
 END_TEST
 
+/* AX_LINGER_NONE drops what is queued at close: the peer sees the end at
+ * once, with part of the bytes; AX_FOREVER flushes everything however long
+ * the peer takes to read. */
+START_TEST(test_linger_none_and_forever) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  plan_t p;
+  plan_init(&p, 2, 1 << 20, AX_LINGER_NONE, STOP_ON_MESSAGE);
+  ax_ref_t a = plan_spawn(rt, &p);
+  test_send(a, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&p.closed) == 2, 10000);
+  for (int i = 0; i < 2; i++) {
+    bool eof = false;
+    uint64_t got = st_read_pattern(p.peer[i], p.each + 1, 10000, &eof, 0);
+    ck_assert(eof);
+    ck_assert_uint_lt(got, p.each);
+    close(p.peer[i]);
+  }
+  test_send(a, MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&p.terminated) == 1, 10000);
+
+  plan_init(&p, 1, 1 << 20, AX_FOREVER, STOP_BEFORE);
+  a = plan_spawn(rt, &p);
+  test_send(a, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&p.terminated) == 1, 10000);
+  test_sleep_ms(300); /* no time limit: nothing is cut */
+  bool eof = false;
+  ck_assert_uint_eq(st_read_pattern(p.peer[0], p.each + 1, 10000, &eof, 0), p.each);
+  ck_assert(eof);
+  close(p.peer[0]);
+  ck_assert_int_eq(atomic_load(&p.failures), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Every combination                                                         */
 
@@ -389,6 +424,7 @@ static Suite *linger_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_linger_two_closed_owner_stops);
   tcase_add_test(tc, test_linger_first_drained_then_owner_stops);
+  tcase_add_test(tc, test_linger_none_and_forever);
   suite_add_tcase(s, tc);
   tc = tcase_create("matrix");
   tcase_set_timeout(tc, 60);

@@ -53,14 +53,14 @@ START_TEST(test_loop_new_explicit_backend) {
   memset(&opts, 0, sizeof opts);
   opts.backend = AX_BACKEND_EPOLL;
   ax_loop_t *loop = NULL;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), 0);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), 0);
   ck_assert_str_eq(ax_loop_backend(loop), "epoll");
   ck_assert_int_eq(ax_loop_close(loop, 0), 0);
 
   opts.backend = AX_BACKEND_POLL;
   opts.max_events = 4096;
   loop = NULL;
-  ck_assert_int_eq(ax_loop_new(&loop, &opts), 0);
+  ck_assert_int_eq(ax_loop_new(&opts, &loop), 0);
   ck_assert_str_eq(ax_loop_backend(loop), "poll");
   ck_assert_int_eq(ax_loop_close(loop, 0), 0);
 

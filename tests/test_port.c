@@ -31,13 +31,13 @@ static ax_port_t *new_port(ax_rt_t *rt) {
 /* Waits for the runtime to stop, then frees the port and the runtime. */
 static void join_free_with_port(ax_rt_t *rt, ax_port_t *port) {
   ck_assert_int_eq(ax_rt_join(rt), 0);
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   ck_assert_int_eq(ax_rt_free(rt), 0);
 }
 
 /* Receives one message within five seconds and fails the test otherwise. */
 static void recv_one(ax_port_t *port, ax_msg_t *msg) {
-  int rc = ax_port_recv(port, msg, ax_now() + 5 * AX_NSEC_PER_SEC);
+  int rc = ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, msg);
   ck_assert_msg(rc == 0, "ax_port_recv: %s", ax_strerror(rc));
 }
 
@@ -54,16 +54,16 @@ START_TEST(test_port_new_free) {
   ck_assert_int_eq(ax_ref_core(ax_port_ref(a)), -EINVAL);
 
   ax_msg_t msg;
-  ck_assert_int_eq(ax_port_recv(a, &msg, 0), -EAGAIN);
-  ck_assert_int_eq(ax_port_recv(NULL, &msg, 0), -EINVAL);
-  ck_assert_int_eq(ax_port_recv(a, NULL, 0), -EINVAL);
+  ck_assert_int_eq(ax_port_recv(a, 0, &msg), -EAGAIN);
+  ck_assert_int_eq(ax_port_recv(NULL, 0, &msg), -EINVAL);
+  ck_assert_int_eq(ax_port_recv(a, 0, NULL), -EINVAL);
   ax_port_t *none = NULL;
   ck_assert_int_eq(ax_port_new(NULL, &none), -EINVAL);
   ck_assert_int_eq(ax_port_new(rt, NULL), -EINVAL);
-  ck_assert_int_eq(ax_port_free(NULL), -EINVAL);
+  ck_assert_int_eq(ax_port_close(NULL), -EINVAL);
 
-  ck_assert_int_eq(ax_port_free(a), 0);
-  ck_assert_int_eq(ax_port_free(b), 0);
+  ck_assert_int_eq(ax_port_close(a), 0);
+  ck_assert_int_eq(ax_port_close(b), 0);
   ck_assert_int_eq(ax_rt_free(rt), 0);
 }
 END_TEST
@@ -75,22 +75,22 @@ START_TEST(test_port_recv_deadlines) {
   ax_msg_t msg;
 
   int64_t start = ax_now();
-  ck_assert_int_eq(ax_port_recv(port, &msg, 0), -EAGAIN);
+  ck_assert_int_eq(ax_port_recv(port, 0, &msg), -EAGAIN);
   ck_assert_int_lt(ax_now() - start, 1 * AX_NSEC_PER_SEC);
 
   start = ax_now();
-  ck_assert_int_eq(ax_port_recv(port, &msg, start + 50 * AX_NSEC_PER_MSEC), -ETIMEDOUT);
+  ck_assert_int_eq(ax_port_recv(port, start + 50 * AX_NSEC_PER_MSEC, &msg), -ETIMEDOUT);
   int64_t elapsed = ax_now() - start;
   ck_assert_int_ge(elapsed, 40 * AX_NSEC_PER_MSEC);
   ck_assert_int_lt(elapsed, 5 * AX_NSEC_PER_SEC);
 
   /* A message already queued is taken at once, whatever the deadline. */
   test_send(ax_port_ref(port), MSG_PING, NULL, 0);
-  ck_assert_int_eq(ax_port_recv(port, &msg, AX_FOREVER), 0);
+  ck_assert_int_eq(ax_port_recv(port, AX_FOREVER, &msg), 0);
   ck_assert_uint_eq(msg.type, MSG_PING);
-  ck_assert_int_eq(ax_port_recv(port, &msg, 0), -EAGAIN);
+  ck_assert_int_eq(ax_port_recv(port, 0, &msg), -EAGAIN);
 
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   test_rt_stop_join_free(rt);
 }
 END_TEST
@@ -133,8 +133,8 @@ START_TEST(test_port_thread_to_own_port) {
   }
   ck_assert_int_eq(pings, N / 100);
   ax_msg_t msg;
-  ck_assert_int_eq(ax_port_recv(port, &msg, 0), -EAGAIN);
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_recv(port, 0, &msg), -EAGAIN);
+  ck_assert_int_eq(ax_port_close(port), 0);
   test_rt_stop_join_free(rt);
 }
 END_TEST
@@ -255,7 +255,7 @@ static void *blocked_main(void *arg) {
   blocked_t *b = arg;
   atomic_store(&b->waiting, 1);
   int64_t start = ax_now();
-  b->rc = ax_port_recv(b->port, &b->msg, b->deadline);
+  b->rc = ax_port_recv(b->port, b->deadline, &b->msg);
   b->woke_after = ax_now() - start;
   if (b->rc == 0 && b->msg.size == sizeof b->value)
     memcpy(&b->value, b->msg.data, sizeof b->value);
@@ -294,7 +294,7 @@ START_TEST(test_port_blocking_recv_woken) {
     ck_assert_int_eq(b.value, 100);
     ck_assert(b.msg.from == (round == 0 ? actor : AX_REF_NONE));
     ck_assert_int_lt(b.woke_after, 30 * AX_NSEC_PER_SEC);
-    ck_assert_int_eq(ax_port_free(port), 0);
+    ck_assert_int_eq(ax_port_close(port), 0);
   }
   test_send(actor, MSG_STOP, NULL, 0);
   test_rt_join_free(rt);
@@ -335,7 +335,7 @@ START_TEST(test_port_recv_eintr) {
   ck_assert_int_eq(pthread_join(thread, NULL), 0);
   ck_assert_msg(b.rc == -EINTR, "ax_port_recv returned %d (%s), expected -EINTR", b.rc,
                 ax_err_name(b.rc));
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   test_rt_stop_join_free(rt);
 }
 END_TEST
@@ -388,9 +388,9 @@ START_TEST(test_port_fd_poll) {
   ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
   ck_assert(pfd.revents & POLLIN);
   ax_msg_t msg;
-  ck_assert_int_eq(ax_port_recv(port, &msg, 0), 0);
+  ck_assert_int_eq(ax_port_recv(port, 0, &msg), 0);
   ck_assert_uint_eq(msg.type, MSG_PING);
-  ck_assert_int_eq(ax_port_recv(port, &msg, 0), -EAGAIN);
+  ck_assert_int_eq(ax_port_recv(port, 0, &msg), -EAGAIN);
 
   /* Then bursts from another thread, taken only when poll() says so. */
   atomic_long received;
@@ -412,7 +412,7 @@ START_TEST(test_port_fd_poll) {
     ck_assert_msg(n == 1, "poll found nothing with %ld of %ld messages taken (lost wake-up)",
                   atomic_load(&received), total);
     int rc;
-    while ((rc = ax_port_recv(port, &msg, 0)) == 0) {
+    while ((rc = ax_port_recv(port, 0, &msg)) == 0) {
       test_seq_msg_t got;
       ck_assert_uint_eq(msg.type, MSG_SEQ);
       memcpy(&got, msg.data, sizeof got);
@@ -425,7 +425,7 @@ START_TEST(test_port_fd_poll) {
   void *thread_rc = NULL;
   ck_assert_int_eq(pthread_join(thread, &thread_rc), 0);
   ck_assert_ptr_null(thread_rc);
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   test_rt_stop_join_free(rt);
 }
 END_TEST
@@ -504,7 +504,7 @@ START_TEST(test_port_many_senders) {
   uint64_t next[4] = {0, 0, 0, 0};
   for (uint64_t n = 0; n < 4 * per_sender; n++) {
     ax_msg_t msg;
-    int rc = ax_port_recv(port, &msg, ax_now() + 30 * AX_NSEC_PER_SEC);
+    int rc = ax_port_recv(port, ax_now() + 30 * AX_NSEC_PER_SEC, &msg);
     ck_assert_msg(rc == 0, "after %llu messages: %s", (unsigned long long)n, ax_strerror(rc));
     ck_assert_uint_eq(msg.type, MSG_SEQ);
     test_seq_msg_t got;
@@ -523,7 +523,7 @@ START_TEST(test_port_many_senders) {
     test_send(refs[i], MSG_STOP, NULL, 0);
   }
   ax_msg_t msg;
-  ck_assert_int_eq(ax_port_recv(port, &msg, 0), -EAGAIN);
+  ck_assert_int_eq(ax_port_recv(port, 0, &msg), -EAGAIN);
   join_free_with_port(rt, port);
 }
 END_TEST
@@ -553,7 +553,7 @@ START_TEST(test_port_freed) {
     test_send(ref, MSG_PING, "left", 4);
   for (int i = 0; i < 3; i++)
     ck_assert_int_eq(ax_send_owned(ref, MSG_PING, malloc(32), 32, port_release), 0);
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   ck_assert_int_eq(atomic_load(&port_released), 3);
 
   /* The reference is dead for threads and actors alike. */
@@ -569,8 +569,8 @@ START_TEST(test_port_freed) {
   ck_assert(ax_port_ref(again) != ref);
   ck_assert_int_eq(ax_send(ref, MSG_PING, NULL, 0), -ESRCH);
   ax_msg_t msg;
-  ck_assert_int_eq(ax_port_recv(again, &msg, 0), -EAGAIN);
-  ck_assert_int_eq(ax_port_free(again), 0);
+  ck_assert_int_eq(ax_port_recv(again, 0, &msg), -EAGAIN);
+  ck_assert_int_eq(ax_port_close(again), 0);
   test_rt_stop_join_free(rt);
 }
 END_TEST
@@ -586,7 +586,7 @@ START_TEST(test_port_free_after_join) {
   test_send(ax_port_ref(port), MSG_PING, "x", 1);
   ax_rt_stop(rt);
   ck_assert_int_eq(ax_rt_join(rt), 0);
-  ck_assert_int_eq(ax_port_free(port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   ck_assert_int_eq(atomic_load(&port_released), 1);
   ck_assert_int_eq(ax_rt_free(rt), 0);
 }

@@ -85,7 +85,7 @@ static void count_release(void *buf) {
 
 START_TEST(test_runtime_new_free) {
   ax_rt_t *rt = NULL;
-  ck_assert_int_eq(ax_rt_new(&rt, NULL), 0);
+  ck_assert_int_eq(ax_rt_new(NULL, &rt), 0);
   ck_assert_ptr_nonnull(rt);
   /* By default, one core per CPU in the affinity mask. */
   ck_assert_uint_eq(ax_rt_cores(rt), test_cpu_count());
@@ -95,7 +95,7 @@ START_TEST(test_runtime_new_free) {
   ax_rt_opts_t opts;
   memset(&opts, 0, sizeof opts);
   rt = NULL;
-  ck_assert_int_eq(ax_rt_new(&rt, &opts), 0);
+  ck_assert_int_eq(ax_rt_new(&opts, &rt), 0);
   ck_assert_uint_eq(ax_rt_cores(rt), test_cpu_count());
   ck_assert_int_eq(ax_rt_free(rt), 0);
 
@@ -141,24 +141,24 @@ START_TEST(test_runtime_options_invalid) {
 
   memset(&opts, 0, sizeof opts);
   opts.cores = AX_MAX_CORES + 1;
-  ck_assert_int_eq(ax_rt_new(&rt, &opts), -EINVAL);
+  ck_assert_int_eq(ax_rt_new(&opts, &rt), -EINVAL);
 
   memset(&opts, 0, sizeof opts);
   opts.batch = 65537;
-  ck_assert_int_eq(ax_rt_new(&rt, &opts), -EINVAL);
+  ck_assert_int_eq(ax_rt_new(&opts, &rt), -EINVAL);
 
   /* The limits themselves are accepted. */
   opts.batch = 65536;
   opts.cores = 1;
   rt = NULL;
-  ck_assert_int_eq(ax_rt_new(&rt, &opts), 0);
+  ck_assert_int_eq(ax_rt_new(&opts, &rt), 0);
   ck_assert_int_eq(ax_rt_free(rt), 0);
 
   memset(&opts, 0, sizeof opts);
   opts.cores = AX_MAX_CORES;
   opts.flags = AX_RT_NO_PIN;
   rt = NULL;
-  ck_assert_int_eq(ax_rt_new(&rt, &opts), 0);
+  ck_assert_int_eq(ax_rt_new(&opts, &rt), 0);
   ck_assert_uint_eq(ax_rt_cores(rt), AX_MAX_CORES);
   ck_assert_int_eq(ax_rt_free(rt), 0);
 }
@@ -191,7 +191,7 @@ START_TEST(test_runtime_sixteen_at_most) {
   memset(&opts, 0, sizeof opts);
   opts.cores = 1;
   ax_rt_t *extra = NULL;
-  ck_assert_int_eq(ax_rt_new(&extra, &opts), -EAGAIN);
+  ck_assert_int_eq(ax_rt_new(&opts, &extra), -EAGAIN);
   /* Freeing one makes room for another. */
   ck_assert_int_eq(ax_rt_free(rts[7]), 0);
   rts[7] = test_rt_new(1, 0);
@@ -648,7 +648,7 @@ START_TEST(test_runtime_backends) {
     opts.backend = backends[i];
     opts.flags = AX_RT_NO_PIN;
     ax_rt_t *rt = NULL;
-    ck_assert_int_eq(ax_rt_new(&rt, &opts), 0);
+    ck_assert_int_eq(ax_rt_new(&opts, &rt), 0);
     ping_pong(rt, 2000);
     ck_assert_int_eq(ax_rt_free(rt), 0);
   }
@@ -660,7 +660,7 @@ START_TEST(test_runtime_backends) {
     opts.cores = 2;
     opts.spin_ns = spins[i];
     ax_rt_t *rt = NULL;
-    ck_assert_int_eq(ax_rt_new(&rt, &opts), 0);
+    ck_assert_int_eq(ax_rt_new(&opts, &rt), 0);
     ping_pong(rt, 2000);
     ck_assert_int_eq(ax_rt_free(rt), 0);
   }
@@ -788,7 +788,7 @@ START_TEST(test_runtime_stats) {
   opts.batch = BATCH;
   opts.flags = AX_RT_KEEP_ALIVE;
   ax_rt_t *rt = NULL;
-  ck_assert_int_eq(ax_rt_new(&rt, &opts), 0);
+  ck_assert_int_eq(ax_rt_new(&opts, &rt), 0);
 
   atomic_int done;
   atomic_long sent;
@@ -844,16 +844,16 @@ START_TEST(test_runtime_stats) {
     sum.sleeps += core.sleeps;
     sum.polls += core.polls;
     sum.runq_len += core.runq_len;
-    if (core.mailbox_hwm > sum.mailbox_hwm)
-      sum.mailbox_hwm = core.mailbox_hwm;
+    if (core.turn_max > sum.turn_max)
+      sum.turn_max = core.turn_max;
   }
   ck_assert_int_eq(ax_rt_stats_total(rt, &total), 0);
   ck_assert_uint_ge(total.sent, (uint64_t)TOKENS * HOPS);
   ck_assert_uint_ge(total.delivered, (uint64_t)TOKENS * (HOPS + 1) + FLOOD);
   ck_assert_uint_ge(total.spawned, ACTORS);
   ck_assert_uint_eq(total.actors, 0);
-  ck_assert_uint_ge(total.mailbox_hwm, 1);
-  ck_assert_uint_le(total.mailbox_hwm, BATCH);
+  ck_assert_uint_ge(total.turn_max, 1);
+  ck_assert_uint_le(total.turn_max, BATCH);
   /* The total is the sum of the cores (the high-water mark: their maximum
    * or their sum, both are at most the batch). */
   ck_assert_uint_eq(total.sent, sum.sent);

@@ -194,14 +194,14 @@ static void fx_start(fx_t *f, unsigned cores, unsigned core) {
 static void fx_stop(fx_t *f) {
   ax_rt_stop(f->rt);
   ck_assert_int_eq(ax_rt_join(f->rt), 0);
-  ck_assert_int_eq(ax_port_free(f->port), 0);
+  ck_assert_int_eq(ax_port_close(f->port), 0);
   ck_assert_int_eq(ax_rt_free(f->rt), 0);
 }
 
 /* The actor's next report, which must be of type `type`. */
 static rep_t fx_recv(fx_t *f, uint32_t type) {
   ax_msg_t m;
-  int rc = ax_port_recv(f->port, &m, ax_now() + 10 * AX_NSEC_PER_SEC);
+  int rc = ax_port_recv(f->port, ax_now() + 10 * AX_NSEC_PER_SEC, &m);
   ck_assert_msg(rc == 0, "ax_port_recv: %s", ax_strerror(rc));
   ck_assert_uint_eq(m.size, sizeof(rep_t));
   rep_t r;
@@ -722,7 +722,7 @@ START_TEST(test_serial_hangup) {
   ck_assert_int_eq(ax_rt_stats(f.rt, 0, &s0), 0);
   double cpu0 = cpu_seconds();
   ax_msg_t m;
-  ck_assert_int_eq(ax_port_recv(f.port, &m, ax_now() + 300 * AX_NSEC_PER_MSEC), -ETIMEDOUT);
+  ck_assert_int_eq(ax_port_recv(f.port, ax_now() + 300 * AX_NSEC_PER_MSEC, &m), -ETIMEDOUT);
   ck_assert_int_eq(ax_rt_stats(f.rt, 0, &s1), 0);
   double cpu = cpu_seconds() - cpu0;
   ck_assert_msg(s1.sleeps - s0.sleeps < 20 && s1.polls - s0.polls < 20,

@@ -38,8 +38,8 @@ static bool readable(int fd) {
 
 START_TEST(test_sources_fd_errors) {
   ck_assert_int_eq(ax_fd_watch(NULL, 0, AX_READ, NULL), -EINVAL);
-  ck_assert_int_eq(ax_fd_rearm(NULL, AX_READ), -EINVAL);
-  ck_assert_int_eq(ax_fd_unwatch(NULL), -EINVAL);
+  ck_assert_int_eq(ax_fdwatch_rearm(NULL, AX_READ), -EINVAL);
+  ck_assert_int_eq(ax_fdwatch_close(NULL), -EINVAL);
 
   sa_env_t env;
   sa_env_new(&env, 1, 0);
@@ -348,7 +348,7 @@ static void *notify_thread(void *arg) {
 }
 
 START_TEST(test_sources_efd_counts) {
-  ck_assert_int_eq(ax_event_new(NULL, NULL), -EINVAL);
+  ck_assert_int_eq(ax_efd_open(NULL, NULL), -EINVAL);
   ck_assert_int_eq(ax_efd_fd(NULL), -EINVAL);
   ck_assert_int_eq(ax_efd_notify(NULL, 1), -EINVAL);
   ck_assert_int_eq(ax_efd_close(NULL), -EINVAL);

@@ -139,7 +139,7 @@ static void *party_thread(void *arg) {
     int64_t deadline = pumped > 0 ? 0 : ax_now() + 100 * AX_NSEC_PER_MSEC;
     for (int k = 0; k < 256; k++) {
       ax_msg_t msg;
-      int rc = ax_port_recv(port, &msg, k == 0 ? deadline : 0);
+      int rc = ax_port_recv(port, k == 0 ? deadline : 0, &msg);
       if (rc == 0) {
         party_handle(p, &msg);
         last_progress = ax_now();
@@ -219,7 +219,7 @@ START_TEST(test_stress_exchange) {
          (unsigned long long)delivered, seconds, (double)delivered / seconds / 1e6,
          (unsigned long long)stats.wakeups, (unsigned long long)stats.sleeps);
   for (uint32_t i = 2; i < PARTIES; i++)
-    ck_assert_int_eq(ax_port_free(ex->ports[i]), 0);
+    ck_assert_int_eq(ax_port_close(ex->ports[i]), 0);
   ck_assert_int_eq(ax_rt_free(rt), 0);
   free(ex);
 }

@@ -954,7 +954,7 @@ static void overload_child(int to_parent, int from_parent) {
   ro.cores = 2;
   ro.flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS;
   ax_rt_t *rt = NULL;
-  CHILD_CHECK(ax_rt_new(&rt, &ro) == 0, 10);
+  CHILD_CHECK(ax_rt_new(&ro, &rt) == 0, 10);
   CHILD_CHECK(ax_rt_start(rt) == 0, 11);
   ax_port_t *ev = NULL, *rc = NULL;
   CHILD_CHECK(ax_port_new(rt, &ev) == 0 && ax_port_new(rt, &rc) == 0, 12);
@@ -972,7 +972,7 @@ static void overload_child(int to_parent, int from_parent) {
   snprintf(c.addr, sizeof c.addr, "127.0.0.1:0");
   CHILD_CHECK(ax_send(ar, CMD_TCP_LISTEN, &c, sizeof c) == 0, 14);
   ax_msg_t m;
-  CHILD_CHECK(ax_port_recv(rc, &m, ax_now() + 10 * AX_NSEC_PER_SEC) == 0, 15);
+  CHILD_CHECK(ax_port_recv(rc, ax_now() + 10 * AX_NSEC_PER_SEC, &m) == 0, 15);
   st_reply_t rep;
   memcpy(&rep, m.data, sizeof rep);
   CHILD_CHECK(rep.rc == 0 && rep.value > 0, 16);
@@ -1021,14 +1021,14 @@ static void overload_child(int to_parent, int from_parent) {
   CHILD_CHECK(cpu < 0.5 * wall, 24); /* no busy loop (a sanity bound) */
   /* Recovery: freeing the fds lets every pending connection be accepted. */
   CHILD_CHECK(ax_send(ar, CMD_USER, &c, sizeof c) == 0, 25);
-  CHILD_CHECK(ax_port_recv(rc, &m, ax_now() + 10 * AX_NSEC_PER_SEC) == 0, 26);
+  CHILD_CHECK(ax_port_recv(rc, ax_now() + 10 * AX_NSEC_PER_SEC, &m) == 0, 26);
   deadline = ax_now() + 20 * AX_NSEC_PER_SEC;
   while (atomic_load(&ov->accepted) < OVERLOAD_CLIENTS && ax_now() < deadline)
     test_sleep_ms(5);
   CHILD_CHECK(atomic_load(&ov->accepted) == OVERLOAD_CLIENTS, 27);
   ax_rt_stop(rt);
   CHILD_CHECK(ax_rt_join(rt) == 0, 28);
-  CHILD_CHECK(ax_port_free(ev) == 0 && ax_port_free(rc) == 0, 29);
+  CHILD_CHECK(ax_port_close(ev) == 0 && ax_port_close(rc) == 0, 29);
   CHILD_CHECK(ax_rt_free(rt) == 0, 30);
   free(a);
   free(ov);

@@ -1,7 +1,7 @@
 /* gpio: an edge on a GPIO line as a message.  The sysfs "value" file of a GPIO line whose
  * "edge" is set (echo both > /sys/class/gpio/gpioN/edge) signals each edge with POLLPRI.  An
  * actor watches it with ax_fd_watch(fd, AX_PRI): one AX_MSG_FD_READY per edge (the watch is
- * one-shot), then it re-reads the value (lseek to 0, read) and re-arms with ax_fd_rearm.
+ * one-shot), then it re-reads the value (lseek to 0, read) and re-arms with ax_fdwatch_rearm.
  * Without a path there is no GPIO, so this SIMULATES one with something that really raises
  * AX_PRI: a loopback TCP pair on which a "button" actor sends one byte of urgent data
  * (send with MSG_OOB) per press, '1' and '0' in turn.  The watcher takes it with
@@ -69,7 +69,7 @@ static int on_line(ax_actor_t *self, const ax_msg_t *msg) {
   if (l->simulated && check(ax_send(l->button, MSG_ACK, NULL, 0), "ax_send") < 0)
     return -1;
   return l->simulated && l->edges == l->want ? AX_STOP /* the watch ends with its owner */
-         : check(ax_fd_rearm(l->watch, AX_PRI), "ax_fd_rearm"); /* one-shot: arm again */
+         : check(ax_fdwatch_rearm(l->watch, AX_PRI), "ax_fdwatch_rearm"); /* one-shot: arm again */
 }
 
 /* Whatever ends the watcher (done, or a failure) ends the program. */
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
   ax_rt_opts_t rt_opts = {.cores = 1};
   ax_spawn_opts_t opts = {.init = watch_line, .terminate = end};
   ax_rt_t *rt;
-  if (check(ax_rt_new(&rt, &rt_opts), "ax_rt_new") == 0) {
+  if (check(ax_rt_new(&rt_opts, &rt), "ax_rt_new") == 0) {
     if ((!number || check(ax_spawn(rt, on_button, &b, NULL, &l.button), "ax_spawn") == 0) &&
         check(ax_spawn(rt, on_line, &l, &opts, NULL), "ax_spawn") == 0 &&
         (!number || check(ax_send(l.button, MSG_PRESS, NULL, 0), "ax_send") == 0) &&

@@ -53,7 +53,7 @@ int main(int argc, char **argv) {
   ax_rt_t *rt;
   int status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0); /* lines from the core threads come out in order */
-  if (check(ax_rt_new(&rt, NULL), "ax_rt_new") < 0) /* NULL options: the defaults */
+  if (check(ax_rt_new(NULL, &rt), "ax_rt_new") < 0) /* NULL options: the defaults */
     return 1;
   /* Spawned before the threads start: the message waits in the mailbox until they do. */
   if (check(ax_spawn(rt, greet, &g, &opts, &greeter), "ax_spawn") >= 0 &&

@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
   ax_spawn_opts_t opts = {.init = start};
   ax_rt_t *rt;
   int status = 1;
-  if (check(ax_rt_new(&rt, &rt_opts), "ax_rt_new") == 0) {
+  if (check(ax_rt_new(&rt_opts, &rt), "ax_rt_new") == 0) {
     if (check(ax_spawn(rt, on_message, &w, &opts, NULL), "ax_spawn") == 0 &&
         check(ax_rt_run(rt), "ax_rt_run") == 0) /* the watcher stopped, or a signal */
       status = w.status;

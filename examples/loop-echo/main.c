@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   server_t srv = {0};
   setvbuf(stdout, NULL, _IOLBF, 0); /* each line out at once, even into a pipe or a file */
-  if (CHECK(ax_loop_new(&srv.loop, NULL)) < 0)
+  if (CHECK(ax_loop_new(NULL, &srv.loop)) < 0)
     return 1;
   int status = 1, one = 1;
   int lfd = CHECK(sys(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)));

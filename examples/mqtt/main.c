@@ -42,8 +42,8 @@ static int follow_socket(ax_actor_t *self, client_t *c) {
   int fd = mosquitto_socket(c->mosq), rc;
   unsigned events = AX_READ | (mosquitto_want_write(c->mosq) ? AX_WRITE : 0);
   if (c->watch != NULL && fd == c->fd)
-    return check(ax_fd_rearm(c->watch, events), "ax_fd_rearm");
-  if (c->watch != NULL && (rc = check(ax_fd_unwatch(c->watch), "ax_fd_unwatch")) < 0)
+    return check(ax_fdwatch_rearm(c->watch, events), "ax_fdwatch_rearm");
+  if (c->watch != NULL && (rc = check(ax_fdwatch_close(c->watch), "ax_fdwatch_close")) < 0)
     return rc;
   c->watch = NULL, c->fd = fd;
   if (fd < 0) /* no socket: the next tick reconnects, or we are done */
@@ -136,7 +136,7 @@ int main(int argc, char **argv) {
   mosquitto_subscribe_callback_set(c.mosq, on_subscribe);
   mosquitto_message_callback_set(c.mosq, on_message);
   ax_rt_t *rt;
-  if (check(ax_rt_new(&rt, &(ax_rt_opts_t){.cores = 1}), "ax_rt_new") >= 0) {
+  if (check(ax_rt_new(&(ax_rt_opts_t){.cores = 1}, &rt), "ax_rt_new") >= 0) {
     if (check(ax_spawn(rt, behaviour, &c, &(ax_spawn_opts_t){.init = start}, NULL),
               "ax_spawn") >= 0)
       check(ax_rt_run(rt), "ax_rt_run"); /* until the actor has stopped */

@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
   ax_rt_t *rt;
   int status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (check(ax_rt_new(&rt, NULL), "ax_rt_new") < 0)
+  if (check(ax_rt_new(NULL, &rt), "ax_rt_new") < 0)
     return 1;
   on1.core = 1 % ax_rt_cores(rt); /* core 1, or core 0 on a one-CPU machine */
   if (check(ax_spawn(rt, pong, NULL, &on1, &p.ponger), "ax_spawn(pong)") >= 0 &&

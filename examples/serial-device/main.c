@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
   }
   ax_rt_t *rt;
   ax_ref_t dev;
-  if (check(ax_rt_new(&rt, NULL), "ax_rt_new") < 0)
+  if (check(ax_rt_new(NULL, &rt), "ax_rt_new") < 0)
     return 1;
   if (check(ax_spawn(rt, device, &d, NULL, &dev), "ax_spawn") >= 0 &&
       check(ax_send(dev, MSG_START, NULL, 0), "ax_send") >= 0)

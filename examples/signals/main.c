@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
   ax_rt_t *rt;
   int status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (check(ax_rt_new(&rt, &rt_opts), "ax_rt_new") < 0)
+  if (check(ax_rt_new(&rt_opts, &rt), "ax_rt_new") < 0)
     return 1;
   if (check(ax_spawn(rt, app, &a, &on0, NULL), "ax_spawn(app)") >= 0 &&
       check(ax_spawn(rt, audit, &b, &on1, NULL), "ax_spawn(audit)") >= 0 &&

@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   ax_rt_t *rt;
-  int rc = ax_rt_new(&rt, NULL);
+  int rc = ax_rt_new(NULL, &rt);
   if (rc == 0)
     rc = ax_rt_start(rt);
   if (rc < 0) {

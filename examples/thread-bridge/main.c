@@ -67,7 +67,7 @@ static int send_job(const bridge_t *b, const ax_port_t *port, uint32_t n) {
 static int take(ax_port_t *port, uint32_t n, int64_t deadline) {
   ax_msg_t msg;
   result_t r;
-  int rc = ax_port_recv(port, &msg, deadline);
+  int rc = ax_port_recv(port, deadline, &msg);
   if (rc == -EAGAIN)
     return rc;
   if (rc < 0 || msg.type != MSG_RESULT || msg.size != sizeof r)
@@ -111,11 +111,11 @@ static void *gui_thread(void *arg) {
     printf("%" PRIu32 " results through poll() in %u wake-up(s)\n", b->jobs - half, wakeups);
   /* 3. Nothing more is coming: a deadline 20 ms ahead passes. */
   if (rc >= 0) {
-    rc = ax_port_recv(port, &msg, ax_now() + 20 * AX_NSEC_PER_MSEC);
+    rc = ax_port_recv(port, ax_now() + 20 * AX_NSEC_PER_MSEC, &msg);
     printf("then: %s\n", ax_err_name(rc));
     rc = rc == -ETIMEDOUT ? 0 : check(rc < 0 ? rc : -EPROTO, "ax_port_recv");
   }
-  int freed = check(ax_port_free(port), "ax_port_free"); /* before ax_rt_free */
+  int freed = check(ax_port_close(port), "ax_port_close"); /* before ax_rt_free */
   b->status = rc < 0 ? rc : freed;
   return NULL;
 }
@@ -132,7 +132,7 @@ int main(int argc, char **argv) {
   pthread_t gui;
   int rc, status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (check(ax_rt_new(&b.rt, &opts), "ax_rt_new") < 0)
+  if (check(ax_rt_new(&opts, &b.rt), "ax_rt_new") < 0)
     return 1;
   if (check(ax_spawn(b.rt, calculate, &done, &calc_opts, &b.calculator), "ax_spawn") >= 0 &&
       check(ax_rt_start(b.rt), "ax_rt_start") >= 0) {

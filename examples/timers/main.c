@@ -1,9 +1,9 @@
 /* timers: timers are messages.  An actor ticks with ax_every; a one-shot ax_after cancels the
- * ticker with ax_cancel; a last one-shot checks that no tick arrived after the cancel, and the
+ * ticker with ax_timer_cancel; a last one-shot checks that no tick arrived after the cancel, and the
  * actor stops.
  * Shows: an init hook that starts the timers (and stops the actor with ax_stop if it cannot);
  * timer ids; payloads copied when a timer is set and delivered with each of its messages;
- * ax_cancel's -ENOENT for a timer that has fired or been cancelled; timers never fire early.
+ * ax_timer_cancel's -ENOENT for a timer that has fired or been cancelled; timers never fire early.
  * Run: build/examples/timers [period-ms [ticks]]   (default 100 ms and 5 ticks) */
 #include <axon.h>
 #include <errno.h>
@@ -19,7 +19,7 @@ typedef struct metronome {
   int64_t period, started;  /* ns */
   unsigned wanted, ticks;   /* ticks expected before the deadline, and received */
   unsigned ticks_at_cancel; /* ticks received when the ticker was cancelled */
-  uint64_t ticker, deadline; /* timer ids, for ax_cancel */
+  uint64_t ticker, deadline; /* timer ids, for ax_timer_cancel */
   bool ok;
 } metronome_t;
 
@@ -58,16 +58,16 @@ static int on_message(ax_actor_t *self, const ax_msg_t *msg) {
   case MSG_DEADLINE:
     memcpy(&set_at, msg->data, sizeof set_at);
     printf("deadline: fired %" PRId64 " ms after it was set\n", (now - set_at) / AX_NSEC_PER_MSEC);
-    if ((rc = check(ax_cancel(self, m->ticker), "ax_cancel(ticker)")) < 0)
+    if ((rc = check(ax_timer_cancel(self, m->ticker), "ax_timer_cancel(ticker)")) < 0)
       return rc; /* stop with the failure as reason */
     m->ticks_at_cancel = m->ticks;
     /* Both timers are gone now: the ticker cancelled, the one-shot fired. */
-    rc = ax_cancel(self, m->ticker);
-    rc2 = ax_cancel(self, m->deadline);
+    rc = ax_timer_cancel(self, m->ticker);
+    rc2 = ax_timer_cancel(self, m->deadline);
     printf("cancel the ticker again: %s; cancel the fired deadline: %s\n", ax_err_name(rc),
            ax_err_name(rc2));
     if (rc != -ENOENT || rc2 != -ENOENT)
-      return check(-EPROTO, "ax_cancel of a timer that is gone");
+      return check(-EPROTO, "ax_timer_cancel of a timer that is gone");
     /* Wait three periods: even a tick that was already queued must not arrive. */
     return check(ax_after(self, 3 * m->period, MSG_DONE, NULL, 0, NULL), "ax_after");
   case MSG_DONE:
@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
   ax_rt_t *rt;
   int status = 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (check(ax_rt_new(&rt, &rt_opts), "ax_rt_new") < 0)
+  if (check(ax_rt_new(&rt_opts, &rt), "ax_rt_new") < 0)
     return 1;
   if (check(ax_spawn(rt, on_message, &m, &opts, NULL), "ax_spawn") >= 0 &&
       check(ax_rt_run(rt), "ax_rt_run") >= 0) /* until the actor has stopped */

@@ -36,10 +36,27 @@ typedef struct ax_actor ax_actor_t;
 typedef uint64_t ax_ref_t;
 #define AX_REF_NONE ((ax_ref_t)0)
 
-/* Message types below AX_MSG_USER belong to axon. */
+/* Message types below AX_MSG_USER belong to axon; every one of them is
+ * numbered here, and the header of its feature says what its payload is. */
 enum {
-  AX_MSG_DOWN = 1,     /* a monitored actor stopped: data is ax_down_t */
-  AX_MSG_USER = 256,   /* first type for applications */
+  AX_MSG_DOWN = 1,       /* a monitored actor stopped: data is ax_down_t */
+  /* streams and listeners (stream.h) */
+  AX_MSG_ACCEPT = 16,    /* ax_accept_t */
+  AX_MSG_CONNECTED,      /* ax_stream_ev_t */
+  AX_MSG_DATA,           /* ax_data_t */
+  AX_MSG_PASSIVE,        /* ax_stream_ev_t */
+  AX_MSG_WRITABLE,       /* ax_stream_ev_t */
+  AX_MSG_EOF,            /* ax_stream_ev_t */
+  AX_MSG_FRAME_ERROR,    /* ax_stream_ev_t */
+  AX_MSG_CLOSED,         /* ax_stream_ev_t */
+  AX_MSG_GIVEN,          /* ax_stream_ev_t */
+  /* other sources (source.h) */
+  AX_MSG_DATAGRAM = 32,  /* ax_datagram_t */
+  AX_MSG_SIGNAL,         /* ax_signal_msg_t */
+  AX_MSG_EVENT,          /* ax_event_msg_t (an eventfd's count) */
+  AX_MSG_FS_EVENT,       /* ax_fs_event_t */
+  AX_MSG_FD_READY,       /* ax_fd_ready_t */
+  AX_MSG_USER = 256,     /* first type for applications */
 };
 
 /* A received message.  Everything it points to is valid until the behaviour
@@ -181,7 +198,7 @@ AX_API int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const vo
  * is delivered, not even one already queued.  Errors: -EINVAL (NULL self),
  * -ENOENT (no such timer: a one-shot timer whose message self has already
  * handled, a cancelled timer, or an unknown id). */
-AX_API int ax_cancel(ax_actor_t *self, uint64_t id);
+AX_API int ax_timer_cancel(ax_actor_t *self, uint64_t id);
 
 /* ------------------------------------------------------------------------ */
 /* Monitors                                                                  */

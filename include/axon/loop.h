@@ -63,7 +63,7 @@ typedef struct ax_loop_opts {
  * Errors: -EINVAL (NULL loop, unknown backend, max_events > 4096, or an
  * unknown AXON_BACKEND value), -ENOMEM, -EMFILE/-ENFILE (no fd for the
  * backend), or another errno from epoll_create1/eventfd. */
-AX_API int ax_loop_new(ax_loop_t **loop, const ax_loop_opts_t *opts);
+AX_API int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **loop);
 
 /* Why ax_loop_run() returned. */
 enum {

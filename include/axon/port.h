@@ -19,7 +19,7 @@ extern "C" {
  * to actors with ax_send() (which works from any thread).
  *
  * Threads: one thread at a time receives from a port (ax_port_recv,
- * ax_port_free); any thread may send to its reference.
+ * ax_port_close); any thread may send to its reference.
  */
 
 typedef struct ax_port ax_port_t;
@@ -32,25 +32,25 @@ AX_API int ax_port_new(ax_rt_t *rt, ax_port_t **port);
 AX_API ax_ref_t ax_port_ref(const ax_port_t *port);
 
 /* Takes the next message into *msg.  Its data stays valid until the next
- * ax_port_recv() or ax_port_free() on this port.  deadline is an absolute
+ * ax_port_recv() or ax_port_close() on this port.  deadline is an absolute
  * CLOCK_MONOTONIC time in ns (see ax_now()): AX_FOREVER waits as long as it
  * takes, 0 does not wait.  Owner thread.
  * Errors: -EINVAL (NULL port or msg, deadline negative and not
  * AX_FOREVER), -EAGAIN (deadline 0 and nothing queued), -ETIMEDOUT (the
  * deadline passed), -EINTR (a signal interrupted the wait). */
-AX_API int ax_port_recv(ax_port_t *port, ax_msg_t *msg, int64_t deadline);
+AX_API int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg);
 
 /* An eventfd that is readable whenever messages may be waiting (it stays
  * readable until ax_port_recv() finds the port empty): add it to your own
- * poll/epoll set, and when it is readable call ax_port_recv(port, &m, 0)
+ * poll/epoll set, and when it is readable call ax_port_recv(port, 0, &m)
  * until it returns -EAGAIN.  Do not read or close the fd yourself.  Any
  * thread. */
 AX_API int ax_port_fd(const ax_port_t *port);
 
-/* Frees the port: its reference becomes invalid (sends return -ESRCH) and
+/* Closes the port (its eventfd) and frees it: its reference becomes invalid (sends return -ESRCH) and
  * messages still queued are dropped as dead letters.  Owner thread; before
  * ax_rt_free().  Errors: -EINVAL (NULL port). */
-AX_API int ax_port_free(ax_port_t *port);
+AX_API int ax_port_close(ax_port_t *port);
 
 #ifdef __cplusplus
 }

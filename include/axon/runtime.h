@@ -54,7 +54,7 @@ typedef struct ax_rt_opts {
  * once in a process.
  * Errors: -EINVAL (NULL rt, cores > AX_MAX_CORES, batch > 65536),
  * -ENOMEM, -EMFILE (no fd for a loop), -EAGAIN (16 runtimes exist). */
-AX_API int ax_rt_new(ax_rt_t **rt, const ax_rt_opts_t *opts);
+AX_API int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **rt);
 
 /* Starts the core threads and returns.  Actors may be spawned before or
  * after.  Core threads block every asynchronous signal.
@@ -116,7 +116,7 @@ typedef struct ax_core_stats {
   uint64_t sleeps;       /* times this core went to sleep in its loop */
   uint64_t polls;        /* non-blocking I/O polls between rounds */
   uint64_t runq_len;     /* actors waiting in the run queue now */
-  uint64_t mailbox_hwm;  /* most messages one actor handled in one turn */
+  uint64_t turn_max;  /* most messages one actor handled in one turn */
   uint64_t accept_errors; /* accepts refused by overload (EMFILE, ENFILE, ...): each one
                              pauses that listener with a back-off */
 } ax_core_stats_t;

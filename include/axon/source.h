@@ -25,15 +25,10 @@ extern "C" {
  * message of that source reaches anyone, and the handle is invalid: any
  * call with it, a second close included, uses freed memory (debug builds
  * assert on a closed or freed handle and on a call from the wrong thread).
- * Messages carry `from` AX_REF_NONE and a payload struct as named below.
+ * Messages (AX_MSG_DATAGRAM, AX_MSG_SIGNAL, AX_MSG_EVENT, AX_MSG_FS_EVENT,
+ * AX_MSG_FD_READY: numbered in actor.h) carry `from` AX_REF_NONE and a
+ * payload struct as named below.
  */
-enum {
-  AX_MSG_DATAGRAM = 32, /* ax_datagram_t */
-  AX_MSG_SIGNAL,        /* ax_signal_msg_t */
-  AX_MSG_EVENT,         /* ax_event_msg_t */
-  AX_MSG_FS_EVENT,      /* ax_fs_event_t */
-  AX_MSG_FD_READY,      /* ax_fd_ready_t */
-};
 
 /* ------------------------------------------------------------------------ */
 /* Datagrams: UDP (v4/v6) and unix datagram sockets                         */
@@ -141,7 +136,7 @@ typedef struct ax_event_msg {
  * another thread, another process that inherited or received the fd)
  * makes self receive AX_MSG_EVENT with the accumulated count.
  * Errors: -EINVAL, -EMFILE, -ENOMEM. */
-AX_API int ax_event_new(ax_actor_t *self, ax_efd_t **out);
+AX_API int ax_efd_open(ax_actor_t *self, ax_efd_t **out);
 
 /* The eventfd (write 8-byte counts to it; do not read or close it).
  * Any thread while the source is open.  Errors: -EINVAL (NULL). */
@@ -184,7 +179,7 @@ AX_API int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsig
 
 /* Ends an inotify or fanotify watch; no AX_MSG_FS_EVENT of it is
  * delivered after this returns.  Returns 0.  Errors: -EINVAL (NULL). */
-AX_API int ax_fs_unwatch(ax_fswatch_t *w);
+AX_API int ax_fswatch_close(ax_fswatch_t *w);
 
 /* ------------------------------------------------------------------------ */
 /* Raw fds: how external libraries plug in                                   */
@@ -201,7 +196,7 @@ typedef struct ax_fd_ready {
 
 /* Watches an fd someone else owns (axon never reads, writes or closes it)
  * for events (AX_READ | AX_WRITE | AX_PRI).  One-shot: after one
- * AX_MSG_FD_READY the watch is disarmed until ax_fd_rearm.
+ * AX_MSG_FD_READY the watch is disarmed until ax_fdwatch_rearm.
  * Errors: -EINVAL (NULL, bad fd, no events), -EEXIST (the fd is watched
  * on this core already), -EPERM (a regular file: always ready). */
 AX_API int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out);
@@ -212,12 +207,12 @@ AX_API int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t *
  * afresh.  Returns 0.  Errors: -EINVAL (NULL, unknown bits, a closed
  * watch), -EBADF (the fd is closed; the watch stays disarmed), -EEXIST
  * (another source of this core took the fd), -ENOMEM. */
-AX_API int ax_fd_rearm(ax_fdwatch_t *w, unsigned events);
+AX_API int ax_fdwatch_rearm(ax_fdwatch_t *w, unsigned events);
 
 /* Stops watching (the fd stays open: it is not axon's); no
  * AX_MSG_FD_READY of it is delivered after this returns.  Returns 0.
  * Errors: -EINVAL (NULL). */
-AX_API int ax_fd_unwatch(ax_fdwatch_t *w);
+AX_API int ax_fdwatch_close(ax_fdwatch_t *w);
 
 #ifdef __cplusplus
 }

@@ -38,8 +38,8 @@ extern "C" {
  * freed memory.  Debug builds (no NDEBUG) assert on a closed or freed
  * handle and on a call from a thread other than the owner's core. 
  *
- * Messages (ax_msg_t.type; `from` is AX_REF_NONE, `data` points at the
- * payload struct named):
+ * Messages (ax_msg_t.type, numbered in actor.h; `from` is AX_REF_NONE,
+ * `data` points at the payload struct named):
  *   AX_MSG_ACCEPT       ax_accept_t: a listener accepted a connection
  *   AX_MSG_CONNECTED    ax_stream_ev_t: an ax_tcp_connect/ax_unix_connect
  *                       finished (err 0)
@@ -67,17 +67,6 @@ extern "C" {
  *                       the owner (also the first message of an
  *                       ax_tcp_serve session)
  */
-enum {
-  AX_MSG_ACCEPT = 16,
-  AX_MSG_CONNECTED,
-  AX_MSG_DATA,
-  AX_MSG_PASSIVE,
-  AX_MSG_WRITABLE,
-  AX_MSG_EOF,
-  AX_MSG_FRAME_ERROR,
-  AX_MSG_CLOSED,
-  AX_MSG_GIVEN,
-};
 
 typedef struct ax_stream ax_stream_t;
 typedef struct ax_listener ax_listener_t;
@@ -123,19 +112,28 @@ enum { /* ax_stream_opts_t.flags */
   AX_STREAM_PAUSED = 1 << 3,    /* opened or accepted paused: ax_stream_resume */
 };
 
+/* ax_stream_opts_t.delim for a NUL delimiter (0 means the default, '\n'). */
+#define AX_DELIM_NUL 0x100
+/* ax_stream_opts_t.linger: drop queued writes at close, flush nothing. */
+#define AX_LINGER_NONE ((int64_t)-2)
+
 /* Stream options; zero-initialise, NULL means all defaults.  A zero field
- * takes its default. */
+ * takes its default (in brackets); where zero is a real value too (a NUL
+ * delimiter, no linger), a named constant asks for it. */
 typedef struct ax_stream_opts {
   unsigned flags;          /* AX_STREAM_* */
   unsigned window;         /* at most this many unhandled AX_MSG_DATA (8) */
   size_t read_max;         /* bytes read per readiness event (64 KiB) */
   size_t high_water;       /* queued write bytes refusing more writes (1 MiB) */
   ax_frame_t frame;        /* AX_FRAME_RAW */
-  unsigned char delim;     /* AX_FRAME_DELIM: the delimiter ('\n') */
+  int delim;               /* AX_FRAME_DELIM: the delimiter byte 1..255 ('\n'),
+                              or AX_DELIM_NUL */
   unsigned len_bytes;      /* AX_FRAME_LENGTH: 1, 2 or 4 (4) */
   size_t max_frame;        /* longest frame (64 KiB; at most 16 MiB) */
   int64_t connect_timeout; /* ns for resolve + connect (AX_FOREVER: none) */
-  int64_t linger;          /* ns a closed stream keeps flushing queued writes (5 s) */
+  int64_t linger;          /* ns a closed stream keeps flushing queued writes (5 s);
+                              AX_FOREVER: until written or the peer goes;
+                              AX_LINGER_NONE: queued writes are dropped */
   int sndbuf, rcvbuf;      /* SO_SNDBUF / SO_RCVBUF when > 0 */
 } ax_stream_opts_t;
 

@@ -9,7 +9,7 @@ static void on_timer(ax_timer_t *timer) {
 
 int main(void) {
   ax_loop_t *loop = NULL;
-  int err = ax_loop_new(&loop, NULL);
+  int err = ax_loop_new(NULL, &loop);
   if (err < 0) {
     fprintf(stderr, "ax_loop_new: %s\n", ax_strerror(err));
     return 1;
