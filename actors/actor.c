@@ -3,7 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/internal.h"
+#include "actors/actors.h"
+#include "actors/monitor.h"
 
 static unsigned pick_core(ax_rt_t *rt, const ax_spawn_opts_t *o) {
   ax__core_t *cur = ax__tls_core;
@@ -24,93 +25,60 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
              ax_ref_t *ref) {
   ax_spawn_opts_t o = opts != NULL ? *opts : (ax_spawn_opts_t){0};
   if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_CORE ||
-      (o.placement == AX_PLACE_CORE && o.core >= rt->ncores))
+      (o.placement == AX_PLACE_CORE && o.core >= rt->ncores) ||
+      (o.monitor != NULL && o.monitor->core->rt != rt))
     return -EINVAL;
+  if (o.monitor != NULL)
+    AX__ASSERT_OWNER(o.monitor);
   /* Acquire pairs with the release in ax_rt_stop. */
   if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
     return -ESHUTDOWN;
   ax__core_t *c = rt->cores[pick_core(rt, &o)];
-
-  /* The actor's memory comes from the spawning core's pool when there is
-   * one (it goes back there when the actor is reclaimed), else malloc. */
-  ax__core_t *cur = ax__tls_core;
-  ax_actor_t *a = NULL;
-  ax__pool_t *home = NULL;
-  if (cur != NULL && cur->rt == rt) {
-    home = &cur->pools[AX__ACTOR_POOL];
-    a = ax__pool_alloc(home);
-  }
-  if (a == NULL) {
-    home = NULL;
-    a = ax__malloc(sizeof *a);
-    if (a == NULL)
-      return -ENOMEM;
-  }
-  memset(a, 0, sizeof *a);
-  a->e.kind = AX__KIND_ACTOR;
-  ax__mpscq_init(&a->e.q, &a->stub, true); /* empty and idle: the first send schedules */
-  a->fn = behaviour;
-  a->state = state;
-  a->core = c;
-  a->home = home;
-  atomic_init(&a->stop_req, 0);
+  ax_actor_t *a = ax__actor_new(c, behaviour, state);
+  if (a == NULL)
+    return -ENOMEM;
+  /* Kept in the extension: most actors have no terminate hook, and the
+   * actor itself stays at 96 bytes. */
   if (o.terminate != NULL) {
-    /* Kept in the extension: most actors have no terminate hook, and the
-     * actor itself stays at 96 bytes. */
-    a->ext = ax__calloc(1, sizeof *a->ext);
-    if (a->ext == NULL)
-      goto nomem;
-    a->ext->terminate = o.terminate;
+    ax__actor_ext_t *ext = ax__actor_ext(a);
+    if (ext == NULL) {
+      ax__actor_discard(a);
+      return -ENOMEM;
+    }
+    ext->terminate = o.terminate;
   }
-
   ax__msg_t *init = NULL;
   if (o.init != NULL) {
-    init = ax__msg_alloc(ax__ref_make(0, rt->index, 0, 0), sizeof o.init);
+    /* A reference of rt (any), so that the message comes from a pool of
+     * the runtime it is for. */
+    init = ax__msg_new(ax__ref_make(0, rt->index, 0, 0), AX__SYS_INIT, AX__SYS_INIT, &o.init,
+                       sizeof o.init, AX_REF_NONE);
     if (init == NULL) {
-      free(a->ext);
-      goto nomem;
+      ax__actor_discard(a);
+      return -ENOMEM;
     }
-    init->sys = AX__SYS_INIT;
-    init->m.type = AX__SYS_INIT;
     init->m.size = 0;
     init->m.data = NULL;
-    init->m.from = AX_REF_NONE;
-    memcpy(init->payload, &o.init, sizeof o.init);
   }
-  int64_t slot = ax__table_alloc(&c->table);
-  if (slot < 0) {
-    free(a->ext);
+  int rc = ax__actor_reserve(a);
+  uint64_t mid = 0;
+  if (rc == 0 && o.monitor != NULL)
+    rc = ax__monitor_attach(o.monitor, a, &mid); /* before anyone can see it */
+  if (rc < 0) {
     if (init != NULL)
       ax__msg_free(init);
-    if (home != NULL)
-      ax__pool_free(home, a);
-    else
-      free(a);
-    return (int)slot;
+    ax__actor_discard(a);
+    return rc;
   }
-  ax__slot_t *s = ax__table_slot(&c->table, (uint32_t)slot);
-  uint32_t gen = atomic_load_explicit(&s->gen, memory_order_relaxed);
-  a->ref = ax__ref_make(gen, rt->index, c->index, (uint32_t)slot);
   ax_ref_t r = a->ref;
-  /* Counted alive before anyone can make it die. */
-  atomic_fetch_add_explicit(&rt->live, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&c->stats.spawned, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&c->stats.actors, 1, memory_order_relaxed);
-  /* Release publishes the initialised actor to every thread that resolves
-   * its reference (they load ptr with acquire). */
-  atomic_store_explicit(&s->ptr, &a->e, memory_order_release);
+  ax__actor_publish(a);
   if (init != NULL)
     ax__deliver(&a->e, init); /* a may run (and die) from here on */
+  if (o.monitor_id != NULL)
+    *o.monitor_id = mid;
   if (ref != NULL)
     *ref = r;
   return 0;
-
-nomem:
-  if (home != NULL)
-    ax__pool_free(home, a);
-  else
-    free(a);
-  return -ENOMEM;
 }
 
 static ax_ref_t current_ref(void) {
@@ -118,10 +86,10 @@ static ax_ref_t current_ref(void) {
   return c != NULL && c->current != NULL ? c->current->ref : AX_REF_NONE;
 }
 
-/* Builds a copied message; NULL on ENOMEM. */
-/* Fills a message's header and copies the payload in. */
-static void fill_msg(ax__msg_t *m, uint32_t type, const void *data, size_t size, uint64_t req,
-                     ax_ref_t from) {
+/* Fills a message's header and copies the payload in (the same-core fast
+ * path, inlined). */
+static inline void fill_msg(ax__msg_t *m, uint32_t type, const void *data, size_t size,
+                            uint64_t req, ax_ref_t from) {
   m->m.type = type;
   m->m.size = (uint32_t)size;
   m->m.data = size != 0 ? m->payload : NULL;
@@ -129,15 +97,6 @@ static void fill_msg(ax__msg_t *m, uint32_t type, const void *data, size_t size,
   m->m.req = req;
   if (size != 0)
     memcpy(m->payload, data, size);
-}
-
-/* Builds a copied message; NULL on ENOMEM. */
-static ax__msg_t *make_msg(ax_ref_t to, uint32_t type, const void *data, size_t size,
-                           uint64_t req) {
-  ax__msg_t *m = ax__msg_alloc(to, size);
-  if (m != NULL)
-    fill_msg(m, type, data, size, req, current_ref());
-  return m;
 }
 
 static bool msg_args_ok(uint32_t type, const void *data, size_t size) {
@@ -176,9 +135,10 @@ static int send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, 
   }
   if (to == AX_REF_NONE)
     return -ESRCH;
-  ax__msg_t *m = make_msg(to, type, data, size, req);
+  ax__msg_t *m = ax__msg_new(to, AX__SYS_NONE, type, data, size, current_ref());
   if (m == NULL)
     return -ENOMEM;
+  m->m.req = req;
   return ax__send_msg(to, m);
 }
 
@@ -193,16 +153,14 @@ int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
       release(buf);
     return -EINVAL;
   }
-  ax__msg_t *m = ax__msg_alloc(to, 0);
+  ax__msg_t *m = ax__msg_new(to, AX__SYS_NONE, type, NULL, 0, current_ref());
   if (m == NULL) {
     if (release != NULL)
       release(buf);
     return -ENOMEM;
   }
-  m->m.type = type;
   m->m.size = (uint32_t)size;
   m->m.data = buf;
-  m->m.from = current_ref();
   m->flags = AX__MSG_OWNED;
   m->release = release;
   return ax__send_msg(to, m); /* on failure the message is dropped: release runs */
@@ -221,20 +179,15 @@ void *ax_msg_take(const ax_msg_t *msg) {
 int ax_stop(ax_ref_t ref, int reason) {
   if (reason > 0)
     return -EINVAL;
-  ax__msg_t *m = ax__msg_alloc(ref, 0);
+  ax__msg_t *m = ax__msg_new(ref, AX__SYS_STOP, AX__SYS_STOP, NULL, 0, current_ref());
   if (m == NULL)
     return -ENOMEM;
-  m->sys = AX__SYS_STOP;
-  m->m.type = AX__SYS_STOP;
-  m->m.size = 0;
-  m->m.data = NULL;
-  m->m.from = current_ref();
   ax_rt_t *rt;
   ax__erec_t *erec;
   ax__entity_t *e;
   int rc = ax__ref_enter(ref, &e, &rt, &erec);
-  if (rc == 0 && e->kind != AX__KIND_ACTOR)
-    rc = -ESRCH;
+  if (rc == 0 && e->wake != NULL)
+    rc = -ESRCH; /* a port, not an actor */
   if (rc < 0) {
     ax__ref_leave(erec);
     ax__msg_free(m);
@@ -255,7 +208,7 @@ unsigned ax_core(const ax_actor_t *self) { return self != NULL ? self->core->ind
 ax_rt_t *ax_actor_rt(const ax_actor_t *self) { return self != NULL ? self->core->rt : NULL; }
 
 int ax_ref_core(ax_ref_t ref) {
-  if (ref == AX_REF_NONE || ax__ref_core(ref) == AX__PORT_CORE)
+  if (ref == AX_REF_NONE || ax__ref_core(ref) == AX__REF_NO_CORE)
     return -EINVAL;
   return (int)ax__ref_core(ref);
 }
@@ -265,7 +218,7 @@ int ax_request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, s
   if (self == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  uint64_t id = ++self->core->next_id;
+  uint64_t id = ax__core_next_id(self->core);
   int rc = send_copy(to, type, data, size, id);
   if (rc == 0 && req != NULL)
     *req = id;
@@ -278,10 +231,4 @@ int ax_reply(ax_actor_t *self, const ax_msg_t *request, uint32_t type, const voi
   if (request == NULL || request->req == 0)
     return -EINVAL;
   return send_copy(request->from, type, data, size, request->req);
-}
-
-ax__actor_ext_t *ax__ext(ax_actor_t *a) {
-  if (a->ext == NULL)
-    a->ext = ax__calloc(1, sizeof *a->ext);
-  return a->ext;
 }

@@ -3,68 +3,77 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/internal.h"
+#include "actors/monitor.h"
 
-/* Who watches an actor (kept by the target) and whom an actor watches (kept
- * by the watcher, so that ax_demonitor and late DOWNs can be filtered).
- * Both lists belong to their actor's core. */
-typedef struct ax__mon_in {
-  struct ax__mon_in *next;
+/*
+ * A monitor is kept twice: by the target (who watches me: AX__SLOT_MON_IN,
+ * to send DOWN when it dies) and by the watcher (whom I watch:
+ * AX__SLOT_MON_OUT, so that ax_demonitor and a DOWN already on its way can
+ * be filtered).  Each list belongs to its actor's core.  The target learns
+ * of a monitor through an AX__SYS_MONITOR message; one that reaches it
+ * dead (or finds no such actor) is answered with DOWN at once.
+ */
+typedef struct ax__mon {
+  struct ax__mon *next;
+  ax_ref_t other; /* in: the watcher; out: the target */
+  uint64_t id;
+} ax__mon_t;
+
+typedef struct ax__monitor_req {
   ax_ref_t watcher;
   uint64_t id;
-} ax__mon_in_t;
+} ax__monitor_req_t;
 
-typedef struct ax__mon_out {
-  struct ax__mon_out *next;
-  ax_ref_t target;
-  uint64_t id;
-} ax__mon_out_t;
+/* Pushes a record on one of a's lists; -ENOMEM when out of memory. */
+static int mon_add(ax_actor_t *a, unsigned slot, ax_ref_t other, uint64_t id) {
+  ax__actor_ext_t *ext = ax__actor_ext(a);
+  ax__mon_t *r = ext != NULL ? ax__malloc(sizeof *r) : NULL;
+  if (r == NULL)
+    return -ENOMEM;
+  r->other = other;
+  r->id = id;
+  r->next = ext->slot[slot];
+  ext->slot[slot] = r;
+  return 0;
+}
 
-static ax__msg_t *sys_msg(ax_ref_t to, uint16_t sys, const void *data, size_t size,
-                          ax_ref_t from) {
-  ax__msg_t *m = ax__msg_alloc(to, size);
-  if (m == NULL)
+/* Unlinks and returns the record of monitor id (and, when other is not
+ * AX_REF_NONE, of that actor) from one of a's lists, or NULL. */
+static ax__mon_t *mon_take(ax_actor_t *a, unsigned slot, uint64_t id, ax_ref_t other) {
+  if (a->ext == NULL)
     return NULL;
-  m->sys = sys;
-  m->m.type = sys == AX__SYS_DOWN ? AX_MSG_DOWN : sys;
-  m->m.size = (uint32_t)size;
-  m->m.data = m->payload;
-  m->m.from = from;
-  memcpy(m->payload, data, size);
-  return m;
+  for (ax__mon_t **p = (ax__mon_t **)&a->ext->slot[slot]; *p != NULL; p = &(*p)->next) {
+    if ((*p)->id == id && (other == AX_REF_NONE || (*p)->other == other)) {
+      ax__mon_t *r = *p;
+      *p = r->next;
+      return r;
+    }
+  }
+  return NULL;
 }
 
 static void send_down(ax_ref_t watcher, ax_ref_t target, uint64_t id, int reason) {
   ax_down_t d = {.ref = target, .id = id, .reason = reason};
-  ax__msg_t *m = sys_msg(watcher, AX__SYS_DOWN, &d, sizeof d, target);
+  ax__msg_t *m = ax__msg_new(watcher, AX__SYS_DOWN, AX_MSG_DOWN, &d, sizeof d, target);
   if (m != NULL)
-    ax__send_msg(watcher, m); /* a watcher that is gone needs no news */
+    (void)ax__send_msg(watcher, m); /* a watcher that is gone needs no news */
 }
 
 int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
   if (self == NULL || target == AX_REF_NONE)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  ax__actor_ext_t *ext = ax__ext(self);
-  ax__mon_out_t *out = ax__malloc(sizeof *out);
-  if (ext == NULL || out == NULL) {
-    free(out);
+  ax__monitor_req_t req = {.watcher = self->ref, .id = ax__core_next_id(self->core)};
+  ax__msg_t *m = ax__msg_new(target, AX__SYS_MONITOR, AX__SYS_MONITOR, &req, sizeof req,
+                             self->ref);
+  if (m == NULL || mon_add(self, AX__SLOT_MON_OUT, target, req.id) < 0) {
+    if (m != NULL)
+      ax__msg_free(m);
     return -ENOMEM;
   }
-  ax__monitor_req_t req = {.watcher = self->ref, .id = ++self->core->next_id};
-  ax__msg_t *m = sys_msg(target, AX__SYS_MONITOR, &req, sizeof req, self->ref);
-  if (m == NULL) {
-    free(out);
-    return -ENOMEM;
-  }
-  out->target = target;
-  out->id = req.id;
-  out->next = ext->mon_out;
-  ext->mon_out = out;
   int rc = ax__send_msg(target, m);
   if (rc == -ENOMEM) { /* the request never left: forget it */
-    ext->mon_out = out->next;
-    free(out);
+    free(mon_take(self, AX__SLOT_MON_OUT, req.id, AX_REF_NONE));
     return rc;
   }
   if (rc < 0)
@@ -74,99 +83,114 @@ int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
   return 0;
 }
 
-/* Unlinks and returns self's record of monitor id, or NULL. */
-static ax__mon_out_t *take_out(ax_actor_t *a, uint64_t id) {
-  if (a->ext == NULL)
-    return NULL;
-  for (ax__mon_out_t **p = &a->ext->mon_out; *p != NULL; p = &(*p)->next) {
-    if ((*p)->id == id) {
-      ax__mon_out_t *o = *p;
-      *p = o->next;
-      return o;
-    }
+int ax__monitor_attach(ax_actor_t *watcher, ax_actor_t *child, uint64_t *id) {
+  uint64_t mid = ax__core_next_id(watcher->core);
+  if (mon_add(watcher, AX__SLOT_MON_OUT, child->ref, mid) < 0)
+    return -ENOMEM;
+  if (mon_add(child, AX__SLOT_MON_IN, watcher->ref, mid) < 0) {
+    free(mon_take(watcher, AX__SLOT_MON_OUT, mid, AX_REF_NONE));
+    return -ENOMEM;
   }
-  return NULL;
+  *id = mid;
+  return 0;
 }
 
 int ax_demonitor(ax_actor_t *self, uint64_t id) {
   if (self == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  ax__mon_out_t *o = take_out(self, id);
+  ax__mon_t *o = mon_take(self, AX__SLOT_MON_OUT, id, AX_REF_NONE);
   if (o == NULL)
     return -ENOENT;
   ax__monitor_req_t req = {.watcher = self->ref, .id = id};
-  ax__msg_t *m = sys_msg(o->target, AX__SYS_DEMONITOR, &req, sizeof req, self->ref);
+  ax__msg_t *m = ax__msg_new(o->other, AX__SYS_DEMONITOR, AX__SYS_DEMONITOR, &req, sizeof req,
+                             self->ref);
   if (m != NULL)
-    ax__send_msg(o->target, m); /* best effort: the DOWN is filtered anyway */
+    (void)ax__send_msg(o->other, m); /* best effort: the DOWN is filtered anyway */
   free(o);
   return 0;
 }
 
-/* MONITOR and DEMONITOR requests reaching the target. */
-void ax__monitor_handle(ax_actor_t *a, ax__msg_t *m) {
+/* ------------------------------------------------------------------------ */
+/* The kinds                                                                 */
+
+/* MONITOR reaching the target: remember the watcher (or answer at once
+ * with DOWN{-ENOMEM}: the promise cannot be kept). */
+static int monitor_handle(ax_actor_t *a, ax__msg_t *m) {
   ax__monitor_req_t req;
   memcpy(&req, m->payload, sizeof req);
-  ax__actor_ext_t *ext = ax__ext(a);
-  if (m->sys == AX__SYS_MONITOR) {
-    ax__mon_in_t *in = ext != NULL ? ax__malloc(sizeof *in) : NULL;
-    if (in == NULL) {
-      send_down(req.watcher, a->ref, req.id, -ENOMEM); /* cannot keep the promise */
-      return;
-    }
-    in->watcher = req.watcher;
-    in->id = req.id;
-    in->next = ext->mon_in;
-    ext->mon_in = in;
-    return;
-  }
-  if (ext == NULL)
-    return;
-  for (ax__mon_in_t **p = &ext->mon_in; *p != NULL; p = &(*p)->next) {
-    if ((*p)->id == req.id && (*p)->watcher == req.watcher) {
-      ax__mon_in_t *in = *p;
-      *p = in->next;
-      free(in);
-      return;
-    }
-  }
+  if (mon_add(a, AX__SLOT_MON_IN, req.watcher, req.id) < 0)
+    send_down(req.watcher, a->ref, req.id, -ENOMEM);
+  return 0;
 }
 
-/* A MONITOR request that reached an actor too late: answer with DOWN. */
-void ax__monitor_refuse(ax__msg_t *m, ax_ref_t target, int reason) {
+/* MONITOR reaching a dead actor: DOWN with its reason. */
+static bool monitor_drop(ax_ref_t self, int reason, ax__msg_t *m) {
   ax__monitor_req_t req;
   memcpy(&req, m->payload, sizeof req);
-  send_down(req.watcher, target, req.id, reason);
+  send_down(req.watcher, self, req.id, reason);
+  return false;
 }
 
-/* A DOWN reached the watcher: deliver it once, and only if the monitor
- * was not removed meanwhile. */
-bool ax__down_msg_live(ax_actor_t *a, ax__msg_t *m) {
+static int demonitor_handle(ax_actor_t *a, ax__msg_t *m) {
+  ax__monitor_req_t req;
+  memcpy(&req, m->payload, sizeof req);
+  free(mon_take(a, AX__SLOT_MON_IN, req.id, req.watcher));
+  return 0;
+}
+
+/* DOWN reaching the watcher: delivered once, and only if the monitor was
+ * not removed meanwhile. */
+static int down_handle(ax_actor_t *a, ax__msg_t *m) {
   ax_down_t d;
   memcpy(&d, m->payload, sizeof d);
-  ax__mon_out_t *o = take_out(a, d.id);
+  ax__mon_t *o = mon_take(a, AX__SLOT_MON_OUT, d.id, AX_REF_NONE);
   if (o == NULL)
-    return false;
+    return 0;
   free(o);
+  return ax__invoke(a, m);
+}
+
+/* A DOWN for a watcher that died meanwhile: a dead letter. */
+static bool down_drop(ax_ref_t self, int reason, ax__msg_t *m) {
+  (void)self;
+  (void)reason;
+  (void)m;
   return true;
 }
 
-void ax__monitors_on_death(ax_actor_t *a, int reason) {
+static void free_list(ax__mon_t *r) {
+  while (r != NULL) {
+    ax__mon_t *next = r->next;
+    free(r);
+    r = next;
+  }
+}
+
+/* The actor died: tell its watchers, forget whom it watched. */
+static void monitors_on_death(ax_actor_t *a, int reason) {
   if (a->ext == NULL)
     return;
-  ax__mon_in_t *in = a->ext->mon_in;
-  while (in != NULL) {
-    ax__mon_in_t *next = in->next;
-    send_down(in->watcher, a->ref, in->id, reason);
-    free(in);
-    in = next;
-  }
-  a->ext->mon_in = NULL;
-  ax__mon_out_t *o = a->ext->mon_out;
-  while (o != NULL) {
-    ax__mon_out_t *next = o->next;
-    free(o);
-    o = next;
-  }
-  a->ext->mon_out = NULL;
+  for (ax__mon_t *in = a->ext->slot[AX__SLOT_MON_IN]; in != NULL; in = in->next)
+    send_down(in->other, a->ref, in->id, reason);
+  free_list(a->ext->slot[AX__SLOT_MON_IN]);
+  free_list(a->ext->slot[AX__SLOT_MON_OUT]);
+  a->ext->slot[AX__SLOT_MON_IN] = a->ext->slot[AX__SLOT_MON_OUT] = NULL;
+}
+
+static const ax__kind_t monitor_kind = {.handle = monitor_handle, .drop = monitor_drop};
+static const ax__kind_t demonitor_kind = {.handle = demonitor_handle};
+static const ax__kind_t down_kind = {.handle = down_handle, .drop = down_drop};
+
+static ax__feature_t monitors = {
+    .name = "monitors",
+    .order = AX__ORDER_MONITORS,
+    .actor_death = monitors_on_death,
+};
+
+AX__FEATURE_INIT(monitors) {
+  ax__kind_register(AX__SYS_MONITOR, &monitor_kind);
+  ax__kind_register(AX__SYS_DEMONITOR, &demonitor_kind);
+  ax__kind_register(AX__SYS_DOWN, &down_kind);
+  ax__feature_register(&monitors);
 }

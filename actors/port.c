@@ -9,7 +9,8 @@
 
 #include <ck_pr.h>
 
-#include "runtime/internal.h"
+#include "actors/actors.h"
+#include "axon/port.h"
 
 /*
  * A port is an entity like an actor: a reference resolves to it through the
@@ -29,7 +30,8 @@ struct ax_port {
   ax__msg_t *held; /* the message handed out last (its data is still in use) */
 };
 
-void ax__port_ring(ax__entity_t *e) {
+/* The entity's wake function: rings the doorbell.  Any thread. */
+static void port_ring(ax__entity_t *e) {
   ax_port_t *p = AX_CONTAINER_OF(e, ax_port_t, e);
   uint64_t one = 1;
   ssize_t w = write(p->efd, &one, sizeof one);
@@ -42,7 +44,7 @@ int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
   ax_port_t *p = ax__calloc(1, sizeof *p);
   if (p == NULL)
     return -ENOMEM;
-  p->e.kind = AX__KIND_PORT;
+  p->e.wake = port_ring;
   ax__mpscq_init(&p->e.q, &p->stub, true);
   p->rt = rt;
   p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -59,7 +61,7 @@ int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
   }
   ax__slot_t *s = ax__table_slot(&rt->ports, (uint32_t)slot);
   p->ref = ax__ref_make(atomic_load_explicit(&s->gen, memory_order_relaxed), rt->index,
-                        AX__PORT_CORE, (uint32_t)slot);
+                        AX__REF_NO_CORE, (uint32_t)slot);
   /* Release publishes the port to senders resolving its reference. */
   atomic_store_explicit(&s->ptr, &p->e, memory_order_release);
   *out = p;
@@ -86,8 +88,12 @@ static ax__msg_t *take(ax_port_t *p) {
     ax__msg_t *m = (ax__msg_t *)node;
     if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
       return m;
-    if (m->sys == AX__SYS_MONITOR)
-      ax__monitor_refuse(m, p->ref, -ESRCH);
+    /* Anything else is meant for an actor: dropped as at a dead one (a
+     * monitor request is answered with DOWN{-ESRCH}). */
+    const ax__kind_t *k = ax__kinds[m->sys];
+    if (k != NULL && k->drop != NULL)
+      (void)k->drop(p->ref, -ESRCH, m);
+    ax__msg_release(m);
   }
   return NULL;
 }
@@ -147,7 +153,7 @@ int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
       if (!ax__mpscq_mark_empty(&port->e.q)) {
         /* A message arrived between the clear and the mark: ring again, to
          * keep "unmarked mailbox <=> readable fd" for ax_port_fd users. */
-        ax__port_ring(&port->e);
+        port_ring(&port->e);
         continue;
       }
     }
@@ -193,15 +199,20 @@ int ax_port_close(ax_port_t *port) {
   return 0;
 }
 
-/* At ax_rt_free: ports the program did not free. */
-void ax__ports_destroy(ax_rt_t *rt) {
-  uint32_t used = atomic_load_explicit(&rt->ports.next_unused, memory_order_acquire);
-  for (uint32_t i = 0; i < used; i++) {
-    ax__slot_t *s = ax__table_slot(&rt->ports, i);
-    ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
-    if (e != NULL) {
-      ax__table_retire(&rt->ports, i);
-      port_destroy(AX_CONTAINER_OF(e, ax_port_t, e));
-    }
-  }
+/* At ax_rt_free: ports the program did not close. */
+static void close_left(void *entity, void *arg) {
+  ax_rt_t *rt = arg;
+  ax_port_t *p = AX_CONTAINER_OF(entity, ax_port_t, e);
+  ax__table_retire(&rt->ports, ax__ref_slot(p->ref));
+  port_destroy(p);
 }
+
+static void ports_free(ax_rt_t *rt) { ax__table_each(&rt->ports, close_left, rt); }
+
+static ax__feature_t ports = {
+    .name = "ports",
+    .order = AX__ORDER_PORTS,
+    .rt_free = ports_free,
+};
+
+AX__FEATURE_INIT(ports) { ax__feature_register(&ports); }

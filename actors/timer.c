@@ -3,11 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/internal.h"
+#include "actors/actors.h"
 
 #define AX__TIMER_PAYLOAD_MAX 256
 
-/* A timer of an actor: lives in its ext list until cancelled, until its
+/* A timer of an actor: lives in its AX__SLOT_TIMERS list until cancelled, until its
  * one-shot message is handled, or until the actor dies.  Owner core only. */
 typedef struct ax__timer_rec {
   ax_timer_t t;
@@ -20,19 +20,17 @@ typedef struct ax__timer_rec {
   unsigned char payload[];
 } ax__timer_rec_t;
 
-static void unlink_rec(ax__actor_ext_t *ext, ax__timer_rec_t *r) {
+static void unlink_rec(ax_actor_t *a, ax__timer_rec_t *r) {
   if (r->prev != NULL)
     r->prev->next = r->next;
   else
-    ext->timers = r->next;
+    a->ext->slot[AX__SLOT_TIMERS] = r->next;
   if (r->next != NULL)
     r->next->prev = r->prev;
 }
 
 static ax__timer_rec_t *find_rec(ax_actor_t *a, uint64_t id) {
-  if (a->ext == NULL)
-    return NULL;
-  for (ax__timer_rec_t *r = a->ext->timers; r != NULL; r = r->next)
+  for (ax__timer_rec_t *r = ax__slot_get(a, AX__SLOT_TIMERS); r != NULL; r = r->next)
     if (r->id == id)
       return r;
   return NULL;
@@ -43,18 +41,12 @@ static void fire(ax_timer_t *t) {
   ax__timer_rec_t *r = AX_CONTAINER_OF(t, ax__timer_rec_t, t);
   if (r->queued)
     return; /* the previous tick is not handled yet: no backlog */
-  ax__msg_t *m = ax__msg_alloc(r->actor->ref, r->size);
+  ax__msg_t *m = ax__msg_new(r->actor->ref, AX__SYS_TIMER, r->type, r->payload, r->size,
+                             r->actor->ref);
   if (m == NULL)
     return; /* out of memory: this tick is lost, the next one retries */
   r->queued = true;
-  m->sys = AX__SYS_TIMER;
   m->aux = r->id;
-  m->m.type = r->type;
-  m->m.size = r->size;
-  m->m.data = r->size != 0 ? m->payload : NULL;
-  m->m.from = r->actor->ref;
-  if (r->size != 0)
-    memcpy(m->payload, r->payload, r->size);
   ax__deliver(&r->actor->e, m);
 }
 
@@ -64,7 +56,7 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
       size > AX__TIMER_PAYLOAD_MAX || (size != 0 && data == NULL))
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  ax__actor_ext_t *ext = ax__ext(self);
+  ax__actor_ext_t *ext = ax__actor_ext(self);
   ax__timer_rec_t *r = ax__malloc(sizeof *r + size);
   if (ext == NULL || r == NULL) {
     free(r);
@@ -73,7 +65,7 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
   ax__core_t *c = self->core;
   ax_timer_init(c->loop, &r->t, fire);
   r->actor = self;
-  r->id = ++c->next_id;
+  r->id = ax__core_next_id(c);
   r->type = type;
   r->size = (uint32_t)size;
   r->periodic = periodic;
@@ -87,10 +79,10 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
     return rc;
   }
   r->prev = NULL;
-  r->next = ext->timers;
-  if (ext->timers != NULL)
-    ext->timers->prev = r;
-  ext->timers = r;
+  r->next = ext->slot[AX__SLOT_TIMERS];
+  if (r->next != NULL)
+    r->next->prev = r;
+  ext->slot[AX__SLOT_TIMERS] = r;
   if (id != NULL)
     *id = r->id;
   return 0;
@@ -114,34 +106,49 @@ int ax_timer_cancel(ax_actor_t *self, uint64_t id) {
   if (r == NULL)
     return -ENOENT;
   ax_timer_stop(&r->t);
-  unlink_rec(self->ext, r);
+  unlink_rec(self, r);
   free(r); /* a queued message finds no record and is dropped */
   return 0;
 }
 
-/* A timer message reached the front of the mailbox: deliver it only if its
+/* A timer message reached the front of the mailbox: delivered only if its
  * timer still exists; a one-shot timer ends here. */
-bool ax__timer_msg_live(ax_actor_t *a, ax__msg_t *m) {
+static int timer_handle(ax_actor_t *a, ax__msg_t *m) {
   ax__timer_rec_t *r = find_rec(a, m->aux);
   if (r == NULL)
-    return false;
+    return 0; /* cancelled meanwhile */
   r->queued = false;
   if (!r->periodic) {
-    unlink_rec(a->ext, r);
+    unlink_rec(a, r);
     free(r);
   }
-  return true;
+  return ax__invoke(a, m);
 }
 
-void ax__timers_on_death(ax_actor_t *a) {
-  if (a->ext == NULL)
-    return;
-  ax__timer_rec_t *r = a->ext->timers;
+/* The actor died: stop and free its timers (queued messages die with its
+ * mailbox). */
+static void timers_on_death(ax_actor_t *a, int reason) {
+  (void)reason;
+  ax__timer_rec_t *r = ax__slot_get(a, AX__SLOT_TIMERS);
   while (r != NULL) {
     ax__timer_rec_t *next = r->next;
     ax_timer_stop(&r->t);
     free(r);
     r = next;
   }
-  a->ext->timers = NULL;
+  if (a->ext != NULL)
+    a->ext->slot[AX__SLOT_TIMERS] = NULL;
+}
+
+static const ax__kind_t timer_kind = {.handle = timer_handle};
+
+static ax__feature_t timers = {
+    .name = "timers",
+    .order = AX__ORDER_TIMERS,
+    .actor_death = timers_on_death,
+};
+
+AX__FEATURE_INIT(timers) {
+  ax__kind_register(AX__SYS_TIMER, &timer_kind);
+  ax__feature_register(&timers);
 }

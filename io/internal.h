@@ -49,8 +49,9 @@ struct ax_loop {
 
   int64_t now;      /* cached CLOCK_MONOTONIC ns */
   unsigned nactive; /* see the invariants above */
+  unsigned flags;   /* AX_LOOP_* */
   bool running;
-  pthread_t owner; /* the thread in ax_loop_run, while running */
+  pthread_t owner; /* the loop's thread: its creator, its last runner or adopter */
 
   /* fd watchers and the current dispatch batch */
   ax_io_t *io_list;
@@ -80,9 +81,9 @@ struct ax_loop {
   ax_signal_t *sig_next; /* the iteration cursor while delivering */
 };
 
-/* Debug builds check that loop functions run on the loop's thread. */
-#define AX__ASSERT_LOOP_THREAD(loop) \
-  assert(!(loop)->running || pthread_equal((loop)->owner, pthread_self()))
+/* Debug builds check that loop functions run on the loop's thread, whether
+ * or not it is inside ax_loop_run at the moment. */
+#define AX__ASSERT_LOOP_THREAD(loop) assert(pthread_equal((loop)->owner, pthread_self()))
 
 /* io/io.c: registers or unregisters a watcher; ax__io_forget drops the
  * watcher's entries from the batch being dispatched. */

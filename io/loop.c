@@ -52,7 +52,8 @@ int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **out) {
   unsigned max_events = opts != NULL ? opts->max_events : 0;
   if (max_events == 0)
     max_events = AX__DEFAULT_EVENTS;
-  if (max_events > AX__MAX_EVENTS)
+  unsigned flags = opts != NULL ? opts->flags : 0;
+  if (max_events > AX__MAX_EVENTS || (flags & ~(unsigned)AX_LOOP_KEEP_ALIVE) != 0)
     return -EINVAL;
 
   ax_loop_t *loop = ax__calloc(1, sizeof *loop);
@@ -65,6 +66,8 @@ int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **out) {
   }
   loop->backend = backend;
   loop->max_events = max_events;
+  loop->flags = flags;
+  loop->owner = pthread_self();
   loop->wake_fd = -1;
   loop->sig_fd = -1;
   sigemptyset(&loop->sig_mask);
@@ -129,9 +132,27 @@ void ax_loop_stop(ax_loop_t *loop) {
    * testing that would need a second flag and a full fence on both sides,
    * and stop is rare, so it is always made. */
   atomic_store_explicit(&loop->stop_requested, 1, memory_order_release);
+  ax_loop_wake(loop);
+}
+
+void ax_loop_wake(ax_loop_t *loop) {
+  if (loop == NULL)
+    return;
+  /* The kernel orders this write before the loop's read of the eventfd;
+   * what the caller wrote to memory before, it publishes itself. */
   uint64_t one = 1;
   ssize_t w = write(loop->wake_fd, &one, sizeof one);
   (void)w; /* EAGAIN: the counter is already non-zero, the loop will wake */
+}
+
+void ax_loop_adopt(ax_loop_t *loop) {
+  if (loop != NULL)
+    loop->owner = pthread_self();
+}
+
+/* True when a run has nothing left to wait for. */
+static bool idle(const ax_loop_t *loop) {
+  return loop->nactive == 0 && !(loop->flags & AX_LOOP_KEEP_ALIVE);
 }
 
 static bool stop_pending(ax_loop_t *loop) {
@@ -191,7 +212,7 @@ int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
   int64_t end = timeout_ns == AX_FOREVER ? INT64_MAX : ax__add_sat(loop->now, timeout_ns);
   for (;;) {
     ax__timer_run_due(loop);
-    if (loop->nactive == 0 && !stop_pending(loop)) {
+    if (idle(loop) && !stop_pending(loop)) {
       rc = AX_RUN_IDLE;
       break;
     }
@@ -204,7 +225,7 @@ int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
     }
     if (timeout_ns == 0 || loop->now >= end) {
       ax__timer_run_due(loop);
-      rc = loop->nactive == 0 ? AX_RUN_IDLE : AX_RUN_TIMEOUT;
+      rc = idle(loop) ? AX_RUN_IDLE : AX_RUN_TIMEOUT;
       break;
     }
   }
@@ -222,15 +243,15 @@ int ax_loop_run_once(ax_loop_t *loop, int64_t timeout_ns) {
    * then. */
   if (ax__timer_run_due(loop) > 0)
     timeout_ns = 0;
-  if (loop->nactive == 0 && !stop_pending(loop)) {
+  if (idle(loop) && !stop_pending(loop)) {
     rc = AX_RUN_IDLE;
   } else {
     rc = loop_pass(loop, timeout_ns, end);
     if (rc >= 0) {
       ax__timer_run_due(loop);
       rc = take_stop(loop)          ? AX_RUN_STOPPED
-           : loop->nactive == 0 ? AX_RUN_IDLE
-                                : AX_RUN_TIMEOUT;
+           : idle(loop)          ? AX_RUN_IDLE
+                                 : AX_RUN_TIMEOUT;
     }
   }
   loop->running = false;

@@ -1,11 +1,11 @@
-/* A core: its thread, the scheduler of its actors, the wake protocol, actor death and reclaim. */
+/* A core: its thread, the scheduler of its actors, idling and the wake protocol, shutdown. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <ck_pr.h>
 
-#include "runtime/internal.h"
+#include "runtime/core.h"
 
 /* While actors are runnable, fds and timers are polled at least this often. */
 #define AX__POLL_INTERVAL_NS (50 * AX_NSEC_PER_USEC)
@@ -20,6 +20,8 @@
 #define AX__CORE_EVENTS 16u
 /* Actor turns between two looks at the inject queue and the clock. */
 #define AX__ROUND_TURNS 64u
+
+_Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
 
 /* ------------------------------------------------------------------------ */
@@ -49,173 +51,57 @@ static void drain_inject(ax__core_t *c) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Scheduling and delivery (any thread).                                     */
-
-void ax__schedule_remote(ax__core_t *c, ax_actor_t *a) {
-  ax__mpscq_push(&c->inject, &a->link);
-  /* The wake protocol, sender side: the push above, this fence, then the
-   * load of `sleeping`.  The core does the mirror image (store sleeping,
-   * fence, look at the inject queue), so at least one of the two sees the
-   * other: either the core finds this actor before sleeping, or this
-   * thread sees it asleep and wakes it.  A busy core is never sent a
-   * syscall. */
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
-      atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed))
-    ax_event_notify(&c->wake);
-}
-
-
-/* Finds the entity a reference names.  When it may belong to another core
- * (or the caller is not a core of that runtime), the caller is put inside an
- * epoch critical section first, so the entity cannot be freed under it;
- * *erec then holds the record to pass to ax__ref_leave().  Returns 0 with
- * *e set, or -ESRCH (stale or invalid reference) or -ENOMEM (the calling
- * thread's first epoch record could not be allocated), the section left. */
-int ax__ref_enter(ax_ref_t to, ax__entity_t **e_out, ax_rt_t **rt_out, ax__erec_t **erec) {
-  *erec = NULL;
-  *e_out = NULL;
-  *rt_out = NULL;
-  ax__core_t *cur = ax__tls_core;
-  if (cur != NULL && ax__ref_on_core(cur, to)) {
-    *rt_out = cur->rt;
-    *e_out = ax__lookup_local(cur, to);
-    return *e_out != NULL ? 0 : -ESRCH;
-  }
-  if (to == AX_REF_NONE)
-    return -ESRCH;
-  ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
-  if (rt == NULL)
-    return -ESRCH;
-  *rt_out = rt;
-  unsigned ci = ax__ref_core(to);
-  ax__table_t *table;
-  if (ci == AX__PORT_CORE)
-    table = &rt->ports;
-  else if (ci < rt->ncores)
-    table = &rt->cores[ci]->table;
-  else
-    return -ESRCH;
-  ax__erec_t *r = ax__rt_erec(rt);
-  if (r == NULL)
-    return -ENOMEM; /* not "no such actor": the actor may well be alive */
-  ax__epoch_enter(&rt->epoch, r);
-  ax__slot_t *s = ax__table_slot(table, ax__ref_slot(to));
-  ax__entity_t *e = NULL;
-  if (s != NULL) {
-    /* Acquire on ptr, then on gen: a reader that sees a reused slot's new
-     * entity also sees the generation bumped when the old one died. */
-    e = atomic_load_explicit(&s->ptr, memory_order_acquire);
-    if (e != NULL && atomic_load_explicit(&s->gen, memory_order_acquire) != ax__ref_gen(to))
-      e = NULL;
-  }
-  if (e == NULL) {
-    ax__epoch_exit(r);
-    return -ESRCH;
-  }
-  *erec = r;
-  *e_out = e;
-  return 0;
-}
-
-void ax__ref_leave(ax__erec_t *erec) {
-  if (erec != NULL)
-    ax__epoch_exit(erec);
-}
-
-int ax__call_send(ax_ref_t to, ax__call_t *call) {
-  ax__msg_t *m = ax__msg_alloc(to, 0);
-  if (m == NULL) {
-    call->fn(call, NULL, true);
-    return -ENOMEM;
-  }
-  m->sys = AX__SYS_CALL;
-  m->aux = (uint64_t)(uintptr_t)call;
-  m->m.type = AX__SYS_CALL;
-  m->m.size = 0;
-  m->m.data = NULL;
-  m->m.from = AX_REF_NONE;
-  int rc = ax__send_msg(to, m); /* frees m when it fails */
-  if (rc < 0)
-    call->fn(call, NULL, true);
-  return rc;
-}
-
-void ax__drop_msg(ax__core_t *c, ax__msg_t *m, bool count) {
-  ax__msg_release(m);
-  if (count && c != NULL)
-    ax__stat_add(&c->stats.dead_letters, 1);
-  ax__msg_free(m);
-}
-
-int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
-  ax_rt_t *rt;
-  ax__erec_t *erec;
-  ax__entity_t *e;
-  ax__core_t *cur = ax__tls_core;
-  int rc = ax__ref_enter(to, &e, &rt, &erec);
-  if (rc < 0) {
-    if (rc == -ESRCH && cur != NULL)
-      ax__stat_add(&cur->stats.dead_letters, 1);
-    else if (rc == -ESRCH && rt != NULL)
-      atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed);
-    ax__drop_msg(NULL, m, false);
-    return rc;
-  }
-  ax__deliver(e, m);
-  ax__ref_leave(erec);
-  if (cur != NULL)
-    ax__stat_add(&cur->stats.sent, 1);
-  return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Running actors.                                                           */
+
+/* The runtime's own kinds: INIT runs the init hook, CALL a function on the
+ * receiver's core (its drop runs it with no actor).  STOP is handled by
+ * handle() itself.  Features add theirs (ax__kind_register). */
+static int init_handle(ax_actor_t *a, ax__msg_t *m) {
+  ax_init_t init;
+  memcpy(&init, m->payload, sizeof init);
+  ax__invoke_init(a, init);
+  return 0;
+}
+
+static int call_handle(ax_actor_t *a, ax__msg_t *m) {
+  ax__call_t *call = (ax__call_t *)(uintptr_t)m->aux;
+  call->fn(call, a);
+  return 0;
+}
+
+static bool call_drop(ax_ref_t self, int reason, ax__msg_t *m) {
+  (void)self;
+  (void)reason;
+  ax__call_t *call = (ax__call_t *)(uintptr_t)m->aux;
+  call->fn(call, NULL);
+  return false;
+}
+
+static const ax__kind_t init_kind = {.handle = init_handle};
+static const ax__kind_t call_kind = {.handle = call_handle, .drop = call_drop};
+
+const ax__kind_t *ax__kinds[AX__SYS_KINDS] = {
+    [AX__SYS_INIT] = &init_kind,
+    [AX__SYS_CALL] = &call_kind,
+};
 
 /* Handles one message.  Returns true when the actor must stop, with the
  * reason in *reason. */
 static bool handle(ax_actor_t *a, ax__msg_t *m, int *reason) {
-  int rc = 0;
-  switch (m->sys) {
-  case AX__SYS_NONE:
-    rc = a->fn(a, &m->m);
-    break;
-  case AX__SYS_INIT: {
-    ax_init_t init;
-    memcpy(&init, m->payload, sizeof init);
-    init(a);
-    break;
-  }
-  case AX__SYS_STOP: {
+  int rc;
+  if (m->sys == AX__SYS_NONE) {
+    rc = ax__invoke(a, m);
+  } else if (m->sys == AX__SYS_STOP) {
     /* Acquire: the reason stored before the STOP message was pushed. */
     int64_t req = atomic_load_explicit(&a->stop_req, memory_order_acquire);
     *reason = (int)((req - 1) / 2);
     return true;
+  } else {
+    const ax__kind_t *k = ax__kinds[m->sys];
+    rc = k != NULL ? k->handle(a, m) : 0;
   }
-  case AX__SYS_MONITOR:
-  case AX__SYS_DEMONITOR:
-    ax__monitor_handle(a, m);
-    break;
-  case AX__SYS_DOWN:
-    if (ax__down_msg_live(a, m))
-      rc = a->fn(a, &m->m);
-    break;
-  case AX__SYS_TIMER:
-    if (ax__timer_msg_live(a, m))
-      rc = a->fn(a, &m->m);
-    break;
-  case AX__SYS_IO:
-    rc = ax__src_handle(a, m);
-    break;
-  case AX__SYS_CALL: {
-    ax__call_t *call = (ax__call_t *)(uintptr_t)m->aux;
-    call->fn(call, a, false);
-    break;
-  }
-  default:
-    break;
-  }
-  ax__msg_release(m);
+  if (!(m->flags & AX__MSG_KEPT))
+    ax__msg_release(m);
   if (rc == 0)
     return false;
   *reason = rc < 0 ? rc : AX_REASON_NORMAL;
@@ -244,7 +130,9 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     ax__mpscq_node_t *old, *node = ax__mpscq_pop(&a->e.q, &old);
     if (node == NULL)
       break;
-    if (old != &a->stub)
+    /* The previous message is out of the mailbox now; a kept one is its
+     * keeper's (ax__msg_unkeep frees it). */
+    if (old != &a->stub && !(((ax__msg_t *)old)->flags & AX__MSG_KEPT))
       ax__msg_free((ax__msg_t *)old);
     n++;
     if (handle(a, (ax__msg_t *)node, &reason)) {
@@ -265,111 +153,7 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Death and reclaim.                                                        */
-
-uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason) {
-  uint64_t dead = 0;
-  ax__mpscq_node_t *old, *node;
-  while ((node = ax__mpscq_pop(&e->q, &old)) != NULL) {
-    if (old != stub)
-      ax__msg_free((ax__msg_t *)old);
-    ax__msg_t *m = (ax__msg_t *)node;
-    if (m->sys == AX__SYS_MONITOR)
-      ax__monitor_refuse(m, self, reason);
-    else if (m->sys == AX__SYS_IO)
-      ax__src_drop(self, m);
-    else if (m->sys == AX__SYS_CALL)
-      ((ax__call_t *)(uintptr_t)m->aux)->fn((ax__call_t *)(uintptr_t)m->aux, NULL, true);
-    else if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
-      dead++;
-    ax__msg_release(m); /* its memory stays: it is the queue's stub now */
-  }
-  return dead;
-}
-
-static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
-  ax__stat_add(&c->stats.dead_letters, ax__drain_mailbox(&a->e, &a->stub, a->ref, reason));
-}
-
-void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
-  ax_rt_t *rt = c->rt;
-  ax_actor_t *prev = c->current;
-  c->current = a; /* sends from the terminate hook come from the actor */
-  if (a->ext != NULL && a->ext->terminate != NULL)
-    a->ext->terminate(a, reason);
-  ax__src_on_death(a);
-  ax__timers_on_death(a);
-  ax__monitors_on_death(a, reason);
-  c->current = prev;
-  free(a->ext);
-  a->ext = NULL;
-  /* From here on the reference fails: new senders get -ESRCH.  Senders
-   * already past the check may still push; the mailbox is left unmarked,
-   * so they never schedule this actor, and what they push is drained when
-   * the grace period ends (ax__reclaim). */
-  ax__table_retire(&c->table, ax__ref_slot(a->ref));
-  /* Its names need no work here: the registry checks liveness itself. */
-  drain_dead(c, a, reason);
-  atomic_fetch_sub_explicit(&c->stats.actors, 1, memory_order_relaxed);
-  ax__retire(c, a);
-  if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1 &&
-      !(rt->opts.flags & AX_RT_KEEP_ALIVE))
-    ax_rt_stop(rt);
-}
-
-void ax__retire(ax__core_t *c, ax_actor_t *a) {
-  a->retired.next = NULL;
-  /* Read after the slot was retired (program order on this thread, and the
-   * epoch only grows): the grace period counts from at least this epoch. */
-  a->retired.epoch = atomic_load_explicit(&c->rt->epoch.epoch, memory_order_acquire);
-  if (c->retired_tail != NULL)
-    c->retired_tail->next = &a->retired;
-  else
-    c->retired_head = &a->retired;
-  c->retired_tail = &a->retired;
-  c->retired_count++;
-}
-
-/* Frees a dead actor whose grace period is over: nobody can push to it any
- * more, so what is in its mailbox now is all it will ever get. */
-static void finish(ax__core_t *c, ax_actor_t *a) {
-  drain_dead(c, a, -ESRCH);
-  if (a->e.q.tail != &a->stub)
-    ax__msg_free((ax__msg_t *)a->e.q.tail);
-  ax__table_free(&c->table, ax__ref_slot(a->ref));
-  if (a->home != NULL)
-    ax__pool_free(a->home, a);
-  else
-    free(a);
-}
-
-void ax__reclaim(ax__core_t *c, bool all) {
-  if (c->retired_head == NULL)
-    return;
-  /* A grace period is two epochs; try to make both at once (they pass at
-   * once when no other thread is inside a send). */
-  uint64_t now = UINT64_MAX;
-  if (!all) {
-    ax__epoch_advance(&c->rt->epoch);
-    now = ax__epoch_advance(&c->rt->epoch);
-  }
-  while (c->retired_head != NULL && (all || c->retired_head->epoch + 2 <= now)) {
-    ax__retired_t *r = c->retired_head;
-    c->retired_head = r->next;
-    if (c->retired_head == NULL)
-      c->retired_tail = NULL;
-    c->retired_count--;
-    finish(c, AX_CONTAINER_OF(r, ax_actor_t, retired));
-  }
-}
-
-/* ------------------------------------------------------------------------ */
 /* The core's thread.                                                        */
-
-static void wake_cb(ax_event_t *ev, uint64_t count) {
-  ax__core_t *c = ev->data;
-  ax__stat_add(&c->stats.wakeups, count);
-}
 
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   ax__core_t *c = ax__aligned_alloc(AX__CACHE_LINE, (sizeof *c + AX__CACHE_LINE - 1) &
@@ -379,40 +163,34 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   memset(c, 0, sizeof *c);
   c->rt = rt;
   c->index = index;
-  ax_loop_opts_t lo = {.backend = rt->opts.backend, .max_events = AX__CORE_EVENTS};
+  /* KEEP_ALIVE: an idle core sleeps in its loop even with nothing to
+   * watch, until another thread wakes it (ax__schedule_remote). */
+  ax_loop_opts_t lo = {.backend = rt->opts.backend, .max_events = AX__CORE_EVENTS,
+                       .flags = AX_LOOP_KEEP_ALIVE};
   int rc = ax_loop_new(&lo, &c->loop);
-  if (rc < 0)
-    goto fail;
-  rc = ax_event_init(c->loop, &c->wake, wake_cb);
-  if (rc < 0)
-    goto fail_loop;
-  c->wake.data = c;
-  ax_event_start(&c->wake);
+  if (rc < 0) {
+    free(c);
+    return rc;
+  }
   for (unsigned i = 0; i < AX__MSG_CLASSES; i++)
-    ax__pool_init(&c->pools[i], c, ax__pool_class_size(i), i);
+    ax__pool_init(&c->pools[i], c, ax__msg_class_size(i), i);
   ax__pool_init(&c->pools[AX__ACTOR_POOL], c, sizeof(ax_actor_t), AX__ACTOR_POOL);
   ax__mpscq_init(&c->inject, &c->inject_stub, false);
   atomic_init(&c->sleeping, 0);
   ax__table_init(&c->table, (uint32_t)(rt->serial * 2654435761u) + index * 40503u);
   c->erec = ax__epoch_register(&rt->epoch);
   if (c->erec == NULL) {
-    rc = -ENOMEM;
-    ax_event_close(&c->wake);
-    goto fail_loop;
+    ax_loop_close(c->loop, AX_CLOSE_FORCE);
+    free(c);
+    return -ENOMEM;
   }
   *out = c;
   return 0;
-fail_loop:
-  ax_loop_close(c->loop, AX_CLOSE_FORCE);
-fail:
-  free(c);
-  return rc;
 }
 
 void ax__core_destroy(ax__core_t *c) {
   ax__epoch_release(c->erec);
-  free(c->scratch);
-  ax_event_close(&c->wake);
+  ax_loop_adopt(c->loop); /* its thread, if it ran, has exited */
   ax_loop_close(c->loop, AX_CLOSE_FORCE);
   for (unsigned i = 0; i < AX__POOLS; i++)
     ax__pool_destroy(&c->pools[i]);
@@ -486,7 +264,7 @@ static void idle(ax__core_t *c) {
   }
   ax__stat_add(&c->stats.sleeps, 1);
   atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
-  /* Sleep until fds, a timer or the wake eventfd say so; but while dead
+  /* Sleep until fds, a timer or ax_loop_wake say so; but while dead
    * actors wait for their grace period, wake up to finish them (what is
    * still in their mailboxes, a monitor request say, must be answered). */
   ax_loop_run_once(c->loop, c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER);
@@ -494,8 +272,13 @@ static void idle(ax__core_t *c) {
   atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
 }
 
-/* The runtime is stopping: kill every actor of this core with reason
- * AX_REASON_SHUTDOWN, once no core runs actors any more. */
+static void die_at_shutdown(void *entity, void *arg) {
+  ax__actor_die(arg, AX_CONTAINER_OF(entity, ax_actor_t, e), AX_REASON_SHUTDOWN);
+}
+
+/* The runtime is stopping: once no core runs actors any more, kill every
+ * actor of this core with reason AX_REASON_SHUTDOWN, then let the features
+ * end what they still run here (core_stop). */
 static void shutdown_core(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   pthread_barrier_wait(&rt->barrier);
@@ -503,19 +286,14 @@ static void shutdown_core(ax__core_t *c) {
   c->runq_len = 0;
   while (ax__mpscq_take(&c->inject, &c->inject_stub) != NULL) {
   }
-  /* Acquire pairs with the release that published each actor (ax_spawn,
-   * maybe on another thread); slots taken after this load belong to spawns
-   * that lost the race with the stop, and ax_rt_free finishes them. */
-  uint32_t used = atomic_load_explicit(&c->table.next_unused, memory_order_acquire);
-  for (uint32_t i = 0; i < used; i++) {
-    ax__slot_t *s = ax__table_slot(&c->table, i);
-    ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
-    if (e != NULL)
-      ax__actor_die(c, AX_CONTAINER_OF(e, ax_actor_t, e), AX_REASON_SHUTDOWN);
-  }
+  /* Actors published after the walk began belong to spawns that lost the
+   * race with the stop; ax_rt_free finishes them. */
+  ax__table_each(&c->table, die_at_shutdown, c);
   if (c->index == 0)
-    ax__sig_stop(c);
-  ax__src_shutdown(c);
+    ax__signals_stop(c);
+  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+    if (f->core_stop != NULL)
+      f->core_stop(c);
   pthread_barrier_wait(&rt->barrier);
 }
 
@@ -523,8 +301,16 @@ void *ax__core_main(void *arg) {
   ax__core_t *c = arg;
   ax_rt_t *rt = c->rt;
   ax__tls_core = c;
+  ax_loop_adopt(c->loop);
+  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+    if (f->core_start != NULL)
+      f->core_start(c);
   if (c->index == 0)
-    ax__sig_start(c); /* reads the runtime's signalfd, unless AX_RT_NO_SIGNALS */
+    (void)ax__signals_start(c); /* a failure leaves the signals blocked and unread: safe */
+  pthread_mutex_lock(&rt->ready_lock);
+  rt->ready++;
+  pthread_cond_broadcast(&rt->ready_cond);
+  pthread_mutex_unlock(&rt->ready_lock);
   while (!stopping(rt)) {
     drain_inject(c);
     if (c->runq_head == NULL) {

@@ -1,7 +1,8 @@
 /* Epoch-based memory reclamation for entities that other threads may still be sending to. */
 #include <stdlib.h>
 
-#include "runtime/internal.h"
+#include "io/alloc.h"
+#include "runtime/epoch.h"
 
 void ax__epoch_init(ax__epoch_t *e) {
   atomic_init(&e->epoch, 0);

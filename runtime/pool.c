@@ -1,9 +1,11 @@
 /* Per-core object pools with lock-free return of objects freed on other threads. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "runtime/internal.h"
+#include "io/alloc.h"
+#include "runtime/pool.h"
 
 /* Slabs start at 64 KiB and double with each new slab of a pool, up to
  * 2 MiB, which is allocated 2 MiB-aligned with transparent huge pages
@@ -12,8 +14,6 @@
  * faults were most of the time spent). */
 #define AX__SLAB_MIN (64 * 1024)
 #define AX__SLAB_MAX (2 * 1024 * 1024)
-
-_Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
 void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls) {
   p->owner = owner;
@@ -74,47 +74,3 @@ void *ax__pool_alloc(ax__pool_t *p) {
   p->local = *(void **)obj;
   return obj;
 }
-
-/* The large classes hold a power of two of payload plus the message
- * header, so that a stream reading straight into a message (actors/
- * stream.c) gets a whole 8, 16, ... 128 KiB. */
-#define AX__BIG(kib) ((kib) * 1024u + 256u)
-static const uint32_t class_size[AX__MSG_CLASSES] = {
-    AX__MSG_SMALL, 256, 512, 1024, 2048, 4096, AX__BIG(8), AX__BIG(16), AX__BIG(32), AX__BIG(64),
-    AX__BIG(128)};
-
-/* Allocates a message for `to` with room for payload bytes inline: from the
- * calling core's pool when `to` belongs to the same runtime (a pool dies
- * with its runtime, and another runtime may outlive it), else from malloc,
- * as on threads that are not cores and for large payloads. */
-ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
-  if (payload > UINT32_MAX - sizeof(ax__msg_t))
-    return NULL; /* ax_msg_t.size could not say it (and need could wrap) */
-  size_t need = sizeof(ax__msg_t) + payload;
-  ax__core_t *c = ax__tls_core;
-  ax__msg_t *m = NULL;
-  if (c != NULL && ax__ref_rt(to) == c->rt->index) {
-    for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
-      if (need <= class_size[i]) {
-        m = ax__pool_alloc(&c->pools[i]);
-        if (m != NULL)
-          m->home = &c->pools[i];
-        break;
-      }
-    }
-  }
-  if (m == NULL) {
-    m = ax__malloc(need);
-    if (m == NULL)
-      return NULL;
-    m->home = NULL;
-  }
-  m->sys = 0;
-  m->flags = 0;
-  m->release = NULL;
-  m->m.req = 0;
-  return m;
-}
-
-
-uint32_t ax__pool_class_size(unsigned cls) { return class_size[cls]; }

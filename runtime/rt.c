@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/internal.h"
+#include "runtime/core.h"
 
 #define AX__DEFAULT_BATCH 64u
 #define AX__DEFAULT_SPIN_NS (50 * AX_NSEC_PER_USEC)
@@ -80,6 +80,33 @@ static unsigned cpu_count(void) {
   return 1;
 }
 
+/* Frees what ax_rt_new made, in reverse: the features' state, the cores,
+ * the runtime's index and tables.  Every feature hook copes with state
+ * it never made. */
+static void free_parts(ax_rt_t *rt) {
+  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+    if (f->rt_free != NULL)
+      f->rt_free(rt);
+  if (rt->cores != NULL) {
+    for (unsigned i = 0; i < rt->ncores; i++) {
+      if (rt->cores[i] == NULL)
+        continue;
+      for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+        if (f->core_free != NULL)
+          f->core_free(rt->cores[i]);
+      ax__core_destroy(rt->cores[i]);
+    }
+    free(rt->cores);
+  }
+  if (rt->index < AX__MAX_RTS) /* release: the index is free for reuse */
+    atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
+  ax__table_destroy(&rt->ports);
+  ax__epoch_destroy(&rt->epoch);
+  pthread_mutex_destroy(&rt->ready_lock);
+  pthread_cond_destroy(&rt->ready_cond);
+  free(rt);
+}
+
 int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   if (out == NULL)
     return -EINVAL;
@@ -110,10 +137,11 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   atomic_init(&rt->live, 0);
   atomic_init(&rt->next_core, 0);
   atomic_init(&rt->dead_letters_other, 0);
+  pthread_mutex_init(&rt->ready_lock, NULL);
+  pthread_cond_init(&rt->ready_cond, NULL);
   ax__epoch_init(&rt->epoch);
   rt->serial = atomic_fetch_add_explicit(&runtime_serial, 1, memory_order_relaxed) + 1;
   ax__table_init(&rt->ports, (uint32_t)(rt->serial * 2246822519u));
-  pthread_mutex_init(&rt->names_lock, NULL);
 
   int rc = -EAGAIN;
   rt->index = AX__MAX_RTS;
@@ -138,28 +166,21 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
     rc = ax__core_init(rt, i, &rt->cores[i]);
     if (rc < 0)
       goto fail;
+    for (ax__feature_t *f = ax__features; f != NULL && rc == 0; f = f->next)
+      if (f->core_init != NULL)
+        rc = f->core_init(rt->cores[i]);
+    if (rc < 0)
+      goto fail;
   }
-  rc = ax__sig_init(rt);
-  if (rc < 0)
-    goto fail;
+  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+    if (f->rt_init != NULL && (rc = f->rt_init(rt)) < 0)
+      goto fail;
   pthread_barrier_init(&rt->barrier, NULL, rt->ncores);
   *out = rt;
   return 0;
 
 fail:
-  ax__sig_destroy(rt);
-  if (rt->cores != NULL) {
-    for (unsigned i = 0; i < rt->ncores; i++)
-      if (rt->cores[i] != NULL)
-        ax__core_destroy(rt->cores[i]);
-    free(rt->cores);
-  }
-  if (rt->index < AX__MAX_RTS) /* release: the index is free for reuse */
-    atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
-  ax__table_destroy(&rt->ports);
-  ax__epoch_destroy(&rt->epoch);
-  pthread_mutex_destroy(&rt->names_lock);
-  free(rt);
+  free_parts(rt);
   return rc;
 }
 
@@ -190,8 +211,8 @@ int ax_rt_start(ax_rt_t *rt) {
   if (rt == NULL || rt->started)
     return -EINVAL;
   /* Core threads block every asynchronous signal (they inherit the mask
-   * set here); core 0 reads the runtime's signals (ax__sig_set: SIGINT,
-   * SIGTERM, SIGHUP, SIGUSR1, ...) through one signalfd.  The calling
+   * set here); core 0 reads the runtime's signals (ax__signals_claimed:
+   * SIGINT, SIGTERM, SIGHUP, SIGUSR1, ...) through its loop's signalfd.  The calling
    * thread keeps them blocked until ax_rt_join, so that they reach the
    * signalfd instead of their default disposition (which would end the
    * process).  With AX_RT_NO_SIGNALS it gets its own mask back at once. */
@@ -228,7 +249,7 @@ int ax_rt_start(ax_rt_t *rt) {
   sigset_t keep = old;
   if (!(rt->opts.flags & AX_RT_NO_SIGNALS)) {
     sigset_t claimed;
-    ax__sig_set(&claimed);
+    ax__signals_claimed(&claimed);
     sigorset(&keep, &old, &claimed);
   }
   pthread_sigmask(SIG_SETMASK, &keep, NULL);
@@ -244,8 +265,15 @@ int ax_rt_start(ax_rt_t *rt) {
     join_started(rt);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     rt->joined = true;
+    return rc;
   }
-  return rc;
+  /* Returns once every core runs (its features started, core 0 reading
+   * the signals), so that what the caller does next finds them running. */
+  pthread_mutex_lock(&rt->ready_lock);
+  while (rt->ready < rt->ncores)
+    pthread_cond_wait(&rt->ready_cond, &rt->ready_lock);
+  pthread_mutex_unlock(&rt->ready_lock);
+  return 0;
 }
 
 int ax_rt_join(ax_rt_t *rt) {
@@ -280,7 +308,11 @@ void ax_rt_stop(ax_rt_t *rt) {
    * async-signal-safe). */
   atomic_store_explicit(&rt->stopping, 1, memory_order_release);
   for (unsigned i = 0; i < rt->ncores; i++)
-    ax_event_notify(&rt->cores[i]->wake);
+    ax_loop_wake(rt->cores[i]->loop);
+}
+
+static void die_at_free(void *entity, void *arg) {
+  ax__actor_die(arg, AX_CONTAINER_OF(entity, ax_actor_t, e), AX_REASON_SHUTDOWN);
 }
 
 int ax_rt_free(ax_rt_t *rt) {
@@ -289,19 +321,13 @@ int ax_rt_free(ax_rt_t *rt) {
   if (rt->started && !rt->joined)
     return -EBUSY;
   /* Single-threaded from here: every grace period is over.  Actors still
-   * alive (a runtime that never started) die with AX_REASON_SHUTDOWN. */
+   * alive (a runtime that never started, spawns that lost the race with
+   * the stop) die with AX_REASON_SHUTDOWN, each as if on its own core. */
   for (unsigned i = 0; i < rt->ncores; i++) {
     ax__core_t *c = rt->cores[i];
     ax__tls_core = c;
-    uint32_t used = atomic_load_explicit(&c->table.next_unused, memory_order_acquire);
-    for (uint32_t s = 0; s < used; s++) {
-      ax__slot_t *slot = ax__table_slot(&c->table, s);
-      /* Acquire pairs with ax_spawn's release of the actor. */
-      ax__entity_t *e = slot != NULL ? atomic_load_explicit(&slot->ptr, memory_order_acquire)
-                                     : NULL;
-      if (e != NULL)
-        ax__actor_die(c, AX_CONTAINER_OF(e, ax_actor_t, e), AX_REASON_SHUTDOWN);
-    }
+    ax_loop_adopt(c->loop); /* the core's thread has exited */
+    ax__table_each(&c->table, die_at_free, c);
     ax__tls_core = NULL;
   }
   for (unsigned i = 0; i < rt->ncores; i++) {
@@ -310,19 +336,8 @@ int ax_rt_free(ax_rt_t *rt) {
     ax__reclaim(c, true);
     ax__tls_core = NULL;
   }
-  ax__ports_destroy(rt);
-  ax__names_destroy(rt);
-  ax__sig_destroy(rt);
-  /* Release: the index is free for reuse (its refs now fail to resolve). */
-  atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
-  for (unsigned i = 0; i < rt->ncores; i++)
-    ax__core_destroy(rt->cores[i]);
-  free(rt->cores);
   pthread_barrier_destroy(&rt->barrier);
-  ax__table_destroy(&rt->ports);
-  ax__epoch_destroy(&rt->epoch);
-  pthread_mutex_destroy(&rt->names_lock);
-  free(rt);
+  free_parts(rt);
   return 0;
 }
 
@@ -342,7 +357,10 @@ int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out) {
   out->polls = atomic_load_explicit(&s->polls, memory_order_relaxed);
   out->runq_len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
   out->turn_max = atomic_load_explicit(&s->turn_max, memory_order_relaxed);
-  out->accept_errors = atomic_load_explicit(&s->accept_errors, memory_order_relaxed);
+  out->accept_errors = 0;
+  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+    if (f->stats != NULL)
+      f->stats(rt->cores[core], out);
   return 0;
 }
 

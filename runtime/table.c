@@ -2,9 +2,10 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "runtime/internal.h"
+#include "io/alloc.h"
+#include "runtime/table.h"
 
-int ax__table_init(ax__table_t *t, uint32_t gen_base) {
+void ax__table_init(ax__table_t *t, uint32_t gen_base) {
   /* Generations start at a base that differs between runtimes, so that a
    * stale reference into a freed runtime does not name an actor of a newer
    * runtime that took the same index (except by a 1 in 2^24 chance). */
@@ -14,7 +15,6 @@ int ax__table_init(ax__table_t *t, uint32_t gen_base) {
     atomic_init(&t->chunks[i], NULL);
   atomic_init(&t->free_head, 0);
   atomic_init(&t->next_unused, 0);
-  return 0;
 }
 
 void ax__table_destroy(ax__table_t *t) {
@@ -52,6 +52,8 @@ int64_t ax__table_alloc(ax__table_t *t) {
   while ((uint32_t)head != 0) {
     uint32_t index = (uint32_t)head - 1;
     ax__slot_t *s = ax__table_slot(t, index);
+    if (s == NULL)
+      return -ENOSPC; /* never: a freed slot's chunk exists (and says so to the compiler) */
     uint32_t next = atomic_load_explicit(&s->next_free, memory_order_relaxed);
     /* The tag in the high half changes on every pop, so a slot popped and
      * pushed back meanwhile (ABA) makes this CAS fail. */
@@ -88,4 +90,17 @@ void ax__table_retire(ax__table_t *t, uint32_t index) {
     gen = 1;
   /* Release: a reader that sees the new generation also sees ptr NULL. */
   atomic_store_explicit(&s->gen, gen, memory_order_release);
+}
+
+void ax__table_each(ax__table_t *t, void (*fn)(void *entity, void *arg), void *arg) {
+  /* Acquire pairs with the release that published each entity (its
+   * creator may be another thread); slots taken after this load are not
+   * visited. */
+  uint32_t used = atomic_load_explicit(&t->next_unused, memory_order_acquire);
+  for (uint32_t i = 0; i < used; i++) {
+    ax__slot_t *s = ax__table_slot(t, i);
+    void *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+    if (e != NULL)
+      fn(e, arg);
+  }
 }

@@ -48,8 +48,9 @@ enum {
   AX_MSG_WRITABLE,       /* ax_stream_ev_t */
   AX_MSG_EOF,            /* ax_stream_ev_t */
   AX_MSG_FRAME_ERROR,    /* ax_stream_ev_t */
-  AX_MSG_CLOSED,         /* ax_stream_ev_t */
+  AX_MSG_CLOSED,         /* ax_stream_ev_t; ax_source_ev_t for other sources */
   AX_MSG_GIVEN,          /* ax_stream_ev_t */
+  AX_MSG_SERVER_CLOSED,  /* ax_server_closed_t */
   /* other sources (source.h) */
   AX_MSG_DATAGRAM = 32,  /* ax_datagram_t */
   AX_MSG_SIGNAL,         /* ax_signal_msg_t */
@@ -108,13 +109,21 @@ typedef struct ax_spawn_opts {
   unsigned core;            /* with AX_PLACE_CORE */
   ax_init_t init;           /* runs on the actor's core before any message */
   ax_terminate_t terminate; /* runs on the actor's core when it stops */
+  /* The calling actor (self; NULL: none) monitors the new one from before
+   * it can run, so that its AX_MSG_DOWN comes whatever happens, even a
+   * death before ax_spawn returns (ax_spawn then ax_monitor would report
+   * such a death as -ESRCH, without its reason).  The monitor's id is
+   * stored in *monitor_id when that is not NULL. */
+  ax_actor_t *monitor;
+  uint64_t *monitor_id;
 } ax_spawn_opts_t;
 
 /* Creates an actor running `behaviour` with `state` (yours: axon never
  * frees it; free it in the terminate hook).  Stores its reference in *ref
- * when ref is not NULL.  Any thread, before or after ax_rt_start().
- * Errors: -EINVAL (NULL rt or behaviour, core out of range, unknown
- * placement), -ENOMEM, -ESHUTDOWN (the runtime is stopping). */
+ * when ref is not NULL.  Any thread, before or after ax_rt_start() (with
+ * opts->monitor: that actor's own core).  Errors: -EINVAL (NULL rt or
+ * behaviour, core out of range, unknown placement, a monitor of another
+ * runtime), -ENOMEM, -ESHUTDOWN (the runtime is stopping). */
 AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
                     const ax_spawn_opts_t *opts, ax_ref_t *ref);
 

@@ -52,16 +52,26 @@ typedef enum ax_backend {
   AX_BACKEND_POLL = 2,
 } ax_backend_t;
 
+/* Flags for ax_loop_opts_t.flags. */
+enum {
+  /* ax_loop_run() and ax_loop_run_once() wait even when no watcher is
+   * active (until their timeout, ax_loop_stop() or ax_loop_wake()) instead
+   * of returning AX_RUN_IDLE: for a loop that other threads hand work to. */
+  AX_LOOP_KEEP_ALIVE = 1,
+};
+
 /* Options for ax_loop_new().  Zero-initialise and set what you need; NULL
  * options mean all defaults. */
 typedef struct ax_loop_opts {
   ax_backend_t backend; /* default: AXON_BACKEND, else epoll */
   unsigned max_events;  /* fd events taken per poll; 0 = 256; at most 4096 */
+  unsigned flags;       /* AX_LOOP_* */
 } ax_loop_opts_t;
 
-/* Creates a loop.  On success stores it in *loop and returns 0.
- * Errors: -EINVAL (NULL loop, unknown backend, max_events > 4096, or an
- * unknown AXON_BACKEND value), -ENOMEM, -EMFILE/-ENFILE (no fd for the
+/* Creates a loop.  On success stores it in *loop and returns 0.  The
+ * calling thread is the loop's thread until another one runs it (or calls
+ * ax_loop_adopt).  Errors: -EINVAL (NULL loop, unknown backend, max_events
+ * > 4096, unknown flags, or an unknown AXON_BACKEND value), -ENOMEM, -EMFILE/-ENFILE (no fd for the
  * backend), or another errno from epoll_create1/eventfd. */
 AX_API int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **loop);
 
@@ -102,6 +112,20 @@ AX_API int ax_loop_run_once(ax_loop_t *loop, int64_t timeout_ns);
  * lost), then returns AX_RUN_STOPPED.  Any thread, and async-signal-safe:
  * it is an atomic store plus one write() to an eventfd. */
 AX_API void ax_loop_stop(ax_loop_t *loop);
+
+/* Wakes the loop from its wait, if it waits, without stopping it: the
+ * current (or the next) wait of ax_loop_run()/ax_loop_run_once() returns at
+ * once, and a run goes on with its next pass.  For a thread that hands the
+ * loop's thread work through memory of its own (axon's runtime does).
+ * Any thread, and async-signal-safe: one write() to an eventfd. */
+AX_API void ax_loop_wake(ax_loop_t *loop);
+
+/* Makes the calling thread the loop's thread.  Every call marked "loop
+ * thread" must come from it; debug builds assert so.  ax_loop_new() and
+ * each ax_loop_run()/ax_loop_run_once() make their caller the loop's
+ * thread; call this to hand a loop to another thread without running it
+ * (say, back to the thread that frees it after its runner has exited). */
+AX_API void ax_loop_adopt(ax_loop_t *loop);
 
 /* Flags for ax_loop_close(). */
 enum {

@@ -56,7 +56,8 @@ typedef struct ax_rt_opts {
  * -ENOMEM, -EMFILE (no fd for a loop), -EAGAIN (16 runtimes exist). */
 AX_API int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **rt);
 
-/* Starts the core threads and returns.  Actors may be spawned before or
+/* Starts the core threads and returns once every one of them runs (and
+ * core 0 reads the claimed signals).  Actors may be spawned before or
  * after.  Core threads block every asynchronous signal.
  * Signals: unless AX_RT_NO_SIGNALS is set, the runtime claims SIGHUP,
  * SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGCHLD, SIGWINCH

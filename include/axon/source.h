@@ -30,6 +30,17 @@ extern "C" {
  * payload struct as named below.
  */
 
+/* AX_MSG_CLOSED of a source here (streams have ax_stream_ev_t, which starts
+ * the same way): the source ended on its own, because the loop could no
+ * longer watch its fd (err: -ENOMEM, -ENOSPC when the kernel's limit of
+ * watched fds is reached, ...).  It is the source's last message; the
+ * handle stays valid until the behaviour returns, then the source is
+ * closed (calling its close function meanwhile is allowed). */
+typedef struct ax_source_ev {
+  void *source; /* the handle: ax_dgram_t *, ax_efd_t *, ax_fswatch_t *, ... */
+  int err;
+} ax_source_ev_t;
+
 /* ------------------------------------------------------------------------ */
 /* Datagrams: UDP (v4/v6) and unix datagram sockets                         */
 

@@ -290,9 +290,18 @@ AX_API int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
  * Any thread.  Errors: -EINVAL (NULL). */
 AX_API int ax_server_port(const ax_server_t *srv);
 
+/* AX_MSG_SERVER_CLOSED's payload (see ax_server_close). */
+typedef struct ax_server_closed {
+  const ax_server_t *server; /* the server closed: an identifier only, it is freed */
+} ax_server_closed_t;
+
 /* Stops accepting on every core and frees the server; sessions already
- * running go on.  Any thread; blocks until every listener is closed (do not
- * call it from one of the server's own session actors).  Errors: -EINVAL. */
+ * running go on.  Any thread.  From a thread that is not a core (main,
+ * say), it returns once every listener is closed.  From an actor it cannot
+ * wait (the listener of its own core closes only after it returns): it
+ * returns at once, and AX_MSG_SERVER_CLOSED reaches the calling actor when
+ * every listener is closed and the port is free.  srv is invalid after the
+ * call either way.  Returns 0.  Errors: -EINVAL (NULL). */
 AX_API int ax_server_close(ax_server_t *srv);
 
 /* ------------------------------------------------------------------------ */

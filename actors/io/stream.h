@@ -1,13 +1,12 @@
 /* Streams inside axon: the constructor that TCP, unix sockets, pipes and serial ports share. */
-#ifndef AXON_ACTORS_STREAM_H
-#define AXON_ACTORS_STREAM_H
+#ifndef AXON_ACTORS_IO_STREAM_H
+#define AXON_ACTORS_IO_STREAM_H
 
-#include <netdb.h>
 #include <stdbool.h>
 
 #include "axon/stream.h"
-#include "actors/src.h"
-#include "runtime/internal.h"
+#include "actors/io/framing.h"
+#include "actors/io/src.h"
 
 enum ax__stream_kind {
   AX__STREAM_TCP = 1,
@@ -23,9 +22,19 @@ typedef struct ax__wchunk {
   unsigned char data[];
 } ax__wchunk_t;
 
-typedef struct ax__resolve ax__resolve_t;
-
 enum { AX__ST_CONNECTING = 1, AX__ST_OPEN, AX__ST_DONE };
+
+/* A stream still connecting: tcp.c's state (resolver request, addresses,
+ * timeout) behind two entry points, so that the generic stream code (and
+ * with it pipes and serial ports) never reaches into TCP. */
+typedef struct ax__connecting ax__connecting_t;
+struct ax__connecting {
+  /* The socket being connected became writable or failed. */
+  void (*event)(ax_stream_t *s, unsigned revents);
+  /* Give up: drop the request, the addresses and the timer, free this
+   * and clear s->conn. */
+  void (*cancel)(ax_stream_t *s);
+};
 
 /* A stream.  Owner core only (src.core), like every source. */
 struct ax_stream {
@@ -39,24 +48,15 @@ struct ax_stream {
   ax_stream_opts_t o;
   int active;    /* AX_MSG_DATA still allowed by ax_stream_active, -1: no count */
   bool paused;   /* ax_stream_pause, or the active count is used up */
-  size_t hint;   /* raw framing: the size of the next message read into */
   bool rd_eof;   /* the read side reached its end */
-  bool closed_posted; /* AX_MSG_CLOSED is queued */
+  bool eof_done; /* its end was reported (AX_MSG_EOF, or AX_MSG_CLOSED queued) */
   bool want_writable; /* a write was refused with -ENOBUFS */
   bool shut_req, shut_done; /* ax_stream_shutdown */
-  /* framing: bytes read but not yet cut into messages */
-  unsigned char *fbuf;
-  size_t flen, fcap;
-  bool skipping;   /* discarding an over-long delimited frame */
-  uint64_t skipped;
-  /* writes */
-  ax__wchunk_t *wq_head, *wq_tail;
+  size_t hint;   /* raw framing: the size of the next message read into */
+  ax__framer_t framer; /* delimited and length-prefixed framing */
+  ax__wchunk_t *wq_head, *wq_tail; /* queued writes */
   size_t queued;
-  /* connecting (tcp.c) */
-  ax__resolve_t *req;
-  struct addrinfo *ai_list, *ai_next;
-  int last_err;
-  ax_timer_t ctimer; /* the connect timeout */
+  ax__connecting_t *conn; /* while connecting (tcp.c) */
   ax_timer_t ltimer; /* the linger limit */
   void *udata;
 };
@@ -69,7 +69,7 @@ int ax__stream_new(ax_actor_t *self, int rfd, int wfd, int kind, const ax_stream
                    ax_stream_t **out);
 
 /* Makes a stream in the connecting state with no fd yet (tcp.c attaches
- * one with ax__stream_set_fd).  Errors: -EINVAL, -ENOMEM. */
+ * one with ax__stream_watch_connect).  Errors: -EINVAL, -ENOMEM. */
 int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
                      ax_stream_t **out);
 
@@ -77,17 +77,14 @@ int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
  * writability (the connect's completion).  Errors: the loop's. */
 int ax__stream_watch_connect(ax_stream_t *s, int fd);
 
+/* Stops watching a failed connect attempt's socket and closes it. */
+void ax__stream_drop_connect(ax_stream_t *s);
+
 /* The connect finished: start reading, post AX_MSG_CONNECTED. */
 void ax__stream_connected(ax_stream_t *s);
 
 /* Ends the stream with AX_MSG_CLOSED{err} (once). */
 void ax__stream_fail(ax_stream_t *s, int err);
-
-/* tcp.c: the connect attempt's fd became writable, or failed. */
-void ax__tcp_connect_event(ax_stream_t *s, unsigned revents);
-/* tcp.c: drop whatever a connecting stream holds (resolver request,
- * address list, timer). */
-void ax__tcp_connect_cancel(ax_stream_t *s);
 
 /* The stream's kind (enum ax__stream_kind). */
 int ax__stream_kind(const ax_stream_t *s);
@@ -95,4 +92,4 @@ int ax__stream_kind(const ax_stream_t *s);
 /* Validates opts and fills in the defaults.  Errors: -EINVAL. */
 int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *out);
 
-#endif /* AXON_ACTORS_STREAM_H */
+#endif /* AXON_ACTORS_IO_STREAM_H */

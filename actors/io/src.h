@@ -1,12 +1,13 @@
-/* The base of every I/O source: ownership, messages with credit, moving, two-phase close. */
-#ifndef AXON_ACTORS_SRC_H
-#define AXON_ACTORS_SRC_H
+/* The base of every I/O source: ownership, messages with credit, watching, moving, two-phase close. */
+#ifndef AXON_ACTORS_IO_SRC_H
+#define AXON_ACTORS_IO_SRC_H
 
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runtime/internal.h"
+#include "actors/actors.h"
+#include "axon/source.h"
 
 /*
  * A source is an fd (or a subscription) owned by one actor and served by
@@ -22,6 +23,11 @@
  * instead of delivered, which is what makes close two-phase: after close
  * returns, the fd is out of the loop (no new event) and nothing already
  * queued reaches the behaviour.
+ *
+ * A source that cannot go on by itself (its peer went away, or the loop
+ * refused to watch its fd any more) ends: AX_MSG_CLOSED{err} is posted as
+ * its last message (ops->end), and it is closed once the owner has handled
+ * that.
  */
 typedef struct ax__src ax__src_t;
 
@@ -34,15 +40,15 @@ typedef struct ax__src_ops {
   /* Credit came back after the window had been full: read again.  May be
    * NULL for sources that never fill their window. */
   void (*credit)(ax__src_t *s);
+  /* The source cannot go on: post its AX_MSG_CLOSED{err}, once.  NULL:
+   * ax__src_end posts the generic one (ax_source_ev_t). */
+  void (*end)(ax__src_t *s, int err);
   /* Moving: stop watching on the old core (detach) and start on the new
    * one (attach); fix up pointers into a copied message (rebase).  NULL
    * for sources that cannot move. */
   void (*detach)(ax__src_t *s);
   void (*attach)(ax__src_t *s);
   void (*rebase)(ax__msg_t *copy, const ax__msg_t *orig);
-  /* Moving lost a message (out of memory): fail the source (post CLOSED
-   * with -ENOMEM) on the new owner.  NULL for sources that cannot move. */
-  void (*lost)(ax__src_t *s);
   /* A message of the closed source reached its live owner and was dropped
    * instead of delivered (a listener closes the stream an undelivered
    * ACCEPT carried).  May be NULL. */
@@ -76,9 +82,10 @@ struct ax__src {
   uint32_t window;   /* the most credited messages in flight (0: no limit) */
   uint32_t inbox;    /* messages of this source in the owner's mailbox */
   bool closed;       /* closed by the user, the owner's death or CLOSED */
-  bool counted;      /* counted in core->nio */
+  bool ended;        /* its AX_MSG_CLOSED is posted */
+  bool counted;      /* counted in the core's fds (ax__core_count_io) */
   bool lost;         /* moving dropped a message (out of memory) */
-  bool lingering;    /* on core->lingering */
+  bool lingering;    /* on the core's lingering list */
   bool handling;     /* the owner's behaviour is handling a message of it */
   /* moving (ax__src_give) */
   ax_ref_t giver, to;
@@ -86,12 +93,20 @@ struct ax__src {
   ax__msg_t *adopt;  /* the hand-over message, sent when inbox reaches 0 */
 };
 
-/* Flags of ax__msg_t.flags used by source messages. */
+/* Kind flags of AX__SYS_IO messages (ax__msg_t.flags). */
 enum {
-  AX__MSG_CREDIT = 4, /* counts against the window */
-  AX__MSG_FINAL = 8,  /* CLOSED: the source is closed once it is handled */
-  AX__MSG_ADOPT = 16, /* the hand-over message (AX_MSG_GIVEN) */
+  AX__MSG_CREDIT = AX__MSG_KIND_FLAG(0), /* counts against the window */
+  AX__MSG_FINAL = AX__MSG_KIND_FLAG(1),  /* CLOSED: the source is closed once handled */
+  AX__MSG_ADOPT = AX__MSG_KIND_FLAG(2),  /* the hand-over message (AX_MSG_GIVEN) */
 };
+
+/* A core's source state (AX__CORE_SLOT_IO), made with the core. */
+typedef struct ax__io_core {
+  ax__src_t *lingering;   /* closed sources still flushing writes */
+  unsigned char *scratch; /* the read buffer of stream sources, made on first use */
+} ax__io_core_t;
+
+static inline ax__io_core_t *ax__io_core(ax__core_t *c) { return c->slot[AX__CORE_SLOT_IO]; }
 
 /* Misuse checks of the public calls (debug builds; nothing in Release):
  * the handle names an open source, and the calling thread runs the core
@@ -117,12 +132,29 @@ static inline bool ax__src_has_credit(const ax__src_t *s) {
   return s->window == 0 || s->inflight < s->window;
 }
 
-/* Counts the source in its core's fd sources (an idle core with fd sources
- * polls its loop instead of spinning).  Idempotent. */
+/* True when the source is open, owned (not moving) and has credit: what
+ * every source asks before it reads more. */
+static inline bool ax__src_may_post(const ax__src_t *s) {
+  return !s->closed && s->owner != NULL && ax__src_has_credit(s);
+}
+
+/* Makes io request exactly `want` (0: stopped), starting, modifying or
+ * stopping it; *cur holds what io requests now.  When the loop refuses
+ * (-ENOMEM, -ENOSPC: too many watches, -EBADF, ...), the source ends with
+ * AX_MSG_CLOSED{err} (ax__src_end) and that error is returned.  Owner
+ * core. */
+int ax__src_watch(ax__src_t *s, ax_io_t *io, unsigned *cur, unsigned want);
+
+/* Ends the source: posts its AX_MSG_CLOSED{err} once (ops->end, or the
+ * generic ax_source_ev_t) with AX__MSG_FINAL.  Owner core. */
+void ax__src_end(ax__src_t *s, int err);
+
+/* Counts the source in its core's fds (an idle core with fds polls its
+ * loop instead of spinning).  Idempotent. */
 void ax__src_count(ax__src_t *s, bool on);
 
-/* Closes the source as the user's close call does: marks it closed, calls
- * ops->close, unlinks it from the owner and drops the open reference.
+/* Closes the source as the user's close call does: marks it closed, unlinks
+ * it from the owner, calls ops->close and drops the open reference.
  * Idempotent. */
 void ax__src_close(ax__src_t *s);
 
@@ -133,11 +165,16 @@ void ax__src_linger(ax__src_t *s, bool on);
 /* Drops a reference; the last one frees the source (ops->free). */
 void ax__src_unref(ax__src_t *s);
 
-/* Gives the source to the actor `to`.  Errors: -EINVAL (AX_REF_NONE, a
- * port, moving unsupported), -ESRCH, -EXDEV (another runtime). */
+/* The sources owned by an actor (its AX__SLOT_SOURCES list), first one or
+ * NULL; follow onext. */
+static inline ax__src_t *ax__src_first(const ax_actor_t *a) {
+  return ax__slot_get(a, AX__SLOT_SOURCES);
+}
+
+/* Gives the source to the actor `to`; `given` is the hand-over message
+ * (AX_MSG_GIVEN) the new owner gets first.  Errors: -EINVAL (AX_REF_NONE,
+ * a port, moving unsupported), -ESRCH (no such actor), -EXDEV (another
+ * runtime's), -ENOMEM. */
 int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given);
 
-/* ax__src_handle, ax__src_drop, ax__src_on_death and ax__src_shutdown,
- * the runtime's entry points, are declared in runtime/internal.h. */
-
-#endif /* AXON_ACTORS_SRC_H */
+#endif /* AXON_ACTORS_IO_SRC_H */

@@ -9,7 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "actors/stream.h"
+#include "actors/io/stream.h"
 
 #define AX__SCRATCH (64 * 1024)
 #define AX__CHUNK_MIN (16 * 1024)
@@ -17,8 +17,10 @@
 #define AX__DIRECT_MIN 512              /* the smallest message read into */
 #define AX__DIRECT_MAX (128 * 1024)     /* the largest (the largest pool class) */
 
-static void update_interest(ax_stream_t *s);
+static int update_interest(ax_stream_t *s);
+static void finish_linger(ax_stream_t *s);
 static void frame_out(ax_stream_t *s, bool force);
+static void finish_eof(ax_stream_t *s);
 
 /* ------------------------------------------------------------------------ */
 /* Options.                                                                  */
@@ -57,13 +59,11 @@ int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *o) {
 static void post_ev(ax_stream_t *s, uint32_t type, int err, uint64_t count, unsigned flags) {
   if (s->src.closed || s->src.owner == NULL)
     return;
-  ax__msg_t *m = ax__src_msg(&s->src, type, sizeof(ax_stream_ev_t));
+  ax_stream_ev_t ev = {.stream = s, .err = err, .count = count};
+  ax__msg_t *m =
+      ax__msg_new(s->src.owner->ref, AX__SYS_IO, type, &ev, sizeof ev, AX_REF_NONE);
   if (m == NULL)
     return; /* out of memory: nothing better to do with an event */
-  ax_stream_ev_t *ev = (ax_stream_ev_t *)(void *)m->payload;
-  ev->stream = s;
-  ev->err = err;
-  ev->count = count;
   ax__src_post(&s->src, m, flags);
 }
 
@@ -95,9 +95,7 @@ static bool post_data(ax_stream_t *s, const unsigned char *bytes, size_t len) {
 }
 
 /* True while another AX_MSG_DATA may be posted. */
-static bool may_post(const ax_stream_t *s) {
-  return !s->paused && ax__src_has_credit(&s->src) && !s->src.closed && s->src.owner != NULL;
-}
+static bool may_post(const ax_stream_t *s) { return !s->paused && ax__src_may_post(&s->src); }
 
 /* Drops every queued write. */
 static void free_chunks(ax_stream_t *s) {
@@ -113,9 +111,9 @@ static void free_chunks(ax_stream_t *s) {
 void ax__stream_fail(ax_stream_t *s, int err) {
   if (s->state == AX__ST_DONE)
     return;
-  if (s->state == AX__ST_CONNECTING)
-    ax__tcp_connect_cancel(s);
-  s->closed_posted = true; /* before frame_out: it must not end the stream again */
+  if (s->conn != NULL)
+    s->conn->cancel(s);
+  s->eof_done = true; /* before frame_out: it must not end the stream again */
   frame_out(s, true); /* bytes already received are delivered first */
   if (s->state == AX__ST_DONE)
     return; /* framing itself ended the stream (an oversize length prefix) */
@@ -128,25 +126,26 @@ void ax__stream_fail(ax_stream_t *s, int err) {
 
 /* The read side ended with every complete frame posted. */
 static void finish_eof(ax_stream_t *s) {
-  if (s->closed_posted)
+  if (s->eof_done)
     return;
-  if (s->skipping) {
-    post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, s->skipped, 0);
-    s->skipping = false;
+  ax__framer_t *f = &s->framer;
+  if (f->skipping) { /* an over-long last line, cut by the end */
+    post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, f->skipped, 0);
+    f->skipping = false;
   }
-  if (s->flen > 0 && s->o.frame == AX_FRAME_DELIM) {
-    post_data(s, s->fbuf, s->flen); /* the last line had no delimiter */
-    s->flen = 0;
+  if (f->len > 0 && s->o.frame == AX_FRAME_DELIM) {
+    post_data(s, f->buf, f->len); /* the last line had no delimiter */
+    f->len = 0;
   }
   if (s->kind == AX__STREAM_TTY) {
     ax__stream_fail(s, -EIO);
-  } else if (s->flen > 0) {
+  } else if (f->len > 0) {
     ax__stream_fail(s, -EPROTO); /* a length-prefixed frame was cut short */
   } else if (s->o.flags & AX_STREAM_HALF_OPEN) {
-    s->closed_posted = true; /* only EOF: CLOSED comes with ax_stream_close */
+    s->eof_done = true; /* only EOF: CLOSED comes with ax_stream_close */
     post_ev(s, AX_MSG_EOF, 0, 0, 0);
   } else {
-    s->closed_posted = true;
+    s->eof_done = true;
     s->state = AX__ST_DONE;
     update_interest(s);
     post_ev(s, AX_MSG_CLOSED, 0, 0, AX__MSG_FINAL);
@@ -154,104 +153,51 @@ static void finish_eof(ax_stream_t *s) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Framing.                                                                  */
+/* Framing (framing.c cuts, this posts).                                     */
 
-static bool fbuf_reserve(ax_stream_t *s, size_t more) {
-  if (s->flen + more <= s->fcap)
-    return true;
-  size_t cap = s->fcap != 0 ? s->fcap : 4096;
-  while (cap < s->flen + more)
-    cap *= 2;
-  unsigned char *b = ax__realloc(s->fbuf, cap);
-  if (b == NULL)
-    return false;
-  s->fbuf = b;
-  s->fcap = cap;
-  return true;
-}
-
-static void fbuf_consume(ax_stream_t *s, size_t n) {
-  s->flen -= n;
-  if (s->flen > 0)
-    memmove(s->fbuf, s->fbuf + n, s->flen);
-}
-
-/* Cuts the next complete frame out of fbuf and posts it.  Returns 1 when
- * a frame was taken, 0 when fbuf holds no complete frame, -1 when the
- * stream failed or memory ran out. */
-static int cut_frame(ax_stream_t *s) {
-  if (s->o.frame == AX_FRAME_DELIM) {
-    unsigned char *nl = memchr(s->fbuf, s->o.delim & 0xff, s->flen);
-    if (nl == NULL) {
-      if (s->flen > s->o.max_frame) { /* too long: discard up to the next delimiter */
-        s->skipping = true;
-        s->skipped += s->flen;
-        s->flen = 0;
-      }
-      return 0;
-    }
-    size_t n = (size_t)(nl - s->fbuf);
-    if (s->skipping) {
-      s->skipping = false;
-      post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, s->skipped + n + 1, 0);
-      s->skipped = 0;
-    } else if (n > s->o.max_frame) {
-      post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, n + 1, 0);
-    } else if (!post_data(s, s->fbuf, n)) {
-      return -1;
-    }
-    fbuf_consume(s, n + 1);
-    return 1;
-  }
-  if (s->o.frame == AX_FRAME_LENGTH) {
-    unsigned lb = s->o.len_bytes;
-    if (s->flen < lb)
-      return 0;
-    size_t n = 0;
-    for (unsigned i = 0; i < lb; i++)
-      n = n << 8 | s->fbuf[i];
-    if (n > s->o.max_frame) {
-      s->flen = 0;
-      ax__stream_fail(s, -EMSGSIZE);
-      return -1;
-    }
-    if (s->flen < lb + n)
-      return 0;
-    if (!post_data(s, s->fbuf + lb, n))
-      return -1;
-    fbuf_consume(s, lb + n);
-    return 1;
-  }
-  if (!post_data(s, s->fbuf, s->flen))
-    return -1;
-  s->flen = 0;
-  return 1;
-}
-
-/* Posts complete frames from fbuf while credit lasts (all of them when
- * force).  Once the read side has ended and no complete frame is left,
- * ends the stream (finish_eof). */
+/* Posts complete frames while credit lasts (all of them when force).  Once
+ * the read side has ended and no complete frame is left, ends the stream
+ * (finish_eof). */
 static void frame_out(ax_stream_t *s, bool force) {
-  int rc = 0;
-  while (s->flen > 0 && s->state != AX__ST_DONE && (force || may_post(s))) {
-    if ((rc = cut_frame(s)) <= 0)
+  ax__framer_t *f = &s->framer;
+  int r = AX__FRAMER_MORE;
+  bool stuck = false; /* stopped by credit or memory, not by a partial frame */
+  while (ax__framer_buffered(f) > 0 && s->state != AX__ST_DONE) {
+    if (!force && !may_post(s)) {
+      stuck = true;
       break;
+    }
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    r = ax__framer_next(f, &p, &n);
+    if (r == AX__FRAMER_MORE)
+      break;
+    if (r == AX__FRAMER_TOO_LONG) {
+      f->len = 0;
+      ax__stream_fail(s, -EMSGSIZE);
+      return;
+    }
+    if (r == AX__FRAMER_SKIPPED) {
+      post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, n, 0);
+    } else if (!post_data(s, p, n)) {
+      stuck = true; /* out of memory: the frame stays, retried on the next event */
+      break;
+    }
+    ax__framer_consume(f);
   }
-  bool complete_left = s->flen > 0 && rc != 0; /* stopped by credit, not by a partial frame */
-  if (s->rd_eof && !s->closed_posted && s->state != AX__ST_DONE && rc >= 0 && !complete_left)
+  if (s->rd_eof && !s->eof_done && s->state != AX__ST_DONE && !stuck)
     finish_eof(s);
 }
 
-/* Hands freshly read bytes to the framer. */
+/* Hands freshly read bytes to the framer.  Raw bytes go straight into a
+ * message when nothing waits before them. */
 static void take_bytes(ax_stream_t *s, const unsigned char *b, size_t n) {
-  if (s->o.frame == AX_FRAME_RAW && s->flen == 0 && post_data(s, b, n))
+  if (s->o.frame == AX_FRAME_RAW && ax__framer_buffered(&s->framer) == 0 && post_data(s, b, n))
     return;
-  if (!fbuf_reserve(s, n)) {
+  if (ax__framer_add(&s->framer, b, n) < 0) {
     ax__stream_fail(s, -ENOMEM);
     return;
   }
-  memcpy(s->fbuf + s->flen, b, n);
-  s->flen += n;
   frame_out(s, false);
 }
 
@@ -260,7 +206,7 @@ static void take_bytes(ax_stream_t *s, const unsigned char *b, size_t n) {
 
 static bool wants_read(const ax_stream_t *s) {
   return s->state == AX__ST_OPEN && s->rfd >= 0 && !s->rd_eof && may_post(s) &&
-         !(s->o.frame != AX_FRAME_RAW && s->flen > s->o.max_frame + 4);
+         !(s->o.frame != AX_FRAME_RAW && ax__framer_buffered(&s->framer) > s->o.max_frame + 4);
 }
 
 /* Raw framing reads straight into a message: the bytes are copied once,
@@ -276,7 +222,8 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
     return -ENOMEM;
   /* Spill into scratch only when the window has room for a second message. */
   bool spill = want > first && (s->src.window == 0 || s->src.inflight + 2 <= s->src.window);
-  struct iovec iov[2] = {{m->payload + head, first}, {s->src.core->scratch, want - first}};
+  unsigned char *scratch = ax__io_core(s->src.core)->scratch;
+  struct iovec iov[2] = {{m->payload + head, first}, {scratch, want - first}};
   ssize_t n = readv(s->rfd, iov, spill ? 2 : 1);
   if (n <= 0) {
     int err = n < 0 ? -errno : 0;
@@ -291,7 +238,7 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
   m->m.size = (uint32_t)(head + in_msg);
   post_msg(s, m);
   if ((size_t)n > first)
-    take_bytes(s, s->src.core->scratch, (size_t)n - first);
+    take_bytes(s, scratch, (size_t)n - first);
   /* Adapt: double after a full message, halve after a mostly empty one. */
   if ((size_t)n >= first && s->hint < AX__DIRECT_MAX)
     s->hint *= 2;
@@ -301,14 +248,14 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
 }
 
 static void do_read(ax_stream_t *s) {
-  ax__core_t *c = s->src.core;
+  ax__io_core_t *c = ax__io_core(s->src.core);
   if (c->scratch == NULL && (c->scratch = ax__malloc(AX__SCRATCH)) == NULL)
     return; /* retried on the next event */
   size_t budget = s->o.read_max;
   while (budget > 0 && wants_read(s)) {
     size_t want = budget < AX__SCRATCH ? budget : AX__SCRATCH;
     ssize_t n;
-    if (s->o.frame == AX_FRAME_RAW && s->flen == 0) {
+    if (s->o.frame == AX_FRAME_RAW && ax__framer_buffered(&s->framer) == 0) {
       n = read_direct(s, want);
       if (n < 0)
         errno = (int)-n;
@@ -345,7 +292,6 @@ static ssize_t write_fd(ax_stream_t *s, const struct iovec *iov, int n) {
   return writev(s->wfd, iov, n);
 }
 
-static void finish_linger(ax_stream_t *s);
 /* Writes queued chunks until the kernel refuses more. */
 static void do_write(ax_stream_t *s) {
   while (s->wq_head != NULL) {
@@ -413,7 +359,7 @@ static void io_cb(ax_io_t *io, unsigned revents) {
     return;
   }
   if (s->state == AX__ST_CONNECTING) {
-    ax__tcp_connect_event(s, revents);
+    s->conn->event(s, revents);
     return;
   }
   if ((revents & (AX_READ | AX_HUP | AX_ERR)) && io == &s->rio && (s->rev & AX_READ))
@@ -423,37 +369,31 @@ static void io_cb(ax_io_t *io, unsigned revents) {
   update_interest(s);
 }
 
-static void set_events(ax_io_t *io, unsigned *cur, unsigned want) {
-  if (*cur == want)
-    return;
-  int rc = 0;
-  if (want == 0)
-    rc = ax_io_stop(io);
-  else if (*cur == 0)
-    rc = ax_io_start(io, want);
-  else
-    rc = ax_io_modify(io, want);
-  *cur = rc == 0 ? want : (want == 0 ? 0 : *cur);
-}
-
-/* Requests exactly the events the stream needs now. */
-static void update_interest(ax_stream_t *s) {
+/* Requests exactly the events the stream needs now.  When the loop
+ * refuses, an open stream ends with CLOSED{err} (ax__src_watch) and a
+ * lingering one gives up flushing (its fd is closed; it may be freed).
+ * Returns 0 or the loop's error. */
+static int update_interest(ax_stream_t *s) {
   if (s->state == AX__ST_CONNECTING)
-    return; /* the connect's own write watch stays until it completes */
+    return 0; /* the connect's own write watch stays until it completes */
   unsigned r = 0, w = 0;
   bool open = s->state == AX__ST_OPEN && !(s->src.owner == NULL && !s->src.closed);
   if (open && wants_read(s))
     r = AX_READ;
   if ((open || (s->src.closed && s->src.lingering)) && s->wq_head != NULL && s->wfd >= 0)
     w = AX_WRITE;
+  int rc = 0;
   if (s->rfd >= 0 && s->rfd == s->wfd) {
-    set_events(&s->rio, &s->rev, r | w);
+    rc = ax__src_watch(&s->src, &s->rio, &s->rev, r | w);
   } else {
     if (s->rfd >= 0)
-      set_events(&s->rio, &s->rev, r);
-    if (s->wfd >= 0)
-      set_events(&s->wio, &s->wev, w);
+      rc = ax__src_watch(&s->src, &s->rio, &s->rev, r);
+    if (rc == 0 && s->wfd >= 0)
+      rc = ax__src_watch(&s->src, &s->wio, &s->wev, w);
   }
+  if (rc < 0 && s->src.closed && s->src.lingering)
+    finish_linger(s);
+  return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -483,9 +423,9 @@ static void linger_cb(ax_timer_t *t) {
 
 static void op_close(ax__src_t *src) {
   ax_stream_t *s = (ax_stream_t *)src;
-  if (s->state == AX__ST_CONNECTING)
-    ax__tcp_connect_cancel(s);
-  s->flen = 0;
+  if (s->conn != NULL)
+    s->conn->cancel(s);
+  s->framer.len = 0;
   if (s->wq_head != NULL && s->state == AX__ST_OPEN && s->wfd >= 0 && s->src.core != NULL &&
       s->o.linger != AX_LINGER_NONE) {
     /* Flush in the background: the fd stays until the queue is written,
@@ -508,7 +448,7 @@ static void op_abort(ax__src_t *src) { finish_linger((ax_stream_t *)src); }
 static void op_free(ax__src_t *src) {
   ax_stream_t *s = (ax_stream_t *)src;
   free_chunks(s);
-  free(s->fbuf);
+  ax__framer_free(&s->framer);
   free(s);
 }
 
@@ -545,7 +485,7 @@ static void op_rebase(ax__msg_t *copy, const ax__msg_t *orig) {
   d->bytes = copy->payload + (od->bytes - orig->payload);
 }
 
-static void op_lost(ax__src_t *src) { ax__stream_fail((ax_stream_t *)src, -ENOMEM); }
+static void op_end(ax__src_t *src, int err) { ax__stream_fail((ax_stream_t *)src, err); }
 
 static const ax__src_ops_t stream_ops = {
     .close = op_close,
@@ -554,7 +494,7 @@ static const ax__src_ops_t stream_ops = {
     .detach = op_detach,
     .attach = op_attach,
     .rebase = op_rebase,
-    .lost = op_lost,
+    .end = op_end,
     .abort = op_abort,
 };
 
@@ -580,6 +520,7 @@ int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
   s->active = -1;
   s->hint = 4096;
   s->paused = (o.flags & AX_STREAM_PAUSED) != 0;
+  ax__framer_init(&s->framer, &o);
   s->rio.data = s->wio.data = s;
   *out = s;
   return 0;
@@ -594,6 +535,15 @@ int ax__stream_watch_connect(ax_stream_t *s, int fd) {
   if (rc == 0)
     ax__src_count(&s->src, true);
   return rc;
+}
+
+void ax__stream_drop_connect(ax_stream_t *s) {
+  ax_io_stop(&s->rio);
+  s->rev = 0;
+  ax__src_count(&s->src, false);
+  if (s->rfd >= 0)
+    close(s->rfd);
+  s->rfd = s->wfd = -1;
 }
 
 void ax__stream_connected(ax_stream_t *s) {
@@ -621,13 +571,13 @@ int ax__stream_new(ax_actor_t *self, int rfd, int wfd, int kind, const ax_stream
   if (wfd >= 0 && wfd != rfd)
     ax_io_init(loop, &s->wio, wfd, io_cb);
   s->rio.data = s->wio.data = s;
-  update_interest(s);
-  if (rfd >= 0 && wants_read(s) && s->rev == 0) {
-    /* the loop refused the fd (-EPERM for a regular file, -EEXIST) */
-    rc = ax_io_start(&s->rio, AX_READ);
-    s->rfd = s->wfd = -1;
+  s->src.ended = true; /* a refusal now is this call's error, not a message */
+  rc = update_interest(s);
+  s->src.ended = false;
+  if (rc < 0) { /* -EPERM for a regular file, -EEXIST, -ENOSPC, -ENOMEM */
+    s->rfd = s->wfd = -1; /* the fds stay the caller's */
     ax__src_close(&s->src);
-    return rc < 0 ? rc : -EINVAL;
+    return rc;
   }
   ax__src_count(&s->src, true);
   *out = s;
@@ -789,17 +739,10 @@ int ax_stream_give(ax_stream_t *s, ax_ref_t to) {
   AX__SRC_ASSERT(&s->src);
   if (s->state == AX__ST_CONNECTING || s->src.owner == NULL)
     return -EINVAL;
-  ax__msg_t *m = ax__msg_alloc(to, sizeof(ax_stream_ev_t));
+  ax_stream_ev_t ev = {.stream = s};
+  ax__msg_t *m = ax__msg_new(to, AX__SYS_IO, AX_MSG_GIVEN, &ev, sizeof ev, s->src.owner->ref);
   if (m == NULL)
     return -ENOMEM;
-  m->m.type = AX_MSG_GIVEN;
-  m->m.size = sizeof(ax_stream_ev_t);
-  m->m.data = m->payload;
-  m->m.from = s->src.owner->ref;
-  ax_stream_ev_t *ev = (ax_stream_ev_t *)(void *)m->payload;
-  ev->stream = s;
-  ev->err = 0;
-  ev->count = 0;
   return ax__src_give(&s->src, to, m);
 }
 

@@ -10,7 +10,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include "actors/src.h"
+#include "actors/io/src.h"
 #include "axon/source.h"
 
 /* Unhandled AX_MSG_FS_EVENT per watch before reading pauses. */
@@ -211,7 +211,7 @@ static const ax__src_ops_t inotify_ops = {
 
 /* The inotify instance self's watches share, or NULL. */
 static ax__inotify_t *find_instance(ax_actor_t *self) {
-  for (ax__src_t *s = self->ext->srcs; s != NULL; s = s->onext)
+  for (ax__src_t *s = ax__src_first(self); s != NULL; s = s->onext)
     if (s->ops == &inotify_ops && ((ax_fswatch_t *)s)->in != NULL)
       return ((ax_fswatch_t *)s)->in;
   return NULL;

@@ -8,8 +8,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "actors/addr.h"
-#include "actors/src.h"
+#include "actors/io/addr.h"
+#include "actors/io/src.h"
 #include "axon/source.h"
 
 #define AX__DG_WINDOW 64u

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "actors/src.h"
+#include "actors/io/src.h"
 #include "axon/source.h"
 
 #define AX__FD_EVENTS (AX_READ | AX_WRITE | AX_PRI)
@@ -29,7 +29,8 @@
  *
  * Because a disarmed watch is not in the loop, the loop alone cannot say
  * that an fd is watched already; each core keeps a list of its watches
- * (core->fdwatches) so that a second watch of the same fd on the same core
+ * (its AX__CORE_SLOT_FDWATCH slot holds the head) so that a second watch of
+ * the same fd on the same core
  * is -EEXIST whether or not the first is armed.  Watches start and end on
  * their owner's core only, so the list needs no lock.
  */
@@ -39,32 +40,39 @@ struct ax_fdwatch {
   unsigned events; /* the events armed now; 0 while disarmed */
   ax_io_t io;
   ax__core_t *core;                    /* whose list it is on */
-  struct ax_fdwatch *tnext, *tprev;    /* core->fdwatches */
+  struct ax_fdwatch *lnext, *lprev;    /* the core's list of watches */
 };
 
+/* The head of core c's list of watches. */
+static ax_fdwatch_t **watches(ax__core_t *c) {
+  return (ax_fdwatch_t **)&c->slot[AX__CORE_SLOT_FDWATCH];
+}
+
 /* Adds w to its core's list unless the core watches its fd already. */
-static bool table_add(ax_fdwatch_t *w) {
-  for (ax_fdwatch_t *o = w->core->fdwatches; o != NULL; o = o->tnext)
+static bool list_add(ax_fdwatch_t *w) {
+  ax_fdwatch_t **head = watches(w->core);
+  for (ax_fdwatch_t *o = *head; o != NULL; o = o->lnext)
     if (o->fd == w->fd)
       return false;
-  w->tprev = NULL;
-  w->tnext = w->core->fdwatches;
-  if (w->tnext != NULL)
-    w->tnext->tprev = w;
-  w->core->fdwatches = w;
+  w->lprev = NULL;
+  w->lnext = *head;
+  if (w->lnext != NULL)
+    w->lnext->lprev = w;
+  *head = w;
   return true;
 }
 
-static void table_remove(ax_fdwatch_t *w) {
+static void list_remove(ax_fdwatch_t *w) {
   if (w->core == NULL)
     return; /* never added */
-  if (w->tprev != NULL)
-    w->tprev->tnext = w->tnext;
-  else if (w->core->fdwatches == w)
-    w->core->fdwatches = w->tnext;
-  if (w->tnext != NULL)
-    w->tnext->tprev = w->tprev;
-  w->tnext = w->tprev = NULL;
+  ax_fdwatch_t **head = watches(w->core);
+  if (w->lprev != NULL)
+    w->lprev->lnext = w->lnext;
+  else if (*head == w)
+    *head = w->lnext;
+  if (w->lnext != NULL)
+    w->lnext->lprev = w->lprev;
+  w->lnext = w->lprev = NULL;
 }
 
 /* The loop reported the fd and disarmed it (AX_ONESHOT): tell the owner.
@@ -88,7 +96,7 @@ static void op_close(ax__src_t *s) {
   ax_fdwatch_t *w = (ax_fdwatch_t *)s;
   ax_io_stop(&w->io); /* the fd stays open: it is not axon's */
   w->events = 0;
-  table_remove(w);
+  list_remove(w);
 }
 
 static void op_free(ax__src_t *s) { free(s); }
@@ -147,8 +155,8 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
   }
   w->fd = fd;
   w->core = w->src.core;
-  if (!table_add(w)) {
-    w->core = NULL; /* not in the table: op_close must not unlink it */
+  if (!list_add(w)) {
+    w->core = NULL; /* not on the list: op_close must not unlink it */
     ax__src_close(&w->src);
     return -EEXIST;
   }
@@ -156,7 +164,7 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
   w->io.data = w;
   rc = ax_io_start(&w->io, events | AX_ONESHOT);
   if (rc < 0) {
-    ax__src_close(&w->src); /* unlinks it from the table and frees it */
+    ax__src_close(&w->src); /* unlinks it from the list and frees it */
     return rc;
   }
   w->events = events;

@@ -20,7 +20,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "actors/stream.h"
+#include "actors/io/stream.h"
 
 /* The Bxxx constant of each rate that has one; any other rate is set with
  * BOTHER and the number itself. */

@@ -5,7 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "actors/src.h"
+#include "actors/io/src.h"
 #include "axon/source.h"
 
 /*

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actors/addr.h"
+#include "actors/io/addr.h"
 #include "axon/common.h"
 
 int ax__eai_err(int eai, int saved_errno) {

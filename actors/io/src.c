@@ -3,16 +3,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "actors/src.h"
+#include "actors/io/src.h"
 
+/* Links s into a's list of sources; a's extension exists. */
 static void link_owner(ax__src_t *s, ax_actor_t *a) {
   s->owner = a;
   s->core = a->core;
   s->oprev = NULL;
-  s->onext = a->ext->srcs;
+  s->onext = a->ext->slot[AX__SLOT_SOURCES];
   if (s->onext != NULL)
     s->onext->oprev = s;
-  a->ext->srcs = s;
+  a->ext->slot[AX__SLOT_SOURCES] = s;
 }
 
 static void unlink_owner(ax__src_t *s) {
@@ -22,7 +23,7 @@ static void unlink_owner(ax__src_t *s) {
   if (s->oprev != NULL)
     s->oprev->onext = s->onext;
   else if (a->ext != NULL)
-    a->ext->srcs = s->onext;
+    a->ext->slot[AX__SLOT_SOURCES] = s->onext;
   if (s->onext != NULL)
     s->onext->oprev = s->oprev;
   s->onext = s->oprev = NULL;
@@ -31,7 +32,7 @@ static void unlink_owner(ax__src_t *s) {
 
 int ax__src_init(ax__src_t *s, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window) {
   memset(s, 0, sizeof *s);
-  if (ax__ext(owner) == NULL)
+  if (ax__actor_ext(owner) == NULL)
     return -ENOMEM;
   s->ops = ops;
   s->magic = AX__SRC_OPEN;
@@ -45,10 +46,7 @@ void ax__src_count(ax__src_t *s, bool on) {
   if (s->counted == on)
     return;
   s->counted = on;
-  if (on)
-    s->core->nio++;
-  else
-    s->core->nio--;
+  ax__core_count_io(s->core, on);
 }
 
 void ax__src_unref(ax__src_t *s) {
@@ -59,25 +57,56 @@ void ax__src_unref(ax__src_t *s) {
 }
 
 ax__msg_t *ax__src_msg(ax__src_t *s, uint32_t type, size_t payload) {
-  ax__msg_t *m = ax__msg_alloc(s->owner->ref, payload);
-  if (m == NULL)
-    return NULL;
-  m->m.type = type;
-  m->m.size = (uint32_t)payload;
-  m->m.data = payload != 0 ? m->payload : NULL;
-  m->m.from = AX_REF_NONE;
-  return m;
+  return ax__msg_new(s->owner->ref, AX__SYS_IO, type, NULL, payload, AX_REF_NONE);
 }
 
 void ax__src_post(ax__src_t *s, ax__msg_t *m, unsigned flags) {
   m->sys = AX__SYS_IO;
   m->flags = (uint16_t)flags;
+  if (flags & AX__MSG_FINAL)
+    s->ended = true;
   m->aux = (uint64_t)(uintptr_t)s;
   s->refs++;
   s->inbox++;
   if (flags & AX__MSG_CREDIT)
     s->inflight++;
   ax__deliver(&s->owner->e, m);
+}
+
+int ax__src_watch(ax__src_t *s, ax_io_t *io, unsigned *cur, unsigned want) {
+  if (*cur == want)
+    return 0;
+  int rc;
+  if (want == 0)
+    rc = ax_io_stop(io);
+  else if (*cur == 0)
+    rc = ax_io_start(io, want);
+  else
+    rc = ax_io_modify(io, want);
+  if (rc == 0) {
+    *cur = want;
+    return 0;
+  }
+  if (*cur != 0 && ax_io_stop(io) == 0)
+    *cur = 0; /* half-watched is no use: nothing more comes from this fd */
+  ax__src_end(s, rc);
+  return rc;
+}
+
+void ax__src_end(ax__src_t *s, int err) {
+  if (s->ended || s->closed || s->owner == NULL)
+    return;
+  if (s->ops->end != NULL) {
+    s->ops->end(s, err);
+    return;
+  }
+  ax__msg_t *m = ax__src_msg(s, AX_MSG_CLOSED, sizeof(ax_source_ev_t));
+  if (m == NULL)
+    return; /* out of memory: the source stays silent until closed */
+  ax_source_ev_t *ev = (ax_source_ev_t *)(void *)m->payload;
+  ev->source = s; /* the handle: every source struct starts with its base */
+  ev->err = err;
+  ax__src_post(s, m, AX__MSG_FINAL);
 }
 
 void ax__src_close(ax__src_t *s) {
@@ -94,7 +123,7 @@ void ax__src_close(ax__src_t *s) {
 }
 
 void ax__src_linger(ax__src_t *s, bool on) {
-  ax__core_t *c = s->core;
+  ax__io_core_t *c = ax__io_core(s->core);
   if (s->lingering == on)
     return;
   s->lingering = on;
@@ -115,16 +144,6 @@ void ax__src_linger(ax__src_t *s, bool on) {
     s->lnext->lprev = s->lprev;
   s->lnext = s->lprev = NULL;
   ax__src_unref(s);
-}
-
-void ax__src_shutdown(ax__core_t *c) {
-  while (c->lingering != NULL)
-    c->lingering->ops->abort(c->lingering);
-}
-
-void ax__src_on_death(ax_actor_t *a) {
-  while (a->ext != NULL && a->ext->srcs != NULL)
-    ax__src_close(a->ext->srcs);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -159,7 +178,7 @@ static void send_adopt(ax__src_t *s) {
 
 int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
   ax__core_t *c = s->core;
-  if (to == AX_REF_NONE || s->ops->attach == NULL || ax__ref_core(to) == AX__PORT_CORE) {
+  if (to == AX_REF_NONE || s->ops->attach == NULL || ax__ref_core(to) == AX__REF_NO_CORE) {
     ax__msg_free(given);
     return -EINVAL;
   }
@@ -197,7 +216,7 @@ static void carry(ax__src_t *s, ax__msg_t *m, unsigned flags) {
   if (c == NULL) {
     /* Out of memory while moving: these bytes cannot be kept, so the
      * source is marked lost and the new owner gets it closed with -ENOMEM
-     * instead of a silent gap (ops->lost). */
+     * instead of a silent gap (adopt). */
     s->lost = true;
     if (flags & AX__MSG_CREDIT)
       s->inflight--;
@@ -228,7 +247,7 @@ static void carry(ax__src_t *s, ax__msg_t *m, unsigned flags) {
 /* The new owner pops the hand-over message: take the source over. */
 static void adopt(ax__src_t *s, ax_actor_t *a) {
   s->giver = AX_REF_NONE;
-  if (ax__ext(a) == NULL) {
+  if (ax__actor_ext(a) == NULL) {
     s->closed = true;
     s->magic = AX__SRC_CLOSED;
     s->ops->close(s);
@@ -236,8 +255,8 @@ static void adopt(ax__src_t *s, ax_actor_t *a) {
   }
   link_owner(s, a);
   s->ops->attach(s);
-  if (s->lost && s->ops->lost != NULL)
-    s->ops->lost(s);
+  if (s->lost)
+    ax__src_end(s, -ENOMEM); /* bytes were lost on the way: no silent gap */
 }
 
 static void deliver_carry(ax__src_t *s) {
@@ -259,7 +278,7 @@ static void deliver_carry(ax__src_t *s) {
 /* ------------------------------------------------------------------------ */
 /* Messages reaching the owner.                                              */
 
-int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
+static int src_handle(ax_actor_t *a, ax__msg_t *m) {
   ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
   unsigned flags = m->flags;
   m->flags = 0;
@@ -269,7 +288,7 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
     deliver_carry(s); /* queued behind; AX_MSG_GIVEN is handled now, first */
     if (!s->closed) {
       s->handling = true;
-      rc = a->fn(a, &m->m);
+      rc = ax__invoke(a, m);
       s->handling = false;
     }
     if (!s->closed && s->owner == a && s->ops->credit != NULL)
@@ -283,7 +302,7 @@ int ax__src_handle(ax_actor_t *a, ax__msg_t *m) {
   s->inbox--;
   if (!s->closed && s->owner == a) {
     s->handling = true;
-    rc = a->fn(a, &m->m);
+    rc = ax__invoke(a, m);
     s->handling = false;
   } else if (s->closed && s->ops->undelivered != NULL) {
     s->ops->undelivered(s, m);
@@ -306,7 +325,8 @@ done:
   return rc;
 }
 
-void ax__src_drop(ax_ref_t self, ax__msg_t *m) {
+static bool src_drop(ax_ref_t self, int reason, ax__msg_t *m) {
+  (void)reason;
   ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
   unsigned flags = m->flags;
   m->flags = 0;
@@ -319,14 +339,67 @@ void ax__src_drop(ax_ref_t self, ax__msg_t *m) {
     s->ops->close(s);
     ax__src_unref(s); /* the open reference */
     ax__src_unref(s); /* the hand-over message's */
-    return;
+    return false;
   }
   if (s->giver == self && s->owner == NULL && !s->closed) {
     carry(s, m, flags);
-    return;
+    return false;
   }
   s->inbox--;
   if (flags & AX__MSG_CREDIT)
     s->inflight--;
   ax__src_unref(s);
+  return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The feature                                                               */
+
+/* The owner died: every source it owns closes (a stream with writes still
+ * queued lingers on). */
+static void sources_on_death(ax_actor_t *a, int reason) {
+  (void)reason;
+  ax__src_t *s;
+  while ((s = ax__src_first(a)) != NULL)
+    ax__src_close(s);
+}
+
+static int io_core_init(ax__core_t *c) {
+  c->slot[AX__CORE_SLOT_IO] = ax__calloc(1, sizeof(ax__io_core_t));
+  return c->slot[AX__CORE_SLOT_IO] != NULL ? 0 : -ENOMEM;
+}
+
+static void io_core_stop(ax__core_t *c);
+
+static void io_core_free(ax__core_t *c) {
+  ax__io_core_t *io = ax__io_core(c);
+  if (io == NULL)
+    return;
+  io_core_stop(c); /* a runtime that never ran still ends what lingers */
+  free(io->scratch);
+  free(io);
+  c->slot[AX__CORE_SLOT_IO] = NULL;
+}
+
+/* The runtime stops: end every source of this core that still lingers. */
+static void io_core_stop(ax__core_t *c) {
+  ax__io_core_t *io = ax__io_core(c);
+  while (io->lingering != NULL)
+    io->lingering->ops->abort(io->lingering);
+}
+
+static const ax__kind_t io_kind = {.handle = src_handle, .drop = src_drop};
+
+static ax__feature_t sources = {
+    .name = "sources",
+    .order = AX__ORDER_SOURCES,
+    .core_init = io_core_init,
+    .core_free = io_core_free,
+    .core_stop = io_core_stop,
+    .actor_death = sources_on_death,
+};
+
+AX__FEATURE_INIT(sources) {
+  ax__kind_register(AX__SYS_IO, &io_kind);
+  ax__feature_register(&sources);
 }

@@ -1,0 +1,74 @@
+/* The actor layer's shared numbers: its system-message kinds, extension slots and hook order. */
+#ifndef AXON_ACTORS_ACTORS_H
+#define AXON_ACTORS_ACTORS_H
+
+#include "runtime/core.h"
+
+/*
+ * Each feature of the actor layer (timers, monitors, names, ports, I/O
+ * sources, signal subscriptions) plugs into the runtime through
+ * runtime/ext.h and runtime/msg.h; the numbers they claim there are all
+ * listed here, so that two features never take the same one.  Features
+ * register from a constructor (AX__FEATURE_INIT), so a statically linked
+ * program carries exactly the features it uses.
+ */
+
+/* System-message kinds (ax__msg_t.sys). */
+enum {
+  AX__SYS_MONITOR = AX__SYS_FEATURES, /* payload: ax__monitor_req_t (monitor.c) */
+  AX__SYS_DEMONITOR,                  /* payload: ax__monitor_req_t */
+  AX__SYS_DOWN,                       /* payload: ax_down_t; delivered as AX_MSG_DOWN */
+  AX__SYS_TIMER,                      /* aux: the timer id (timer.c) */
+  AX__SYS_IO,                         /* aux: the I/O source (io/src.h) */
+};
+_Static_assert((int)AX__SYS_IO < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
+
+/* Per-actor slots (ax__actor_ext_t.slot). */
+enum {
+  AX__SLOT_TIMERS,  /* timer.c: the actor's timers */
+  AX__SLOT_MON_IN,  /* monitor.c: who monitors the actor */
+  AX__SLOT_MON_OUT, /* monitor.c: whom the actor monitors */
+  AX__SLOT_SOURCES, /* io/src.c: the sources the actor owns */
+  AX__SLOT_COUNT
+};
+_Static_assert(AX__SLOT_COUNT <= AX__ACTOR_SLOTS, "more actor slots than the runtime keeps");
+
+/* Per-core slots (ax__core_t.slot). */
+enum {
+  AX__CORE_SLOT_IO,      /* io/src.c: the core's source state (lingering, scratch) */
+  AX__CORE_SLOT_TCP,     /* io/tcp.c: the core's accept error count */
+  AX__CORE_SLOT_FDWATCH, /* io/fdwatch.c: the core's list of fd watches */
+  AX__CORE_SLOT_COUNT
+};
+_Static_assert(AX__CORE_SLOT_COUNT <= AX__CORE_SLOTS, "more core slots than the runtime keeps");
+
+/* Per-runtime slots (ax_rt.slot). */
+enum {
+  AX__RT_SLOT_NAMES,   /* registry.c: the name registry */
+  AX__RT_SLOT_SIGNALS, /* io/sigwatch.c: the signal subscribers */
+  AX__RT_SLOT_COUNT
+};
+_Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the runtime keeps");
+
+/* The order of the features' hooks (ax__feature_t.order): a dying actor's
+ * sources close first, then its timers stop, then its monitors hear of
+ * its death. */
+enum {
+  AX__ORDER_SOURCES = 10,
+  AX__ORDER_TIMERS = 20,
+  AX__ORDER_NAMES = 30,
+  AX__ORDER_PORTS = 40,
+  AX__ORDER_MONITORS = 90,
+};
+
+/* Defines a constructor that registers a feature's hooks and kinds before
+ * main: AX__FEATURE_INIT(timers) { ax__feature_register(&...); } */
+#define AX__FEATURE_INIT(name) \
+  __attribute__((constructor)) static void ax__feature_init_##name(void)
+
+/* The actor's slot i, or NULL when it has none (no extension yet). */
+static inline void *ax__slot_get(const ax_actor_t *a, unsigned i) {
+  return a->ext != NULL ? a->ext->slot[i] : NULL;
+}
+
+#endif /* AXON_ACTORS_ACTORS_H */

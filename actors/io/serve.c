@@ -1,0 +1,213 @@
+/* ax_tcp_serve: an SO_REUSEPORT listener and an acceptor actor per core, a session actor per connection. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "actors/io/addr.h"
+#include "actors/io/stream.h"
+#include "actors/io/tcp.h"
+
+/*
+ * A server is one hidden acceptor actor per core, each owning an
+ * SO_REUSEPORT listener opened by ax_tcp_serve (so that errors such as
+ * -EADDRINUSE come back synchronously).  The server's memory lives until
+ * the last acceptor has stopped: ax_server_close from an ordinary thread
+ * waits for that; from a core thread (an actor) it cannot wait, since the
+ * acceptor of its own core runs only after it returns, so it returns at
+ * once and the caller gets AX_MSG_SERVER_CLOSED when every listener is
+ * closed.
+ */
+struct ax_server {
+  ax_rt_t *rt;
+  ax_behaviour_t session;
+  ax_serve_opts_t opts;
+  int port;
+  unsigned n;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  unsigned alive;   /* acceptors not yet stopped (under lock) */
+  bool detached;    /* closed from a core: the last acceptor frees it (under lock) */
+  ax_ref_t notify;  /* who gets AX_MSG_SERVER_CLOSED then (under lock) */
+  struct ax__acceptor *acc;
+};
+
+typedef struct ax__acceptor {
+  ax_server_t *srv;
+  int fd; /* handed to the listener by the init hook */
+  ax_ref_t ref;
+  ax_listener_t *l;
+} ax__acceptor_t;
+
+static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
+  ax__acceptor_t *acc = ax_state(self);
+  if (m->type != AX_MSG_ACCEPT)
+    return 0;
+  const ax_accept_t *a = m->data;
+  ax_server_t *srv = acc->srv;
+  ax_spawn_opts_t so = {.placement = AX_PLACE_LOCAL, .terminate = srv->opts.terminate};
+  ax_ref_t session;
+  if (ax_spawn(ax_actor_rt(self), srv->session, srv->opts.state, &so, &session) < 0 ||
+      ax_stream_give(a->stream, session) < 0)
+    ax_stream_close(a->stream); /* no session: the connection is refused */
+  return 0;
+}
+
+static void acceptor_init(ax_actor_t *self) {
+  ax__acceptor_t *acc = ax_state(self);
+  int rc = ax__listener_new(self, acc->fd, AX__STREAM_TCP, &acc->srv->opts.stream, &acc->l);
+  if (rc < 0) {
+    close(acc->fd);
+    ax_stop(ax_self(self), rc);
+  }
+  acc->fd = -1;
+}
+
+static int server_close(ax_server_t *srv, bool tell);
+
+static void server_free(ax_server_t *srv) {
+  pthread_mutex_destroy(&srv->lock);
+  pthread_cond_destroy(&srv->cond);
+  free(srv->acc);
+  free(srv);
+}
+
+static void acceptor_done(ax_actor_t *self, int reason) {
+  (void)reason;
+  ax__acceptor_t *acc = ax_state(self);
+  if (acc->fd >= 0) { /* stopped before its init hook ran */
+    close(acc->fd);
+    acc->fd = -1;
+  }
+  if (acc->l != NULL) { /* closed before ax_server_close may return */
+    ax_listener_close(acc->l);
+    acc->l = NULL;
+  }
+  ax_server_t *srv = acc->srv;
+  pthread_mutex_lock(&srv->lock);
+  bool last = --srv->alive == 0;
+  bool detached = srv->detached;
+  ax_ref_t notify = srv->notify;
+  pthread_cond_broadcast(&srv->cond);
+  pthread_mutex_unlock(&srv->lock);
+  if (last && detached) { /* nobody waits: tell the closer, free it here */
+    ax_server_closed_t ev = {.server = srv};
+    if (notify != AX_REF_NONE)
+      (void)ax_send(notify, AX_MSG_SERVER_CLOSED, &ev, sizeof ev);
+    server_free(srv);
+  }
+}
+
+int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
+                 const ax_serve_opts_t *opts, ax_server_t **out) {
+  ax_serve_opts_t o = opts != NULL ? *opts : (ax_serve_opts_t){0};
+  ax_stream_opts_t so;
+  if (rt == NULL || session == NULL || out == NULL || ax__stream_opts(&o.stream, &so) < 0 ||
+      !rt->started)
+    return -EINVAL;
+  unsigned n = ax_rt_cores(rt);
+  if (o.cores != 0 && o.cores < n)
+    n = o.cores;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int rc = ax__addr_resolve_sync(addr, true, SOCK_STREAM, &ss, &len);
+  if (rc < 0)
+    return rc;
+  ax_server_t *srv = ax__calloc(1, sizeof *srv);
+  ax__acceptor_t *acc = ax__calloc(n, sizeof *acc);
+  if (srv == NULL || acc == NULL) {
+    free(srv);
+    free(acc);
+    return -ENOMEM;
+  }
+  srv->rt = rt;
+  srv->session = session;
+  srv->opts = o;
+  srv->n = n;
+  srv->acc = acc;
+  pthread_mutex_init(&srv->lock, NULL);
+  pthread_cond_init(&srv->cond, NULL);
+  unsigned opened = 0;
+  for (; opened < n; opened++) {
+    int fd = ax__listen_socket((const struct sockaddr *)&ss, len, o.backlog, true);
+    if (fd < 0) {
+      rc = fd;
+      goto fail;
+    }
+    acc[opened].fd = fd;
+    acc[opened].srv = srv;
+    if (opened == 0) { /* port 0: the others bind the port the first one got */
+      srv->port = ax__sock_port(fd);
+      if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)srv->port);
+      else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)srv->port);
+    }
+  }
+  for (unsigned i = 0; i < n; i++) {
+    ax_spawn_opts_t sp = {.placement = AX_PLACE_CORE, .core = i, .init = acceptor_init,
+                          .terminate = acceptor_done};
+    pthread_mutex_lock(&srv->lock);
+    srv->alive++;
+    pthread_mutex_unlock(&srv->lock);
+    rc = ax_spawn(rt, acceptor, &acc[i], &sp, &acc[i].ref);
+    if (rc < 0) {
+      pthread_mutex_lock(&srv->lock);
+      srv->alive--;
+      pthread_mutex_unlock(&srv->lock);
+      for (unsigned j = i; j < n; j++) {
+        close(acc[j].fd);
+        acc[j].fd = -1;
+      }
+      srv->n = i;
+      server_close(srv, false);
+      return rc;
+    }
+  }
+  *out = srv;
+  return 0;
+fail:
+  for (unsigned j = 0; j < opened; j++)
+    close(acc[j].fd);
+  pthread_mutex_destroy(&srv->lock);
+  pthread_cond_destroy(&srv->cond);
+  free(acc);
+  free(srv);
+  return rc;
+}
+
+int ax_server_port(const ax_server_t *srv) { return srv != NULL ? srv->port : -EINVAL; }
+
+/* Stops every acceptor; from a core, returns at once (and, when tell,
+ * the calling actor gets AX_MSG_SERVER_CLOSED), else waits and frees. */
+static int server_close(ax_server_t *srv, bool tell) {
+  ax__core_t *c = ax__tls_core;
+  pthread_mutex_lock(&srv->lock);
+  if (c != NULL) { /* a core cannot wait for its own acceptor: detach */
+    srv->detached = true;
+    srv->notify = tell && c->current != NULL ? c->current->ref : AX_REF_NONE;
+  }
+  bool none = srv->alive == 0;
+  pthread_mutex_unlock(&srv->lock);
+  if (c != NULL && none) {
+    server_free(srv); /* no acceptor left to do it (nothing to tell) */
+    return 0;
+  }
+  for (unsigned i = 0; i < srv->n; i++)
+    (void)ax_stop(srv->acc[i].ref, 0); /* -ESRCH: already stopped */
+  if (c != NULL)
+    return 0; /* the last acceptor frees it and sends AX_MSG_SERVER_CLOSED */
+  pthread_mutex_lock(&srv->lock);
+  while (srv->alive > 0)
+    pthread_cond_wait(&srv->cond, &srv->lock);
+  pthread_mutex_unlock(&srv->lock);
+  server_free(srv);
+  return 0;
+}
+
+int ax_server_close(ax_server_t *srv) {
+  if (srv == NULL)
+    return -EINVAL;
+  return server_close(srv, true);
+}

@@ -1,0 +1,201 @@
+/* An actor's life in the runtime: made and published, invoked, its messages kept, its death and reclaim. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/core.h"
+
+/* ------------------------------------------------------------------------ */
+/* Birth                                                                     */
+
+ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state) {
+  /* The actor's memory comes from the calling core's pool when there is
+   * one of the same runtime (it goes back there when the actor is
+   * reclaimed, from whichever core), else from malloc. */
+  ax__core_t *cur = ax__tls_core;
+  ax_actor_t *a = NULL;
+  ax__pool_t *home = NULL;
+  if (cur != NULL && cur->rt == c->rt) {
+    home = &cur->pools[AX__ACTOR_POOL];
+    a = ax__pool_alloc(home);
+  }
+  if (a == NULL) {
+    home = NULL;
+    a = ax__malloc(sizeof *a);
+    if (a == NULL)
+      return NULL;
+  }
+  memset(a, 0, sizeof *a);
+  ax__mpscq_init(&a->e.q, &a->stub, true); /* empty and idle: the first send schedules */
+  a->e.wake = NULL;
+  a->fn = fn;
+  a->state = state;
+  a->core = c;
+  a->home = home;
+  atomic_init(&a->stop_req, 0);
+  return a;
+}
+
+int ax__actor_reserve(ax_actor_t *a) {
+  ax__core_t *c = a->core;
+  int64_t slot = ax__table_alloc(&c->table);
+  if (slot < 0)
+    return (int)slot;
+  ax__slot_t *s = ax__table_slot(&c->table, (uint32_t)slot);
+  uint32_t gen = atomic_load_explicit(&s->gen, memory_order_relaxed);
+  a->ref = ax__ref_make(gen, c->rt->index, c->index, (uint32_t)slot);
+  return 0;
+}
+
+void ax__actor_publish(ax_actor_t *a) {
+  ax__core_t *c = a->core;
+  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(a->ref));
+  /* Counted alive before anyone can make it die. */
+  atomic_fetch_add_explicit(&c->rt->live, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->stats.spawned, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->stats.actors, 1, memory_order_relaxed);
+  /* Release publishes the initialised actor (its extension included) to
+   * every thread that resolves its reference (they load ptr with acquire). */
+  atomic_store_explicit(&s->ptr, &a->e, memory_order_release);
+}
+
+void ax__actor_discard(ax_actor_t *a) {
+  if (a->ref != AX_REF_NONE) { /* reserved, never published: nobody can hold it */
+    ax__table_retire(&a->core->table, ax__ref_slot(a->ref));
+    ax__table_free(&a->core->table, ax__ref_slot(a->ref));
+  }
+  free(a->ext);
+  if (a->home != NULL)
+    ax__pool_free(a->home, a);
+  else
+    free(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The invoke path                                                           */
+
+int ax__invoke(ax_actor_t *a, ax__msg_t *m) { return a->fn(a, &m->m); }
+
+void ax__invoke_init(ax_actor_t *a, ax_init_t init) { init(a); }
+
+void ax__invoke_terminate(ax_actor_t *a, int reason) {
+  if (a->ext != NULL && a->ext->terminate != NULL)
+    a->ext->terminate(a, reason);
+}
+
+ax__msg_t *ax__msg_keep(const ax_msg_t *msg) {
+  ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
+  m->flags |= AX__MSG_KEPT;
+  return m;
+}
+
+/* Releases and frees a message nobody uses any more. */
+static void msg_done(ax__msg_t *m) {
+  ax__msg_release(m);
+  ax__msg_free(m);
+}
+
+void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m) {
+  assert(m->flags & AX__MSG_KEPT);
+  m->flags &= (uint16_t)~AX__MSG_KEPT;
+  /* The mailbox still links the last message it handed out (its stub)
+   * until it hands out the next one, which frees it then (run_actor). */
+  if (a->e.q.tail != &m->node)
+    msg_done(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Death and reclaim                                                         */
+
+uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason) {
+  uint64_t dead = 0;
+  ax__mpscq_node_t *old, *node;
+  while ((node = ax__mpscq_pop(&e->q, &old)) != NULL) {
+    if (old != stub && !(((ax__msg_t *)old)->flags & AX__MSG_KEPT))
+      ax__msg_free((ax__msg_t *)old);
+    ax__msg_t *m = (ax__msg_t *)node;
+    if (m->sys == AX__SYS_NONE)
+      dead++;
+    else if (ax__kinds[m->sys] != NULL && ax__kinds[m->sys]->drop != NULL)
+      dead += ax__kinds[m->sys]->drop(self, reason, m);
+    ax__msg_release(m); /* its memory stays: it is the queue's stub now */
+  }
+  return dead;
+}
+
+static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
+  ax__stat_add(&c->stats.dead_letters, ax__drain_mailbox(&a->e, &a->stub, a->ref, reason));
+}
+
+/* Links a dead actor into its core's retired list: its memory is finished
+ * once the epoch has advanced twice past now. */
+static void retire(ax__core_t *c, ax_actor_t *a) {
+  a->retired.next = NULL;
+  /* Read after the slot was retired (program order on this thread, and the
+   * epoch only grows): the grace period counts from at least this epoch. */
+  a->retired.epoch = atomic_load_explicit(&c->rt->epoch.epoch, memory_order_acquire);
+  if (c->retired_tail != NULL)
+    c->retired_tail->next = &a->retired;
+  else
+    c->retired_head = &a->retired;
+  c->retired_tail = &a->retired;
+  c->retired_count++;
+}
+
+void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
+  ax_rt_t *rt = c->rt;
+  ax_actor_t *prev = c->current;
+  c->current = a; /* sends from the hooks come from the actor */
+  ax__invoke_terminate(a, reason);
+  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+    if (f->actor_death != NULL)
+      f->actor_death(a, reason);
+  c->current = prev;
+  free(a->ext);
+  a->ext = NULL;
+  /* From here on the reference fails: new senders get -ESRCH.  Senders
+   * already past the check may still push; the mailbox is left unmarked,
+   * so they never schedule this actor, and what they push is drained when
+   * the grace period ends (ax__reclaim). */
+  ax__table_retire(&c->table, ax__ref_slot(a->ref));
+  drain_dead(c, a, reason);
+  atomic_fetch_sub_explicit(&c->stats.actors, 1, memory_order_relaxed);
+  retire(c, a);
+  /* acq_rel: the last death sees every spawn's increment. */
+  if (atomic_fetch_sub_explicit(&rt->live, 1, memory_order_acq_rel) == 1 &&
+      !(rt->opts.flags & AX_RT_KEEP_ALIVE))
+    ax_rt_stop(rt);
+}
+
+/* Frees a dead actor whose grace period is over: nobody can push to it any
+ * more, so what is in its mailbox now is all it will ever get. */
+static void finish(ax__core_t *c, ax_actor_t *a) {
+  drain_dead(c, a, -ESRCH);
+  if (a->e.q.tail != &a->stub)
+    ax__msg_free((ax__msg_t *)a->e.q.tail);
+  ax__table_free(&c->table, ax__ref_slot(a->ref));
+  if (a->home != NULL)
+    ax__pool_free(a->home, a);
+  else
+    free(a);
+}
+
+void ax__reclaim(ax__core_t *c, bool all) {
+  if (c->retired_head == NULL)
+    return;
+  /* A grace period is two epochs; try to make both at once (they pass at
+   * once when no other thread is inside a send). */
+  uint64_t now = UINT64_MAX;
+  if (!all) {
+    ax__epoch_advance(&c->rt->epoch);
+    now = ax__epoch_advance(&c->rt->epoch);
+  }
+  while (c->retired_head != NULL && (all || c->retired_head->epoch + 2 <= now)) {
+    ax__retired_t *r = c->retired_head;
+    c->retired_head = r->next;
+    if (c->retired_head == NULL)
+      c->retired_tail = NULL;
+    c->retired_count--;
+    finish(c, AX_CONTAINER_OF(r, ax_actor_t, retired));
+  }
+}

@@ -1,0 +1,354 @@
+/* Actors, cores and the runtime: the structures, the send and schedule fast paths, the invoke path. */
+#ifndef AXON_RUNTIME_CORE_H
+#define AXON_RUNTIME_CORE_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "axon/actor.h"
+#include "axon/loop.h"
+#include "axon/runtime.h"
+#include "io/alloc.h"
+#include "runtime/epoch.h"
+#include "runtime/ext.h"
+#include "runtime/mpscq.h"
+#include "runtime/msg.h"
+#include "runtime/pool.h"
+#include "runtime/ref.h"
+#include "runtime/table.h"
+
+/* ------------------------------------------------------------------------ */
+/* Entities and actors                                                       */
+
+/*
+ * An entity is what a reference names: a mailbox plus how to wake its
+ * consumer.  An actor's consumer is its core (wake is NULL: the sender
+ * schedules the actor); a port's is a thread, woken by its wake function.
+ */
+typedef struct ax__entity ax__entity_t;
+struct ax__entity {
+  ax__mpscq_t q;                     /* the mailbox */
+  void (*wake)(ax__entity_t *e);     /* NULL for an actor */
+};
+
+/*
+ * An actor.  Its owning core writes every field except the mailbox head
+ * (senders exchange it) and stop_req (any thread sets it once); the
+ * generation check in the slot table keeps senders away from it after it
+ * dies.  Kept small (96 bytes): what most actors never need lives in ext,
+ * allocated on first use (ext.h).
+ */
+struct ax_actor {
+  void *state;  /* first two fields: struct ax__actor_head in actor.h */
+  ax_ref_t ref;
+  ax__entity_t e;
+  ax__mpscq_node_t stub; /* the mailbox's first stub */
+  ax__mpscq_node_t link; /* run queue or inject queue (a late send may still
+                            write it while the actor dies: never overlaid) */
+  union {
+    struct { /* alive */
+      ax_behaviour_t fn;
+      ax__actor_ext_t *ext; /* freed and unused once dead */
+    };
+    ax__retired_t retired; /* dead, waiting for its grace period */
+  };
+  ax__core_t *core;
+  ax__pool_t *home; /* NULL: malloc'd */
+  _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
+};
+
+_Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_head, state) &&
+                   offsetof(struct ax_actor, ref) == offsetof(struct ax__actor_head, ref),
+               "actor.h's inline accessors read these two fields");
+
+/* Misuse check of the calls that belong to an actor (debug builds): the
+ * calling thread runs the actor's core. */
+#define AX__ASSERT_OWNER(actor) assert((actor)->core == ax__tls_core)
+
+/* ------------------------------------------------------------------------ */
+/* Cores and the runtime                                                     */
+
+#define AX__ACTOR_POOL AX__MSG_CLASSES
+#define AX__POOLS (AX__MSG_CLASSES + 1)
+
+/* The counters of ax_core_stats_t that the runtime keeps (features add
+ * theirs through ax__feature_t.stats).  Written by the core (ax__stat_add)
+ * except spawned and actors (any thread). */
+typedef struct ax__stats_atomic {
+  _Atomic uint64_t sent, delivered, dead_letters, spawned, actors, wakeups, sleeps, polls,
+      runq_len, turn_max;
+} ax__stats_atomic_t;
+
+/*
+ * A core.  Fields are grouped by the threads that write them, with a cache
+ * line between groups so that senders on other cores do not slow the owner.
+ */
+struct ax__core {
+  /* written by the owner core */
+  ax_rt_t *rt;
+  unsigned index;
+  pthread_t thread;
+  bool started;
+  ax_loop_t *loop; /* woken by other threads with ax_loop_wake */
+  ax_actor_t *runq_head, *runq_tail; /* linked through link.next */
+  uint64_t runq_len;
+  ax_actor_t *current;
+  ax__erec_t *erec;
+  ax__retired_t *retired_head, *retired_tail;
+  uint64_t retired_count;
+  uint64_t next_id;  /* ids handed out by features (timers, monitors, requests) */
+  int64_t last_poll;
+  unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
+  void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
+  ax__pool_t pools[AX__POOLS];
+
+  /* written by any thread */
+  alignas(AX__CACHE_LINE) ax__mpscq_t inject;
+  ax__mpscq_node_t inject_stub;
+  alignas(AX__CACHE_LINE) _Atomic int sleeping;
+  alignas(AX__CACHE_LINE) ax__stats_atomic_t stats;
+  alignas(AX__CACHE_LINE) ax__table_t table;
+};
+
+struct ax_rt {
+  /* set before the threads start, read-only after */
+  ax_rt_opts_t opts;
+  unsigned ncores;
+  unsigned index; /* in the process-wide table of runtimes */
+  uint64_t serial;
+  bool started;
+  bool joined;
+  ax__core_t **cores;
+  pthread_barrier_t barrier;  /* the cores' shutdown steps */
+  pthread_mutex_t ready_lock; /* ax_rt_start waits for every core to run */
+  pthread_cond_t ready_cond;
+  unsigned ready;             /* cores running (under ready_lock) */
+  sigset_t caller_mask; /* the starting thread's mask, restored by join */
+  ax_signal_t *sigw;    /* core 0's watchers of the claimed signals (signals.c) */
+  unsigned nsigw;
+  void *slot[AX__RT_SLOTS]; /* features' per-runtime state (ext.h) */
+
+  /* written by any thread; stopping is read on every spawn and live is
+   * written on every spawn and death, so they live on separate lines */
+  alignas(AX__CACHE_LINE) _Atomic int stopping;
+  _Atomic unsigned next_core;
+  alignas(AX__CACHE_LINE) _Atomic uint64_t live; /* actors alive */
+  ax__epoch_t epoch;
+  ax__table_t ports; /* entities of no core (AX__REF_NO_CORE) */
+  _Atomic uint64_t dead_letters_other; /* refused sends from non-core threads, port drops */
+};
+
+/* rt.c: the runtime a reference's index names, or NULL.  Any thread. */
+ax_rt_t *ax__rt_lookup(unsigned index);
+/* rt.c: the calling thread's epoch record for rt (registered on first
+ * use; NULL when out of memory).  Any thread. */
+ax__erec_t *ax__rt_erec(ax_rt_t *rt);
+
+/* Adds to a counter only its core writes: a relaxed load and store, no
+ * locked instruction (readers on other threads see a recent value). */
+static inline void ax__stat_add(_Atomic uint64_t *s, uint64_t n) {
+  atomic_store_explicit(s, atomic_load_explicit(s, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+/* Counts an fd served on core c for its actors (on), or one less (off): a
+ * core with fds to serve sleeps straight in its blocking poll when idle.
+ * Owner core. */
+static inline void ax__core_count_io(ax__core_t *c, bool on) {
+  if (on)
+    c->nio++;
+  else
+    c->nio--;
+}
+
+/* A fresh id (timers, monitors, requests).  Owner core. */
+static inline uint64_t ax__core_next_id(ax__core_t *c) { return ++c->next_id; }
+
+/* ------------------------------------------------------------------------ */
+/* Finding and delivering (send.c)                                           */
+
+/* True when `to` names an entity of core c (of c's runtime). */
+static inline bool ax__ref_on_core(const ax__core_t *c, ax_ref_t to) {
+  return ax__ref_rt(to) == c->rt->index && ax__ref_core(to) == c->index;
+}
+
+/* The live entity `to` names on core c, or NULL; for the thread running c,
+ * which alone frees c's actors, so no epoch is needed. */
+static inline ax__entity_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
+  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
+  /* Acquire: the actor may have been spawned here by another thread. */
+  ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+  if (e != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
+    e = NULL;
+  return e;
+}
+
+/* Looks a reference up for a send: 0 with *e (alive) and, when the caller
+ * had to enter the runtime's epoch, *erec (leave it with ax__ref_leave
+ * once done with e); -ESRCH (stale, invalid) or -ENOMEM (no epoch record
+ * for a new thread) otherwise.  *rt is the reference's runtime when it
+ * names one.  Any thread. */
+int ax__ref_enter(ax_ref_t to, ax__entity_t **e, ax_rt_t **rt, ax__erec_t **erec);
+void ax__ref_leave(ax__erec_t *erec);
+
+/* Appends a runnable actor to its own core's run queue.  Owner core only. */
+static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
+  atomic_store_explicit(&a->link.next, NULL, memory_order_relaxed);
+  if (c->runq_tail != NULL)
+    atomic_store_explicit(&c->runq_tail->link.next, &a->link, memory_order_relaxed);
+  else
+    c->runq_head = a;
+  c->runq_tail = a;
+  c->runq_len++;
+}
+
+/* Queues a runnable actor on another core's inject queue and wakes that
+ * core if it sleeps.  Any thread. */
+void ax__schedule_remote(ax__core_t *c, ax_actor_t *a);
+
+/* Makes an actor whose mailbox turned non-empty runnable.  Once the runtime
+ * stops, no actor gets another turn: queuing one would only race with its
+ * shutdown (its messages stay in its mailbox and are dropped as dead
+ * letters when it is finished).  Any thread. */
+static inline void ax__schedule(ax_actor_t *a) {
+  ax__core_t *c = a->core;
+  /* Acquire pairs with the release store in ax_rt_stop. */
+  if (atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
+    return;
+  if (c == ax__tls_core)
+    ax__runq_push(c, a);
+  else
+    ax__schedule_remote(c, a);
+}
+
+/* Delivers m to an entity (the caller resolved it and guarantees it is
+ * alive): pushes it and, if the mailbox was idle, schedules the actor or
+ * wakes the port's thread. */
+static inline void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
+  if (ax__mpscq_push(&e->q, &m->node)) {
+    if (e->wake == NULL)
+      ax__schedule(AX_CONTAINER_OF(e, ax_actor_t, e));
+    else
+      e->wake(e);
+  }
+}
+
+/* A message of the smallest class from the calling core's own pool. */
+static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
+  ax__pool_t *p = &c->pools[0];
+  ax__msg_t *m = p->local;
+  if (m != NULL)
+    p->local = *(void **)m;
+  else if ((m = ax__pool_alloc(p)) == NULL)
+    return NULL;
+  m->home = p;
+  m->sys = 0;
+  m->flags = 0;
+  m->release = NULL;
+  return m;
+}
+
+/* Resolves `to` and delivers m, or frees m (running its release) and
+ * returns -ESRCH or -ENOMEM.  Any thread. */
+int ax__send_msg(ax_ref_t to, ax__msg_t *m);
+
+/* A function run on the receiving actor's core (AX__SYS_CALL): with a the
+ * actor when it pops the message, with a NULL when the message is dropped
+ * instead.  Either way exactly once; the call owns what it points to. */
+typedef struct ax__call ax__call_t;
+struct ax__call {
+  void (*fn)(ax__call_t *call, ax_actor_t *a);
+};
+
+/* Sends an AX__SYS_CALL message to `to`; if it cannot be delivered, runs
+ * call->fn(call, NULL) before returning -ESRCH or -ENOMEM.  Any thread. */
+int ax__call_send(ax_ref_t to, ax__call_t *call);
+
+/* ------------------------------------------------------------------------ */
+/* The invoke path (core.c)                                                  */
+
+/* Every call of user code for an actor goes through these three: its
+ * behaviour with a message, its init hook, its terminate hook.  The core
+ * sets c->current first, so that sends and spawns inside come from the
+ * actor.  (Fibers switch stacks here.)  Owner core. */
+int ax__invoke(ax_actor_t *a, ax__msg_t *m);
+void ax__invoke_init(ax_actor_t *a, ax_init_t init);
+void ax__invoke_terminate(ax_actor_t *a, int reason);
+
+/* Keeps the message being handled beyond its turn: the runtime neither
+ * frees it nor runs its release when the behaviour returns.  Give it back
+ * with ax__msg_unkeep, exactly once; until then its memory and payload stay
+ * valid.  Returns the message.  From the behaviour (or kind) handling it,
+ * on the receiver's core. */
+ax__msg_t *ax__msg_keep(const ax_msg_t *msg);
+
+/* Gives a kept message back: it is released (ax_send_owned's release runs)
+ * and freed, at once or, while the mailbox still uses it as its stub, when
+ * the next message is taken.  The receiver's core; a (the receiver) may
+ * be dying but not yet freed. */
+void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m);
+
+/* ------------------------------------------------------------------------ */
+/* Life and death (core.c)                                                   */
+
+/* ax_rt_new, for each core: makes it (its loop, pools, table) and stores
+ * it in *out.  The calling thread.  Returns 0 or -errno. */
+int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);
+/* Frees a core whose thread has exited (or never started). */
+void ax__core_destroy(ax__core_t *c);
+/* The core's thread: runs its actors until the runtime stops. */
+void *ax__core_main(void *arg);
+
+/* A new actor on core c (not yet visible to anyone): every field set,
+ * mailbox empty and idle.  From c's pool when the caller runs a core of
+ * c's runtime, else malloc.  NULL when out of memory.  Any thread. */
+ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state);
+/* Takes a slot of the actor's core and sets its reference; nobody can
+ * reach it yet.  Returns 0, or -ENOMEM/-ENOSPC.  Any thread. */
+int ax__actor_reserve(ax_actor_t *a);
+/* Makes a reserved actor visible and counts it alive: from here on it can
+ * be sent to and may run (and die).  Any thread. */
+void ax__actor_publish(ax_actor_t *a);
+/* Frees an actor that was never published (its slot too, if reserved).
+ * Any thread. */
+void ax__actor_discard(ax_actor_t *a);
+
+/* Stops an actor now: its terminate hook, then every feature's
+ * actor_death hook, then its reference stops resolving and its mailbox
+ * is drained (ax__kind_t.drop for system messages).  Its memory goes back
+ * after an epoch grace period.  Its core. */
+void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason);
+/* Finishes, on core c, every dead actor whose grace period is over (all of
+ * them when all is true: no other thread runs).  c's thread. */
+void ax__reclaim(ax__core_t *c, bool all);
+
+/* Empties the mailbox of a dead actor or a freed port whose first stub is
+ * `stub`: owned buffers are released, system messages are dropped through
+ * their kind (ax__kind_t.drop) and the rest are dead letters.  The last
+ * node stays as the queue's stub.  Returns the dead letters. */
+uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason);
+
+/* ------------------------------------------------------------------------ */
+/* Signals (signals.c)                                                       */
+
+/* Fills set with the signals a runtime claims (unless AX_RT_NO_SIGNALS):
+ * SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM, SIGCHLD,
+ * SIGWINCH and the realtime signals.  Any thread. */
+void ax__signals_claimed(sigset_t *set);
+/* True for the claimed signals that stop the runtime when no feature
+ * delivers them. */
+bool ax__signal_stops_runtime(int signo);
+/* Core 0's thread: starts and stops reading the claimed signals (one
+ * watcher per signal on its loop; io/signal.c's signalfd).  A signal is
+ * offered to every feature's signal hook; one nobody took gets the
+ * runtime's default. */
+int ax__signals_start(ax__core_t *c);
+void ax__signals_stop(ax__core_t *c);
+
+#endif /* AXON_RUNTIME_CORE_H */
