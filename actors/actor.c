@@ -51,14 +51,14 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   if (o.init != NULL) {
     /* A reference of rt (any), so that the message comes from a pool of
      * the runtime it is for. */
-    init = ax__msg_new(ax__ref_make(0, rt->index, 0, 0), AX__SYS_INIT, AX__SYS_INIT, &o.init,
-                       sizeof o.init, AX_REF_NONE);
+    init = ax__msg_new(ax__ref_make(0, rt->index, 0, 0), AX__SYS_INIT, AX__SYS_INIT, NULL, 0,
+                       AX_REF_NONE);
     if (init == NULL) {
       ax__actor_discard(a);
       return -ENOMEM;
     }
-    init->m.size = 0;
-    init->m.data = NULL;
+    _Static_assert(sizeof o.init <= sizeof init->aux, "the init hook fits in aux");
+    memcpy(&init->aux, &o.init, sizeof o.init);
   }
   int rc = ax__actor_reserve(a);
   uint64_t mid = 0;

@@ -58,7 +58,7 @@ static void drain_inject(ax__core_t *c) {
  * handle() itself.  Features add theirs (ax__kind_register). */
 static int init_handle(ax_actor_t *a, ax__msg_t *m) {
   ax_init_t init;
-  memcpy(&init, m->payload, sizeof init);
+  memcpy(&init, &m->aux, sizeof init);
   ax__invoke_init(a, init);
   return 0;
 }

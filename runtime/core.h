@@ -283,9 +283,10 @@ void ax__invoke_terminate(ax_actor_t *a, int reason);
 
 /* Keeps the message being handled beyond its turn: the runtime neither
  * frees it nor runs its release when the behaviour returns.  Give it back
- * with ax__msg_unkeep, exactly once; until then its memory and payload stay
- * valid.  Returns the message.  From the behaviour (or kind) handling it,
- * on the receiver's core. */
+ * with ax__msg_unkeep, exactly once, before the receiver is freed (a
+ * feature that keeps messages gives them back in its actor_death hook);
+ * until then its memory and payload stay valid.  Returns the message.
+ * From the behaviour (or kind) handling it, on the receiver's core. */
 ax__msg_t *ax__msg_keep(const ax_msg_t *msg);
 
 /* Gives a kept message back: it is released (ax_send_owned's release runs)

@@ -93,7 +93,7 @@ static inline void ax__msg_release(ax__msg_t *m) {
  * AX__SYS_FEATURES up (the actor layer lists its own in actors/actors.h). */
 enum {
   AX__SYS_NONE = 0, /* an ordinary message, for the behaviour */
-  AX__SYS_INIT,     /* payload: the init hook to run */
+  AX__SYS_INIT,     /* aux: the init hook to run */
   AX__SYS_STOP,     /* wakes the actor to stop; the reason is in the actor */
   AX__SYS_CALL,     /* aux: an ax__call_t to run on the receiver's core */
   AX__SYS_FEATURES, /* the first kind a feature may register */

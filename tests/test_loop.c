@@ -290,6 +290,53 @@ START_TEST(test_loop_stop_from_thread) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Waking without stopping, and keeping a loop alive                          */
+
+static void *wake_later_thread(void *arg) {
+  test_sleep_ms(50);
+  ax_loop_wake(arg);
+  return NULL;
+}
+
+/* AX_LOOP_KEEP_ALIVE: with no watcher, run_once waits (where it would
+ * return AX_RUN_IDLE at once) until ax_loop_wake, which ends the wait but
+ * stops nothing; run waits until a stop. */
+START_TEST(test_loop_keep_alive_and_wake) {
+  ax_loop_opts_t o = {.flags = AX_LOOP_KEEP_ALIVE};
+  ax_loop_t *loop = NULL;
+  ck_assert_int_eq(ax_loop_new(&o, &loop), 0);
+  ck_assert_int_eq(ax_loop_run_once(loop, 0), AX_RUN_TIMEOUT);
+  pthread_t thread;
+  int64_t start = ax_now();
+  ck_assert_int_eq(pthread_create(&thread, NULL, wake_later_thread, loop), 0);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_TIMEOUT);
+  int64_t waited = ax_now() - start;
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_int_ge(waited, 40 * AX_NSEC_PER_MSEC);
+  ck_assert_int_lt(waited, 5 * AX_NSEC_PER_SEC);
+  /* A wake before the wait is not lost: the wait returns at once. */
+  ax_loop_wake(loop);
+  start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_TIMEOUT);
+  ck_assert_int_lt(ax_now() - start, 5 * AX_NSEC_PER_SEC);
+  /* run: a wake does not end it, a stop does. */
+  ck_assert_int_eq(pthread_create(&thread, NULL, wake_later_thread, loop), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 200 * AX_NSEC_PER_MSEC), AX_RUN_TIMEOUT);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_int_eq(pthread_create(&thread, NULL, stop_later_thread, loop), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  /* Without the flag the same loop would have nothing to wait for. */
+  ck_assert_int_eq(ax_loop_new(NULL, &loop), 0);
+  ck_assert_int_eq(ax_loop_run_once(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  o.flags = 0x80;
+  ck_assert_int_eq(ax_loop_new(&o, &loop), -EINVAL);
+}
+END_TEST
+
 /* The loop that the SIGALRM handler of test_loop_stop_from_signal_handler stops. */
 static ax_loop_t *alarm_loop;
 
@@ -723,6 +770,7 @@ static Suite *loop_suite(void) {
   tcase_add_test(tc, test_loop_stop_from_callback);
   tcase_add_test(tc, test_loop_stop_before_run);
   tcase_add_test(tc, test_loop_stop_from_thread);
+  tcase_add_test(tc, test_loop_keep_alive_and_wake);
   tcase_add_test(tc, test_loop_stop_from_signal_handler);
   suite_add_tcase(suite, tc);
 

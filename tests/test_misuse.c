@@ -1,4 +1,5 @@
 /* Check suite for misuse that debug builds catch: closed handles, calls from the wrong thread (skipped when assertions are compiled out). */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
@@ -75,6 +76,25 @@ START_TEST(test_misuse_timer_wrong_thread) {
 }
 END_TEST
 
+/* A loop call from a thread that is not the loop's, while the loop is not
+ * running at all (the loop's own check missed that before). */
+static void on_tick(ax_timer_t *t) { (void)t; }
+static void *start_timer_elsewhere(void *arg) {
+  ax_timer_start(arg, AX_NSEC_PER_SEC, 0);
+  return NULL;
+}
+
+START_TEST(test_misuse_loop_wrong_thread) {
+  ax_loop_t *loop = NULL;
+  ck_assert_int_eq(ax_loop_new(NULL, &loop), 0);
+  static ax_timer_t t;
+  ck_assert_int_eq(ax_timer_init(loop, &t, on_tick), 0);
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, start_timer_elsewhere, &t), 0);
+  pthread_join(th, NULL);
+}
+END_TEST
+
 static Suite *misuse_suite(void) {
   Suite *s = suite_create("misuse");
   TCase *tc = tcase_create("asserts");
@@ -83,6 +103,7 @@ static Suite *misuse_suite(void) {
   tcase_add_test_raise_signal(tc, test_misuse_write_wrong_thread, SIGABRT);
   tcase_add_test_raise_signal(tc, test_misuse_monitor_wrong_thread, SIGABRT);
   tcase_add_test_raise_signal(tc, test_misuse_timer_wrong_thread, SIGABRT);
+  tcase_add_test_raise_signal(tc, test_misuse_loop_wrong_thread, SIGABRT);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -433,6 +433,92 @@ START_TEST(test_monitor_watchers_stop_first) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Spawn with a monitor                                                      */
+
+enum { MSG_SPAWN = AX_MSG_USER + 100 };
+
+typedef struct spawner {
+  int rounds;
+  _Atomic int downs;       /* DOWNs received */
+  _Atomic int wrong;       /* DOWNs with another reason, ref or id */
+  _Atomic int spawn_fails;
+  ax_ref_t child;
+  uint64_t id;
+} spawner_t;
+
+/* The child fails in its init hook, before any message: a monitor taken
+ * after ax_spawn returns often finds it gone (-ESRCH, reason lost). */
+static void failing_init(ax_actor_t *self) { ax_stop(ax_self(self), -EIO); }
+
+static int never_called(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  (void)m;
+  return 0;
+}
+
+static int spawner_behaviour(ax_actor_t *self, const ax_msg_t *m) {
+  spawner_t *sp = ax_state(self);
+  if (m->type == MSG_SPAWN) {
+    ax_spawn_opts_t o = {.placement = AX_PLACE_CORE, .core = 1, .init = failing_init,
+                         .monitor = self, .monitor_id = &sp->id};
+    if (ax_spawn(ax_actor_rt(self), never_called, NULL, &o, &sp->child) != 0)
+      atomic_fetch_add(&sp->spawn_fails, 1);
+    return 0;
+  }
+  if (m->type == AX_MSG_DOWN) {
+    const ax_down_t *d = m->data;
+    if (d->reason != -EIO || d->ref != sp->child || d->id != sp->id || sp->id == 0)
+      atomic_fetch_add(&sp->wrong, 1);
+    if (atomic_fetch_add(&sp->downs, 1) + 1 < sp->rounds)
+      return ax_send(ax_self(self), MSG_SPAWN, NULL, 0) == 0 ? 0 : -EIO;
+  }
+  return 0;
+}
+
+/* ax_spawn with opts.monitor: the DOWN of a child that dies at once, on
+ * another core, always comes, with the child's own reason, every time. */
+START_TEST(test_monitor_spawn_atomic) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  spawner_t sp;
+  memset(&sp, 0, sizeof sp);
+  sp.rounds = (int)test_scaled(2000);
+  ax_ref_t a = test_spawn(rt, spawner_behaviour, &sp, AX_PLACE_CORE, 0, NULL, NULL);
+  test_send(a, MSG_SPAWN, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&sp.downs) == sp.rounds, 30000);
+  ck_assert_int_eq(atomic_load(&sp.wrong), 0);
+  ck_assert_int_eq(atomic_load(&sp.spawn_fails), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* Misuse: a monitor of another runtime is -EINVAL, and nothing is spawned. */
+static _Atomic int other_rc = 1;
+static ax_rt_t *other_rt;
+static int cross_spawner(ax_actor_t *self, const ax_msg_t *m) {
+  (void)m;
+  ax_spawn_opts_t o = {.monitor = self};
+  atomic_store(&other_rc, ax_spawn(other_rt, never_called, NULL, &o, NULL));
+  return 0;
+}
+
+START_TEST(test_monitor_spawn_other_runtime) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  other_rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  test_rt_start(rt);
+  ax_ref_t a = test_spawn(rt, cross_spawner, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(a, MSG_SPAWN, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&other_rc) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&other_rc), -EINVAL);
+  ax_core_stats_t st;
+  ck_assert_int_eq(ax_rt_stats_total(other_rt, &st), 0);
+  ck_assert_uint_eq(st.spawned, 0);
+  test_rt_stop_join_free(rt);
+  ck_assert_int_eq(ax_rt_free(other_rt), 0);
+}
+END_TEST
+
 static Suite *monitor_suite(void) {
   Suite *suite = suite_create("monitor");
 
@@ -454,6 +540,8 @@ static Suite *monitor_suite(void) {
   tcase_add_test(tc, test_monitor_multiple);
   tcase_add_test(tc, test_monitor_race_cross_core);
   tcase_add_test(tc, test_monitor_watchers_stop_first);
+  tcase_add_test(tc, test_monitor_spawn_atomic);
+  tcase_add_test(tc, test_monitor_spawn_other_runtime);
   suite_add_tcase(suite, tc);
 
   return suite;

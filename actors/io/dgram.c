@@ -40,6 +40,7 @@ struct ax_dgram {
   int family; /* AF_INET, AF_INET6 or AF_UNIX */
   int err;    /* a socket error for the next send, or 0 */
   ax_io_t io;
+  unsigned ev; /* the events io requests now */
   ax_dgram_opts_t o;
   unsigned slots; /* packets per recvmmsg call */
   struct mmsghdr *mm;
@@ -51,12 +52,10 @@ struct ax_dgram {
 /* The offset of the bytes in a message: the header, rounded up to 16. */
 #define AX__DG_HEAD ((sizeof(ax_datagram_t) + 15) & ~(size_t)15)
 
+/* Watches the socket while a packet may be posted (a refusal of the loop
+ * ends the socket with AX_MSG_CLOSED{err}). */
 static void update_interest(ax_dgram_t *d) {
-  bool want = !d->src.closed && d->src.owner != NULL && ax__src_has_credit(&d->src);
-  if (want && !ax_io_active(&d->io))
-    (void)ax_io_start(&d->io, AX_READ); /* the fd was accepted at creation */
-  else if (!want)
-    ax_io_stop(&d->io);
+  (void)ax__src_watch(&d->src, &d->io, &d->ev, ax__src_may_post(&d->src) ? AX_READ : 0);
 }
 
 /* Posts packet i of the last recvmmsg.  A packet that cannot get a message
@@ -131,6 +130,7 @@ static void io_cb(ax_io_t *io, unsigned revents) {
 static void op_close(ax__src_t *s) {
   ax_dgram_t *d = (ax_dgram_t *)s;
   ax_io_stop(&d->io);
+  d->ev = 0;
   if (d->fd >= 0)
     close(d->fd);
   d->fd = -1;
@@ -210,7 +210,7 @@ static int dgram_new(ax_actor_t *self, int fd, int family, const ax_dgram_opts_t
                                                     sizeof(struct mmsghdr)));
   ax_io_init(d->src.core->loop, &d->io, fd, io_cb);
   d->io.data = d;
-  int rc = ax_io_start(&d->io, AX_READ);
+  int rc = ax__io_want(&d->io, &d->ev, AX_READ); /* its error is this call's */
   if (rc < 0) {
     ax__src_close(&d->src); /* closes the fd */
     return rc;

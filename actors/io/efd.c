@@ -22,49 +22,42 @@
  */
 struct ax_efd {
   ax__src_t src; /* first */
-  int fd;
-  ax_io_t io;
+  int fd;        /* ev.fd, kept for ax_efd_fd and ax_efd_notify (any thread) */
+  ax_event_t ev; /* the loop's eventfd watcher reads the counter */
 };
 
+/* Watches the eventfd while its one message may be posted; a refusal of
+ * the loop ends the source with AX_MSG_CLOSED{err}. */
 static void efd_watch(ax_efd_t *e, bool on) {
-  if (on && !ax_io_active(&e->io))
-    ax_io_start(&e->io, AX_READ); /* cannot fail: the fd was accepted at creation */
+  int rc = 0;
+  if (on && !ax_event_active(&e->ev))
+    rc = ax_event_start(&e->ev);
   else if (!on)
-    ax_io_stop(&e->io);
+    (void)ax_event_stop(&e->ev);
+  if (rc < 0)
+    ax__src_end(&e->src, rc);
 }
 
-static void io_cb(ax_io_t *io, unsigned revents) {
-  (void)revents;
-  ax_efd_t *e = io->data;
-  if (e->src.closed || e->src.owner == NULL || !ax__src_has_credit(&e->src)) {
+/* The loop read (and so reset) the counter: post it. */
+static void event_cb(ax_event_t *ev, uint64_t count) {
+  ax_efd_t *e = ev->data;
+  if (!ax__src_may_post(&e->src)) {
     efd_watch(e, false);
     return;
   }
-  ax__msg_t *m = ax__src_msg(&e->src, AX_MSG_EVENT, sizeof(ax_event_msg_t));
-  if (m == NULL)
-    return; /* out of memory: the count stays in the fd, the event comes back */
-  uint64_t count = 0;
-  ssize_t n;
-  do
-    n = read(e->fd, &count, sizeof count);
-  while (n < 0 && errno == EINTR);
-  if (n != (ssize_t)sizeof count) { /* EAGAIN: another reader took it (not ours) */
-    ax__msg_free(m);
+  ax_event_msg_t body = {.efd = e, .count = count};
+  ax__msg_t *m =
+      ax__msg_new(e->src.owner->ref, AX__SYS_IO, AX_MSG_EVENT, &body, sizeof body, AX_REF_NONE);
+  if (m == NULL) { /* out of memory: the count goes back into the fd for later */
+    ssize_t w = write(e->fd, &count, sizeof count);
+    (void)w; /* EAGAIN only if writers nearly filled the counter meanwhile */
     return;
   }
-  ax_event_msg_t *ev = (ax_event_msg_t *)(void *)m->payload;
-  ev->efd = e;
-  ev->count = count;
   ax__src_post(&e->src, m, AX__MSG_CREDIT);
   efd_watch(e, false); /* the window (one) is full until the owner handles it */
 }
 
-static void op_close(ax__src_t *s) {
-  ax_efd_t *e = (ax_efd_t *)s;
-  ax_io_stop(&e->io);
-  if (e->fd >= 0)
-    close(e->fd);
-}
+static void op_close(ax__src_t *s) { ax_event_close(&((ax_efd_t *)s)->ev); }
 
 static void op_free(ax__src_t *s) { free(s); }
 
@@ -80,7 +73,7 @@ static const ax__src_ops_t efd_ops = {
 /* Creates an eventfd (non-blocking, close-on-exec, counter 0) owned by
  * self and starts watching it.  Owner's core.  Returns 0 and stores the
  * handle in *out, or -EINVAL (NULL self or out), -EMFILE/-ENFILE (no fd),
- * -ENOMEM. */
+ * -ENOMEM, or the loop's error. */
 int ax_efd_open(ax_actor_t *self, ax_efd_t **out) {
   if (self == NULL || out == NULL)
     return -EINVAL;
@@ -88,20 +81,18 @@ int ax_efd_open(ax_actor_t *self, ax_efd_t **out) {
   ax_efd_t *e = ax__calloc(1, sizeof *e);
   if (e == NULL)
     return -ENOMEM;
-  e->fd = -1;
   if (ax__src_init(&e->src, &efd_ops, self, 1) < 0) {
     free(e);
     return -ENOMEM;
   }
-  e->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (e->fd < 0) {
-    int rc = -errno;
-    ax__src_close(&e->src);
-    return rc;
+  int rc = ax_event_init(e->src.core->loop, &e->ev, event_cb);
+  if (rc == 0) {
+    e->ev.data = e;
+    e->fd = e->ev.fd;
+    rc = ax_event_start(&e->ev); /* its error is this call's, not a message */
+  } else {
+    e->ev.fd = -1; /* nothing for op_close to close */
   }
-  ax_io_init(e->src.core->loop, &e->io, e->fd, io_cb);
-  e->io.data = e;
-  int rc = ax_io_start(&e->io, AX_READ);
   if (rc < 0) {
     ax__src_close(&e->src);
     return rc;

@@ -55,13 +55,14 @@ struct ax_fswatch {
   ax_fswatch_t *inext, *iprev; /* the instance's watches */
   int fd;          /* fanotify: the group */
   ax_io_t io;      /* fanotify */
+  unsigned ev;     /* fanotify: the events io requests now */
 };
 
 struct ax__inotify {
   int fd;
   ax_io_t io;
   ax_fswatch_t *watches;
-  bool reading;    /* io started */
+  unsigned ev;     /* the events io requests now */
   size_t pos, len; /* events in buf not handed out yet */
   unsigned char buf[AX__IN_BUF] __attribute__((aligned(8)));
 };
@@ -101,13 +102,12 @@ static bool concerns(const ax_fswatch_t *w, int wd, uint32_t mask) {
   return (mask & AX__IN_ALWAYS) != 0 || (mask & w->mask & IN_ALL_EVENTS) != 0;
 }
 
+/* Reads the instance while on; a refusal of the loop ends every watch of
+ * it with AX_MSG_CLOSED{err}. */
 static void in_watch(ax__inotify_t *in, bool on) {
-  if (on && !in->reading)
-    in->reading = ax_io_start(&in->io, AX_READ) == 0;
-  else if (!on && in->reading) {
-    ax_io_stop(&in->io);
-    in->reading = false;
-  }
+  int rc = ax__io_want(&in->io, &in->ev, on ? AX_READ : 0);
+  for (ax_fswatch_t *w = in->watches; rc < 0 && w != NULL; w = w->inext)
+    ax__src_end(&w->src, rc);
 }
 
 /* Hands out buffered events while every watch they concern has credit.
@@ -191,7 +191,7 @@ static void in_close(ax__src_t *s) {
     shared |= w->wd >= 0 && o->wd == w->wd;
   if (w->wd >= 0 && !shared)
     (void)inotify_rm_watch(in->fd, w->wd); /* its IN_IGNORED concerns nobody now */
-  if (!in->reading)
+  if (in->ev == 0)
     in_pump(in, false); /* it may have been the watch that held reading up */
 }
 
@@ -199,7 +199,7 @@ static void fs_free(ax__src_t *s) { free(s); }
 
 static void in_credit(ax__src_t *s) {
   ax_fswatch_t *w = (ax_fswatch_t *)s;
-  if (w->in != NULL && !w->in->reading)
+  if (w->in != NULL && w->in->ev == 0)
     in_pump(w->in, false);
 }
 
@@ -259,11 +259,12 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
   int rc = fresh ? in_new(w->src.core, &in) : 0;
   if (rc == 0) {
     w->wd = inotify_add_watch(in->fd, path, mask | IN_MASK_ADD);
-    if (w->wd < 0) {
+    if (w->wd < 0)
       rc = -errno;
-      if (fresh)
-        in_destroy(in);
-    }
+    else if (fresh) /* a refusal is this call's error, not a message */
+      rc = ax__io_want(&in->io, &in->ev, AX_READ);
+    if (rc < 0 && fresh)
+      in_destroy(in);
   }
   if (rc < 0) {
     ax__src_close(&w->src);
@@ -274,8 +275,6 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
   if (w->inext != NULL)
     w->inext->iprev = w;
   in->watches = w;
-  if (fresh)
-    in_watch(in, true);
   ax__src_count(&w->src, true);
   *out = w;
   return 0;
@@ -285,16 +284,13 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
 /* fanotify                                                                  */
 
 static void fan_watch(ax_fswatch_t *w, bool on) {
-  if (on && !ax_io_active(&w->io))
-    (void)ax_io_start(&w->io, AX_READ); /* the fd was accepted at creation */
-  else if (!on)
-    ax_io_stop(&w->io);
+  (void)ax__src_watch(&w->src, &w->io, &w->ev, on ? AX_READ : 0);
 }
 
 static void fan_io_cb(ax_io_t *io, unsigned revents) {
   (void)revents;
   ax_fswatch_t *w = io->data;
-  if (w->src.closed || w->src.owner == NULL || !ax__src_has_credit(&w->src)) {
+  if (!ax__src_may_post(&w->src)) {
     fan_watch(w, false);
     return;
   }
@@ -337,6 +333,7 @@ static void fan_io_cb(ax_io_t *io, unsigned revents) {
 static void fan_close(ax__src_t *s) {
   ax_fswatch_t *w = (ax_fswatch_t *)s;
   ax_io_stop(&w->io);
+  w->ev = 0;
   if (w->fd >= 0)
     close(w->fd);
   w->fd = -1;
@@ -382,7 +379,7 @@ int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned fla
   if (rc == 0) {
     ax_io_init(w->src.core->loop, &w->io, w->fd, fan_io_cb);
     w->io.data = w;
-    rc = ax_io_start(&w->io, AX_READ);
+    rc = ax__io_want(&w->io, &w->ev, AX_READ); /* its error is this call's */
   }
   if (rc < 0) {
     ax__src_close(&w->src);

@@ -73,7 +73,7 @@ void ax__src_post(ax__src_t *s, ax__msg_t *m, unsigned flags) {
   ax__deliver(&s->owner->e, m);
 }
 
-int ax__src_watch(ax__src_t *s, ax_io_t *io, unsigned *cur, unsigned want) {
+int ax__io_want(ax_io_t *io, unsigned *cur, unsigned want) {
   if (*cur == want)
     return 0;
   int rc;
@@ -89,7 +89,13 @@ int ax__src_watch(ax__src_t *s, ax_io_t *io, unsigned *cur, unsigned want) {
   }
   if (*cur != 0 && ax_io_stop(io) == 0)
     *cur = 0; /* half-watched is no use: nothing more comes from this fd */
-  ax__src_end(s, rc);
+  return rc;
+}
+
+int ax__src_watch(ax__src_t *s, ax_io_t *io, unsigned *cur, unsigned want) {
+  int rc = ax__io_want(io, cur, want);
+  if (rc < 0)
+    ax__src_end(s, rc);
   return rc;
 }
 

@@ -139,7 +139,12 @@ static inline bool ax__src_may_post(const ax__src_t *s) {
 }
 
 /* Makes io request exactly `want` (0: stopped), starting, modifying or
- * stopping it; *cur holds what io requests now.  When the loop refuses
+ * stopping it; *cur holds what io requests now.  Returns 0 or the loop's
+ * error (-ENOMEM, -ENOSPC: too many watches, -EBADF, ...); a watcher the
+ * loop refused to change is stopped (*cur 0).  Loop thread. */
+int ax__io_want(ax_io_t *io, unsigned *cur, unsigned want);
+
+/* ax__io_want for a source's watcher: when the loop refuses
  * (-ENOMEM, -ENOSPC: too many watches, -EBADF, ...), the source ends with
  * AX_MSG_CLOSED{err} (ax__src_end) and that error is returned.  Owner
  * core. */
