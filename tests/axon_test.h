@@ -5,11 +5,15 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +82,161 @@ static inline int test_run_suite(Suite *suite) {
   int failed = srunner_ntests_failed(runner);
   srunner_free(runner);
   return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tests that need a capability: CTest's SKIP                               */
+
+/* The exit status CTest reads as "skipped" (SKIP_RETURN_CODE 77 in
+ * tests/CMakeLists.txt).  A program returns it when, and only when, what it
+ * was asked to check needs something this machine lacks; it never passes
+ * instead, and it never installs what is missing (scripts/deps.sh does). */
+#define TEST_SKIP 77
+
+/* A group of TCases that needs something a machine may lack: a program on
+ * PATH, a privilege, a kernel feature.  Each TCase of the group carries the
+ * group's name as its tag (tcase_set_tags), and tests/CMakeLists.txt
+ * registers the program once more per group, with the name as argv[1], so
+ * that each group is a CTest entry of its own that reports SKIP. */
+typedef struct test_group {
+  const char *name; /* the tag of its TCases, and the argument that runs them */
+  /* NULL when the group can run here; otherwise what is missing, in words
+   * (and where to get it), for the SKIP line. */
+  const char *(*missing)(void);
+} test_group_t;
+
+/* Runs the part of `suite` that argv names, in Check's fork mode, and
+ * returns the program's exit status:
+ *  - no argument: every TCase that belongs to none of the n groups;
+ *  - one argument, a group's name: first that group's missing(); if it
+ *    names something, prints "SKIP: ..." and returns TEST_SKIP without
+ *    running anything; otherwise runs the TCases tagged with the name.
+ * Returns EXIT_SUCCESS when every test that ran passed and at least one
+ * ran (a selection that matches nothing is a failure, never a pass), and
+ * EXIT_FAILURE otherwise, or for an unknown name or extra arguments.
+ * Frees the suite.  Check's CK_RUN_CASE and CK_RUN_SUITE still narrow the
+ * run further. */
+static inline int test_run_groups(Suite *suite, int argc, char **argv, const test_group_t *groups,
+                                  size_t n) {
+  const char *only = argc > 1 ? argv[1] : NULL;
+  const test_group_t *group = NULL;
+  char exclude[256] = "";
+  for (size_t i = 0; i < n; i++) {
+    if (only != NULL && strcmp(only, groups[i].name) == 0)
+      group = &groups[i];
+    size_t used = strlen(exclude);
+    snprintf(exclude + used, sizeof exclude - used, "%s%s", used != 0 ? " " : "",
+             groups[i].name);
+  }
+  if (argc > 2 || (only != NULL && group == NULL)) {
+    fprintf(stderr, "usage: %s [group]; the groups:", argv[0]);
+    for (size_t i = 0; i < n; i++)
+      fprintf(stderr, " %s", groups[i].name);
+    fprintf(stderr, "\n");
+    srunner_free(srunner_create(suite)); /* frees the suite */
+    return EXIT_FAILURE;
+  }
+  if (group != NULL) {
+    const char *missing = group->missing();
+    if (missing != NULL) {
+      printf("SKIP: %s %s: %s\n", argv[0], group->name, missing);
+      srunner_free(srunner_create(suite)); /* frees the suite */
+      return TEST_SKIP;
+    }
+  }
+  SRunner *runner = srunner_create(suite);
+  if (group != NULL)
+    srunner_run_tagged(runner, NULL, NULL, group->name, NULL, CK_NORMAL);
+  else
+    srunner_run_tagged(runner, NULL, NULL, NULL, n != 0 ? exclude : NULL, CK_NORMAL);
+  int ran = srunner_ntests_run(runner);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  if (ran == 0)
+    fprintf(stderr, "%s: no test ran (a group without its tag, or CK_RUN_CASE naming none?)\n",
+            argv[0]);
+  return ran == 0 || failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* True when `program` is an executable regular file in a directory of
+ * PATH (an empty entry meaning the current directory), the way execlp()
+ * would find it.  False when PATH is unset. */
+static inline bool test_on_path(const char *program) {
+  const char *path = getenv("PATH");
+  if (path == NULL)
+    return false;
+  for (const char *p = path;;) {
+    const char *end = strchr(p, ':');
+    size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+    char file[4096];
+    int w = len != 0 ? snprintf(file, sizeof file, "%.*s/%s", (int)len, p, program)
+                     : snprintf(file, sizeof file, "./%s", program);
+    struct stat st;
+    if (w > 0 && (size_t)w < sizeof file && stat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+        access(file, X_OK) == 0)
+      return true;
+    if (end == NULL)
+      return false;
+    p = end + 1;
+  }
+}
+
+/* Drops capability `cap` (CAP_*) from the calling thread's effective and
+ * permitted sets, so that the kernel treats the thread as it treats an
+ * unprivileged one for what that capability governs, even under root;
+ * threads it creates afterwards inherit that.  Lowering one's own
+ * capabilities needs no privilege.  Returns false if capget or capset
+ * failed. */
+static inline bool test_drop_capability(int cap) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &hdr, data) != 0)
+    return false;
+  data[cap / 32].effective &= ~(1u << (cap % 32));
+  data[cap / 32].permitted &= ~(1u << (cap % 32));
+  return syscall(SYS_capset, &hdr, data) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Messages in flight, seen from inside the receiving actor                  */
+
+/*
+ * How many messages of a source are in flight (delivered to the actor and
+ * not yet handled, the one being handled included), measured by the actor
+ * itself, so that a window can be checked directly rather than through a
+ * counter that other limits also bound (a turn's batch, a read's burst).
+ * On each message of the source the actor sends itself a marker holding
+ * the count handled so far; when the marker comes back, every message
+ * handled in between was queued ahead of it.  That relies on an actor's
+ * mailbox being one FIFO for all senders (one MPSC queue, runtime/core.c):
+ * the marker never overtakes a message delivered before it, and no message
+ * delivered after it comes first.  Owner core only.
+ */
+typedef struct test_inflight {
+  uint64_t handled; /* messages of the source handled so far */
+  uint64_t markers; /* markers back */
+  uint64_t max;     /* the most in flight seen at any one of them */
+} test_inflight_t;
+
+/* Counts a message of the source, from the behaviour handling it, and
+ * sends the actor a marker of type `marker_type`.  Returns ax_send's
+ * result (0, or a negative errno code). */
+static inline int test_inflight_seen(test_inflight_t *p, ax_actor_t *self, uint32_t marker_type) {
+  p->handled++;
+  return ax_send(ax_self(self), marker_type, &p->handled, sizeof p->handled);
+}
+
+/* Takes a marker back, from the behaviour handling it; returns how many
+ * messages were in flight when it was sent (the one that sent it
+ * included), and keeps the largest in p->max. */
+static inline uint64_t test_inflight_marker(test_inflight_t *p, const ax_msg_t *marker) {
+  uint64_t at;
+  memcpy(&at, marker->data, sizeof at);
+  uint64_t n = p->handled - at + 1;
+  if (n > p->max)
+    p->max = n;
+  p->markers++;
+  return n;
 }
 
 /* ------------------------------------------------------------------------ */
