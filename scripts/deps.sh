@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-dev
-          mosquitto libmosquitto-dev mosquitto-clients socat)
+          mosquitto libmosquitto-dev mosquitto-clients socat python3)
 
 missing=()
 for p in "${packages[@]}"; do
