@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "actors/actors.h"
+#include "actors/list.h"
 
 #define AX__TIMER_PAYLOAD_MAX 256
 
@@ -11,7 +12,7 @@
  * one-shot message is handled, or until the actor dies.  Owner core only. */
 typedef struct ax__timer_rec {
   ax_timer_t t;
-  struct ax__timer_rec *next, *prev;
+  ax__link_t link; /* the actor's AX__SLOT_TIMERS list */
   ax_actor_t *actor;
   uint64_t id;
   uint32_t type, size;
@@ -21,18 +22,13 @@ typedef struct ax__timer_rec {
 } ax__timer_rec_t;
 
 static void unlink_rec(ax_actor_t *a, ax__timer_rec_t *r) {
-  if (r->prev != NULL)
-    r->prev->next = r->next;
-  else
-    a->ext->slot[AX__SLOT_TIMERS] = r->next;
-  if (r->next != NULL)
-    r->next->prev = r->prev;
+  ax__list_remove((ax__link_t **)&a->ext->slot[AX__SLOT_TIMERS], &r->link);
 }
 
 static ax__timer_rec_t *find_rec(ax_actor_t *a, uint64_t id) {
-  for (ax__timer_rec_t *r = ax__slot_get(a, AX__SLOT_TIMERS); r != NULL; r = r->next)
-    if (r->id == id)
-      return r;
+  for (ax__link_t *l = ax__slot_get(a, AX__SLOT_TIMERS); l != NULL; l = l->next)
+    if (AX_CONTAINER_OF(l, ax__timer_rec_t, link)->id == id)
+      return AX_CONTAINER_OF(l, ax__timer_rec_t, link);
   return NULL;
 }
 
@@ -78,11 +74,7 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
     free(r);
     return rc;
   }
-  r->prev = NULL;
-  r->next = ext->slot[AX__SLOT_TIMERS];
-  if (r->next != NULL)
-    r->next->prev = r;
-  ext->slot[AX__SLOT_TIMERS] = r;
+  ax__list_push((ax__link_t **)&ext->slot[AX__SLOT_TIMERS], &r->link);
   if (id != NULL)
     *id = r->id;
   return 0;
@@ -129,12 +121,12 @@ static int timer_handle(ax_actor_t *a, ax__msg_t *m) {
  * mailbox). */
 static void timers_on_death(ax_actor_t *a, int reason) {
   (void)reason;
-  ax__timer_rec_t *r = ax__slot_get(a, AX__SLOT_TIMERS);
-  while (r != NULL) {
-    ax__timer_rec_t *next = r->next;
+  ax__link_t *l = ax__slot_get(a, AX__SLOT_TIMERS);
+  while (l != NULL) {
+    ax__timer_rec_t *r = AX_CONTAINER_OF(l, ax__timer_rec_t, link);
+    l = l->next;
     ax_timer_stop(&r->t);
     free(r);
-    r = next;
   }
   if (a->ext != NULL)
     a->ext->slot[AX__SLOT_TIMERS] = NULL;

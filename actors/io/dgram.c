@@ -1,6 +1,7 @@
 /* Datagram sources: UDP (v4/v6) and unix datagram sockets, one AX_MSG_DATAGRAM per packet under a window. */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ struct ax_dgram {
   struct sockaddr_storage *from;
   unsigned char *buf; /* slots * o.max_packet */
 };
+_Static_assert(offsetof(struct ax_dgram, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* The offset of the bytes in a message: the header, rounded up to 16. */
 #define AX__DG_HEAD ((sizeof(ax_datagram_t) + 15) & ~(size_t)15)
@@ -183,7 +185,7 @@ static int apply_opts(int fd, const ax_dgram_opts_t *o) {
 /* Makes the source over a bound socket.  On failure the fd is closed. */
 static int dgram_new(ax_actor_t *self, int fd, int family, const ax_dgram_opts_t *o,
                      ax_dgram_t **out) {
-  ax_dgram_t *d = ax__calloc(1, sizeof *d);
+  ax_dgram_t *d = ax__src_new(sizeof *d, &dgram_ops, self, o->window);
   if (d == NULL) {
     close(fd);
     return -ENOMEM;
@@ -197,10 +199,8 @@ static int dgram_new(ax_actor_t *self, int fd, int family, const ax_dgram_opts_t
   size_t area = ((size_t)d->slots * o->max_packet + 15) & ~(size_t)15;
   /* One block: the packet buffers, then the names, headers and iovecs. */
   d->buf = ax__malloc(area + d->slots * each);
-  if (d->buf == NULL || ax__src_init(&d->src, &dgram_ops, self, o->window) < 0) {
-    free(d->buf);
-    free(d);
-    close(fd);
+  if (d->buf == NULL) {
+    ax__src_close(&d->src); /* closes the fd */
     return -ENOMEM;
   }
   unsigned char *p = d->buf + area;
@@ -396,10 +396,4 @@ int ax_dgram_fd(const ax_dgram_t *d) {
 /* Closes the socket: no AX_MSG_DATAGRAM of it is delivered after this
  * returns, not even one already queued.  Owner's core.  Returns 0, or
  * -EINVAL for NULL. */
-int ax_dgram_close(ax_dgram_t *d) {
-  if (d == NULL)
-    return -EINVAL;
-  AX__SRC_ASSERT(&d->src);
-  ax__src_close(&d->src);
-  return 0;
-}
+int ax_dgram_close(ax_dgram_t *d) { return ax__src_close_handle((ax__src_t *)d); }

@@ -1,6 +1,7 @@
 /* eventfd sources: writes by any thread or process become AX_MSG_EVENT{count} for the owner. */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ struct ax_efd {
   int fd;        /* ev.fd, kept for ax_efd_fd and ax_efd_notify (any thread) */
   ax_event_t ev; /* the loop's eventfd watcher reads the counter */
 };
+_Static_assert(offsetof(struct ax_efd, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* Watches the eventfd while its one message may be posted; a refusal of
  * the loop ends the source with AX_MSG_CLOSED{err}. */
@@ -78,13 +80,9 @@ int ax_efd_open(ax_actor_t *self, ax_efd_t **out) {
   if (self == NULL || out == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  ax_efd_t *e = ax__calloc(1, sizeof *e);
+  ax_efd_t *e = ax__src_new(sizeof *e, &efd_ops, self, 1);
   if (e == NULL)
     return -ENOMEM;
-  if (ax__src_init(&e->src, &efd_ops, self, 1) < 0) {
-    free(e);
-    return -ENOMEM;
-  }
   int rc = ax_event_init(e->src.core->loop, &e->ev, event_cb);
   if (rc == 0) {
     e->ev.data = e;
@@ -130,10 +128,4 @@ int ax_efd_notify(ax_efd_t *e, uint64_t n) {
  * returns, not even one already queued; writes still in flight are lost.
  * No other thread may notify it any more.  Owner's core.  Returns 0, or
  * -EINVAL for NULL. */
-int ax_efd_close(ax_efd_t *e) {
-  if (e == NULL)
-    return -EINVAL;
-  AX__SRC_ASSERT(&e->src);
-  ax__src_close(&e->src);
-  return 0;
-}
+int ax_efd_close(ax_efd_t *e) { return ax__src_close_handle((ax__src_t *)e); }

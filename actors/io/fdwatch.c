@@ -1,6 +1,7 @@
 /* Raw fd watches: one-shot AX_MSG_FD_READY messages for fds that someone else owns. */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -40,39 +41,25 @@ struct ax_fdwatch {
   unsigned events; /* the events armed now; 0 while disarmed */
   ax_io_t io;
   ax__core_t *core;                    /* whose list it is on */
-  struct ax_fdwatch *lnext, *lprev;    /* the core's list of watches */
+  ax__link_t link;                      /* the core's list of watches */
 };
+_Static_assert(offsetof(struct ax_fdwatch, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* The head of core c's list of watches. */
-static ax_fdwatch_t **watches(ax__core_t *c) {
-  return (ax_fdwatch_t **)&c->slot[AX__CORE_SLOT_FDWATCH];
-}
+static ax__link_t **watches(ax__core_t *c) { return (ax__link_t **)&c->slot[AX__CORE_SLOT_FDWATCH]; }
 
 /* Adds w to its core's list unless the core watches its fd already. */
 static bool list_add(ax_fdwatch_t *w) {
-  ax_fdwatch_t **head = watches(w->core);
-  for (ax_fdwatch_t *o = *head; o != NULL; o = o->lnext)
-    if (o->fd == w->fd)
+  for (ax__link_t *l = *watches(w->core); l != NULL; l = l->next)
+    if (AX_CONTAINER_OF(l, ax_fdwatch_t, link)->fd == w->fd)
       return false;
-  w->lprev = NULL;
-  w->lnext = *head;
-  if (w->lnext != NULL)
-    w->lnext->lprev = w;
-  *head = w;
+  ax__list_push(watches(w->core), &w->link);
   return true;
 }
 
 static void list_remove(ax_fdwatch_t *w) {
-  if (w->core == NULL)
-    return; /* never added */
-  ax_fdwatch_t **head = watches(w->core);
-  if (w->lprev != NULL)
-    w->lprev->lnext = w->lnext;
-  else if (*head == w)
-    *head = w->lnext;
-  if (w->lnext != NULL)
-    w->lnext->lprev = w->lprev;
-  w->lnext = w->lprev = NULL;
+  if (w->core != NULL) /* else never added */
+    ax__list_remove(watches(w->core), &w->link);
 }
 
 /* The loop reported the fd and disarmed it (AX_ONESHOT): tell the owner.
@@ -146,13 +133,9 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
   int rc = pollable(fd);
   if (rc < 0)
     return rc;
-  ax_fdwatch_t *w = ax__calloc(1, sizeof *w);
+  ax_fdwatch_t *w = ax__src_new(sizeof *w, &fdwatch_ops, self, 0);
   if (w == NULL)
     return -ENOMEM;
-  if (ax__src_init(&w->src, &fdwatch_ops, self, 0) < 0) {
-    free(w);
-    return -ENOMEM;
-  }
   w->fd = fd;
   w->core = w->src.core;
   if (!list_add(w)) {
@@ -206,10 +189,4 @@ int ax_fdwatch_rearm(ax_fdwatch_t *w, unsigned events) {
  * AX_MSG_FD_READY of this watch is delivered after the call, not even one
  * already queued.  The handle is invalid afterwards.  Owner's core only.
  * Returns 0, or -EINVAL for NULL. */
-int ax_fdwatch_close(ax_fdwatch_t *w) {
-  if (w == NULL)
-    return -EINVAL;
-  AX__SRC_ASSERT(&w->src);
-  ax__src_close(&w->src);
-  return 0;
-}
+int ax_fdwatch_close(ax_fdwatch_t *w) { return ax__src_close_handle((ax__src_t *)w); }

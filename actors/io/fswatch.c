@@ -1,6 +1,7 @@
 /* File-system event sources: inotify (one instance per owner actor) and fanotify (one group per watch). */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -52,20 +53,26 @@ struct ax_fswatch {
   uint32_t mask;   /* inotify: the events this watch asked for */
   int wd;          /* inotify: the kernel's watch, -1 once the kernel dropped it */
   ax__inotify_t *in;
-  ax_fswatch_t *inext, *iprev; /* the instance's watches */
+  ax__link_t ilink; /* the instance's list of watches */
   int fd;          /* fanotify: the group */
   ax_io_t io;      /* fanotify */
   unsigned ev;     /* fanotify: the events io requests now */
 };
+_Static_assert(offsetof(struct ax_fswatch, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 struct ax__inotify {
   int fd;
   ax_io_t io;
-  ax_fswatch_t *watches;
+  ax__link_t *watches; /* its watches (ilink) */
   unsigned ev;     /* the events io requests now */
   size_t pos, len; /* events in buf not handed out yet */
   unsigned char buf[AX__IN_BUF] __attribute__((aligned(8)));
 };
+
+/* The instance's watches, in turn. */
+#define EACH_WATCH(w, in)                                                                 \
+  for (ax_fswatch_t *w = AX__LIST_ENTRY((in)->watches, ax_fswatch_t, ilink); w != NULL;  \
+       w = AX__LIST_ENTRY(w->ilink.next, ax_fswatch_t, ilink))
 
 /* The offset of the name in a message: the header, rounded up to 16. */
 #define AX__FS_HEAD ((sizeof(ax_fs_event_t) + 15) & ~(size_t)15)
@@ -106,8 +113,9 @@ static bool concerns(const ax_fswatch_t *w, int wd, uint32_t mask) {
  * it with AX_MSG_CLOSED{err}. */
 static void in_watch(ax__inotify_t *in, bool on) {
   int rc = ax__io_want(&in->io, &in->ev, on ? AX_READ : 0);
-  for (ax_fswatch_t *w = in->watches; rc < 0 && w != NULL; w = w->inext)
-    ax__src_end(&w->src, rc);
+  if (rc < 0)
+    EACH_WATCH(w, in)
+      ax__src_end(&w->src, rc);
 }
 
 /* Hands out buffered events while every watch they concern has credit.
@@ -115,19 +123,19 @@ static void in_watch(ax__inotify_t *in, bool on) {
 static bool in_hand_out(ax__inotify_t *in) {
   while (in->pos < in->len) {
     const struct inotify_event *e = (const struct inotify_event *)(void *)(in->buf + in->pos);
-    for (ax_fswatch_t *w = in->watches; w != NULL; w = w->inext)
+    EACH_WATCH(w, in)
       if (concerns(w, e->wd, e->mask) && !ax__src_has_credit(&w->src))
         return false;
     const char *name = e->len > 0 ? e->name : "";
     size_t nlen = strnlen(name, e->len);
-    for (ax_fswatch_t *w = in->watches; w != NULL; w = w->inext) {
+    EACH_WATCH(w, in) {
       if (!concerns(w, e->wd, e->mask))
         continue;
       uint32_t mask = e->mask & (w->mask | AX__IN_ALWAYS | IN_ISDIR);
       post_event(w, mask, e->cookie, 0, name, nlen);
     }
     if (e->mask & IN_IGNORED) /* the kernel dropped the wd (file gone, unmounted) */
-      for (ax_fswatch_t *w = in->watches; w != NULL; w = w->inext)
+      EACH_WATCH(w, in)
         if (w->wd == e->wd)
           w->wd = -1;
     in->pos += sizeof *e + e->len;
@@ -175,19 +183,14 @@ static void in_close(ax__src_t *s) {
   ax__inotify_t *in = w->in;
   if (in == NULL)
     return;
-  if (w->iprev != NULL)
-    w->iprev->inext = w->inext;
-  else
-    in->watches = w->inext;
-  if (w->inext != NULL)
-    w->inext->iprev = w->iprev;
+  ax__list_remove(&in->watches, &w->ilink);
   w->in = NULL;
   if (in->watches == NULL) {
     in_destroy(in);
     return;
   }
   bool shared = false;
-  for (ax_fswatch_t *o = in->watches; o != NULL; o = o->inext)
+  EACH_WATCH(o, in)
     shared |= w->wd >= 0 && o->wd == w->wd;
   if (w->wd >= 0 && !shared)
     (void)inotify_rm_watch(in->fd, w->wd); /* its IN_IGNORED concerns nobody now */
@@ -211,7 +214,7 @@ static const ax__src_ops_t inotify_ops = {
 
 /* The inotify instance self's watches share, or NULL. */
 static ax__inotify_t *find_instance(ax_actor_t *self) {
-  for (ax__src_t *s = ax__src_first(self); s != NULL; s = s->onext)
+  for (ax__src_t *s = ax__src_first(self); s != NULL; s = ax__src_next(s))
     if (s->ops == &inotify_ops && ((ax_fswatch_t *)s)->in != NULL)
       return ((ax_fswatch_t *)s)->in;
   return NULL;
@@ -243,13 +246,9 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
       (mask & ~(uint32_t)(IN_ALL_EVENTS | AX__IN_FLAGS)) != 0)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  ax_fswatch_t *w = ax__calloc(1, sizeof *w);
+  ax_fswatch_t *w = ax__src_new(sizeof *w, &inotify_ops, self, AX__FS_WINDOW);
   if (w == NULL)
     return -ENOMEM;
-  if (ax__src_init(&w->src, &inotify_ops, self, AX__FS_WINDOW) < 0) {
-    free(w);
-    return -ENOMEM;
-  }
   w->kind = AX__FS_INOTIFY;
   w->mask = mask;
   w->wd = -1;
@@ -271,10 +270,7 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
     return rc;
   }
   w->in = in;
-  w->inext = in->watches;
-  if (w->inext != NULL)
-    w->inext->iprev = w;
-  in->watches = w;
+  ax__list_push(&in->watches, &w->ilink);
   ax__src_count(&w->src, true);
   *out = w;
   return 0;
@@ -359,14 +355,10 @@ int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned fla
       (mask & (FAN_OPEN_PERM | FAN_ACCESS_PERM | FAN_OPEN_EXEC_PERM)) != 0)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  ax_fswatch_t *w = ax__calloc(1, sizeof *w);
+  ax_fswatch_t *w = ax__src_new(sizeof *w, &fanotify_ops, self, AX__FS_WINDOW);
   if (w == NULL)
     return -ENOMEM;
   w->fd = -1;
-  if (ax__src_init(&w->src, &fanotify_ops, self, AX__FS_WINDOW) < 0) {
-    free(w);
-    return -ENOMEM;
-  }
   w->kind = AX__FS_FANOTIFY;
   w->wd = -1;
   int rc = 0;
@@ -393,10 +385,4 @@ int ax_fan_watch(ax_actor_t *self, const char *path, uint64_t mask, unsigned fla
 /* Ends a watch of either kind: no AX_MSG_FS_EVENT of it is delivered after
  * this returns, not even one already queued.  Owner's core.  Returns 0,
  * or -EINVAL for NULL. */
-int ax_fswatch_close(ax_fswatch_t *w) {
-  if (w == NULL)
-    return -EINVAL;
-  AX__SRC_ASSERT(&w->src);
-  ax__src_close(&w->src);
-  return 0;
-}
+int ax_fswatch_close(ax_fswatch_t *w) { return ax__src_close_handle((ax__src_t *)w); }

@@ -1,6 +1,7 @@
 /* Signals as messages: the runtime's signal hook fans each claimed signal out to the actors subscribed to it. */
 #include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -31,12 +32,13 @@ struct ax__sigsub {
   struct ax__sigwatch *w;
   ax_ref_t ref;
   uint64_t mask;                 /* bit signo - 1; under w->lock */
-  ax__sigsub_t *next, *prev;     /* w->subs; under w->lock */
+  ax__link_t link;               /* w->subs; under w->lock */
 };
+_Static_assert(offsetof(struct ax__sigsub, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 struct ax__sigwatch {
   pthread_mutex_t lock;
-  ax__sigsub_t *subs; /* under lock */
+  ax__link_t *subs; /* the subscriptions (ax__sigsub_t.link); under lock */
 };
 
 static uint64_t bit(int signo) { return (uint64_t)1 << (signo - 1); }
@@ -59,7 +61,8 @@ static bool fan_out(ax_rt_t *rt, const struct signalfd_siginfo *si) {
     return false;
   bool received = false;
   pthread_mutex_lock(&w->lock);
-  for (ax__sigsub_t *s = w->subs; s != NULL; s = s->next) {
+  for (ax__link_t *l = w->subs; l != NULL; l = l->next) {
+    ax__sigsub_t *s = AX_CONTAINER_OF(l, ax__sigsub_t, link);
     if (!(s->mask & bit(signo)))
       continue;
     /* ax_send from a loop callback: from is AX_REF_NONE.  -ESRCH only in
@@ -90,9 +93,8 @@ static void sigwatch_free(ax_rt_t *rt) {
   if (w == NULL)
     return;
   while (w->subs != NULL) { /* whatever is left belongs to no live actor */
-    ax__sigsub_t *s = w->subs;
-    w->subs = s->next;
-    s->next = s->prev = NULL;
+    ax__sigsub_t *s = AX_CONTAINER_OF(w->subs, ax__sigsub_t, link);
+    ax__list_remove(&w->subs, &s->link);
     s->w = NULL;
   }
   pthread_mutex_destroy(&w->lock);
@@ -108,13 +110,7 @@ static void sub_unlink(ax__sigsub_t *s) {
   if (w == NULL)
     return;
   pthread_mutex_lock(&w->lock);
-  if (s->prev != NULL)
-    s->prev->next = s->next;
-  else
-    w->subs = s->next;
-  if (s->next != NULL)
-    s->next->prev = s->prev;
-  s->next = s->prev = NULL;
+  ax__list_remove(&w->subs, &s->link);
   s->mask = 0;
   pthread_mutex_unlock(&w->lock);
   s->w = NULL;
@@ -131,7 +127,7 @@ static const ax__src_ops_t sigsub_ops = {
 
 /* The actor's subscription record, or NULL. */
 static ax__sigsub_t *find_sub(ax_actor_t *self) {
-  for (ax__src_t *s = ax__src_first(self); s != NULL; s = s->onext)
+  for (ax__src_t *s = ax__src_first(self); s != NULL; s = ax__src_next(s))
     if (s->ops == &sigsub_ops)
       return (ax__sigsub_t *)s;
   return NULL;
@@ -149,20 +145,13 @@ int ax_signal_watch(ax_actor_t *self, int signo) {
     return -ENOTSUP;
   ax__sigsub_t *s = find_sub(self);
   if (s == NULL) {
-    s = ax__calloc(1, sizeof *s);
+    s = ax__src_new(sizeof *s, &sigsub_ops, self, 0);
     if (s == NULL)
       return -ENOMEM;
-    if (ax__src_init(&s->src, &sigsub_ops, self, 0) < 0) {
-      free(s);
-      return -ENOMEM;
-    }
     s->w = w;
     s->ref = self->ref;
     pthread_mutex_lock(&w->lock);
-    s->next = w->subs;
-    if (s->next != NULL)
-      s->next->prev = s;
-    w->subs = s;
+    ax__list_push(&w->subs, &s->link);
     pthread_mutex_unlock(&w->lock);
   }
   pthread_mutex_lock(&w->lock);

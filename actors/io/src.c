@@ -9,37 +9,29 @@
 static void link_owner(ax__src_t *s, ax_actor_t *a) {
   s->owner = a;
   s->core = a->core;
-  s->oprev = NULL;
-  s->onext = a->ext->slot[AX__SLOT_SOURCES];
-  if (s->onext != NULL)
-    s->onext->oprev = s;
-  a->ext->slot[AX__SLOT_SOURCES] = s;
+  ax__list_push((ax__link_t **)&a->ext->slot[AX__SLOT_SOURCES], &s->olink);
 }
 
 static void unlink_owner(ax__src_t *s) {
   ax_actor_t *a = s->owner;
   if (a == NULL)
     return;
-  if (s->oprev != NULL)
-    s->oprev->onext = s->onext;
-  else if (a->ext != NULL)
-    a->ext->slot[AX__SLOT_SOURCES] = s->onext;
-  if (s->onext != NULL)
-    s->onext->oprev = s->oprev;
-  s->onext = s->oprev = NULL;
+  ax__list_remove((ax__link_t **)&a->ext->slot[AX__SLOT_SOURCES], &s->olink);
   s->owner = NULL;
 }
 
-int ax__src_init(ax__src_t *s, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window) {
-  memset(s, 0, sizeof *s);
-  if (ax__actor_ext(owner) == NULL)
-    return -ENOMEM;
+void *ax__src_new(size_t size, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window) {
+  ax__src_t *s = ax__calloc(1, size);
+  if (s == NULL || ax__actor_ext(owner) == NULL) {
+    free(s);
+    return NULL;
+  }
   s->ops = ops;
   s->magic = AX__SRC_OPEN;
   s->refs = 1;
   s->window = window;
   link_owner(s, owner);
-  return 0;
+  return s;
 }
 
 void ax__src_count(ax__src_t *s, bool on) {
@@ -115,6 +107,14 @@ void ax__src_end(ax__src_t *s, int err) {
   ax__src_post(s, m, AX__MSG_FINAL);
 }
 
+int ax__src_close_handle(ax__src_t *s) {
+  if (s == NULL)
+    return -EINVAL;
+  AX__SRC_ASSERT(s);
+  ax__src_close(s);
+  return 0;
+}
+
 void ax__src_close(ax__src_t *s) {
   if (s->closed)
     return;
@@ -135,20 +135,10 @@ void ax__src_linger(ax__src_t *s, bool on) {
   s->lingering = on;
   if (on) {
     s->refs++;
-    s->lprev = NULL;
-    s->lnext = c->lingering;
-    if (s->lnext != NULL)
-      s->lnext->lprev = s;
-    c->lingering = s;
+    ax__list_push(&c->lingering, &s->llink);
     return;
   }
-  if (s->lprev != NULL)
-    s->lprev->lnext = s->lnext;
-  else
-    c->lingering = s->lnext;
-  if (s->lnext != NULL)
-    s->lnext->lprev = s->lprev;
-  s->lnext = s->lprev = NULL;
+  ax__list_remove(&c->lingering, &s->llink);
   ax__src_unref(s);
 }
 
@@ -390,8 +380,10 @@ static void io_core_free(ax__core_t *c) {
 /* The runtime stops: end every source of this core that still lingers. */
 static void io_core_stop(ax__core_t *c) {
   ax__io_core_t *io = ax__io_core(c);
-  while (io->lingering != NULL)
-    io->lingering->ops->abort(io->lingering);
+  while (io->lingering != NULL) {
+    ax__src_t *s = AX_CONTAINER_OF(io->lingering, ax__src_t, llink);
+    s->ops->abort(s);
+  }
 }
 
 static const ax__kind_t io_kind = {.handle = src_handle, .drop = src_drop};

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "actors/actors.h"
+#include "actors/list.h"
 #include "axon/source.h"
 
 /*
@@ -73,10 +74,10 @@ struct ax__src {
   ax_actor_t *owner; /* NULL once closed or while moving */
   ax__core_t *core;  /* the core whose loop serves it */
   uint32_t magic;    /* AX__SRC_*: past the allocator's free-list words */
-  ax__src_t *onext, *oprev; /* the owner's list of sources (while open) */
-  ax__src_t *lnext, *lprev; /* the core's list of lingering sources (while
-                               closed and flushing): a separate pair, as a
-                               closing source is on both lists for a moment */
+  ax__link_t olink; /* the owner's list of sources (while open) */
+  ax__link_t llink; /* the core's list of lingering sources (while closed
+                       and flushing): a link of its own, as a closing
+                       source is on both lists for a moment */
   uint32_t refs;     /* 1 while open, plus one per queued message and linger */
   uint32_t inflight; /* credited messages not handled yet */
   uint32_t window;   /* the most credited messages in flight (0: no limit) */
@@ -102,7 +103,7 @@ enum {
 
 /* A core's source state (AX__CORE_SLOT_IO), made with the core. */
 typedef struct ax__io_core {
-  ax__src_t *lingering;   /* closed sources still flushing writes */
+  ax__link_t *lingering;  /* closed sources still flushing writes (llink) */
   unsigned char *scratch; /* the read buffer of stream sources, made on first use */
 } ax__io_core_t;
 
@@ -115,10 +116,11 @@ static inline ax__io_core_t *ax__io_core(ax__core_t *c) { return c->slot[AX__COR
 #define AX__SRC_ASSERT_OPEN(s) assert((s)->magic == AX__SRC_OPEN)
 #define AX__SRC_ASSERT(s) assert((s)->magic == AX__SRC_OPEN && (s)->core == ax__tls_core)
 
-/* Initialises a source owned by `owner` (on its core) with one reference
- * and links it into the owner's list.  Returns -ENOMEM when the owner's
- * extension cannot be allocated. */
-int ax__src_init(ax__src_t *s, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window);
+/* Allocates a zeroed source object of `size` bytes (the source's struct,
+ * whose first member is its ax__src_t) owned by `owner` (on its core), with
+ * one reference and linked into the owner's list.  NULL when out of
+ * memory.  The owner's core. */
+void *ax__src_new(size_t size, const ax__src_ops_t *ops, ax_actor_t *owner, uint32_t window);
 
 /* A message for the owner with `payload` bytes of room, or NULL. */
 ax__msg_t *ax__src_msg(ax__src_t *s, uint32_t type, size_t payload);
@@ -163,6 +165,12 @@ void ax__src_count(ax__src_t *s, bool on);
  * Idempotent. */
 void ax__src_close(ax__src_t *s);
 
+/* The public close calls (ax_dgram_close, ax_efd_close, ...): -EINVAL for
+ * NULL, else (debug builds asserting an open handle on its owner's core)
+ * ax__src_close and 0.  s is the handle: every source struct starts with
+ * its ax__src_t. */
+int ax__src_close_handle(ax__src_t *s);
+
 /* A closed source that keeps flushing holds a reference and sits on its
  * core's lingering list, so that a stopping runtime can end it. */
 void ax__src_linger(ax__src_t *s, bool on);
@@ -173,7 +181,12 @@ void ax__src_unref(ax__src_t *s);
 /* The sources owned by an actor (its AX__SLOT_SOURCES list), first one or
  * NULL; follow onext. */
 static inline ax__src_t *ax__src_first(const ax_actor_t *a) {
-  return ax__slot_get(a, AX__SLOT_SOURCES);
+  return AX__LIST_ENTRY((ax__link_t *)ax__slot_get(a, AX__SLOT_SOURCES), ax__src_t, olink);
+}
+
+/* The next source of the same owner, or NULL. */
+static inline ax__src_t *ax__src_next(const ax__src_t *s) {
+  return AX__LIST_ENTRY(s->olink.next, ax__src_t, olink);
 }
 
 /* Gives the source to the actor `to`; `given` is the hand-over message

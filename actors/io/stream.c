@@ -506,13 +506,9 @@ int ax__stream_alloc(ax_actor_t *self, int kind, const ax_stream_opts_t *opts,
   ax_stream_opts_t o;
   if (self == NULL || out == NULL || ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
-  ax_stream_t *s = ax__calloc(1, sizeof *s);
+  ax_stream_t *s = ax__src_new(sizeof *s, &stream_ops, self, o.window);
   if (s == NULL)
     return -ENOMEM;
-  if (ax__src_init(&s->src, &stream_ops, self, o.window) < 0) {
-    free(s);
-    return -ENOMEM;
-  }
   s->kind = kind;
   s->state = AX__ST_CONNECTING;
   s->rfd = s->wfd = -1;
@@ -694,13 +690,7 @@ int ax_stream_shutdown(ax_stream_t *s) {
   return 0;
 }
 
-int ax_stream_close(ax_stream_t *s) {
-  if (s == NULL)
-    return -EINVAL;
-  AX__SRC_ASSERT(&s->src);
-  ax__src_close(&s->src);
-  return 0;
-}
+int ax_stream_close(ax_stream_t *s) { return ax__src_close_handle((ax__src_t *)s); }
 
 int ax_stream_pause(ax_stream_t *s) {
   if (s == NULL)

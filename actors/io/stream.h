@@ -3,6 +3,7 @@
 #define AXON_ACTORS_IO_STREAM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "axon/stream.h"
 #include "actors/io/framing.h"
@@ -60,6 +61,7 @@ struct ax_stream {
   ax_timer_t ltimer; /* the linger limit */
   void *udata;
 };
+_Static_assert(offsetof(struct ax_stream, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* Makes a stream owned by self over non-blocking fds rfd/wfd (either may be
  * -1; the same fd for a socket or a tty), already connected: it starts

@@ -1,5 +1,6 @@
 /* TCP and unix stream sockets: connect (with a resolver pool), listeners, servers across cores. */
 #include <errno.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -231,6 +232,7 @@ struct ax_listener {
   ax_timer_t backoff;
   ax_stream_opts_t o;
 };
+_Static_assert(offsetof(struct ax_listener, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* Watches the listening socket while it may accept: open, not backing off
  * from an overload, with credit for another AX_MSG_ACCEPT.  A refusal of
@@ -332,13 +334,9 @@ int ax__listener_new(ax_actor_t *self, int fd, int kind, const ax_stream_opts_t 
   ax_stream_opts_t o;
   if (ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
-  ax_listener_t *l = ax__calloc(1, sizeof *l);
+  ax_listener_t *l = ax__src_new(sizeof *l, &listener_ops, self, AX__ACCEPT_WINDOW);
   if (l == NULL)
     return -ENOMEM;
-  if (ax__src_init(&l->src, &listener_ops, self, AX__ACCEPT_WINDOW) < 0) {
-    free(l);
-    return -ENOMEM;
-  }
   l->fd = fd;
   l->kind = kind;
   l->o = o;
@@ -427,13 +425,7 @@ int ax_listener_port(const ax_listener_t *l) {
   return ax__sock_port(l->fd);
 }
 
-int ax_listener_close(ax_listener_t *l) {
-  if (l == NULL)
-    return -EINVAL;
-  AX__SRC_ASSERT(&l->src);
-  ax__src_close(&l->src);
-  return 0;
-}
+int ax_listener_close(ax_listener_t *l) { return ax__src_close_handle((ax__src_t *)l); }
 
 /* ------------------------------------------------------------------------ */
 /* The feature: per-core accept error counts.                                */
