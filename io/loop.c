@@ -15,8 +15,10 @@
 static void wake_cb(ax_io_t *io, unsigned revents) {
   (void)revents;
   uint64_t n;
-  while (read(io->fd, &n, sizeof n) > 0) {
-  }
+  /* One read takes the whole count and resets it (not a semaphore
+   * eventfd); EAGAIN when a stop's wake-up was drained already. */
+  ssize_t r = read(io->fd, &n, sizeof n);
+  (void)r;
 }
 
 static int pick_backend(const ax_loop_opts_t *opts, const ax__backend_t **out) {

@@ -74,8 +74,6 @@ void ax__actor_discard(ax_actor_t *a) {
 /* ------------------------------------------------------------------------ */
 /* The invoke path                                                           */
 
-int ax__invoke(ax_actor_t *a, ax__msg_t *m) { return a->fn(a, &m->m); }
-
 void ax__invoke_init(ax_actor_t *a, ax_init_t init) { init(a); }
 
 void ax__invoke_terminate(ax_actor_t *a, int reason) {
@@ -147,7 +145,9 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   ax_actor_t *prev = c->current;
   c->current = a; /* sends from the hooks come from the actor */
   ax__invoke_terminate(a, reason);
-  for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+  /* Every feature keeps its per-actor state in the extension: an actor
+   * without one (most) has nothing for them to clean up. */
+  for (ax__feature_t *f = a->ext != NULL ? ax__features : NULL; f != NULL; f = f->next)
     if (f->actor_death != NULL)
       f->actor_death(a, reason);
   c->current = prev;

@@ -269,7 +269,10 @@ static void idle(ax__core_t *c) {
    * still in their mailboxes, a monitor request say, must be answered). */
   ax_loop_run_once(c->loop, c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER);
   c->last_poll = ax_now();
-  atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
+  /* A sender that found this core asleep took `sleeping` (exchange to 0)
+   * and woke it: count that here, where only this core writes the count. */
+  if (atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed) == 0)
+    ax__stat_add(&c->stats.wakeups, 1);
 }
 
 static void die_at_shutdown(void *entity, void *arg) {

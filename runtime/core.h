@@ -277,7 +277,7 @@ int ax__call_send(ax_ref_t to, ax__call_t *call);
  * behaviour with a message, its init hook, its terminate hook.  The core
  * sets c->current first, so that sends and spawns inside come from the
  * actor.  (Fibers switch stacks here.)  Owner core. */
-int ax__invoke(ax_actor_t *a, ax__msg_t *m);
+static inline int ax__invoke(ax_actor_t *a, ax__msg_t *m) { return a->fn(a, &m->m); }
 void ax__invoke_init(ax_actor_t *a, ax_init_t init);
 void ax__invoke_terminate(ax_actor_t *a, int reason);
 

@@ -56,7 +56,10 @@ struct ax__feature {
   void (*core_start)(ax__core_t *c);
   void (*core_stop)(ax__core_t *c);
   /* An actor died (its core, after its terminate hook, before its
-   * reference stops resolving): let go of what the feature keeps for it. */
+   * reference stops resolving): let go of what the feature keeps for it.
+   * Called only for actors with an extension: a feature keeps its
+   * per-actor state there (in its slot), so an actor without one has
+   * nothing to let go of. */
   void (*actor_death)(ax_actor_t *a, int reason);
   /* A signal the runtime claims arrived (core 0).  Returns true when the
    * feature delivered it to someone, so the runtime's default (stop on

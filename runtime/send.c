@@ -13,12 +13,8 @@ void ax__schedule_remote(ax__core_t *c, ax_actor_t *a) {
    * syscall. */
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
-      atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed)) {
-    /* Only the thread whose exchange took `sleeping` wakes the core: one
-     * write() per sleep, and the count of them. */
-    atomic_fetch_add_explicit(&c->stats.wakeups, 1, memory_order_relaxed);
-    ax_loop_wake(c->loop);
-  }
+      atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed))
+    ax_loop_wake(c->loop); /* only the thread whose exchange took `sleeping`: one write() per sleep */
 }
 
 int ax__ref_enter(ax_ref_t to, ax__entity_t **e_out, ax_rt_t **rt_out, ax__erec_t **erec) {
