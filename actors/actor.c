@@ -106,8 +106,8 @@ static bool msg_args_ok(uint32_t type, const void *data, size_t size) {
 /* The hot case: a small message from an actor to an actor of its own core.
  * No runtime lookup, no epoch, no atomic but the mailbox exchange.
  * Returns 1 when the message is not of that kind (use the generic path). */
-static int send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t size,
-                      uint64_t req) {
+static inline __attribute__((always_inline)) int
+send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
   if (size > AX__MSG_SMALL - sizeof(ax__msg_t) || !ax__ref_on_core(c, to))
     return 1;
   ax__entity_t *e = ax__lookup_local(c, to);
@@ -124,7 +124,23 @@ static int send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *dat
   return 0;
 }
 
-static int send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
+/* The general path: another core, another runtime, a thread that is not
+ * a core, or a large payload. */
+static inline __attribute__((always_inline)) int
+send_general(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
+  if (to == AX_REF_NONE)
+    return -ESRCH;
+  /* ax__msg_alloc and fill_msg rather than ax__msg_new: both inline here
+   * (measured with callgrind: a dozen instructions less per message). */
+  ax__msg_t *m = ax__msg_alloc(to, size);
+  if (m == NULL)
+    return -ENOMEM;
+  fill_msg(m, type, data, size, req, current_ref());
+  return ax__send_msg(to, m);
+}
+
+static inline __attribute__((always_inline)) int
+send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
   if (!msg_args_ok(type, data, size))
     return -EINVAL;
   ax__core_t *c = ax__tls_core;
@@ -133,13 +149,7 @@ static int send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, 
     if (rc <= 0)
       return rc;
   }
-  if (to == AX_REF_NONE)
-    return -ESRCH;
-  ax__msg_t *m = ax__msg_new(to, AX__SYS_NONE, type, data, size, current_ref());
-  if (m == NULL)
-    return -ENOMEM;
-  m->m.req = req;
-  return ax__send_msg(to, m);
+  return send_general(to, type, data, size, req);
 }
 
 int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size) {

@@ -100,7 +100,8 @@ static bool handle(ax_actor_t *a, ax__msg_t *m, int *reason) {
     const ax__kind_t *k = ax__kinds[m->sys];
     rc = k != NULL ? k->handle(a, m) : 0;
   }
-  if (!(m->flags & AX__MSG_KEPT))
+  /* Most messages have no flags: nothing to release, nothing to write. */
+  if (m->flags != 0 && !(m->flags & AX__MSG_KEPT))
     ax__msg_release(m);
   if (rc == 0)
     return false;
