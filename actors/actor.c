@@ -23,6 +23,11 @@ static unsigned pick_core(ax_rt_t *rt, const ax_spawn_opts_t *o) {
 
 int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
              ax_ref_t *ref) {
+  return ax__spawn(rt, behaviour, state, opts, NULL, ref);
+}
+
+int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
+              const ax__spawn_extra_t *x, ax_ref_t *ref) {
   ax_spawn_opts_t o = opts != NULL ? *opts : (ax_spawn_opts_t){0};
   if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_CORE ||
       (o.placement == AX_PLACE_CORE && o.core >= rt->ncores) ||
@@ -47,8 +52,23 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
     }
     ext->terminate = o.terminate;
   }
+  if (x != NULL) {
+    int rc = x->setup(a, x->arg);
+    if (rc < 0) {
+      ax__actor_discard(a);
+      return rc;
+    }
+  }
   ax__msg_t *init = NULL;
-  if (o.init != NULL) {
+  if (x != NULL) {
+    init = ax__msg_new(ax__ref_make(0, rt->index, 0, 0), AX__SYS_NONE, x->first_type, NULL, 0,
+                       AX_REF_NONE);
+    if (init == NULL) {
+      x->undo(a, x->arg);
+      ax__actor_discard(a);
+      return -ENOMEM;
+    }
+  } else if (o.init != NULL) {
     /* A reference of rt (any), so that the message comes from a pool of
      * the runtime it is for. */
     init = ax__msg_new(ax__ref_make(0, rt->index, 0, 0), AX__SYS_INIT, AX__SYS_INIT, NULL, 0,
@@ -67,10 +87,14 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   if (rc < 0) {
     if (init != NULL)
       ax__msg_free(init);
+    if (x != NULL)
+      x->undo(a, x->arg);
     ax__actor_discard(a);
     return rc;
   }
   ax_ref_t r = a->ref;
+  if (x != NULL)
+    init->m.from = r; /* the first message comes from the actor itself */
   ax__actor_publish(a);
   if (init != NULL)
     ax__deliver(&a->e, init); /* a may run (and die) from here on */

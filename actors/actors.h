@@ -29,6 +29,7 @@ enum {
   AX__SLOT_MON_IN,  /* monitor.c: who monitors the actor */
   AX__SLOT_MON_OUT, /* monitor.c: whom the actor monitors */
   AX__SLOT_SOURCES, /* io/src.c: the sources the actor owns */
+  AX__SLOT_FIBER,   /* fiber.c: the fiber, for an actor that is one */
   AX__SLOT_COUNT
 };
 _Static_assert(AX__SLOT_COUNT <= AX__ACTOR_SLOTS, "more actor slots than the runtime keeps");
@@ -65,6 +66,23 @@ enum {
  * main: AX__FEATURE_INIT(timers) { ax__feature_register(&...); } */
 #define AX__FEATURE_INIT(name) \
   __attribute__((constructor)) static void ax__feature_init_##name(void)
+
+/* What a kind of actor built on ax_spawn (fibers) adds to it: setup runs
+ * once the actor is made, before anyone can see it (< 0 fails the spawn
+ * with that code; setup undoes its own work then), undo if the spawn fails
+ * after it; and the actor's first message, ahead of any other, is an
+ * empty one of type first_type from the actor itself (instead of the init
+ * hook's). */
+typedef struct ax__spawn_extra {
+  int (*setup)(ax_actor_t *a, void *arg);
+  void (*undo)(ax_actor_t *a, void *arg);
+  void *arg;
+  uint32_t first_type;
+} ax__spawn_extra_t;
+
+/* ax_spawn, with x (NULL: a plain actor).  actor.c. */
+int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
+              const ax__spawn_extra_t *x, ax_ref_t *ref);
 
 /* The actor's slot i, or NULL when it has none (no extension yet). */
 static inline void *ax__slot_get(const ax_actor_t *a, unsigned i) {

@@ -3,6 +3,7 @@
 #define AXON_H
 
 #include "axon/common.h"
+#include "axon/fiber.h"
 #include "axon/actor.h"
 #include "axon/loop.h"
 #include "axon/port.h"

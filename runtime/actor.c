@@ -96,10 +96,18 @@ static void msg_done(ax__msg_t *m) {
 void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m) {
   assert(m->flags & AX__MSG_KEPT);
   m->flags &= (uint16_t)~AX__MSG_KEPT;
+  if (m->sys != AX__SYS_NONE) {
+    const ax__kind_t *k = ax__kinds[m->sys];
+    if (k != NULL && k->unkept != NULL)
+      k->unkept(a, m);
+  }
   /* The mailbox still links the last message it handed out (its stub)
-   * until it hands out the next one, which frees it then (run_actor). */
+   * until it hands out the next one, which frees it then (run_actor):
+   * release what it owns now, free it now only if it is not the stub. */
   if (a->e.q.tail != &m->node)
     msg_done(m);
+  else
+    ax__msg_release(m);
 }
 
 /* ------------------------------------------------------------------------ */

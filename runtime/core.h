@@ -289,9 +289,9 @@ void ax__invoke_terminate(ax_actor_t *a, int reason);
  * From the behaviour (or kind) handling it, on the receiver's core. */
 ax__msg_t *ax__msg_keep(const ax_msg_t *msg);
 
-/* Gives a kept message back: it is released (ax_send_owned's release runs)
- * and freed, at once or, while the mailbox still uses it as its stub, when
- * the next message is taken.  The receiver's core; a (the receiver) may
+/* Gives a kept message back: its kind finishes it (ax__kind_t.unkept), it
+ * is released (ax_send_owned's release runs) and freed, at once or, while
+ * the mailbox still uses it as its stub, when the next message is taken.  The receiver's core; a (the receiver) may
  * be dying but not yet freed. */
 void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m);
 

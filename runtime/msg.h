@@ -111,6 +111,10 @@ typedef struct ax__kind {
    * on it.  Returns true when m counts as a dead letter.  The receiver's
    * core (or the port's owner thread); the runtime frees m after. */
   bool (*drop)(ax_ref_t self, int reason, ax__msg_t *m);
+  /* m was kept (ax__msg_keep) and is given back now (ax__msg_unkeep):
+   * finish what handle() left for after the turn.  Runs once, on the
+   * receiver's core, before m is released.  May be NULL. */
+  void (*unkept)(ax_actor_t *a, ax__msg_t *m);
 } ax__kind_t;
 
 /* The table, indexed by sys; NULL entries are kinds nobody registered. */

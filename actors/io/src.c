@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actors/fiber.h"
 #include "actors/io/src.h"
 
 /* Links s into a's list of sources; a's extension exists. */
@@ -120,6 +121,15 @@ void ax__src_close(ax__src_t *s) {
     return;
   s->closed = true;
   s->magic = AX__SRC_CLOSED;
+  /* What a fiber owner read in part goes back (closed: no more reads). */
+  if (s->held != NULL && s->owner != NULL) {
+    ax__msg_t *m = s->held;
+    s->held = NULL;
+    ax__msg_unkeep(s->owner, m);
+  }
+  free(s->unread);
+  s->unread = NULL;
+  s->unread_len = 0;
   /* Off the owner's list first: the owner (dying, say) must never meet a
    * closed source there, whatever ops->close does next. */
   unlink_owner(s);
@@ -187,6 +197,8 @@ int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
   ax__ref_leave(erec);
   if (rc == 0 && rt != c->rt)
     rc = -EXDEV;
+  if (rc == 0 && ax__fiber_holds(s->owner, s))
+    rc = -EBUSY;
   if (rc < 0 || to == s->owner->ref) {
     ax__msg_free(given);
     return rc;
@@ -274,51 +286,101 @@ static void deliver_carry(ax__src_t *s) {
 /* ------------------------------------------------------------------------ */
 /* Messages reaching the owner.                                              */
 
-static int src_handle(ax_actor_t *a, ax__msg_t *m) {
-  ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
-  unsigned flags = m->flags;
-  m->flags = 0;
-  int rc = 0;
-  if (flags & AX__MSG_ADOPT) {
-    adopt(s, a);
-    deliver_carry(s); /* queued behind; AX_MSG_GIVEN is handled now, first */
-    if (!s->closed) {
-      s->handling = true;
-      rc = ax__invoke(a, m);
-      s->handling = false;
-    }
-    if (!s->closed && s->owner == a && s->ops->credit != NULL)
-      s->ops->credit(s); /* frames buffered before the move, after the carried ones */
-    goto done;
-  }
-  if (s->giver == a->ref && s->owner == NULL && !s->closed) {
-    carry(s, m, flags); /* the copy keeps the reference */
-    return 0;
-  }
-  s->inbox--;
-  if (!s->closed && s->owner == a) {
-    s->handling = true;
-    rc = ax__invoke(a, m);
-    s->handling = false;
-  } else if (s->closed && s->ops->undelivered != NULL) {
-    s->ops->undelivered(s, m);
-  }
+/* What follows a message of s once its owner a has handled it (after the
+ * behaviour returned, or when a fiber that kept it gives it back): its
+ * credit returns, a CLOSED closes the source (a fiber closes its sources
+ * itself), a pending hand-over goes out, and the message's reference
+ * goes. */
+static void src_finish(ax__src_t *s, ax_actor_t *a, unsigned flags) {
   if (flags & AX__MSG_CREDIT) {
     bool was_full = !ax__src_has_credit(s);
     s->inflight--;
     if (was_full && !s->closed && s->owner == a && s->ops->credit != NULL)
       s->ops->credit(s);
   }
-  if ((flags & AX__MSG_FINAL) && !s->closed)
+  if ((flags & AX__MSG_FINAL) && !s->closed && !ax__fiber_is(a))
     ax__src_close(s);
-done:
-  if (s->adopt != NULL && s->inbox == 0 && !s->closed) {
+  if (s->adopt != NULL && s->inbox == 0 && !s->closed && !s->handling) {
     s->refs--; /* this message's; the open reference keeps s alive */
     send_adopt(s); /* the last touch of s on this core */
-    return rc;
+    return;
   }
   ax__src_unref(s);
+}
+
+/* The kind flags src_handle leaves on a message while it is handled: the
+ * message's own (CREDIT, FINAL, ADOPT) and FINISHED once src_finish ran for
+ * it (a fiber kept it and gave it back before the behaviour returned). */
+#define AX__SRC_FLAGS (AX__MSG_CREDIT | AX__MSG_FINAL | AX__MSG_ADOPT)
+
+/* Calls the behaviour with m (a message of s, which a owns) and returns
+ * its verdict; *later is true when the message is finished elsewhere: a
+ * fiber kept it (src_unkept finishes it when given back) or kept it and
+ * gave it back already.  The call holds a reference of its own, so that
+ * s outlives whatever the behaviour does; when *later is true it has been
+ * dropped and s must not be touched any more. */
+static int invoke(ax__src_t *s, ax_actor_t *a, ax__msg_t *m, bool *later) {
+  s->refs++;
+  s->handling = true;
+  int rc = ax__invoke(a, m);
+  s->handling = false;
+  *later = (m->flags & (AX__MSG_KEPT | AX__MSG_FINISHED)) != 0;
+  m->flags &= (uint16_t)~(AX__SRC_FLAGS | AX__MSG_FINISHED);
+  if (*later)
+    ax__src_unref(s);
+  else
+    s->refs--; /* never the last: the message's is still held */
   return rc;
+}
+
+static int src_handle(ax_actor_t *a, ax__msg_t *m) {
+  ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
+  unsigned flags = m->flags & AX__SRC_FLAGS;
+  int rc = 0;
+  bool later = false;
+  if (flags & AX__MSG_ADOPT) {
+    m->flags = 0;
+    adopt(s, a);
+    deliver_carry(s); /* queued behind; AX_MSG_GIVEN is handled now, first */
+    if (!s->closed) {
+      m->flags = AX__MSG_ADOPT;
+      s->refs++; /* for the credit call below, whatever invoke does */
+      rc = invoke(s, a, m, &later);
+      if (!s->closed && s->owner == a && s->ops->credit != NULL)
+        s->ops->credit(s); /* frames buffered before the move, after the carried ones */
+      if (later) {
+        ax__src_unref(s);
+        return rc;
+      }
+      s->refs--;
+    }
+    src_finish(s, a, 0);
+    return rc;
+  }
+  if (s->giver == a->ref && s->owner == NULL && !s->closed) {
+    m->flags = 0;
+    carry(s, m, flags); /* the copy keeps the reference */
+    return 0;
+  }
+  s->inbox--;
+  if (!s->closed && s->owner == a) {
+    rc = invoke(s, a, m, &later);
+  } else {
+    m->flags = 0;
+    if (s->closed && s->ops->undelivered != NULL)
+      s->ops->undelivered(s, m);
+  }
+  if (!later)
+    src_finish(s, a, flags);
+  return rc;
+}
+
+/* A fiber gives back a message of s it kept: finish it now. */
+static void src_unkept(ax_actor_t *a, ax__msg_t *m) {
+  ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
+  unsigned flags = m->flags & (AX__MSG_CREDIT | AX__MSG_FINAL);
+  m->flags = (uint16_t)((m->flags & ~AX__SRC_FLAGS) | AX__MSG_FINISHED);
+  src_finish(s, a, flags);
 }
 
 static bool src_drop(ax_ref_t self, int reason, ax__msg_t *m) {
@@ -386,7 +448,7 @@ static void io_core_stop(ax__core_t *c) {
   }
 }
 
-static const ax__kind_t io_kind = {.handle = src_handle, .drop = src_drop};
+static const ax__kind_t io_kind = {.handle = src_handle, .drop = src_drop, .unkept = src_unkept};
 
 static ax__feature_t sources = {
     .name = "sources",

@@ -92,6 +92,13 @@ struct ax__src {
   ax_ref_t giver, to;
   ax__msg_t *carry_head, *carry_tail; /* copies of the giver's queued messages */
   ax__msg_t *adopt;  /* the hand-over message, sent when inbox reaches 0 */
+  /* what a fiber owner has read of it (actors/fiber.c) */
+  ax__msg_t *held;        /* a kept AX_MSG_DATA read in part */
+  size_t held_off;        /* the bytes of it already read */
+  unsigned char *unread;  /* bytes a failed call read, to be read again (malloc) */
+  size_t unread_len;
+  bool rd_end;            /* a fiber read its end (EOF or CLOSED) */
+  int rd_err;             /* and the reason: 0 for EOF */
 };
 
 /* Kind flags of AX__SYS_IO messages (ax__msg_t.flags). */
@@ -99,6 +106,7 @@ enum {
   AX__MSG_CREDIT = AX__MSG_KIND_FLAG(0), /* counts against the window */
   AX__MSG_FINAL = AX__MSG_KIND_FLAG(1),  /* CLOSED: the source is closed once handled */
   AX__MSG_ADOPT = AX__MSG_KIND_FLAG(2),  /* the hand-over message (AX_MSG_GIVEN) */
+  AX__MSG_FINISHED = AX__MSG_KIND_FLAG(3), /* kept and given back while being handled */
 };
 
 /* A core's source state (AX__CORE_SLOT_IO), made with the core. */
@@ -189,10 +197,15 @@ static inline ax__src_t *ax__src_next(const ax__src_t *s) {
   return AX__LIST_ENTRY(s->olink.next, ax__src_t, olink);
 }
 
+/* True when a fiber holds bytes or messages of s that a hand-over could
+ * not carry (actors/fiber.c). */
+bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s);
+
 /* Gives the source to the actor `to`; `given` is the hand-over message
  * (AX_MSG_GIVEN) the new owner gets first.  Errors: -EINVAL (AX_REF_NONE,
  * a port, moving unsupported), -ESRCH (no such actor), -EXDEV (another
- * runtime's), -ENOMEM. */
+ * runtime's), -EBUSY (a fiber owner holds bytes of it it has not read),
+ * -ENOMEM. */
 int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given);
 
 #endif /* AXON_ACTORS_IO_SRC_H */

@@ -57,6 +57,7 @@ enum {
   AX_MSG_EVENT,          /* ax_event_msg_t (an eventfd's count) */
   AX_MSG_FS_EVENT,       /* ax_fs_event_t */
   AX_MSG_FD_READY,       /* ax_fd_ready_t */
+  /* 250..255: fibers' own (fiber.c), never seen by a fiber's code */
   AX_MSG_USER = 256,     /* first type for applications */
 };
 

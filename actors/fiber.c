@@ -1,0 +1,780 @@
+/* Fiber actors: a behaviour that hands messages to code on its own stack, waiting calls that park it, I/O read from source messages. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "axon/fiber.h"
+#include "actors/fiber.h"
+#include "actors/io/src.h"
+#include "actors/io/stream.h"
+#include "runtime/coro.h"
+
+/*
+ * A fiber is an actor whose behaviour is ax__fiber_behaviour and whose
+ * code runs on a coroutine (runtime/coro.h).  The behaviour is the only
+ * way in: the core calls it with each message, as for any actor, and it
+ * either resumes the fiber (the fiber waits for this message) or keeps the
+ * message aside (saved) for a later call, in the order it came.  Either
+ * way the message is kept (ax__msg_keep): it outlives the turn, and is
+ * given back (ax__msg_unkeep) when the fiber is done with it, which is
+ * when a source's credit returns (a fiber that does not read does not get
+ * more).
+ *
+ * Waiting: the fiber records what it waits for (a match function and its
+ * argument), parks (switches back to the behaviour that resumed it, which
+ * returns to the core) and is resumed by the behaviour with a matching
+ * message, by its deadline (a timer message, or for a deadline of 0 a
+ * message it sent itself, which arrives after every message sent before
+ * the call), or by its stop (the terminate hook, with -ECANCELED).
+ * A wake-up that comes late (its wait is over) carries an old sequence
+ * number and is ignored.
+ */
+
+/* The fiber's own message types (below AX_MSG_USER, see actor.h): its
+ * first message, and a deadline's wake-up (payload: the wait's
+ * sequence number). */
+enum { AX__FIBER_START = 250, AX__FIBER_WAKE = 251 };
+
+enum { FIBER_NEW, FIBER_LIVE, FIBER_DONE };
+
+typedef bool (*match_fn)(const ax__msg_t *m, const void *arg);
+
+typedef struct ax__fiber {
+  ax__coro_t co;
+  ax_actor_t *a;
+  ax_fiber_fn fn;
+  void *arg;
+  ax_terminate_t terminate; /* the user's hook */
+  int state;                /* FIBER_* */
+  int result;               /* fn's return value, once FIBER_DONE */
+  bool cancelled;           /* stopped: every wait returns -ECANCELED */
+  /* the wait in progress */
+  bool waiting;
+  match_fn match;   /* NULL: any message */
+  const void *marg;
+  uint64_t seq;     /* the wait's number, in its wake-up messages */
+  ax__msg_t *got;   /* the matching message the behaviour hands in */
+  int wake;         /* why it was resumed: 0 (got), -ETIMEDOUT, -ECANCELED */
+  ax__msg_t *held;  /* the message the last call returned, given back at the next */
+  /* kept messages nobody asked for yet, oldest first: a ring */
+  ax__msg_t **saved;
+  uint32_t shead, scount, scap; /* scap: 0 or a power of two */
+} ax__fiber_t;
+
+static inline ax__fiber_t *fiber_of(const ax_actor_t *a) {
+  return a->ext->slot[AX__SLOT_FIBER];
+}
+
+/* The fiber self is, when the caller runs on its stack; else NULL. */
+static ax__fiber_t *running(const ax_actor_t *self) {
+  if (self == NULL || !ax__fiber_is(self))
+    return NULL;
+  ax__fiber_t *f = fiber_of(self);
+  return ax__coro_current() == &f->co ? f : NULL;
+}
+
+bool ax_is_fiber(const ax_actor_t *self) { return self != NULL && ax__fiber_is(self); }
+
+/* ------------------------------------------------------------------------ */
+/* Saved messages                                                            */
+
+static int save(ax__fiber_t *f, ax__msg_t *m) {
+  if (f->scount == f->scap) {
+    uint32_t cap = f->scap != 0 ? f->scap * 2 : 8;
+    ax__msg_t **r = ax__malloc(cap * sizeof *r);
+    if (r == NULL)
+      return -ENOMEM;
+    for (uint32_t i = 0; i < f->scount; i++)
+      r[i] = f->saved[(f->shead + i) & (f->scap - 1)];
+    free(f->saved);
+    f->saved = r;
+    f->shead = 0;
+    f->scap = cap;
+  }
+  ax__msg_keep(&m->m);
+  f->saved[(f->shead + f->scount) & (f->scap - 1)] = m;
+  f->scount++;
+  return 0;
+}
+
+/* The oldest saved message that matches, taken out of the ring (the
+ * others keep their order); NULL when none does. */
+static ax__msg_t *take_saved(ax__fiber_t *f, match_fn match, const void *arg) {
+  uint32_t mask = f->scap - 1;
+  for (uint32_t i = 0; i < f->scount; i++) {
+    ax__msg_t *m = f->saved[(f->shead + i) & mask];
+    if (match != NULL && !match(m, arg))
+      continue;
+    if (i == 0) {
+      f->shead = (f->shead + 1) & mask;
+    } else {
+      for (uint32_t j = i; j + 1 < f->scount; j++)
+        f->saved[(f->shead + j) & mask] = f->saved[(f->shead + j + 1) & mask];
+    }
+    f->scount--;
+    return m;
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The behaviour and the fiber's life                                        */
+
+/* What the behaviour returns once the fiber has run: go on, or stop with
+ * the fiber's result as the reason. */
+static inline int verdict(const ax__fiber_t *f) {
+  if (f->state != FIBER_DONE)
+    return 0;
+  return f->result < 0 ? f->result : AX_STOP;
+}
+
+static void resume(ax__fiber_t *f, int wake) {
+  f->wake = wake;
+  f->waiting = false;
+  ax__coro_resume(&f->co);
+}
+
+int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
+  ax__fiber_t *f = fiber_of(a);
+  ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
+  if (__builtin_expect(msg->type >= AX__FIBER_START && msg->type <= AX__FIBER_WAKE &&
+                           msg->from == a->ref && m->sys != AX__SYS_IO,
+                       0)) {
+    if (msg->type == AX__FIBER_START) {
+      if (f->state == FIBER_NEW) {
+        f->state = FIBER_LIVE;
+        f->co.label = a->ref; /* named in an overflow report */
+        resume(f, 0);
+      }
+    } else {
+      uint64_t seq;
+      memcpy(&seq, msg->data, sizeof seq);
+      if (f->waiting && seq == f->seq)
+        resume(f, -ETIMEDOUT);
+    }
+    return verdict(f);
+  }
+  if (f->waiting && (f->match == NULL || f->match(m, f->marg))) {
+    ax__msg_keep(msg);
+    f->got = m;
+    resume(f, 0);
+    return verdict(f);
+  }
+  if (f->state == FIBER_DONE)
+    return verdict(f);
+  /* Out of memory to keep it: the fiber cannot go on without losing a
+   * message, so it stops with -ENOMEM (its monitors hear why). */
+  return save(f, m) == 0 ? 0 : -ENOMEM;
+}
+
+static void fiber_entry(void *arg) {
+  ax__fiber_t *f = arg;
+  ax__coro_enter(&f->co);
+  int r = f->fn(f->a, f->arg);
+  if (f->held != NULL) {
+    ax__msg_t *m = f->held;
+    f->held = NULL;
+    ax__msg_unkeep(f->a, m);
+  }
+  f->result = r > 0 ? 0 : r;
+  f->state = FIBER_DONE;
+  ax__coro_exit(&f->co);
+}
+
+/* The fiber's actor stops (its core, on the core's stack): a fiber that is
+ * parked is resumed with -ECANCELED and runs to its return (every wait
+ * fails at once from now on); then its messages go back, its stack is
+ * freed and the user's hook runs.  Its sources close after this (the
+ * sources feature's death hook). */
+static void fiber_terminate(ax_actor_t *a, int reason) {
+  ax__fiber_t *f = fiber_of(a);
+  f->cancelled = true;
+  if (f->state == FIBER_LIVE)
+    resume(f, -ECANCELED);
+  f->state = FIBER_DONE;
+  if (f->held != NULL) {
+    ax__msg_t *m = f->held;
+    f->held = NULL;
+    ax__msg_unkeep(a, m);
+  }
+  while (f->scount > 0) {
+    ax__msg_t *m = f->saved[f->shead];
+    f->shead = (f->shead + 1) & (f->scap - 1);
+    f->scount--;
+    ax__msg_unkeep(a, m);
+  }
+  ax__coro_free(&f->co);
+  ax_terminate_t hook = f->terminate;
+  free(f->saved);
+  free(f);
+  a->ext->slot[AX__SLOT_FIBER] = NULL;
+  a->ext->terminate = NULL;
+  if (hook != NULL)
+    hook(a, reason);
+}
+
+typedef struct spawn_args {
+  ax_fiber_fn fn;
+  void *arg;
+  const ax_fiber_opts_t *o;
+} spawn_args_t;
+
+static int fiber_setup(ax_actor_t *a, void *arg) {
+  spawn_args_t *sa = arg;
+  ax__actor_ext_t *ext = ax__actor_ext(a);
+  ax__fiber_t *f = ax__calloc(1, sizeof *f);
+  if (ext == NULL || f == NULL) {
+    free(f);
+    return -ENOMEM;
+  }
+  int rc = ax__coro_init(&f->co, sa->o->stack_size, fiber_entry, f);
+  if (rc < 0) {
+    free(f);
+    return rc;
+  }
+  f->a = a;
+  f->fn = sa->fn;
+  f->arg = sa->arg;
+  f->terminate = sa->o->terminate;
+  ext->slot[AX__SLOT_FIBER] = f;
+  ext->terminate = fiber_terminate;
+  return 0;
+}
+
+static void fiber_undo(ax_actor_t *a, void *arg) {
+  (void)arg;
+  ax__fiber_t *f = fiber_of(a);
+  ax__coro_free(&f->co);
+  free(f);
+  a->ext->slot[AX__SLOT_FIBER] = NULL;
+  a->ext->terminate = NULL;
+}
+
+int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t *opts,
+                   ax_ref_t *ref) {
+  ax_fiber_opts_t o = opts != NULL ? *opts : (ax_fiber_opts_t){0};
+  if (fn == NULL || (o.stack_size != 0 && (o.stack_size < AX_FIBER_STACK_MIN ||
+                                           o.stack_size > AX__STACK_MAX)))
+    return -EINVAL;
+  ax_spawn_opts_t so = {.placement = o.placement, .core = o.core, .monitor = o.monitor,
+                        .monitor_id = o.monitor_id};
+  spawn_args_t sa = {.fn = fn, .arg = arg, .o = &o};
+  ax__spawn_extra_t x = {.setup = fiber_setup, .undo = fiber_undo, .arg = &sa,
+                         .first_type = AX__FIBER_START};
+  return ax__spawn(rt, ax__fiber_behaviour, arg, &so, &x, ref);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                   */
+
+/* Gives back the message the previous call returned. */
+static inline void release_held(ax__fiber_t *f) {
+  if (f->held != NULL) {
+    ax__msg_t *m = f->held;
+    f->held = NULL;
+    ax__msg_unkeep(f->a, m);
+  }
+}
+
+/* Asks for a wake-up at the deadline (a deadline passed or 0: a message to
+ * itself, behind every message already sent); *timer is the timer's id
+ * (0: none).  Returns 0 or -ENOMEM. */
+static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
+  *timer = 0;
+  if (deadline == AX_FOREVER)
+    return 0;
+  int64_t ns = deadline > 0 ? deadline - ax_now() : 0;
+  if (ns > 0)
+    return ax_after(f->a, ns, AX__FIBER_WAKE, &f->seq, sizeof f->seq, timer);
+  return ax_send(f->a->ref, AX__FIBER_WAKE, &f->seq, sizeof f->seq);
+}
+
+/* The next message that matches (match NULL: any), from those saved or,
+ * when park is true, the ones still to come until the deadline.  It is
+ * the fiber's held message until its next call.  Returns 0 with *out,
+ * -EAGAIN (none saved and park false), -ETIMEDOUT, -ECANCELED, -ENOMEM. */
+static int get(ax__fiber_t *f, match_fn match, const void *arg, int64_t deadline, bool park,
+               ax__msg_t **out) {
+  release_held(f);
+  /* Acquire pairs with the CAS in ax_stop: a stop asked for is seen. */
+  if (f->cancelled || atomic_load_explicit(&f->a->stop_req, memory_order_acquire) != 0) {
+    f->cancelled = true;
+    return -ECANCELED;
+  }
+  ax__msg_t *m = f->scount != 0 ? take_saved(f, match, arg) : NULL;
+  if (m == NULL) {
+    if (!park)
+      return -EAGAIN;
+    f->seq++;
+    uint64_t timer;
+    if (arm(f, deadline, &timer) < 0)
+      return -ENOMEM;
+    f->match = match;
+    f->marg = arg;
+    f->waiting = true;
+    ax__coro_suspend(&f->co);
+    if (timer != 0 && f->wake != -ETIMEDOUT)
+      (void)ax_timer_cancel(f->a, timer); /* -ENOENT: it fired meanwhile */
+    if (f->wake < 0)
+      return f->wake;
+    m = f->got;
+    f->got = NULL;
+  }
+  f->held = m;
+  *out = m;
+  return 0;
+}
+
+static bool match_type(const ax__msg_t *m, const void *arg) {
+  return m->m.type == *(const uint32_t *)arg;
+}
+
+static bool match_req(const ax__msg_t *m, const void *arg) {
+  return m->m.req == *(const uint64_t *)arg;
+}
+
+typedef struct user_match {
+  ax_match_fn fn;
+  void *arg;
+} user_match_t;
+
+static bool match_user(const ax__msg_t *m, const void *arg) {
+  const user_match_t *u = arg;
+  return u->fn(&m->m, u->arg);
+}
+
+static int recv_common(ax_actor_t *self, match_fn match, const void *arg, int64_t deadline,
+                       const ax_msg_t **msg) {
+  ax__fiber_t *f = running(self);
+  if (f == NULL)
+    return -EPERM;
+  ax__msg_t *m;
+  int rc = get(f, match, arg, deadline, true, &m);
+  if (rc == 0)
+    *msg = &m->m;
+  return rc;
+}
+
+int ax_recv(ax_actor_t *self, int64_t deadline, const ax_msg_t **msg) {
+  if (msg == NULL)
+    return -EINVAL;
+  return recv_common(self, NULL, NULL, deadline, msg);
+}
+
+int ax_recv_type(ax_actor_t *self, uint32_t type, int64_t deadline, const ax_msg_t **msg) {
+  if (msg == NULL || type == 0)
+    return -EINVAL;
+  return recv_common(self, match_type, &type, deadline, msg);
+}
+
+int ax_recv_reply(ax_actor_t *self, uint64_t req, int64_t deadline, const ax_msg_t **msg) {
+  if (msg == NULL || req == 0)
+    return -EINVAL;
+  return recv_common(self, match_req, &req, deadline, msg);
+}
+
+int ax_recv_match(ax_actor_t *self, ax_match_fn match, void *arg, int64_t deadline,
+                  const ax_msg_t **msg) {
+  if (msg == NULL || match == NULL)
+    return -EINVAL;
+  user_match_t u = {.fn = match, .arg = arg};
+  return recv_common(self, match_user, &u, deadline, msg);
+}
+
+static bool match_none(const ax__msg_t *m, const void *arg) {
+  (void)m;
+  (void)arg;
+  return false;
+}
+
+int ax_sleep_until(ax_actor_t *self, int64_t deadline) {
+  ax__fiber_t *f = running(self);
+  if (f == NULL)
+    return -EPERM;
+  ax__msg_t *m;
+  int rc = get(f, match_none, NULL, deadline, true, &m);
+  return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int ax_sleep(ax_actor_t *self, int64_t ns) {
+  return ax_sleep_until(self, ns <= 0 ? 0 : ax_deadline(ns));
+}
+
+int ax_yield(ax_actor_t *self) { return ax_sleep_until(self, 0); }
+
+/* ------------------------------------------------------------------------ */
+/* Sources                                                                   */
+
+/* Messages of one source, of the types in a mask (bit t & 63 for type t:
+ * every source message type is below 64). */
+typedef struct src_match {
+  const ax__src_t *s;
+  uint64_t types;
+} src_match_t;
+
+#define TYPE_BIT(t) ((uint64_t)1 << ((t) & 63))
+
+static bool match_src(const ax__msg_t *m, const void *arg) {
+  const src_match_t *sm = arg;
+  return m->sys == AX__SYS_IO && (const ax__src_t *)(uintptr_t)m->aux == sm->s &&
+         (sm->types & TYPE_BIT(m->m.type)) != 0;
+}
+
+bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s) {
+  if (s->held != NULL || s->unread_len != 0)
+    return true;
+  if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
+    return false;
+  const ax__fiber_t *f = fiber_of(a);
+  for (uint32_t i = 0; i < f->scount; i++) {
+    const ax__msg_t *m = f->saved[(f->shead + i) & (f->scap - 1)];
+    if (m->sys == AX__SYS_IO && (const ax__src_t *)(uintptr_t)m->aux == s)
+      return true;
+  }
+  return false;
+}
+
+/* The fiber that owns source s and runs now, or NULL (-EPERM). */
+static ax__fiber_t *owner_fiber(const ax__src_t *s) {
+  if (s->closed || s->owner == NULL)
+    return NULL;
+  return running(s->owner);
+}
+
+/* The reason a source's CLOSED message carries (streams and the others
+ * put it at different places). */
+static int closed_err(const ax__msg_t *m, bool stream) {
+  if (stream)
+    return ((const ax_stream_ev_t *)m->m.data)->err;
+  return ((const ax_source_ev_t *)m->m.data)->err;
+}
+
+#define READ_TYPES \
+  (TYPE_BIT(AX_MSG_DATA) | TYPE_BIT(AX_MSG_EOF) | TYPE_BIT(AX_MSG_CLOSED))
+
+/* Makes bytes of stream s ready to read (in its unread buffer or held
+ * message).  Returns 1 (bytes ready), 0 (the stream's end: no bytes will
+ * come), or -errno for the wait. */
+static int fill(ax__fiber_t *f, ax_stream_t *st, int64_t deadline) {
+  ax__src_t *s = &st->src;
+  src_match_t sm = {.s = s, .types = READ_TYPES};
+  for (;;) {
+    if (s->unread_len != 0 || s->held != NULL)
+      return 1;
+    ax__msg_t *m;
+    int rc = get(f, match_src, &sm, deadline, false, &m);
+    if (rc == -EAGAIN) {
+      if (s->rd_end)
+        return 0;
+      rc = get(f, match_src, &sm, deadline, true, &m);
+    }
+    if (rc < 0)
+      return rc;
+    if (m->m.type == AX_MSG_DATA) {
+      if (((const ax_data_t *)m->m.data)->len == 0)
+        continue;
+      f->held = NULL; /* the stream holds it now, until its bytes are read */
+      s->held = m;
+      s->held_off = 0;
+      return 1;
+    }
+    s->rd_end = true;
+    if (m->m.type == AX_MSG_CLOSED && s->rd_err == 0)
+      s->rd_err = closed_err(m, true);
+  }
+}
+
+/* Copies at most len ready bytes into dst, stopping after delim (-1:
+ * none); *found tells whether it did.  Returns the count. */
+static size_t pull(ax__fiber_t *f, ax__src_t *s, unsigned char *dst, size_t len, int delim,
+                   bool *found) {
+  size_t n = 0;
+  *found = false;
+  if (s->unread_len != 0) {
+    size_t k = len < s->unread_len ? len : s->unread_len;
+    const unsigned char *hit = delim >= 0 ? memchr(s->unread, delim, k) : NULL;
+    if (hit != NULL) {
+      k = (size_t)(hit - s->unread) + 1;
+      *found = true;
+    }
+    memcpy(dst, s->unread, k);
+    memmove(s->unread, s->unread + k, s->unread_len - k);
+    s->unread_len -= k;
+    n = k;
+    if (s->unread_len == 0) {
+      free(s->unread);
+      s->unread = NULL;
+    }
+    if (*found || n == len)
+      return n;
+  }
+  if (s->held != NULL) {
+    const ax_data_t *d = s->held->m.data;
+    const unsigned char *p = d->bytes + s->held_off;
+    size_t avail = d->len - s->held_off, k = len - n < avail ? len - n : avail;
+    const unsigned char *hit = delim >= 0 ? memchr(p, delim, k) : NULL;
+    if (hit != NULL) {
+      k = (size_t)(hit - p) + 1;
+      *found = true;
+    }
+    memcpy(dst + n, p, k);
+    n += k;
+    s->held_off += k;
+    if (s->held_off == d->len) {
+      ax__msg_t *m = s->held;
+      s->held = NULL;
+      ax__msg_unkeep(f->a, m); /* its credit returns: the stream reads on */
+    }
+  }
+  return n;
+}
+
+/* Puts n bytes a failed call had read back in front of what is unread.
+ * Returns 0, or -ENOMEM (then the bytes stay in the caller's buffer and
+ * the call reports -ENOMEM instead of its own error). */
+static int put_back(ax__src_t *s, const unsigned char *buf, size_t n) {
+  if (n == 0)
+    return 0;
+  unsigned char *u = ax__malloc(n + s->unread_len);
+  if (u == NULL)
+    return -ENOMEM;
+  memcpy(u, buf, n);
+  if (s->unread_len != 0)
+    memcpy(u + n, s->unread, s->unread_len);
+  free(s->unread);
+  s->unread = u;
+  s->unread_len += n;
+  return 0;
+}
+
+/* The stream's end as a read reports it: 0 (EOF) or the error. */
+static inline ssize_t end_of(const ax__src_t *s) { return s->rd_err < 0 ? s->rd_err : 0; }
+
+static ax__fiber_t *reader(ax_stream_t *st, const void *buf, int *err) {
+  if (st == NULL || buf == NULL) {
+    *err = -EINVAL;
+    return NULL;
+  }
+  ax__fiber_t *f = owner_fiber(&st->src);
+  if (f == NULL)
+    *err = -EPERM;
+  else if (st->o.frame != AX_FRAME_RAW) {
+    *err = -EINVAL;
+    f = NULL;
+  }
+  return f;
+}
+
+ssize_t ax_stream_read(ax_stream_t *st, void *buf, size_t len, int64_t deadline) {
+  int err;
+  ax__fiber_t *f = reader(st, buf, &err);
+  if (f == NULL)
+    return err;
+  if (len == 0)
+    return 0;
+  int rc = fill(f, st, deadline);
+  if (rc <= 0)
+    return rc < 0 ? rc : end_of(&st->src);
+  bool found;
+  return (ssize_t)pull(f, &st->src, buf, len, -1, &found);
+}
+
+/* Reads into buf until len bytes or (delim >= 0) the delimiter.  Returns
+ * the count, with *found; a wait that fails puts the bytes back. */
+static ssize_t read_upto(ax__fiber_t *f, ax_stream_t *st, unsigned char *buf, size_t len,
+                         int delim, int64_t deadline, bool *found) {
+  size_t n = 0;
+  *found = false;
+  while (n < len) {
+    int rc = fill(f, st, deadline);
+    if (rc < 0) {
+      int pb = put_back(&st->src, buf, n);
+      return pb < 0 ? pb : rc;
+    }
+    if (rc == 0) {
+      if (n == 0 && st->src.rd_err < 0)
+        return st->src.rd_err;
+      break;
+    }
+    n += pull(f, &st->src, buf + n, len - n, delim, found);
+    if (*found)
+      break;
+  }
+  return (ssize_t)n;
+}
+
+ssize_t ax_stream_read_exact(ax_stream_t *st, void *buf, size_t len, int64_t deadline) {
+  int err;
+  ax__fiber_t *f = reader(st, buf, &err);
+  if (f == NULL)
+    return err;
+  bool found;
+  return read_upto(f, st, buf, len, -1, deadline, &found);
+}
+
+ssize_t ax_stream_read_until(ax_stream_t *st, void *buf, size_t max, int delim,
+                             int64_t deadline) {
+  int err;
+  ax__fiber_t *f = reader(st, buf, &err);
+  if (f == NULL)
+    return err;
+  if (delim < 0 || delim > 255 || max == 0)
+    return -EINVAL;
+  bool found;
+  ssize_t n = read_upto(f, st, buf, max, delim, deadline, &found);
+  if (n == (ssize_t)max && !found)
+    return -EMSGSIZE;
+  return n;
+}
+
+int ax_stream_write_all(ax_stream_t *st, const void *data, size_t len, int64_t deadline) {
+  if (st == NULL || (data == NULL && len > 0))
+    return -EINVAL;
+  ax__fiber_t *f = owner_fiber(&st->src);
+  if (f == NULL)
+    return -EPERM;
+  const unsigned char *p = data;
+  size_t chunk = st->o.high_water != 0 ? st->o.high_water : len;
+  src_match_t sm = {.s = &st->src,
+                    .types = TYPE_BIT(AX_MSG_WRITABLE) | TYPE_BIT(AX_MSG_CLOSED)};
+  while (len > 0) {
+    size_t n = len < chunk ? len : chunk;
+    int rc = ax_stream_write(st, p, n);
+    if (rc == 0) {
+      p += n;
+      len -= n;
+      continue;
+    }
+    if (rc != -ENOBUFS)
+      return rc;
+    ax__msg_t *m;
+    rc = get(f, match_src, &sm, deadline, true, &m);
+    if (rc < 0)
+      return rc;
+    if (m->m.type == AX_MSG_CLOSED) {
+      /* reads still get the bytes before it, then this end */
+      st->src.rd_end = true;
+      int err = closed_err(m, true);
+      if (st->src.rd_err == 0)
+        st->src.rd_err = err;
+      return err < 0 ? err : -EPIPE;
+    }
+  }
+  return 0;
+}
+
+int ax_listener_accept(ax_listener_t *l, int64_t deadline, ax_stream_t **out,
+                       struct sockaddr_storage *peer, socklen_t *peer_len) {
+  if (l == NULL || out == NULL)
+    return -EINVAL;
+  ax__src_t *s = (ax__src_t *)(void *)l;
+  ax__fiber_t *f = owner_fiber(s);
+  if (f == NULL)
+    return -EPERM;
+  src_match_t sm = {.s = s, .types = TYPE_BIT(AX_MSG_ACCEPT) | TYPE_BIT(AX_MSG_CLOSED)};
+  ax__msg_t *m;
+  int rc = get(f, match_src, &sm, deadline, true, &m);
+  if (rc < 0)
+    return rc;
+  if (m->m.type == AX_MSG_CLOSED) {
+    int err = closed_err(m, false);
+    return err < 0 ? err : -ECONNABORTED;
+  }
+  const ax_accept_t *acc = m->m.data;
+  *out = acc->stream;
+  if (peer != NULL)
+    *peer = acc->peer;
+  if (peer_len != NULL)
+    *peer_len = acc->peer_len;
+  return 0;
+}
+
+static int dial(ax_actor_t *self, bool tcp, const char *addr, const ax_stream_opts_t *opts,
+                int64_t deadline, ax_stream_t **out) {
+  if (addr == NULL || out == NULL)
+    return -EINVAL;
+  ax__fiber_t *f = running(self);
+  if (f == NULL)
+    return -EPERM;
+  ax_stream_t *st;
+  int rc = tcp ? ax_tcp_connect(self, addr, opts, &st) : ax_unix_connect(self, addr, opts, &st);
+  if (rc < 0)
+    return rc;
+  src_match_t sm = {.s = &st->src,
+                    .types = TYPE_BIT(AX_MSG_CONNECTED) | TYPE_BIT(AX_MSG_CLOSED)};
+  ax__msg_t *m;
+  rc = get(f, match_src, &sm, deadline, true, &m);
+  if (rc == 0 && m->m.type == AX_MSG_CLOSED) {
+    rc = closed_err(m, true);
+    if (rc == 0)
+      rc = -ECONNRESET;
+  }
+  if (rc < 0) {
+    ax_stream_close(st);
+    return rc;
+  }
+  *out = st;
+  return 0;
+}
+
+int ax_tcp_dial(ax_actor_t *self, const char *addr, const ax_stream_opts_t *opts,
+                int64_t deadline, ax_stream_t **out) {
+  return dial(self, true, addr, opts, deadline, out);
+}
+
+int ax_unix_dial(ax_actor_t *self, const char *path, const ax_stream_opts_t *opts,
+                 int64_t deadline, ax_stream_t **out) {
+  return dial(self, false, path, opts, deadline, out);
+}
+
+ssize_t ax_dgram_recv(ax_dgram_t *d, void *buf, size_t cap, struct sockaddr_storage *from,
+                      socklen_t *from_len, int64_t deadline) {
+  if (d == NULL || (buf == NULL && cap > 0))
+    return -EINVAL;
+  ax__src_t *s = (ax__src_t *)(void *)d;
+  ax__fiber_t *f = owner_fiber(s);
+  if (f == NULL)
+    return -EPERM;
+  src_match_t sm = {.s = s, .types = TYPE_BIT(AX_MSG_DATAGRAM) | TYPE_BIT(AX_MSG_CLOSED)};
+  ax__msg_t *m;
+  int rc = get(f, match_src, &sm, deadline, true, &m);
+  if (rc < 0)
+    return rc;
+  if (m->m.type == AX_MSG_CLOSED) {
+    int err = closed_err(m, false);
+    return err < 0 ? err : -EPIPE;
+  }
+  const ax_datagram_t *dg = m->m.data;
+  memcpy(buf, dg->bytes, dg->len < cap ? dg->len : cap);
+  if (from != NULL)
+    *from = dg->from;
+  if (from_len != NULL)
+    *from_len = dg->from_len;
+  return (ssize_t)dg->len;
+}
+
+int ax_fd_wait(ax_actor_t *self, int fd, unsigned events, int64_t deadline) {
+  ax__fiber_t *f = running(self);
+  if (f == NULL)
+    return fd < 0 ? -EINVAL : -EPERM;
+  ax_fdwatch_t *w;
+  int rc = ax_fd_watch(self, fd, events, &w);
+  if (rc < 0)
+    return rc;
+  src_match_t sm = {.s = (ax__src_t *)(void *)w,
+                    .types = TYPE_BIT(AX_MSG_FD_READY) | TYPE_BIT(AX_MSG_CLOSED)};
+  ax__msg_t *m;
+  rc = get(f, match_src, &sm, deadline, true, &m);
+  if (rc == 0) {
+    if (m->m.type == AX_MSG_FD_READY) {
+      rc = (int)((const ax_fd_ready_t *)m->m.data)->revents;
+    } else {
+      rc = closed_err(m, false);
+      if (rc == 0)
+        rc = -EBADF;
+    }
+    release_held(f); /* before the watch it names goes */
+  }
+  ax_fdwatch_close(w);
+  return rc;
+}

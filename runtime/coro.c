@@ -1,0 +1,307 @@
+/* Coroutines: guarded stacks and their per-thread cache, the overflow report, the census, sanitizer-aware switches. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#include "io/alloc.h"
+#include "runtime/coro.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13: guard pages that split no mapping */
+#endif
+
+/* Freed stacks of the default size kept per thread for the next coroutine
+ * (a spawn then costs no system call), at most this many. */
+#define AX__STACK_CACHE 256u
+/* The alternate signal stack that reports an overflow. */
+#define AX__ALTSTACK_SIZE ((size_t)64 * 1024)
+
+/* What every thread that runs coroutines keeps: its cache of free stacks,
+ * its alternate signal stack, the coroutine it runs now.  Freed when the
+ * thread exits (the key's destructor). */
+typedef struct thread_state {
+  unsigned char *cache[AX__STACK_CACHE];
+  unsigned ncache;
+  void *altstack;
+  bool registered; /* the key holds this state (its destructor will run) */
+} thread_state_t;
+
+static __thread thread_state_t *tls_state;
+static __thread ax__coro_t *tls_current;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_key_t key;
+static size_t page_size;
+static bool census;        /* AXON_FIBER_CENSUS=1 */
+static bool guard_advise;  /* MADV_GUARD_INSTALL works here */
+static struct sigaction old_segv;
+
+/* ------------------------------------------------------------------------ */
+/* The overflow report                                                       */
+
+/* Formats v in base `base` at the end of buf; returns where it starts.
+ * Async-signal-safe (no stdio in a signal handler). */
+static char *fmt_u64(char *end, uint64_t v, unsigned base) {
+  *--end = '\0';
+  do {
+    *--end = "0123456789abcdef"[v % base];
+    v /= base;
+  } while (v != 0);
+  return end;
+}
+
+static void say(const char *s) {
+  ssize_t rc = write(STDERR_FILENO, s, strlen(s));
+  (void)rc;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+  ax__coro_t *co = tls_current;
+  unsigned char *addr = si->si_addr;
+  /* A fault in the guard page, or just below it (a large frame jumps
+   * over part of it), while a coroutine runs: its stack overflowed. */
+  if (co != NULL && addr + 65536 >= co->map && addr < co->map + page_size) {
+    char a[24], b[24];
+    say("axon: fiber ");
+    say(fmt_u64(a + sizeof a, co->label, 16));
+    say(" overflowed its stack of ");
+    say(fmt_u64(b + sizeof b, co->size, 10));
+    say(" bytes (give it more: ax_fiber_opts_t.stack_size)\n");
+    abort();
+  }
+  /* Not ours: whatever handled SIGSEGV before (a sanitizer's, the
+   * program's), or the default action once the fault repeats. */
+  if ((old_segv.sa_flags & SA_SIGINFO) && old_segv.sa_sigaction != NULL) {
+    old_segv.sa_sigaction(sig, si, uc);
+  } else if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+    old_segv.sa_handler(sig);
+  } else {
+    signal(sig, SIG_DFL);
+  }
+}
+
+static void thread_state_free(void *p) {
+  thread_state_t *ts = p;
+  size_t map = AX__STACK_DEFAULT + page_size;
+  for (unsigned i = 0; i < ts->ncache; i++)
+    munmap(ts->cache[i], map);
+  if (ts->altstack != NULL) {
+    stack_t off = {.ss_flags = SS_DISABLE};
+    sigaltstack(&off, NULL);
+    munmap(ts->altstack, AX__ALTSTACK_SIZE);
+  }
+  free(ts);
+  tls_state = NULL;
+}
+
+static void init_once(void) {
+  page_size = (size_t)sysconf(_SC_PAGESIZE);
+  const char *c = getenv("AXON_FIBER_CENSUS");
+  census = c != NULL && c[0] == '1';
+  (void)pthread_key_create(&key, thread_state_free);
+  /* Probe the guard that needs no second mapping per stack. */
+  void *p = mmap(NULL, 2 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    guard_advise = madvise(p, page_size, MADV_GUARD_INSTALL) == 0;
+    munmap(p, 2 * page_size);
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_segv;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old_segv);
+}
+
+/* The calling thread's state, made on first use; NULL when out of memory. */
+static thread_state_t *thread_state(void) {
+  thread_state_t *ts = tls_state;
+  if (ts != NULL)
+    return ts;
+  ts = ax__calloc(1, sizeof *ts);
+  if (ts == NULL)
+    return NULL;
+  ts->registered = pthread_setspecific(key, ts) == 0;
+  tls_state = ts;
+  return ts;
+}
+
+/* Gives the calling thread an alternate signal stack (unless it has one),
+ * so that an overflow can be reported: the overflowing stack has no room
+ * left for the handler. */
+static void thread_altstack(thread_state_t *ts) {
+  if (ts->altstack != NULL)
+    return;
+  stack_t cur;
+  if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
+    ts->altstack = (void *)1; /* the thread's own: leave it */
+    return;
+  }
+  void *p = mmap(NULL, AX__ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+  if (p == MAP_FAILED)
+    return; /* no report then, but the guard page still stops the overflow */
+  stack_t ss = {.ss_sp = p, .ss_size = AX__ALTSTACK_SIZE};
+  if (sigaltstack(&ss, NULL) != 0) {
+    munmap(p, AX__ALTSTACK_SIZE);
+    return;
+  }
+  ts->altstack = p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Stacks                                                                    */
+
+static unsigned char *stack_map(size_t map) {
+  unsigned char *p = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  /* The guard: MADV_GUARD_INSTALL keeps the mapping whole (adjacent
+   * stacks merge into one mapping, so vm.max_map_count does not cap the
+   * number of fibers); mprotect splits it in two. */
+  if (guard_advise ? madvise(p, page_size, MADV_GUARD_INSTALL) != 0
+                   : mprotect(p, page_size, PROT_NONE) != 0) {
+    munmap(p, map);
+    return NULL;
+  }
+  return p;
+}
+
+/* The lowest byte of the stack [base, top) ever written: fresh pages are
+ * zero, and the census never reuses a stack. */
+static size_t stack_used(const unsigned char *base, const unsigned char *top) {
+  const unsigned char *p = base;
+  while (p < top && *p == 0)
+    p++;
+  return (size_t)(top - p);
+}
+
+int ax__coro_init(ax__coro_t *co, size_t size, void (*entry)(void *arg), void *arg) {
+  pthread_once(&once, init_once);
+  if (size == 0)
+    size = AX__STACK_DEFAULT;
+  if (size < AX__STACK_MIN || size > AX__STACK_MAX)
+    return -EINVAL;
+  size = (size + page_size - 1) & ~(page_size - 1);
+  memset(co, 0, sizeof *co);
+  co->size = size;
+  co->map_size = size + page_size;
+  thread_state_t *ts = thread_state();
+  if (ts != NULL && size == AX__STACK_DEFAULT && ts->ncache > 0 && !census)
+    co->map = ts->cache[--ts->ncache];
+  else if ((co->map = stack_map(co->map_size)) == NULL)
+    return -ENOMEM;
+  ax__ctx_make(&co->ctx, co->map + page_size, size, entry, arg);
+#if defined(__SANITIZE_THREAD__)
+  co->tsan_fiber = __tsan_create_fiber(0);
+#endif
+  return 0;
+}
+
+void ax__coro_free(ax__coro_t *co) {
+  if (co->map == NULL)
+    return;
+#if defined(__SANITIZE_THREAD__)
+  __tsan_destroy_fiber(co->tsan_fiber);
+#endif
+  if (census) {
+    char a[24], b[24], c[24];
+    size_t used = stack_used(co->map + page_size, co->map + co->map_size);
+    say("axon: fiber census: ");
+    say(fmt_u64(a + sizeof a, co->label, 16));
+    say(" used ");
+    say(fmt_u64(b + sizeof b, used, 10));
+    say(" of ");
+    say(fmt_u64(c + sizeof c, co->size, 10));
+    say(" bytes of stack\n");
+  }
+  thread_state_t *ts = tls_state;
+  if (ts != NULL && ts->registered && !census && co->size == AX__STACK_DEFAULT &&
+      ts->ncache < AX__STACK_CACHE)
+    ts->cache[ts->ncache++] = co->map;
+  else
+    munmap(co->map, co->map_size);
+  co->map = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Switching                                                                 */
+
+ax__coro_t *ax__coro_current(void) { return tls_current; }
+
+/* Inside co, just after a switch into it: tell the sanitizers where the
+ * resumer's stack is (ASan needs it for the switch back). */
+static inline void landed(ax__coro_t *co) {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(co->asan_fake, &co->caller_bottom, &co->caller_size);
+#else
+  (void)co;
+#endif
+}
+
+void ax__coro_resume(ax__coro_t *co) {
+  thread_state_t *ts = tls_state;
+  if (ts == NULL || ts->altstack == NULL) {
+    ts = thread_state();
+    if (ts != NULL)
+      thread_altstack(ts);
+  }
+  ax__coro_t *prev = tls_current; /* NULL: the scheduler resumes */
+  tls_current = co;
+  co->running = true;
+#if defined(__SANITIZE_ADDRESS__)
+  void *fake = NULL;
+  __sanitizer_start_switch_fiber(&fake, co->map + page_size, co->size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+  co->tsan_caller = __tsan_get_current_fiber();
+  __tsan_switch_to_fiber(co->tsan_fiber, 0);
+#endif
+  ax__ctx_switch(&co->caller, &co->ctx);
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+  tls_current = prev;
+}
+
+void ax__coro_suspend(ax__coro_t *co) {
+  co->running = false;
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(&co->asan_fake, co->caller_bottom, co->caller_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+  __tsan_switch_to_fiber(co->tsan_caller, 0);
+#endif
+  ax__ctx_switch(&co->ctx, &co->caller);
+  landed(co);
+}
+
+void ax__coro_exit(ax__coro_t *co) {
+  co->running = false;
+#if defined(__SANITIZE_ADDRESS__)
+  /* NULL: the fake stack of this coroutine is destroyed. */
+  __sanitizer_start_switch_fiber(NULL, co->caller_bottom, co->caller_size);
+#endif
+#if defined(__SANITIZE_THREAD__)
+  __tsan_switch_to_fiber(co->tsan_caller, 0);
+#endif
+  ax__ctx_t dead;
+  ax__ctx_switch(&dead, &co->caller);
+  __builtin_unreachable();
+}
+
+/* The first code a coroutine runs: ax__coro_enter(co) must be called by
+ * the entry function before anything else (it tells the sanitizers). */
+void ax__coro_enter(ax__coro_t *co) { landed(co); }
