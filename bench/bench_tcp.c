@@ -1,4 +1,4 @@
-/* bench_tcp: TCP echo across cores: ax_tcp_serve sessions vs libuv and raw epoll, a loop per core.
+/* bench_tcp: TCP echo across cores: ax_tcp_serve sessions, fibers, libuv and raw epoll, a loop per core.
  *
  * Usage: bench_tcp [--quick] [-c LIST] [-m LIST] [-n CORES] [-T THREADS]
  *                  [-t SECONDS] [-r RUNS] [-i LIST] [--verify] [-v]
@@ -8,7 +8,7 @@
  *   -T THREADS client threads (default: the CPUs the client runs on)
  *   -t SECONDS ping-pong time per run (default 2; decimals allowed)
  *   -r RUNS    runs per configuration; the median is reported (default 3)
- *   -i LIST    implementations among epoll,axon,libuv (default: all built)
+ *   -i LIST    implementations among epoll,axon,fiber,libuv (default: all built)
  *   --verify   compare every echoed byte (default: the length of every
  *              message and its first and last 8 bytes)
  *   -v         print every run, with the connections each server thread got
@@ -20,6 +20,10 @@
  *          actor per connection; the session echoes each AX_MSG_DATA with
  *          ax_stream_write and stops on AX_MSG_CLOSED (default options
  *          but AX_STREAM_NODELAY)
+ *   fiber  the same server, but each session hands its stream to a fiber
+ *          (spawned on its core) that loops ax_stream_read and
+ *          ax_stream_write: straight-line code against the handler's
+ *          (target: server CPU per round trip <= 1.10x axon's)
  *   libuv  one uv_loop_t per thread, each with its own SO_REUSEPORT
  *          listener (uv_tcp_open); uv_read_start, uv_try_write, and
  *          uv_write for what the kernel did not take (reading paused)
@@ -48,6 +52,7 @@
  * against libuv's, and its round trips per second against libuv's (target
  * > 1).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -63,6 +68,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "axon/fiber.h"
 #include "axon/runtime.h"
 #include "axon/stream.h"
 #include "bench_net.h"
@@ -76,8 +82,8 @@
 #define MAX_THREADS 64 /* server threads and client threads; AX_MAX_CORES too */
 #define CPU_TARGET 1.10 /* axon's server CPU per round trip, against raw epoll's */
 
-enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_LIBUV, IMPL_COUNT };
-static const char *const impl_names[IMPL_COUNT] = {"epoll", "axon", "libuv"};
+enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_FIBER, IMPL_LIBUV, IMPL_COUNT };
+static const char *const impl_names[IMPL_COUNT] = {"epoll", "axon", "fiber", "libuv"};
 
 /* What a server reports through its pipe when it exits. */
 typedef struct srv_report {
@@ -359,7 +365,41 @@ static int ax_session(ax_actor_t *self, const ax_msg_t *m) {
   }
 }
 
-static void serve_axon(int pipe_fd, int n, srv_report_t *rep) {
+/* The fiber server: the session hands its stream to a fiber of its core
+ * and stops; the fiber echoes with blocking-style calls. */
+static int fiber_session(ax_actor_t *self, void *arg) {
+  (void)arg;
+  bench_echo_stats_t *st = &ax_counts[ax_core(self)].st;
+  const ax_msg_t *m;
+  if (ax_recv_type(self, AX_MSG_GIVEN, AX_FOREVER, &m) < 0)
+    return 0;
+  ax_stream_t *s = ((const ax_stream_ev_t *)m->data)->stream;
+  st->accepted++;
+  static _Thread_local unsigned char buf[65536];
+  for (;;) {
+    ssize_t n = ax_stream_read(s, buf, sizeof buf, AX_FOREVER);
+    if (n == -ECANCELED)
+      return 0; /* SIGTERM: the runtime stops */
+    if (n <= 0 || ax_stream_write(s, buf, (size_t)n) < 0) {
+      st->closed++; /* before SIGTERM: the client never closes first */
+      return 0;
+    }
+    st->bytes_in += (uint64_t)n;
+    st->bytes_out += (uint64_t)n;
+  }
+}
+
+static int fiber_handoff(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type != AX_MSG_GIVEN)
+    return 0;
+  ax_fiber_opts_t fo = {.placement = AX_PLACE_LOCAL};
+  ax_ref_t f;
+  BENCH_AX(ax_spawn_fiber(ax_actor_rt(self), fiber_session, NULL, &fo, &f));
+  BENCH_AX(ax_stream_give(((const ax_stream_ev_t *)m->data)->stream, f));
+  return AX_STOP;
+}
+
+static void serve_axon(int pipe_fd, int n, bool fibers, srv_report_t *rep) {
   ax_rt_t *rt;
   /* Core i is pinned to the i-th CPU of the affinity mask, which
    * server_main narrowed to the server's CPUs.  SIGTERM stops it. */
@@ -368,7 +408,7 @@ static void serve_axon(int pipe_fd, int n, srv_report_t *rep) {
   BENCH_AX(ax_rt_start(rt));
   ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY}};
   ax_server_t *srv;
-  BENCH_AX(ax_tcp_serve(rt, "127.0.0.1:0", ax_session, &so, &srv));
+  BENCH_AX(ax_tcp_serve(rt, "127.0.0.1:0", fibers ? fiber_handoff : ax_session, &so, &srv));
   int port = ax_server_port(srv);
   BENCH_AX(port);
   uint16_t p16 = (uint16_t)port;
@@ -394,8 +434,8 @@ _Noreturn static void server_main(enum impl impl, int pipe_fd, const int *cpus, 
   BENCH_SYS(sched_setaffinity(0, sizeof set, &set));
   signal(SIGPIPE, SIG_IGN); /* a peer that vanishes is an error return, not a kill */
   srv_report_t rep = {0};
-  if (impl == IMPL_AXON)
-    serve_axon(pipe_fd, n, &rep);
+  if (impl == IMPL_AXON || impl == IMPL_FIBER)
+    serve_axon(pipe_fd, n, impl == IMPL_FIBER, &rep);
   else
     serve_threads(impl, pipe_fd, cpus, n, &rep);
   bench_write_all(pipe_fd, &rep, sizeof rep);
@@ -625,7 +665,7 @@ int main(int argc, char **argv) {
   long runs = 3, srv_threads = 0, cli_threads = 0;
   bool quick = false, conns_set = false, runs_set = false, secs_set = false;
   bench_opts_t o = {.seconds = 2};
-  bool use[IMPL_COUNT] = {true, true, true};
+  bool use[IMPL_COUNT] = {true, true, true, true};
 #ifndef AXON_HAVE_LIBUV
   use[IMPL_LIBUV] = false;
 #endif
@@ -738,6 +778,13 @@ int main(int argc, char **argv) {
         bench_print_ratio(med[k].srv_ns_per_rt, med[IMPL_EPOLL].srv_ns_per_rt, epoll, 9);
         bench_print_ratio(med[k].srv_ns_per_rt, med[IMPL_LIBUV].srv_ns_per_rt, uv, 9);
         bench_print_ratio(med[k].rt_per_sec, med[IMPL_LIBUV].rt_per_sec, uv, 9);
+        if (k == IMPL_FIBER && use[IMPL_AXON]) {
+          double r = med[k].srv_ns_per_rt / med[IMPL_AXON].srv_ns_per_rt;
+          bool ok = r <= CPU_TARGET;
+          missed |= !ok;
+          checked = true;
+          printf("  cpu/axon %.2f target %s", r, ok ? "met" : "MISSED");
+        }
         if (k == IMPL_AXON && (epoll || uv)) {
           checked = true;
           printf("  target");
@@ -758,8 +805,8 @@ int main(int argc, char **argv) {
     }
   }
   if (checked)
-    printf("\naxon %s the targets (server CPU per round trip <= %.2fx raw epoll, more round\n"
-           "trips/s than libuv) %s\n",
+    printf("\naxon %s the targets (server CPU per round trip <= %.2fx raw epoll, fibers'\n"
+           "<= that much of the handler's, more round trips/s than libuv) %s\n",
            missed ? "missed" : "met", CPU_TARGET, missed ? "somewhere above" : "everywhere above");
   free(pattern);
   return 0;

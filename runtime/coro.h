@@ -34,6 +34,7 @@ typedef struct ax__coro {
   size_t size;      /* usable stack bytes (map_size less the guard page) */
   uint64_t label;   /* reported with an overflow (the fiber's reference) */
   bool running;
+  unsigned vg_id;   /* the stack's id for Valgrind, when built with its header */
 #if defined(__SANITIZE_ADDRESS__)
   void *asan_fake;          /* the suspended side's fake stack */
   const void *caller_bottom; /* the resumer's stack, for the switch back */
