@@ -47,7 +47,8 @@ typedef struct thread_state {
 } thread_state_t;
 
 static __thread thread_state_t *tls_state;
-static __thread ax__coro_t *tls_current;
+__thread ax__coro_t *ax__coro_tls_current __attribute__((tls_model("initial-exec")));
+__thread bool ax__coro_tls_ready __attribute__((tls_model("initial-exec")));
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t key;
@@ -76,7 +77,7 @@ static void say(const char *s) {
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uc) {
-  ax__coro_t *co = tls_current;
+  ax__coro_t *co = ax__coro_tls_current;
   unsigned char *addr = si->si_addr;
   /* A fault in the guard page, or just below it (a large frame jumps
    * over part of it), while a coroutine runs: its stack overflowed. */
@@ -112,6 +113,7 @@ static void thread_state_free(void *p) {
   }
   free(ts);
   tls_state = NULL;
+  ax__coro_tls_ready = false;
 }
 
 static void init_once(void) {
@@ -212,6 +214,10 @@ int ax__coro_init(ax__coro_t *co, size_t size, void (*entry)(void *arg), void *a
     co->map = ts->cache[--ts->ncache];
   else if ((co->map = stack_map(co->map_size)) == NULL)
     return -ENOMEM;
+#if defined(__SANITIZE_ADDRESS__)
+  /* A stack used before may still hold a dead fiber's poisoned frames. */
+  ASAN_UNPOISON_MEMORY_REGION(co->map + page_size, size);
+#endif
   ax__ctx_make(&co->ctx, co->map + page_size, size, entry, arg);
 #if defined(AX__VALGRIND)
   co->vg_id = VALGRIND_STACK_REGISTER(co->map + page_size, co->map + co->map_size);
@@ -254,7 +260,16 @@ void ax__coro_free(ax__coro_t *co) {
 /* ------------------------------------------------------------------------ */
 /* Switching                                                                 */
 
-ax__coro_t *ax__coro_current(void) { return tls_current; }
+void ax__coro_thread_ready(void) {
+  thread_state_t *ts = thread_state();
+  if (ts == NULL)
+    return; /* no report then, but the guard page still stops an overflow */
+  thread_altstack(ts);
+  ax__coro_tls_ready = true;
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+ax__coro_t *ax__coro_current(void) { return ax__coro_tls_current; }
 
 /* Inside co, just after a switch into it: tell the sanitizers where the
  * resumer's stack is (ASan needs it for the switch back). */
@@ -267,14 +282,10 @@ static inline void landed(ax__coro_t *co) {
 }
 
 void ax__coro_resume(ax__coro_t *co) {
-  thread_state_t *ts = tls_state;
-  if (ts == NULL || ts->altstack == NULL) {
-    ts = thread_state();
-    if (ts != NULL)
-      thread_altstack(ts);
-  }
-  ax__coro_t *prev = tls_current; /* NULL: the scheduler resumes */
-  tls_current = co;
+  if (!ax__coro_tls_ready)
+    ax__coro_thread_ready();
+  ax__coro_t *prev = ax__coro_tls_current; /* NULL: the scheduler resumes */
+  ax__coro_tls_current = co;
   co->running = true;
 #if defined(__SANITIZE_ADDRESS__)
   void *fake = NULL;
@@ -288,7 +299,7 @@ void ax__coro_resume(ax__coro_t *co) {
 #if defined(__SANITIZE_ADDRESS__)
   __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
-  tls_current = prev;
+  ax__coro_tls_current = prev;
 }
 
 void ax__coro_suspend(ax__coro_t *co) {
@@ -302,6 +313,9 @@ void ax__coro_suspend(ax__coro_t *co) {
   ax__ctx_switch(&co->ctx, &co->caller);
   landed(co);
 }
+#else
+static inline void landed(ax__coro_t *co) { (void)co; }
+#endif
 
 void ax__coro_exit(ax__coro_t *co) {
   co->running = false;
@@ -312,8 +326,10 @@ void ax__coro_exit(ax__coro_t *co) {
 #if defined(__SANITIZE_THREAD__)
   __tsan_switch_to_fiber(co->tsan_caller, 0);
 #endif
-  ax__ctx_t dead;
-  ax__ctx_switch(&dead, &co->caller);
+  /* Its own context as the place to save into: never resumed, and no
+   * local of a frame that never returns (ASan would leave it poisoned in
+   * a stack the cache hands out again). */
+  ax__ctx_switch(&co->ctx, &co->caller);
   __builtin_unreachable();
 }
 

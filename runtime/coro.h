@@ -62,22 +62,50 @@ int ax__coro_init(ax__coro_t *co, size_t size, void (*entry)(void *arg), void *a
  * thread's cache when it has the default size).  Never while it runs. */
 void ax__coro_free(ax__coro_t *co);
 
+/* The calling thread's running coroutine, and whether the thread is ready
+ * to run coroutines (its alternate signal stack is set up).  coro.c. */
+extern __thread ax__coro_t *ax__coro_tls_current __attribute__((tls_model("initial-exec")));
+extern __thread bool ax__coro_tls_ready __attribute__((tls_model("initial-exec")));
+/* Makes the calling thread ready (once per thread). */
+void ax__coro_thread_ready(void);
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* Inline where no sanitizer must be told: a message handed to a fiber
+ * costs two switches, and every call returned through after a switch
+ * costs a mispredicted return (measured: 5-10 ns each). */
+
 /* Runs co until it suspends or exits.  Not from inside co. */
+static inline void ax__coro_resume(ax__coro_t *co) {
+  if (__builtin_expect(!ax__coro_tls_ready, 0))
+    ax__coro_thread_ready();
+  ax__coro_t *prev = ax__coro_tls_current; /* NULL: the scheduler resumes */
+  ax__coro_tls_current = co;
+  co->running = true;
+  ax__ctx_switch(&co->caller, &co->ctx);
+  ax__coro_tls_current = prev;
+}
+
+/* From inside co: back to its resumer, until resumed again. */
+static inline void ax__coro_suspend(ax__coro_t *co) {
+  co->running = false;
+  ax__ctx_switch(&co->ctx, &co->caller);
+}
+
+/* The coroutine the calling thread runs now, or NULL on a thread's own
+ * stack. */
+static inline ax__coro_t *ax__coro_current(void) { return ax__coro_tls_current; }
+#else
 void ax__coro_resume(ax__coro_t *co);
+void ax__coro_suspend(ax__coro_t *co);
+ax__coro_t *ax__coro_current(void);
+#endif
 
 /* The first call of a coroutine's entry function, before anything else
  * (it tells AddressSanitizer where the resumer's stack is). */
 void ax__coro_enter(ax__coro_t *co);
 
-/* From inside co: back to its resumer, until resumed again. */
-void ax__coro_suspend(ax__coro_t *co);
-
 /* From inside co, its last switch: back to the resumer for good. */
 __attribute__((noreturn)) void ax__coro_exit(ax__coro_t *co);
-
-/* The coroutine the calling thread runs now, or NULL on a thread's own
- * stack. */
-ax__coro_t *ax__coro_current(void);
 
 /* The usable bytes of co's stack. */
 static inline size_t ax__coro_stack_size(const ax__coro_t *co) { return co->size; }

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages axon needs to build, test and benchmark, when any is missing.
+# Usage: scripts/deps.sh [--bench]
+#   --bench  also the benchmarks' optional baselines: golang-go (bench_fiber's goroutines)
+#            and libboost-context-dev (bench_fiber's jump_fcontext); without them those rows
+#            print n/a
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-dev
           mosquitto libmosquitto-dev mosquitto-clients socat python3)
+case "${1:-}" in
+  "") ;;
+  --bench) packages+=(golang-go libboost-context-dev) ;;
+  *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
