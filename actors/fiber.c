@@ -434,6 +434,15 @@ bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s) {
   return false;
 }
 
+void ax__fiber_release(ax_actor_t *a, const ax__src_t *s) {
+  if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
+    return;
+  ax__fiber_t *f = fiber_of(a);
+  if (f->held != NULL && f->held->sys == AX__SYS_IO &&
+      (const ax__src_t *)(uintptr_t)f->held->aux == s)
+    release_held(f);
+}
+
 /* The fiber that owns source s and runs now, or NULL (-EPERM). */
 static ax__fiber_t *owner_fiber(const ax__src_t *s) {
   if (s->closed || s->owner == NULL)

@@ -197,8 +197,11 @@ int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
   ax__ref_leave(erec);
   if (rc == 0 && rt != c->rt)
     rc = -EXDEV;
-  if (rc == 0 && ax__fiber_holds(s->owner, s))
-    rc = -EBUSY;
+  if (rc == 0) {
+    ax__fiber_release(s->owner, s); /* the message of s a fiber's last call returned */
+    if (ax__fiber_holds(s->owner, s))
+      rc = -EBUSY;
+  }
   if (rc < 0 || to == s->owner->ref) {
     ax__msg_free(given);
     return rc;
@@ -325,11 +328,21 @@ static int invoke(ax__src_t *s, ax_actor_t *a, ax__msg_t *m, bool *later) {
   int rc = ax__invoke(a, m);
   s->handling = false;
   *later = (m->flags & (AX__MSG_KEPT | AX__MSG_FINISHED)) != 0;
-  m->flags &= (uint16_t)~(AX__SRC_FLAGS | AX__MSG_FINISHED);
-  if (*later)
-    ax__src_unref(s);
-  else
+  /* A message still kept keeps its credit and FINAL for src_unkept. */
+  if (!(m->flags & AX__MSG_KEPT))
+    m->flags &= (uint16_t)~(AX__SRC_FLAGS | AX__MSG_FINISHED);
+  if (!*later) {
     s->refs--; /* never the last: the message's is still held */
+    return rc;
+  }
+  /* A hand-over the behaviour asked for while handling waits for this
+   * point (src_finish could not send it while handling was set). */
+  if (s->adopt != NULL && s->inbox == 0 && !s->closed) {
+    s->refs--; /* ours; the open reference keeps s alive */
+    send_adopt(s); /* the last touch of s on this core */
+    return rc;
+  }
+  ax__src_unref(s);
   return rc;
 }
 

@@ -200,6 +200,9 @@ static inline ax__src_t *ax__src_next(const ax__src_t *s) {
 /* True when a fiber holds bytes or messages of s that a hand-over could
  * not carry (actors/fiber.c). */
 bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s);
+/* Gives back the message of s that fiber a's last call returned, if it is
+ * one (a hand-over ends it); nothing for other actors. */
+void ax__fiber_release(ax_actor_t *a, const ax__src_t *s);
 
 /* Gives the source to the actor `to`; `given` is the hand-over message
  * (AX_MSG_GIVEN) the new owner gets first.  Errors: -EINVAL (AX_REF_NONE,

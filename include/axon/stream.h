@@ -236,9 +236,13 @@ AX_API int ax_stream_active(ax_stream_t *s, int n);
  * actor's mailbox, a partial frame) go with it in order, and the new owner
  * receives AX_MSG_GIVEN before any of them.  The handle stays the same
  * pointer, but after this returns only the new owner may use it.  If the
- * new owner stops before taking it, the stream is closed.
+ * new owner stops before taking it, the stream is closed.  From a fiber:
+ * the message of this stream its last call returned ends here, and a
+ * fiber still holding bytes of it (read in part, or DATA kept while it
+ * waited for something else) gets -EBUSY: read them first.
  * Errors: -EINVAL (NULL stream, to AX_REF_NONE or a port, a stream that is
- * still connecting), -ESRCH (no such actor), -EXDEV (another runtime). */
+ * still connecting), -ESRCH (no such actor), -EXDEV (another runtime),
+ * -EBUSY. */
 AX_API int ax_stream_give(ax_stream_t *s, ax_ref_t to);
 
 /* Socket options (sockets only; -ENOTSOCK otherwise).  keepalive idle is
