@@ -45,6 +45,7 @@ typedef struct ax__fiber {
   ax_fiber_fn fn;
   void *arg;
   ax_terminate_t terminate; /* the user's hook */
+  size_t stack_size;        /* asked for at spawn (0: the default) */
   int state;                /* FIBER_* */
   int result;               /* fn's return value, once FIBER_DONE */
   bool cancelled;           /* stopped: every wait returns -ECANCELED */
@@ -134,6 +135,8 @@ static void resume(ax__fiber_t *f, int wake) {
   ax__coro_resume(&f->co);
 }
 
+static void fiber_entry(void *arg);
+
 int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
   ax__fiber_t *f = fiber_of(a);
   ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
@@ -142,6 +145,15 @@ int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
                        0)) {
     if (msg->type == AX__FIBER_START) {
       if (f->state == FIBER_NEW) {
+        /* The stack is made here, on the fiber's core, which frees it
+         * too: stacks come from and go back to the same thread's cache,
+         * whichever thread spawned the fiber. */
+        int rc = ax__coro_init(&f->co, f->stack_size, fiber_entry, f);
+        if (rc < 0) {
+          f->state = FIBER_DONE; /* never ran: it stops with -ENOMEM */
+          f->result = rc;
+          return rc;
+        }
         f->state = FIBER_LIVE;
         f->co.label = a->ref; /* named in an overflow report */
         resume(f, 0);
@@ -227,12 +239,8 @@ static int fiber_setup(ax_actor_t *a, void *arg) {
     free(f);
     return -ENOMEM;
   }
-  int rc = ax__coro_init(&f->co, sa->o->stack_size, fiber_entry, f);
-  if (rc < 0) {
-    free(f);
-    return rc;
-  }
   f->a = a;
+  f->stack_size = sa->o->stack_size;
   f->fn = sa->fn;
   f->arg = sa->arg;
   f->terminate = sa->o->terminate;

@@ -87,8 +87,11 @@ typedef struct ax_fiber_opts {
  * *ref when ref is not NULL.  Any thread, as ax_spawn.  Errors: -EINVAL
  * (NULL rt or fn, a bad placement or core, stack_size below
  * AX_FIBER_STACK_MIN or above 1 GiB, a monitor of another runtime),
- * -ENOMEM (no memory for it or its stack, or vm.max_map_count reached),
- * -ESHUTDOWN. */
+ * -ENOMEM, -ESHUTDOWN.  Its stack is made on its core when it starts
+ * (taken from that core's cache of freed stacks when one is there): a
+ * fiber whose stack cannot be mapped (out of memory, vm.max_map_count on
+ * old kernels) never runs and stops with reason -ENOMEM, which a monitor
+ * (opts.monitor) reports. */
 AX_API int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t *opts,
                           ax_ref_t *ref);
 
