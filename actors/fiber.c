@@ -680,6 +680,22 @@ int ax_stream_write_all(ax_stream_t *st, const void *data, size_t len, int64_t d
   return 0;
 }
 
+/* Waits in f for the next message of s of the given type, or its CLOSED.
+ * Returns 0 with *out (of that type), the CLOSED's error (`clean` when it
+ * carries none: the source ended without one), or the wait's error. */
+static int wait_src(ax__fiber_t *f, const ax__src_t *s, uint32_t type, bool stream, int clean,
+                    int64_t deadline, ax__msg_t **out) {
+  src_match_t sm = {.s = s, .types = TYPE_BIT(type) | TYPE_BIT(AX_MSG_CLOSED)};
+  int rc = get(f, match_src, &sm, deadline, true, out);
+  if (rc < 0)
+    return rc;
+  if ((*out)->m.type == AX_MSG_CLOSED) {
+    int err = closed_err(*out, stream);
+    return err < 0 ? err : clean;
+  }
+  return 0;
+}
+
 int ax_listener_accept(ax_listener_t *l, int64_t deadline, ax_stream_t **out,
                        struct sockaddr_storage *peer, socklen_t *peer_len) {
   if (l == NULL || out == NULL)
@@ -688,15 +704,10 @@ int ax_listener_accept(ax_listener_t *l, int64_t deadline, ax_stream_t **out,
   ax__fiber_t *f = owner_fiber(s);
   if (f == NULL)
     return -EPERM;
-  src_match_t sm = {.s = s, .types = TYPE_BIT(AX_MSG_ACCEPT) | TYPE_BIT(AX_MSG_CLOSED)};
   ax__msg_t *m;
-  int rc = get(f, match_src, &sm, deadline, true, &m);
+  int rc = wait_src(f, s, AX_MSG_ACCEPT, false, -ECONNABORTED, deadline, &m);
   if (rc < 0)
     return rc;
-  if (m->m.type == AX_MSG_CLOSED) {
-    int err = closed_err(m, false);
-    return err < 0 ? err : -ECONNABORTED;
-  }
   const ax_accept_t *acc = m->m.data;
   *out = acc->stream;
   if (peer != NULL)
@@ -717,15 +728,8 @@ static int dial(ax_actor_t *self, bool tcp, const char *addr, const ax_stream_op
   int rc = tcp ? ax_tcp_connect(self, addr, opts, &st) : ax_unix_connect(self, addr, opts, &st);
   if (rc < 0)
     return rc;
-  src_match_t sm = {.s = &st->src,
-                    .types = TYPE_BIT(AX_MSG_CONNECTED) | TYPE_BIT(AX_MSG_CLOSED)};
   ax__msg_t *m;
-  rc = get(f, match_src, &sm, deadline, true, &m);
-  if (rc == 0 && m->m.type == AX_MSG_CLOSED) {
-    rc = closed_err(m, true);
-    if (rc == 0)
-      rc = -ECONNRESET;
-  }
+  rc = wait_src(f, &st->src, AX_MSG_CONNECTED, true, -ECONNRESET, deadline, &m);
   if (rc < 0) {
     ax_stream_close(st);
     return rc;
@@ -752,15 +756,10 @@ ssize_t ax_dgram_recv(ax_dgram_t *d, void *buf, size_t cap, struct sockaddr_stor
   ax__fiber_t *f = owner_fiber(s);
   if (f == NULL)
     return -EPERM;
-  src_match_t sm = {.s = s, .types = TYPE_BIT(AX_MSG_DATAGRAM) | TYPE_BIT(AX_MSG_CLOSED)};
   ax__msg_t *m;
-  int rc = get(f, match_src, &sm, deadline, true, &m);
+  int rc = wait_src(f, s, AX_MSG_DATAGRAM, false, -EPIPE, deadline, &m);
   if (rc < 0)
     return rc;
-  if (m->m.type == AX_MSG_CLOSED) {
-    int err = closed_err(m, false);
-    return err < 0 ? err : -EPIPE;
-  }
   const ax_datagram_t *dg = m->m.data;
   memcpy(buf, dg->bytes, dg->len < cap ? dg->len : cap);
   if (from != NULL)
@@ -778,20 +777,11 @@ int ax_fd_wait(ax_actor_t *self, int fd, unsigned events, int64_t deadline) {
   int rc = ax_fd_watch(self, fd, events, &w);
   if (rc < 0)
     return rc;
-  src_match_t sm = {.s = (ax__src_t *)(void *)w,
-                    .types = TYPE_BIT(AX_MSG_FD_READY) | TYPE_BIT(AX_MSG_CLOSED)};
   ax__msg_t *m;
-  rc = get(f, match_src, &sm, deadline, true, &m);
-  if (rc == 0) {
-    if (m->m.type == AX_MSG_FD_READY) {
-      rc = (int)((const ax_fd_ready_t *)m->m.data)->revents;
-    } else {
-      rc = closed_err(m, false);
-      if (rc == 0)
-        rc = -EBADF;
-    }
-    release_held(f); /* before the watch it names goes */
-  }
+  rc = wait_src(f, (ax__src_t *)(void *)w, AX_MSG_FD_READY, false, -EBADF, deadline, &m);
+  if (rc == 0)
+    rc = (int)((const ax_fd_ready_t *)m->m.data)->revents;
+  release_held(f); /* before the watch it names goes */
   ax_fdwatch_close(w);
   return rc;
 }
