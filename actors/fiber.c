@@ -301,7 +301,8 @@ static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
  * when park is true, the ones still to come until the deadline.  It is
  * the fiber's held message until its next call.  Returns 0 with *out,
  * -EAGAIN (none saved and park false), -ETIMEDOUT, -ECANCELED, -ENOMEM. */
-static int get(ax__fiber_t *f, match_fn match, const void *arg, int64_t deadline, bool park,
+static inline __attribute__((always_inline)) int get(ax__fiber_t *f, match_fn match,
+                                                     const void *arg, int64_t deadline, bool park,
                ax__msg_t **out) {
   release_held(f);
   /* Acquire pairs with the CAS in ax_stop: a stop asked for is seen. */

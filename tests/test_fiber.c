@@ -1,21 +1,11 @@
 /* Check suite for fibers, messages: ping-pong, selective receive, deadlines, sleep and yield, stop reasons, cancellation, misuse, owned buffers, many parked fibers, stack overflow. */
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/wait.h>
 
-#include "axon_test.h"
-
-/*
- * Fibers run their checks on their own stacks, on core threads, where a
- * failed ck_assert would not end the test cleanly: they record the first
- * failed check (line and text) in their fib_t, which the test thread reads
- * once the fiber's terminate hook has run, and asserts on there.  Every
- * fiber's argument (its state) starts with a fib_t, so that one terminate
- * hook (fib_terminate) serves them all.
- */
+#include "fiber_test.h"
 
 enum {
   MSG_PING = AX_MSG_USER,
@@ -37,93 +27,6 @@ enum {
   MSG_COPIED,   /* a copied payload */
   MSG_QUIT,     /* tells a parked fiber to return */
 };
-
-#define SEC (AX_NSEC_PER_SEC)
-#define MSEC (AX_NSEC_PER_MSEC)
-/* What should succeed gets this long (sanitizer builds are slow). */
-#define LONG_WAIT (10 * SEC)
-
-/* ------------------------------------------------------------------------ */
-/* Recording inside fibers                                                   */
-
-typedef struct fib {
-  atomic_int terminated; /* terminate hook runs */
-  atomic_int reason;     /* its reason */
-  atomic_int ran;        /* the function started */
-  atomic_int fails;      /* failed checks */
-  char what[320];        /* the first one */
-} fib_t;
-
-static void fib_init(fib_t *f) {
-  memset(f, 0, sizeof *f);
-  atomic_init(&f->reason, 12345);
-}
-
-static void fib_fail(fib_t *f, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void fib_fail(fib_t *f, int line, const char *fmt, ...) {
-  if (atomic_fetch_add(&f->fails, 1) != 0)
-    return;
-  int n = snprintf(f->what, sizeof f->what, "line %d: ", line);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(f->what + n, sizeof f->what - (size_t)n, fmt, ap);
-  va_end(ap);
-}
-
-/* A check inside a fiber or an actor. */
-#define FCHECK(f, cond)                                                                   \
-  do {                                                                                    \
-    if (!(cond))                                                                          \
-      fib_fail((f), __LINE__, "%s", #cond);                                               \
-  } while (0)
-
-/* A result check inside a fiber or an actor: expr must equal want. */
-#define FCHECK_EQ(f, expr, want)                                                          \
-  do {                                                                                    \
-    long got_ = (long)(expr);                                                             \
-    long want_ = (long)(want);                                                            \
-    if (got_ != want_)                                                                    \
-      fib_fail((f), __LINE__, "%s = %ld (%s), want %ld (%s)", #expr, got_,                \
-               ax_strerror((int)got_), want_, ax_strerror((int)want_));                   \
-  } while (0)
-
-static void fib_terminate(ax_actor_t *self, int reason) {
-  fib_t *f = ax_state(self);
-  atomic_store(&f->reason, reason);
-  atomic_fetch_add(&f->terminated, 1);
-}
-
-/* Spawns a fiber whose arg starts with a fib_t, on core `core`, with
- * fib_terminate; fails the test if that does not work. */
-static ax_ref_t spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, fib_t *arg, unsigned core,
-                            size_t stack_size) {
-  ax_fiber_opts_t o;
-  memset(&o, 0, sizeof o);
-  o.placement = AX_PLACE_CORE;
-  o.core = core;
-  o.terminate = fib_terminate;
-  o.stack_size = stack_size;
-  ax_ref_t ref = AX_REF_NONE;
-  int rc = ax_spawn_fiber(rt, fn, arg, &o, &ref);
-  ck_assert_msg(rc == 0, "ax_spawn_fiber: %s", ax_strerror(rc));
-  ck_assert_msg(ref != AX_REF_NONE, "ax_spawn_fiber stored AX_REF_NONE");
-  return ref;
-}
-
-/* Waits for the fiber's terminate hook, then fails the test with the
- * fiber's first failed check, if any. */
-static void fib_wait(fib_t *f, int timeout_ms) {
-  TEST_WAIT_UNTIL(atomic_load(&f->terminated) >= 1, timeout_ms);
-  ck_assert_int_eq(atomic_load(&f->terminated), 1);
-  ck_assert_msg(atomic_load(&f->fails) == 0, "fiber: %d failed check(s), first %s",
-                atomic_load(&f->fails), f->what);
-}
-
-/* The fiber's first failed check, if any (after its end). */
-static void fib_assert_clean(fib_t *f) {
-  ck_assert_msg(atomic_load(&f->fails) == 0, "%d failed check(s), first %s",
-                atomic_load(&f->fails), f->what);
-}
 
 /* ------------------------------------------------------------------------ */
 /* 1. Ping-pong with a handler actor, same core and across cores             */
@@ -181,8 +84,7 @@ static int pingpong_fiber(ax_actor_t *self, void *arg) {
 /* 10,000 round trips from a fiber to a handler actor on its own core and,
  * at the same time, from a fiber on the other core. */
 START_TEST(test_fiber_ping_pong) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   ax_ref_t echo = test_spawn(rt, echo_behaviour, NULL, AX_PLACE_CORE, 0, NULL, NULL);
   const uint64_t rounds = 10000;
   static pingpong_t p[2];
@@ -420,8 +322,7 @@ static int selective_fiber(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_fiber_selective_receive) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static noisy_t n;
   static selective_t s;
   memset(&n, 0, sizeof n);
@@ -549,8 +450,7 @@ static int deadlines_fiber(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_fiber_deadlines) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static helper_t remote_h, local_h;
   static deadlines_t d;
   memset(&remote_h, 0, sizeof remote_h);
@@ -603,11 +503,7 @@ static int mon_behaviour(ax_actor_t *self, const ax_msg_t *m) {
   mon_t *w = ax_state(self);
   if (m->type == MSG_GO) {
     int i = w->next++;
-    ax_fiber_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.placement = AX_PLACE_CORE;
-    o.core = w->cores[i];
-    o.terminate = fib_terminate;
+    ax_fiber_opts_t o = fib_core_opts(w->cores[i]);
     o.monitor = self;
     o.monitor_id = &w->ids[i];
     int rc = ax_spawn_fiber(ax_actor_rt(self), return_fiber, &w->cases[i], &o, &w->refs[i]);
@@ -629,8 +525,7 @@ static int mon_behaviour(ax_actor_t *self, const ax_msg_t *m) {
 }
 
 START_TEST(test_fiber_return_is_reason) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static retcase_t cases[2];
   static mon_t w;
   memset(cases, 0, sizeof cases);
@@ -726,18 +621,14 @@ static int cancel_fiber(ax_actor_t *self, void *arg) {
  * and every later waiting call return -ECANCELED, ax_send still works, the
  * terminate hook runs after the fiber returned. */
 START_TEST(test_fiber_cancel_stop) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static watcher_t w;
   static cancel_t c;
   memset(&w, 0, sizeof w);
   memset(&c, 0, sizeof c);
   fib_init(&c.f);
   c.watcher = test_spawn(rt, watcher_behaviour, &w, AX_PLACE_CORE, 1, NULL, NULL);
-  ax_fiber_opts_t o;
-  memset(&o, 0, sizeof o);
-  o.placement = AX_PLACE_CORE;
-  o.core = 0;
+  ax_fiber_opts_t o = fib_core_opts(0);
   o.terminate = cancel_terminate;
   ax_ref_t ref = AX_REF_NONE;
   ck_assert_int_eq(ax_spawn_fiber(rt, cancel_fiber, &c, &o, &ref), 0);
@@ -814,8 +705,7 @@ static int sink_behaviour(ax_actor_t *self, const ax_msg_t *m) {
 /* ax_rt_stop with fibers parked in every kind of message wait: each call
  * returns -ECANCELED (and the next one too), and the runtime joins. */
 START_TEST(test_fiber_cancel_shutdown) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   enum { N = 4 * PARK_KINDS };
   static parked_t p[N];
   ax_ref_t sink = test_spawn(rt, sink_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
@@ -878,8 +768,7 @@ static int early_behaviour(ax_actor_t *self, const ax_msg_t *m) {
 }
 
 START_TEST(test_fiber_stopped_before_running) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static early_t e, pre;
   memset(&e, 0, sizeof e);
   fib_init(&e.f);
@@ -938,8 +827,7 @@ static int handler_calls_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
 }
 
 START_TEST(test_fiber_misuse_from_handler) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static handler_calls_t h;
   memset(&h, 0, sizeof h);
   ax_ref_t a = test_spawn(rt, handler_calls_behaviour, &h, AX_PLACE_CORE, 0, NULL, NULL);
@@ -986,8 +874,7 @@ static int badargs_fiber(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_fiber_misuse_bad_args) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static badargs_t b;
   memset(&b, 0, sizeof b);
   fib_init(&b.f);
@@ -1035,8 +922,7 @@ static int intruder_fiber(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_fiber_misuse_other_fiber) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static victim_t v;
   static intruder_t in[2];
   memset(&v, 0, sizeof v);
@@ -1116,8 +1002,7 @@ static int bigstack_fiber(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_fiber_spawn_errors) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   ax_fiber_opts_t o;
   memset(&o, 0, sizeof o);
   ax_ref_t ref = AX_REF_NONE;
@@ -1295,8 +1180,7 @@ static int take_fiber(ax_actor_t *self, void *arg) {
 
 START_TEST(test_fiber_msg_take) {
   atomic_store(&released, 0);
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   static take_t t;
   memset(&t, 0, sizeof t);
   fib_init(&t.f);
@@ -1391,8 +1275,7 @@ static void many_terminate(ax_actor_t *self, int reason) {
 START_TEST(test_fiber_many_parked) {
   memset(&many, 0, sizeof many);
   const int n = MANY_FIBERS;
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
+  ax_rt_t *rt = rt_new();
   ax_fiber_opts_t o;
   memset(&o, 0, sizeof o);
   o.terminate = many_terminate;

@@ -11,10 +11,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "axon_test.h"
+#include "fiber_test.h"
 
 /*
- * As in test_fiber.c: fibers record their first failed check in a fib_t
+ * As in fiber_test.h: fibers record their first failed check in a fib_t
  * at the start of their argument, and the test thread asserts on it once
  * the fiber's terminate hook ran.  The test thread plays the peers with
  * plain sockets, pipes and ptys, and paces itself on the fiber's `phase`
@@ -24,53 +24,6 @@
 enum {
   MSG_GO = AX_MSG_USER,
 };
-
-#define SEC (AX_NSEC_PER_SEC)
-#define MSEC (AX_NSEC_PER_MSEC)
-/* What should succeed gets this long (sanitizer builds are slow). */
-#define LONG_WAIT (10 * SEC)
-
-/* ------------------------------------------------------------------------ */
-/* Recording inside fibers                                                   */
-
-typedef struct fib {
-  atomic_int terminated;
-  atomic_int reason;
-  atomic_int phase; /* the fiber's progress, for the test thread to pace on */
-  atomic_int fails;
-  char what[320];
-} fib_t;
-
-static void fib_init(fib_t *f) {
-  memset(f, 0, sizeof *f);
-  atomic_init(&f->reason, 12345);
-}
-
-static void fib_fail(fib_t *f, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void fib_fail(fib_t *f, int line, const char *fmt, ...) {
-  if (atomic_fetch_add(&f->fails, 1) != 0)
-    return;
-  int n = snprintf(f->what, sizeof f->what, "line %d: ", line);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(f->what + n, sizeof f->what - (size_t)n, fmt, ap);
-  va_end(ap);
-}
-
-#define FCHECK(f, cond)                                                                   \
-  do {                                                                                    \
-    if (!(cond))                                                                          \
-      fib_fail((f), __LINE__, "%s", #cond);                                               \
-  } while (0)
-
-#define FCHECK_EQ(f, expr, want)                                                          \
-  do {                                                                                    \
-    long got_ = (long)(expr);                                                             \
-    long want_ = (long)(want);                                                            \
-    if (got_ != want_)                                                                    \
-      fib_fail((f), __LINE__, "%s = %ld (%s), want %ld (%s)", #expr, got_,                \
-               ax_strerror((int)got_), want_, ax_strerror((int)want_));                   \
-  } while (0)
 
 /* n bytes read into buf must be exactly the string want. */
 #define FCHECK_BYTES(f, n, buf, want)                                                     \
@@ -82,46 +35,6 @@ static void fib_fail(fib_t *f, int line, const char *fmt, ...) {
                n_ < 0 ? ax_strerror((int)n_) : "bytes", n_ > 0 ? (int)n_ : 0,             \
                (const char *)(buf), wl_, (want));                                         \
   } while (0)
-
-static void fib_terminate(ax_actor_t *self, int reason) {
-  fib_t *f = ax_state(self);
-  atomic_store(&f->reason, reason);
-  atomic_fetch_add(&f->terminated, 1);
-}
-
-static ax_ref_t spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, fib_t *arg, unsigned core) {
-  ax_fiber_opts_t o;
-  memset(&o, 0, sizeof o);
-  o.placement = AX_PLACE_CORE;
-  o.core = core;
-  o.terminate = fib_terminate;
-  ax_ref_t ref = AX_REF_NONE;
-  int rc = ax_spawn_fiber(rt, fn, arg, &o, &ref);
-  ck_assert_msg(rc == 0, "ax_spawn_fiber: %s", ax_strerror(rc));
-  ck_assert_msg(ref != AX_REF_NONE, "ax_spawn_fiber stored AX_REF_NONE");
-  return ref;
-}
-
-static void fib_wait(fib_t *f, int timeout_ms) {
-  TEST_WAIT_UNTIL(atomic_load(&f->terminated) >= 1, timeout_ms);
-  ck_assert_int_eq(atomic_load(&f->terminated), 1);
-  ck_assert_msg(atomic_load(&f->fails) == 0, "fiber: %d failed check(s), first %s",
-                atomic_load(&f->fails), f->what);
-}
-
-/* Waits until the fiber reached phase p (it sets it just before waiting). */
-static void wait_phase(fib_t *f, int p) {
-  TEST_WAIT_UNTIL(atomic_load(&f->phase) >= p || atomic_load(&f->terminated) != 0, 10000);
-  ck_assert_msg(atomic_load(&f->phase) >= p, "the fiber ended before phase %d: %s", p,
-                atomic_load(&f->fails) != 0 ? f->what : "(no failed check)");
-}
-
-/* A started two-core runtime kept alive without actors. */
-static ax_rt_t *rt_new(void) {
-  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
-  return rt;
-}
 
 static void socketpair_cloexec(int sv[2]) {
   ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -138,6 +51,29 @@ static void put(int fd, const char *s) {
     s += n;
     len -= (size_t)n;
   }
+}
+
+/* In a fiber: opens a stream on fd (both ways); a failure is a failed check. */
+static int open_fd_stream(ax_actor_t *self, fib_t *f, int fd, const ax_stream_opts_t *o,
+                          ax_stream_t **s) {
+  int rc = ax_pipe_open(self, fd, fd, o, s);
+  FCHECK_EQ(f, rc, 0);
+  return rc;
+}
+
+/* Writes the NULL-ended strings to a blocking fd one after another, pausing
+ * pause_ms between them, so that the reader sees them in separate reads. */
+static void put_pieces(int fd, int pause_ms, ...) {
+  va_list ap;
+  va_start(ap, pause_ms);
+  const char *p = va_arg(ap, const char *);
+  while (p != NULL) {
+    put(fd, p);
+    p = va_arg(ap, const char *);
+    if (p != NULL)
+      test_sleep_ms(pause_ms);
+  }
+  va_end(ap);
 }
 
 /* Reads exactly len bytes from fd within timeout_ms (poll + read). */
@@ -191,16 +127,27 @@ static inline unsigned char pattern_at(uint64_t i) {
 /* ------------------------------------------------------------------------ */
 /* 1. ax_stream_read_until across read boundaries                            */
 
-typedef struct lines {
+/* A fiber's state: its end of a socketpair; the test thread has the other. */
+typedef struct sock_fib {
   fib_t f;
   int fd;
-} lines_t;
+} sock_fib_t;
+
+/* Spawns fn on core with sf on one end of a fresh socketpair; returns the
+ * test thread's end. */
+static int start_sock_fiber(ax_rt_t *rt, ax_fiber_fn fn, sock_fib_t *sf, unsigned core) {
+  int sv[2];
+  socketpair_cloexec(sv);
+  fib_init(&sf->f);
+  sf->fd = sv[0];
+  spawn_fiber(rt, fn, &sf->f, core, 0);
+  return sv[1];
+}
 
 static int lines_fiber(ax_actor_t *self, void *arg) {
-  lines_t *l = arg;
+  sock_fib_t *l = arg;
   ax_stream_t *s = NULL;
-  int rc = ax_pipe_open(self, l->fd, l->fd, NULL, &s);
-  FCHECK_EQ(&l->f, rc, 0);
+  int rc = open_fd_stream(self, &l->f, l->fd, NULL, &s);
   if (rc != 0)
     return rc;
   char buf[64];
@@ -241,30 +188,20 @@ static int lines_fiber(ax_actor_t *self, void *arg) {
 
 START_TEST(test_fiber_io_read_until) {
   ax_rt_t *rt = rt_new();
-  int sv[2];
-  socketpair_cloexec(sv);
-  static lines_t l;
-  fib_init(&l.f);
-  l.fd = sv[0];
-  spawn_fiber(rt, lines_fiber, &l.f, 1);
+  static sock_fib_t l;
+  int peer = start_sock_fiber(rt, lines_fiber, &l, 1);
   wait_phase(&l.f, 1);
-  put(sv[1], "hel");
-  test_sleep_ms(20);
-  put(sv[1], "lo\nwor");
-  test_sleep_ms(20);
-  put(sv[1], "ld\n");
+  put_pieces(peer, 20, "hel", "lo\nwor", "ld\n", (const char *)NULL);
   test_sleep_ms(10);
-  put(sv[1], "\n");
-  put(sv[1], "abcdefg");
+  put(peer, "\n");
+  put(peer, "abcdefg");
   test_sleep_ms(10);
-  put(sv[1], "hij\n");
-  ck_assert_int_eq((int)write(sv[1], "nul\0", 4), 4);
-  put(sv[1], "exact\n");
-  put(sv[1], "ta");
+  put(peer, "hij\n");
+  ck_assert_int_eq((int)write(peer, "nul\0", 4), 4);
+  put(peer, "exact\n");
+  put_pieces(peer, 10, "ta", "il", (const char *)NULL);
   test_sleep_ms(10);
-  put(sv[1], "il");
-  test_sleep_ms(10);
-  close(sv[1]);
+  close(peer);
   fib_wait(&l.f, 20000);
   ck_assert_int_eq(atomic_load(&l.f.reason), AX_REASON_NORMAL);
   test_rt_stop_join_free(rt);
@@ -274,16 +211,10 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* 2. read_exact, and deadlines that consume nothing                         */
 
-typedef struct exact {
-  fib_t f;
-  int fd;
-} exact_t;
-
 static int exact_fiber(ax_actor_t *self, void *arg) {
-  exact_t *e = arg;
+  sock_fib_t *e = arg;
   ax_stream_t *s = NULL;
-  int rc = ax_pipe_open(self, e->fd, e->fd, NULL, &s);
-  FCHECK_EQ(&e->f, rc, 0);
+  int rc = open_fd_stream(self, &e->f, e->fd, NULL, &s);
   if (rc != 0)
     return rc;
   char buf[128];
@@ -341,31 +272,23 @@ static int exact_fiber(ax_actor_t *self, void *arg) {
 
 START_TEST(test_fiber_io_read_exact_deadlines) {
   ax_rt_t *rt = rt_new();
-  int sv[2];
-  socketpair_cloexec(sv);
-  static exact_t e;
-  fib_init(&e.f);
-  e.fd = sv[0];
-  spawn_fiber(rt, exact_fiber, &e.f, 0);
+  static sock_fib_t e;
+  int peer = start_sock_fiber(rt, exact_fiber, &e, 0);
   wait_phase(&e.f, 1);
-  put(sv[1], "012");
-  test_sleep_ms(20);
-  put(sv[1], "3456");
-  test_sleep_ms(20);
-  put(sv[1], "789");
+  put_pieces(peer, 20, "012", "3456", "789", (const char *)NULL);
   wait_phase(&e.f, 2);
-  put(sv[1], "after");
+  put(peer, "after");
   wait_phase(&e.f, 3);
-  put(sv[1], "ABCD");
+  put(peer, "ABCD");
   wait_phase(&e.f, 4);
-  put(sv[1], "EFGHIJ");
+  put(peer, "EFGHIJ");
   wait_phase(&e.f, 5);
-  put(sv[1], "par");
+  put(peer, "par");
   wait_phase(&e.f, 6);
-  put(sv[1], "tial\n");
+  put(peer, "tial\n");
   wait_phase(&e.f, 7);
-  put(sv[1], "xyz");
-  close(sv[1]);
+  put(peer, "xyz");
+  close(peer);
   fib_wait(&e.f, 20000);
   test_rt_stop_join_free(rt);
 }
@@ -429,8 +352,7 @@ static int writer_fiber(ax_actor_t *self, void *arg) {
   o.linger = AX_FOREVER;
   o.high_water = 256 * 1024;
   ax_stream_t *s = NULL;
-  int rc = ax_pipe_open(self, w->fd, w->fd, &o, &s);
-  FCHECK_EQ(&w->f, rc, 0);
+  int rc = open_fd_stream(self, &w->f, w->fd, &o, &s);
   if (rc != 0)
     return rc;
   unsigned char *buf = malloc(BIG);
@@ -459,7 +381,7 @@ START_TEST(test_fiber_io_write_all_slow_peer) {
   r.fd = sv[1];
   pthread_t tid;
   ck_assert_int_eq(pthread_create(&tid, NULL, slow_reader_main, &r), 0);
-  spawn_fiber(rt, writer_fiber, &w.f, 1);
+  spawn_fiber(rt, writer_fiber, &w.f, 1, 0);
   fib_wait(&w.f, 60000);
   ck_assert_int_eq(atomic_load(&w.rc), 0);
   ck_assert_int_eq(pthread_join(tid, NULL), 0);
@@ -483,7 +405,7 @@ START_TEST(test_fiber_io_write_all_deadline) {
   atomic_init(&w.rc, 12345);
   w.fd = sv[0];
   w.deadline_ns = 100 * MSEC;
-  spawn_fiber(rt, writer_fiber, &w.f, 0);
+  spawn_fiber(rt, writer_fiber, &w.f, 0, 0);
   fib_wait(&w.f, 20000);
   ck_assert_int_eq(atomic_load(&w.rc), -ETIMEDOUT);
   close(sv[1]);
@@ -621,7 +543,7 @@ START_TEST(test_fiber_io_accept_dial) {
   static client_t c;
   fib_init(&sv.f);
   snprintf(sv.unix_path, sizeof sv.unix_path, "@axon-test-fiber-%d", (int)getpid());
-  spawn_fiber(rt, server_fiber, &sv.f, 0);
+  spawn_fiber(rt, server_fiber, &sv.f, 0, 0);
   TEST_WAIT_UNTIL(atomic_load(&sv.port) != 0 || atomic_load(&sv.f.terminated) != 0, 10000);
   ck_assert_msg(atomic_load(&sv.port) > 0, "no listener: %s", sv.f.what);
 
@@ -641,7 +563,7 @@ START_TEST(test_fiber_io_accept_dial) {
   c.port = atomic_load(&sv.port);
   c.refused_port = ntohs(a.sin_port);
   memcpy(c.unix_path, sv.unix_path, sizeof c.unix_path);
-  spawn_fiber(rt, client_fiber, &c.f, 1);
+  spawn_fiber(rt, client_fiber, &c.f, 1, 0);
   fib_wait(&c.f, 30000);
   fib_wait(&sv.f, 30000);
   ck_assert_int_eq(sv.lines, 8);
@@ -718,7 +640,7 @@ START_TEST(test_fiber_io_dgram) {
   static udp_t u;
   fib_init(&u.f);
   u.sender_port = ntohs(a.sin_port);
-  spawn_fiber(rt, udp_fiber, &u.f, 1);
+  spawn_fiber(rt, udp_fiber, &u.f, 1, 0);
   TEST_WAIT_UNTIL(atomic_load(&u.port) != 0 || atomic_load(&u.f.terminated) != 0, 10000);
   ck_assert_msg(atomic_load(&u.port) > 0, "no socket: %s", u.f.what);
   struct sockaddr_in to = a;
@@ -789,7 +711,7 @@ START_TEST(test_fiber_io_fd_wait) {
   fib_init(&w.f);
   w.rfd = p[0];
   w.wfd = q[1];
-  spawn_fiber(rt, fdw_fiber, &w.f, 0);
+  spawn_fiber(rt, fdw_fiber, &w.f, 0, 0);
   wait_phase(&w.f, 1);
   test_sleep_ms(20);
   ck_assert_int_eq((int)write(p[1], "1", 1), 1);
@@ -938,7 +860,7 @@ START_TEST(test_fiber_io_cancel_every_wait) {
       put(peer[k], "no newline yet"); /* a partial line: it still waits */
     if (k == CW_READ_EXACT)
       put(peer[k], "short"); /* fewer than asked */
-    refs[k] = spawn_fiber(rt, cw_fiber, &c[k].f, (unsigned)k % 2);
+    refs[k] = spawn_fiber(rt, cw_fiber, &c[k].f, (unsigned)k % 2, 0);
   }
   for (int k = 0; k < CW_KINDS; k++)
     TEST_WAIT_UNTIL(atomic_load(&c[k].started) == 1 || atomic_load(&c[k].f.terminated) != 0,
@@ -1053,7 +975,7 @@ static void owner_case(bool park) {
   o.unread_sock = uv[0];
   o.park = park;
   put(uv[1], "never read by anyone");
-  ax_ref_t ref = spawn_fiber(rt, owner_fiber, &o.f, 1);
+  ax_ref_t ref = spawn_fiber(rt, owner_fiber, &o.f, 1, 0);
   TEST_WAIT_UNTIL(atomic_load(&o.opened) == 1 || atomic_load(&o.f.terminated) != 0, 10000);
   if (park) {
     test_sleep_ms(20);
@@ -1166,7 +1088,7 @@ START_TEST(test_fiber_io_eof_and_reset) {
   atomic_init(&e.reset_rc2, 12345);
   e.fd = sv[0];
   e.port = ntohs(a.sin_port);
-  spawn_fiber(rt, ender_fiber, &e.f, 0);
+  spawn_fiber(rt, ender_fiber, &e.f, 0, 0);
   wait_phase(&e.f, 1);
   test_sleep_ms(20);
   close(sv[1]);
@@ -1331,13 +1253,13 @@ START_TEST(test_fiber_io_misuse) {
   fib_init(&b.f);
   b.fd = sv[0];
   b.framed_fd = fv[0];
-  spawn_fiber(rt, badio_fiber, &b.f, 1);
+  spawn_fiber(rt, badio_fiber, &b.f, 1, 0);
   wait_phase(&b.f, 1);
   put(sv[1], "still");
   memset(&t, 0, sizeof t);
   fib_init(&t.f);
   t.victim = &b;
-  spawn_fiber(rt, thief_fiber, &t.f, 1);
+  spawn_fiber(rt, thief_fiber, &t.f, 1, 0);
   fib_wait(&t.f, 10000);
   fib_wait(&b.f, 10000);
   close(sv[1]);
@@ -1454,7 +1376,7 @@ START_TEST(test_fiber_io_pty_bridge) {
   fib_init(&br.f);
   memcpy(br.a, pa.name, sizeof br.a);
   memcpy(br.b, pb.name, sizeof br.b);
-  spawn_fiber(rt, bridge_fiber, &br.f, 1);
+  spawn_fiber(rt, bridge_fiber, &br.f, 1, 0);
   wait_phase(&br.f, 1);
   enum { LINES = 20 };
   static char want[LINES * 64];
