@@ -110,7 +110,7 @@ int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
   if (o.cores != 0 && o.cores < n)
     n = o.cores;
   struct sockaddr_storage ss;
-  socklen_t len;
+  socklen_t len = 0;
   int rc = ax__addr_resolve_sync(addr, true, SOCK_STREAM, &ss, &len);
   if (rc < 0)
     return rc;

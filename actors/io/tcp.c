@@ -200,7 +200,7 @@ int ax_tcp_connect(ax_actor_t *self, const char *addr, const ax_stream_opts_t *o
 int ax_unix_connect(ax_actor_t *self, const char *path, const ax_stream_opts_t *opts,
                     ax_stream_t **out) {
   struct sockaddr_un sun;
-  socklen_t len;
+  socklen_t len = 0;
   if (self == NULL || out == NULL || ax__unix_addr(path, &sun, &len) < 0)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
@@ -381,7 +381,7 @@ fail:;
 int ax_tcp_listen(ax_actor_t *self, const char *addr, int backlog, const ax_stream_opts_t *opts,
                   ax_listener_t **out) {
   struct sockaddr_storage ss;
-  socklen_t len;
+  socklen_t len = 0;
   ax_stream_opts_t o;
   if (self == NULL || out == NULL || ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
@@ -401,7 +401,7 @@ int ax_tcp_listen(ax_actor_t *self, const char *addr, int backlog, const ax_stre
 int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
                    const ax_stream_opts_t *opts, ax_listener_t **out) {
   struct sockaddr_un sun;
-  socklen_t len;
+  socklen_t len = 0;
   ax_stream_opts_t o;
   if (self == NULL || out == NULL || ax__unix_addr(path, &sun, &len) < 0 ||
       ax__stream_opts(opts, &o) < 0)
