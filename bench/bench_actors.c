@@ -98,7 +98,6 @@
 
 extern char **environ;
 
-#define MAX_RUNS 101
 #define RESULT_WAIT_S 60 /* the longest wait for one result on a port */
 #define WATCHDOG_S 300   /* the longest one measurement may take, whatever it waits on */
 #define NROWS 7
@@ -1042,57 +1041,16 @@ static double port_run_uv(uint64_t rounds) {
 /* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
-static bool any_missed;
-
-typedef struct series {
-  double v[MAX_RUNS];
-  int n;
-} series_t;
-
-static void series_add(series_t *s, double v) { s->v[s->n++] = v; }
-
-static bool verbose;          /* -v: print every run under its row */
-static char pending_runs[1024]; /* the runs of the last series_median, for row() */
-
-/* Median, and spread = (max - min) / median in percent. */
-static double series_median(series_t *s, double *spread) {
-  double med = bench_median(s->v, s->n); /* sorts */
-  *spread = med > 0 ? (s->v[s->n - 1] - s->v[0]) / med * 100 : 0;
-  size_t off = 0;
-  pending_runs[0] = '\0';
-  for (int i = 0; verbose && i < s->n && off < sizeof pending_runs; i++)
-    off += (size_t)snprintf(pending_runs + off, sizeof pending_runs - off, " %.6g", s->v[i]);
-  return med;
-}
-
-#define ROW_FMT "%-3s %-50s %10s %-8s %6s %-8s %-7s %s\n"
+static bench_table_t table = {.id_w = 3, .name_w = 50, .unit_w = 8};
 
 /* One line of the table.  target <= 0: none.  spread < 0: not applicable. */
 static void row(const char *id, const char *name, double value, int prec, const char *unit,
                 double spread, double target, const char *context) {
-  char val[32], spr[16], tgt[24];
-  const char *status = "-";
-  snprintf(val, sizeof val, "%.*f", prec, value);
-  if (spread >= 0)
-    snprintf(spr, sizeof spr, "%.0f%%", spread);
-  else
-    snprintf(spr, sizeof spr, "-");
-  if (target > 0) {
-    snprintf(tgt, sizeof tgt, "<= %g", target);
-    status = value <= target ? "met" : "MISSED";
-    any_missed |= value > target;
-  } else {
-    snprintf(tgt, sizeof tgt, "-");
-  }
-  printf(ROW_FMT, id, name, val, unit, spr, tgt, status, context);
-  if (pending_runs[0] != '\0')
-    printf("      runs, sorted:%s\n", pending_runs);
-  pending_runs[0] = '\0';
-  fflush(stdout);
+  bench_row(&table, id, name, value, prec, unit, spread, target, context);
 }
 
 static void row_na(const char *id, const char *name, const char *why) {
-  printf(ROW_FMT, id, name, "n/a", "", "", "", "", why);
+  bench_table_line(&table, id, name, "n/a", "", "", "", "", why);
   fflush(stdout);
 }
 
@@ -1115,7 +1073,7 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--quick") == 0) {
       quick = true;
     } else if (strcmp(a, "-v") == 0) {
-      verbose = true;
+      table.verbose = true;
     } else if (strcmp(a, "-r") == 0 && i + 1 < argc) {
       runs = bench_parse_count(argv[++i], "-r");
     } else if (strcmp(a, "-b") == 0 && i + 1 < argc) {
@@ -1137,8 +1095,8 @@ int main(int argc, char **argv) {
   }
   if (runs == 0)
     runs = quick ? 1 : 5;
-  if (runs > MAX_RUNS)
-    bench_die("-r: at most %d", MAX_RUNS);
+  if (runs > BENCH_MAX_RUNS)
+    bench_die("-r: at most %d", BENCH_MAX_RUNS);
   const sizes_t *z = quick ? &quick_sizes : &full_sizes;
   watchdog_init();
   cpus_init();
@@ -1161,7 +1119,7 @@ int main(int argc, char **argv) {
   printf("spread = (max-min)/median over the runs; context = published figures for other\n"
          "runtimes, not measured here (other machines), for scale only; skynet cold = in a\n"
          "fresh runtime, warm = the second tree built in one runtime (its pools reused)\n\n");
-  printf(ROW_FMT, "row", "benchmark", "median", "unit", "spread", "target", "status",
+  bench_table_line(&table, "row", "benchmark", "median", "unit", "spread", "target", "status",
          "context");
 
   char notes[8][256];
@@ -1170,10 +1128,10 @@ int main(int argc, char **argv) {
   unsigned cores = 0;
 
   if (want[1]) {
-    series_t s = {.n = 0};
+    bench_series_t s = {.n = 0};
     for (long r = 0; r < runs; r++)
-      series_add(&s, pp_run("same-core ping-pong", 0, 0, 0, z->same_msgs / 2) / 2);
-    double med = series_median(&s, &spread);
+      bench_series_add(&s, pp_run("same-core ping-pong", 0, 0, 0, z->same_msgs / 2) / 2);
+    double med = bench_series_median(&table, &s, &spread);
     char name[64];
     snprintf(name, sizeof name, "same-core ping-pong, %llu msgs",
              (unsigned long long)z->same_msgs);
@@ -1185,27 +1143,27 @@ int main(int argc, char **argv) {
     row_na("2a", "cross-core ping-pong, spinning", "needs 2 CPUs");
     row_na("2b", "cross-core ping-pong, spin_ns = -1", "needs 2 CPUs");
   } else if (want[2]) {
-    series_t a = {.n = 0}, b = {.n = 0};
+    bench_series_t a = {.n = 0}, b = {.n = 0};
     for (long r = 0; r < runs; r++) {
-      series_add(&a, pp_run("cross-core ping-pong, spinning", 0, 1, 0, z->cross_spin));
-      series_add(&b, pp_run("cross-core ping-pong, no spinning", 0, 1, -1, z->cross_nospin));
+      bench_series_add(&a, pp_run("cross-core ping-pong, spinning", 0, 1, 0, z->cross_spin));
+      bench_series_add(&b, pp_run("cross-core ping-pong, no spinning", 0, 1, -1, z->cross_nospin));
     }
     char name[64];
     snprintf(name, sizeof name, "cross-core ping-pong 0<->1, spinning, %llu rt",
              (unsigned long long)z->cross_spin);
-    double med = series_median(&a, &spread); /* before row(): it sets spread */
+    double med = bench_series_median(&table, &a, &spread); /* before row(): it sets spread */
     row("2a", name, med, 0, "ns/rt", spread, 1000, "");
     snprintf(name, sizeof name, "cross-core ping-pong, spin_ns = -1, %llu rt",
              (unsigned long long)z->cross_nospin);
-    med = series_median(&b, &spread);
+    med = bench_series_median(&table, &b, &spread);
     row("2b", name, med, 0, "ns/rt", spread, 0, "");
   }
 
   if (want[3]) {
-    series_t s = {.n = 0};
+    bench_series_t s = {.n = 0};
     for (long r = 0; r < runs; r++)
-      series_add(&s, fan_run(z->fan_per, &cores));
-    double med = series_median(&s, &spread);
+      bench_series_add(&s, fan_run(z->fan_per, &cores));
+    double med = bench_series_median(&table, &s, &spread);
     char name[80];
     snprintf(name, sizeof name, "fan-in %d->1 over %u cores, %llu msgs each", FAN_SENDERS, cores,
              (unsigned long long)z->fan_per);
@@ -1221,11 +1179,11 @@ int main(int argc, char **argv) {
     sk_node_t *nodes = malloc((size_t)((leaves - 1) / 9) * sizeof *nodes);
     if (nodes == NULL)
       bench_die("out of memory");
-    series_t cold[3] = {{.n = 0}, {.n = 0}, {.n = 0}}, warm[3] = {{.n = 0}, {.n = 0}, {.n = 0}};
+    bench_series_t cold[3] = {{.n = 0}, {.n = 0}, {.n = 0}}, warm[3] = {{.n = 0}, {.n = 0}, {.n = 0}};
     for (long r = 0; r < runs; r++) { /* alternate the variants so drift hits all alike */
       for (unsigned k = 0; k < nvariants; k++) {
-        series_add(&cold[k], sk_run(levels, k, 1, nodes));
-        series_add(&warm[k], sk_run(levels, k, 2, nodes));
+        bench_series_add(&cold[k], sk_run(levels, k, 1, nodes));
+        bench_series_add(&warm[k], sk_run(levels, k, 2, nodes));
       }
     }
     free(nodes);
@@ -1233,15 +1191,15 @@ int main(int argc, char **argv) {
     unsigned cbest = 0, wbest = 0;
     int off = snprintf(notes[nnotes], sizeof notes[nnotes], "row 4 skynet medians, cold/warm:");
     for (unsigned k = 0; k < nvariants; k++) {
-      cmed[k] = series_median(&cold[k], &cspr[k]);
-      wmed[k] = series_median(&warm[k], &wspr[k]);
+      cmed[k] = bench_series_median(&table, &cold[k], &cspr[k]);
+      wmed[k] = bench_series_median(&table, &warm[k], &wspr[k]);
       cbest = cmed[k] < cmed[cbest] ? k : cbest;
       wbest = wmed[k] < wmed[wbest] ? k : wbest;
       off += snprintf(notes[nnotes] + off, sizeof notes[nnotes] - (size_t)off,
                       "%s %s %.1f/%.1f ms", k ? ";" : "", sk_variant_name(k), cmed[k], wmed[k]);
     }
     nnotes++;
-    pending_runs[0] = '\0'; /* the variants' medians are in the notes */
+    table.runs[0] = '\0'; /* the variants' medians are in the notes */
     char name[80];
     snprintf(name, sizeof name, "skynet 10^%u cold, best: %s", levels, sk_variant_name(cbest));
     row("4", name, cmed[cbest], 1, "ms", cspr[cbest], levels == 6 ? 150 : 0,
@@ -1254,19 +1212,19 @@ int main(int argc, char **argv) {
     ax_ref_t *refs = malloc(z->create * sizeof *refs);
     if (refs == NULL)
       bench_die("out of memory");
-    series_t sp = {.n = 0}, st = {.n = 0};
+    bench_series_t sp = {.n = 0}, st = {.n = 0};
     for (long r = 0; r < runs; r++) {
       create_result_t c = create_run(z->create, refs);
-      series_add(&sp, c.spawn_ns);
-      series_add(&st, c.stop_ms);
+      bench_series_add(&sp, c.spawn_ns);
+      bench_series_add(&st, c.stop_ms);
     }
     free(refs);
     char name[80];
     snprintf(name, sizeof name, "spawn %llu actors (LOCAL, from an actor)",
              (unsigned long long)z->create);
-    double ns = series_median(&sp, &spread);
+    double ns = bench_series_median(&table, &sp, &spread);
     row("5a", name, ns, 1, "ns/spawn", spread, 0, "");
-    double ms = series_median(&st, &spread);
+    double ms = bench_series_median(&table, &st, &spread);
     snprintf(name, sizeof name, "stop them: ax_stop each until last terminate");
     row("5b", name, ms, 1, "ms", spread, 0, "");
     snprintf(notes[nnotes++], sizeof notes[0], "row 5b: %.1f ns per actor stopped",
@@ -1274,30 +1232,30 @@ int main(int argc, char **argv) {
   }
 
   if (want[6]) {
-    series_t s = {.n = 0};
+    bench_series_t s = {.n = 0};
     for (long r = 0; r < runs; r++)
-      series_add(&s, mem_run(z->idle, self_exe));
+      bench_series_add(&s, mem_run(z->idle, self_exe));
     char name[80];
     snprintf(name, sizeof name, "bytes per idle actor, %llu actors (RSS growth)",
              (unsigned long long)z->idle);
-    double med = series_median(&s, &spread);
+    double med = bench_series_median(&table, &s, &spread);
     row("6", name, med, 1, "B/actor", spread, 128,
         "Erlang ~2.6 KB, Pony ~320 B");
   }
 
   if (want[7]) {
-    series_t a = {.n = 0};
+    bench_series_t a = {.n = 0};
     int actor_cpu = -1;
 #ifdef AXON_HAVE_LIBUV
-    series_t u = {.n = 0};
+    bench_series_t u = {.n = 0};
 #endif
     for (long r = 0; r < runs; r++) {
-      series_add(&a, port_run_axon(z->port_rounds, &actor_cpu));
+      bench_series_add(&a, port_run_axon(z->port_rounds, &actor_cpu));
 #ifdef AXON_HAVE_LIBUV
-      series_add(&u, port_run_uv(z->port_rounds));
+      bench_series_add(&u, port_run_uv(z->port_rounds));
 #endif
     }
-    double ax_med = series_median(&a, &spread);
+    double ax_med = bench_series_median(&table, &a, &spread);
     char name[80];
     snprintf(name, sizeof name, "port round trip: thread <-> actor, %llu rt",
              (unsigned long long)z->port_rounds);
@@ -1308,7 +1266,7 @@ int main(int argc, char **argv) {
                "libuv's B pinned to CPU %d",
                last_cpu, actor_cpu, first_cpu);
 #ifdef AXON_HAVE_LIBUV
-    double uv_med = series_median(&u, &spread);
+    double uv_med = bench_series_median(&table, &u, &spread);
     row("7b", "libuv: uv_async_send ping-pong, 2 threads", uv_med, 0, "ns/rt", spread, 0, "");
     row("7c", "port round trip, axon / libuv", ax_med / uv_med, 2, "ratio", -1, 0.5, "");
 #else
@@ -1321,7 +1279,7 @@ int main(int argc, char **argv) {
     printf("\n");
   for (int i = 0; i < nnotes; i++)
     printf("%s\n", notes[i]);
-  if (any_missed)
+  if (table.missed)
     printf("\naxon missed a target (see the status column)\n");
   if (stats_warnings > 0) {
     fprintf(stderr, "bench: %d run(s) where the runtime's counters disagreed with the work done\n",

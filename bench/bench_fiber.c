@@ -82,7 +82,6 @@
 
 extern char **environ;
 
-#define MAX_RUNS 101
 #define RESULT_WAIT_S 120 /* the longest wait for one result on a port */
 #define WATCHDOG_S 300    /* the longest one measurement may take */
 #define CS_WARMUP 1000    /* round trips not timed, row a */
@@ -840,63 +839,25 @@ static double go_run(const char *mode, uint64_t n) {
 /* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
-static bool any_missed, verbose;
-static char pending_runs[1024];
-
-typedef struct series {
-  double v[MAX_RUNS];
-  int n;
-} series_t;
-
-static void series_add(series_t *s, double v) { s->v[s->n++] = v; }
-
-static double series_median(series_t *s, double *spread) {
-  double med = bench_median(s->v, s->n);
-  *spread = med > 0 ? (s->v[s->n - 1] - s->v[0]) / med * 100 : 0;
-  size_t off = 0;
-  pending_runs[0] = '\0';
-  for (int i = 0; verbose && i < s->n && off < sizeof pending_runs; i++)
-    off += (size_t)snprintf(pending_runs + off, sizeof pending_runs - off, " %.6g", s->v[i]);
-  return med;
-}
-
-#define ROW_FMT "%-4s %-56s %10s %-10s %6s %-8s %-7s %s\n"
+static bench_table_t table = {.id_w = 4, .name_w = 56, .unit_w = 10};
 
 static void row(const char *id, const char *name, double value, int prec, const char *unit,
                 double spread, double target, const char *context) {
-  char val[32], spr[16], tgt[24];
-  const char *status = "-";
-  snprintf(val, sizeof val, "%.*f", prec, value);
-  if (spread >= 0)
-    snprintf(spr, sizeof spr, "%.0f%%", spread);
-  else
-    snprintf(spr, sizeof spr, "-");
-  if (target > 0) {
-    snprintf(tgt, sizeof tgt, "<= %g", target);
-    status = value <= target ? "met" : "MISSED";
-    any_missed |= value > target;
-  } else {
-    snprintf(tgt, sizeof tgt, "-");
-  }
-  printf(ROW_FMT, id, name, val, unit, spr, tgt, status, context);
-  if (pending_runs[0] != '\0')
-    printf("      runs, sorted:%s\n", pending_runs);
-  pending_runs[0] = '\0';
-  fflush(stdout);
+  bench_row(&table, id, name, value, prec, unit, spread, target, context);
 }
 
 static void row_na(const char *id, const char *name, double target, const char *why) {
   char tgt[24] = "";
   if (target > 0)
     snprintf(tgt, sizeof tgt, "<= %g", target);
-  printf(ROW_FMT, id, name, "n/a", "", "", tgt, "", why);
+  bench_table_line(&table, id, name, "n/a", "", "", tgt, "", why);
   fflush(stdout);
 }
 
 /* One row from a series: its median, spread and runs. */
-static double row_series(const char *id, const char *name, series_t *s, int prec,
+static double row_series(const char *id, const char *name, bench_series_t *s, int prec,
                          const char *unit, double target, const char *context) {
-  double spread, med = series_median(s, &spread);
+  double spread, med = bench_series_median(&table, s, &spread);
   row(id, name, med, prec, unit, spread, target, context);
   return med;
 }
@@ -922,7 +883,7 @@ int main(int argc, char **argv) {
     if (strcmp(a, "--quick") == 0) {
       quick = true;
     } else if (strcmp(a, "-v") == 0) {
-      verbose = true;
+      table.verbose = true;
     } else if (strcmp(a, "-r") == 0 && i + 1 < argc) {
       runs = bench_parse_count(argv[++i], "-r");
     } else if (strcmp(a, "-s") == 0 && i + 1 < argc) {
@@ -949,8 +910,8 @@ int main(int argc, char **argv) {
   }
   if (runs == 0)
     runs = quick ? 1 : 5;
-  if (runs > MAX_RUNS)
-    bench_die("-r: at most %d", MAX_RUNS);
+  if (runs > BENCH_MAX_RUNS)
+    bench_die("-r: at most %d", BENCH_MAX_RUNS);
   sizes_t z = quick ? quick_sizes : full_sizes;
   if (opt_s > 0)
     z.switches = (uint64_t)opt_s;
@@ -980,7 +941,7 @@ int main(int argc, char **argv) {
          go_path != NULL ? go_path : "none");
   printf("spread = (max-min)/median over the runs; ratios are of the medians; one-core "
          "runtimes\n\n");
-  printf(ROW_FMT, "row", "benchmark", "median", "unit", "spread", "target", "status", "context");
+  bench_table_line(&table, "row", "benchmark", "median", "unit", "spread", "target", "status", "context");
 
   char notes[8][320];
   int nnotes = 0;
@@ -988,20 +949,20 @@ int main(int argc, char **argv) {
 
   if (want[0]) { /* a: context switches */
     uint64_t uc_switches = z.switches / 10 >= 20 ? z.switches / 10 : 20;
-    series_t s[4] = {{.n = 0}, {.n = 0}, {.n = 0}, {.n = 0}};
+    bench_series_t s[4] = {{.n = 0}, {.n = 0}, {.n = 0}, {.n = 0}};
     watchdog_arm("row a: context switches");
     for (long r = 0; r < runs; r++) {
       for (int i = 0; i < 4; i++) {
         int k = alt(r, 4, i);
         if (k == 0)
-          series_add(&s[0], cs_axon(z.switches));
+          bench_series_add(&s[0], cs_axon(z.switches));
         else if (k == 1)
-          series_add(&s[1], cs_coro(z.switches));
+          bench_series_add(&s[1], cs_coro(z.switches));
         else if (k == 3)
-          series_add(&s[3], cs_ucontext(uc_switches));
+          bench_series_add(&s[3], cs_ucontext(uc_switches));
 #ifdef HAVE_BOOST_CONTEXT
         else
-          series_add(&s[2], cs_boost(z.switches));
+          bench_series_add(&s[2], cs_boost(z.switches));
 #endif
       }
     }
@@ -1032,17 +993,17 @@ int main(int argc, char **argv) {
   }
 
   if (want[1]) { /* b: ping-pong */
-    series_t s[3] = {{.n = 0}, {.n = 0}, {.n = 0}};
+    bench_series_t s[3] = {{.n = 0}, {.n = 0}, {.n = 0}};
     int nimpl = go_path != NULL ? 3 : 2;
     for (long r = 0; r < runs; r++) {
       for (int i = 0; i < nimpl; i++) {
         int k = alt(r, nimpl, i);
         if (k == 0)
-          series_add(&s[0], pp_run(true, z.msgs));
+          bench_series_add(&s[0], pp_run(true, z.msgs));
         else if (k == 1)
-          series_add(&s[1], pp_run(false, z.msgs));
+          bench_series_add(&s[1], pp_run(false, z.msgs));
         else
-          series_add(&s[2], go_run("pingpong", z.msgs));
+          bench_series_add(&s[2], go_run("pingpong", z.msgs));
       }
     }
     snprintf(name, sizeof name, "ping-pong: fibers, ax_send + ax_recv, %llu msgs",
@@ -1066,19 +1027,19 @@ int main(int argc, char **argv) {
   }
 
   if (want[2]) { /* c: spawn + run + exit */
-    series_t s[4] = {{.n = 0}, {.n = 0}, {.n = 0}, {.n = 0}};
+    bench_series_t s[4] = {{.n = 0}, {.n = 0}, {.n = 0}, {.n = 0}};
     int nimpl = go_path != NULL ? 4 : 3;
     for (long r = 0; r < runs; r++) {
       for (int i = 0; i < nimpl; i++) {
         int k = alt(r, nimpl, i);
         if (k == 0)
-          series_add(&s[0], sp_run(true, false, z.fibers));
+          bench_series_add(&s[0], sp_run(true, false, z.fibers));
         else if (k == 1)
-          series_add(&s[1], sp_run(true, true, z.fibers));
+          bench_series_add(&s[1], sp_run(true, true, z.fibers));
         else if (k == 2)
-          series_add(&s[2], sp_run(false, false, z.fibers));
+          bench_series_add(&s[2], sp_run(false, false, z.fibers));
         else
-          series_add(&s[3], go_run("spawn", z.fibers));
+          bench_series_add(&s[3], go_run("spawn", z.fibers));
       }
     }
     snprintf(name, sizeof name, "spawn+run+exit: fibers, %llu from an actor",
@@ -1102,7 +1063,7 @@ int main(int argc, char **argv) {
   }
 
   if (want[3]) { /* d: memory per parked fiber */
-    series_t s[2] = {{.n = 0}, {.n = 0}}, spawn = {.n = 0}, stop = {.n = 0};
+    bench_series_t s[2] = {{.n = 0}, {.n = 0}}, spawn = {.n = 0}, stop = {.n = 0};
     long maps_delta = 0, raised = 0;
     int nimpl = go_path != NULL ? 2 : 1;
     for (long r = 0; r < runs; r++) {
@@ -1110,13 +1071,13 @@ int main(int argc, char **argv) {
         int k = alt(r, nimpl, i);
         if (k == 0) {
           mem_result_t m = mem_run(z.fibers, self_exe);
-          series_add(&s[0], m.bytes);
-          series_add(&spawn, m.spawn_ns);
-          series_add(&stop, m.stop_ns);
+          bench_series_add(&s[0], m.bytes);
+          bench_series_add(&spawn, m.spawn_ns);
+          bench_series_add(&stop, m.stop_ns);
           maps_delta = m.maps_delta;
           raised = m.raised > raised ? m.raised : raised;
         } else {
-          series_add(&s[1], go_run("park", z.fibers));
+          bench_series_add(&s[1], go_run("park", z.fibers));
         }
       }
     }
@@ -1129,8 +1090,8 @@ int main(int argc, char **argv) {
     else
       row_na("d2", name, 0, go_why);
     double sp_spread, st_spread;
-    double sp_med = series_median(&spawn, &sp_spread), st_med = series_median(&stop, &st_spread);
-    pending_runs[0] = '\0';
+    double sp_med = bench_series_median(&table, &spawn, &sp_spread), st_med = bench_series_median(&table, &stop, &st_spread);
+    table.runs[0] = '\0';
     snprintf(notes[nnotes++], sizeof notes[0],
              "row d: spawning the parked fibers took %.0f ns each (median), stopping the "
              "runtime with all of them parked %.0f ns each; the last run's %llu fibers added "
@@ -1147,7 +1108,7 @@ int main(int argc, char **argv) {
     printf("\n");
   for (int i = 0; i < nnotes; i++)
     printf("%s\n", notes[i]);
-  if (any_missed)
+  if (table.missed)
     printf("\naxon missed a target (see the status column)\n");
   if (stats_warnings > 0) {
     fprintf(stderr, "bench: %d run(s) where the runtime's counters disagreed with the work done\n",

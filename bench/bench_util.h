@@ -148,4 +148,74 @@ static inline void bench_print_ratio(double num, double den, bool have, int widt
     printf(" %*s", width, "-");
 }
 
+/* ------------------------------------------------------------------------ */
+/* A table of medians (bench_actors, bench_fiber): one row per measurement,  */
+/* its spread, its target and met/MISSED, every run under it with -v.        */
+
+#define BENCH_MAX_RUNS 101
+
+typedef struct bench_series {
+  double v[BENCH_MAX_RUNS];
+  int n;
+} bench_series_t;
+
+typedef struct bench_table {
+  int id_w, name_w, unit_w; /* column widths */
+  bool verbose;             /* -v: print every run under its row */
+  bool missed;              /* some row missed its target */
+  char runs[1024];          /* the runs of the last median, for the next row */
+} bench_table_t;
+
+static inline void bench_series_add(bench_series_t *s, double v) {
+  if (s->n < BENCH_MAX_RUNS)
+    s->v[s->n++] = v;
+}
+
+/* The series' median (it sorts the runs) and its spread: (max - min) /
+ * median in percent.  With -v the runs are kept for the next row. */
+static inline double bench_series_median(bench_table_t *t, bench_series_t *s, double *spread) {
+  double med = bench_median(s->v, s->n);
+  *spread = med > 0 ? (s->v[s->n - 1] - s->v[0]) / med * 100 : 0;
+  size_t off = 0;
+  t->runs[0] = '\0';
+  for (int i = 0; t->verbose && i < s->n && off < sizeof t->runs; i++)
+    off += (size_t)snprintf(t->runs + off, sizeof t->runs - off, " %.6g", s->v[i]);
+  return med;
+}
+
+/* One line of the table, every column already a string. */
+static inline void bench_table_line(const bench_table_t *t, const char *id, const char *name,
+                                    const char *val, const char *unit, const char *spread,
+                                    const char *target, const char *status, const char *context) {
+  printf("%-*s %-*s %10s %-*s %6s %-8s %-7s %s\n", t->id_w, id, t->name_w, name, val, t->unit_w,
+         unit, spread, target, status, context);
+  fflush(stdout);
+}
+
+/* One row: value with prec decimals; target <= 0: none (else met when
+ * value <= target); spread < 0: not applicable. */
+static inline void bench_row(bench_table_t *t, const char *id, const char *name, double value,
+                             int prec, const char *unit, double spread, double target,
+                             const char *context) {
+  char val[32], spr[16], tgt[24];
+  const char *status = "-";
+  snprintf(val, sizeof val, "%.*f", prec, value);
+  if (spread >= 0)
+    snprintf(spr, sizeof spr, "%.0f%%", spread);
+  else
+    snprintf(spr, sizeof spr, "-");
+  if (target > 0) {
+    snprintf(tgt, sizeof tgt, "<= %g", target);
+    status = value <= target ? "met" : "MISSED";
+    t->missed |= value > target;
+  } else {
+    snprintf(tgt, sizeof tgt, "-");
+  }
+  bench_table_line(t, id, name, val, unit, spr, tgt, status, context);
+  if (t->runs[0] != '\0')
+    printf("      runs, sorted:%s\n", t->runs);
+  t->runs[0] = '\0';
+  fflush(stdout);
+}
+
 #endif /* AXON_BENCH_UTIL_H */
