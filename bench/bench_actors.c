@@ -135,36 +135,6 @@ static const sizes_t quick_sizes = {100000, 10000, 300, 500, 4, 1u << 14, 100000
 /* ------------------------------------------------------------------------ */
 /* Watchdog, CPUs, statistics                                                */
 
-static char watchdog_what[256];
-
-static void watchdog_fire(int sig) {
-  (void)sig;
-  static const char head[] = "bench: watchdog: no progress for a long time in: ";
-  ssize_t rc = write(STDERR_FILENO, head, sizeof head - 1);
-  rc = write(STDERR_FILENO, watchdog_what, strlen(watchdog_what));
-  rc = write(STDERR_FILENO, "\n", 1);
-  (void)rc;
-  _exit(1);
-}
-
-/* Names the phase about to run and gives it WATCHDOG_S seconds. */
-__attribute__((format(printf, 1, 2))) static void watchdog_arm(const char *fmt, ...) {
-  alarm(0);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(watchdog_what, sizeof watchdog_what, fmt, ap);
-  va_end(ap);
-  alarm(WATCHDOG_S);
-}
-
-static void watchdog_init(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = watchdog_fire;
-  sigemptyset(&sa.sa_mask);
-  BENCH_SYS(sigaction(SIGALRM, &sa, NULL));
-}
-
 static cpu_set_t main_mask; /* the affinity mask the program started with */
 static int ncpus, first_cpu = -1, last_cpu = -1;
 
@@ -230,7 +200,7 @@ static void brt_open(brt_t *b, const char *what, unsigned cores, int64_t spin_ns
       .flags = AX_RT_NO_SIGNALS | AX_RT_KEEP_ALIVE,
   };
   snprintf(b->what, sizeof b->what, "%s", what);
-  watchdog_arm("%s (from ax_rt_new to ax_rt_free)", what);
+  bench_watchdog_arm("%s (from ax_rt_new to ax_rt_free)", what);
   BENCH_AX(ax_rt_new(&o, &b->rt));
   BENCH_AX(ax_port_new(b->rt, &b->port));
   b->port_ref = ax_port_ref(b->port);
@@ -781,7 +751,7 @@ static long long rss_bytes(void) {
 
 /* The child side of row 6: prints "mem N RSS_BEFORE RSS_AFTER SPAWN_NS". */
 static int mem_child(uint64_t n) {
-  watchdog_init();
+  bench_watchdog_init(WATCHDOG_S);
   brt_t b;
   brt_open(&b, "idle memory (child process)", 0, 0);
   spawner_t sp = {.port = b.port_ref, .n = n};
@@ -1005,7 +975,7 @@ static double port_run_uv(uint64_t rounds) {
   uvpp_t *p = calloc(1, sizeof *p);
   if (p == NULL)
     bench_die("out of memory");
-  watchdog_arm("libuv uv_async ping-pong");
+  bench_watchdog_arm("libuv uv_async ping-pong");
   p->total = PORT_WARMUP + rounds;
   BENCH_UV(uv_loop_init(&p->loop_a));
   BENCH_UV(uv_loop_init(&p->loop_b));
@@ -1098,7 +1068,7 @@ int main(int argc, char **argv) {
   if (runs > BENCH_MAX_RUNS)
     bench_die("-r: at most %d", BENCH_MAX_RUNS);
   const sizes_t *z = quick ? &quick_sizes : &full_sizes;
-  watchdog_init();
+  bench_watchdog_init(WATCHDOG_S);
   cpus_init();
   char self_exe[4096];
   ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);

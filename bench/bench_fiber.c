@@ -111,35 +111,6 @@ static const sizes_t quick_sizes = {100000, 20000, 1000};
 /* ------------------------------------------------------------------------ */
 /* Watchdog and checks                                                       */
 
-static char watchdog_what[256];
-
-static void watchdog_fire(int sig) {
-  (void)sig;
-  static const char head[] = "bench: watchdog: no progress for a long time in: ";
-  ssize_t rc = write(STDERR_FILENO, head, sizeof head - 1);
-  rc = write(STDERR_FILENO, watchdog_what, strlen(watchdog_what));
-  rc = write(STDERR_FILENO, "\n", 1);
-  (void)rc;
-  _exit(1);
-}
-
-__attribute__((format(printf, 1, 2))) static void watchdog_arm(const char *fmt, ...) {
-  alarm(0);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(watchdog_what, sizeof watchdog_what, fmt, ap);
-  va_end(ap);
-  alarm(WATCHDOG_S);
-}
-
-static void watchdog_init(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = watchdog_fire;
-  sigemptyset(&sa.sa_mask);
-  BENCH_SYS(sigaction(SIGALRM, &sa, NULL));
-}
-
 static int stats_warnings;
 
 static void stats_check(const char *what, const ax_core_stats_t *st, uint64_t min_delivered,
@@ -169,7 +140,7 @@ typedef struct brt {
 static void brt_open(brt_t *b, const char *what) {
   ax_rt_opts_t o = {.cores = 1, .flags = AX_RT_NO_SIGNALS | AX_RT_KEEP_ALIVE};
   snprintf(b->what, sizeof b->what, "%s", what);
-  watchdog_arm("%s (from ax_rt_new to ax_rt_free)", what);
+  bench_watchdog_arm("%s (from ax_rt_new to ax_rt_free)", what);
   BENCH_AX(ax_rt_new(&o, &b->rt));
   BENCH_AX(ax_port_new(b->rt, &b->port));
   b->port_ref = ax_port_ref(b->port);
@@ -677,7 +648,7 @@ static int mc_spawner(ax_actor_t *self, const ax_msg_t *m) {
 /* The child side of row d: prints
  * "mem N RSS_BEFORE RSS_AFTER MAPS_BEFORE MAPS_AFTER SPAWN_NS STOP_NS RAISED WARNINGS". */
 static int mem_child(uint64_t n) {
-  watchdog_init();
+  bench_watchdog_init(WATCHDOG_S);
   brt_t b;
   brt_open(&b, "memory per parked fiber (child process)");
   mc = (mc_t){.port = b.port_ref, .n = n};
@@ -764,7 +735,7 @@ static void run_capture(const char *path, char *const argv[], char *buf, size_t 
 }
 
 static mem_result_t mem_run(uint64_t n, const char *self_exe) {
-  watchdog_arm("memory per parked fiber (child process)");
+  bench_watchdog_arm("memory per parked fiber (child process)");
   char arg0[] = "bench_fiber", arg1[] = "--mem-child", arg2[32], buf[512];
   snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)n);
   char *args[] = {arg0, arg1, arg2, NULL};
@@ -820,7 +791,7 @@ static void go_init(const char *opt) {
 
 /* Runs "fiber_baseline MODE N" and returns the number it prints. */
 static double go_run(const char *mode, uint64_t n) {
-  watchdog_arm("Go baseline: %s %s %llu", go_path, mode, (unsigned long long)n);
+  bench_watchdog_arm("Go baseline: %s %s %llu", go_path, mode, (unsigned long long)n);
   char arg0[] = "fiber_baseline", arg1[16], arg2[32], buf[256];
   snprintf(arg1, sizeof arg1, "%s", mode);
   snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)n);
@@ -921,7 +892,7 @@ int main(int argc, char **argv) {
     z.fibers = (uint64_t)opt_n;
   if (z.switches < 20)
     z.switches = 20;
-  watchdog_init();
+  bench_watchdog_init(WATCHDOG_S);
   go_init(opt_go);
   char self_exe[4096];
   ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
@@ -950,7 +921,7 @@ int main(int argc, char **argv) {
   if (want[0]) { /* a: context switches */
     uint64_t uc_switches = z.switches / 10 >= 20 ? z.switches / 10 : 20;
     bench_series_t s[4] = {{.n = 0}, {.n = 0}, {.n = 0}, {.n = 0}};
-    watchdog_arm("row a: context switches");
+    bench_watchdog_arm("row a: context switches");
     for (long r = 0; r < runs; r++) {
       for (int i = 0; i < 4; i++) {
         int k = alt(r, 4, i);

@@ -3,6 +3,7 @@
 #define AXON_BENCH_UTIL_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "axon/common.h"
 
@@ -216,6 +218,44 @@ static inline void bench_row(bench_table_t *t, const char *id, const char *name,
     printf("      runs, sorted:%s\n", t->runs);
   t->runs[0] = '\0';
   fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A watchdog: a phase that hangs ends the program with its name.            */
+
+static char bench_watchdog_what[256];
+static unsigned bench_watchdog_s;
+
+static inline void bench_watchdog_fire(int sig) {
+  (void)sig;
+  static const char head[] = "bench: watchdog: no progress for a long time in: ";
+  ssize_t rc = write(STDERR_FILENO, head, sizeof head - 1);
+  rc = write(STDERR_FILENO, bench_watchdog_what, strlen(bench_watchdog_what));
+  rc = write(STDERR_FILENO, "\n", 1);
+  (void)rc;
+  _exit(1);
+}
+
+/* Names the phase about to run and gives it the watchdog's seconds. */
+__attribute__((format(printf, 1, 2))) static inline void bench_watchdog_arm(const char *fmt,
+                                                                             ...) {
+  alarm(0);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(bench_watchdog_what, sizeof bench_watchdog_what, fmt, ap);
+  va_end(ap);
+  alarm(bench_watchdog_s);
+}
+
+/* Installs the watchdog (SIGALRM): each phase gets `seconds`. */
+static inline void bench_watchdog_init(unsigned seconds) {
+  bench_watchdog_s = seconds;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = bench_watchdog_fire;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGALRM, &sa, NULL) < 0)
+    bench_die("sigaction: %s", strerror(errno));
 }
 
 #endif /* AXON_BENCH_UTIL_H */
