@@ -98,9 +98,15 @@ AX_API int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber
 /* True when self is a fiber. */
 AX_API bool ax_is_fiber(const ax_actor_t *self);
 
-/* The deadline ns nanoseconds from now (AX_FOREVER stays AX_FOREVER). */
+/* The deadline ns nanoseconds from now: AX_FOREVER stays AX_FOREVER, and
+ * so does a duration too long to add to now; a negative one is now. */
 static inline int64_t ax_deadline(int64_t ns) {
-  return ns == AX_FOREVER ? AX_FOREVER : ax_now() + (ns < 0 ? 0 : ns);
+  if (ns == AX_FOREVER)
+    return AX_FOREVER;
+  int64_t now = ax_now();
+  if (ns < 0)
+    return now;
+  return ns > INT64_MAX - now ? AX_FOREVER : now + ns;
 }
 
 /* ------------------------------------------------------------------------ */
