@@ -42,8 +42,7 @@ typedef bool (*match_fn)(const ax__msg_t *m, const void *arg);
 typedef struct ax__fiber {
   ax__coro_t co;
   ax_actor_t *a;
-  ax_fiber_fn fn;
-  void *arg;
+  ax_fiber_fn fn;           /* run with the actor's state (the spawn's arg) */
   ax_terminate_t terminate; /* the user's hook */
   size_t stack_size;        /* asked for at spawn (0: the default) */
   int state;                /* FIBER_* */
@@ -121,6 +120,15 @@ static ax__msg_t *take_saved(ax__fiber_t *f, match_fn match, const void *arg) {
 /* ------------------------------------------------------------------------ */
 /* The behaviour and the fiber's life                                        */
 
+/* Gives back the message the previous call returned. */
+static inline void release_held(ax__fiber_t *f) {
+  if (f->held != NULL) {
+    ax__msg_t *m = f->held;
+    f->held = NULL;
+    ax__msg_unkeep(f->a, m);
+  }
+}
+
 /* What the behaviour returns once the fiber has run: go on, or stop with
  * the fiber's result as the reason. */
 static inline int verdict(const ax__fiber_t *f) {
@@ -140,8 +148,9 @@ static void fiber_entry(void *arg);
 int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
   ax__fiber_t *f = fiber_of(a);
   ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
+  /* The fiber's own messages come from itself (a source's from nobody). */
   if (__builtin_expect(msg->type >= AX__FIBER_START && msg->type <= AX__FIBER_WAKE &&
-                           msg->from == a->ref && m->sys != AX__SYS_IO,
+                           msg->from == a->ref,
                        0)) {
     if (msg->type == AX__FIBER_START) {
       if (f->state == FIBER_NEW) {
@@ -182,15 +191,19 @@ int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
 static void fiber_entry(void *arg) {
   ax__fiber_t *f = arg;
   ax__coro_enter(&f->co);
-  int r = f->fn(f->a, f->arg);
-  if (f->held != NULL) {
-    ax__msg_t *m = f->held;
-    f->held = NULL;
-    ax__msg_unkeep(f->a, m);
-  }
+  int r = f->fn(f->a, f->a->state); /* ax_state(self): the spawn's arg */
+  release_held(f);
   f->result = r > 0 ? 0 : r;
   f->state = FIBER_DONE;
   ax__coro_exit(&f->co);
+}
+
+/* Frees the fiber's own state and unhooks it from its actor. */
+static void fiber_free(ax_actor_t *a, ax__fiber_t *f) {
+  free(f->saved);
+  free(f);
+  a->ext->slot[AX__SLOT_FIBER] = NULL;
+  a->ext->terminate = NULL;
 }
 
 /* The fiber's actor stops (its core, on the core's stack): a fiber that is
@@ -204,11 +217,7 @@ static void fiber_terminate(ax_actor_t *a, int reason) {
   if (f->state == FIBER_LIVE)
     resume(f, -ECANCELED);
   f->state = FIBER_DONE;
-  if (f->held != NULL) {
-    ax__msg_t *m = f->held;
-    f->held = NULL;
-    ax__msg_unkeep(a, m);
-  }
+  release_held(f);
   while (f->scount > 0) {
     ax__msg_t *m = f->saved[f->shead];
     f->shead = (f->shead + 1) & (f->scap - 1);
@@ -217,17 +226,13 @@ static void fiber_terminate(ax_actor_t *a, int reason) {
   }
   ax__coro_free(&f->co);
   ax_terminate_t hook = f->terminate;
-  free(f->saved);
-  free(f);
-  a->ext->slot[AX__SLOT_FIBER] = NULL;
-  a->ext->terminate = NULL;
+  fiber_free(a, f);
   if (hook != NULL)
     hook(a, reason);
 }
 
 typedef struct spawn_args {
   ax_fiber_fn fn;
-  void *arg;
   const ax_fiber_opts_t *o;
 } spawn_args_t;
 
@@ -242,20 +247,16 @@ static int fiber_setup(ax_actor_t *a, void *arg) {
   f->a = a;
   f->stack_size = sa->o->stack_size;
   f->fn = sa->fn;
-  f->arg = sa->arg;
   f->terminate = sa->o->terminate;
   ext->slot[AX__SLOT_FIBER] = f;
   ext->terminate = fiber_terminate;
   return 0;
 }
 
+/* The spawn failed after fiber_setup: nothing ran, no stack was made. */
 static void fiber_undo(ax_actor_t *a, void *arg) {
   (void)arg;
-  ax__fiber_t *f = fiber_of(a);
-  ax__coro_free(&f->co);
-  free(f);
-  a->ext->slot[AX__SLOT_FIBER] = NULL;
-  a->ext->terminate = NULL;
+  fiber_free(a, fiber_of(a));
 }
 
 int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t *opts,
@@ -266,7 +267,7 @@ int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t
     return -EINVAL;
   ax_spawn_opts_t so = {.placement = o.placement, .core = o.core, .monitor = o.monitor,
                         .monitor_id = o.monitor_id};
-  spawn_args_t sa = {.fn = fn, .arg = arg, .o = &o};
+  spawn_args_t sa = {.fn = fn, .o = &o};
   ax__spawn_extra_t x = {.setup = fiber_setup, .undo = fiber_undo, .arg = &sa,
                          .first_type = AX__FIBER_START};
   return ax__spawn(rt, ax__fiber_behaviour, arg, &so, &x, ref);
@@ -274,15 +275,6 @@ int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                   */
-
-/* Gives back the message the previous call returned. */
-static inline void release_held(ax__fiber_t *f) {
-  if (f->held != NULL) {
-    ax__msg_t *m = f->held;
-    f->held = NULL;
-    ax__msg_unkeep(f->a, m);
-  }
-}
 
 /* Asks for a wake-up at the deadline (a deadline passed or 0: a message to
  * itself, behind every message already sent); *timer is the timer's id
@@ -430,7 +422,7 @@ static bool match_src(const ax__msg_t *m, const void *arg) {
 }
 
 bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s) {
-  if (s->held != NULL || s->unread_len != 0)
+  if (s->rd != NULL && (s->rd->held != NULL || s->rd->unread_len != 0))
     return true;
   if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
     return false;
@@ -452,6 +444,17 @@ void ax__fiber_release(ax_actor_t *a, const ax__src_t *s) {
     release_held(f);
 }
 
+void ax__fiber_rd_free(ax__src_t *s) {
+  ax__src_rd_t *rd = s->rd;
+  if (rd == NULL)
+    return;
+  s->rd = NULL;
+  if (rd->held != NULL && s->owner != NULL)
+    ax__msg_unkeep(s->owner, rd->held);
+  free(rd->unread);
+  free(rd);
+}
+
 /* The fiber that owns source s and runs now, or NULL (-EPERM). */
 static ax__fiber_t *owner_fiber(const ax__src_t *s) {
   if (s->closed || s->owner == NULL)
@@ -467,22 +470,29 @@ static int closed_err(const ax__msg_t *m, bool stream) {
   return ((const ax_source_ev_t *)m->m.data)->err;
 }
 
+/* A stream's CLOSED, taken by a call that does not read: reads still get
+ * the bytes before it, then this end. */
+static void rd_closed(ax__src_rd_t *rd, const ax__msg_t *m) {
+  rd->end = true;
+  if (rd->err == 0)
+    rd->err = closed_err(m, true);
+}
+
 #define READ_TYPES \
   (TYPE_BIT(AX_MSG_DATA) | TYPE_BIT(AX_MSG_EOF) | TYPE_BIT(AX_MSG_CLOSED))
 
-/* Makes bytes of stream s ready to read (in its unread buffer or held
+/* Makes bytes of the stream ready to read (in rd's unread buffer or held
  * message).  Returns 1 (bytes ready), 0 (the stream's end: no bytes will
  * come), or -errno for the wait. */
-static int fill(ax__fiber_t *f, ax_stream_t *st, int64_t deadline) {
-  ax__src_t *s = &st->src;
+static int fill(ax__fiber_t *f, ax__src_t *s, ax__src_rd_t *rd, int64_t deadline) {
   src_match_t sm = {.s = s, .types = READ_TYPES};
   for (;;) {
-    if (s->unread_len != 0 || s->held != NULL)
+    if (rd->unread_len != 0 || rd->held != NULL)
       return 1;
     ax__msg_t *m;
     int rc = get(f, match_src, &sm, deadline, false, &m);
     if (rc == -EAGAIN) {
-      if (s->rd_end)
+      if (rd->end)
         return 0;
       rc = get(f, match_src, &sm, deadline, true, &m);
     }
@@ -492,55 +502,56 @@ static int fill(ax__fiber_t *f, ax_stream_t *st, int64_t deadline) {
       if (((const ax_data_t *)m->m.data)->len == 0)
         continue;
       f->held = NULL; /* the stream holds it now, until its bytes are read */
-      s->held = m;
-      s->held_off = 0;
+      rd->held = m;
+      rd->held_off = 0;
       return 1;
     }
-    s->rd_end = true;
-    if (m->m.type == AX_MSG_CLOSED && s->rd_err == 0)
-      s->rd_err = closed_err(m, true);
+    rd->end = true; /* EOF or CLOSED */
+    if (m->m.type == AX_MSG_CLOSED)
+      rd_closed(rd, m);
   }
+}
+
+/* Copies from [p, p + avail) into dst at most len bytes, stopping after
+ * delim (-1: none; *found tells).  Returns the count. */
+static size_t copy_upto(unsigned char *dst, const unsigned char *p, size_t avail, size_t len,
+                        int delim, bool *found) {
+  size_t k = len < avail ? len : avail;
+  const unsigned char *hit = delim >= 0 ? memchr(p, delim, k) : NULL;
+  if (hit != NULL) {
+    k = (size_t)(hit - p) + 1;
+    *found = true;
+  }
+  memcpy(dst, p, k);
+  return k;
 }
 
 /* Copies at most len ready bytes into dst, stopping after delim (-1:
  * none); *found tells whether it did.  Returns the count. */
-static size_t pull(ax__fiber_t *f, ax__src_t *s, unsigned char *dst, size_t len, int delim,
+static size_t pull(ax__fiber_t *f, ax__src_rd_t *rd, unsigned char *dst, size_t len, int delim,
                    bool *found) {
   size_t n = 0;
   *found = false;
-  if (s->unread_len != 0) {
-    size_t k = len < s->unread_len ? len : s->unread_len;
-    const unsigned char *hit = delim >= 0 ? memchr(s->unread, delim, k) : NULL;
-    if (hit != NULL) {
-      k = (size_t)(hit - s->unread) + 1;
-      *found = true;
-    }
-    memcpy(dst, s->unread, k);
-    memmove(s->unread, s->unread + k, s->unread_len - k);
-    s->unread_len -= k;
-    n = k;
-    if (s->unread_len == 0) {
-      free(s->unread);
-      s->unread = NULL;
+  if (rd->unread_len != 0) {
+    n = copy_upto(dst, rd->unread, rd->unread_len, len, delim, found);
+    rd->unread_len -= n;
+    memmove(rd->unread, rd->unread + n, rd->unread_len);
+    if (rd->unread_len == 0) {
+      free(rd->unread);
+      rd->unread = NULL;
     }
     if (*found || n == len)
       return n;
   }
-  if (s->held != NULL) {
-    const ax_data_t *d = s->held->m.data;
-    const unsigned char *p = d->bytes + s->held_off;
-    size_t avail = d->len - s->held_off, k = len - n < avail ? len - n : avail;
-    const unsigned char *hit = delim >= 0 ? memchr(p, delim, k) : NULL;
-    if (hit != NULL) {
-      k = (size_t)(hit - p) + 1;
-      *found = true;
-    }
-    memcpy(dst + n, p, k);
+  if (rd->held != NULL) {
+    const ax_data_t *d = rd->held->m.data;
+    size_t k = copy_upto(dst + n, d->bytes + rd->held_off, d->len - rd->held_off, len - n,
+                         delim, found);
     n += k;
-    s->held_off += k;
-    if (s->held_off == d->len) {
-      ax__msg_t *m = s->held;
-      s->held = NULL;
+    rd->held_off += k;
+    if (rd->held_off == d->len) {
+      ax__msg_t *m = rd->held;
+      rd->held = NULL;
       ax__msg_unkeep(f->a, m); /* its credit returns: the stream reads on */
     }
   }
@@ -550,71 +561,76 @@ static size_t pull(ax__fiber_t *f, ax__src_t *s, unsigned char *dst, size_t len,
 /* Puts n bytes a failed call had read back in front of what is unread.
  * Returns 0, or -ENOMEM (then the bytes stay in the caller's buffer and
  * the call reports -ENOMEM instead of its own error). */
-static int put_back(ax__src_t *s, const unsigned char *buf, size_t n) {
+static int put_back(ax__src_rd_t *rd, const unsigned char *buf, size_t n) {
   if (n == 0)
     return 0;
-  unsigned char *u = ax__malloc(n + s->unread_len);
+  unsigned char *u = ax__malloc(n + rd->unread_len);
   if (u == NULL)
     return -ENOMEM;
   memcpy(u, buf, n);
-  if (s->unread_len != 0)
-    memcpy(u + n, s->unread, s->unread_len);
-  free(s->unread);
-  s->unread = u;
-  s->unread_len += n;
+  if (rd->unread_len != 0)
+    memcpy(u + n, rd->unread, rd->unread_len);
+  free(rd->unread);
+  rd->unread = u;
+  rd->unread_len += n;
   return 0;
 }
 
-/* The stream's end as a read reports it: 0 (EOF) or the error. */
-static inline ssize_t end_of(const ax__src_t *s) { return s->rd_err < 0 ? s->rd_err : 0; }
-
-static ax__fiber_t *reader(ax_stream_t *st, const void *buf, int *err) {
-  if (st == NULL || buf == NULL) {
+/* The fiber that owns stream st and calls now, and st's read state (made
+ * on first use); NULL with *err (-EINVAL, -EPERM, -ENOMEM) otherwise.
+ * reading: the call reads bytes (a framed stream is -EINVAL). */
+static ax__fiber_t *stream_fiber(ax_stream_t *st, const void *buf, bool reading,
+                                 ax__src_rd_t **rd, int *err) {
+  if (st == NULL || buf == NULL || (reading && st->o.frame != AX_FRAME_RAW)) {
     *err = -EINVAL;
     return NULL;
   }
   ax__fiber_t *f = owner_fiber(&st->src);
-  if (f == NULL)
+  if (f == NULL) {
     *err = -EPERM;
-  else if (st->o.frame != AX_FRAME_RAW) {
-    *err = -EINVAL;
-    f = NULL;
+    return NULL;
   }
+  if (st->src.rd == NULL && (st->src.rd = ax__calloc(1, sizeof *st->src.rd)) == NULL) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  *rd = st->src.rd;
   return f;
 }
 
 ssize_t ax_stream_read(ax_stream_t *st, void *buf, size_t len, int64_t deadline) {
   int err;
-  ax__fiber_t *f = reader(st, buf, &err);
+  ax__src_rd_t *rd;
+  ax__fiber_t *f = stream_fiber(st, buf, true, &rd, &err);
   if (f == NULL)
     return err;
   if (len == 0)
     return 0;
-  int rc = fill(f, st, deadline);
+  int rc = fill(f, &st->src, rd, deadline);
   if (rc <= 0)
-    return rc < 0 ? rc : end_of(&st->src);
+    return rc < 0 ? rc : (rd->err < 0 ? rd->err : 0);
   bool found;
-  return (ssize_t)pull(f, &st->src, buf, len, -1, &found);
+  return (ssize_t)pull(f, rd, buf, len, -1, &found);
 }
 
 /* Reads into buf until len bytes or (delim >= 0) the delimiter.  Returns
  * the count, with *found; a wait that fails puts the bytes back. */
-static ssize_t read_upto(ax__fiber_t *f, ax_stream_t *st, unsigned char *buf, size_t len,
-                         int delim, int64_t deadline, bool *found) {
+static ssize_t read_upto(ax__fiber_t *f, ax_stream_t *st, ax__src_rd_t *rd, unsigned char *buf,
+                         size_t len, int delim, int64_t deadline, bool *found) {
   size_t n = 0;
   *found = false;
   while (n < len) {
-    int rc = fill(f, st, deadline);
+    int rc = fill(f, &st->src, rd, deadline);
     if (rc < 0) {
-      int pb = put_back(&st->src, buf, n);
+      int pb = put_back(rd, buf, n);
       return pb < 0 ? pb : rc;
     }
     if (rc == 0) {
-      if (n == 0 && st->src.rd_err < 0)
-        return st->src.rd_err;
+      if (n == 0 && rd->err < 0)
+        return rd->err;
       break;
     }
-    n += pull(f, &st->src, buf + n, len - n, delim, found);
+    n += pull(f, rd, buf + n, len - n, delim, found);
     if (*found)
       break;
   }
@@ -623,34 +639,38 @@ static ssize_t read_upto(ax__fiber_t *f, ax_stream_t *st, unsigned char *buf, si
 
 ssize_t ax_stream_read_exact(ax_stream_t *st, void *buf, size_t len, int64_t deadline) {
   int err;
-  ax__fiber_t *f = reader(st, buf, &err);
+  ax__src_rd_t *rd;
+  ax__fiber_t *f = stream_fiber(st, buf, true, &rd, &err);
   if (f == NULL)
     return err;
   bool found;
-  return read_upto(f, st, buf, len, -1, deadline, &found);
+  return read_upto(f, st, rd, buf, len, -1, deadline, &found);
 }
 
 ssize_t ax_stream_read_until(ax_stream_t *st, void *buf, size_t max, int delim,
                              int64_t deadline) {
-  int err;
-  ax__fiber_t *f = reader(st, buf, &err);
-  if (f == NULL)
-    return err;
   if (delim < 0 || delim > 255 || max == 0)
     return -EINVAL;
+  int err;
+  ax__src_rd_t *rd;
+  ax__fiber_t *f = stream_fiber(st, buf, true, &rd, &err);
+  if (f == NULL)
+    return err;
   bool found;
-  ssize_t n = read_upto(f, st, buf, max, delim, deadline, &found);
+  ssize_t n = read_upto(f, st, rd, buf, max, delim, deadline, &found);
   if (n == (ssize_t)max && !found)
     return -EMSGSIZE;
   return n;
 }
 
 int ax_stream_write_all(ax_stream_t *st, const void *data, size_t len, int64_t deadline) {
-  if (st == NULL || (data == NULL && len > 0))
-    return -EINVAL;
-  ax__fiber_t *f = owner_fiber(&st->src);
+  if (data == NULL && len == 0)
+    data = ""; /* nothing to write is fine */
+  int err;
+  ax__src_rd_t *rd; /* made before anything is taken: a CLOSED met here is kept there */
+  ax__fiber_t *f = stream_fiber(st, data, false, &rd, &err);
   if (f == NULL)
-    return -EPERM;
+    return err;
   const unsigned char *p = data;
   size_t chunk = st->o.high_water != 0 ? st->o.high_water : len;
   src_match_t sm = {.s = &st->src,
@@ -670,12 +690,8 @@ int ax_stream_write_all(ax_stream_t *st, const void *data, size_t len, int64_t d
     if (rc < 0)
       return rc;
     if (m->m.type == AX_MSG_CLOSED) {
-      /* reads still get the bytes before it, then this end */
-      st->src.rd_end = true;
-      int err = closed_err(m, true);
-      if (st->src.rd_err == 0)
-        st->src.rd_err = err;
-      return err < 0 ? err : -EPIPE;
+      rd_closed(rd, m);
+      return rd->err < 0 ? rd->err : -EPIPE;
     }
   }
   return 0;

@@ -13,4 +13,17 @@ int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg);
  * AX_MSG_CLOSED does not close them (io/src.c). */
 static inline bool ax__fiber_is(const ax_actor_t *a) { return a->fn == ax__fiber_behaviour; }
 
+/* What the sources ask of a fiber that owns one (io/src.c): */
+typedef struct ax__src ax__src_t;
+
+/* True when the fiber a holds bytes or messages of s that a hand-over
+ * could not carry; false for other actors.  a's core. */
+bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s);
+/* Gives back the message of s that fiber a's last call returned, if it is
+ * one (a hand-over ends it); nothing for other actors.  a's core. */
+void ax__fiber_release(ax_actor_t *a, const ax__src_t *s);
+/* s closes: gives back what a fiber had read of it in part and frees its
+ * read state.  s's core, before s leaves its owner. */
+void ax__fiber_rd_free(ax__src_t *s);
+
 #endif /* AXON_ACTORS_FIBER_H */

@@ -42,7 +42,7 @@
 typedef struct thread_state {
   unsigned char *cache[AX__STACK_CACHE];
   unsigned ncache;
-  void *altstack;
+  void *altstack;   /* the alternate signal stack axon gave it, or NULL */
   bool registered; /* the key holds this state (its destructor will run) */
 } thread_state_t;
 
@@ -148,17 +148,14 @@ static thread_state_t *thread_state(void) {
   return ts;
 }
 
-/* Gives the calling thread an alternate signal stack (unless it has one),
- * so that an overflow can be reported: the overflowing stack has no room
- * left for the handler. */
+/* Gives the calling thread an alternate signal stack (unless it has one
+ * of its own, which it keeps), so that an overflow can be reported: the
+ * overflowing stack has no room left for the handler.  Once per thread
+ * (ax__coro_thread_ready). */
 static void thread_altstack(thread_state_t *ts) {
-  if (ts->altstack != NULL)
-    return;
   stack_t cur;
-  if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
-    ts->altstack = (void *)1; /* the thread's own: leave it */
+  if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
     return;
-  }
   void *p = mmap(NULL, AX__ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                  -1, 0);
   if (p == MAP_FAILED)
@@ -286,7 +283,6 @@ void ax__coro_resume(ax__coro_t *co) {
     ax__coro_thread_ready();
   ax__coro_t *prev = ax__coro_tls_current; /* NULL: the scheduler resumes */
   ax__coro_tls_current = co;
-  co->running = true;
 #if defined(__SANITIZE_ADDRESS__)
   void *fake = NULL;
   __sanitizer_start_switch_fiber(&fake, co->map + page_size, co->size);
@@ -303,7 +299,6 @@ void ax__coro_resume(ax__coro_t *co) {
 }
 
 void ax__coro_suspend(ax__coro_t *co) {
-  co->running = false;
 #if defined(__SANITIZE_ADDRESS__)
   __sanitizer_start_switch_fiber(&co->asan_fake, co->caller_bottom, co->caller_size);
 #endif
@@ -318,7 +313,6 @@ static inline void landed(ax__coro_t *co) { (void)co; }
 #endif
 
 void ax__coro_exit(ax__coro_t *co) {
-  co->running = false;
 #if defined(__SANITIZE_ADDRESS__)
   /* NULL: the fake stack of this coroutine is destroyed. */
   __sanitizer_start_switch_fiber(NULL, co->caller_bottom, co->caller_size);

@@ -33,7 +33,6 @@ typedef struct ax__coro {
   size_t map_size;
   size_t size;      /* usable stack bytes (map_size less the guard page) */
   uint64_t label;   /* reported with an overflow (the fiber's reference) */
-  bool running;
   unsigned vg_id;   /* the stack's id for Valgrind, when built with its header */
 #if defined(__SANITIZE_ADDRESS__)
   void *asan_fake;          /* the suspended side's fake stack */
@@ -80,14 +79,12 @@ static inline void ax__coro_resume(ax__coro_t *co) {
     ax__coro_thread_ready();
   ax__coro_t *prev = ax__coro_tls_current; /* NULL: the scheduler resumes */
   ax__coro_tls_current = co;
-  co->running = true;
   ax__ctx_switch(&co->caller, &co->ctx);
   ax__coro_tls_current = prev;
 }
 
 /* From inside co: back to its resumer, until resumed again. */
 static inline void ax__coro_suspend(ax__coro_t *co) {
-  co->running = false;
   ax__ctx_switch(&co->ctx, &co->caller);
 }
 

@@ -44,6 +44,7 @@ void ax__src_count(ax__src_t *s, bool on) {
 
 void ax__src_unref(ax__src_t *s) {
   if (--s->refs == 0) {
+    ax__fiber_rd_free(s); /* a source finished without ax__src_close (a failed hand-over) */
     s->magic = AX__SRC_FREED;
     s->ops->free(s);
   }
@@ -121,15 +122,7 @@ void ax__src_close(ax__src_t *s) {
     return;
   s->closed = true;
   s->magic = AX__SRC_CLOSED;
-  /* What a fiber owner read in part goes back (closed: no more reads). */
-  if (s->held != NULL && s->owner != NULL) {
-    ax__msg_t *m = s->held;
-    s->held = NULL;
-    ax__msg_unkeep(s->owner, m);
-  }
-  free(s->unread);
-  s->unread = NULL;
-  s->unread_len = 0;
+  ax__fiber_rd_free(s); /* what a fiber owner read in part goes back */
   /* Off the owner's list first: the owner (dying, say) must never meet a
    * closed source there, whatever ops->close does next. */
   unlink_owner(s);
@@ -201,6 +194,8 @@ int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
     ax__fiber_release(s->owner, s); /* the message of s a fiber's last call returned */
     if (ax__fiber_holds(s->owner, s))
       rc = -EBUSY;
+    else
+      ax__fiber_rd_free(s); /* nothing unread: the new owner starts afresh */
   }
   if (rc < 0 || to == s->owner->ref) {
     ax__msg_free(given);
@@ -289,6 +284,18 @@ static void deliver_carry(ax__src_t *s) {
 /* ------------------------------------------------------------------------ */
 /* Messages reaching the owner.                                              */
 
+/* Drops a reference this core took for a message or a turn of s; when a
+ * hand-over waits and nothing of s is queued or handled here any more,
+ * sends it instead (the open reference keeps s alive until then). */
+static void put_ref(ax__src_t *s) {
+  if (s->adopt != NULL && s->inbox == 0 && !s->closed && !s->handling) {
+    s->refs--;
+    send_adopt(s); /* the last touch of s on this core */
+    return;
+  }
+  ax__src_unref(s);
+}
+
 /* What follows a message of s once its owner a has handled it (after the
  * behaviour returned, or when a fiber that kept it gives it back): its
  * credit returns, a CLOSED closes the source (a fiber closes its sources
@@ -303,88 +310,53 @@ static void src_finish(ax__src_t *s, ax_actor_t *a, unsigned flags) {
   }
   if ((flags & AX__MSG_FINAL) && !s->closed && !ax__fiber_is(a))
     ax__src_close(s);
-  if (s->adopt != NULL && s->inbox == 0 && !s->closed && !s->handling) {
-    s->refs--; /* this message's; the open reference keeps s alive */
-    send_adopt(s); /* the last touch of s on this core */
-    return;
-  }
-  ax__src_unref(s);
+  put_ref(s);
 }
 
-/* The kind flags src_handle leaves on a message while it is handled: the
- * message's own (CREDIT, FINAL, ADOPT) and FINISHED once src_finish ran for
- * it (a fiber kept it and gave it back before the behaviour returned). */
+/* The kind flags a source message carries (AX__MSG_FINISHED aside, which
+ * src_unkept sets). */
 #define AX__SRC_FLAGS (AX__MSG_CREDIT | AX__MSG_FINAL | AX__MSG_ADOPT)
-
-/* Calls the behaviour with m (a message of s, which a owns) and returns
- * its verdict; *later is true when the message is finished elsewhere: a
- * fiber kept it (src_unkept finishes it when given back) or kept it and
- * gave it back already.  The call holds a reference of its own, so that
- * s outlives whatever the behaviour does; when *later is true it has been
- * dropped and s must not be touched any more. */
-static int invoke(ax__src_t *s, ax_actor_t *a, ax__msg_t *m, bool *later) {
-  s->refs++;
-  s->handling = true;
-  int rc = ax__invoke(a, m);
-  s->handling = false;
-  *later = (m->flags & (AX__MSG_KEPT | AX__MSG_FINISHED)) != 0;
-  /* A message still kept keeps its credit and FINAL for src_unkept. */
-  if (!(m->flags & AX__MSG_KEPT))
-    m->flags &= (uint16_t)~(AX__SRC_FLAGS | AX__MSG_FINISHED);
-  if (!*later) {
-    s->refs--; /* never the last: the message's is still held */
-    return rc;
-  }
-  /* A hand-over the behaviour asked for while handling waits for this
-   * point (src_finish could not send it while handling was set). */
-  if (s->adopt != NULL && s->inbox == 0 && !s->closed) {
-    s->refs--; /* ours; the open reference keeps s alive */
-    send_adopt(s); /* the last touch of s on this core */
-    return rc;
-  }
-  ax__src_unref(s);
-  return rc;
-}
 
 static int src_handle(ax_actor_t *a, ax__msg_t *m) {
   ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
   unsigned flags = m->flags & AX__SRC_FLAGS;
-  int rc = 0;
-  bool later = false;
-  if (flags & AX__MSG_ADOPT) {
+  bool adopting = (flags & AX__MSG_ADOPT) != 0;
+  if (adopting) {
     m->flags = 0;
+    flags = 0;
     adopt(s, a);
     deliver_carry(s); /* queued behind; AX_MSG_GIVEN is handled now, first */
-    if (!s->closed) {
-      m->flags = AX__MSG_ADOPT;
-      s->refs++; /* for the credit call below, whatever invoke does */
-      rc = invoke(s, a, m, &later);
-      if (!s->closed && s->owner == a && s->ops->credit != NULL)
-        s->ops->credit(s); /* frames buffered before the move, after the carried ones */
-      if (later) {
-        ax__src_unref(s);
-        return rc;
-      }
-      s->refs--;
-    }
-    src_finish(s, a, 0);
-    return rc;
-  }
-  if (s->giver == a->ref && s->owner == NULL && !s->closed) {
+  } else if (s->giver == a->ref && s->owner == NULL && !s->closed) {
     m->flags = 0;
     carry(s, m, flags); /* the copy keeps the reference */
     return 0;
-  }
-  s->inbox--;
-  if (!s->closed && s->owner == a) {
-    rc = invoke(s, a, m, &later);
   } else {
+    s->inbox--;
+  }
+  int rc = 0;
+  if (!s->closed && s->owner == a) {
+    s->refs++; /* the turn's own: s outlives whatever the behaviour does */
+    s->handling = true;
+    rc = ax__invoke(a, m);
+    s->handling = false;
+    /* A fiber may have kept m (it keeps its CREDIT and FINAL for
+     * src_unkept), or kept it and given it back already (FINISHED). */
+    bool kept = (m->flags & (AX__MSG_KEPT | AX__MSG_FINISHED)) != 0;
+    if (!(m->flags & AX__MSG_KEPT))
+      m->flags &= (uint16_t)~(AX__SRC_FLAGS | AX__MSG_FINISHED);
+    if (adopting && !s->closed && s->owner == a && s->ops->credit != NULL)
+      s->ops->credit(s); /* frames buffered before the move, after the carried ones */
+    if (kept) {
+      put_ref(s); /* the turn's (a hand-over asked for meanwhile goes now) */
+      return rc;
+    }
+    s->refs--; /* never the last: the message's is still held */
+  } else if (!adopting) {
     m->flags = 0;
     if (s->closed && s->ops->undelivered != NULL)
       s->ops->undelivered(s, m);
   }
-  if (!later)
-    src_finish(s, a, flags);
+  src_finish(s, a, flags);
   return rc;
 }
 

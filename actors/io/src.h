@@ -31,6 +31,7 @@
  * that.
  */
 typedef struct ax__src ax__src_t;
+typedef struct ax__src_rd ax__src_rd_t;
 
 typedef struct ax__src_ops {
   /* The owner stopped, or the user closed the source: stop watching and
@@ -92,13 +93,18 @@ struct ax__src {
   ax_ref_t giver, to;
   ax__msg_t *carry_head, *carry_tail; /* copies of the giver's queued messages */
   ax__msg_t *adopt;  /* the hand-over message, sent when inbox reaches 0 */
-  /* what a fiber owner has read of it (actors/fiber.c) */
-  ax__msg_t *held;        /* a kept AX_MSG_DATA read in part */
-  size_t held_off;        /* the bytes of it already read */
-  unsigned char *unread;  /* bytes a failed call read, to be read again (malloc) */
+  ax__src_rd_t *rd;  /* what a fiber owner has read of it (made by its first read) */
+};
+
+/* What a fiber has read of a stream it owns (actors/fiber.c), freed when
+ * the stream closes (ax__fiber_rd_free). */
+struct ax__src_rd {
+  ax__msg_t *held;       /* a kept AX_MSG_DATA read in part */
+  size_t held_off;       /* the bytes of it already read */
+  unsigned char *unread; /* bytes a failed call read, to be read again (malloc) */
   size_t unread_len;
-  bool rd_end;            /* a fiber read its end (EOF or CLOSED) */
-  int rd_err;             /* and the reason: 0 for EOF */
+  bool end;              /* the fiber read the stream's end (EOF or CLOSED) */
+  int err;               /* and its reason: 0 for EOF */
 };
 
 /* Kind flags of AX__SYS_IO messages (ax__msg_t.flags). */
@@ -196,13 +202,6 @@ static inline ax__src_t *ax__src_first(const ax_actor_t *a) {
 static inline ax__src_t *ax__src_next(const ax__src_t *s) {
   return AX__LIST_ENTRY(s->olink.next, ax__src_t, olink);
 }
-
-/* True when a fiber holds bytes or messages of s that a hand-over could
- * not carry (actors/fiber.c). */
-bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s);
-/* Gives back the message of s that fiber a's last call returned, if it is
- * one (a hand-over ends it); nothing for other actors. */
-void ax__fiber_release(ax_actor_t *a, const ax__src_t *s);
 
 /* Gives the source to the actor `to`; `given` is the hand-over message
  * (AX_MSG_GIVEN) the new owner gets first.  Errors: -EINVAL (AX_REF_NONE,

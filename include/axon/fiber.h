@@ -95,7 +95,7 @@ typedef struct ax_fiber_opts {
 AX_API int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t *opts,
                           ax_ref_t *ref);
 
-/* True when self is a fiber. */
+/* True when self is a fiber (self: a valid actor pointer).  Any thread. */
 AX_API bool ax_is_fiber(const ax_actor_t *self);
 
 /* The deadline ns nanoseconds from now: AX_FOREVER stays AX_FOREVER, and
@@ -152,7 +152,8 @@ AX_API int ax_yield(ax_actor_t *self);
 /* These read the bytes of AX_MSG_DATA, so the stream must use
  * AX_FRAME_RAW (the default).  Errors common to all: -EINVAL (NULL
  * arguments, a framed stream), -EPERM (the stream is not this fiber's, or
- * the caller is no fiber), -ETIMEDOUT, -ECANCELED, and the stream's end
+ * the caller is no fiber), -ENOMEM (the stream's read state, made by the
+ * first call), -ETIMEDOUT, -ECANCELED, and the stream's end
  * reason once it ended with an error (-ECONNRESET, -EIO, ...).  A call that
  * fails consumes nothing: the bytes it had read are read again by the next
  * call. */
