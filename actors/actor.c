@@ -43,7 +43,7 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
   if (a == NULL)
     return -ENOMEM;
   /* Kept in the extension: most actors have no terminate hook, and the
-   * actor itself stays at 96 bytes. */
+   * actor itself stays at 80 bytes. */
   if (o.terminate != NULL) {
     ax__actor_ext_t *ext = ax__actor_ext(a);
     if (ext == NULL) {
@@ -95,9 +95,7 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
   ax_ref_t r = a->ref;
   if (x != NULL)
     init->m.from = r; /* the first message comes from the actor itself */
-  ax__actor_publish(a);
-  if (init != NULL)
-    ax__deliver(&a->e, init); /* a may run (and die) from here on */
+  ax__actor_publish(a, init); /* a may run (and die) from here on */
   if (o.monitor_id != NULL)
     *o.monitor_id = mid;
   if (ref != NULL)
@@ -128,14 +126,14 @@ static bool msg_args_ok(uint32_t type, const void *data, size_t size) {
 }
 
 /* The hot case: a small message from an actor to an actor of its own core.
- * No runtime lookup, no epoch, no atomic but the mailbox exchange.
+ * No runtime lookup, no epoch, no locked instruction.
  * Returns 1 when the message is not of that kind (use the generic path). */
 static inline __attribute__((always_inline)) int
 send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
   if (size > AX__MSG_SMALL - sizeof(ax__msg_t) || !ax__ref_on_core(c, to))
     return 1;
-  ax__entity_t *e = ax__lookup_local(c, to);
-  if (e == NULL) {
+  ax_actor_t *a = ax__lookup_local(c, to);
+  if (a == NULL) {
     ax__stat_add(&c->stats.dead_letters, 1);
     return -ESRCH;
   }
@@ -143,7 +141,7 @@ send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t s
   if (m == NULL)
     return -ENOMEM;
   fill_msg(m, type, data, size, req, c->current != NULL ? c->current->ref : AX_REF_NONE);
-  ax__deliver(e, m);
+  ax__mailbox_push(c, a, m);
   ax__stat_add(&c->stats.sent, 1);
   return 0;
 }
@@ -218,22 +216,22 @@ int ax_stop(ax_ref_t ref, int reason) {
     return -ENOMEM;
   ax_rt_t *rt;
   ax__erec_t *erec;
-  ax__entity_t *e;
-  int rc = ax__ref_enter(ref, &e, &rt, &erec);
-  if (rc == 0 && e->wake != NULL)
+  void *obj;
+  int rc = ax__ref_enter(ref, &obj, &rt, &erec);
+  if (rc == 0 && ax__ref_core(ref) == AX__REF_NO_CORE)
     rc = -ESRCH; /* a port, not an actor */
   if (rc < 0) {
     ax__ref_leave(erec);
     ax__msg_free(m);
     return rc;
   }
-  ax_actor_t *a = AX_CONTAINER_OF(e, ax_actor_t, e);
+  ax_actor_t *a = obj;
   int64_t want = (int64_t)(reason == 0 ? AX_REASON_STOPPED : reason) * 2 + 1, none = 0;
   /* The first request wins.  Release orders it before the STOP message,
    * whose handler reads it with acquire. */
   atomic_compare_exchange_strong_explicit(&a->stop_req, &none, want, memory_order_release,
                                           memory_order_relaxed);
-  ax__deliver(e, m);
+  ax__deliver(a, m);
   ax__ref_leave(erec);
   return 0;
 }

@@ -175,7 +175,7 @@ int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
 static void port_destroy(ax_port_t *p) {
   release_held(p);
   atomic_fetch_add_explicit(&p->rt->dead_letters_other,
-                            ax__drain_mailbox(&p->e, &p->stub, p->ref, -ESRCH),
+                            ax__drain_port(&p->e, &p->stub, p->ref, -ESRCH),
                             memory_order_relaxed);
   if (p->e.q.tail != &p->stub)
     ax__msg_free((ax__msg_t *)p->e.q.tail);

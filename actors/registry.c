@@ -44,7 +44,7 @@ static bool name_ok(const char *name) {
 static int liveness(ax_ref_t ref) {
   ax_rt_t *rt;
   ax__erec_t *erec;
-  ax__entity_t *e;
+  void *e;
   int rc = ax__ref_enter(ref, &e, &rt, &erec);
   ax__ref_leave(erec);
   return rc;

@@ -43,7 +43,7 @@ static void fire(ax_timer_t *t) {
     return; /* out of memory: this tick is lost, the next one retries */
   r->queued = true;
   m->aux = r->id;
-  ax__deliver(&r->actor->e, m);
+  ax__deliver(r->actor, m);
 }
 
 static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, const void *data,

@@ -25,9 +25,7 @@ ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state) {
     if (a == NULL)
       return NULL;
   }
-  memset(a, 0, sizeof *a);
-  ax__mpscq_init(&a->e.q, &a->stub, true); /* empty and idle: the first send schedules */
-  a->e.wake = NULL;
+  memset(a, 0, sizeof *a); /* an empty mailbox, not queued */
   a->fn = fn;
   a->state = state;
   a->core = c;
@@ -47,16 +45,32 @@ int ax__actor_reserve(ax_actor_t *a) {
   return 0;
 }
 
-void ax__actor_publish(ax_actor_t *a) {
+void ax__actor_publish(ax_actor_t *a, ax__msg_t *first) {
   ax__core_t *c = a->core;
   ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(a->ref));
+  bool here = c == ax__tls_core;
+  /* From another thread the first message goes through the inbox, and a
+   * message this core's actors send meanwhile could reach the mailbox
+   * before it: published queued, the actor cannot run until the inbox's
+   * drain puts the first message in front and schedules it. */
+  if (first != NULL && !here)
+    a->queued = true;
   /* Counted alive before anyone can make it die. */
   atomic_fetch_add_explicit(&c->rt->live, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&c->stats.spawned, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&c->stats.actors, 1, memory_order_relaxed);
   /* Release publishes the initialised actor (its extension included) to
    * every thread that resolves its reference (they load ptr with acquire). */
-  atomic_store_explicit(&s->ptr, &a->e, memory_order_release);
+  atomic_store_explicit(&s->ptr, a, memory_order_release);
+  if (first == NULL)
+    return;
+  if (here) {
+    ax__mailbox_push(c, a, first); /* nothing of this core can have sent before */
+  } else {
+    first->to = a->ref;
+    first->flags |= AX__MSG_FIRST;
+    ax__inbox_push(c, first); /* a may run (and die) from here on */
+  }
 }
 
 void ax__actor_discard(ax_actor_t *a) {
@@ -101,36 +115,43 @@ void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m) {
     if (k != NULL && k->unkept != NULL)
       k->unkept(a, m);
   }
-  /* The mailbox still links the last message it handed out (its stub)
-   * until it hands out the next one, which frees it then (run_actor):
-   * release what it owns now, free it now only if it is not the stub. */
-  if (a->e.q.tail != &m->node)
-    msg_done(m);
+  if (m == a->core->handling)
+    ax__msg_release(m); /* run_actor frees it when the handling returns */
   else
-    ax__msg_release(m);
+    msg_done(m);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Death and reclaim                                                         */
 
-uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason) {
+uint64_t ax__drain_port(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason) {
   uint64_t dead = 0;
   ax__mpscq_node_t *old, *node;
   while ((node = ax__mpscq_pop(&e->q, &old)) != NULL) {
     if (old != stub && !(((ax__msg_t *)old)->flags & AX__MSG_KEPT))
       ax__msg_free((ax__msg_t *)old);
-    ax__msg_t *m = (ax__msg_t *)node;
-    if (m->sys == AX__SYS_NONE)
-      dead++;
-    else if (ax__kinds[m->sys] != NULL && ax__kinds[m->sys]->drop != NULL)
-      dead += ax__kinds[m->sys]->drop(self, reason, m);
-    ax__msg_release(m); /* its memory stays: it is the queue's stub now */
+    dead += ax__msg_drop((ax__msg_t *)node, self, reason); /* its memory stays: the stub now */
   }
   return dead;
 }
 
+/* Empties a dying actor's mailbox. */
 static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
-  ax__stat_add(&c->stats.dead_letters, ax__drain_mailbox(&a->e, &a->stub, a->ref, reason));
+  uint64_t dead = 0;
+  ax__msg_t *m;
+  while ((m = a->mq_tail) != NULL) {
+    ax__msg_t *h = (ax__msg_t *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
+    if (h == m)
+      a->mq_tail = NULL;
+    else
+      atomic_store_explicit(&m->node.next, atomic_load_explicit(&h->node.next, memory_order_relaxed),
+                            memory_order_relaxed);
+    /* A drop may send (a DOWN to a watcher): never to a, which is no
+     * longer reachable, so the loop ends. */
+    dead += ax__msg_drop(h, a->ref, reason);
+    ax__msg_free(h);
+  }
+  ax__stat_add(&c->stats.dead_letters, dead);
 }
 
 /* Links a dead actor into its core's retired list: its memory is finished
@@ -161,10 +182,10 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   c->current = prev;
   free(a->ext);
   a->ext = NULL;
-  /* From here on the reference fails: new senders get -ESRCH.  Senders
-   * already past the check may still push; the mailbox is left unmarked,
-   * so they never schedule this actor, and what they push is drained when
-   * the grace period ends (ax__reclaim). */
+  /* From here on the reference fails: new senders get -ESRCH, and what
+   * other threads queued on the inbox before is dropped when it is
+   * drained.  The mailbox is emptied now: only this thread pushes to it,
+   * and it no longer finds the actor. */
   ax__table_retire(&c->table, ax__ref_slot(a->ref));
   drain_dead(c, a, reason);
   atomic_fetch_sub_explicit(&c->stats.actors, 1, memory_order_relaxed);
@@ -175,12 +196,9 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
     ax_rt_stop(rt);
 }
 
-/* Frees a dead actor whose grace period is over: nobody can push to it any
- * more, so what is in its mailbox now is all it will ever get. */
+/* Frees a dead actor whose grace period is over: no thread that looked it
+ * up under the epoch can still be using it. */
 static void finish(ax__core_t *c, ax_actor_t *a) {
-  drain_dead(c, a, -ESRCH);
-  if (a->e.q.tail != &a->stub)
-    ax__msg_free((ax__msg_t *)a->e.q.tail);
   ax__table_free(&c->table, ax__ref_slot(a->ref));
   if (a->home != NULL)
     ax__pool_free(a->home, a);

@@ -18,36 +18,39 @@
  * events 1.29x at 16 KiB; 32: 1.20x; 16: 1.14x; 8: 1.19x, and 64 B
  * messages got dearer (1.04x to 1.14x).  Fds not taken stay ready. */
 #define AX__CORE_EVENTS 16u
-/* Actor turns between two looks at the inject queue and the clock. */
+/* Actor turns between two looks at the inbox and the clock. */
 #define AX__ROUND_TURNS 64u
 
 _Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
 
 /* ------------------------------------------------------------------------ */
-/* The run queue: owner only, FIFO through the actors' link nodes.           */
-
-static inline ax_actor_t *link_actor(ax__mpscq_node_t *n) {
-  return AX_CONTAINER_OF(n, ax_actor_t, link);
-}
+/* The run queue: owner only, FIFO through the actors' rq_next.              */
 
 static ax_actor_t *runq_pop(ax__core_t *c) {
   ax_actor_t *a = c->runq_head;
   if (a == NULL)
     return NULL;
-  ax__mpscq_node_t *next = atomic_load_explicit(&a->link.next, memory_order_relaxed);
-  c->runq_head = next != NULL ? link_actor(next) : NULL;
+  c->runq_head = a->rq_next;
   if (c->runq_head == NULL)
     c->runq_tail = NULL;
   c->runq_len--;
   return a;
 }
 
-/* Moves every actor other threads made runnable onto the run queue. */
-static void drain_inject(ax__core_t *c) {
-  ax__mpscq_node_t *n;
-  while ((n = ax__mpscq_take(&c->inject, &c->inject_stub)) != NULL)
-    ax__runq_push(c, link_actor(n));
+/* Takes the oldest message of a's mailbox, or NULL when it is empty. */
+static inline ax__msg_t *mailbox_pop(ax_actor_t *a) {
+  ax__msg_t *t = a->mq_tail;
+  if (t == NULL)
+    return NULL;
+  /* Relaxed: the mailbox is this thread's alone (see ax__mailbox_push). */
+  ax__msg_t *h = (ax__msg_t *)atomic_load_explicit(&t->node.next, memory_order_relaxed);
+  if (h == t)
+    a->mq_tail = NULL;
+  else
+    atomic_store_explicit(&t->node.next, atomic_load_explicit(&h->node.next, memory_order_relaxed),
+                          memory_order_relaxed);
+  return h;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -111,10 +114,11 @@ static bool handle(ax_actor_t *a, ax__msg_t *m, int *reason) {
 
 /* One turn of an actor: at most `batch` messages, and never past the last
  * message that was queued when the turn began, so an actor that keeps
- * sending to itself cannot hold the core. */
+ * sending to itself cannot hold the core.  A message is freed as soon as
+ * it is handled (unless kept), so an idle actor holds none. */
 static void run_actor(ax__core_t *c, ax_actor_t *a) {
   c->current = a;
-  ax__mpscq_node_t *last = ax__mpscq_last(&a->e.q);
+  ax__msg_t *last = a->mq_tail;
   unsigned n = 0, batch = c->rt->opts.batch;
   int reason = 0;
   bool stop = false;
@@ -128,19 +132,16 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
       stop = true;
       break;
     }
-    ax__mpscq_node_t *old, *node = ax__mpscq_pop(&a->e.q, &old);
-    if (node == NULL)
+    ax__msg_t *m = mailbox_pop(a);
+    if (m == NULL)
       break;
-    /* The previous message is out of the mailbox now; a kept one is its
-     * keeper's (ax__msg_unkeep frees it). */
-    if (old != &a->stub && !(((ax__msg_t *)old)->flags & AX__MSG_KEPT))
-      ax__msg_free((ax__msg_t *)old);
     n++;
-    if (handle(a, (ax__msg_t *)node, &reason)) {
-      stop = true;
-      break;
-    }
-    if (node == last || n >= batch)
+    c->handling = m;
+    stop = handle(a, m, &reason);
+    c->handling = NULL;
+    if (!(m->flags & AX__MSG_KEPT)) /* a kept one is its keeper's (ax__msg_unkeep) */
+      ax__msg_free(m);
+    if (stop || m == last || n >= batch)
       break;
   }
   ax__stat_add(&c->stats.delivered, n);
@@ -148,8 +149,10 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     atomic_store_explicit(&c->stats.turn_max, n, memory_order_relaxed);
   if (stop)
     ax__actor_die(c, a, reason);
-  else if (!ax__mpscq_mark_empty(&a->e.q))
-    ax__runq_push(c, a); /* more messages, or a push under way: run again later */
+  else if (a->mq_tail != NULL)
+    ax__runq_push(c, a); /* more messages: run again later (still queued) */
+  else
+    a->queued = false;
   c->current = NULL;
 }
 
@@ -176,7 +179,7 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   for (unsigned i = 0; i < AX__MSG_CLASSES; i++)
     ax__pool_init(&c->pools[i], c, ax__msg_class_size(i), i);
   ax__pool_init(&c->pools[AX__ACTOR_POOL], c, sizeof(ax_actor_t), AX__ACTOR_POOL);
-  ax__mpscq_init(&c->inject, &c->inject_stub, false);
+  ax__mpscq_init(&c->inbox, &c->inbox_stub, false);
   atomic_init(&c->sleeping, 0);
   ax__table_init(&c->table, (uint32_t)(rt->serial * 2654435761u) + index * 40503u);
   c->erec = ax__epoch_register(&rt->epoch);
@@ -204,8 +207,11 @@ static bool stopping(ax_rt_t *rt) {
   return atomic_load_explicit(&rt->stopping, memory_order_acquire) != 0;
 }
 
-/* Non-blocking I/O and timers, between rounds. */
+/* Non-blocking I/O and timers, between rounds.  What other threads sent
+ * until now goes into the mailboxes first, ahead of the events this poll
+ * reports. */
 static void poll_io(ax__core_t *c) {
+  ax__inbox_drain(c);
   ax_loop_run_once(c->loop, 0);
   ax__stat_add(&c->stats.polls, 1);
   c->last_poll = ax_now();
@@ -240,7 +246,7 @@ static void idle(ax__core_t *c) {
   bool serving_fds = c->nio > 0;
   if (!serving_fds && poll_due(c, now)) {
     poll_io(c);
-    if (c->runq_head != NULL || ax__mpscq_pending(&c->inject))
+    if (c->runq_head != NULL || ax__mpscq_pending(&c->inbox))
       return;
   }
   if (rt->opts.spin_ns > 0 && !serving_fds) {
@@ -249,7 +255,7 @@ static void idle(ax__core_t *c) {
     if (t != AX_FOREVER && now + t < end)
       end = now + t;
     for (unsigned i = 1;; i++) {
-      if (ax__mpscq_pending(&c->inject) || stopping(rt))
+      if (ax__mpscq_pending(&c->inbox) || stopping(rt))
         return;
       ck_pr_stall();
       if ((i & 63) == 0 && ax_now() >= end)
@@ -259,7 +265,7 @@ static void idle(ax__core_t *c) {
   /* The wake protocol, core side (see ax__schedule_remote). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
-  if (c->runq_head != NULL || ax__mpscq_pending(&c->inject) || stopping(rt)) {
+  if (c->runq_head != NULL || ax__mpscq_pending(&c->inbox) || stopping(rt)) {
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
     return;
   }
@@ -276,8 +282,8 @@ static void idle(ax__core_t *c) {
     ax__stat_add(&c->stats.wakeups, 1);
 }
 
-static void die_at_shutdown(void *entity, void *arg) {
-  ax__actor_die(arg, AX_CONTAINER_OF(entity, ax_actor_t, e), AX_REASON_SHUTDOWN);
+static void die_at_shutdown(void *actor, void *arg) {
+  ax__actor_die(arg, actor, AX_REASON_SHUTDOWN);
 }
 
 /* The runtime is stopping: once no core runs actors any more, kill every
@@ -288,8 +294,9 @@ static void shutdown_core(ax__core_t *c) {
   pthread_barrier_wait(&rt->barrier);
   c->runq_head = c->runq_tail = NULL;
   c->runq_len = 0;
-  while (ax__mpscq_take(&c->inject, &c->inject_stub) != NULL) {
-  }
+  /* What other threads sent goes to the mailboxes (nothing is scheduled
+   * any more), so that each actor's death drops it with its reason. */
+  ax__inbox_drain(c);
   /* Actors published after the walk began belong to spawns that lost the
    * race with the stop; ax_rt_free finishes them. */
   ax__table_each(&c->table, die_at_shutdown, c);
@@ -316,7 +323,7 @@ void *ax__core_main(void *arg) {
   pthread_cond_broadcast(&rt->ready_cond);
   pthread_mutex_unlock(&rt->ready_lock);
   while (!stopping(rt)) {
-    drain_inject(c);
+    ax__inbox_drain(c);
     if (c->runq_head == NULL) {
       idle(c);
       continue;

@@ -27,30 +27,39 @@
 /* Entities and actors                                                       */
 
 /*
- * An entity is what a reference names: a mailbox plus how to wake its
- * consumer.  An actor's consumer is its core (wake is NULL: the sender
- * schedules the actor); a port's is a thread, woken by its wake function.
+ * An entity is what a reference to a port names: a mailbox that any
+ * thread pushes to, plus how to wake the thread that consumes it.  Actors
+ * are not entities: a reference to an actor names the actor itself.
  */
 typedef struct ax__entity ax__entity_t;
 struct ax__entity {
-  ax__mpscq_t q;                     /* the mailbox */
-  void (*wake)(ax__entity_t *e);     /* NULL for an actor */
+  ax__mpscq_t q;                 /* the mailbox */
+  void (*wake)(ax__entity_t *e); /* wakes the consumer after the first push */
 };
 
 /*
- * An actor.  Its owning core writes every field except the mailbox head
- * (senders exchange it) and stop_req (any thread sets it once); the
- * generation check in the slot table keeps senders away from it after it
- * dies.  Kept small (96 bytes): what most actors never need lives in ext,
+ * An actor.  Only its core's thread writes it, except stop_req (any thread
+ * sets it once, under the epoch); the generation check in the slot table
+ * keeps everyone else away from it after it dies.
+ *
+ * The mailbox is private to the core: a circular list of messages through
+ * their node.next, with mq_tail->next the oldest, so that an empty mailbox
+ * holds no message at all.  Only the actor's own core pushes to it (a send
+ * from another core or thread goes to the core's inbox first, which the
+ * core moves to the mailbox), so neither a push nor a pop takes a locked
+ * instruction.  `queued` is true while the actor is on the run queue or
+ * running (a push to a queued actor schedules nothing), and is set before
+ * the actor is published when its first message travels through the inbox,
+ * so that nothing can run it before that message arrives.
+ *
+ * Kept small (80 bytes): what most actors never need lives in ext,
  * allocated on first use (ext.h).
  */
 struct ax_actor {
   void *state;  /* first two fields: struct ax__actor_head in actor.h */
   ax_ref_t ref;
-  ax__entity_t e;
-  ax__mpscq_node_t stub; /* the mailbox's first stub */
-  ax__mpscq_node_t link; /* run queue or inject queue (a late send may still
-                            write it while the actor dies: never overlaid) */
+  ax__msg_t *mq_tail;   /* the mailbox (NULL: empty) */
+  ax_actor_t *rq_next;  /* the run queue's link */
   union {
     struct { /* alive */
       ax_behaviour_t fn;
@@ -61,6 +70,7 @@ struct ax_actor {
   ax__core_t *core;
   ax__pool_t *home; /* NULL: malloc'd */
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
+  bool queued;
 };
 
 _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_head, state) &&
@@ -96,9 +106,10 @@ struct ax__core {
   pthread_t thread;
   bool started;
   ax_loop_t *loop; /* woken by other threads with ax_loop_wake */
-  ax_actor_t *runq_head, *runq_tail; /* linked through link.next */
+  ax_actor_t *runq_head, *runq_tail; /* linked through rq_next */
   uint64_t runq_len;
   ax_actor_t *current;
+  ax__msg_t *handling; /* the message of the current turn being handled */
   ax__erec_t *erec;
   ax__retired_t *retired_head, *retired_tail;
   uint64_t retired_count;
@@ -108,9 +119,10 @@ struct ax__core {
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
   ax__pool_t pools[AX__POOLS];
 
-  /* written by any thread */
-  alignas(AX__CACHE_LINE) ax__mpscq_t inject;
-  ax__mpscq_node_t inject_stub;
+  /* written by any thread: messages for this core's actors from other
+   * cores and threads (each carries its receiver in `to`) */
+  alignas(AX__CACHE_LINE) ax__mpscq_t inbox;
+  ax__mpscq_node_t inbox_stub;
   alignas(AX__CACHE_LINE) _Atomic int sleeping;
   alignas(AX__CACHE_LINE) ax__stats_atomic_t stats;
   alignas(AX__CACHE_LINE) ax__table_t table;
@@ -178,65 +190,85 @@ static inline bool ax__ref_on_core(const ax__core_t *c, ax_ref_t to) {
   return ax__ref_rt(to) == c->rt->index && ax__ref_core(to) == c->index;
 }
 
-/* The live entity `to` names on core c, or NULL; for the thread running c,
+/* The live actor `to` names on core c, or NULL; for the thread running c,
  * which alone frees c's actors, so no epoch is needed. */
-static inline ax__entity_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
+static inline ax_actor_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
   ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
   /* Acquire: the actor may have been spawned here by another thread. */
-  ax__entity_t *e = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
-  if (e != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
-    e = NULL;
-  return e;
+  ax_actor_t *a = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
+  if (a != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
+    a = NULL;
+  return a;
 }
 
-/* Looks a reference up for a send: 0 with *e (alive) and, when the caller
- * had to enter the runtime's epoch, *erec (leave it with ax__ref_leave
- * once done with e); -ESRCH (stale, invalid) or -ENOMEM (no epoch record
- * for a new thread) otherwise.  *rt is the reference's runtime when it
- * names one.  Any thread. */
-int ax__ref_enter(ax_ref_t to, ax__entity_t **e, ax_rt_t **rt, ax__erec_t **erec);
+/* Looks a reference up to use what it names: 0 with *obj (alive: an
+ * ax_actor_t, or an ax__entity_t when ax__ref_core(to) is AX__REF_NO_CORE)
+ * and, when the caller had to enter the runtime's epoch, *erec (leave it
+ * with ax__ref_leave once done with *obj); -ESRCH (stale, invalid) or
+ * -ENOMEM (no epoch record for a new thread) otherwise.  *rt is the
+ * reference's runtime when it names one.  Any thread. */
+int ax__ref_enter(ax_ref_t to, void **obj, ax_rt_t **rt, ax__erec_t **erec);
 void ax__ref_leave(ax__erec_t *erec);
 
 /* Appends a runnable actor to its own core's run queue.  Owner core only. */
 static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
-  atomic_store_explicit(&a->link.next, NULL, memory_order_relaxed);
+  a->rq_next = NULL;
   if (c->runq_tail != NULL)
-    atomic_store_explicit(&c->runq_tail->link.next, &a->link, memory_order_relaxed);
+    c->runq_tail->rq_next = a;
   else
     c->runq_head = a;
   c->runq_tail = a;
   c->runq_len++;
 }
 
-/* Queues a runnable actor on another core's inject queue and wakes that
- * core if it sleeps.  Any thread. */
-void ax__schedule_remote(ax__core_t *c, ax_actor_t *a);
-
-/* Makes an actor whose mailbox turned non-empty runnable.  Once the runtime
- * stops, no actor gets another turn: queuing one would only race with its
- * shutdown (its messages stay in its mailbox and are dropped as dead
- * letters when it is finished).  Any thread. */
-static inline void ax__schedule(ax_actor_t *a) {
-  ax__core_t *c = a->core;
-  /* Acquire pairs with the release store in ax_rt_stop. */
-  if (atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
-    return;
-  if (c == ax__tls_core)
-    ax__runq_push(c, a);
-  else
-    ax__schedule_remote(c, a);
+/* Appends m to the mailbox of a, an actor of the calling core, and makes
+ * a runnable unless it is queued already.  Once the runtime stops no
+ * actor gets another turn (the message waits in the mailbox and is dropped
+ * when the actor is finished).  Owner core only. */
+static inline void ax__mailbox_push(ax__core_t *c, ax_actor_t *a, ax__msg_t *m) {
+  ax__msg_t *t = a->mq_tail;
+  ax__mpscq_node_t *n = &m->node;
+  /* Relaxed: the mailbox is this thread's alone; the link is atomic only
+   * because the inbox links the same nodes. */
+  if (t == NULL) {
+    atomic_store_explicit(&n->next, n, memory_order_relaxed);
+  } else {
+    atomic_store_explicit(&n->next, atomic_load_explicit(&t->node.next, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->node.next, n, memory_order_relaxed);
+  }
+  a->mq_tail = m;
+  if (!a->queued) {
+    a->queued = true;
+    /* Acquire pairs with the release store in ax_rt_stop. */
+    if (!atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
+      ax__runq_push(c, a);
+  }
 }
 
-/* Delivers m to an entity (the caller resolved it and guarantees it is
- * alive): pushes it and, if the mailbox was idle, schedules the actor or
- * wakes the port's thread. */
-static inline void ax__deliver(ax__entity_t *e, ax__msg_t *m) {
-  if (ax__mpscq_push(&e->q, &m->node)) {
-    if (e->wake == NULL)
-      ax__schedule(AX_CONTAINER_OF(e, ax_actor_t, e));
-    else
-      e->wake(e);
+/* Queues m (its `to` set) on core c's inbox and wakes c if it sleeps.
+ * Any thread but c's. */
+void ax__inbox_push(ax__core_t *c, ax__msg_t *m);
+
+/* Delivers m to actor a, whose memory the caller guarantees (its own core,
+ * or a reference held under the epoch): into the mailbox when a belongs to
+ * the calling thread's core, else through a's core's inbox, where a death
+ * meanwhile makes m a dead letter.  Any thread. */
+static inline void ax__deliver(ax_actor_t *a, ax__msg_t *m) {
+  ax__core_t *c = a->core;
+  if (c == ax__tls_core) {
+    ax__mailbox_push(c, a, m);
+  } else {
+    m->to = a->ref;
+    ax__inbox_push(c, m);
   }
+}
+
+/* Delivers m to a port's entity (any thread; the caller holds the epoch):
+ * pushes it and wakes the port's thread if the mailbox was idle. */
+static inline void ax__deliver_port(ax__entity_t *e, ax__msg_t *m) {
+  if (ax__mpscq_push(&e->q, &m->node))
+    e->wake(e);
 }
 
 /* A message of the smallest class from the calling core's own pool. */
@@ -255,8 +287,22 @@ static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
 }
 
 /* Resolves `to` and delivers m, or frees m (running its release) and
- * returns -ESRCH or -ENOMEM.  Any thread. */
+ * returns -ESRCH or -ENOMEM.  A send to an actor of another core reads
+ * its slot (for -ESRCH) without the epoch and queues m on that core's
+ * inbox.  Any thread. */
 int ax__send_msg(ax_ref_t to, ax__msg_t *m);
+
+/* Moves what other threads queued on c's inbox into its actors' mailboxes
+ * (a message for an actor that died meanwhile is dropped as a dead
+ * letter).  Returns the number of messages taken.  c's thread. */
+unsigned ax__inbox_drain(ax__core_t *c);
+
+/* Drops one message that cannot be delivered to `self` (dead with
+ * `reason`): a system message through its kind's drop, an owned buffer
+ * released; the memory stays the caller's to free.  Returns 1 when it
+ * counts as a dead letter.  The core of self, or any thread once no core
+ * runs. */
+uint64_t ax__msg_drop(ax__msg_t *m, ax_ref_t self, int reason);
 
 /* A function run on the receiving actor's core (AX__SYS_CALL): with a the
  * actor when it pops the message, with a NULL when the message is dropped
@@ -290,9 +336,10 @@ void ax__invoke_terminate(ax_actor_t *a, int reason);
 ax__msg_t *ax__msg_keep(const ax_msg_t *msg);
 
 /* Gives a kept message back: its kind finishes it (ax__kind_t.unkept), it
- * is released (ax_send_owned's release runs) and freed, at once or, while
- * the mailbox still uses it as its stub, when the next message is taken.  The receiver's core; a (the receiver) may
- * be dying but not yet freed. */
+ * is released (ax_send_owned's release runs) and freed, at once or, when
+ * it is the message whose handling is under way (a fiber done with it
+ * before its turn ends), by the turn once the handling returns.  The
+ * receiver's core; a (the receiver) may be dying but not yet freed. */
 void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m);
 
 /* ------------------------------------------------------------------------ */
@@ -314,8 +361,10 @@ ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state);
  * reach it yet.  Returns 0, or -ENOMEM/-ENOSPC.  Any thread. */
 int ax__actor_reserve(ax_actor_t *a);
 /* Makes a reserved actor visible and counts it alive: from here on it can
- * be sent to and may run (and die).  Any thread. */
-void ax__actor_publish(ax_actor_t *a);
+ * be sent to and may run (and die).  `first` (NULL: none) is the first
+ * message it handles, before anything sent to it after it became visible,
+ * whichever core or thread sends.  Any thread. */
+void ax__actor_publish(ax_actor_t *a, ax__msg_t *first);
 /* Frees an actor that was never published (its slot too, if reserved).
  * Any thread. */
 void ax__actor_discard(ax_actor_t *a);
@@ -329,11 +378,10 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason);
  * them when all is true: no other thread runs).  c's thread. */
 void ax__reclaim(ax__core_t *c, bool all);
 
-/* Empties the mailbox of a dead actor or a freed port whose first stub is
- * `stub`: owned buffers are released, system messages are dropped through
- * their kind (ax__kind_t.drop) and the rest are dead letters.  The last
- * node stays as the queue's stub.  Returns the dead letters. */
-uint64_t ax__drain_mailbox(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason);
+/* Empties the mailbox of a closed port whose first stub is `stub`, each
+ * message through ax__msg_drop.  The last node stays as the queue's stub
+ * (ax__port_free frees it).  Returns the dead letters. */
+uint64_t ax__drain_port(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, int reason);
 
 /* ------------------------------------------------------------------------ */
 /* Signals (signals.c)                                                       */

@@ -13,7 +13,7 @@
 #include "runtime/pool.h"
 
 /*
- * A message is one block: the mailbox link, the public ax_msg_t the
+ * A message is one block: the queue link, the public ax_msg_t the
  * behaviour sees, and the payload copied inline.  Small ones come from the
  * sending core's pools (size classes below), large ones and those of
  * threads that are not cores from malloc; `home` says which, so any thread
@@ -25,8 +25,9 @@
  * when the receiver is dead.
  */
 typedef struct ax__msg {
-  ax__mpscq_node_t node;
+  ax__mpscq_node_t node; /* a core's inbox, then the receiver's mailbox */
   ax_msg_t m;
+  ax_ref_t to; /* the receiver, while in a core's inbox */
   ax__pool_t *home; /* NULL: malloc'd */
   union {
     void (*release)(void *); /* AX__MSG_OWNED: frees m.data */
@@ -45,6 +46,7 @@ enum {
   AX__MSG_OWNED = 1u << 0, /* ax_send_owned: release(m.data) after the turn */
   AX__MSG_TAKEN = 1u << 1, /* ax_msg_take() took the buffer: no release */
   AX__MSG_KEPT = 1u << 2,  /* kept beyond its turn (ax__msg_keep) */
+  AX__MSG_FIRST = 1u << 3, /* an actor's first message, through the inbox */
 };
 #define AX__MSG_KIND_FLAG(n) ((uint16_t)(1u << (8 + (n))))
 

@@ -311,8 +311,8 @@ void ax_rt_stop(ax_rt_t *rt) {
     ax_loop_wake(rt->cores[i]->loop);
 }
 
-static void die_at_free(void *entity, void *arg) {
-  ax__actor_die(arg, AX_CONTAINER_OF(entity, ax_actor_t, e), AX_REASON_SHUTDOWN);
+static void die_at_free(void *actor, void *arg) {
+  ax__actor_die(arg, actor, AX_REASON_SHUTDOWN);
 }
 
 int ax_rt_free(ax_rt_t *rt) {
@@ -329,6 +329,18 @@ int ax_rt_free(ax_rt_t *rt) {
     ax_loop_adopt(c->loop); /* the core's thread has exited */
     ax__table_each(&c->table, die_at_free, c);
     ax__tls_core = NULL;
+  }
+  /* What the dying sent each other (and what other threads sent to a
+   * runtime that never ran) waits in the cores' inboxes: dropped, each on
+   * its core, until dropping sends nothing more. */
+  for (bool more = true; more;) {
+    more = false;
+    for (unsigned i = 0; i < rt->ncores; i++) {
+      ax__tls_core = rt->cores[i];
+      if (ax__inbox_drain(rt->cores[i]) != 0)
+        more = true;
+      ax__tls_core = NULL;
+    }
   }
   for (unsigned i = 0; i < rt->ncores; i++) {
     ax__core_t *c = rt->cores[i];

@@ -64,7 +64,7 @@ void ax__src_post(ax__src_t *s, ax__msg_t *m, unsigned flags) {
   s->inbox++;
   if (flags & AX__MSG_CREDIT)
     s->inflight++;
-  ax__deliver(&s->owner->e, m);
+  ax__deliver(s->owner, m);
 }
 
 int ax__io_want(ax_io_t *io, unsigned *cur, unsigned want) {
@@ -185,7 +185,7 @@ int ax__src_give(ax__src_t *s, ax_ref_t to, ax__msg_t *given) {
    * bits it carries); a death between here and the hand-over closes it. */
   ax_rt_t *rt;
   ax__erec_t *erec;
-  ax__entity_t *e;
+  void *e;
   int rc = ax__ref_enter(to, &e, &rt, &erec);
   ax__ref_leave(erec);
   if (rc == 0 && rt != c->rt)
@@ -275,7 +275,7 @@ static void deliver_carry(ax__src_t *s) {
       s->refs--; /* never reaches 0 here: the caller holds the hand-over's */
     } else {
       s->inbox++;
-      ax__deliver(&s->owner->e, c);
+      ax__deliver(s->owner, c);
     }
     c = next;
   }
