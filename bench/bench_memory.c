@@ -138,6 +138,11 @@ static long long status_bytes(pid_t pid, const char *field) {
 
 static int unsettled; /* reads that were still moving after 2 s */
 
+/* How long an "after" read waits first: a core gives back pool memory that
+ * has stayed unused for 250 ms (AX__PURGE_NS in runtime/pool.h) once it is
+ * idle, so what a user sees a moment after a burst is what is read. */
+#define AFTER_WAIT_MS 500
+
 /* VmRSS of pid (0: this process) once it holds still: three equal reads in
  * a row 20 ms apart (two, 5 ms apart, with --quick), or the last read after
  * 2 s. */
@@ -439,6 +444,7 @@ static void idle_child(const void *arg, void *out) {
       sample[probes++] = s.refs[i];
     BENCH_SYS(munmap(s.refs, refs_size));
     s.refs = NULL;
+    usleep(AFTER_WAIT_MS * 1000);
     r->after = rss_settled(0);
     r->peak = status_bytes(0, "VmHWM");
     for (uint64_t i = 0; i < probes; i++) {
@@ -786,6 +792,7 @@ static tcp_result_t tcp_run(enum impl impl, int conns, size_t msg) {
   read_pipe(up[0], &c, 1, "client's close");
   reap(cli, "client");
   read_pipe(sp[0], &c, 1, "server's word that every connection ended");
+  usleep(AFTER_WAIT_MS * 1000);
   r.closed = rss_settled(srv);
   r.peak = status_bytes(srv, "VmHWM");
 

@@ -78,7 +78,7 @@ void ax__actor_discard(ax_actor_t *a) {
     ax__table_retire(&a->core->table, ax__ref_slot(a->ref));
     ax__table_free(&a->core->table, ax__ref_slot(a->ref));
   }
-  free(a->ext);
+  ax__actor_ext_free(a);
   if (a->home != NULL)
     ax__pool_free(a->home, a);
   else
@@ -180,8 +180,7 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
     if (f->actor_death != NULL)
       f->actor_death(a, reason);
   c->current = prev;
-  free(a->ext);
-  a->ext = NULL;
+  ax__actor_ext_free(a);
   /* From here on the reference fails: new senders get -ESRCH, and what
    * other threads queued on the inbox before is dropped when it is
    * drained.  The mailbox is emptied now: only this thread pushes to it,

@@ -176,9 +176,11 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
     free(c);
     return rc;
   }
+  ax__heap_init(&c->heap);
   for (unsigned i = 0; i < AX__MSG_CLASSES; i++)
-    ax__pool_init(&c->pools[i], c, ax__msg_class_size(i), i);
-  ax__pool_init(&c->pools[AX__ACTOR_POOL], c, sizeof(ax_actor_t), AX__ACTOR_POOL);
+    ax__pool_init(&c->pools[i], &c->heap, c, ax__msg_class_size(i));
+  ax__pool_init(&c->pools[AX__ACTOR_POOL], &c->heap, c, sizeof(ax_actor_t));
+  ax__pool_init(&c->pools[AX__EXT_POOL], &c->heap, c, sizeof(ax__actor_ext_t));
   ax__mpscq_init(&c->inbox, &c->inbox_stub, false);
   atomic_init(&c->sleeping, 0);
   ax__table_init(&c->table, (uint32_t)(rt->serial * 2654435761u) + index * 40503u);
@@ -196,8 +198,7 @@ void ax__core_destroy(ax__core_t *c) {
   ax__epoch_release(c->erec);
   ax_loop_adopt(c->loop); /* its thread, if it ran, has exited */
   ax_loop_close(c->loop, AX_CLOSE_FORCE);
-  for (unsigned i = 0; i < AX__POOLS; i++)
-    ax__pool_destroy(&c->pools[i]);
+  ax__heap_destroy(&c->heap);
   ax__table_destroy(&c->table);
   free(c);
 }
@@ -215,6 +216,7 @@ static void poll_io(ax__core_t *c) {
   ax_loop_run_once(c->loop, 0);
   ax__stat_add(&c->stats.polls, 1);
   c->last_poll = ax_now();
+  c->heap.now = c->last_poll; /* stamps spans that empty until the next poll */
 }
 
 /* Whether the core must look at its loop before it decides to spin: a
@@ -262,7 +264,18 @@ static void idle(ax__core_t *c) {
         break;
     }
   }
-  /* The wake protocol, core side (see ax__schedule_remote). */
+  /* About to sleep: what other threads freed into this core's pools goes
+   * back to its spans, and spans empty for long enough go back to the
+   * kernel (pool.h). */
+  c->heap.now = now;
+  for (unsigned i = 0; i < AX__POOLS; i++)
+    ax__pool_tidy(&c->pools[i]);
+  if (c->heap.purge_at != 0 && now >= c->heap.purge_at) {
+    c->heap.purge_at = 0;
+    for (unsigned i = 0; i < AX__POOLS; i++)
+      ax__pool_purge(&c->pools[i]);
+  }
+  /* The wake protocol, core side (see ax__inbox_push). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
   if (c->runq_head != NULL || ax__mpscq_pending(&c->inbox) || stopping(rt)) {
@@ -274,8 +287,12 @@ static void idle(ax__core_t *c) {
   /* Sleep until fds, a timer or ax_loop_wake say so; but while dead
    * actors wait for their grace period, wake up to finish them (what is
    * still in their mailboxes, a monitor request say, must be answered). */
-  ax_loop_run_once(c->loop, c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER);
+  int64_t wait = c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER;
+  if (c->heap.purge_at != 0 && (wait == AX_FOREVER || c->heap.purge_at - now < wait))
+    wait = c->heap.purge_at > now ? c->heap.purge_at - now : 0;
+  ax_loop_run_once(c->loop, wait);
   c->last_poll = ax_now();
+  c->heap.now = c->last_poll;
   /* A sender that found this core asleep took `sleeping` (exchange to 0)
    * and woke it: count that here, where only this core writes the count. */
   if (atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed) == 0)

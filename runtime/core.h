@@ -71,6 +71,7 @@ struct ax_actor {
   ax__pool_t *home; /* NULL: malloc'd */
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
   bool queued;
+  bool ext_pooled; /* ext came from a core's pool (ext.c) */
 };
 
 _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_head, state) &&
@@ -85,7 +86,8 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
 /* Cores and the runtime                                                     */
 
 #define AX__ACTOR_POOL AX__MSG_CLASSES
-#define AX__POOLS (AX__MSG_CLASSES + 1)
+#define AX__EXT_POOL (AX__MSG_CLASSES + 1)
+#define AX__POOLS (AX__MSG_CLASSES + 2)
 
 /* The counters of ax_core_stats_t that the runtime keeps (features add
  * theirs through ax__feature_t.stats).  Written by the core (ax__stat_add)
@@ -117,6 +119,7 @@ struct ax__core {
   int64_t last_poll;
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
+  ax__heap_t heap; /* the pools' memory */
   ax__pool_t pools[AX__POOLS];
 
   /* written by any thread: messages for this core's actors from other
@@ -274,10 +277,8 @@ static inline void ax__deliver_port(ax__entity_t *e, ax__msg_t *m) {
 /* A message of the smallest class from the calling core's own pool. */
 static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
   ax__pool_t *p = &c->pools[0];
-  ax__msg_t *m = p->local;
-  if (m != NULL)
-    p->local = *(void **)m;
-  else if ((m = ax__pool_alloc(p)) == NULL)
+  ax__msg_t *m = ax__pool_alloc(p);
+  if (m == NULL)
     return NULL;
   m->home = p;
   m->sys = 0;
@@ -348,6 +349,9 @@ void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m);
 /* ax_rt_new, for each core: makes it (its loop, pools, table) and stores
  * it in *out.  The calling thread.  Returns 0 or -errno. */
 int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out);
+/* Frees an actor's extension (if it has one).  Its core. */
+void ax__actor_ext_free(ax_actor_t *a);
+
 /* Frees a core whose thread has exited (or never started). */
 void ax__core_destroy(ax__core_t *c);
 /* The core's thread: runs its actors until the runtime stops. */

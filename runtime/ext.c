@@ -1,6 +1,7 @@
 /* The registries features plug into: their hooks and their system-message kinds; actor extensions. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "runtime/core.h"
 
@@ -20,7 +21,27 @@ void ax__kind_register(unsigned sys, const ax__kind_t *k) {
 }
 
 ax__actor_ext_t *ax__actor_ext(ax_actor_t *a) {
-  if (a->ext == NULL)
+  if (a->ext != NULL)
+    return a->ext;
+  /* From the calling core's pool when it is a core of the actor's
+   * runtime (given back like the actor, from whichever core), else malloc. */
+  ax__core_t *cur = ax__tls_core;
+  if (cur != NULL && cur->rt == a->core->rt && (a->ext = ax__pool_alloc(&cur->pools[AX__EXT_POOL])) != NULL) {
+    a->ext_pooled = true;
+    memset(a->ext, 0, sizeof *a->ext);
+  } else {
     a->ext = ax__calloc(1, sizeof *a->ext);
+  }
   return a->ext;
+}
+
+void ax__actor_ext_free(ax_actor_t *a) {
+  if (a->ext == NULL)
+    return;
+  if (a->ext_pooled)
+    ax__pool_free(ax__page_of(a->ext)->pool, a->ext);
+  else
+    free(a->ext);
+  a->ext = NULL;
+  a->ext_pooled = false;
 }

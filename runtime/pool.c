@@ -1,5 +1,4 @@
-/* Per-core object pools with lock-free return of objects freed on other threads. */
-#include <stdbool.h>
+/* Per-core object pools: spans of pages from 2 MiB segments, carved lazily, given back when empty. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -7,70 +6,265 @@
 #include "io/alloc.h"
 #include "runtime/pool.h"
 
-/* Slabs start at 64 KiB and double with each new slab of a pool, up to
- * 2 MiB, which is allocated 2 MiB-aligned with transparent huge pages
- * advised: a small program stays small, and a pool that grows to a million
- * objects takes one page fault per 2 MiB instead of 512 (in skynet, page
- * faults were most of the time spent). */
-#define AX__SLAB_MIN (64 * 1024)
-#define AX__SLAB_MAX (2 * 1024 * 1024)
+/* The current span of a pool that has none yet: no room, no objects. */
+static ax__page_t no_room = {.listed = true};
 
-void ax__pool_init(ax__pool_t *p, ax__core_t *owner, uint32_t size, uint32_t cls) {
-  p->owner = owner;
-  p->local = NULL;
-  p->slabs = NULL;
-  p->next_slab = 0;
+/* Objects per span at least (large classes span several pages). */
+#define AX__SPAN_MIN_OBJECTS 8u
+
+void ax__heap_init(ax__heap_t *h) {
+  h->segs = NULL;
+  h->nsegs = 0;
+  h->now = 0;
+  h->purge_at = 0;
+}
+
+void ax__heap_destroy(ax__heap_t *h) {
+  while (h->segs != NULL) {
+    ax__seg_t *s = h->segs;
+    h->segs = s->next;
+    munmap(s, AX__SEG_SIZE);
+  }
+  h->nsegs = 0;
+}
+
+/* A new segment: 2 MiB mapped at a 2 MiB boundary (4 MiB mapped, the
+ * excess unmapped), page 0 its header, the rest free. */
+static ax__seg_t *seg_new(ax__heap_t *h) {
+  if (ax__alloc_fails())
+    return NULL;
+  char *raw = mmap(NULL, 2 * AX__SEG_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (raw == MAP_FAILED)
+    return NULL;
+  char *base = (char *)(((uintptr_t)raw + AX__SEG_SIZE - 1) & ~(uintptr_t)(AX__SEG_SIZE - 1));
+  if (base > raw)
+    munmap(raw, (size_t)(base - raw));
+  munmap(base + AX__SEG_SIZE, (size_t)(raw + 2 * AX__SEG_SIZE - (base + AX__SEG_SIZE)));
+  /* A core's first segment uses small pages, so a small program stays
+   * small; once a core needs more, its segments are advised onto
+   * transparent huge pages: one fault per 2 MiB instead of 512 (page
+   * faults were most of a cold skynet's time on this project's VM).
+   * Advice only: fine if refused.  Giving back part of one splits it. */
+  if (h->nsegs > 0)
+    (void)madvise(base, AX__SEG_SIZE, MADV_HUGEPAGE);
+  ax__seg_t *s = (ax__seg_t *)base; /* fresh pages: zeroed */
+  for (unsigned i = 0; i < AX__SEG_PAGES; i++)
+    s->pages[i].first = (uint16_t)i;
+  s->used_pages = 1; /* the header's page (seg_find never looks at it) */
+  s->next = h->segs;
+  if (h->segs != NULL)
+    h->segs->prev = s;
+  h->segs = s;
+  h->nsegs++;
+  return s;
+}
+
+static void seg_unmap(ax__heap_t *h, ax__seg_t *s) {
+  if (s->prev != NULL)
+    s->prev->next = s->next;
+  else
+    h->segs = s->next;
+  if (s->next != NULL)
+    s->next->prev = s->prev;
+  h->nsegs--;
+  munmap(s, AX__SEG_SIZE);
+}
+
+/* The first run of n free pages in s, or 0 (page 0 is never free). */
+static unsigned seg_find(const ax__seg_t *s, unsigned n) {
+  unsigned run = 0;
+  for (unsigned i = 1; i < AX__SEG_PAGES; i++) {
+    run = s->pages[i].pool == NULL ? run + 1 : 0;
+    if (run == n)
+      return i + 1 - n;
+  }
+  return 0;
+}
+
+/* A new span of p->npages pages for p, or NULL when out of memory. */
+static ax__page_t *span_new(ax__pool_t *p) {
+  ax__heap_t *h = p->heap;
+  ax__seg_t *s;
+  unsigned at = 0;
+  for (s = h->segs; s != NULL; s = s->next)
+    if (AX__SEG_PAGES - s->used_pages >= p->npages && (at = seg_find(s, p->npages)) != 0)
+      break;
+  if (s == NULL) {
+    if ((s = seg_new(h)) == NULL)
+      return NULL;
+    at = 1;
+  }
+  for (unsigned i = at; i < at + p->npages; i++) {
+    s->pages[i].first = (uint16_t)at;
+    s->pages[i].pool = p;
+  }
+  ax__page_t *pg = &s->pages[at];
+  char *start = (char *)s + ((size_t)at << AX__PAGE_SHIFT);
+  pg->free = NULL;
+  pg->bump = start;
+  pg->end = start + ((size_t)p->npages * AX__PAGE_SIZE / p->size) * p->size;
+  pg->used = 0;
+  pg->npages = (uint16_t)p->npages;
+  pg->next = pg->prev = NULL;
+  pg->listed = true;
+  pg->empty = false;
+  s->used_pages += p->npages;
+  return pg;
+}
+
+/* Gives an empty span back: its touched pages to the kernel, its pages to
+ * the segment, and the segment itself when nothing else is in use there
+ * and the heap has another. */
+static void span_release(ax__pool_t *p, ax__page_t *pg) {
+  ax__heap_t *h = p->heap;
+  ax__seg_t *s = (ax__seg_t *)((uintptr_t)pg & ~(uintptr_t)(AX__SEG_SIZE - 1));
+  unsigned at = (unsigned)(pg - s->pages), n = pg->npages;
+  char *start = (char *)s + ((size_t)at << AX__PAGE_SHIFT);
+  size_t touched = ((size_t)(pg->bump - start) + 4095) & ~(size_t)4095;
+  for (unsigned i = at; i < at + n; i++) {
+    s->pages[i].pool = NULL;
+    s->pages[i].first = (uint16_t)i;
+  }
+  s->used_pages -= n;
+  if (s->used_pages == 1 && h->nsegs > 1) {
+    seg_unmap(h, s);
+    return;
+  }
+  if (touched != 0)
+    (void)madvise(start, touched, MADV_DONTNEED); /* advice: memory stays valid either way */
+}
+
+static void avail_remove(ax__pool_t *p, ax__page_t *pg) {
+  if (pg->prev != NULL)
+    pg->prev->next = pg->next;
+  else
+    p->avail = pg->next;
+  if (pg->next != NULL)
+    pg->next->prev = pg->prev;
+  pg->next = pg->prev = NULL;
+}
+
+/* The empty list: newest at p->empty, oldest at p->empty_old. */
+static void empty_remove(ax__pool_t *p, ax__page_t *pg) {
+  if (pg->prev != NULL)
+    pg->prev->next = pg->next;
+  else
+    p->empty = pg->next;
+  if (pg->next != NULL)
+    pg->next->prev = pg->prev;
+  else
+    p->empty_old = pg->prev;
+  pg->next = pg->prev = NULL;
+  pg->empty = false;
+}
+
+static void empty_push(ax__pool_t *p, ax__page_t *pg) {
+  pg->empty = true;
+  pg->emptied = p->heap->now;
+  pg->prev = NULL;
+  pg->next = p->empty;
+  if (p->empty != NULL)
+    p->empty->prev = pg;
+  else
+    p->empty_old = pg;
+  p->empty = pg;
+  if (p->heap->purge_at == 0)
+    p->heap->purge_at = pg->emptied + AX__PURGE_NS;
+}
+
+void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, ax__core_t *owner, uint32_t size) {
+  p->cur = &no_room;
+  p->avail = NULL;
+  p->empty = p->empty_old = NULL;
+  p->heap = heap;
   p->size = (size + 15) & ~15u;
-  p->cls = cls;
+  unsigned n = 1;
+  while ((size_t)n * AX__PAGE_SIZE < (size_t)AX__SPAN_MIN_OBJECTS * p->size &&
+         n < AX__SEG_PAGES - 1)
+    n++;
+  p->npages = n;
+  p->owner = owner;
   atomic_init(&p->remote, NULL);
 }
 
-void ax__pool_destroy(ax__pool_t *p) {
-  void *s = p->slabs;
-  while (s != NULL) {
-    void *next = *(void **)s;
-    free(s);
-    s = next;
+void ax__pool_free_slow(ax__pool_t *p, ax__page_t *pg) {
+  if (!pg->listed) { /* it was full: it has room again */
+    pg->listed = true;
+    pg->prev = NULL;
+    pg->next = p->avail;
+    if (p->avail != NULL)
+      p->avail->prev = pg;
+    p->avail = pg;
   }
-  p->slabs = p->local = NULL;
-  atomic_store_explicit(&p->remote, NULL, memory_order_relaxed);
+  if (pg->used != 0 || pg == p->cur)
+    return;
+  avail_remove(p, pg);
+  empty_push(p, pg);
 }
 
-/* Carves a new slab into objects.  The slab's first 64 bytes link it into
- * the pool's slab list. */
-static bool pool_grow(ax__pool_t *p) {
-  size_t bytes = p->next_slab != 0 ? p->next_slab : AX__SLAB_MIN;
-  while (bytes < AX__SLAB_MAX && bytes < 8 * (size_t)p->size + AX__CACHE_LINE)
-    bytes *= 2; /* large objects: at least 8 per slab (16 of 128 KiB per 2 MiB) */
-  char *slab = ax__aligned_alloc(bytes >= AX__SLAB_MAX ? AX__SLAB_MAX : AX__CACHE_LINE, bytes);
-  if (slab == NULL)
-    return false;
-  if (bytes >= AX__SLAB_MAX)
-    (void)madvise(slab, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
-  p->next_slab = bytes * 2 <= AX__SLAB_MAX ? bytes * 2 : AX__SLAB_MAX;
-  *(void **)slab = p->slabs;
-  p->slabs = slab;
-  /* Objects are linked from the end of the slab, so they are handed out
-   * from its start: pages are touched in order. */
-  size_t n = (bytes - AX__CACHE_LINE) / p->size;
-  for (size_t i = n; i-- > 0;) {
-    char *obj = slab + AX__CACHE_LINE + i * p->size;
-    *(void **)obj = p->local;
-    p->local = obj;
+void ax__pool_purge(ax__pool_t *p) {
+  ax__heap_t *h = p->heap;
+  ax__page_t *pg;
+  while ((pg = p->empty_old) != NULL && h->now - pg->emptied >= AX__PURGE_NS) {
+    empty_remove(p, pg);
+    span_release(p, pg);
   }
-  return true;
+  if (pg != NULL && (h->purge_at == 0 || pg->emptied + AX__PURGE_NS < h->purge_at))
+    h->purge_at = pg->emptied + AX__PURGE_NS;
 }
 
-/* Owner core only. */
-void *ax__pool_alloc(ax__pool_t *p) {
-  if (p->local == NULL) {
-    /* Acquire pairs with the release in ax__pool_free: the objects' links
-     * written by the freeing threads are visible. */
-    p->local = atomic_exchange_explicit(&p->remote, NULL, memory_order_acquire);
-    if (p->local == NULL && !pool_grow(p))
+/* Puts what other threads freed into p back on its spans. */
+static void take_remote(ax__pool_t *p, void *obj) {
+  while (obj != NULL) {
+    void *next = *(void **)obj;
+    ax__page_t *pg = ax__page_of(obj);
+    *(void **)obj = pg->free;
+    pg->free = obj;
+    if (--pg->used == 0 || !pg->listed)
+      ax__pool_free_slow(p, pg);
+    obj = next;
+  }
+}
+
+void ax__pool_tidy(ax__pool_t *p) {
+  if (atomic_load_explicit(&p->remote, memory_order_relaxed) == NULL)
+    return;
+  /* Acquire pairs with the release in ax__pool_free: the objects' links
+   * written by the freeing threads are visible. */
+  take_remote(p, atomic_exchange_explicit(&p->remote, NULL, memory_order_acquire));
+}
+
+void *ax__pool_alloc_slow(ax__pool_t *p) {
+  for (;;) {
+    ax__page_t *pg = p->cur;
+    if (pg->free != NULL) {
+      void *obj = pg->free;
+      pg->free = *(void **)obj;
+      pg->used++;
+      return obj;
+    }
+    if ((size_t)(pg->end - pg->bump) >= p->size) {
+      void *obj = pg->bump;
+      pg->bump += p->size;
+      pg->used++;
+      return obj;
+    }
+    /* The current span is full: it leaves the lists until a free. */
+    if (pg != &no_room)
+      pg->listed = false;
+    p->cur = &no_room;
+    if (atomic_load_explicit(&p->remote, memory_order_relaxed) != NULL)
+      ax__pool_tidy(p);
+    if (p->avail != NULL) {
+      pg = p->avail;
+      avail_remove(p, pg);
+    } else if (p->empty != NULL) {
+      pg = p->empty; /* the newest: the likeliest to be in the caches */
+      empty_remove(p, pg);
+    } else if ((pg = span_new(p)) == NULL) {
       return NULL;
+    }
+    p->cur = pg;
   }
-  void *obj = p->local;
-  p->local = *(void **)obj;
-  return obj;
 }
