@@ -146,6 +146,27 @@ send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t s
   return 0;
 }
 
+/* A small message to an actor of another core of the caller's runtime:
+ * copied straight into the ring between the two cores, nothing allocated.
+ * Returns 1 when the message is not of that kind or the ring has no room
+ * (the general path queues it behind what waits). */
+static inline __attribute__((always_inline)) int
+send_ring(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
+  unsigned ci = ax__ref_core(to);
+  if (size > AX__RING_INLINE || ax__ref_rt(to) != c->rt->index || ci >= c->rt->ncores)
+    return 1;
+  ax__core_t *d = c->rt->cores[ci];
+  if (!ax__ref_alive(d, to)) {
+    ax__stat_add(&c->stats.dead_letters, 1);
+    return -ESRCH;
+  }
+  if (!ax__ring_send_inline(c, d, to, c->current != NULL ? c->current->ref : AX_REF_NONE, type,
+                            data, (uint32_t)size, req))
+    return 1;
+  ax__stat_add(&c->stats.sent, 1);
+  return 0;
+}
+
 /* The general path: another core, another runtime, a thread that is not
  * a core, or a large payload. */
 static inline __attribute__((always_inline)) int
@@ -169,6 +190,8 @@ send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t re
   if (c != NULL) {
     int rc = send_local(c, to, type, data, size, req);
     if (rc <= 0)
+      return rc;
+    if ((rc = send_ring(c, to, type, data, size, req)) <= 0)
       return rc;
   }
   return send_general(to, type, data, size, req);

@@ -286,9 +286,10 @@ static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
   int64_t ns = deadline > 0 ? deadline - ax_now() : 0;
   if (ns > 0)
     return ax_after(f->a, ns, AX__FIBER_WAKE, &f->seq, sizeof f->seq, timer);
-  /* What other cores and threads sent before this call waits in the
-   * core's inbox: into the mailbox first, so the wake-up comes after it. */
-  ax__inbox_drain(f->a->core);
+  /* What other cores and threads sent before this call waits on the
+   * core's rings and inbox: into the mailbox first, so the wake-up comes
+   * after it. */
+  ax__core_drain(f->a->core);
   return ax_send(f->a->ref, AX__FIBER_WAKE, &f->seq, sizeof f->seq);
 }
 

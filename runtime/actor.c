@@ -69,7 +69,7 @@ void ax__actor_publish(ax_actor_t *a, ax__msg_t *first) {
   } else {
     first->to = a->ref;
     first->flags |= AX__MSG_FIRST;
-    ax__inbox_push(c, first); /* a may run (and die) from here on */
+    ax__remote_push(c, first); /* a may run (and die) from here on */
   }
 }
 

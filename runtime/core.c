@@ -212,7 +212,7 @@ static bool stopping(ax_rt_t *rt) {
  * until now goes into the mailboxes first, ahead of the events this poll
  * reports. */
 static void poll_io(ax__core_t *c) {
-  ax__inbox_drain(c);
+  ax__core_drain(c);
   ax_loop_run_once(c->loop, 0);
   ax__stat_add(&c->stats.polls, 1);
   c->last_poll = ax_now();
@@ -248,7 +248,7 @@ static void idle(ax__core_t *c) {
   bool serving_fds = c->nio > 0;
   if (!serving_fds && poll_due(c, now)) {
     poll_io(c);
-    if (c->runq_head != NULL || ax__mpscq_pending(&c->inbox))
+    if (c->runq_head != NULL || ax__core_pending(c))
       return;
   }
   if (rt->opts.spin_ns > 0 && !serving_fds) {
@@ -257,7 +257,7 @@ static void idle(ax__core_t *c) {
     if (t != AX_FOREVER && now + t < end)
       end = now + t;
     for (unsigned i = 1;; i++) {
-      if (ax__mpscq_pending(&c->inbox) || stopping(rt))
+      if (ax__core_pending(c) || stopping(rt))
         return;
       ck_pr_stall();
       if ((i & 63) == 0 && ax_now() >= end)
@@ -275,10 +275,10 @@ static void idle(ax__core_t *c) {
     for (unsigned i = 0; i < AX__POOLS; i++)
       ax__pool_purge(&c->pools[i]);
   }
-  /* The wake protocol, core side (see ax__inbox_push). */
+  /* The wake protocol, core side (see wake() in send.c). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
-  if (c->runq_head != NULL || ax__mpscq_pending(&c->inbox) || stopping(rt)) {
+  if (c->runq_head != NULL || ax__core_pending(c) || stopping(rt)) {
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
     return;
   }
@@ -288,6 +288,8 @@ static void idle(ax__core_t *c) {
    * actors wait for their grace period, wake up to finish them (what is
    * still in their mailboxes, a monitor request say, must be answered). */
   int64_t wait = c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER;
+  if (c->nover > 0)
+    wait = AX__POLL_INTERVAL_NS; /* messages wait for room on a ring: look again soon */
   if (c->heap.purge_at != 0 && (wait == AX_FOREVER || c->heap.purge_at - now < wait))
     wait = c->heap.purge_at > now ? c->heap.purge_at - now : 0;
   ax_loop_run_once(c->loop, wait);
@@ -313,7 +315,7 @@ static void shutdown_core(ax__core_t *c) {
   c->runq_len = 0;
   /* What other threads sent goes to the mailboxes (nothing is scheduled
    * any more), so that each actor's death drops it with its reason. */
-  ax__inbox_drain(c);
+  ax__core_drain(c);
   /* Actors published after the walk began belong to spawns that lost the
    * race with the stop; ax_rt_free finishes them. */
   ax__table_each(&c->table, die_at_shutdown, c);
@@ -340,7 +342,9 @@ void *ax__core_main(void *arg) {
   pthread_cond_broadcast(&rt->ready_cond);
   pthread_mutex_unlock(&rt->ready_lock);
   while (!stopping(rt)) {
-    ax__inbox_drain(c);
+    if (c->nover > 0)
+      ax__ring_flush(c);
+    ax__core_drain(c);
     if (c->runq_head == NULL) {
       idle(c);
       continue;

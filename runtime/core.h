@@ -83,6 +83,51 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
 #define AX__ASSERT_OWNER(actor) assert((actor)->core == ax__tls_core)
 
 /* ------------------------------------------------------------------------ */
+/* Rings between cores                                                       */
+
+/*
+ * Messages from one core to another of the same runtime travel on a ring
+ * of that pair (one producer, one consumer), made by the producer the
+ * first time it sends there.  A slot is one cache line: a small message
+ * (at most AX__RING_INLINE bytes of payload, no release, not a system
+ * message) is copied into the slot itself, so that the line that tells the
+ * consumer a message is there also carries it, and the sender allocates
+ * nothing; any other message travels as a pointer.  Each slot has a
+ * sequence number (Vyukov's bounded queue): slot i is free for the
+ * producer's message number t when seq == t, and holds it when seq ==
+ * t + 1; the consumer frees it by storing t + AX__RING_SLOTS.  Neither
+ * side reads the other's index, so the only lines that move are the
+ * slots.  When a ring is full, the producer keeps the messages in order on
+ * its own overflow list and moves them on as room appears (ax__ring_flush).
+ */
+#define AX__RING_SLOTS 128u
+#define AX__RING_INLINE 24u
+
+typedef struct ax__ring_slot {
+  _Atomic uint64_t seq;
+  ax_ref_t to;
+  ax_ref_t from;
+  uint32_t type;
+  uint32_t size; /* > AX__RING_INLINE: msg holds the message */
+  uint64_t req;
+  union {
+    unsigned char data[AX__RING_INLINE];
+    ax__msg_t *msg;
+  };
+} ax__ring_slot_t;
+
+_Static_assert(sizeof(ax__ring_slot_t) == 64, "a ring slot is one cache line");
+
+typedef struct ax__ring {
+  /* the producer's */
+  alignas(AX__CACHE_LINE) uint64_t tail;
+  ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
+  /* the consumer's */
+  alignas(AX__CACHE_LINE) uint64_t head;
+  alignas(AX__CACHE_LINE) ax__ring_slot_t slot[AX__RING_SLOTS];
+} ax__ring_t;
+
+/* ------------------------------------------------------------------------ */
 /* Cores and the runtime                                                     */
 
 #define AX__ACTOR_POOL AX__MSG_CLASSES
@@ -116,6 +161,7 @@ struct ax__core {
   ax__retired_t *retired_head, *retired_tail;
   uint64_t retired_count;
   uint64_t next_id;  /* ids handed out by features (timers, monitors, requests) */
+  unsigned nover;    /* rings from this core with messages on their overflow list */
   int64_t last_poll;
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
@@ -140,6 +186,7 @@ struct ax_rt {
   bool started;
   bool joined;
   ax__core_t **cores;
+  _Atomic(ax__ring_t *) *rings; /* [from * ncores + to], made by the producer */
   pthread_barrier_t barrier;  /* the cores' shutdown steps */
   pthread_mutex_t ready_lock; /* ax_rt_start waits for every core to run */
   pthread_cond_t ready_cond;
@@ -204,6 +251,18 @@ static inline ax_actor_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
   return a;
 }
 
+/* Whether `to`, an actor of core c, is alive now, from any thread and
+ * without the epoch: only its slot is read (the table's chunks live as long
+ * as the runtime), never the actor.  A death right after the look makes a
+ * message sent on this word a dead letter when c drains it. */
+static inline bool ax__ref_alive(ax__core_t *c, ax_ref_t to) {
+  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
+  /* Acquire on ptr, then on gen: a reader that sees a reused slot's new
+   * occupant also sees the generation bumped when the old one died. */
+  return s != NULL && atomic_load_explicit(&s->ptr, memory_order_acquire) != NULL &&
+         atomic_load_explicit(&s->gen, memory_order_acquire) == ax__ref_gen(to);
+}
+
 /* Looks a reference up to use what it names: 0 with *obj (alive: an
  * ax_actor_t, or an ax__entity_t when ax__ref_core(to) is AX__REF_NO_CORE)
  * and, when the caller had to enter the runtime's epoch, *erec (leave it
@@ -249,13 +308,26 @@ static inline void ax__mailbox_push(ax__core_t *c, ax_actor_t *a, ax__msg_t *m) 
   }
 }
 
-/* Queues m (its `to` set) on core c's inbox and wakes c if it sleeps.
- * Any thread but c's. */
-void ax__inbox_push(ax__core_t *c, ax__msg_t *m);
+/* Queues m (its `to` set) for core c, from another thread: on the ring
+ * from the calling core when it is a core of c's runtime, else on c's
+ * inbox; wakes c if it sleeps.  Any thread but c's. */
+void ax__remote_push(ax__core_t *c, ax__msg_t *m);
+
+/* Copies a small message (size <= AX__RING_INLINE, data readable) into the
+ * ring from core `from` to core c, for the actor `to`.  Returns false, with
+ * nothing sent, when the ring has no room or messages wait on its overflow
+ * list (the caller sends a message through ax__remote_push instead).
+ * from's thread. */
+bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t sender,
+                          uint32_t type, const void *data, uint32_t size, uint64_t req);
+
+/* Moves the messages waiting on c's overflow lists onto their rings, as
+ * far as there is room.  c's thread. */
+void ax__ring_flush(ax__core_t *c);
 
 /* Delivers m to actor a, whose memory the caller guarantees (its own core,
  * or a reference held under the epoch): into the mailbox when a belongs to
- * the calling thread's core, else through a's core's inbox, where a death
+ * the calling thread's core, else through ax__remote_push, where a death
  * meanwhile makes m a dead letter.  Any thread. */
 static inline void ax__deliver(ax_actor_t *a, ax__msg_t *m) {
   ax__core_t *c = a->core;
@@ -263,7 +335,7 @@ static inline void ax__deliver(ax_actor_t *a, ax__msg_t *m) {
     ax__mailbox_push(c, a, m);
   } else {
     m->to = a->ref;
-    ax__inbox_push(c, m);
+    ax__remote_push(c, m);
   }
 }
 
@@ -293,10 +365,15 @@ static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
  * inbox.  Any thread. */
 int ax__send_msg(ax_ref_t to, ax__msg_t *m);
 
-/* Moves what other threads queued on c's inbox into its actors' mailboxes
- * (a message for an actor that died meanwhile is dropped as a dead
- * letter).  Returns the number of messages taken.  c's thread. */
-unsigned ax__inbox_drain(ax__core_t *c);
+/* Moves what other cores and threads sent to c (its rings and its inbox)
+ * into its actors' mailboxes (a message for an actor that died meanwhile is
+ * dropped as a dead letter).  Returns the number of messages taken.  c's
+ * thread. */
+unsigned ax__core_drain(ax__core_t *c);
+
+/* True when another core or thread has sent c something it has not yet
+ * drained.  c's thread. */
+bool ax__core_pending(ax__core_t *c);
 
 /* Drops one message that cannot be delivered to `self` (dead with
  * `reason`): a system message through its kind's drop, an owned buffer

@@ -98,6 +98,11 @@ static void free_parts(ax_rt_t *rt) {
     }
     free(rt->cores);
   }
+  if (rt->rings != NULL) {
+    for (size_t i = 0; i < (size_t)rt->ncores * rt->ncores; i++)
+      free(atomic_load_explicit(&rt->rings[i], memory_order_relaxed));
+    free(rt->rings);
+  }
   if (rt->index < AX__MAX_RTS) /* release: the index is free for reuse */
     atomic_store_explicit(&runtimes[rt->index], NULL, memory_order_release);
   ax__table_destroy(&rt->ports);
@@ -158,7 +163,8 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   if (rt->index == AX__MAX_RTS)
     goto fail;
   rt->cores = ax__calloc(rt->ncores, sizeof *rt->cores);
-  if (rt->cores == NULL) {
+  rt->rings = ax__calloc((size_t)rt->ncores * rt->ncores, sizeof *rt->rings);
+  if (rt->cores == NULL || rt->rings == NULL) {
     rc = -ENOMEM;
     goto fail;
   }
@@ -331,13 +337,19 @@ int ax_rt_free(ax_rt_t *rt) {
     ax__tls_core = NULL;
   }
   /* What the dying sent each other (and what other threads sent to a
-   * runtime that never ran) waits in the cores' inboxes: dropped, each on
-   * its core, until dropping sends nothing more. */
+   * runtime that never ran) waits on the rings, their overflow lists and
+   * the inboxes: dropped, each on its core, until dropping sends nothing
+   * more. */
   for (bool more = true; more;) {
     more = false;
     for (unsigned i = 0; i < rt->ncores; i++) {
-      ax__tls_core = rt->cores[i];
-      if (ax__inbox_drain(rt->cores[i]) != 0)
+      ax__core_t *c = rt->cores[i];
+      ax__tls_core = c;
+      if (c->nover > 0) {
+        ax__ring_flush(c);
+        more = true;
+      }
+      if (ax__core_drain(c) != 0)
         more = true;
       ax__tls_core = NULL;
     }

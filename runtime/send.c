@@ -1,19 +1,146 @@
-/* Sending: looking a reference up, delivering through a core's inbox, the inbox's drain. */
+/* Sending: looking a reference up; the rings between cores and the inbox of each core; their drain. */
 #include <errno.h>
+#include <string.h>
 
 #include "runtime/core.h"
 
-void ax__inbox_push(ax__core_t *c, ax__msg_t *m) {
-  ax__mpscq_push(&c->inbox, &m->node);
-  /* The wake protocol, sender side: the push above, this fence, then the
-   * load of `sleeping`.  The core does the mirror image (store sleeping,
-   * fence, look at the inbox), so at least one of the two sees the other:
-   * either the core finds this message before sleeping, or this thread
-   * sees it asleep and wakes it.  A busy core is never sent a syscall. */
+/* The wake protocol, sender side: the sender's publication (a push or a
+ * slot's seq), this fence, then the load of `sleeping`.  The core does the
+ * mirror image (store sleeping, fence, look at its rings and inbox), so at
+ * least one of the two sees the other: either the core finds the message
+ * before sleeping, or this thread sees it asleep and wakes it.  A busy core
+ * is never sent a syscall. */
+static inline void wake(ax__core_t *c) {
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
       atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed))
     ax_loop_wake(c->loop); /* only the thread whose exchange took `sleeping`: one write() per sleep */
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rings (core.h)                                                            */
+
+#define RING_MSG UINT32_MAX /* ax__ring_slot_t.size of a slot that holds a pointer */
+
+static inline ax__ring_t *ring_of(ax_rt_t *rt, unsigned from, unsigned to) {
+  /* Acquire pairs with the release in ring_get: the slots' initial
+   * sequence numbers are visible. */
+  return atomic_load_explicit(&rt->rings[from * rt->ncores + to], memory_order_acquire);
+}
+
+/* The ring from core `from` to core `to`, made on first use; NULL when out
+ * of memory.  from's thread (the ring's only producer). */
+static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
+  ax__ring_t *r = atomic_load_explicit(&rt->rings[from * rt->ncores + to], memory_order_relaxed);
+  if (r != NULL)
+    return r;
+  r = ax__aligned_alloc(AX__CACHE_LINE, sizeof *r);
+  if (r == NULL)
+    return NULL;
+  r->tail = r->head = 0;
+  r->over_head = r->over_tail = NULL;
+  for (unsigned i = 0; i < AX__RING_SLOTS; i++)
+    atomic_init(&r->slot[i].seq, i);
+  /* Release: the consumer that loads the pointer sees the slots set up. */
+  atomic_store_explicit(&rt->rings[from * rt->ncores + to], r, memory_order_release);
+  return r;
+}
+
+/* The slot for the producer's next message, or NULL when the ring is full. */
+static inline ax__ring_slot_t *ring_claim(ax__ring_t *r) {
+  ax__ring_slot_t *sl = &r->slot[r->tail & (AX__RING_SLOTS - 1)];
+  /* Acquire pairs with the consumer's release when it freed the slot: its
+   * reads of the slot's previous message are done before this reuse. */
+  return atomic_load_explicit(&sl->seq, memory_order_acquire) == r->tail ? sl : NULL;
+}
+
+/* Hands a filled slot to the consumer. */
+static inline void ring_publish(ax__ring_t *r, ax__ring_slot_t *sl) {
+  /* Release: the slot's contents (and the message it points to) before the
+   * consumer can see the sequence number. */
+  atomic_store_explicit(&sl->seq, r->tail + 1, memory_order_release);
+  r->tail++;
+}
+
+static inline void ring_put_msg(ax__ring_slot_t *sl, ax__msg_t *m) {
+  sl->to = m->to;
+  sl->size = RING_MSG;
+  sl->msg = m;
+}
+
+static void over_append(ax__core_t *from, ax__ring_t *r, ax__msg_t *m) {
+  atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
+  if (r->over_tail != NULL)
+    atomic_store_explicit(&r->over_tail->node.next, &m->node, memory_order_relaxed);
+  else {
+    r->over_head = m;
+    from->nover++;
+  }
+  r->over_tail = m;
+}
+
+bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t sender,
+                          uint32_t type, const void *data, uint32_t size, uint64_t req) {
+  ax__ring_t *r = ring_get(from->rt, from->index, c->index);
+  if (r == NULL || r->over_head != NULL)
+    return false;
+  ax__ring_slot_t *sl = ring_claim(r);
+  if (sl == NULL)
+    return false;
+  sl->to = to;
+  sl->from = sender;
+  sl->type = type;
+  sl->size = size;
+  sl->req = req;
+  if (size != 0)
+    memcpy(sl->data, data, size);
+  ring_publish(r, sl);
+  wake(c);
+  return true;
+}
+
+void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
+  ax__core_t *from = ax__tls_core;
+  ax__ring_t *r;
+  if (from == NULL || from->rt != c->rt || (r = ring_get(c->rt, from->index, c->index)) == NULL) {
+    /* A thread that is no core of c's runtime (or no memory for the
+     * ring, where order with the ring's messages is lost): the inbox. */
+    ax__mpscq_push(&c->inbox, &m->node);
+    wake(c);
+    return;
+  }
+  ax__ring_slot_t *sl;
+  if (r->over_head != NULL || (sl = ring_claim(r)) == NULL) {
+    over_append(from, r, m); /* ax__ring_flush moves it on, and wakes c */
+    return;
+  }
+  ring_put_msg(sl, m);
+  ring_publish(r, sl);
+  wake(c);
+}
+
+void ax__ring_flush(ax__core_t *from) {
+  ax_rt_t *rt = from->rt;
+  for (unsigned to = 0; to < rt->ncores && from->nover > 0; to++) {
+    ax__ring_t *r = to != from->index ? ring_of(rt, from->index, to) : NULL;
+    if (r == NULL || r->over_head == NULL)
+      continue;
+    bool moved = false;
+    ax__ring_slot_t *sl;
+    while (r->over_head != NULL && (sl = ring_claim(r)) != NULL) {
+      ax__msg_t *m = r->over_head;
+      r->over_head = (ax__msg_t *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
+      ring_put_msg(sl, m);
+      ring_publish(r, sl);
+      moved = true;
+    }
+    if (r->over_head == NULL) {
+      r->over_tail = NULL;
+      from->nover--;
+    }
+    if (moved)
+      wake(rt->cores[to]);
+  }
 }
 
 uint64_t ax__msg_drop(ax__msg_t *m, ax_ref_t self, int reason) {
@@ -28,44 +155,100 @@ uint64_t ax__msg_drop(ax__msg_t *m, ax_ref_t self, int reason) {
   return dead;
 }
 
-unsigned ax__inbox_drain(ax__core_t *c) {
+/* A message from another core or thread reached core c: into its
+ * receiver's mailbox, or dropped when the receiver is gone. */
+static void arrive(ax__core_t *c, ax__msg_t *m, uint64_t *dead) {
+  ax_actor_t *a = ax__lookup_local(c, m->to);
+  if (a == NULL) {
+    *dead += ax__msg_drop(m, m->to, -ESRCH);
+    ax__msg_free(m);
+    return;
+  }
+  if (!(m->flags & AX__MSG_FIRST)) {
+    ax__mailbox_push(c, a, m);
+    return;
+  }
+  /* The actor's first message (ax__actor_publish): in front of whatever
+   * this core's actors sent it meanwhile.  It was published queued, so
+   * nothing has run it yet. */
+  m->flags &= (uint16_t)~AX__MSG_FIRST;
+  ax__msg_t *t = a->mq_tail;
+  if (t == NULL) {
+    atomic_store_explicit(&m->node.next, &m->node, memory_order_relaxed);
+    a->mq_tail = m;
+  } else {
+    atomic_store_explicit(&m->node.next, atomic_load_explicit(&t->node.next, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->node.next, &m->node, memory_order_relaxed);
+  }
+  /* Acquire pairs with the release store in ax_rt_stop. */
+  if (!atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
+    ax__runq_push(c, a);
+}
+
+/* Takes what the ring r holds for core c. */
+static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
+  unsigned n = 0;
+  for (;;) {
+    ax__ring_slot_t *sl = &r->slot[r->head & (AX__RING_SLOTS - 1)];
+    /* Acquire pairs with the producer's release in ring_publish. */
+    if (atomic_load_explicit(&sl->seq, memory_order_acquire) != r->head + 1)
+      break;
+    ax__msg_t *m;
+    if (sl->size == RING_MSG) {
+      m = sl->msg;
+    } else {
+      m = ax__msg_alloc_local(c);
+      if (m == NULL)
+        break; /* out of memory: the message stays in its slot until later */
+      m->m.type = sl->type;
+      m->m.size = sl->size;
+      m->m.data = sl->size != 0 ? m->payload : NULL;
+      m->m.from = sl->from;
+      m->m.req = sl->req;
+      m->to = sl->to;
+      if (sl->size != 0)
+        memcpy(m->payload, sl->data, sl->size);
+    }
+    /* Release: this slot's reads are done before the producer reuses it. */
+    atomic_store_explicit(&sl->seq, r->head + AX__RING_SLOTS, memory_order_release);
+    r->head++;
+    n++;
+    arrive(c, m, dead);
+  }
+  return n;
+}
+
+unsigned ax__core_drain(ax__core_t *c) {
+  ax_rt_t *rt = c->rt;
   unsigned n = 0;
   uint64_t dead = 0;
+  for (unsigned from = 0; from < rt->ncores; from++) {
+    ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
+    if (r != NULL)
+      n += ring_drain(c, r, &dead);
+  }
   ax__mpscq_node_t *node;
   while ((node = ax__mpscq_take(&c->inbox, &c->inbox_stub)) != NULL) {
-    ax__msg_t *m = (ax__msg_t *)node;
     n++;
-    ax_actor_t *a = ax__lookup_local(c, m->to);
-    if (a == NULL) {
-      dead += ax__msg_drop(m, m->to, -ESRCH);
-      ax__msg_free(m);
-      continue;
-    }
-    if (!(m->flags & AX__MSG_FIRST)) {
-      ax__mailbox_push(c, a, m);
-      continue;
-    }
-    /* The actor's first message (ax__actor_publish): in front of whatever
-     * this core's actors sent it meanwhile.  It was published queued, so
-     * nothing has run it yet. */
-    m->flags &= (uint16_t)~AX__MSG_FIRST;
-    ax__msg_t *t = a->mq_tail;
-    if (t == NULL) {
-      atomic_store_explicit(&m->node.next, &m->node, memory_order_relaxed);
-      a->mq_tail = m;
-    } else {
-      atomic_store_explicit(&m->node.next,
-                            atomic_load_explicit(&t->node.next, memory_order_relaxed),
-                            memory_order_relaxed);
-      atomic_store_explicit(&t->node.next, &m->node, memory_order_relaxed);
-    }
-    /* Acquire pairs with the release store in ax_rt_stop. */
-    if (!atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
-      ax__runq_push(c, a);
+    arrive(c, (ax__msg_t *)node, &dead);
   }
   if (dead != 0)
     ax__stat_add(&c->stats.dead_letters, dead);
   return n;
+}
+
+bool ax__core_pending(ax__core_t *c) {
+  ax_rt_t *rt = c->rt;
+  for (unsigned from = 0; from < rt->ncores; from++) {
+    ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
+    /* Acquire, as in ring_drain. */
+    if (r != NULL &&
+        atomic_load_explicit(&r->slot[r->head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
+            r->head + 1)
+      return true;
+  }
+  return ax__mpscq_pending(&c->inbox);
 }
 
 int ax__ref_enter(ax_ref_t to, void **obj, ax_rt_t **rt_out, ax__erec_t **erec) {
@@ -121,10 +304,7 @@ void ax__ref_leave(ax__erec_t *erec) {
 }
 
 /* A send to an actor of another core (or from a thread that is no core):
- * the actor itself is never touched, so no epoch is needed.  Its slot says
- * whether it is alive now (the table's chunks live as long as the
- * runtime); a death after the look makes the message a dead letter when
- * the core drains its inbox. */
+ * the actor itself is never touched, so no epoch is needed (ax__ref_alive). */
 static int send_remote(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
   *rt_out = NULL;
   if (to == AX_REF_NONE)
@@ -134,16 +314,10 @@ static int send_remote(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
     return -ESRCH;
   *rt_out = rt;
   unsigned ci = ax__ref_core(to);
-  if (ci >= rt->ncores)
-    return -ESRCH;
-  ax__core_t *c = rt->cores[ci];
-  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
-  /* Acquire on ptr, then on gen, as in ax__ref_enter. */
-  if (s == NULL || atomic_load_explicit(&s->ptr, memory_order_acquire) == NULL ||
-      atomic_load_explicit(&s->gen, memory_order_acquire) != ax__ref_gen(to))
+  if (ci >= rt->ncores || !ax__ref_alive(rt->cores[ci], to))
     return -ESRCH;
   m->to = to;
-  ax__inbox_push(c, m);
+  ax__remote_push(rt->cores[ci], m);
   return 0;
 }
 
