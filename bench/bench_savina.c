@@ -879,7 +879,7 @@ int main(int argc, char **argv) {
       printf("  ok %llu%s\n", (unsigned long long)expect, go_path != NULL ? "" : " (axon only)");
       if (verbose) {
         char what[48];
-        snprintf(what, sizeof what, "axon %ld cores", cores);
+        snprintf(what, sizeof what, "axon %ld core%s", cores, cores == 1 ? "" : "s");
         print_runs(what, axn);
         if (rows == 1)
           print_runs(h_gon, gon);
