@@ -58,9 +58,7 @@
  * change the exit status.  A watchdog (SIGALRM) names a phase that hangs.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -68,7 +66,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -79,8 +76,6 @@
 #include "bench_util.h"
 #include "runtime/context.h"
 #include "runtime/coro.h"
-
-extern char **environ;
 
 #define RESULT_WAIT_S 120 /* the longest wait for one result on a port */
 #define WATCHDOG_S 300    /* the longest one measurement may take */
@@ -694,52 +689,12 @@ typedef struct mem_result {
   long raised;
 } mem_result_t;
 
-/* Runs cmd (argv) with its stdout into buf; dies unless it exits 0. */
-static void run_capture(const char *path, char *const argv[], char *buf, size_t cap,
-                        const char *what) {
-  int fds[2];
-  BENCH_SYS(pipe2(fds, O_CLOEXEC));
-  posix_spawn_file_actions_t fa;
-  int rc = posix_spawn_file_actions_init(&fa);
-  if (rc == 0)
-    rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-  if (rc != 0)
-    bench_die("posix_spawn_file_actions: %s", strerror(rc));
-  pid_t pid;
-  fflush(stdout);
-  rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
-  if (rc != 0)
-    bench_die("posix_spawn(%s): %s", path, strerror(rc));
-  posix_spawn_file_actions_destroy(&fa);
-  BENCH_SYS(close(fds[1]));
-  size_t len = 0;
-  for (;;) {
-    ssize_t k = read(fds[0], buf + len, cap - 1 - len);
-    if (k < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(k);
-    len += (size_t)k;
-    if (k == 0 || len == cap - 1)
-      break;
-  }
-  buf[len] = '\0';
-  BENCH_SYS(close(fds[0]));
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      bench_die("waitpid: %s", strerror(errno));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    bench_die("%s: the child process failed (%s %d; its messages are above)", what,
-              WIFEXITED(status) ? "exit status" : "signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-}
-
 static mem_result_t mem_run(uint64_t n, const char *self_exe) {
   bench_watchdog_arm("memory per parked fiber (child process)");
   char arg0[] = "bench_fiber", arg1[] = "--mem-child", arg2[32], buf[512];
   snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)n);
   char *args[] = {arg0, arg1, arg2, NULL};
-  run_capture(self_exe, args, buf, sizeof buf, "memory");
+  bench_run_capture(self_exe, args, NULL, buf, sizeof buf, "memory");
   alarm(0);
   unsigned long long cn;
   long long before, after, spawn_ns, stop_ns;
@@ -796,7 +751,7 @@ static double go_run(const char *mode, uint64_t n) {
   snprintf(arg1, sizeof arg1, "%s", mode);
   snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)n);
   char *args[] = {arg0, arg1, arg2, NULL};
-  run_capture(go_path, args, buf, sizeof buf, "Go baseline");
+  bench_run_capture(go_path, args, NULL, buf, sizeof buf, "Go baseline");
   alarm(0);
   char got[16];
   unsigned long long cn;

@@ -1,15 +1,18 @@
-/* Helpers shared by the benchmarks: error exits, clocks, medians and a PRNG. */
+/* Helpers shared by the benchmarks: error exits, clocks, medians, a PRNG, a watchdog, children. */
 #ifndef AXON_BENCH_UTIL_H
 #define AXON_BENCH_UTIL_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -256,6 +259,54 @@ static inline void bench_watchdog_init(unsigned seconds) {
   sigemptyset(&sa.sa_mask);
   if (sigaction(SIGALRM, &sa, NULL) < 0)
     bench_die("sigaction: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------------------ */
+/* A child process whose output is the result (bench_fiber's memory and Go   */
+/* rows, bench_savina's Go baseline).                                        */
+
+extern char **environ;
+
+/* Runs the program at path with argv and the environment envp (NULL: this
+ * process's), and its stdout into buf (NUL-terminated, at most cap - 1
+ * bytes); its stderr is ours.  Dies unless it exits with status 0. */
+static inline void bench_run_capture(const char *path, char *const argv[], char *const envp[],
+                                     char *buf, size_t cap, const char *what) {
+  int fds[2];
+  BENCH_SYS(pipe2(fds, O_CLOEXEC));
+  posix_spawn_file_actions_t fa;
+  int rc = posix_spawn_file_actions_init(&fa);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+  if (rc != 0)
+    bench_die("posix_spawn_file_actions: %s", strerror(rc));
+  pid_t pid;
+  fflush(stdout);
+  rc = posix_spawn(&pid, path, &fa, NULL, argv, envp != NULL ? envp : environ);
+  if (rc != 0)
+    bench_die("posix_spawn(%s): %s", path, strerror(rc));
+  posix_spawn_file_actions_destroy(&fa);
+  BENCH_SYS(close(fds[1]));
+  size_t len = 0;
+  for (;;) {
+    ssize_t k = read(fds[0], buf + len, cap - 1 - len);
+    if (k < 0 && errno == EINTR)
+      continue;
+    BENCH_SYS(k);
+    len += (size_t)k;
+    if (k == 0 || len == cap - 1)
+      break;
+  }
+  buf[len] = '\0';
+  BENCH_SYS(close(fds[0]));
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      bench_die("waitpid: %s", strerror(errno));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    bench_die("%s: the child process failed (%s %d; its messages are above)", what,
+              WIFEXITED(status) ? "exit status" : "signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 }
 
 #endif /* AXON_BENCH_UTIL_H */
