@@ -6,19 +6,45 @@
 #include "actors/actors.h"
 #include "actors/monitor.h"
 
+static unsigned round_robin(ax_rt_t *rt) {
+  return atomic_fetch_add_explicit(&rt->next_core, 1, memory_order_relaxed) % rt->ncores;
+}
+
+/* AX_PLACE_ANY from an actor of core cur: cur, unless it is busy and
+ * another core is much less so.  The other cores' run-queue lengths are
+ * their own last report (ax__core_t.stats.runq_len, written each round and
+ * zeroed when they sleep), read only when cur is busy. */
+static unsigned near_or_spill(ax_rt_t *rt, ax__core_t *cur) {
+  uint64_t mine = cur->runq_len;
+  if (mine < AX_PLACE_SPILL)
+    return cur->index;
+  unsigned best = cur->index;
+  uint64_t least = mine / 2;
+  for (unsigned i = 0; i < rt->ncores; i++) {
+    uint64_t n = atomic_load_explicit(&rt->cores[i]->stats.runq_len, memory_order_relaxed);
+    if (i != cur->index && n < least) {
+      least = n;
+      best = i;
+    }
+  }
+  return best;
+}
+
 static unsigned pick_core(ax_rt_t *rt, const ax_spawn_opts_t *o) {
   ax__core_t *cur = ax__tls_core;
+  bool here = cur != NULL && cur->rt == rt;
   switch (o->placement) {
   case AX_PLACE_CORE:
     return o->core;
+  case AX_PLACE_NEAR:
+    return ax__ref_core(o->near); /* checked by the caller */
   case AX_PLACE_LOCAL:
-    if (cur != NULL && cur->rt == rt)
-      return cur->index;
-    break; /* not on a core of rt: round-robin */
+    return here ? cur->index : round_robin(rt);
+  case AX_PLACE_SPREAD:
+    return round_robin(rt);
   default:
-    break;
+    return here ? near_or_spill(rt, cur) : round_robin(rt);
   }
-  return atomic_fetch_add_explicit(&rt->next_core, 1, memory_order_relaxed) % rt->ncores;
 }
 
 int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
@@ -29,8 +55,11 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
 int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
               const ax__spawn_extra_t *x, ax_ref_t *ref) {
   ax_spawn_opts_t o = opts != NULL ? *opts : (ax_spawn_opts_t){0};
-  if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_CORE ||
+  if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_SPREAD ||
       (o.placement == AX_PLACE_CORE && o.core >= rt->ncores) ||
+      (o.placement == AX_PLACE_NEAR &&
+       (o.near == AX_REF_NONE || ax__ref_rt(o.near) != rt->index ||
+        ax__ref_core(o.near) >= rt->ncores)) ||
       (o.monitor != NULL && o.monitor->core->rt != rt))
     return -EINVAL;
   if (o.monitor != NULL)

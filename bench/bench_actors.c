@@ -12,7 +12,10 @@
  *   2  cross-core ping-pong: the same between core 0 and core 1, ns per
  *      round trip, (a) with the default spinning (5*10^5 round trips;
  *      target <= 1 us) and (b) with spin_ns = -1 (10^4 round trips), each
- *      in a runtime of its own.
+ *      in a runtime of its own.  Row 2f is the machine's floor, measured in
+ *      each run just before 2a: two threads pinned to the first two CPUs
+ *      bounce one cache line as many times; 2r is 2a over 2f, run by run
+ *      (target <= 1.5).
  *   3  fan-in: 100 senders placed round-robin over the cores each send
  *      5*10^4 numbered messages to one receiver on core 0, which checks every
  *      sender's sequence; ns per message and messages/s at the receiver (from
@@ -77,6 +80,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -278,8 +282,11 @@ static void expect_core(ax_ref_t ref, unsigned core, const char *what) {
 /* ------------------------------------------------------------------------ */
 /* 1, 2: ping-pong                                                           */
 
+/* Each on a cache line of its own: the two live side by side on main's
+ * stack, and each is written on every message by its own core, so sharing
+ * a line would add a transfer to every hop of the cross-core rows. */
 typedef struct pp_actor {
-  ax_ref_t peer;   /* the other actor (for the ponger: set before GO) */
+  alignas(64) ax_ref_t peer; /* the other actor (for the ponger: set before GO) */
   ax_ref_t port;   /* pinger: where the result goes */
   uint64_t rounds; /* pinger: round trips to make */
   uint64_t next;   /* the next sequence number expected */
@@ -358,6 +365,52 @@ static double pp_run(const char *what, unsigned core_a, unsigned core_b, int64_t
               (unsigned long long)rounds);
   stats_check(what, &st, 2 * rounds + 1, 2, 0);
   return (double)(r.t1 - r.t0) / (double)rounds;
+}
+
+/* The machine's floor for 2a: two threads pinned to the first two CPUs (the
+ * ones cores 0 and 1 run on) bounce one cache line, each spinning until the
+ * other has written it.  Nothing can hand a message from one CPU to the
+ * other in less than this round trip. */
+typedef struct line_pp {
+  alignas(64) _Atomic uint64_t turn;
+  uint64_t rounds;
+  int cpu;
+} line_pp_t;
+
+static void *line_pp_peer(void *arg) {
+  line_pp_t *l = arg;
+  pin_self(l->cpu);
+  for (uint64_t i = 0; i < l->rounds; i++) {
+    /* Acquire/release: the line is the message; nothing else is ordered. */
+    while (atomic_load_explicit(&l->turn, memory_order_acquire) != 2 * i + 1)
+      ;
+    atomic_store_explicit(&l->turn, 2 * i + 2, memory_order_release);
+  }
+  return NULL;
+}
+
+static double line_pp_run(uint64_t rounds) {
+  int cpus[2], n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && n < 2; cpu++)
+    if (CPU_ISSET(cpu, &main_mask))
+      cpus[n++] = cpu;
+  line_pp_t l = {.rounds = rounds, .cpu = cpus[1]};
+  atomic_init(&l.turn, 0);
+  pthread_t t;
+  pin_self(cpus[0]);
+  int rc = pthread_create(&t, NULL, line_pp_peer, &l);
+  if (rc != 0)
+    bench_die("pthread_create: %s", strerror(rc));
+  int64_t t0 = bench_clock_ns(CLOCK_MONOTONIC);
+  for (uint64_t i = 0; i < rounds; i++) {
+    atomic_store_explicit(&l.turn, 2 * i + 1, memory_order_release);
+    while (atomic_load_explicit(&l.turn, memory_order_acquire) != 2 * i + 2)
+      ;
+  }
+  int64_t t1 = bench_clock_ns(CLOCK_MONOTONIC);
+  pthread_join(t, NULL);
+  pin_self(-1);
+  return (double)(t1 - t0) / (double)rounds;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1113,9 +1166,13 @@ int main(int argc, char **argv) {
     row_na("2a", "cross-core ping-pong, spinning", "needs 2 CPUs");
     row_na("2b", "cross-core ping-pong, spin_ns = -1", "needs 2 CPUs");
   } else if (want[2]) {
-    bench_series_t a = {.n = 0}, b = {.n = 0};
+    bench_series_t a = {.n = 0}, b = {.n = 0}, f = {.n = 0}, ratio = {.n = 0};
     for (long r = 0; r < runs; r++) {
-      bench_series_add(&a, pp_run("cross-core ping-pong, spinning", 0, 1, 0, z->cross_spin));
+      double floor_rt = line_pp_run(z->cross_spin);
+      double rt = pp_run("cross-core ping-pong, spinning", 0, 1, 0, z->cross_spin);
+      bench_series_add(&f, floor_rt);
+      bench_series_add(&a, rt);
+      bench_series_add(&ratio, rt / floor_rt);
       bench_series_add(&b, pp_run("cross-core ping-pong, no spinning", 0, 1, -1, z->cross_nospin));
     }
     char name[64];
@@ -1123,6 +1180,11 @@ int main(int argc, char **argv) {
              (unsigned long long)z->cross_spin);
     double med = bench_series_median(&table, &a, &spread); /* before row(): it sets spread */
     row("2a", name, med, 0, "ns/rt", spread, 1000, "");
+    med = bench_series_median(&table, &f, &spread);
+    row("2f", "floor: one cache line bounced between the CPUs", med, 0, "ns/rt", spread, 0,
+        "two pinned threads, same run");
+    med = bench_series_median(&table, &ratio, &spread);
+    row("2r", "2a / 2f, each run against its own floor", med, 2, "ratio", spread, 1.5, "");
     snprintf(name, sizeof name, "cross-core ping-pong, spin_ns = -1, %llu rt",
              (unsigned long long)z->cross_nospin);
     med = bench_series_median(&table, &b, &spread);

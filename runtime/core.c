@@ -259,6 +259,8 @@ static void idle(ax__core_t *c) {
     for (unsigned i = 1;; i++) {
       if (ax__core_pending(c) || stopping(rt))
         return;
+      if (c->nover > 0) /* messages wait for room on a ring: move them as it appears */
+        ax__ring_flush(c);
       ck_pr_stall();
       if ((i & 63) == 0 && ax_now() >= end)
         break;
@@ -268,6 +270,7 @@ static void idle(ax__core_t *c) {
    * back to its spans, and spans empty for long enough go back to the
    * kernel (pool.h). */
   c->heap.now = now;
+  ax__pool_rfree_flush(&c->rfree);
   for (unsigned i = 0; i < AX__POOLS; i++)
     ax__pool_tidy(&c->pools[i]);
   if (c->heap.purge_at != 0 && now >= c->heap.purge_at) {
@@ -331,6 +334,7 @@ void *ax__core_main(void *arg) {
   ax__core_t *c = arg;
   ax_rt_t *rt = c->rt;
   ax__tls_core = c;
+  ax__tls_rfree = &c->rfree;
   ax_loop_adopt(c->loop);
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->core_start != NULL)
@@ -364,6 +368,8 @@ void *ax__core_main(void *arg) {
     atomic_store_explicit(&c->stats.runq_len, c->runq_len, memory_order_relaxed);
   }
   shutdown_core(c);
+  ax__pool_rfree_flush(&c->rfree);
+  ax__tls_rfree = NULL;
   ax__epoch_exit(c->erec);
   ax__tls_core = NULL;
   return NULL;

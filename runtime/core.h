@@ -92,15 +92,17 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
  * (at most AX__RING_INLINE bytes of payload, no release, not a system
  * message) is copied into the slot itself, so that the line that tells the
  * consumer a message is there also carries it, and the sender allocates
- * nothing; any other message travels as a pointer.  Each slot has a
- * sequence number (Vyukov's bounded queue): slot i is free for the
- * producer's message number t when seq == t, and holds it when seq ==
- * t + 1; the consumer frees it by storing t + AX__RING_SLOTS.  Neither
- * side reads the other's index, so the only lines that move are the
- * slots.  When a ring is full, the producer keeps the messages in order on
- * its own overflow list and moves them on as room appears (ax__ring_flush).
+ * nothing; any other message travels as a pointer.  The producer's
+ * message number t goes to slot t % AX__RING_SLOTS, whose seq it sets to
+ * t + 1 last: the consumer polls the seq of the slot it expects next, and
+ * never writes a slot.  It publishes how far it has taken (head) on a line
+ * of its own, which the producer reads only when its cached copy says the
+ * ring is full.  So in the common case one line moves per message, the
+ * slot, from the producer to the consumer.  When a ring is full, the
+ * producer keeps the messages in order on its own overflow list and moves
+ * them on as room appears (ax__ring_flush).
  */
-#define AX__RING_SLOTS 128u
+#define AX__RING_SLOTS 256u
 #define AX__RING_INLINE 24u
 
 typedef struct ax__ring_slot {
@@ -121,9 +123,10 @@ _Static_assert(sizeof(ax__ring_slot_t) == 64, "a ring slot is one cache line");
 typedef struct ax__ring {
   /* the producer's */
   alignas(AX__CACHE_LINE) uint64_t tail;
+  uint64_t seen_head; /* head as last read */
   ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
   /* the consumer's */
-  alignas(AX__CACHE_LINE) uint64_t head;
+  alignas(AX__CACHE_LINE) _Atomic uint64_t head;
   alignas(AX__CACHE_LINE) ax__ring_slot_t slot[AX__RING_SLOTS];
 } ax__ring_t;
 
@@ -166,6 +169,7 @@ struct ax__core {
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
   ax__heap_t heap; /* the pools' memory */
+  ax__rfree_t rfree; /* batches of frees into other threads' pools */
   ax__pool_t pools[AX__POOLS];
 
   /* written by any thread: messages for this core's actors from other

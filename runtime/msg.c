@@ -1,4 +1,5 @@
 /* Messages: size classes, allocation from the sending core's pools or malloc, filled headers. */
+#include <pthread.h>
 #include <string.h>
 
 #include "runtime/core.h"
@@ -13,23 +14,90 @@ static const uint32_t class_size[AX__MSG_CLASSES] = {
 
 uint32_t ax__msg_class_size(unsigned cls) { return class_size[cls]; }
 
+/* ------------------------------------------------------------------------ */
+/* Message pools of threads that are no core                                 */
+
+/* A thread that sends from outside the runtime (main, a worker of another
+ * library) allocates its messages from pools of its own, which the cores
+ * free into (pool.h); a heap outlives its thread, since its messages may
+ * still be in flight, and the next such thread adopts it. */
+typedef struct thread_heap {
+  ax__pool_t pools[AX__MSG_CLASSES];
+  ax__heap_t heap;
+  struct thread_heap *next; /* on the abandoned list */
+} thread_heap_t;
+
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static thread_heap_t *abandoned; /* under abandoned_lock */
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t heap_key;
+static _Thread_local thread_heap_t *tls_heap;
+
+static void abandon(void *arg) {
+  thread_heap_t *h = arg;
+  pthread_mutex_lock(&abandoned_lock);
+  h->next = abandoned;
+  abandoned = h;
+  pthread_mutex_unlock(&abandoned_lock);
+}
+
+static void make_key(void) {
+  if (pthread_key_create(&heap_key, abandon) != 0)
+    heap_key = (pthread_key_t)-1; /* no key: such threads use malloc */
+}
+
+ax__pool_t *ax__thread_pools(void) {
+  if (tls_heap != NULL)
+    return tls_heap->pools;
+  pthread_once(&key_once, make_key);
+  if (heap_key == (pthread_key_t)-1)
+    return NULL;
+  pthread_mutex_lock(&abandoned_lock);
+  thread_heap_t *h = abandoned;
+  if (h != NULL)
+    abandoned = h->next;
+  pthread_mutex_unlock(&abandoned_lock);
+  if (h == NULL) {
+    h = ax__aligned_alloc(AX__CACHE_LINE, sizeof *h);
+    if (h == NULL)
+      return NULL;
+    ax__heap_init(&h->heap);
+    for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
+      ax__pool_init(&h->pools[i], &h->heap, h, class_size[i]);
+      h->pools[i].keep = true;
+    }
+  }
+  if (pthread_setspecific(heap_key, h) != 0) {
+    abandon(h);
+    return NULL;
+  }
+  tls_heap = h;
+  return h->pools;
+}
+
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
   if (payload > UINT32_MAX - sizeof(ax__msg_t))
     return NULL; /* ax_msg_t.size could not say it (and need could wrap) */
   size_t need = sizeof(ax__msg_t) + payload;
   ax__core_t *c = ax__tls_core;
   ax__msg_t *m = NULL;
-  if (c != NULL && ax__ref_rt(to) == c->rt->index) {
+  ax__pool_t *pools = NULL;
+  if (c != NULL && ax__ref_rt(to) == c->rt->index)
+    pools = c->pools;
+  else if (c == NULL && (pools = ax__thread_pools()) == NULL)
+    return NULL;
+  if (pools != NULL) {
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       if (need <= class_size[i]) {
-        m = ax__pool_alloc(&c->pools[i]);
-        if (m != NULL)
-          m->home = &c->pools[i];
+        m = ax__pool_alloc(&pools[i]);
+        if (m == NULL)
+          return NULL;
+        m->home = &pools[i];
         break;
       }
     }
   }
-  if (m == NULL) {
+  if (m == NULL) { /* larger than every class, or a core of another runtime */
     m = ax__malloc(need);
     if (m == NULL)
       return NULL;

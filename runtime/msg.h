@@ -59,8 +59,9 @@ uint32_t ax__msg_class_size(unsigned cls);
 
 /* Allocates a message for `to` with room for `payload` bytes inline: from
  * the calling core's pool when `to` belongs to the same runtime (a pool
- * dies with its runtime, and another runtime may outlive it), else from
- * malloc.  sys, flags, release and m.req are zeroed; the rest is the
+ * dies with its runtime, and another runtime may outlive it), from the
+ * calling thread's own pools when it is no core (ax__thread_pools), else
+ * (more than 128 KiB, or a core of another runtime) from malloc.  sys, flags, release and m.req are zeroed; the rest is the
  * caller's to fill.  NULL when out of memory or when payload is more than
  * ax_msg_t.size can say.  Any thread. */
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload);

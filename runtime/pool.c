@@ -6,6 +6,8 @@
 #include "io/alloc.h"
 #include "runtime/pool.h"
 
+_Thread_local ax__rfree_t *ax__tls_rfree __attribute__((tls_model("initial-exec")));
+
 /* The current span of a pool that has none yet: no room, no objects. */
 static ax__page_t no_room = {.listed = true};
 
@@ -173,7 +175,7 @@ static void empty_push(ax__pool_t *p, ax__page_t *pg) {
     p->heap->purge_at = pg->emptied + AX__PURGE_NS;
 }
 
-void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, ax__core_t *owner, uint32_t size) {
+void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, const void *owner, uint32_t size) {
   p->cur = &no_room;
   p->avail = NULL;
   p->empty = p->empty_old = NULL;
@@ -185,6 +187,8 @@ void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, ax__core_t *owner, uint32_t 
     n++;
   p->npages = n;
   p->owner = owner;
+  p->keep = false;
+  p->loose = NULL;
   atomic_init(&p->remote, NULL);
 }
 
@@ -236,6 +240,16 @@ void ax__pool_tidy(ax__pool_t *p) {
 }
 
 void *ax__pool_alloc_slow(ax__pool_t *p) {
+  if (p->keep) {
+    if (p->loose == NULL && atomic_load_explicit(&p->remote, memory_order_relaxed) != NULL)
+      /* Acquire pairs with the release of the pushes: the links are visible. */
+      p->loose = atomic_exchange_explicit(&p->remote, NULL, memory_order_acquire);
+    if (p->loose != NULL) {
+      void *obj = p->loose;
+      p->loose = *(void **)obj;
+      return obj;
+    }
+  }
   for (;;) {
     ax__page_t *pg = p->cur;
     if (pg->free != NULL) {
@@ -254,7 +268,7 @@ void *ax__pool_alloc_slow(ax__pool_t *p) {
     if (pg != &no_room)
       pg->listed = false;
     p->cur = &no_room;
-    if (atomic_load_explicit(&p->remote, memory_order_relaxed) != NULL)
+    if (!p->keep && atomic_load_explicit(&p->remote, memory_order_relaxed) != NULL)
       ax__pool_tidy(p);
     if (p->avail != NULL) {
       pg = p->avail;
@@ -267,4 +281,51 @@ void *ax__pool_alloc_slow(ax__pool_t *p) {
     }
     p->cur = pg;
   }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Frees into pools of other threads                                         */
+
+/* Pushes the list head..tail onto the pool's remote stack. */
+static void push_remote(ax__pool_t *p, void *head, void *tail) {
+  void *top = atomic_load_explicit(&p->remote, memory_order_relaxed);
+  do {
+    *(void **)tail = top;
+    /* Release: the links of the list are visible to the owner that takes
+     * the stack (acquire). */
+  } while (!atomic_compare_exchange_weak_explicit(&p->remote, &top, head, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+static void way_flush(ax__rfree_t *rf, unsigned w) {
+  if (rf->way[w].n != 0)
+    push_remote(rf->way[w].pool, rf->way[w].head, rf->way[w].tail);
+  rf->way[w].pool = NULL;
+  rf->way[w].n = 0;
+}
+
+void ax__pool_rfree_flush(ax__rfree_t *rf) {
+  for (unsigned w = 0; w < AX__RFREE_WAYS; w++)
+    way_flush(rf, w);
+}
+
+void ax__pool_free_remote(ax__pool_t *home, void *obj) {
+  ax__rfree_t *rf = ax__tls_rfree;
+  if (rf == NULL) {
+    push_remote(home, obj, obj);
+    return;
+  }
+  unsigned w = (unsigned)(((uintptr_t)home >> 6) % AX__RFREE_WAYS);
+  if (rf->way[w].pool != home) {
+    way_flush(rf, w);
+    rf->way[w].pool = home;
+  }
+  if (rf->way[w].n == 0) {
+    rf->way[w].head = rf->way[w].tail = obj;
+  } else {
+    *(void **)obj = rf->way[w].head;
+    rf->way[w].head = obj;
+  }
+  if (++rf->way[w].n == AX__RFREE_BATCH)
+    way_flush(rf, w);
 }

@@ -92,15 +92,49 @@ struct ax__pool {
   ax__heap_t *heap;
   uint32_t size;    /* object size */
   uint32_t npages;  /* pages per span */
-  ax__core_t *owner;
+  const void *owner; /* the core (ax__tls_core) or thread heap that allocates */
+  /* A pool that never gives spans back (a thread heap's, nobody purges
+   * it) takes what others freed as one loose list, without walking it:
+   * each object is touched only when it is handed out again, and the
+   * spans' counts no longer matter. */
+  bool keep;
+  void *loose;
   alignas(AX__CACHE_LINE) _Atomic(void *) remote; /* other threads push */
 };
+
+/*
+ * A core batches what it frees into other threads' pools: up to
+ * AX__RFREE_BATCH objects per pool are linked locally and pushed onto the
+ * pool's remote stack with one CAS, instead of one CAS (and one trip of
+ * the stack's cache line) per object.  A few pools at a time, by address;
+ * a batch is pushed when full, when its place is needed, and whenever the
+ * core goes idle or exits (ax__pool_rfree_flush), so nothing stays away
+ * from its pool for long.  Threads that are no core push at once (a batch
+ * of theirs could outlive the runtime whose pool it names).
+ */
+#define AX__RFREE_WAYS 8
+#define AX__RFREE_BATCH 32
+typedef struct ax__rfree {
+  struct {
+    ax__pool_t *pool;
+    void *head, *tail;
+    unsigned n;
+  } way[AX__RFREE_WAYS];
+} ax__rfree_t;
+
+/* The calling core's batches (NULL on a thread that is no core). */
+extern _Thread_local ax__rfree_t *ax__tls_rfree __attribute__((tls_model("initial-exec")));
+
+/* Pushes every batch.  Its core. */
+void ax__pool_rfree_flush(ax__rfree_t *rf);
+/* Frees obj into a pool the calling thread does not own. */
+void ax__pool_free_remote(ax__pool_t *home, void *obj);
 
 void ax__heap_init(ax__heap_t *h);
 /* Unmaps every segment.  No object of the heap's pools may be in use. */
 void ax__heap_destroy(ax__heap_t *h);
 
-void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, ax__core_t *owner, uint32_t size);
+void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, const void *owner, uint32_t size);
 /* An object, or NULL when out of memory.  Owner core only. */
 void *ax__pool_alloc_slow(ax__pool_t *p);
 /* A free that changes the span's state (it was full, or is now empty). */
@@ -135,7 +169,7 @@ static inline void *ax__pool_alloc(ax__pool_t *p) {
 /* Gives an object back to its pool.  Any thread: the owner core puts it
  * on its span's list, another thread on the pool's remote stack. */
 static inline void ax__pool_free(ax__pool_t *home, void *obj) {
-  if (home->owner == ax__tls_core) {
+  if (home->owner == (const void *)ax__tls_core) {
     ax__page_t *pg = ax__page_of(obj);
     *(void **)obj = pg->free;
     pg->free = obj;
@@ -144,12 +178,11 @@ static inline void ax__pool_free(ax__pool_t *home, void *obj) {
       ax__pool_free_slow(home, pg);
     return;
   }
-  void *head = atomic_load_explicit(&home->remote, memory_order_relaxed);
-  do {
-    *(void **)obj = head;
-    /* Release: the link above is visible to the owner that takes the list. */
-  } while (!atomic_compare_exchange_weak_explicit(&home->remote, &head, obj,
-                                                  memory_order_release, memory_order_relaxed));
+  ax__pool_free_remote(home, obj);
 }
+
+/* The calling thread's message pools when it is no core (thread.c):
+ * created on first use, handed to the next such thread when it exits. */
+ax__pool_t *ax__thread_pools(void);
 
 #endif /* AXON_RUNTIME_POOL_H */

@@ -37,10 +37,11 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r = ax__aligned_alloc(AX__CACHE_LINE, sizeof *r);
   if (r == NULL)
     return NULL;
-  r->tail = r->head = 0;
+  r->tail = r->seen_head = 0;
+  atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
   for (unsigned i = 0; i < AX__RING_SLOTS; i++)
-    atomic_init(&r->slot[i].seq, i);
+    atomic_init(&r->slot[i].seq, 0); /* never head + 1 before a publish */
   /* Release: the consumer that loads the pointer sees the slots set up. */
   atomic_store_explicit(&rt->rings[from * rt->ncores + to], r, memory_order_release);
   return r;
@@ -48,10 +49,14 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
 
 /* The slot for the producer's next message, or NULL when the ring is full. */
 static inline ax__ring_slot_t *ring_claim(ax__ring_t *r) {
-  ax__ring_slot_t *sl = &r->slot[r->tail & (AX__RING_SLOTS - 1)];
-  /* Acquire pairs with the consumer's release when it freed the slot: its
-   * reads of the slot's previous message are done before this reuse. */
-  return atomic_load_explicit(&sl->seq, memory_order_acquire) == r->tail ? sl : NULL;
+  if (r->tail - r->seen_head >= AX__RING_SLOTS) {
+    /* Acquire pairs with the consumer's release of head: its reads of the
+     * slots it has taken are done before they are written again. */
+    r->seen_head = atomic_load_explicit(&r->head, memory_order_acquire);
+    if (r->tail - r->seen_head >= AX__RING_SLOTS)
+      return NULL;
+  }
+  return &r->slot[r->tail & (AX__RING_SLOTS - 1)];
 }
 
 /* Hands a filled slot to the consumer. */
@@ -189,10 +194,11 @@ static void arrive(ax__core_t *c, ax__msg_t *m, uint64_t *dead) {
 /* Takes what the ring r holds for core c. */
 static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
   unsigned n = 0;
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
   for (;;) {
-    ax__ring_slot_t *sl = &r->slot[r->head & (AX__RING_SLOTS - 1)];
+    ax__ring_slot_t *sl = &r->slot[head & (AX__RING_SLOTS - 1)];
     /* Acquire pairs with the producer's release in ring_publish. */
-    if (atomic_load_explicit(&sl->seq, memory_order_acquire) != r->head + 1)
+    if (atomic_load_explicit(&sl->seq, memory_order_acquire) != head + 1)
       break;
     ax__msg_t *m;
     if (sl->size == RING_MSG) {
@@ -210,9 +216,9 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
       if (sl->size != 0)
         memcpy(m->payload, sl->data, sl->size);
     }
-    /* Release: this slot's reads are done before the producer reuses it. */
-    atomic_store_explicit(&sl->seq, r->head + AX__RING_SLOTS, memory_order_release);
-    r->head++;
+    /* Release: this slot's reads are done before the producer, which
+     * reads head with acquire, writes it again. */
+    atomic_store_explicit(&r->head, ++head, memory_order_release);
     n++;
     arrive(c, m, dead);
   }
@@ -242,10 +248,12 @@ bool ax__core_pending(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   for (unsigned from = 0; from < rt->ncores; from++) {
     ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
+    if (r == NULL)
+      continue;
+    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
     /* Acquire, as in ring_drain. */
-    if (r != NULL &&
-        atomic_load_explicit(&r->slot[r->head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
-            r->head + 1)
+    if (atomic_load_explicit(&r->slot[head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
+        head + 1)
       return true;
   }
   return ax__mpscq_pending(&c->inbox);

@@ -60,9 +60,10 @@ static job_t run_job(op_t op, ax_rt_t *rt, ax_ref_t to, uint64_t nth) {
 
 /* ax_send from a thread that is not a core, with each of its first
  * allocations failing in turn: 0 or -ENOMEM, never -ESRCH for the live
- * actor, and every send that returned 0 arrives.  The message is the one
- * allocation such a send makes (it goes through the core's inbox and
- * needs no epoch record). */
+ * actor, and every send that returned 0 arrives.  Such a send allocates
+ * only its message, from the thread's own pools (made on its first send,
+ * adopted from a thread that exited when there is one); it needs no epoch
+ * record. */
 START_TEST(test_faults_foreign_send) {
   ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
   test_rt_start(rt);
@@ -77,7 +78,7 @@ START_TEST(test_faults_foreign_send) {
     sent += j.rc == 0;
     enomem += j.rc == -ENOMEM;
   }
-  ck_assert_uint_eq(enomem, 1); /* the message's allocation */
+  ck_assert_uint_ge(enomem, 1); /* the thread's message pools, or the message */
   TEST_WAIT_UNTIL(atomic_load(&received) == sent, 10000);
   test_sleep_ms(20);
   ck_assert_uint_eq(atomic_load(&received), sent);

@@ -97,12 +97,25 @@ typedef int (*ax_behaviour_t)(ax_actor_t *self, const ax_msg_t *msg);
 typedef void (*ax_init_t)(ax_actor_t *self);
 typedef void (*ax_terminate_t)(ax_actor_t *self, int reason);
 
-/* Where ax_spawn() puts the actor. */
+/* Where ax_spawn() puts the actor.  Once placed, an actor stays on its
+ * core; a message between two actors of one core costs a few nanoseconds,
+ * one between cores costs a trip of a cache line between CPUs (bench/). */
 typedef enum ax_placement {
-  AX_PLACE_ANY = 0, /* the next core, round-robin (default) */
-  AX_PLACE_LOCAL,   /* the caller's core (round-robin from other threads) */
-  AX_PLACE_CORE,    /* the core given in ax_spawn_opts_t.core */
+  /* The default.  From an actor: its own core, so that actors that talk to
+   * each other share one, unless that core has AX_PLACE_SPILL or more
+   * actors waiting to run and another core has fewer than half as many:
+   * then that one (the least loaded), so that a burst of work spreads.
+   * From a thread that is no core of the runtime: the next core,
+   * round-robin. */
+  AX_PLACE_ANY = 0,
+  AX_PLACE_LOCAL,  /* the caller's core always (round-robin from other threads) */
+  AX_PLACE_CORE,   /* the core given in ax_spawn_opts_t.core */
+  AX_PLACE_NEAR,   /* the core of the actor ax_spawn_opts_t.near (alive or not) */
+  AX_PLACE_SPREAD, /* the next core, round-robin, from anywhere: independent work */
 } ax_placement_t;
+
+/* AX_PLACE_ANY: the run-queue length from which a spawn goes elsewhere. */
+#define AX_PLACE_SPILL 64
 
 /* Spawn options; zero-initialise, NULL means all defaults. */
 typedef struct ax_spawn_opts {
@@ -117,6 +130,7 @@ typedef struct ax_spawn_opts {
    * stored in *monitor_id when that is not NULL. */
   ax_actor_t *monitor;
   uint64_t *monitor_id;
+  ax_ref_t near; /* with AX_PLACE_NEAR: an actor of the same runtime */
 } ax_spawn_opts_t;
 
 /* Creates an actor running `behaviour` with `state` (yours: axon never
@@ -124,7 +138,8 @@ typedef struct ax_spawn_opts {
  * when ref is not NULL.  Any thread, before or after ax_rt_start() (with
  * opts->monitor: that actor's own core).  Errors: -EINVAL (NULL rt or
  * behaviour, core out of range, unknown placement, a monitor of another
- * runtime), -ENOMEM, -ESHUTDOWN (the runtime is stopping). */
+ * runtime, AX_PLACE_NEAR with a reference that names no core of rt),
+ * -ENOMEM, -ESHUTDOWN (the runtime is stopping). */
 AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
                     const ax_spawn_opts_t *opts, ax_ref_t *ref);
 
