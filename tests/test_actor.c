@@ -234,6 +234,100 @@ START_TEST(test_actor_spawn_placement) {
 }
 END_TEST
 
+/* An actor that spawns children with each placement and reports their
+ * cores.  With `busy`, it first fills its own run queue past
+ * AX_PLACE_SPILL (children that each have a message waiting), so that
+ * AX_PLACE_ANY must go to the idle core. */
+typedef struct placer {
+  bool busy;
+  ax_ref_t near;        /* for AX_PLACE_NEAR */
+  atomic_int any_core;  /* AX_PLACE_ANY */
+  atomic_int near_core; /* AX_PLACE_NEAR */
+  atomic_int spread[2]; /* two AX_PLACE_SPREAD spawns */
+  atomic_int bad_near;  /* ax_spawn with a near of no core: the error */
+  atomic_int done;
+} placer_t;
+
+static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  (void)msg;
+  return 0;
+}
+
+static int place_one(ax_actor_t *self, ax_placement_t placement, ax_ref_t near) {
+  ax_spawn_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.placement = placement;
+  o.near = near;
+  ax_ref_t ref = AX_REF_NONE;
+  int rc = ax_spawn(ax_actor_rt(self), idle_behaviour, NULL, &o, &ref);
+  return rc < 0 ? rc : ax_ref_core(ref);
+}
+
+static int placer_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  placer_t *p = ax_state(self);
+  if (p->busy) {
+    for (int i = 0; i < 2 * AX_PLACE_SPILL; i++) {
+      ax_spawn_opts_t o;
+      memset(&o, 0, sizeof o);
+      o.placement = AX_PLACE_LOCAL;
+      ax_ref_t ref;
+      if (ax_spawn(ax_actor_rt(self), idle_behaviour, NULL, &o, &ref) < 0 ||
+          ax_send(ref, MSG_PING, NULL, 0) < 0)
+        return -EIO;
+    }
+  }
+  atomic_store(&p->any_core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
+  atomic_store(&p->near_core, place_one(self, AX_PLACE_NEAR, p->near));
+  atomic_store(&p->spread[0], place_one(self, AX_PLACE_SPREAD, AX_REF_NONE));
+  atomic_store(&p->spread[1], place_one(self, AX_PLACE_SPREAD, AX_REF_NONE));
+  atomic_store(&p->bad_near, place_one(self, AX_PLACE_NEAR, AX_REF_NONE));
+  atomic_store(&p->done, 1);
+  return AX_STOP;
+}
+
+START_TEST(test_actor_spawn_placement_from_actor) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t on1 = test_spawn(rt, idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  /* An actor on core 0 with nothing else to run: AX_PLACE_ANY keeps its
+   * children next to it; AX_PLACE_NEAR follows the reference; two
+   * AX_PLACE_SPREAD spawns land on both cores. */
+  placer_t calm = {.busy = false, .near = on1};
+  test_send(test_spawn(rt, placer_behaviour, &calm, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
+            0);
+  TEST_WAIT_UNTIL(atomic_load(&calm.done) == 1, 10000);
+  ck_assert_int_eq(atomic_load(&calm.any_core), 0);
+  ck_assert_int_eq(atomic_load(&calm.near_core), 1);
+  ck_assert_int_ne(atomic_load(&calm.spread[0]), atomic_load(&calm.spread[1]));
+  ck_assert_int_eq(atomic_load(&calm.bad_near), -EINVAL);
+  /* The same actor with 2 * AX_PLACE_SPILL actors waiting on its core and
+   * core 1 idle: AX_PLACE_ANY spills to core 1. */
+  placer_t busy = {.busy = true, .near = on1};
+  test_send(test_spawn(rt, placer_behaviour, &busy, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
+            0);
+  TEST_WAIT_UNTIL(atomic_load(&busy.done) == 1, 10000);
+  ck_assert_int_eq(atomic_load(&busy.any_core), 1);
+  ck_assert_int_eq(atomic_load(&busy.near_core), 1);
+
+  /* From a thread that is no core: NEAR too; a reference of another
+   * runtime or of no core is -EINVAL. */
+  ax_spawn_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.placement = AX_PLACE_NEAR;
+  o.near = on1;
+  ax_ref_t ref;
+  ck_assert_int_eq(ax_spawn(rt, idle_behaviour, NULL, &o, &ref), 0);
+  ck_assert_int_eq(ax_ref_core(ref), 1);
+  ax_rt_t *other = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  o.near = test_spawn(other, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  ck_assert_int_eq(ax_spawn(rt, idle_behaviour, NULL, &o, &ref), -EINVAL);
+  ck_assert_int_eq(ax_rt_free(other), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Hooks and stop reasons                                                    */
 
@@ -866,6 +960,83 @@ START_TEST(test_actor_ordering_per_sender) {
 }
 END_TEST
 
+/* One turn of an actor on core 1 sends a burst to an actor on core 0,
+ * far more than the ring between the two cores holds, cycling through the
+ * three ways a message crosses: copied into a ring slot (8 bytes), carried
+ * as a pointer (200 bytes), and owned (ax_send_owned).  Every message
+ * arrives once, in order, intact, and every owned buffer is released. */
+#define BURST_BIG 200
+typedef struct burst {
+  ax_ref_t to;
+  uint64_t count;
+  atomic_long received, bad, released;
+} burst_t;
+
+static atomic_long burst_released;
+
+static void burst_release(void *buf) {
+  atomic_fetch_add(&burst_released, 1);
+  free(buf);
+}
+
+static int burst_tx(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  burst_t *b = ax_state(self);
+  for (uint64_t i = 0; i < b->count; i++) {
+    int rc;
+    if (i % 3 == 0) {
+      rc = ax_send(b->to, MSG_SEQ, &i, sizeof i);
+    } else if (i % 3 == 1) {
+      unsigned char big[BURST_BIG];
+      memset(big, (int)(i & 0xff), sizeof big);
+      memcpy(big, &i, sizeof i);
+      rc = ax_send(b->to, MSG_DATA, big, sizeof big);
+    } else {
+      uint64_t *own = malloc(sizeof *own);
+      if (own == NULL)
+        return -ENOMEM;
+      *own = i;
+      rc = ax_send_owned(b->to, MSG_PING, own, sizeof *own, burst_release);
+    }
+    if (rc != 0)
+      atomic_fetch_add(&b->bad, 1);
+  }
+  return AX_STOP;
+}
+
+static int burst_rx(ax_actor_t *self, const ax_msg_t *msg) {
+  burst_t *b = ax_state(self);
+  uint64_t want = (uint64_t)atomic_load(&b->received), got;
+  uint32_t type = want % 3 == 0 ? MSG_SEQ : want % 3 == 1 ? MSG_DATA : MSG_PING;
+  size_t size = want % 3 == 1 ? BURST_BIG : sizeof got;
+  if (msg->type != type || msg->size != size || ax_core(self) != 0) {
+    atomic_fetch_add(&b->bad, 1);
+  } else {
+    memcpy(&got, msg->data, sizeof got);
+    const unsigned char *p = msg->data;
+    if (got != want || (size == BURST_BIG && p[BURST_BIG - 1] != (unsigned char)(want & 0xff)))
+      atomic_fetch_add(&b->bad, 1);
+  }
+  atomic_fetch_add(&b->received, 1);
+  return 0;
+}
+
+START_TEST(test_actor_burst_across_cores) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  atomic_store(&burst_released, 0);
+  burst_t b;
+  memset(&b, 0, sizeof b);
+  b.count = test_scaled(30000);
+  b.to = test_spawn(rt, burst_rx, &b, AX_PLACE_CORE, 0, NULL, NULL);
+  test_send(test_spawn(rt, burst_tx, &b, AX_PLACE_CORE, 1, NULL, NULL), MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&b.received) == (long)b.count, 30000);
+  ck_assert_int_eq(atomic_load(&b.bad), 0);
+  TEST_WAIT_UNTIL(atomic_load(&burst_released) == (long)(b.count / 3), 10000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Errors of ax_send and ax_stop                                             */
 
@@ -1252,6 +1423,7 @@ static Suite *actor_suite(void) {
   TCase *tc = tcase_create("spawn");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_actor_spawn_placement);
+  tcase_add_test(tc, test_actor_spawn_placement_from_actor);
   tcase_add_test(tc, test_actor_identity);
   suite_add_tcase(suite, tc);
 
@@ -1274,6 +1446,7 @@ static Suite *actor_suite(void) {
   tc = tcase_create("send");
   tcase_set_timeout(tc, 180);
   tcase_add_test(tc, test_actor_ordering_per_sender);
+  tcase_add_test(tc, test_actor_burst_across_cores);
   tcase_add_test(tc, test_actor_send_errors);
   tcase_add_test(tc, test_actor_send_to_stopped);
   suite_add_tcase(suite, tc);

@@ -84,10 +84,12 @@ static int acceptor(ax_actor_t *self, void *arg) {
       atomic_store(&failed, 1);
       return rc; /* the listener is closed as we return */
     }
-    /* The accepted stream is ours; the session fiber may land on any core, and
+    /* The accepted stream is ours; AX_PLACE_SPREAD puts the session fiber on
+     * the next core in turn (the default would keep it next to this one), and
      * ax_stream_give moves the stream's fd to that core's loop. */
+    ax_fiber_opts_t spread = {.placement = AX_PLACE_SPREAD};
     ax_ref_t ref = AX_REF_NONE;
-    rc = ax_spawn_fiber(ax_actor_rt(self), session, NULL, NULL, &ref);
+    rc = ax_spawn_fiber(ax_actor_rt(self), session, NULL, &spread, &ref);
     if (rc == 0)
       rc = ax_stream_give(s, ref);
     if (rc < 0) { /* too many connections for memory, say: refuse this one, go on */

@@ -80,6 +80,7 @@ typedef struct ax_fiber_opts {
    * guard page below it catches an overflow, which is reported and aborts
    * the process.  Only the pages the fiber touches take memory. */
   size_t stack_size;
+  ax_ref_t near; /* with AX_PLACE_NEAR, as ax_spawn_opts_t.near */
 } ax_fiber_opts_t;
 
 /* Spawns a fiber running fn(self, arg); ax_state(self) is arg.  It starts
