@@ -41,6 +41,7 @@ typedef struct watcher {
   bool finishing;
   /* MSG_BUSY: spin until *target_gone, then demonitor ids[0]. */
   atomic_int *target_gone;
+  atomic_int in_busy; /* MSG_BUSY is being handled */
   int busy_demonitor_rc;
 } watcher_t;
 
@@ -84,6 +85,7 @@ static int watcher_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
     return 0;
   }
   case MSG_BUSY: {
+    atomic_store(&w->in_busy, 1);
     int64_t deadline = ax_now() + 10 * AX_NSEC_PER_SEC;
     while (!atomic_load(w->target_gone) && ax_now() < deadline) {
     }
@@ -298,6 +300,10 @@ START_TEST(test_monitor_demonitor_queued_down) {
     test_send(wr, MSG_GO, NULL, 0);
     TEST_WAIT_UNTIL(atomic_load(&w.monitoring) == 1, 10000);
     test_send(wr, MSG_BUSY, NULL, 0);
+    /* Messages from different senders (this thread's MSG_BUSY, the DOWN
+     * from the target's core) have no order: wait until the watcher is
+     * busy, then stop the target. */
+    TEST_WAIT_UNTIL(atomic_load(&w.in_busy) == 1, 10000);
     test_sleep_ms(round); /* vary the moment of the stop a little */
     ck_assert_int_eq(ax_stop(t, 0), 0);
     test_rt_join_free(rt);
