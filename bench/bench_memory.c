@@ -138,9 +138,10 @@ static long long status_bytes(pid_t pid, const char *field) {
 
 static int unsettled; /* reads that were still moving after 2 s */
 
-/* How long an "after" read waits first: a core gives back pool memory that
- * has stayed unused for 250 ms (AX__PURGE_NS in runtime/pool.h) once it is
- * idle, so what a user sees a moment after a burst is what is read. */
+/* How long an "after" read (and a read of idle connections) waits first: a
+ * core gives back pool memory that has stayed unused for 250 ms
+ * (AX__PURGE_NS in runtime/pool.h) once it is idle, so what a user sees a
+ * moment after a burst is what is read. */
 #define AFTER_WAIT_MS 500
 
 /* VmRSS of pid (0: this process) once it holds still: three equal reads in
@@ -784,9 +785,11 @@ static tcp_result_t tcp_run(enum impl impl, int conns, size_t msg) {
   BENCH_SYS(close(down[0]));
   char c = 0, go = 'g';
   read_pipe(up[0], &c, 1, "client's first round");
+  usleep(AFTER_WAIT_MS * 1000);
   r.after1 = rss_settled(srv);
   bench_write_all(down[1], &go, 1);
   read_pipe(up[0], &c, 1, "client's fourth round");
+  usleep(AFTER_WAIT_MS * 1000);
   r.after4 = rss_settled(srv);
   bench_write_all(down[1], &go, 1);
   read_pipe(up[0], &c, 1, "client's close");

@@ -1,11 +1,13 @@
 /* A core: its thread, the scheduler of its actors, idling and the wake protocol, shutdown. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <ck_pr.h>
 
 #include "runtime/core.h"
+#include "runtime/coro.h"
 
 /* While actors are runnable, fds and timers are polled at least this often. */
 #define AX__POLL_INTERVAL_NS (50 * AX_NSEC_PER_USEC)
@@ -275,8 +277,17 @@ static void idle(ax__core_t *c) {
     ax__pool_tidy(&c->pools[i]);
   if (c->heap.purge_at != 0 && now >= c->heap.purge_at) {
     c->heap.purge_at = 0;
+    unsigned released = 0;
     for (unsigned i = 0; i < AX__POOLS; i++)
-      ax__pool_purge(&c->pools[i]);
+      released += ax__pool_purge(&c->pools[i]);
+    /* A burst is over (its messages have been unused for a while): what
+     * went to malloc with it (streams, buffers) has likely been freed too,
+     * and its fibers' stacks wait in the cache: give their free pages back
+     * as well.  Rare: at most once per purge. */
+    if (released != 0) {
+      malloc_trim(0);
+      ax__coro_cache_trim(); /* the stacks of the burst's fibers */
+    }
   }
   /* The wake protocol, core side (see wake() in send.c). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);

@@ -254,6 +254,17 @@ void ax__coro_free(ax__coro_t *co) {
   co->map = NULL;
 }
 
+void ax__coro_cache_trim(void) {
+  thread_state_t *ts = tls_state;
+  if (ts == NULL)
+    return;
+  /* Above each cached stack's guard page: its pages go back to the kernel
+   * and come back zeroed when the stack is used again; the mapping and the
+   * guard stay. */
+  for (unsigned i = 0; i < ts->ncache; i++)
+    (void)madvise(ts->cache[i] + page_size, AX__STACK_DEFAULT, MADV_DONTNEED);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Switching                                                                 */
 

@@ -61,6 +61,11 @@ int ax__coro_init(ax__coro_t *co, size_t size, void (*entry)(void *arg), void *a
  * thread's cache when it has the default size).  Never while it runs. */
 void ax__coro_free(ax__coro_t *co);
 
+/* Gives the pages of the calling thread's cached free stacks back to the
+ * kernel, keeping the stacks (a core that has been idle after a burst of
+ * fibers).  Any thread, for its own cache. */
+void ax__coro_cache_trim(void);
+
 /* The calling thread's running coroutine, and whether the thread is ready
  * to run coroutines (its alternate signal stack is set up).  coro.c. */
 extern __thread ax__coro_t *ax__coro_tls_current __attribute__((tls_model("initial-exec")));

@@ -207,15 +207,18 @@ void ax__pool_free_slow(ax__pool_t *p, ax__page_t *pg) {
   empty_push(p, pg);
 }
 
-void ax__pool_purge(ax__pool_t *p) {
+unsigned ax__pool_purge(ax__pool_t *p) {
   ax__heap_t *h = p->heap;
   ax__page_t *pg;
+  unsigned n = 0;
   while ((pg = p->empty_old) != NULL && h->now - pg->emptied >= AX__PURGE_NS) {
     empty_remove(p, pg);
     span_release(p, pg);
+    n++;
   }
   if (pg != NULL && (h->purge_at == 0 || pg->emptied + AX__PURGE_NS < h->purge_at))
     h->purge_at = pg->emptied + AX__PURGE_NS;
+  return n;
 }
 
 /* Puts what other threads freed into p back on its spans. */
