@@ -838,47 +838,11 @@ static int mem_child(uint64_t n) {
 
 /* Runs mem_child in a fresh process; returns bytes per idle actor. */
 static double mem_run(uint64_t n, const char *self_exe) {
-  int fds[2];
-  BENCH_SYS(pipe2(fds, O_CLOEXEC));
-  posix_spawn_file_actions_t fa;
-  int rc = posix_spawn_file_actions_init(&fa);
-  if (rc == 0)
-    rc = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-  if (rc != 0)
-    bench_die("posix_spawn_file_actions: %s", strerror(rc));
   char arg0[] = "bench_actors", arg1[] = "--mem-child", arg2[32];
   snprintf(arg2, sizeof arg2, "%llu", (unsigned long long)n);
   char *args[] = {arg0, arg1, arg2, NULL};
-  pid_t pid;
-  fflush(stdout);
-  rc = posix_spawn(&pid, self_exe, &fa, NULL, args, environ);
-  if (rc != 0)
-    bench_die("posix_spawn(%s): %s", self_exe, strerror(rc));
-  posix_spawn_file_actions_destroy(&fa);
-  BENCH_SYS(close(fds[1]));
   char buf[256];
-  size_t len = 0;
-  for (;;) {
-    ssize_t k = read(fds[0], buf + len, sizeof buf - 1 - len);
-    if (k < 0 && errno == EINTR)
-      continue;
-    BENCH_SYS(k);
-    if (k == 0 || len + (size_t)k == sizeof buf - 1) {
-      len += (size_t)k;
-      break;
-    }
-    len += (size_t)k;
-  }
-  buf[len] = '\0';
-  BENCH_SYS(close(fds[0]));
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      bench_die("waitpid: %s", strerror(errno));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    bench_die("idle memory: the child process failed (%s %d; its messages are above)",
-              WIFEXITED(status) ? "exit status" : "signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  bench_run_capture(self_exe, args, NULL, buf, sizeof buf, "idle memory");
   unsigned long long cn;
   long long before, after;
   double spawn_ns;

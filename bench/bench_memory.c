@@ -186,17 +186,6 @@ static void read_pipe(int fd, void *buf, size_t len, const char *what) {
   }
 }
 
-/* Waits for a child and exits unless it exited with status 0. */
-static void reap(pid_t pid, const char *what) {
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      bench_die("waitpid: %s", strerror(errno));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    bench_die("%s: the child process failed (%s %d; its messages are above)", what,
-              WIFEXITED(status) ? "exit status" : "signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-}
 
 /* Forks a child that dies with this process; returns its pid (0 in it). */
 static pid_t fork_child(void) {
@@ -228,7 +217,7 @@ static void run_child(const char *what, void (*fn)(const void *arg, void *out), 
   snprintf(what_result, sizeof what_result, "result of %s", what);
   read_pipe(fds[0], out, size, what_result);
   BENCH_SYS(close(fds[0]));
-  reap(pid, what);
+  bench_reap(pid, what);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -793,7 +782,7 @@ static tcp_result_t tcp_run(enum impl impl, int conns, size_t msg) {
   r.after4 = rss_settled(srv);
   bench_write_all(down[1], &go, 1);
   read_pipe(up[0], &c, 1, "client's close");
-  reap(cli, "client");
+  bench_reap(cli, "client");
   read_pipe(sp[0], &c, 1, "server's word that every connection ended");
   usleep(AFTER_WAIT_MS * 1000);
   r.closed = rss_settled(srv);
@@ -802,7 +791,7 @@ static tcp_result_t tcp_run(enum impl impl, int conns, size_t msg) {
   BENCH_SYS(kill(srv, SIGTERM));
   srv_report_t rep;
   read_pipe(sp[0], &rep, sizeof rep, "server's counts");
-  reap(srv, "server");
+  bench_reap(srv, "server");
   BENCH_SYS(close(sp[0]));
   BENCH_SYS(close(up[0]));
   BENCH_SYS(close(down[1]));

@@ -641,22 +641,10 @@ static const char *go_why;  /* why not */
 
 static void go_init(const char *opt) {
 #ifdef AX_SAVINA_GO
-  const char *built = AX_SAVINA_GO;
+  go_path = bench_go_find(opt, AX_SAVINA_GO, &go_why);
 #else
-  const char *built = NULL;
+  go_path = bench_go_find(opt, NULL, &go_why);
 #endif
-  const char *p = opt != NULL ? opt : built;
-  if (p == NULL || p[0] == '\0') {
-    go_why = "Go not found at build time";
-    return;
-  }
-  if (access(p, X_OK) != 0) {
-    static char why[160];
-    snprintf(why, sizeof why, "no Go baseline at %.120s", p);
-    go_why = why;
-    return;
-  }
-  go_path = p;
 }
 
 /* Runs "savina_baseline NAME ACTORS MSGS" with GOMAXPROCS=procs; returns

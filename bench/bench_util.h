@@ -267,6 +267,37 @@ static inline void bench_watchdog_init(unsigned seconds) {
 
 extern char **environ;
 
+/* Waits for the child pid and dies unless it exited with status 0; `what`
+ * names it in the message. */
+static inline void bench_reap(pid_t pid, const char *what) {
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      bench_die("waitpid: %s", strerror(errno));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    bench_die("%s: the child process failed (%s %d; its messages are above)", what,
+              WIFEXITED(status) ? "exit status" : "signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+/* The Go baseline to run: `opt` (a -g option; NULL: none given), else
+ * `built` (found at build time; NULL or "": none).  NULL when there is
+ * none or it is not executable, with *why saying which. */
+static inline const char *bench_go_find(const char *opt, const char *built, const char **why) {
+  const char *p = opt != NULL ? opt : built;
+  if (p == NULL || p[0] == '\0') {
+    *why = "Go not found at build time";
+    return NULL;
+  }
+  if (access(p, X_OK) != 0) {
+    static char msg[160];
+    snprintf(msg, sizeof msg, "no Go baseline at %.120s", p);
+    *why = msg;
+    return NULL;
+  }
+  return p;
+}
+
 /* Runs the program at path with argv and the environment envp (NULL: this
  * process's), and its stdout into buf (NUL-terminated, at most cap - 1
  * bytes); its stderr is ours.  Dies unless it exits with status 0. */
@@ -299,14 +330,7 @@ static inline void bench_run_capture(const char *path, char *const argv[], char 
   }
   buf[len] = '\0';
   BENCH_SYS(close(fds[0]));
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      bench_die("waitpid: %s", strerror(errno));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    bench_die("%s: the child process failed (%s %d; its messages are above)", what,
-              WIFEXITED(status) ? "exit status" : "signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  bench_reap(pid, what);
 }
 
 #endif /* AXON_BENCH_UTIL_H */

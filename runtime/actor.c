@@ -139,17 +139,11 @@ uint64_t ax__drain_port(ax__entity_t *e, ax__mpscq_node_t *stub, ax_ref_t self, 
 static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
   uint64_t dead = 0;
   ax__msg_t *m;
-  while ((m = a->mq_tail) != NULL) {
-    ax__msg_t *h = (ax__msg_t *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
-    if (h == m)
-      a->mq_tail = NULL;
-    else
-      atomic_store_explicit(&m->node.next, atomic_load_explicit(&h->node.next, memory_order_relaxed),
-                            memory_order_relaxed);
-    /* A drop may send (a DOWN to a watcher): never to a, which is no
-     * longer reachable, so the loop ends. */
-    dead += ax__msg_drop(h, a->ref, reason);
-    ax__msg_free(h);
+  /* A drop may send (a DOWN to a watcher): never to a, which is no longer
+   * reachable, so the loop ends. */
+  while ((m = ax__mailbox_pop(a)) != NULL) {
+    dead += ax__msg_drop(m, a->ref, reason);
+    ax__msg_free(m);
   }
   ax__stat_add(&c->stats.dead_letters, dead);
 }

@@ -40,21 +40,6 @@ static ax_actor_t *runq_pop(ax__core_t *c) {
   return a;
 }
 
-/* Takes the oldest message of a's mailbox, or NULL when it is empty. */
-static inline ax__msg_t *mailbox_pop(ax_actor_t *a) {
-  ax__msg_t *t = a->mq_tail;
-  if (t == NULL)
-    return NULL;
-  /* Relaxed: the mailbox is this thread's alone (see ax__mailbox_push). */
-  ax__msg_t *h = (ax__msg_t *)atomic_load_explicit(&t->node.next, memory_order_relaxed);
-  if (h == t)
-    a->mq_tail = NULL;
-  else
-    atomic_store_explicit(&t->node.next, atomic_load_explicit(&h->node.next, memory_order_relaxed),
-                          memory_order_relaxed);
-  return h;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Running actors.                                                           */
 
@@ -134,7 +119,7 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
       stop = true;
       break;
     }
-    ax__msg_t *m = mailbox_pop(a);
+    ax__msg_t *m = ax__mailbox_pop(a);
     if (m == NULL)
       break;
     n++;

@@ -247,12 +247,7 @@ static inline bool ax__ref_on_core(const ax__core_t *c, ax_ref_t to) {
 /* The live actor `to` names on core c, or NULL; for the thread running c,
  * which alone frees c's actors, so no epoch is needed. */
 static inline ax_actor_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
-  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
-  /* Acquire: the actor may have been spawned here by another thread. */
-  ax_actor_t *a = s != NULL ? atomic_load_explicit(&s->ptr, memory_order_acquire) : NULL;
-  if (a != NULL && atomic_load_explicit(&s->gen, memory_order_relaxed) != ax__ref_gen(to))
-    a = NULL;
-  return a;
+  return ax__table_get(&c->table, ax__ref_slot(to), ax__ref_gen(to));
 }
 
 /* Whether `to`, an actor of core c, is alive now, from any thread and
@@ -260,11 +255,7 @@ static inline ax_actor_t *ax__lookup_local(ax__core_t *c, ax_ref_t to) {
  * as the runtime), never the actor.  A death right after the look makes a
  * message sent on this word a dead letter when c drains it. */
 static inline bool ax__ref_alive(ax__core_t *c, ax_ref_t to) {
-  ax__slot_t *s = ax__table_slot(&c->table, ax__ref_slot(to));
-  /* Acquire on ptr, then on gen: a reader that sees a reused slot's new
-   * occupant also sees the generation bumped when the old one died. */
-  return s != NULL && atomic_load_explicit(&s->ptr, memory_order_acquire) != NULL &&
-         atomic_load_explicit(&s->gen, memory_order_acquire) == ax__ref_gen(to);
+  return ax__table_get(&c->table, ax__ref_slot(to), ax__ref_gen(to)) != NULL;
 }
 
 /* Looks a reference up to use what it names: 0 with *obj (alive: an
@@ -287,23 +278,46 @@ static inline void ax__runq_push(ax__core_t *c, ax_actor_t *a) {
   c->runq_len++;
 }
 
+/* Links m into a's mailbox: at the back, or in front of everything when
+ * `front` (an actor's first message, ax__actor_publish).  Relaxed: the
+ * mailbox is its core's alone; the link is atomic only because the
+ * inbox links the same nodes.  Owner core only. */
+static inline void ax__mailbox_link(ax_actor_t *a, ax__msg_t *m, bool front) {
+  ax__msg_t *t = a->mq_tail;
+  ax__mpscq_node_t *n = &m->node;
+  if (t == NULL) {
+    atomic_store_explicit(&n->next, n, memory_order_relaxed);
+    a->mq_tail = m;
+    return;
+  }
+  atomic_store_explicit(&n->next, atomic_load_explicit(&t->node.next, memory_order_relaxed),
+                        memory_order_relaxed);
+  atomic_store_explicit(&t->node.next, n, memory_order_relaxed);
+  if (!front)
+    a->mq_tail = m;
+}
+
+/* Takes the oldest message of a's mailbox, or NULL when it is empty.
+ * Owner core only. */
+static inline ax__msg_t *ax__mailbox_pop(ax_actor_t *a) {
+  ax__msg_t *t = a->mq_tail;
+  if (t == NULL)
+    return NULL;
+  ax__msg_t *h = (ax__msg_t *)atomic_load_explicit(&t->node.next, memory_order_relaxed);
+  if (h == t)
+    a->mq_tail = NULL;
+  else
+    atomic_store_explicit(&t->node.next, atomic_load_explicit(&h->node.next, memory_order_relaxed),
+                          memory_order_relaxed);
+  return h;
+}
+
 /* Appends m to the mailbox of a, an actor of the calling core, and makes
  * a runnable unless it is queued already.  Once the runtime stops no
  * actor gets another turn (the message waits in the mailbox and is dropped
  * when the actor is finished).  Owner core only. */
 static inline void ax__mailbox_push(ax__core_t *c, ax_actor_t *a, ax__msg_t *m) {
-  ax__msg_t *t = a->mq_tail;
-  ax__mpscq_node_t *n = &m->node;
-  /* Relaxed: the mailbox is this thread's alone; the link is atomic only
-   * because the inbox links the same nodes. */
-  if (t == NULL) {
-    atomic_store_explicit(&n->next, n, memory_order_relaxed);
-  } else {
-    atomic_store_explicit(&n->next, atomic_load_explicit(&t->node.next, memory_order_relaxed),
-                          memory_order_relaxed);
-    atomic_store_explicit(&t->node.next, n, memory_order_relaxed);
-  }
-  a->mq_tail = m;
+  ax__mailbox_link(a, m, false);
   if (!a->queued) {
     a->queued = true;
     /* Acquire pairs with the release store in ax_rt_stop. */

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "axon/actor.h"
 #include "runtime/mpscq.h"
@@ -71,6 +72,20 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload);
  * caller to fill otherwise).  NULL when out of memory.  Any thread. */
 ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *data, size_t size,
                        ax_ref_t from);
+
+/* Fills the header of a message from ax__msg_alloc (an ordinary one:
+ * type, size, data, from, req) and copies size bytes of payload in (the
+ * inline half of ax__msg_new, for the send paths).  Any thread. */
+static inline void ax__msg_fill(ax__msg_t *m, uint32_t type, const void *data, size_t size,
+                                uint64_t req, ax_ref_t from) {
+  m->m.type = type;
+  m->m.size = (uint32_t)size;
+  m->m.data = size != 0 ? m->payload : NULL;
+  m->m.from = from;
+  m->m.req = req;
+  if (size != 0)
+    memcpy(m->payload, data, size);
+}
 
 /* Frees a message's memory (nothing else).  Any thread. */
 static inline void ax__msg_free(ax__msg_t *m) {

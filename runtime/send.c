@@ -177,15 +177,7 @@ static void arrive(ax__core_t *c, ax__msg_t *m, uint64_t *dead) {
    * this core's actors sent it meanwhile.  It was published queued, so
    * nothing has run it yet. */
   m->flags &= (uint16_t)~AX__MSG_FIRST;
-  ax__msg_t *t = a->mq_tail;
-  if (t == NULL) {
-    atomic_store_explicit(&m->node.next, &m->node, memory_order_relaxed);
-    a->mq_tail = m;
-  } else {
-    atomic_store_explicit(&m->node.next, atomic_load_explicit(&t->node.next, memory_order_relaxed),
-                          memory_order_relaxed);
-    atomic_store_explicit(&t->node.next, &m->node, memory_order_relaxed);
-  }
+  ax__mailbox_link(a, m, true);
   /* Acquire pairs with the release store in ax_rt_stop. */
   if (!atomic_load_explicit(&c->rt->stopping, memory_order_acquire))
     ax__runq_push(c, a);
@@ -207,14 +199,8 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
       m = ax__msg_alloc_local(c);
       if (m == NULL)
         break; /* out of memory: the message stays in its slot until later */
-      m->m.type = sl->type;
-      m->m.size = sl->size;
-      m->m.data = sl->size != 0 ? m->payload : NULL;
-      m->m.from = sl->from;
-      m->m.req = sl->req;
+      ax__msg_fill(m, sl->type, sl->data, sl->size, sl->req, sl->from);
       m->to = sl->to;
-      if (sl->size != 0)
-        memcpy(m->payload, sl->data, sl->size);
     }
     /* Release: this slot's reads are done before the producer, which
      * reads head with acquire, writes it again. */
@@ -288,15 +274,7 @@ int ax__ref_enter(ax_ref_t to, void **obj, ax_rt_t **rt_out, ax__erec_t **erec) 
   if (r == NULL)
     return -ENOMEM; /* not "no such actor": the actor may well be alive */
   ax__epoch_enter(&rt->epoch, r);
-  ax__slot_t *s = ax__table_slot(table, ax__ref_slot(to));
-  void *p = NULL;
-  if (s != NULL) {
-    /* Acquire on ptr, then on gen: a reader that sees a reused slot's new
-     * occupant also sees the generation bumped when the old one died. */
-    p = atomic_load_explicit(&s->ptr, memory_order_acquire);
-    if (p != NULL && atomic_load_explicit(&s->gen, memory_order_acquire) != ax__ref_gen(to))
-      p = NULL;
-  }
+  void *p = ax__table_get(table, ax__ref_slot(to), ax__ref_gen(to));
   if (p == NULL) {
     ax__epoch_exit(r);
     return -ESRCH;

@@ -61,6 +61,23 @@ static inline ax__slot_t *ax__table_slot(ax__table_t *t, uint32_t index) {
   return chunk != NULL ? &chunk[index & (AX__CHUNK_SLOTS - 1)] : NULL;
 }
 
+/* What the slot `slot` holds while its generation is `gen`, or NULL (no
+ * such slot, empty, or retired since).  It only reads the slot; whether
+ * the caller may then use the entity is its own business (the owner, or
+ * a thread under the epoch).  Any thread. */
+static inline void *ax__table_get(ax__table_t *t, uint32_t slot, uint32_t gen) {
+  ax__slot_t *s = ax__table_slot(t, slot);
+  if (s == NULL)
+    return NULL;
+  /* Acquire on ptr, then on gen: a reader that sees a reused slot's new
+   * occupant (published with release) also sees the generation bumped
+   * when the old one died. */
+  void *p = atomic_load_explicit(&s->ptr, memory_order_acquire);
+  if (p != NULL && atomic_load_explicit(&s->gen, memory_order_acquire) != gen)
+    p = NULL;
+  return p;
+}
+
 /* Calls fn(entity, arg) for every slot that holds an entity now, in slot
  * order; slots taken after the walk began may be missed.  The entities'
  * owner (it alone empties slots), or any thread once no other runs. */

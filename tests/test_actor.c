@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "axon/fiber.h"
 #include "axon_test.h"
 
 enum {
@@ -254,6 +255,12 @@ static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   return 0;
 }
 
+static int quick_fiber(ax_actor_t *self, void *arg) {
+  (void)self;
+  (void)arg;
+  return 0;
+}
+
 static int place_one(ax_actor_t *self, ax_placement_t placement, ax_ref_t near) {
   ax_spawn_opts_t o;
   memset(&o, 0, sizeof o);
@@ -320,6 +327,12 @@ START_TEST(test_actor_spawn_placement_from_actor) {
   ax_ref_t ref;
   ck_assert_int_eq(ax_spawn(rt, idle_behaviour, NULL, &o, &ref), 0);
   ck_assert_int_eq(ax_ref_core(ref), 1);
+  /* A fiber takes the same placements (ax_fiber_opts_t.near). */
+  ax_fiber_opts_t fo = {.placement = AX_PLACE_NEAR, .near = on1};
+  ck_assert_int_eq(ax_spawn_fiber(rt, quick_fiber, NULL, &fo, &ref), 0);
+  ck_assert_int_eq(ax_ref_core(ref), 1);
+  fo.near = AX_REF_NONE;
+  ck_assert_int_eq(ax_spawn_fiber(rt, quick_fiber, NULL, &fo, &ref), -EINVAL);
   ax_rt_t *other = test_rt_new(1, AX_RT_KEEP_ALIVE);
   o.near = test_spawn(other, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, NULL);
   ck_assert_int_eq(ax_spawn(rt, idle_behaviour, NULL, &o, &ref), -EINVAL);
