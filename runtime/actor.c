@@ -193,6 +193,10 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
  * up under the epoch can still be using it. */
 static void finish(ax__core_t *c, ax_actor_t *a) {
   ax__table_free(&c->table, ax__ref_slot(a->ref));
+  /* Many slots freed: trim the table once the core has been idle for the
+   * purge delay (ax__core_idle), as for empty pool spans. */
+  if (++c->slots_freed == AX__TRIM_SLOTS && c->heap.purge_at == 0)
+    c->heap.purge_at = c->heap.now + AX__PURGE_NS;
   if (a->home != NULL)
     ax__pool_free(a->home, a);
   else

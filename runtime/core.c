@@ -262,16 +262,20 @@ static void idle(ax__core_t *c) {
     ax__pool_tidy(&c->pools[i]);
   if (c->heap.purge_at != 0 && now >= c->heap.purge_at) {
     c->heap.purge_at = 0;
-    unsigned released = 0;
+    size_t released = 0;
     for (unsigned i = 0; i < AX__POOLS; i++)
       released += ax__pool_purge(&c->pools[i]);
-    /* A burst is over (its messages have been unused for a while): what
-     * went to malloc with it (streams, buffers) has likely been freed too,
-     * and its fibers' stacks wait in the cache: give their free pages back
-     * as well.  Rare: at most once per purge. */
-    if (released != 0) {
+    /* A burst is over (its messages have been unused for a while, or many
+     * of its actors died): what went to malloc with it (streams, buffers,
+     * actors spawned by other threads) has likely been freed too, its
+     * fibers' stacks wait in the cache, and its actors' slots are free:
+     * give their pages back as well.  Rare: at most once per purge. */
+    if (released != 0 || c->slots_freed >= AX__TRIM_SLOTS) {
+      c->slots_freed = 0;
+      released += ax__table_trim(&c->table);
       malloc_trim(0);
-      ax__coro_cache_trim(); /* the stacks of the burst's fibers */
+      ax__coro_cache_trim();
+      ax__stat_add(&c->stats.released, released);
     }
   }
   /* The wake protocol, core side (see wake() in send.c). */

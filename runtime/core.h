@@ -137,12 +137,17 @@ typedef struct ax__ring {
 #define AX__EXT_POOL (AX__MSG_CLASSES + 1)
 #define AX__POOLS (AX__MSG_CLASSES + 2)
 
+/* Slots freed after which a core trims its slot table once it idles
+ * (ax__table_trim), even when no pool span went empty: actors spawned by
+ * other threads live in malloc's memory, not the core's pools. */
+#define AX__TRIM_SLOTS 4096u
+
 /* The counters of ax_core_stats_t that the runtime keeps (features add
  * theirs through ax__feature_t.stats).  Written by the core (ax__stat_add)
  * except spawned and actors (any thread). */
 typedef struct ax__stats_atomic {
   _Atomic uint64_t sent, delivered, dead_letters, spawned, actors, wakeups, sleeps, polls,
-      runq_len, turn_max;
+      runq_len, turn_max, released;
 } ax__stats_atomic_t;
 
 /*
@@ -169,6 +174,7 @@ struct ax__core {
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
   ax__heap_t heap; /* the pools' memory */
+  uint32_t slots_freed; /* slots freed since the table was last trimmed (AX__TRIM_SLOTS) */
   ax__rfree_t rfree; /* batches of frees into other threads' pools */
   ax__pool_t pools[AX__POOLS];
 

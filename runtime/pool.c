@@ -118,7 +118,8 @@ static ax__page_t *span_new(ax__pool_t *p) {
 /* Gives an empty span back: its touched pages to the kernel, its pages to
  * the segment, and the segment itself when nothing else is in use there
  * and the heap has another. */
-static void span_release(ax__pool_t *p, ax__page_t *pg) {
+/* Gives a span back; returns the bytes of it that had been touched. */
+static size_t span_release(ax__pool_t *p, ax__page_t *pg) {
   ax__heap_t *h = p->heap;
   ax__seg_t *s = (ax__seg_t *)((uintptr_t)pg & ~(uintptr_t)(AX__SEG_SIZE - 1));
   unsigned at = (unsigned)(pg - s->pages), n = pg->npages;
@@ -131,10 +132,11 @@ static void span_release(ax__pool_t *p, ax__page_t *pg) {
   s->used_pages -= n;
   if (s->used_pages == 1 && h->nsegs > 1) {
     seg_unmap(h, s);
-    return;
+    return touched;
   }
   if (touched != 0)
     (void)madvise(start, touched, MADV_DONTNEED); /* advice: memory stays valid either way */
+  return touched;
 }
 
 static void avail_remove(ax__pool_t *p, ax__page_t *pg) {
@@ -207,14 +209,13 @@ void ax__pool_free_slow(ax__pool_t *p, ax__page_t *pg) {
   empty_push(p, pg);
 }
 
-unsigned ax__pool_purge(ax__pool_t *p) {
+size_t ax__pool_purge(ax__pool_t *p) {
   ax__heap_t *h = p->heap;
   ax__page_t *pg;
-  unsigned n = 0;
+  size_t n = 0;
   while ((pg = p->empty_old) != NULL && h->now - pg->emptied >= AX__PURGE_NS) {
     empty_remove(p, pg);
-    span_release(p, pg);
-    n++;
+    n += span_release(p, pg) + 1; /* + 1: an untouched span counts as given back */
   }
   if (pg != NULL && (h->purge_at == 0 || pg->emptied + AX__PURGE_NS < h->purge_at))
     h->purge_at = pg->emptied + AX__PURGE_NS;

@@ -143,9 +143,10 @@ void ax__pool_free_slow(ax__pool_t *p, ax__page_t *pg);
  * be given back.  Owner core only (when idle). */
 void ax__pool_tidy(ax__pool_t *p);
 /* Gives back p's spans that have been empty for AX__PURGE_NS at h->now,
- * and lowers h->purge_at to when the next one is due.  Returns the number
- * of spans given back.  Owner core only. */
-unsigned ax__pool_purge(ax__pool_t *p);
+ * and lowers h->purge_at to when the next one is due.  Returns about the
+ * bytes given back (the spans' touched pages; non-zero when a span went).
+ * Owner core only. */
+size_t ax__pool_purge(ax__pool_t *p);
 
 /* The record of the span that holds obj. */
 static inline ax__page_t *ax__page_of(const void *obj) {

@@ -381,6 +381,7 @@ int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out) {
   out->polls = atomic_load_explicit(&s->polls, memory_order_relaxed);
   out->runq_len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
   out->turn_max = atomic_load_explicit(&s->turn_max, memory_order_relaxed);
+  out->released = atomic_load_explicit(&s->released, memory_order_relaxed);
   out->accept_errors = 0;
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->stats != NULL)
@@ -405,6 +406,7 @@ int ax_rt_stats_total(const ax_rt_t *rt, ax_core_stats_t *out) {
     out->polls += s.polls;
     out->runq_len += s.runq_len;
     out->accept_errors += s.accept_errors;
+    out->released += s.released;
     if (s.turn_max > out->turn_max)
       out->turn_max = s.turn_max;
   }

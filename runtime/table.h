@@ -3,6 +3,7 @@
 #define AXON_RUNTIME_TABLE_H
 
 #include <stdalign.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -23,6 +24,9 @@
 #define AX__CHUNK_BITS 16
 #define AX__CHUNK_SLOTS (1u << AX__CHUNK_BITS)
 #define AX__MAX_CHUNKS (1u << (AX__REF_SLOT_BITS - AX__CHUNK_BITS))
+/* A chunk is cut into units of one page, the grain in which ax__table_trim
+ * gives slots' memory back; at most this many (4 KiB pages). */
+#define AX__UNITS_MAX 256u
 
 typedef struct ax__slot {
   _Atomic(void *) ptr;
@@ -30,11 +34,24 @@ typedef struct ax__slot {
   _Atomic uint32_t next_free; /* index + 1 of the next free slot, 0 = none */
 } ax__slot_t;
 
+/* What a chunk keeps about each of its units, after its slots (in pages
+ * that are never given back). */
+typedef struct ax__unit {
+  /* The generation the unit's slots start at when it comes back: the
+   * highest any of them had, so no old reference matches a new occupant. */
+  _Atomic uint32_t floor;
+  _Atomic uint32_t next_dead; /* the next given-back unit (number + 1), 0 = none */
+} ax__unit_t;
+
 typedef struct ax__table {
   _Atomic(ax__slot_t *) chunks[AX__MAX_CHUNKS];
   alignas(AX__CACHE_LINE) _Atomic uint64_t free_head; /* tag << 32 | (index + 1) */
   _Atomic uint32_t next_unused;
-  uint32_t gen_base; /* the first generation of every slot */
+  /* Units whose pages went back to the kernel: tag << 32 | (unit + 1),
+   * a unit numbered chunk * AX__UNITS_MAX + its place in the chunk. */
+  _Atomic uint64_t dead_head;
+  uint32_t gen_base;   /* the first generation of every slot */
+  uint32_t unit_slots; /* slots per unit: the page size / sizeof(ax__slot_t) */
 } ax__table_t;
 
 /* Makes an empty table whose slots start at generation gen_base (made
@@ -51,6 +68,14 @@ void ax__table_free(ax__table_t *t, uint32_t index);
 /* Bumps a slot's generation (skipping 0) and clears its pointer: from
  * here on references of the old generation fail.  The entities' owner. */
 void ax__table_retire(ax__table_t *t, uint32_t index);
+/* Gives back to the kernel the pages whose slots are all free, so a table
+ * that once held a million entities does not keep 16 MiB: the pages read
+ * as zeros (an empty slot) until ax__table_alloc takes a slot of theirs
+ * again, and their slots then start above every generation they had.
+ * Walks the free stack (O(free slots)): meant for when a core idles after
+ * a burst.  Returns the number of bytes given back.  Only one thread may
+ * trim a table at a time; allocs and frees may run meanwhile. */
+size_t ax__table_trim(ax__table_t *t);
 
 /* The slot at index, or NULL when its chunk does not exist (an index no
  * alloc has returned).  Any thread. */

@@ -1130,6 +1130,58 @@ START_TEST(test_actor_send_to_stopped) {
 }
 END_TEST
 
+/* Once a burst of actors is over and the core idles, the pages of their
+ * slots go back to the kernel (ax_core_stats_t.released grows); the slots
+ * come back for new actors, and no old reference names a new actor. */
+enum { BURST = 40000 };
+
+static atomic_int burst_handled;
+
+static int burst_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  atomic_fetch_add(&burst_handled, 1);
+  return msg->type == MSG_STOP ? AX_STOP : 0;
+}
+
+static void spawn_burst(ax_rt_t *rt, ax_ref_t *refs) {
+  for (int i = 0; i < BURST; i++)
+    refs[i] = test_spawn(rt, burst_behaviour, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+}
+
+START_TEST(test_actor_slots_given_back) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t *old = calloc(BURST, sizeof *old), *young = calloc(BURST, sizeof *young);
+  ck_assert_ptr_nonnull(old);
+  ck_assert_ptr_nonnull(young);
+  atomic_store(&burst_handled, 0);
+  spawn_burst(rt, old);
+  for (int i = 0; i < BURST; i++)
+    test_send(old[i], MSG_STOP, NULL, 0);
+  ax_core_stats_t st;
+  TEST_WAIT_UNTIL(ax_rt_stats(rt, 0, &st) == 0 && st.actors == 0, 20000);
+  /* Idle for longer than the purge delay (250 ms): the core gives back. */
+  TEST_WAIT_UNTIL(ax_rt_stats(rt, 0, &st) == 0 && st.released >= BURST * 8, 20000);
+  spawn_burst(rt, young);
+  for (int i = 0; i < BURST; i++)
+    ck_assert_msg(ax_send(old[i], MSG_PING, NULL, 0) == -ESRCH, "old ref %d answers", i);
+  for (int i = 0; i < BURST; i++)
+    for (int j = i + 1; j < BURST && j < i + 4; j++)
+      ck_assert(young[i] != young[j]);
+  for (int i = 0; i < BURST; i++)
+    test_send(young[i], MSG_PING, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&burst_handled) == 2 * BURST, 20000);
+  for (int i = 0; i < BURST; i++)
+    test_send(young[i], MSG_STOP, NULL, 0);
+  TEST_WAIT_UNTIL(ax_rt_stats(rt, 0, &st) == 0 && st.actors == 0, 20000);
+  for (int i = 0; i < BURST; i++)
+    ck_assert_int_eq(ax_send(young[i], MSG_PING, NULL, 0), -ESRCH);
+  free(old);
+  free(young);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Request and reply                                                         */
 
@@ -1462,6 +1514,7 @@ static Suite *actor_suite(void) {
   tcase_add_test(tc, test_actor_burst_across_cores);
   tcase_add_test(tc, test_actor_send_errors);
   tcase_add_test(tc, test_actor_send_to_stopped);
+  tcase_add_test(tc, test_actor_slots_given_back);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("request");

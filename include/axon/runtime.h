@@ -120,6 +120,8 @@ typedef struct ax_core_stats {
   uint64_t turn_max;  /* most messages one actor handled in one turn */
   uint64_t accept_errors; /* accepts refused by overload (EMFILE, ENFILE, ...): each one
                              pauses that listener with a back-off */
+  uint64_t released; /* bytes this core gave back to the kernel once idle after a burst
+                        (empty message and actor pages, slots of stopped actors) */
 } ax_core_stats_t;
 
 /* Copies the statistics of core `core` (0 .. ax_rt_cores()-1) into *out.
