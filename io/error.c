@@ -13,11 +13,37 @@ int64_t ax_now(void) {
   return (int64_t)ts.tv_sec * AX_NSEC_PER_SEC + ts.tv_nsec;
 }
 
+/* Where axon returns a code for a condition of its own, the C library's
+ * text would mislead ("No such process" for a stopped actor): these say
+ * what axon means, and what the C library says after it where both apply. */
+static const char *axon_meaning(int err) {
+  switch (err) {
+  case ESRCH: return "no such actor or port: it has stopped, or the reference names nothing";
+  case ENOTTY: return "not a terminal: the fd is no serial port or tty";
+  case ESHUTDOWN: return "the runtime is stopping: it takes no new actors";
+  case EDEADLK: return "would wait for itself: called from one of the runtime's own threads";
+  case ENOBUFS: return "the stream's write queue is full (high_water): wait for AX_MSG_WRITABLE";
+  case ECANCELED: return "cancelled: its owner stopped or it was cancelled";
+  case ETIMEDOUT: return "timed out: the deadline passed (or the peer stopped answering)";
+  case EPERM: return "not permitted: a fiber-only call outside a fiber, or the kernel refused";
+  case ENOENT: return "not found: no such file, directory, timer, name or subscription";
+  case EEXIST: return "already exists: the file, or a name already registered";
+  case EAGAIN: return "try again: a bounded queue or window is full for now";
+  case EPIPE: return "broken pipe: the stream is closed for writing, or the peer closed it";
+  default: return NULL;
+  }
+}
+
 /* glibc's strerrordesc_np/strerrorname_np return static strings and, unlike
  * strerror, never format into a shared buffer, so both are thread-safe. */
 const char *ax_strerror(int err) {
   if (err == 0)
-    return "success";
+    return "OK: no error";
+  if (err < 0 && err > -4096) {
+    const char *mine = axon_meaning(-err);
+    if (mine != NULL)
+      return mine;
+  }
   if (AX_IS_EAI(err))
     return gai_strerror(err + AX_EAI_BASE); /* glibc: static strings */
   if (err < 0 && err > -4096) {

@@ -1,7 +1,9 @@
 /* ax_tcp_serve: an SO_REUSEPORT listener and an acceptor actor per core, a session actor per connection. */
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -40,6 +42,35 @@ typedef struct ax__acceptor {
   ax_listener_t *l;
 } ax__acceptor_t;
 
+/* What a session with a block of its own (opts.session_size) keeps in
+ * front of the block: its server may be closed and freed while it runs. */
+typedef struct ax__session_hdr {
+  ax_terminate_t terminate;
+  void (*init)(ax_actor_t *self, void *shared);
+  void *shared;
+} ax__session_hdr_t;
+
+/* The header rounded up so the block after it is aligned for any type. */
+#define SESSION_HDR \
+  ((sizeof(ax__session_hdr_t) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+static ax__session_hdr_t *session_hdr(ax_actor_t *self) {
+  return (ax__session_hdr_t *)((char *)ax_state(self) - SESSION_HDR);
+}
+
+static void session_block_init(ax_actor_t *self) {
+  ax__session_hdr_t *h = session_hdr(self);
+  if (h->init != NULL)
+    h->init(self, h->shared);
+}
+
+static void session_block_free(ax_actor_t *self, int reason) {
+  ax__session_hdr_t *h = session_hdr(self);
+  if (h->terminate != NULL)
+    h->terminate(self, reason);
+  free(h);
+}
+
 static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
   ax__acceptor_t *acc = ax_state(self);
   if (m->type != AX_MSG_ACCEPT)
@@ -47,15 +78,38 @@ static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
   const ax_accept_t *a = m->data;
   ax_server_t *srv = acc->srv;
   ax_spawn_opts_t so = {.placement = AX_PLACE_LOCAL, .terminate = srv->opts.terminate};
+  void *state = srv->opts.state;
+  ax__session_hdr_t *h = NULL;
+  if (srv->opts.session_size > 0) {
+    h = ax__calloc(1, SESSION_HDR + srv->opts.session_size);
+    if (h == NULL) {
+      ax_stream_close(a->stream); /* no state for it: the connection is refused */
+      return 0;
+    }
+    *h = (ax__session_hdr_t){srv->opts.terminate, srv->opts.session_init, srv->opts.state};
+    state = (char *)h + SESSION_HDR;
+    so.init = session_block_init;
+    so.terminate = session_block_free;
+  }
   ax_ref_t session;
-  if (ax_spawn(ax_actor_rt(self), srv->session, srv->opts.state, &so, &session) < 0 ||
-      ax_stream_give(a->stream, session) < 0)
+  int rc = ax_spawn(ax_actor_rt(self), srv->session, state, &so, &session);
+  if (rc < 0) {
+    free(h);
     ax_stream_close(a->stream); /* no session: the connection is refused */
+    return 0;
+  }
+  rc = ax_stream_give(a->stream, session);
+  if (rc < 0) {
+    ax_stream_close(a->stream);
+    (void)ax_stop(session, rc); /* its terminate hook frees its block */
+  }
   return 0;
 }
 
 static void acceptor_init(ax_actor_t *self) {
   ax__acceptor_t *acc = ax_state(self);
+  if (acc->fd < 0)
+    return; /* closed before the runtime started (server_close): stopping */
   int rc = ax__listener_new(self, acc->fd, AX__STREAM_TCP, &acc->srv->opts.stream, &acc->l);
   if (rc < 0) {
     close(acc->fd);
@@ -99,12 +153,30 @@ static void acceptor_done(ax_actor_t *self, int reason) {
   }
 }
 
+/* Keeps the port's connections for this server's n listeners: a classic
+ * BPF program on the SO_REUSEPORT group picks one of the group's first n
+ * sockets (ours: they joined first, in order) at random.  Without it the
+ * kernel would hash connections over every member, and a program of the
+ * same user that joined the group later (with SO_REUSEPORT of its own)
+ * would silently take its share.  Best effort: a kernel without the option
+ * (before 4.5) keeps its default spreading. */
+static void keep_port(int fd, unsigned n) {
+  struct sock_filter code[] = {
+      /* A = a random 32-bit number; A %= n; return A (the socket's index) */
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)(SKF_AD_OFF + SKF_AD_RANDOM)),
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+  (void)setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
+}
+
 int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
                  const ax_serve_opts_t *opts, ax_server_t **out) {
   ax_serve_opts_t o = opts != NULL ? *opts : (ax_serve_opts_t){0};
   ax_stream_opts_t so;
   if (rt == NULL || session == NULL || out == NULL || ax__stream_opts(&o.stream, &so) < 0 ||
-      !rt->started)
+      (o.session_init != NULL && o.session_size == 0) || o.session_size > SIZE_MAX / 2)
     return -EINVAL;
   unsigned n = ax_rt_cores(rt);
   if (o.cores != 0 && o.cores < n)
@@ -130,7 +202,12 @@ int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
   pthread_cond_init(&srv->cond, NULL);
   unsigned opened = 0;
   for (; opened < n; opened++) {
-    int fd = ax__listen_socket((const struct sockaddr *)&ss, len, o.backlog, true);
+    /* The first listener takes the port alone, so a port that another
+     * server (another process, or a stale copy of this one) already
+     * serves is -EADDRINUSE here, never silently shared; the others join
+     * its SO_REUSEPORT group. */
+    int fd = ax__listen_socket((const struct sockaddr *)&ss, len, o.backlog,
+                               opened == 0 ? AX__SHARE_FIRST : AX__SHARE_JOIN);
     if (fd < 0) {
       rc = fd;
       goto fail;
@@ -145,6 +222,7 @@ int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)srv->port);
     }
   }
+  keep_port(acc[0].fd, n);
   for (unsigned i = 0; i < n; i++) {
     ax_spawn_opts_t sp = {.placement = AX_PLACE_CORE, .core = i, .init = acceptor_init,
                           .terminate = acceptor_done};
@@ -179,24 +257,35 @@ fail:
 
 int ax_server_port(const ax_server_t *srv) { return srv != NULL ? srv->port : -EINVAL; }
 
-/* Stops every acceptor; from a core, returns at once (and, when tell,
- * the calling actor gets AX_MSG_SERVER_CLOSED), else waits and frees. */
+/* Stops every acceptor; from a core, or before the runtime runs, returns
+ * at once (and, from an actor when tell, the caller gets
+ * AX_MSG_SERVER_CLOSED), else waits and frees. */
 static int server_close(ax_server_t *srv, bool tell) {
   ax__core_t *c = ax__tls_core;
+  /* Before ax_rt_start the acceptors cannot run, so nobody could wait for
+   * them: they close their sockets when the runtime starts and stops them,
+   * or when ax_rt_free ends them, and the last one frees the server. */
+  bool nowait = c != NULL || !srv->rt->started;
   pthread_mutex_lock(&srv->lock);
-  if (c != NULL) { /* a core cannot wait for its own acceptor: detach */
+  if (nowait) { /* a core cannot wait for its own acceptor: detach */
     srv->detached = true;
-    srv->notify = tell && c->current != NULL ? c->current->ref : AX_REF_NONE;
+    srv->notify = tell && c != NULL && c->current != NULL ? c->current->ref : AX_REF_NONE;
   }
   bool none = srv->alive == 0;
   pthread_mutex_unlock(&srv->lock);
-  if (c != NULL && none) {
+  if (!srv->rt->started) /* the port is free when this returns, as after a wait */
+    for (unsigned i = 0; i < srv->n; i++)
+      if (srv->acc[i].fd >= 0) {
+        close(srv->acc[i].fd);
+        srv->acc[i].fd = -1;
+      }
+  if (nowait && none) {
     server_free(srv); /* no acceptor left to do it (nothing to tell) */
     return 0;
   }
   for (unsigned i = 0; i < srv->n; i++)
     (void)ax_stop(srv->acc[i].ref, 0); /* -ESRCH: already stopped */
-  if (c != NULL)
+  if (nowait)
     return 0; /* the last acceptor frees it and sends AX_MSG_SERVER_CLOSED */
   pthread_mutex_lock(&srv->lock);
   while (srv->alive > 0)

@@ -356,9 +356,13 @@ int ax__listener_new(ax_actor_t *self, int fd, int kind, const ax_stream_opts_t 
   return 0;
 }
 
-/* Opens a listening socket: SO_REUSEADDR, optionally SO_REUSEPORT; an IPv6
- * wildcard also takes IPv4. */
-int ax__listen_socket(const struct sockaddr *sa, socklen_t len, int backlog, bool reuseport) {
+/* Opens a listening socket: SO_REUSEADDR, SO_REUSEPORT as share says; an
+ * IPv6 wildcard also takes IPv4.  A SHARE_FIRST socket binds without
+ * SO_REUSEPORT, so the bind fails if any socket holds the port (with
+ * SO_REUSEPORT or not), and sets it after the bind: the kernel checks a
+ * joiner's bind against the flag as it is then, and makes the group when
+ * the socket listens. */
+int ax__listen_socket(const struct sockaddr *sa, socklen_t len, int backlog, ax__share_t share) {
   int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
@@ -367,9 +371,13 @@ int ax__listen_socket(const struct sockaddr *sa, socklen_t len, int backlog, boo
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (sa->sa_family == AF_INET6)
     (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
-  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+  if (share == AX__SHARE_JOIN && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
     goto fail;
-  if (bind(fd, sa, len) < 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+  if (bind(fd, sa, len) < 0)
+    goto fail;
+  if (share == AX__SHARE_FIRST && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+    goto fail;
+  if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
     goto fail;
   return fd;
 fail:;
@@ -389,7 +397,7 @@ int ax_tcp_listen(ax_actor_t *self, const char *addr, int backlog, const ax_stre
   int rc = ax__addr_resolve_sync(addr, true, SOCK_STREAM, &ss, &len);
   if (rc < 0)
     return rc;
-  int fd = ax__listen_socket((const struct sockaddr *)&ss, len, backlog, false);
+  int fd = ax__listen_socket((const struct sockaddr *)&ss, len, backlog, AX__SHARE_NONE);
   if (fd < 0)
     return fd;
   rc = ax__listener_new(self, fd, AX__STREAM_TCP, opts, out);
@@ -407,7 +415,7 @@ int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
       ax__stream_opts(opts, &o) < 0)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  int fd = ax__listen_socket((const struct sockaddr *)&sun, len, backlog, false);
+  int fd = ax__listen_socket((const struct sockaddr *)&sun, len, backlog, AX__SHARE_NONE);
   if (fd < 0)
     return fd;
   int rc = ax__listener_new(self, fd, AX__STREAM_UNIX, opts, out);

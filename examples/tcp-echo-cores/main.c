@@ -1,9 +1,10 @@
 /*
  * tcp-echo-cores: a line echo server on every core with ax_tcp_serve.
  *
- * Each core has its own SO_REUSEPORT listener, so the kernel spreads the
+ * Each core has its own listener on the port, so the kernel spreads the
  * connections over the cores; each connection gets a session actor on the
- * core that accepted it.  The stream cuts the bytes into lines
+ * core that accepted it.  The server is set up before the runtime starts,
+ * and ax_rt_run then runs it on main's behalf.  The stream cuts the bytes into lines
  * (AX_FRAME_DELIM); a session echoes each line, answers "cores" with the core
  * it runs on, and closes the connection on "quit".  Ctrl-C (SIGINT) stops the
  * runtime; main then prints how many sessions each core served.
@@ -73,8 +74,6 @@ int main(int argc, char **argv) {
   }
   ax_rt_t *rt;
   int rc = ax_rt_new(NULL, &rt);
-  if (rc == 0)
-    rc = ax_rt_start(rt);
   if (rc < 0) {
     fprintf(stderr, "tcp-echo-cores: runtime: %s\n", ax_strerror(rc));
     return 1;
@@ -86,17 +85,15 @@ int main(int argc, char **argv) {
       .terminate = session_end,
   };
   ax_server_t *srv;
-  rc = ax_tcp_serve(rt, addr, session, &opts, &srv);
+  rc = ax_tcp_serve(rt, addr, session, &opts, &srv); /* -EADDRINUSE if anyone has the port */
   if (rc < 0) {
     fprintf(stderr, "tcp-echo-cores: serve %s: %s\n", addr, ax_strerror(rc));
-    ax_rt_stop(rt);
-    ax_rt_join(rt);
     ax_rt_free(rt);
     return 1;
   }
   printf("listening on 127.0.0.1:%d with %u cores\n", ax_server_port(srv), ax_rt_cores(rt));
   fflush(stdout);
-  rc = ax_rt_join(rt); /* until SIGINT or SIGTERM */
+  rc = ax_rt_run(rt); /* until SIGINT or SIGTERM */
   ax_server_close(srv);
   for (unsigned i = 0; i < ax_rt_cores(rt) && i < MAX_CORES; i++)
     printf("core %u served %lu sessions\n", i, atomic_load(&served[i]));

@@ -40,7 +40,11 @@ AX_API int64_t ax_now(void);
  * the thread-local errno.
  *
  * ax_strerror() returns a static, human-readable description of such a code:
- * a negated errno value, 0 ("success"), or any other value ("unknown error").
+ * a negated errno value, 0 ("OK: no error"), or any other value ("unknown
+ * error").  Where axon returns a code for a condition of its own, the text
+ * says so: -ESRCH is "no such actor or port: ...", not the C library's "No
+ * such process"; -ENOTTY names serial ports and ttys; -ENOBUFS a full write
+ * queue; and so on (io/error.c lists them).  Other codes read as strerror's.
  * Any thread; the returned string is never freed. */
 AX_API const char *ax_strerror(int err);
 

@@ -277,16 +277,34 @@ typedef struct ax_serve_opts {
   ax_stream_opts_t stream;  /* for each session's stream */
   int backlog;              /* per listener (SOMAXCONN) */
   unsigned cores;           /* listen on the first `cores` cores (all) */
-  void *state;              /* every session's state pointer (shared) */
+  /* Without session_size: every session's state pointer (shared by all).
+   * With it: what session_init is given. */
+  void *state;
   ax_terminate_t terminate; /* every session's terminate hook */
+  /* Per-connection state.  When > 0, each session's state (ax_state) is a
+   * block of its own of this many bytes, zeroed, made when the connection
+   * is accepted and freed by axon right after the session's terminate hook
+   * (which may free what the block points to).  A connection that cannot
+   * get one is closed, as for a failed spawn. */
+  size_t session_size;
+  /* With session_size: runs on the session's core before its first
+   * message (AX_MSG_GIVEN), with `shared` = opts.state; fills the block. */
+  void (*session_init)(ax_actor_t *self, void *shared);
 } ax_serve_opts_t;
 
-/* Listens on addr with one SO_REUSEPORT listener per core, so the kernel
+/* Listens on addr with one listener per core on one port, so the kernel
  * spreads connections over the cores; each connection gets a new session
  * actor running `session` on the core that accepted it, whose first message
- * is AX_MSG_GIVEN with the stream.  The runtime must be started.  Any
- * thread.  Errors: -EINVAL (NULL argument, bad address, runtime not
- * started), -EADDRINUSE, -ENOMEM, ... */
+ * is AX_MSG_GIVEN with the stream.  The port is this server's alone: if
+ * any other socket already has it, even one with SO_REUSEPORT (another
+ * process, a second copy of this program), the call fails with
+ * -EADDRINUSE, and a program of the same user that joins the port's
+ * SO_REUSEPORT group later gets none of its connections.  Any thread,
+ * before or after ax_rt_start (sockets listen at once; connections wait in
+ * the backlog until the cores run), so it combines with ax_rt_run.
+ * Errors: -EINVAL (NULL argument, bad address or options, session_init
+ * without session_size, session_size over SIZE_MAX / 2), -EADDRINUSE,
+ * -EACCES, -ESHUTDOWN (the runtime is stopping), -ENOMEM, ... */
 AX_API int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
                         const ax_serve_opts_t *opts, ax_server_t **out);
 
@@ -301,11 +319,12 @@ typedef struct ax_server_closed {
 
 /* Stops accepting on every core and frees the server; sessions already
  * running go on.  Any thread.  From a thread that is not a core (main,
- * say), it returns once every listener is closed.  From an actor it cannot
- * wait (the listener of its own core closes only after it returns): it
- * returns at once, and AX_MSG_SERVER_CLOSED reaches the calling actor when
- * every listener is closed and the port is free.  srv is invalid after the
- * call either way.  Returns 0.  Errors: -EINVAL (NULL). */
+ * say), it returns once every listener is closed; before ax_rt_start too
+ * (it closes them itself).  From an actor it cannot wait (the listener of
+ * its own core closes only after it returns): it returns at once, and
+ * AX_MSG_SERVER_CLOSED reaches the calling actor when every listener is
+ * closed and the port is free.  srv is invalid after the call either way.
+ * Returns 0.  Errors: -EINVAL (NULL). */
 AX_API int ax_server_close(ax_server_t *srv);
 
 /* ------------------------------------------------------------------------ */

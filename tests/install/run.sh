@@ -36,10 +36,46 @@ done
 
 cc=${CC:-cc}
 
-# 1. pkg-config.
+# 1. pkg-config.  Concurrency Kit is private to the library: a consumer's
+# compile flags are axon's include directory and nothing else (ck.pc's
+# Cflags carry -D__x86_64__ and the like).
+cflags=$(PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags axon)
+for word in $cflags; do
+  case $word in
+  -I*) ;;
+  *)
+    echo "install_package: pkg-config --cflags axon gives '$cflags': '$word' is not axon's" >&2
+    exit 1
+    ;;
+  esac
+done
+static=$(PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --static --libs axon)
+case " $static " in
+*" -lck "*) ;;
+*)
+  echo "install_package: pkg-config --static --libs axon gives '$static', without -lck" >&2
+  exit 1
+  ;;
+esac
 flags=$(PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --cflags --libs axon)
 # shellcheck disable=SC2086 # the flags must split into words
 "$cc" -std=c11 -Wall -Wextra -Werror -o "$tmp/consumer-pc" "$here/consumer.c" $flags
+
+# 1b. The same with the library's directory as rpath (the README's way to
+# run against a prefix the dynamic linker does not search): runs with no
+# LD_LIBRARY_PATH.
+libdir_pc=$(PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}" pkg-config --variable=libdir axon)
+# shellcheck disable=SC2086
+"$cc" -std=c11 -Wall -Wextra -Werror -o "$tmp/consumer-rpath" "$here/consumer.c" $flags \
+  -Wl,-rpath,"$libdir_pc"
+output=$(env -u LD_LIBRARY_PATH "$tmp/consumer-rpath")
+case $output in
+"axon "*) echo "$tmp/consumer-rpath: $output" ;;
+*)
+  echo "install_package: the rpath consumer printed '$output'" >&2
+  exit 1
+  ;;
+esac
 
 # 2. find_package() from a CMake project.
 cmake -S "$here" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" \
