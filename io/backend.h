@@ -27,6 +27,9 @@ typedef struct ax__backend {
    * stores up to loop->max_events ready entries in loop->ready.  Returns
    * their number, 0 on timeout or interruption, or -errno. */
   int (*wait)(ax_loop_t *loop, int64_t timeout_ns);
+  /* One fd that is readable whenever a wait would return events (for a
+   * host's poll loop), or -ENOTSUP when the backend has none. */
+  int (*fd)(const ax_loop_t *loop);
 } ax__backend_t;
 
 extern const ax__backend_t ax__backend_epoll;

@@ -121,6 +121,12 @@ static int epoll_wait_events(ax_loop_t *loop, int64_t timeout_ns) {
   return n;
 }
 
+/* The epoll fd itself: readable while any watched fd has events. */
+static int epoll_backend_fd(const ax_loop_t *loop) {
+  const epoll_state_t *st = loop->backend_data;
+  return st->epfd;
+}
+
 const ax__backend_t ax__backend_epoll = {
     .name = "epoll",
     .init = epoll_init,
@@ -129,4 +135,5 @@ const ax__backend_t ax__backend_epoll = {
     .mod = epoll_mod,
     .del = epoll_del,
     .wait = epoll_wait_events,
+    .fd = epoll_backend_fd,
 };

@@ -139,6 +139,12 @@ static int poll_wait(ax_loop_t *loop, int64_t timeout_ns) {
   return (int)got;
 }
 
+/* poll keeps its fds in an array of its own: nothing a host could wait on. */
+static int poll_backend_fd(const ax_loop_t *loop) {
+  (void)loop;
+  return -ENOTSUP;
+}
+
 const ax__backend_t ax__backend_poll = {
     .name = "poll",
     .init = poll_init,
@@ -147,4 +153,5 @@ const ax__backend_t ax__backend_poll = {
     .mod = poll_mod,
     .del = poll_del,
     .wait = poll_wait,
+    .fd = poll_backend_fd,
 };

@@ -125,6 +125,12 @@ const char *ax_loop_backend(const ax_loop_t *loop) {
 
 unsigned ax_loop_active(const ax_loop_t *loop) { return loop != NULL ? loop->nactive : 0; }
 
+int ax_loop_fd(const ax_loop_t *loop) {
+  if (loop == NULL)
+    return -EINVAL;
+  return loop->backend->fd(loop);
+}
+
 void ax_loop_stop(ax_loop_t *loop) {
   if (loop == NULL)
     return;

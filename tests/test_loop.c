@@ -1,6 +1,8 @@
 /* Check suite for the loop itself: creation, run/stop/close, return values and active counts. */
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
 
@@ -747,6 +749,128 @@ START_TEST(test_loop_active_counts) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Embedding in a host's poll loop: ax_loop_fd                               */
+
+typedef struct host {
+  int fired_io, fired_sig, fired_timer;
+} host_t;
+
+static void host_io_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  host_t *h = io->data;
+  char b;
+  while (read(io->fd, &b, 1) == 1)
+    h->fired_io++;
+}
+
+static void host_sig_cb(ax_signal_t *sig, const struct signalfd_siginfo *info) {
+  (void)info;
+  ((host_t *)sig->data)->fired_sig++;
+}
+
+static void host_timer_cb(ax_timer_t *t) { ((host_t *)t->data)->fired_timer++; }
+
+/* One turn of a host's loop: poll() on the loop's fd for at most what
+ * ax_loop_timeout() says (capped at cap_ms, so a broken fd fails the test
+ * instead of hanging it), then one non-blocking pass.  Returns poll's
+ * revents (0: it timed out) and the pass's result in *run. */
+static short host_turn(ax_loop_t *loop, int cap_ms, int *run) {
+  int64_t t = ax_loop_timeout(loop);
+  int ms = t == AX_FOREVER ? cap_ms : (int)((t + 999999) / 1000000);
+  if (ms > cap_ms)
+    ms = cap_ms;
+  struct pollfd pfd = {.fd = ax_loop_fd(loop), .events = POLLIN};
+  int n = poll(&pfd, 1, ms);
+  ck_assert_int_ge(n, 0);
+  *run = ax_loop_run_once(loop, 0);
+  return n > 0 ? pfd.revents : 0;
+}
+
+typedef struct later {
+  ax_loop_t *loop;
+  int fd;     /* write a byte here, or -1 */
+  bool stop;  /* then ax_loop_stop, else ax_loop_wake */
+} later_t;
+
+static void *act_later(void *arg) {
+  later_t *l = arg;
+  test_sleep_ms(30);
+  if (l->fd >= 0)
+    test_write_byte(l->fd);
+  else if (l->stop)
+    ax_loop_stop(l->loop);
+  else
+    ax_loop_wake(l->loop);
+  return NULL;
+}
+
+/* A host that waits only on ax_loop_fd() (and ax_loop_timeout()) sees every
+ * kind of work: an fd written by another thread, a signal, a timer, a wake
+ * and a stop; each wakes its poll() as it happens, never after the cap. */
+START_TEST(test_loop_backend_fd_embeds) {
+  ax_loop_t *loop = test_loop_new();
+  ck_assert_int_eq(ax_loop_fd(NULL), -EINVAL);
+  if (test_loop_is_poll(loop)) {
+    ck_assert_int_eq(ax_loop_fd(loop), -ENOTSUP);
+    ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+    return;
+  }
+  int fd = ax_loop_fd(loop);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(ax_loop_fd(loop), fd);
+  host_t h = {0};
+  int p[2];
+  test_pipe(p);
+  ax_io_t io;
+  ck_assert_int_eq(ax_io_init(loop, &io, p[0], host_io_cb), 0);
+  io.data = &h;
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+  int run;
+  /* Nothing to do: the host's poll times out (here at its 50 ms cap). */
+  ck_assert_int_eq(host_turn(loop, 50, &run), 0);
+  /* A byte written by another thread while the host sleeps. */
+  later_t l = {.loop = loop, .fd = p[1]};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, act_later, &l), 0);
+  ck_assert(host_turn(loop, 10000, &run) & POLLIN);
+  pthread_join(th, NULL);
+  ck_assert_int_eq(h.fired_io, 1);
+  /* A signal: its signalfd is behind the same fd. */
+  ax_signal_t sig;
+  ck_assert_int_eq(ax_signal_init(loop, &sig, host_sig_cb), 0);
+  sig.data = &h;
+  ck_assert_int_eq(ax_signal_start(&sig, SIGUSR1), 0);
+  ck_assert_int_eq(raise(SIGUSR1), 0);
+  ck_assert(host_turn(loop, 10000, &run) & POLLIN);
+  ck_assert_int_eq(h.fired_sig, 1);
+  /* A timer: not on the fd, but ax_loop_timeout() bounds the host's wait. */
+  ax_timer_t timer;
+  ck_assert_int_eq(ax_timer_init(loop, &timer, host_timer_cb), 0);
+  timer.data = &h;
+  ck_assert_int_eq(ax_timer_start(&timer, 20 * AX_NSEC_PER_MSEC, 0), 0);
+  for (int i = 0; i < 100 && h.fired_timer == 0; i++)
+    (void)host_turn(loop, 10000, &run);
+  ck_assert_int_eq(h.fired_timer, 1);
+  /* A wake from another thread ends the host's wait; a stop does too, and
+   * the pass then reports it. */
+  l = (later_t){.loop = loop, .fd = -1};
+  ck_assert_int_eq(pthread_create(&th, NULL, act_later, &l), 0);
+  ck_assert(host_turn(loop, 10000, &run) & POLLIN);
+  pthread_join(th, NULL);
+  l = (later_t){.loop = loop, .fd = -1, .stop = true};
+  ck_assert_int_eq(pthread_create(&th, NULL, act_later, &l), 0);
+  ck_assert(host_turn(loop, 10000, &run) & POLLIN);
+  pthread_join(th, NULL);
+  ck_assert_int_eq(run, AX_RUN_STOPPED);
+  ck_assert_int_eq(ax_signal_stop(&sig), 0);
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  close(p[0]);
+  close(p[1]);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
 static Suite *loop_suite(void) {
   Suite *suite = suite_create("loop");
 
@@ -784,6 +908,7 @@ static Suite *loop_suite(void) {
   tcase_add_test(tc, test_loop_run_once_stop);
   tcase_add_test(tc, test_loop_run_once_not_reentrant);
   tcase_add_test(tc, test_loop_timeout_reports_next_timer);
+  tcase_add_test(tc, test_loop_backend_fd_embeds);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("close");

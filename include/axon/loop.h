@@ -159,6 +159,18 @@ AX_API const char *ax_loop_backend(const ax_loop_t *loop);
 /* The number of active watchers of every kind (what keeps run going). */
 AX_API unsigned ax_loop_active(const ax_loop_t *loop);
 
+/* One fd for a host's own poll loop (libuv's uv_backend_fd): it is
+ * readable whenever the loop has fd events to take, and that covers every
+ * watcher, signals and events included, and ax_loop_stop/ax_loop_wake.
+ * Timers are not on it: a host waits at most ax_loop_timeout() (rounded up
+ * to its own clock's unit), then calls ax_loop_run_once(loop, 0), which
+ * runs what is due and returns without blocking.  Only watch it for
+ * reading; never read it, close it or add it to the loop itself.  Valid
+ * until ax_loop_close.  Any thread that knows the loop is alive.  Returns
+ * the fd.  Errors: -EINVAL (NULL loop), -ENOTSUP (the poll backend keeps no
+ * such fd: use epoll, the default, to embed). */
+AX_API int ax_loop_fd(const ax_loop_t *loop);
+
 /* ------------------------------------------------------------------------ */
 /* fd watchers                                                               */
 
