@@ -439,6 +439,18 @@ bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s) {
   return false;
 }
 
+static bool sys_matches(const ax__msg_t *m, const void *arg) {
+  const uint64_t *want = arg; /* {sys, aux} */
+  return m->sys == want[0] && m->aux == want[1];
+}
+
+ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux) {
+  if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
+    return NULL;
+  const uint64_t want[2] = {sys, aux};
+  return take_saved(fiber_of(a), sys_matches, want);
+}
+
 void ax__fiber_release(ax_actor_t *a, const ax__src_t *s) {
   if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
     return;

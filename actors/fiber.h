@@ -26,4 +26,11 @@ void ax__fiber_release(ax_actor_t *a, const ax__src_t *s);
  * read state.  s's core, before s leaves its owner. */
 void ax__fiber_rd_free(ax__src_t *s);
 
+/* Takes out of fiber a's saved messages (handed to it, not yet received)
+ * the oldest system message of kind sys whose aux is aux, and returns it
+ * (the caller gives it back with ax__msg_unkeep); NULL when there is none
+ * or a is no fiber.  A timer cancelled or rearmed drops its ticks this
+ * way.  a's core. */
+ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux);
+
 #endif /* AXON_ACTORS_FIBER_H */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "actors/actors.h"
+#include "actors/fiber.h"
 #include "actors/list.h"
 
 #define AX__TIMER_PAYLOAD_MAX 256
@@ -17,7 +18,8 @@ typedef struct ax__timer_rec {
   uint64_t id;
   uint32_t type, size;
   bool periodic;
-  bool queued; /* a message of this timer waits in the mailbox */
+  bool queued;    /* a message of this timer waits in the mailbox (not stale) */
+  uint32_t stale; /* messages of this timer in the mailbox from before a rearm */
   unsigned char payload[];
 } ax__timer_rec_t;
 
@@ -46,12 +48,10 @@ static void fire(ax_timer_t *t) {
   ax__deliver(r->actor, m);
 }
 
-static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, const void *data,
-                 size_t size, uint64_t *id) {
-  if (self == NULL || ns < 0 || (periodic && ns == 0) || type == 0 ||
-      size > AX__TIMER_PAYLOAD_MAX || (size != 0 && data == NULL))
-    return -EINVAL;
-  AX__ASSERT_OWNER(self);
+/* Makes a timer of self with the given id (0: a new one), starts it and
+ * lists it.  Returns 0 or -ENOMEM (or the loop's error). */
+static int arm(ax_actor_t *self, uint64_t id, int64_t ns, bool periodic, uint32_t type,
+               const void *data, size_t size, uint64_t *id_out) {
   ax__actor_ext_t *ext = ax__actor_ext(self);
   ax__timer_rec_t *r = ax__malloc(sizeof *r + size);
   if (ext == NULL || r == NULL) {
@@ -61,11 +61,12 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
   ax__core_t *c = self->core;
   ax_timer_init(c->loop, &r->t, fire);
   r->actor = self;
-  r->id = ax__core_next_id(c);
+  r->id = id != 0 ? id : ax__core_next_id(c);
   r->type = type;
   r->size = (uint32_t)size;
   r->periodic = periodic;
   r->queued = false;
+  r->stale = 0;
   if (size != 0)
     memcpy(r->payload, data, size);
   ax_loop_update_time(c->loop);
@@ -75,9 +76,29 @@ static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, con
     return rc;
   }
   ax__list_push((ax__link_t **)&ext->slot[AX__SLOT_TIMERS], &r->link);
-  if (id != NULL)
-    *id = r->id;
+  if (id_out != NULL)
+    *id_out = r->id;
   return 0;
+}
+
+static int start(ax_actor_t *self, int64_t ns, bool periodic, uint32_t type, const void *data,
+                 size_t size, uint64_t *id) {
+  if (self == NULL || ns < 0 || (periodic && ns == 0) || type == 0 ||
+      size > AX__TIMER_PAYLOAD_MAX || (size != 0 && data == NULL))
+    return -EINVAL;
+  AX__ASSERT_OWNER(self);
+  return arm(self, 0, ns, periodic, type, data, size, id);
+}
+
+/* A fiber keeps the messages handed to it until it receives them: the
+ * ticks of timer id it has not received yet are dropped (returns how
+ * many), so that a cancel or a rearm covers them too.  Nothing for other
+ * actors. */
+static unsigned drop_saved(ax_actor_t *self, uint64_t id) {
+  unsigned n = 0;
+  for (ax__msg_t *m; (m = ax__fiber_take_sys(self, AX__SYS_TIMER, id)) != NULL; n++)
+    ax__msg_unkeep(self, m);
+  return n;
 }
 
 int ax_after(ax_actor_t *self, int64_t ns, uint32_t type, const void *data, size_t size,
@@ -95,20 +116,57 @@ int ax_timer_cancel(ax_actor_t *self, uint64_t id) {
     return -EINVAL;
   AX__ASSERT_OWNER(self);
   ax__timer_rec_t *r = find_rec(self, id);
+  /* A fiber may hold a one-shot's message that it has not received: the
+   * timer is gone from the list, but cancelling it still means no message. */
+  unsigned dropped = drop_saved(self, id);
   if (r == NULL)
-    return -ENOENT;
+    return dropped != 0 ? 0 : -ENOENT;
   ax_timer_stop(&r->t);
   unlink_rec(self, r);
   free(r); /* a queued message finds no record and is dropped */
   return 0;
 }
 
+int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns) {
+  if (self == NULL || ns < 0)
+    return -EINVAL;
+  AX__ASSERT_OWNER(self);
+  ax__timer_rec_t *r = find_rec(self, id);
+  if (r == NULL) {
+    /* A fiber's one-shot whose message it holds but has not received: it
+     * starts over from that message (same id, type and payload). */
+    ax__msg_t *m = ax__fiber_take_sys(self, AX__SYS_TIMER, id);
+    if (m == NULL)
+      return -ENOENT;
+    int rc = arm(self, id, ns, false, m->m.type, m->m.data, m->m.size, NULL);
+    ax__msg_unkeep(self, m);
+    return rc;
+  }
+  if (r->periodic && ns == 0)
+    return -EINVAL;
+  (void)drop_saved(self, id); /* a fiber's ticks from before the rearm */
+  /* A message it queued before is stale now: the mailbox is in order, so
+   * the next `stale` messages of this timer are dropped when they come up,
+   * and a new tick may be queued behind them meanwhile. */
+  if (r->queued) {
+    r->stale++;
+    r->queued = false;
+  }
+  ax_loop_update_time(self->core->loop);
+  return ax_timer_restart(&r->t, ns, r->periodic ? ns : 0);
+}
+
 /* A timer message reached the front of the mailbox: delivered only if its
- * timer still exists; a one-shot timer ends here. */
+ * timer still exists and it is not from before a rearm; a one-shot timer
+ * ends here. */
 static int timer_handle(ax_actor_t *a, ax__msg_t *m) {
   ax__timer_rec_t *r = find_rec(a, m->aux);
   if (r == NULL)
     return 0; /* cancelled meanwhile */
+  if (r->stale > 0) {
+    r->stale--; /* queued before a rearm */
+    return 0;
+  }
   r->queued = false;
   if (!r->periodic) {
     unlink_rec(a, r);

@@ -2,7 +2,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "axon/fiber.h"
 #include "axon_test.h"
+#include "fiber_test.h"
 
 enum {
   MSG_GO = AX_MSG_USER,
@@ -471,6 +473,135 @@ START_TEST(test_actor_timer_pending_at_shutdown) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* ax_timer_rearm                                                            */
+
+/* An idle timeout: a one-shot of 100 ms, rearmed on every tick of a 20 ms
+ * ticker for ten ticks.  It must fire once, 100 ms or more after the last
+ * rearm (without the rearms it would fire while the ticks go on). */
+typedef struct idle {
+  uint64_t idle_id, tick_id;
+  int ticks, idles, bad, rearm_bad;
+  int64_t last_rearm, idle_at;
+  int after_rc, zero_rc, neg_rc, every_zero_rc, unknown_rc;
+} idle_t;
+
+static void idle_init(ax_actor_t *self) {
+  idle_t *t = ax_state(self);
+  if (ax_after(self, 100 * AX_NSEC_PER_MSEC, MSG_C, "idle", 4, &t->idle_id) != 0 ||
+      ax_every(self, 20 * AX_NSEC_PER_MSEC, MSG_TICK, NULL, 0, &t->tick_id) != 0)
+    t->bad++;
+  t->last_rearm = ax_now();
+}
+
+static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  idle_t *t = ax_state(self);
+  switch (msg->type) {
+  case MSG_TICK:
+    if (++t->ticks < 10) {
+      if (ax_timer_rearm(self, t->idle_id, 100 * AX_NSEC_PER_MSEC) != 0)
+        t->rearm_bad++;
+      t->last_rearm = ax_now();
+    } else if (ax_timer_cancel(self, t->tick_id) != 0) {
+      t->bad++;
+    }
+    return 0;
+  case MSG_C:
+    t->idle_at = ax_now();
+    if (msg->size != 4 || memcmp(msg->data, "idle", 4) != 0)
+      t->bad++; /* the payload stays the timer's */
+    if (++t->idles == 1) {
+      /* The one-shot is gone once handled; a periodic one needs a period. */
+      t->after_rc = ax_timer_rearm(self, t->idle_id, AX_NSEC_PER_MSEC);
+      t->neg_rc = ax_timer_rearm(self, t->idle_id, -1);
+      t->unknown_rc = ax_timer_rearm(self, 987654321, AX_NSEC_PER_MSEC);
+      uint64_t p;
+      if (ax_every(self, AX_NSEC_PER_SEC, MSG_NEVER, NULL, 0, &p) != 0)
+        t->bad++;
+      t->every_zero_rc = ax_timer_rearm(self, p, 0);
+      t->zero_rc = ax_timer_rearm(NULL, p, 1);
+      (void)ax_after(self, 150 * AX_NSEC_PER_MSEC, MSG_FINISH, NULL, 0, NULL);
+    }
+    return 0;
+  case MSG_FINISH:
+    return AX_STOP;
+  default:
+    t->bad++;
+    return 0;
+  }
+}
+
+START_TEST(test_actor_timer_rearm_idle_timeout) {
+  idle_t t;
+  memset(&t, 0, sizeof t);
+  ax_rt_t *rt = run_one(idle_behaviour, idle_init, &t);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(t.bad, 0);
+  ck_assert_int_eq(t.rearm_bad, 0);
+  ck_assert_int_ge(t.ticks, 10);
+  ck_assert_int_eq(t.idles, 1);
+  ck_assert_msg(t.idle_at - t.last_rearm >= 100 * AX_NSEC_PER_MSEC,
+                "the idle timeout fired %lld ns after the last rearm",
+                (long long)(t.idle_at - t.last_rearm));
+  ck_assert_int_eq(t.after_rc, -ENOENT);
+  ck_assert_int_eq(t.neg_rc, -EINVAL);
+  ck_assert_int_eq(t.unknown_rc, -ENOENT);
+  ck_assert_int_eq(t.every_zero_rc, -EINVAL);
+  ck_assert_int_eq(t.zero_rc, -EINVAL);
+}
+END_TEST
+
+/* A rearm drops a message of the timer that already waits in the mailbox:
+ * a fiber lets its one-shot fire while it sleeps (the message waits), then
+ * rearms it for 50 ms.  One message comes, 50 ms or more after the rearm. */
+static int rearm_queued_fiber(ax_actor_t *self, void *arg) {
+  fib_t *f = arg;
+  uint64_t id;
+  FCHECK_EQ(f, ax_after(self, AX_NSEC_PER_MSEC, MSG_A, NULL, 0, &id), 0);
+  FCHECK_EQ(f, ax_sleep(self, 30 * AX_NSEC_PER_MSEC), 0); /* MSG_A fires and waits */
+  int64_t t0 = ax_now();
+  FCHECK_EQ(f, ax_timer_rearm(self, id, 50 * AX_NSEC_PER_MSEC), 0);
+  const ax_msg_t *m = NULL;
+  FCHECK_EQ(f, ax_recv_type(self, MSG_A, ax_deadline(5 * AX_NSEC_PER_SEC), &m), 0);
+  int64_t waited = ax_now() - t0;
+  if (waited < 50 * AX_NSEC_PER_MSEC)
+    fib_fail(f, __LINE__, "the message came %lld ns after the rearm: the stale one",
+             (long long)waited);
+  /* And only that one. */
+  FCHECK_EQ(f, ax_recv_type(self, MSG_A, ax_deadline(100 * AX_NSEC_PER_MSEC), &m), -ETIMEDOUT);
+  /* Handled: the one-shot is gone. */
+  FCHECK_EQ(f, ax_timer_rearm(self, id, AX_NSEC_PER_MSEC), -ENOENT);
+  return 0;
+}
+
+/* The same for a cancel: a one-shot that fired while the fiber slept is
+ * cancelled (0), and its message never comes. */
+static int cancel_queued_fiber(ax_actor_t *self, void *arg) {
+  fib_t *f = arg;
+  uint64_t id;
+  FCHECK_EQ(f, ax_after(self, AX_NSEC_PER_MSEC, MSG_A, NULL, 0, &id), 0);
+  FCHECK_EQ(f, ax_sleep(self, 30 * AX_NSEC_PER_MSEC), 0);
+  FCHECK_EQ(f, ax_timer_cancel(self, id), 0);
+  const ax_msg_t *m = NULL;
+  FCHECK_EQ(f, ax_recv_type(self, MSG_A, ax_deadline(100 * AX_NSEC_PER_MSEC), &m), -ETIMEDOUT);
+  FCHECK_EQ(f, ax_timer_cancel(self, id), -ENOENT);
+  return 0;
+}
+
+START_TEST(test_actor_timer_rearm_drops_queued) {
+  ax_rt_t *rt = rt_new();
+  fib_t f;
+  fib_init(&f);
+  spawn_fiber(rt, rearm_queued_fiber, &f, 1, 0);
+  fib_wait(&f, 10000);
+  fib_t g;
+  fib_init(&g);
+  spawn_fiber(rt, cancel_queued_fiber, &g, 0, 0);
+  fib_wait(&g, 10000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *actor_timer_suite(void) {
   Suite *suite = suite_create("actor_timer");
 
@@ -487,6 +618,12 @@ static Suite *actor_timer_suite(void) {
   tcase_add_test(tc, test_actor_timer_every_cancel);
   tcase_add_test(tc, test_actor_timer_every_no_backlog);
   tcase_add_test(tc, test_actor_timer_errors);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("rearm");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_actor_timer_rearm_idle_timeout);
+  tcase_add_test(tc, test_actor_timer_rearm_drops_queued);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("stop");

@@ -3,7 +3,8 @@
  * actor stops.
  * Shows: an init hook that starts the timers (and stops the actor with ax_stop if it cannot);
  * timer ids; payloads copied when a timer is set and delivered with each of its messages;
- * ax_timer_cancel's -ENOENT for a timer that has fired or been cancelled; timers never fire early.
+ * ax_timer_cancel's -ENOENT for a timer that is gone (a one-shot whose message is being or was
+ * handled, or one cancelled already); timers never fire early.
  * Run: build/examples/timers [period-ms [ticks]]   (default 100 ms and 5 ticks) */
 #include <axon.h>
 #include <errno.h>
@@ -61,7 +62,7 @@ static int on_message(ax_actor_t *self, const ax_msg_t *msg) {
     if ((rc = check(ax_timer_cancel(self, m->ticker), "ax_timer_cancel(ticker)")) < 0)
       return rc; /* stop with the failure as reason */
     m->ticks_at_cancel = m->ticks;
-    /* Both timers are gone now: the ticker cancelled, the one-shot fired. */
+    /* Both timers are gone now: the ticker cancelled, the one-shot handled (this message). */
     rc = ax_timer_cancel(self, m->ticker);
     rc2 = ax_timer_cancel(self, m->deadline);
     printf("cancel the ticker again: %s; cancel the fired deadline: %s\n", ax_err_name(rc),

@@ -220,10 +220,21 @@ AX_API int ax_every(ax_actor_t *self, int64_t period_ns, uint32_t type, const vo
                     size_t size, uint64_t *id);
 
 /* Cancels a timer of self.  After it returns 0, no message from that timer
- * is delivered, not even one already queued.  Errors: -EINVAL (NULL self),
- * -ENOENT (no such timer: a one-shot timer whose message self has already
- * handled, a cancelled timer, or an unknown id). */
+ * is delivered, not even one already queued: a one-shot timer that has
+ * fired but whose message self has not handled yet is cancelled too.
+ * Errors: -EINVAL (NULL self), -ENOENT (no such timer: a one-shot timer
+ * whose message self has already handled, a cancelled timer, or an unknown
+ * id). */
 AX_API int ax_timer_cancel(ax_actor_t *self, uint64_t id);
+
+/* Starts a timer of self over, as if set now with ns and its own type and
+ * payload, keeping its id: a one-shot timer fires ns from now, a periodic
+ * one ticks every ns from now.  A message of it that is queued and not yet
+ * handled is dropped, as by a cancel.  The idle timeout of a connection is
+ * one ax_after, then a rearm per packet.  Errors: -EINVAL (NULL self,
+ * ns < 0, ns 0 for a periodic timer), -ENOENT (as ax_timer_cancel: a
+ * one-shot timer whose message was handled is gone; set a new one). */
+AX_API int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns);
 
 /* ------------------------------------------------------------------------ */
 /* Monitors                                                                  */
