@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "actors/actors.h"
+#include "actors/fiber.h"
 #include "actors/monitor.h"
 
 static unsigned round_robin(ax_rt_t *rt) {
@@ -71,6 +72,7 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
   ax_actor_t *a = ax__actor_new(c, behaviour, state);
   if (a == NULL)
     return -ENOMEM;
+  a->mbox_max = o.mailbox_max; /* before the reference is made: it carries the bound's bit */
   /* Kept in the extension: most actors have no terminate hook, and the
    * actor itself stays at 80 bytes. */
   if (o.terminate != NULL) {
@@ -203,7 +205,8 @@ send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t re
   if (!msg_args_ok(type, data, size))
     return -EINVAL;
   ax__core_t *c = ax__tls_core;
-  if (c != NULL) {
+  /* A bounded mailbox counts every message: the general path does. */
+  if (c != NULL && !ax__ref_bounded(to)) {
     int rc = send_local(c, to, type, data, size, req);
     if (rc <= 0)
       return rc;
@@ -273,6 +276,13 @@ int ax_stop(ax_ref_t ref, int reason) {
   ax__deliver(a, m);
   ax__ref_leave(erec);
   return 0;
+}
+
+int64_t ax_mailbox_len(const ax_actor_t *self) {
+  if (self == NULL)
+    return -EINVAL;
+  AX__ASSERT_OWNER(self);
+  return (int64_t)self->mq_len + ax__fiber_saved(self);
 }
 
 unsigned ax_core(const ax_actor_t *self) { return self != NULL ? self->core->index : 0; }

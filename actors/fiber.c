@@ -266,7 +266,8 @@ int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t
                                            o.stack_size > AX__STACK_MAX)))
     return -EINVAL;
   ax_spawn_opts_t so = {.placement = o.placement, .core = o.core, .monitor = o.monitor,
-                        .monitor_id = o.monitor_id, .near = o.near};
+                        .monitor_id = o.monitor_id, .near = o.near,
+                        .mailbox_max = o.mailbox_max};
   spawn_args_t sa = {.fn = fn, .o = &o};
   ax__spawn_extra_t x = {.setup = fiber_setup, .undo = fiber_undo, .arg = &sa,
                          .first_type = AX__FIBER_START};
@@ -442,6 +443,12 @@ bool ax__fiber_holds(const ax_actor_t *a, const ax__src_t *s) {
 static bool sys_matches(const ax__msg_t *m, const void *arg) {
   const uint64_t *want = arg; /* {sys, aux} */
   return m->sys == want[0] && m->aux == want[1];
+}
+
+uint32_t ax__fiber_saved(const ax_actor_t *a) {
+  if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
+    return 0;
+  return fiber_of(a)->scount;
 }
 
 ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux) {

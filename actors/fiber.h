@@ -33,4 +33,8 @@ void ax__fiber_rd_free(ax__src_t *s);
  * way.  a's core. */
 ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux);
 
+/* How many messages fiber a keeps aside, handed to it and not received;
+ * 0 for other actors.  a's core. */
+uint32_t ax__fiber_saved(const ax_actor_t *a);
+
 #endif /* AXON_ACTORS_FIBER_H */

@@ -8,19 +8,26 @@
 /* ------------------------------------------------------------------------ */
 /* Birth                                                                     */
 
+/* Gives an actor's memory back: to the pool it came from, or to malloc. */
+static void actor_free(ax_actor_t *a) {
+  if (a->pooled)
+    ax__pool_free(ax__page_of(a)->pool, a);
+  else
+    free(a);
+}
+
 ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state) {
   /* The actor's memory comes from the calling core's pool when there is
    * one of the same runtime (it goes back there when the actor is
    * reclaimed, from whichever core), else from malloc. */
   ax__core_t *cur = ax__tls_core;
   ax_actor_t *a = NULL;
-  ax__pool_t *home = NULL;
+  bool pooled = false;
   if (cur != NULL && cur->rt == c->rt) {
-    home = &cur->pools[AX__ACTOR_POOL];
-    a = ax__pool_alloc(home);
+    a = ax__pool_alloc(&cur->pools[AX__ACTOR_POOL]);
+    pooled = a != NULL;
   }
   if (a == NULL) {
-    home = NULL;
     a = ax__malloc(sizeof *a);
     if (a == NULL)
       return NULL;
@@ -29,7 +36,7 @@ ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state) {
   a->fn = fn;
   a->state = state;
   a->core = c;
-  a->home = home;
+  a->pooled = pooled;
   atomic_init(&a->stop_req, 0);
   return a;
 }
@@ -42,6 +49,8 @@ int ax__actor_reserve(ax_actor_t *a) {
   ax__slot_t *s = ax__table_slot(&c->table, (uint32_t)slot);
   uint32_t gen = atomic_load_explicit(&s->gen, memory_order_relaxed);
   a->ref = ax__ref_make(gen, c->rt->index, c->index, (uint32_t)slot);
+  if (a->mbox_max != 0)
+    a->ref |= AX__REF_BOUNDED;
   return 0;
 }
 
@@ -79,10 +88,7 @@ void ax__actor_discard(ax_actor_t *a) {
     ax__table_free(&a->core->table, ax__ref_slot(a->ref));
   }
   ax__actor_ext_free(a);
-  if (a->home != NULL)
-    ax__pool_free(a->home, a);
-  else
-    free(a);
+  actor_free(a);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -110,6 +116,7 @@ static void msg_done(ax__msg_t *m) {
 void ax__msg_unkeep(ax_actor_t *a, ax__msg_t *m) {
   assert(m->flags & AX__MSG_KEPT);
   m->flags &= (uint16_t)~AX__MSG_KEPT;
+  ax__msg_uncount(a, m);
   if (m->sys != AX__SYS_NONE) {
     const ax__kind_t *k = ax__kinds[m->sys];
     if (k != NULL && k->unkept != NULL)
@@ -197,10 +204,7 @@ static void finish(ax__core_t *c, ax_actor_t *a) {
    * purge delay (ax__core_idle), as for empty pool spans. */
   if (++c->slots_freed == AX__TRIM_SLOTS && c->heap.purge_at == 0)
     c->heap.purge_at = c->heap.now + AX__PURGE_NS;
-  if (a->home != NULL)
-    ax__pool_free(a->home, a);
-  else
-    free(a);
+  actor_free(a);
 }
 
 void ax__reclaim(ax__core_t *c, bool all) {

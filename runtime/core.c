@@ -126,8 +126,10 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     c->handling = m;
     stop = handle(a, m, &reason);
     c->handling = NULL;
-    if (!(m->flags & AX__MSG_KEPT)) /* a kept one is its keeper's (ax__msg_unkeep) */
+    if (!(m->flags & AX__MSG_KEPT)) { /* a kept one is its keeper's (ax__msg_unkeep) */
+      ax__msg_uncount(a, m);
       ax__msg_free(m);
+    }
     if (stop || m == last || n >= batch)
       break;
   }

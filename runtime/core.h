@@ -68,10 +68,16 @@ struct ax_actor {
     ax__retired_t retired; /* dead, waiting for its grace period */
   };
   ax__core_t *core;
-  ax__pool_t *home; /* NULL: malloc'd */
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
   bool queued;
   bool ext_pooled; /* ext came from a core's pool (ext.c) */
+  bool pooled;     /* from a core's actor pool (ax__page_of finds it), else malloc'd */
+  uint32_t mq_len; /* messages in the mailbox (owner core) */
+  /* A bounded mailbox (its reference has AX__REF_BOUNDED): at most
+   * mbox_max user messages sent and not yet done with (handled, or given
+   * back once kept); senders count them in `inflight` under the epoch. */
+  uint32_t mbox_max;
+  _Atomic uint32_t inflight;
 };
 
 _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_head, state) &&
@@ -294,8 +300,10 @@ static inline void ax__mailbox_link(ax_actor_t *a, ax__msg_t *m, bool front) {
   if (t == NULL) {
     atomic_store_explicit(&n->next, n, memory_order_relaxed);
     a->mq_tail = m;
+    a->mq_len++;
     return;
   }
+  a->mq_len++;
   atomic_store_explicit(&n->next, atomic_load_explicit(&t->node.next, memory_order_relaxed),
                         memory_order_relaxed);
   atomic_store_explicit(&t->node.next, n, memory_order_relaxed);
@@ -310,12 +318,23 @@ static inline ax__msg_t *ax__mailbox_pop(ax_actor_t *a) {
   if (t == NULL)
     return NULL;
   ax__msg_t *h = (ax__msg_t *)atomic_load_explicit(&t->node.next, memory_order_relaxed);
+  a->mq_len--;
   if (h == t)
     a->mq_tail = NULL;
   else
     atomic_store_explicit(&t->node.next, atomic_load_explicit(&h->node.next, memory_order_relaxed),
                           memory_order_relaxed);
   return h;
+}
+
+/* The actor is done with m (handled, or given back once kept): a bounded
+ * mailbox has room for one more.  Owner core. */
+static inline void ax__msg_uncount(ax_actor_t *a, ax__msg_t *m) {
+  if (__builtin_expect((m->flags & AX__MSG_COUNTED) != 0, 0)) {
+    m->flags &= (uint16_t)~AX__MSG_COUNTED;
+    /* Relaxed: a count (send_bounded in send.c). */
+    atomic_fetch_sub_explicit(&a->inflight, 1, memory_order_relaxed);
+  }
 }
 
 /* Appends m to the mailbox of a, an actor of the calling core, and makes

@@ -48,6 +48,7 @@ enum {
   AX__MSG_TAKEN = 1u << 1, /* ax_msg_take() took the buffer: no release */
   AX__MSG_KEPT = 1u << 2,  /* kept beyond its turn (ax__msg_keep) */
   AX__MSG_FIRST = 1u << 3, /* an actor's first message, through the inbox */
+  AX__MSG_COUNTED = 1u << 4, /* counted in a bounded mailbox's inflight (ax__msg_uncount) */
 };
 #define AX__MSG_KIND_FLAG(n) ((uint16_t)(1u << (8 + (n))))
 

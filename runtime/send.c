@@ -307,11 +307,44 @@ static int send_remote(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
   return 0;
 }
 
+/* A user message to an actor with a bounded mailbox: counted in the
+ * actor's inflight under the epoch (the actor's memory stays while the
+ * sender looks), or refused with -EAGAIN when the bound is reached. */
+static int send_bounded(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
+  ax__erec_t *erec;
+  void *obj;
+  int rc = ax__ref_enter(to, &obj, rt_out, &erec);
+  if (rc == 0 && ax__ref_core(to) == AX__REF_NO_CORE)
+    rc = -ESRCH; /* never: a port's reference has no bound */
+  if (rc < 0) {
+    ax__ref_leave(erec);
+    return rc;
+  }
+  ax_actor_t *a = obj;
+  if (a->ref != to) { /* the bit set on a reference to an unbounded actor: no such actor */
+    ax__ref_leave(erec);
+    return -ESRCH;
+  }
+  /* Relaxed: the count orders nothing, it only bounds; the receiver's
+   * decrement (ax__msg_uncount) is relaxed too. */
+  if (atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed) >= a->mbox_max) {
+    atomic_fetch_sub_explicit(&a->inflight, 1, memory_order_relaxed);
+    ax__ref_leave(erec);
+    return -EAGAIN;
+  }
+  m->flags |= AX__MSG_COUNTED;
+  ax__deliver(a, m);
+  ax__ref_leave(erec);
+  return 0;
+}
+
 int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
   ax_rt_t *rt = NULL;
   ax__core_t *cur = ax__tls_core;
   int rc;
-  if (cur != NULL && ax__ref_on_core(cur, to)) {
+  if (ax__ref_bounded(to) && m->sys == AX__SYS_NONE) {
+    rc = send_bounded(to, m, &rt);
+  } else if (cur != NULL && ax__ref_on_core(cur, to)) {
     ax_actor_t *a = ax__lookup_local(cur, to);
     rt = cur->rt;
     if (a != NULL) {

@@ -1183,6 +1183,213 @@ START_TEST(test_actor_slots_given_back) {
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* Mailbox length and bound                                                  */
+
+enum { SELF_SENDS = 10 };
+
+typedef struct lenrec {
+  int64_t seen[SELF_SENDS + 1]; /* ax_mailbox_len: after the sends, then in each PING */
+  atomic_int handled;
+  int64_t null_rc;
+} lenrec_t;
+
+static int len_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  lenrec_t *r = ax_state(self);
+  if (msg->type == MSG_GO) {
+    for (int i = 0; i < SELF_SENDS; i++)
+      (void)ax_send(ax_self(self), MSG_PING, NULL, 0);
+    r->seen[0] = ax_mailbox_len(self);
+    r->null_rc = ax_mailbox_len(NULL);
+    return 0;
+  }
+  int n = atomic_load(&r->handled);
+  r->seen[n + 1] = ax_mailbox_len(self);
+  atomic_fetch_add(&r->handled, 1);
+  return 0;
+}
+
+START_TEST(test_actor_mailbox_len) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  lenrec_t r;
+  memset(&r, 0, sizeof r);
+  ax_ref_t a = test_spawn(rt, len_behaviour, &r, AX_PLACE_CORE, 1, NULL, NULL);
+  test_send(a, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&r.handled) == SELF_SENDS, 10000);
+  ck_assert_int_eq(r.seen[0], SELF_SENDS);
+  for (int i = 1; i <= SELF_SENDS; i++)
+    ck_assert_int_eq(r.seen[i], SELF_SENDS - i); /* the one handled is out of the mailbox */
+  ck_assert_int_eq(r.null_rc, -EINVAL);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+enum { BOUND = 4 };
+
+/* A bounded actor: MSG_GO holds its core until `hold` drops to 0. */
+typedef struct bounded {
+  atomic_int hold, handled, bad;
+} bounded_t;
+
+static int bounded_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  bounded_t *b = ax_state(self);
+  (void)self;
+  if (msg->type == MSG_GO) {
+    int64_t end = ax_now() + 20 * AX_NSEC_PER_SEC;
+    while (atomic_load(&b->hold) != 0 && ax_now() < end) {
+    }
+  }
+  atomic_fetch_add(&b->handled, 1);
+  return 0;
+}
+
+/* Sends to a bounded actor from its own core in one turn: the first BOUND
+ * go, the rest are refused. */
+typedef struct flooder {
+  ax_ref_t target;
+  int ok, again, other;
+  atomic_int done;
+} flooder_t;
+
+static int flooder_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  flooder_t *f = ax_state(self);
+  for (int i = 0; i < 3 * BOUND; i++) {
+    int rc = ax_send(f->target, MSG_PING, "p", 1);
+    if (rc == 0)
+      f->ok++;
+    else if (rc == -EAGAIN)
+      f->again++;
+    else
+      f->other++;
+  }
+  atomic_store(&f->done, 1);
+  return AX_STOP;
+}
+
+static atomic_int bound_released;
+static void count_release(void *buf) {
+  free(buf);
+  atomic_fetch_add(&bound_released, 1);
+}
+
+START_TEST(test_actor_mailbox_bound) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  bounded_t b;
+  memset(&b, 0, sizeof b);
+  ax_spawn_opts_t o = {.placement = AX_PLACE_CORE, .core = 1, .mailbox_max = BOUND};
+  ax_ref_t ref;
+  ck_assert_int_eq(ax_spawn(rt, bounded_behaviour, &b, &o, &ref), 0);
+  /* From a thread that is no core, while the actor holds its core: the
+   * message being handled still counts until its handler returns. */
+  atomic_store(&b.hold, 1);
+  test_send(ref, MSG_GO, NULL, 0);
+  for (int i = 1; i < BOUND; i++)
+    test_send(ref, MSG_PING, "x", 1);
+  ck_assert_int_eq(ax_send(ref, MSG_PING, "x", 1), -EAGAIN);
+  ck_assert_int_eq(ax_send(ref, MSG_PING, NULL, 0), -EAGAIN);
+  atomic_store(&bound_released, 0);
+  ck_assert_int_eq(ax_send_owned(ref, MSG_DATA, malloc(16), 16, count_release), -EAGAIN);
+  ck_assert_int_eq(atomic_load(&bound_released), 1); /* refused: released, not leaked */
+  ck_assert_ptr_nonnull(strstr(ax_strerror(-EAGAIN), "bounded"));
+  atomic_store(&b.hold, 0);
+  TEST_WAIT_UNTIL(atomic_load(&b.handled) == BOUND, 10000);
+  /* Room again, and again the bound. */
+  for (int i = 0; i < BOUND; i++)
+    test_send(ref, MSG_PING, "y", 1);
+  TEST_WAIT_UNTIL(atomic_load(&b.handled) == 2 * BOUND, 10000);
+  /* From an actor of the same core, in one turn (the target cannot run
+   * meanwhile), and from an actor of the other core while the target holds
+   * its core: BOUND go, the rest are -EAGAIN. */
+  for (unsigned core = 1; core < 3; core++) {
+    int before = atomic_load(&b.handled);
+    flooder_t f = {.target = ref};
+    if (core == 2) { /* core 0, with the target held */
+      atomic_store(&b.hold, 1);
+      test_send(ref, MSG_GO, NULL, 0);
+      test_send(ref, MSG_PING, "z", 1);
+    }
+    ax_ref_t fl = test_spawn(rt, flooder_behaviour, &f, AX_PLACE_CORE, core == 1 ? 1 : 0, NULL,
+                             NULL);
+    test_send(fl, MSG_GO, NULL, 0);
+    if (core == 2) {
+      TEST_WAIT_UNTIL(atomic_load(&f.done) == 1, 10000);
+      atomic_store(&b.hold, 0);
+    }
+    TEST_WAIT_UNTIL(atomic_load(&f.done) == 1, 10000);
+    ck_assert_int_eq(f.other, 0);
+    int queued_before = core == 2 ? 2 : 0; /* GO and the test's z */
+    ck_assert_int_eq(f.ok, BOUND - queued_before);
+    ck_assert_int_eq(f.again, 3 * BOUND - (BOUND - queued_before));
+    TEST_WAIT_UNTIL(atomic_load(&b.handled) == before + BOUND, 10000);
+  }
+  ck_assert_int_eq(atomic_load(&b.bad), 0);
+  /* Unbounded actors are untouched by all this. */
+  rec_t rec;
+  rec_reset(&rec, 1);
+  ax_ref_t free_ref = spawn_rec(rt, &rec, AX_PLACE_CORE, 1);
+  for (int i = 0; i < 100; i++)
+    test_send(free_ref, MSG_PING, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&rec.handled) == 100, 10000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* A fiber's bound counts what it keeps aside while it waits for another
+ * type: three PINGs fill it while it waits for MSG_DATA. */
+typedef struct fbound {
+  atomic_int phase;
+  int64_t len_after_wait;
+  int wait_rc, recv_ok;
+} fbound_t;
+
+static int fbound_fiber(ax_actor_t *self, void *arg) {
+  fbound_t *f = arg;
+  const ax_msg_t *m;
+  atomic_store(&f->phase, 1);
+  f->wait_rc = ax_recv_type(self, MSG_DATA, ax_deadline(300 * AX_NSEC_PER_MSEC), &m);
+  f->len_after_wait = ax_mailbox_len(self);
+  atomic_store(&f->phase, 2);
+  while (atomic_load(&f->phase) != 3)
+    ax_sleep(self, AX_NSEC_PER_MSEC);
+  for (int i = 0; i < BOUND - 1; i++)
+    if (ax_recv(self, ax_deadline(AX_NSEC_PER_SEC), &m) == 0 && m->type == MSG_PING)
+      f->recv_ok++;
+  ax_yield(self); /* the last one received is given back at the next call */
+  atomic_store(&f->phase, 4);
+  while (atomic_load(&f->phase) != 5)
+    ax_sleep(self, AX_NSEC_PER_MSEC);
+  return 0;
+}
+
+START_TEST(test_actor_mailbox_bound_fiber) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  fbound_t f;
+  memset(&f, 0, sizeof f);
+  ax_fiber_opts_t o = {.placement = AX_PLACE_CORE, .core = 1, .mailbox_max = BOUND - 1};
+  ax_ref_t ref;
+  ck_assert_int_eq(ax_spawn_fiber(rt, fbound_fiber, &f, &o, &ref), 0);
+  TEST_WAIT_UNTIL(atomic_load(&f.phase) == 1, 10000);
+  for (int i = 0; i < BOUND - 1; i++)
+    test_send(ref, MSG_PING, NULL, 0);
+  ck_assert_int_eq(ax_send(ref, MSG_PING, NULL, 0), -EAGAIN);
+  ck_assert_int_eq(ax_send(ref, MSG_DATA, NULL, 0), -EAGAIN); /* full, whatever the type */
+  TEST_WAIT_UNTIL(atomic_load(&f.phase) == 2, 10000);
+  ck_assert_int_eq(f.wait_rc, -ETIMEDOUT);
+  ck_assert_int_eq(f.len_after_wait, BOUND - 1);
+  atomic_store(&f.phase, 3);
+  TEST_WAIT_UNTIL(atomic_load(&f.phase) == 4, 10000);
+  ck_assert_int_eq(f.recv_ok, BOUND - 1);
+  /* Received and given back: room again. */
+  test_send(ref, MSG_PING, NULL, 0);
+  atomic_store(&f.phase, 5);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 /* Request and reply                                                         */
 
 enum { REQUESTS = 200 };
@@ -1515,6 +1722,9 @@ static Suite *actor_suite(void) {
   tcase_add_test(tc, test_actor_send_errors);
   tcase_add_test(tc, test_actor_send_to_stopped);
   tcase_add_test(tc, test_actor_slots_given_back);
+  tcase_add_test(tc, test_actor_mailbox_len);
+  tcase_add_test(tc, test_actor_mailbox_bound);
+  tcase_add_test(tc, test_actor_mailbox_bound_fiber);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("request");

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "actors/io/addr.h"
@@ -167,7 +168,10 @@ static void keep_port(int fd, unsigned n) {
       BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, n),
       BPF_STMT(BPF_RET | BPF_A, 0),
   };
-  struct sock_fprog prog = {.len = sizeof code / sizeof code[0], .filter = code};
+  struct sock_fprog prog;
+  memset(&prog, 0, sizeof prog); /* its padding goes to the kernel too */
+  prog.len = sizeof code / sizeof code[0];
+  prog.filter = code;
   (void)setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
 }
 

@@ -131,6 +131,15 @@ typedef struct ax_spawn_opts {
   ax_actor_t *monitor;
   uint64_t *monitor_id;
   ax_ref_t near; /* with AX_PLACE_NEAR: an actor of the same runtime */
+  /* A bound on the mailbox (0: none).  At most this many messages sent
+   * with ax_send, ax_send_owned, ax_request or ax_reply wait for the actor
+   * at once, counted from the send until the actor is done with them;
+   * one more send fails with -EAGAIN (an owned buffer is released), and
+   * the sender tries again later.  Messages of axon's own (timers, I/O,
+   * DOWN, STOP) are not counted: sources have windows of their own.
+   * Sends to a bounded actor cost an atomic add and a look at the actor;
+   * sends to every other actor cost nothing more. */
+  uint32_t mailbox_max;
 } ax_spawn_opts_t;
 
 /* Creates an actor running `behaviour` with `state` (yours: axon never
@@ -198,6 +207,15 @@ static inline ax_ref_t ax_self(const ax_actor_t *self) {
 /* The running actor's core index and runtime. */
 AX_API unsigned ax_core(const ax_actor_t *self);
 AX_API ax_rt_t *ax_actor_rt(const ax_actor_t *self);
+
+/* How many messages wait for self: those in its mailbox, and for a fiber
+ * those it keeps aside while it waits for another.  Messages from other
+ * cores or threads count once they reached self's core (a core takes them
+ * in between turns).  With a bound (mailbox_max), what is counted against
+ * it is sends not yet done with, so this may read lower.  Lets an actor
+ * see a flood and shed load: nothing between actors pushes back unless a
+ * mailbox is bounded.  Self's core only.  Errors: -EINVAL (NULL self). */
+AX_API int64_t ax_mailbox_len(const ax_actor_t *self);
 
 /* The core index of a reference (to spawn next to it, say), or -EINVAL for
  * AX_REF_NONE or a port.  Any thread. */

@@ -81,6 +81,9 @@ typedef struct ax_fiber_opts {
    * the process.  Only the pages the fiber touches take memory. */
   size_t stack_size;
   ax_ref_t near; /* with AX_PLACE_NEAR, as ax_spawn_opts_t.near */
+  /* As ax_spawn_opts_t.mailbox_max; a message the fiber has not received
+   * yet (kept aside while it waits for another) still counts. */
+  uint32_t mailbox_max;
 } ax_fiber_opts_t;
 
 /* Spawns a fiber running fn(self, arg); ax_state(self) is arg.  It starts
