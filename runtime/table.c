@@ -74,17 +74,26 @@ static int ensure_chunk(ax__table_t *t, uint32_t index) {
   return 0;
 }
 
+/* Pushes a chain whose first item is numbered item (stored + 1) on the
+ * tagged stack *top; *link is the chain's last link, set to the old top.
+ * The free stack and the stack of given-back units both use it.  Any
+ * thread. */
+static void tagged_push(_Atomic uint64_t *top, uint32_t item, _Atomic uint32_t *link) {
+  uint64_t head = atomic_load_explicit(top, memory_order_relaxed);
+  uint64_t desired;
+  do {
+    atomic_store_explicit(link, (uint32_t)head, memory_order_relaxed);
+    desired = ((head >> 32) + 1) << 32 | (item + 1);
+    /* Release: the chain's links (and what the caller wrote before, a
+     * unit's floor) are visible to the thread that pops it. */
+  } while (!atomic_compare_exchange_weak_explicit(top, &head, desired, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
 /* Pushes the chain of free slots first..last (linked by next_free, last's
  * link about to be set) on the free stack.  Any thread. */
 static void push_free(ax__table_t *t, uint32_t first, ax__slot_t *last) {
-  uint64_t head = atomic_load_explicit(&t->free_head, memory_order_relaxed);
-  uint64_t desired;
-  do {
-    atomic_store_explicit(&last->next_free, (uint32_t)head, memory_order_relaxed);
-    desired = ((head >> 32) + 1) << 32 | (first + 1);
-    /* Release: the chain's links are visible to the threads that pop it. */
-  } while (!atomic_compare_exchange_weak_explicit(&t->free_head, &head, desired,
-                                                  memory_order_release, memory_order_relaxed));
+  tagged_push(&t->free_head, first, &last->next_free);
 }
 
 /* The first slot of unit u (numbered chunk * AX__UNITS_MAX + place). */
@@ -204,14 +213,7 @@ static size_t bury_unit(ax__table_t *t, uint32_t u) {
   }
   ax__unit_t *meta = &units_of(chunk)[u % AX__UNITS_MAX];
   atomic_store_explicit(&meta->floor, floor, memory_order_relaxed);
-  uint64_t head = atomic_load_explicit(&t->dead_head, memory_order_relaxed);
-  uint64_t desired;
-  do {
-    atomic_store_explicit(&meta->next_dead, (uint32_t)head, memory_order_relaxed);
-    desired = ((head >> 32) + 1) << 32 | (u + 1);
-    /* Release: floor and next_dead are visible to the thread that pops u. */
-  } while (!atomic_compare_exchange_weak_explicit(&t->dead_head, &head, desired,
-                                                  memory_order_release, memory_order_relaxed));
+  tagged_push(&t->dead_head, u, &meta->next_dead);
   return (size_t)n * sizeof *s;
 }
 
