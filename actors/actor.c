@@ -241,10 +241,8 @@ int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
 }
 
 void *ax_msg_take(const ax_msg_t *msg) {
-  if (msg == NULL)
-    return NULL;
-  ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
-  if (!(m->flags & AX__MSG_OWNED) || (m->flags & AX__MSG_TAKEN))
+  ax__msg_t *m = ax__msg_of(msg);
+  if (m == NULL || !(m->flags & AX__MSG_OWNED) || (m->flags & AX__MSG_TAKEN))
     return NULL;
   m->flags |= AX__MSG_TAKEN;
   return (void *)msg->data;

@@ -89,4 +89,14 @@ static inline void *ax__slot_get(const ax_actor_t *a, unsigned i) {
   return a->ext != NULL ? a->ext->slot[i] : NULL;
 }
 
+/* The message a behaviour (or a fiber) got msg from, or NULL when the
+ * caller is no actor: a port's thread has a copy of the message, not the
+ * message, and nothing may be read around it. */
+static inline ax__msg_t *ax__msg_of(const ax_msg_t *msg) {
+  ax__core_t *c = ax__tls_core;
+  if (msg == NULL || c == NULL || c->current == NULL)
+    return NULL;
+  return AX_CONTAINER_OF(msg, ax__msg_t, m);
+}
+
 #endif /* AXON_ACTORS_ACTORS_H */

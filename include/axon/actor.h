@@ -175,7 +175,8 @@ AX_API int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
 
 /* Takes ownership of an ax_send_owned() buffer from inside the behaviour
  * handling msg: returns it, and axon will not release it.  Returns NULL for
- * a message whose payload was copied.  Receiving actor only. */
+ * a message whose payload was copied, and on a thread that is no actor (a
+ * port's: ax_port_recv hands out a copy).  Receiving actor only. */
 AX_API void *ax_msg_take(const ax_msg_t *msg);
 
 /* Asks an actor to stop.  It stops before handling any further message;
