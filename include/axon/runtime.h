@@ -71,7 +71,9 @@ AX_API int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **rt);
  * the runtime claims them.  The calling thread keeps the set blocked from
  * here until ax_rt_join() returns (threads it creates meanwhile inherit
  * that).  Threads created before this call should block the set too, or
- * the kernel may deliver a signal there instead.  Only one runtime of a
+ * the kernel may deliver a signal there instead.  A signal sent to one
+ * thread (raise, pthread_kill) reaches the runtime only when that thread
+ * is core 0; send to the process (kill(getpid(), sig)) instead.  Only one runtime of a
  * process should claim signals: give the others AX_RT_NO_SIGNALS.
  * Errors: -EINVAL (NULL rt, or already started), -EAGAIN/-ENOMEM (thread
  * creation failed; the threads started so far are stopped and joined). */
