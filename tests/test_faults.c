@@ -18,12 +18,14 @@ static int counter(ax_actor_t *self, const ax_msg_t *m) {
   return 0;
 }
 
-typedef enum { OP_SEND, OP_STOP, OP_REGISTER } op_t;
+typedef enum { OP_SEND, OP_STOP, OP_REGISTER, OP_JOIN, OP_GROUP_SEND } op_t;
 
 typedef struct job {
   op_t op;
   ax_rt_t *rt;
   ax_ref_t to;
+  ax_group_t *group;
+  size_t size; /* OP_GROUP_SEND's payload */
   uint64_t nth;
   int rc;
   uint64_t failed;
@@ -45,17 +47,29 @@ static void *fresh_thread(void *arg) {
   case OP_REGISTER:
     j->rc = ax_register(j->rt, "target", j->to);
     break;
+  case OP_JOIN:
+    j->rc = ax_group_join(j->group, j->to);
+    break;
+  case OP_GROUP_SEND: {
+    static const char payload[1024];
+    j->rc = ax_group_send(j->group, MSG_COUNT, payload, j->size);
+    break;
+  }
   }
   j->failed = ax__fault_alloc(0, 0);
   return NULL;
 }
 
-static job_t run_job(op_t op, ax_rt_t *rt, ax_ref_t to, uint64_t nth) {
-  job_t j = {.op = op, .rt = rt, .to = to, .nth = nth};
+/* Runs j on a fresh thread and returns it with its results. */
+static job_t run(job_t j) {
   pthread_t t;
   ck_assert_int_eq(pthread_create(&t, NULL, fresh_thread, &j), 0);
   ck_assert_int_eq(pthread_join(t, NULL), 0);
   return j;
+}
+
+static job_t run_job(op_t op, ax_rt_t *rt, ax_ref_t to, uint64_t nth) {
+  return run((job_t){.op = op, .rt = rt, .to = to, .nth = nth});
 }
 
 /* ax_send from a thread that is not a core, with each of its first
@@ -110,12 +124,54 @@ START_TEST(test_faults_foreign_stop_register) {
 }
 END_TEST
 
+/* Groups: a join that cannot allocate is -ENOMEM and changes nothing; a
+ * group send (copied, and shared above AX_GROUP_COPY_MAX) is -ENOMEM or
+ * the number of members reached, and exactly that many messages arrive. */
+START_TEST(test_faults_group) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  atomic_store(&received, 0);
+  ax_group_t *g;
+  ck_assert_int_eq(ax_group_new(&g), 0);
+  enum { N = 20 };
+  int joined = 0;
+  for (int i = 0; i < N; i++) {
+    ax_ref_t a = test_spawn(rt, counter, NULL, AX_PLACE_SPREAD, 0, NULL, NULL);
+    job_t j = run((job_t){.op = OP_JOIN, .to = a, .group = g, .nth = 1 + (uint64_t)i % 4});
+    ck_assert_msg(j.rc == 0 || j.rc == -ENOMEM, "join with allocation %d failing: %s",
+                  1 + i % 4, ax_strerror(j.rc));
+    joined += j.rc == 0;
+    ck_assert(ax_group_has(g, a) == (j.rc == 0));
+  }
+  ck_assert_int_eq(ax_group_members(g, NULL, 0), joined);
+  uint64_t delivered = 0, enomem = 0;
+  for (uint64_t nth = 1; nth <= 8; nth++) {
+    for (int big = 0; big < 2; big++) {
+      job_t j = run((job_t){.op = OP_GROUP_SEND, .group = g, .size = big ? 1024 : 8,
+                            .nth = nth});
+      ck_assert_msg(j.rc >= 0 || j.rc == -ENOMEM, "group send with allocation %llu failing: %s",
+                    (unsigned long long)nth, ax_strerror(j.rc));
+      if (j.rc >= 0)
+        delivered += (uint64_t)j.rc;
+      enomem += j.rc == -ENOMEM || (j.rc >= 0 && j.rc < joined);
+    }
+  }
+  ck_assert_uint_ge(enomem, 1);
+  TEST_WAIT_UNTIL(atomic_load(&received) == delivered, 10000);
+  test_sleep_ms(20);
+  ck_assert_uint_eq(atomic_load(&received), delivered);
+  test_rt_stop_join_free(rt);
+  ax_group_free(g);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_faults_foreign_send);
   tcase_add_test(tc, test_faults_foreign_stop_register);
+  tcase_add_test(tc, test_faults_group);
   suite_add_tcase(s, tc);
   return s;
 }
