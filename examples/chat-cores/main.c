@@ -50,7 +50,7 @@ static int command(session_t *s, const char *line, size_t len) {
   } else if (len == 4 && memcmp(line, "/who", 4) == 0) {
     n = snprintf(out, sizeof out, "%d in the room\n", ax_group_members(room, NULL, 0));
   } else if (len == 5 && memcmp(line, "/quit", 5) == 0) {
-    say(s, "bye\n", 4);
+    say(s, "bye\n", 4); /* if it cannot be queued, the client is gone anyway */
     ax_stream_close(s->stream); /* what is queued is still written */
     return AX_STOP;
   } else {
@@ -73,7 +73,8 @@ static int session(ax_actor_t *self, const ax_msg_t *m) {
       return command(s, (const char *)d->bytes, d->len);
     char line[600];
     int n = snprintf(line, sizeof line, "%s: %.*s\n", s->nick, (int)d->len, (const char *)d->bytes);
-    ax_group_send(room, MSG_SAY, line, (size_t)n); /* everyone, us included */
+    if (ax_group_send(room, MSG_SAY, line, (size_t)n) < 0) /* everyone, us included */
+      return say(s, "not sent: out of memory\n", 24);
     return 0;
   }
   case MSG_SAY: /* a line someone said in the room */

@@ -33,7 +33,7 @@ static int session(ax_actor_t *self, const ax_msg_t *m) {
     const ax_data_t *d = m->data;
     char reply[64];
     if (d->len == 4 && memcmp(d->bytes, "quit", 4) == 0) {
-      ax_stream_write(d->stream, "bye\n", 4);
+      ax_stream_write(d->stream, "bye\n", 4); /* if it cannot be queued, the client is gone */
       ax_stream_close(d->stream); /* what is queued is still written */
       return AX_STOP;
     }
