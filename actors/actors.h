@@ -20,8 +20,9 @@ enum {
   AX__SYS_DOWN,                       /* payload: ax_down_t; delivered as AX_MSG_DOWN */
   AX__SYS_TIMER,                      /* aux: the timer id (timer.c) */
   AX__SYS_IO,                         /* aux: the I/O source (io/src.h) */
+  AX__SYS_WORK,                       /* aux: the work (work.c); delivered as AX_MSG_WORK */
 };
-_Static_assert((int)AX__SYS_IO < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
+_Static_assert((int)AX__SYS_WORK < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
 
 /* Per-actor slots (ax__actor_ext_t.slot). */
 enum {
@@ -30,6 +31,7 @@ enum {
   AX__SLOT_MON_OUT, /* monitor.c: whom the actor monitors */
   AX__SLOT_SOURCES, /* io/src.c: the sources the actor owns */
   AX__SLOT_FIBER,   /* fiber.c: the fiber, for an actor that is one */
+  AX__SLOT_WORK,    /* work.c: the actor's work not yet handled */
   AX__SLOT_COUNT
 };
 _Static_assert(AX__SLOT_COUNT <= AX__ACTOR_SLOTS, "more actor slots than the runtime keeps");
@@ -47,6 +49,7 @@ _Static_assert(AX__CORE_SLOT_COUNT <= AX__CORE_SLOTS, "more core slots than the 
 enum {
   AX__RT_SLOT_NAMES,   /* registry.c: the name registry */
   AX__RT_SLOT_SIGNALS, /* io/sigwatch.c: the signal subscribers */
+  AX__RT_SLOT_WORK,    /* work.c: the work pool */
   AX__RT_SLOT_COUNT
 };
 _Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the runtime keeps");
@@ -56,6 +59,7 @@ _Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the r
  * its death. */
 enum {
   AX__ORDER_SOURCES = 10,
+  AX__ORDER_WORK = 15, /* after the sources: a connect's lookup is cancelled by its stream */
   AX__ORDER_TIMERS = 20,
   AX__ORDER_NAMES = 30,
   AX__ORDER_PORTS = 40,

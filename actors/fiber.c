@@ -75,6 +75,8 @@ static ax__fiber_t *running(const ax_actor_t *self) {
 
 bool ax_is_fiber(const ax_actor_t *self) { return self != NULL && ax__fiber_is(self); }
 
+bool ax__fiber_running(const ax_actor_t *self) { return running(self) != NULL; }
+
 /* ------------------------------------------------------------------------ */
 /* Saved messages                                                            */
 

@@ -12,5 +12,6 @@
 #include "axon/source.h"
 #include "axon/stream.h"
 #include "axon/version.h"
+#include "axon/work.h"
 
 #endif /* AXON_H */

@@ -165,6 +165,68 @@ START_TEST(test_faults_group) {
 }
 END_TEST
 
+/* Work submitted while the n-th allocation fails: -ENOMEM and nothing
+ * runs or is disposed of, or 0 and exactly one result comes. */
+enum { MSG_SUBMIT = AX_MSG_USER + 2 };
+static _Atomic uint64_t work_ran, work_disposed, work_results;
+static _Atomic int submit_rc;
+static _Atomic int submit_done;
+
+static int64_t work_fn(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&work_ran, 1);
+  return 1;
+}
+
+static void work_dispose(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&work_disposed, 1);
+}
+
+static int submitter(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_SUBMIT) {
+    uint64_t nth;
+    memcpy(&nth, m->data, sizeof nth);
+    ax__fault_alloc(nth, 0);
+    int rc = ax_work_submit(self, work_fn, NULL, work_dispose, NULL);
+    ax__fault_alloc(0, 0);
+    atomic_store(&submit_rc, rc);
+    atomic_store(&submit_done, 1);
+  } else if (m->type == AX_MSG_WORK) {
+    atomic_fetch_add(&work_results, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_faults_work) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  atomic_store(&work_ran, 0);
+  atomic_store(&work_disposed, 0);
+  atomic_store(&work_results, 0);
+  ax_ref_t a = test_spawn(rt, submitter, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  uint64_t accepted = 0, refused = 0;
+  for (int i = 0; i < 12; i++) {
+    uint64_t nth = 1 + (uint64_t)i % 3; /* the first submit also makes the actor's list */
+    atomic_store(&submit_done, 0);
+    ck_assert_int_eq(ax_send(a, MSG_SUBMIT, &nth, sizeof nth), 0);
+    TEST_WAIT_UNTIL(atomic_load(&submit_done) == 1, 10000);
+    int rc = atomic_load(&submit_rc);
+    ck_assert_msg(rc == 0 || rc == -ENOMEM, "submit with allocation %llu failing: %s",
+                  (unsigned long long)nth, ax_strerror(rc));
+    accepted += rc == 0;
+    refused += rc == -ENOMEM;
+  }
+  ck_assert_uint_ge(refused, 1);
+  TEST_WAIT_UNTIL(atomic_load(&work_results) == accepted, 10000);
+  test_sleep_ms(20);
+  ck_assert_uint_eq(atomic_load(&work_results), accepted);
+  ck_assert_uint_eq(atomic_load(&work_ran), accepted);
+  ck_assert_uint_eq(atomic_load(&work_disposed), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -172,6 +234,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_foreign_send);
   tcase_add_test(tc, test_faults_foreign_stop_register);
   tcase_add_test(tc, test_faults_group);
+  tcase_add_test(tc, test_faults_work);
   suite_add_tcase(s, tc);
   return s;
 }

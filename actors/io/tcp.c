@@ -1,4 +1,4 @@
-/* TCP and unix stream sockets: connect (with a resolver pool), listeners, servers across cores. */
+/* TCP and unix stream sockets: connect (names looked up on the work pool), listeners, servers across cores. */
 #include <errno.h>
 #include <stddef.h>
 #include <netdb.h>
@@ -30,7 +30,8 @@
  * connect ends either way. */
 typedef struct ax__tcp_conn {
   ax__connecting_t base; /* first: s->conn points here */
-  ax__resolve_t *req;
+  ax_actor_t *owner; /* whose work the lookup is */
+  uint64_t req;      /* the lookup's id while it runs, else 0 */
   struct addrinfo *ai_list, *ai_next;
   int last_err;
   ax_timer_t timer;
@@ -53,8 +54,8 @@ static void conn_cancel(ax_stream_t *s) {
   ax__tcp_conn_t *c = (ax__tcp_conn_t *)s->conn;
   s->conn = NULL;
   ax_timer_stop(&c->timer);
-  if (c->req != NULL)
-    ax__resolve_cancel(c->req);
+  if (c->req != 0)
+    ax__resolve_cancel(c->owner, c->req);
   if (c->ai_list != NULL)
     freeaddrinfo(c->ai_list);
   free(c);
@@ -131,7 +132,7 @@ static void conn_event(ax_stream_t *s, unsigned revents) {
 static void resolved(void *arg, struct addrinfo *res, int err) {
   ax_stream_t *s = arg;
   ax__tcp_conn_t *c = (ax__tcp_conn_t *)s->conn;
-  c->req = NULL;
+  c->req = 0;
   if (err != 0) {
     ax__stream_fail(s, err);
     return;
@@ -165,7 +166,8 @@ static int connect_addr(ax_stream_t *s, const struct sockaddr_storage *ss, sockl
       connected(s);
     return rc < 0 ? rc : 0;
   }
-  return ax__resolve_start(s->src.owner->ref, host, port, resolved, s, &c->req);
+  c->owner = s->src.owner;
+  return ax__resolve_start(c->owner, host, port, resolved, s, &c->req);
 }
 
 /* A failed open: the stream never existed for the owner. */

@@ -40,6 +40,7 @@ typedef uint64_t ax_ref_t;
  * numbered here, and the header of its feature says what its payload is. */
 enum {
   AX_MSG_DOWN = 1,       /* a monitored actor stopped: data is ax_down_t */
+  AX_MSG_WORK = 2,       /* blocking work finished: ax_work_done_t (work.h) */
   /* streams and listeners (stream.h) */
   AX_MSG_ACCEPT = 16,    /* ax_accept_t */
   AX_MSG_CONNECTED,      /* ax_stream_ev_t */
@@ -57,6 +58,7 @@ enum {
   AX_MSG_EVENT,          /* ax_event_msg_t (an eventfd's count) */
   AX_MSG_FS_EVENT,       /* ax_fs_event_t */
   AX_MSG_FD_READY,       /* ax_fd_ready_t */
+  AX_MSG_EXIT,           /* a child process ended: ax_process_exit_t (process.h) */
   /* 250..255: fibers' own (fiber.c), never seen by a fiber's code */
   AX_MSG_USER = 256,     /* first type for applications */
 };

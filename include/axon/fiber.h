@@ -195,7 +195,7 @@ AX_API int ax_listener_accept(ax_listener_t *l, int64_t deadline, ax_stream_t **
                               struct sockaddr_storage *peer, socklen_t *peer_len);
 
 /* Connects (as ax_tcp_connect / ax_unix_connect: host names resolve on a
- * resolver thread, never blocking the core) and waits until connected.
+ * thread of the work pool, never blocking the core) and waits until connected.
  * Stores the stream in *out.  Errors: as ax_tcp_connect, -ECONNREFUSED,
  * -ETIMEDOUT (the deadline or opts.connect_timeout), -ECANCELED,
  * AX_EAI(...) for a name that does not resolve. */

@@ -45,14 +45,21 @@ typedef struct ax_rt_opts {
                        on one CPU only), negative = never spin */
   unsigned flags;   /* AX_RT_* */
   ax_backend_t backend; /* each core's loop backend; 0 = AXON_BACKEND or epoll */
+  unsigned work_threads; /* the work pool's threads at most (work.h); 0 = 4 */
+  unsigned work_queue;   /* work queued and not yet running at most; 0 = 1024 */
 } ax_rt_opts_t;
+
+/* The largest work_threads and work_queue accepted. */
+#define AX_WORK_THREADS_MAX 1024u
+#define AX_WORK_QUEUE_MAX (1u << 24)
 
 /* The most cores a runtime can have. */
 #define AX_MAX_CORES 64
 
 /* Creates a runtime (no thread starts yet).  Up to 16 runtimes may exist at
  * once in a process.
- * Errors: -EINVAL (NULL rt, cores > AX_MAX_CORES, batch > 65536),
+ * Errors: -EINVAL (NULL rt, cores > AX_MAX_CORES, batch > 65536,
+ * work_threads > AX_WORK_THREADS_MAX, work_queue > AX_WORK_QUEUE_MAX),
  * -ENOMEM, -EMFILE (no fd for a loop), -EAGAIN (16 runtimes exist). */
 AX_API int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **rt);
 

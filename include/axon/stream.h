@@ -147,7 +147,7 @@ typedef struct ax_stream_opts {
 
 /* Connects to a TCP address.  On success *out is the stream, and
  * AX_MSG_CONNECTED or AX_MSG_CLOSED{err} follows.  A host name is resolved
- * on a resolver thread; every address it yields is tried in order.
+ * on a thread of the work pool (work.h); every address it yields is tried in order.
  * Errors: -EINVAL (NULL argument, bad address), -ENOMEM, -EMFILE, ... */
 AX_API int ax_tcp_connect(ax_actor_t *self, const char *addr, const ax_stream_opts_t *opts,
                           ax_stream_t **out);
