@@ -32,6 +32,7 @@ enum {
   AX__SLOT_SOURCES, /* io/src.c: the sources the actor owns */
   AX__SLOT_FIBER,   /* fiber.c: the fiber, for an actor that is one */
   AX__SLOT_WORK,    /* work.c: the actor's work not yet handled */
+  AX__SLOT_FILES,   /* io/file.c: the files the actor owns */
   AX__SLOT_COUNT
 };
 _Static_assert(AX__SLOT_COUNT <= AX__ACTOR_SLOTS, "more actor slots than the runtime keeps");
@@ -60,6 +61,7 @@ _Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the r
 enum {
   AX__ORDER_SOURCES = 10,
   AX__ORDER_WORK = 15, /* after the sources: a connect's lookup is cancelled by its stream */
+  AX__ORDER_FILES = 16, /* after the work: their requests are cancelled first */
   AX__ORDER_TIMERS = 20,
   AX__ORDER_NAMES = 30,
   AX__ORDER_PORTS = 40,

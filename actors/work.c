@@ -17,6 +17,9 @@
  * A piece of work is shared by its owner's core and the pool.  Its state,
  * under the pool's lock, says who holds it:
  *
+ *   HELD       made, but kept out of the queue until ax__work_release
+ *              (a file's close, which waits for the file's other
+ *              requests); cancelled and freed like QUEUED.
  *   QUEUED     in the pool's queue; a cancel or the owner's death takes it
  *              out and frees it (fn never runs).
  *   RUNNING    a pool thread runs fn.  Then the thread sends the result
@@ -34,7 +37,7 @@
  * by id and a death finds all of it.  The list is the owner core's alone:
  * the pool never touches it.
  */
-enum { W_QUEUED, W_RUNNING, W_ABANDONED, W_SENT };
+enum { W_HELD, W_QUEUED, W_RUNNING, W_ABANDONED, W_SENT };
 
 typedef struct work_pool work_pool_t;
 
@@ -47,7 +50,9 @@ typedef struct ax__work {
   ax_work_fn fn;
   void *arg;
   ax_work_dispose_fn dispose;
-  ax__work_done_fn done;
+  ax__work_done_fn done;          /* runs instead of the behaviour, or NULL */
+  ax__work_delivered_fn delivered; /* a caller's message: runs before the behaviour */
+  bool custom;                    /* the message is the caller's: fn fills it */
   ax_ref_t owner;
   uint64_t id;
   ax__msg_t *msg; /* the result message, made at submit */
@@ -200,7 +205,8 @@ static void *work_main(void *arg) {
       w->state = W_SENT;
       p->done++;
       pthread_mutex_unlock(&p->lock);
-      ((ax_work_done_t *)(void *)w->msg->payload)->result = result;
+      if (!w->custom)
+        ((ax_work_done_t *)(void *)w->msg->payload)->result = result;
       /* The send publishes the result (the mailbox's release/acquire);
        * from here the message owns w, unless the send fails. */
       ax_ref_t owner = w->owner;
@@ -230,50 +236,89 @@ static int grow(work_pool_t *p) {
 
 static inline bool on_own_core(const ax_actor_t *self) { return self->core == ax__tls_core; }
 
+/* Queues w with its message m (made for the owner, its payload opening
+ * with the id).  Returns 0, or an error with nothing queued (w and m are
+ * the caller's again). */
+static int start(ax_actor_t *owner, ax__work_t *w, ax__msg_t *m, bool held, uint64_t *id) {
+  work_pool_t *p = pool_of(owner->core->rt);
+  work_list_t *l = list_of(owner, true);
+  if (l == NULL)
+    return -ENOMEM;
+  m->aux = (uint64_t)(uintptr_t)w;
+  w->owner = owner->ref;
+  w->msg = m;
+  w->pool = p;
+  pthread_mutex_lock(&p->lock);
+  int rc = p->closed ? -ESHUTDOWN : held ? 0 : p->nqueued >= p->max_queue ? -EAGAIN : grow(p);
+  if (rc < 0) {
+    if (rc == -EAGAIN)
+      p->refused++;
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+  }
+  w->id = ++p->next_id;
+  memcpy(m->payload, &w->id, sizeof w->id); /* before fn can run: it may read it */
+  if (held) {
+    w->state = W_HELD;
+  } else {
+    w->state = W_QUEUED;
+    queue_push(p, w);
+    pthread_cond_signal(&p->wake);
+  }
+  pthread_mutex_unlock(&p->lock);
+  list_add(l, w);
+  if (id != NULL)
+    *id = w->id;
+  return 0;
+}
+
 int ax__work_start(ax_actor_t *owner, ax_work_fn fn, void *arg, ax_work_dispose_fn dispose,
                    ax__work_done_fn done, uint64_t *id) {
   if (owner == NULL || fn == NULL)
     return -EINVAL;
   if (!on_own_core(owner))
     return -EPERM;
-  work_pool_t *p = pool_of(owner->core->rt);
-  work_list_t *l = list_of(owner, true);
   ax__work_t *w = ax__calloc(1, sizeof *w);
   ax__msg_t *m = w != NULL ? ax__msg_new(owner->ref, AX__SYS_WORK, AX_MSG_WORK, NULL,
                                          sizeof(ax_work_done_t), owner->ref)
                            : NULL;
-  if (l == NULL || m == NULL) {
+  if (m == NULL) {
     free(w);
     return -ENOMEM;
   }
-  m->aux = (uint64_t)(uintptr_t)w;
+  *(ax_work_done_t *)(void *)m->payload = (ax_work_done_t){.arg = arg};
   w->fn = fn;
   w->arg = arg;
   w->dispose = dispose;
   w->done = done;
-  w->owner = owner->ref;
-  w->msg = m;
-  w->pool = p;
-  pthread_mutex_lock(&p->lock);
-  int rc = p->closed ? -ESHUTDOWN : p->nqueued >= p->max_queue ? -EAGAIN : grow(p);
+  int rc = start(owner, w, m, false, id);
   if (rc < 0) {
-    if (rc == -EAGAIN)
-      p->refused++;
-    pthread_mutex_unlock(&p->lock);
     ax__msg_free(m);
     free(w);
-    return rc;
   }
-  w->id = ++p->next_id;
-  *(ax_work_done_t *)(void *)m->payload = (ax_work_done_t){.id = w->id, .arg = arg};
-  w->state = W_QUEUED;
-  queue_push(p, w);
-  pthread_cond_signal(&p->wake);
-  pthread_mutex_unlock(&p->lock);
-  list_add(l, w);
-  if (id != NULL)
-    *id = w->id;
-  return 0;
+  return rc;
+}
+
+ax__msg_t *ax__work_msg(ax_actor_t *owner, uint32_t type, size_t size) {
+  return ax__msg_new(owner->ref, AX__SYS_WORK, type, NULL, size, owner->ref);
+}
+
+int ax__work_start_msg(ax_actor_t *owner, ax_work_fn fn, void *arg, ax_work_dispose_fn dispose,
+                       ax__work_delivered_fn delivered, ax__msg_t *m, bool held, uint64_t *id) {
+  if (!on_own_core(owner))
+    return -EPERM;
+  ax__work_t *w = ax__calloc(1, sizeof *w);
+  if (w == NULL)
+    return -ENOMEM;
+  w->fn = fn;
+  w->arg = arg;
+  w->dispose = dispose;
+  w->delivered = delivered;
+  w->custom = true;
+  int rc = start(owner, w, m, held, id);
+  if (rc < 0)
+    free(w);
+  return rc;
 }
 
 int ax_work_submit(ax_actor_t *self, ax_work_fn fn, void *arg, ax_work_dispose_fn dispose,
@@ -287,8 +332,10 @@ static int cancel(work_list_t *l, ax__work_t *w, bool wait) {
   work_pool_t *p = w->pool;
   pthread_mutex_lock(&p->lock);
   switch (w->state) {
+  case W_HELD:
   case W_QUEUED:
-    queue_remove(p, w);
+    if (w->state == W_QUEUED)
+      queue_remove(p, w);
     p->cancelled++;
     pthread_mutex_unlock(&p->lock);
     list_remove(l, w);
@@ -323,6 +370,21 @@ int ax_work_cancel(ax_actor_t *self, uint64_t id) {
   work_list_t *l = list_of(self, false);
   ax__work_t *w = list_find(l, id);
   return w != NULL ? cancel(l, w, false) : -ENOENT;
+}
+
+void ax__work_release(ax_actor_t *owner, uint64_t id) {
+  ax__work_t *w = list_find(list_of(owner, false), id);
+  if (w == NULL)
+    return;
+  work_pool_t *p = w->pool;
+  pthread_mutex_lock(&p->lock);
+  if (w->state == W_HELD) {
+    (void)grow(p); /* no thread at all: the next submit starts one */
+    w->state = W_QUEUED;
+    queue_push(p, w);
+    pthread_cond_signal(&p->wake);
+  }
+  pthread_mutex_unlock(&p->lock);
 }
 
 int ax__work_cancel_wait(ax_actor_t *owner, uint64_t id) {
@@ -369,7 +431,11 @@ static int work_handle(ax_actor_t *a, ax__msg_t *m) {
     return 0;
   }
   ax__work_done_fn done = w->done;
+  ax__work_delivered_fn delivered = w->delivered;
+  void *arg = w->arg;
   free(w);
+  if (delivered != NULL)
+    delivered(arg);
   if (done != NULL) {
     const ax_work_done_t *d = (const ax_work_done_t *)m->m.data;
     done(d->arg, d->result);

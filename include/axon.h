@@ -4,6 +4,7 @@
 
 #include "axon/common.h"
 #include "axon/fiber.h"
+#include "axon/file.h"
 #include "axon/group.h"
 #include "axon/actor.h"
 #include "axon/loop.h"

@@ -24,7 +24,7 @@
  */
 typedef struct ax__core ax__core_t;
 
-#define AX__ACTOR_SLOTS 6
+#define AX__ACTOR_SLOTS 8
 #define AX__CORE_SLOTS 4
 #define AX__RT_SLOTS 4
 

@@ -41,6 +41,7 @@ typedef uint64_t ax_ref_t;
 enum {
   AX_MSG_DOWN = 1,       /* a monitored actor stopped: data is ax_down_t */
   AX_MSG_WORK = 2,       /* blocking work finished: ax_work_done_t (work.h) */
+  AX_MSG_FILE,           /* a file or path request completed: ax_file_done_t (file.h) */
   /* streams and listeners (stream.h) */
   AX_MSG_ACCEPT = 16,    /* ax_accept_t */
   AX_MSG_CONNECTED,      /* ax_stream_ev_t */

@@ -1,0 +1,569 @@
+/* Files and paths as requests on the work pool, each completing as one AX_MSG_FILE to its owner. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actors/fiber.h"
+#include "actors/work.h"
+#include "axon/fiber.h"
+#include "axon/file.h"
+#include "io/alloc.h"
+
+/*
+ * A file is an fd and two counts.  `refs` counts who still needs the fd:
+ * the owner's handle, and every request made on the file that has not
+ * been handled or dropped yet; the last one to let go (on the owner's
+ * core, or on a pool thread that dropped an abandoned request) closes the
+ * fd if no close request did, and frees the file.  `pending` counts, on
+ * the owner's core only, the requests whose message has not been handled:
+ * a close waits for it to reach 0 before its own request starts, so every
+ * earlier message comes before the close's and no request runs on an fd
+ * that is closed (or reused by another open).
+ *
+ * A request's message is made when it is requested, with room for what a
+ * read brings back (or a write's bytes, copied then): the pool thread
+ * fills it, and nothing of the caller's is touched after the call.
+ */
+
+#define FILE_MAGIC 0x66696c65u /* "file" */
+
+struct ax_file {
+  uint32_t magic;
+  int fd;              /* set by the open (before its message); -1 once closed */
+  ax_actor_t *owner;
+  struct ax_file *prev, *next; /* the owner's list (owner core) */
+  unsigned pending;            /* owner core */
+  bool closing;                /* owner core */
+  uint64_t close_id;           /* owner core: the held close, while others run */
+  _Atomic unsigned refs;
+};
+
+/* A request: what the pool thread needs, and where its answer goes. */
+typedef struct file_req {
+  ax_file_t *file; /* NULL for path requests */
+  ax_file_done_t *done; /* in the message */
+  unsigned char *buf;   /* the message's bytes after the header */
+  uint32_t op;
+  bool data_only;
+  int flags;
+  mode_t mode;
+  uint64_t off;
+  size_t len;
+  char *path, *path2;
+} file_req_t;
+
+/* The header, then the bytes (16-byte aligned: a struct stat lands there). */
+#define HDR ((sizeof(ax_file_done_t) + 15) & ~(size_t)15)
+
+typedef struct file_list {
+  ax_file_t *head;
+} file_list_t;
+
+/* ------------------------------------------------------------------------ */
+/* References and the owner's list                                           */
+
+static void file_unref(ax_file_t *f) {
+  /* acq_rel: the last one to let go sees every write to f (the fd a close
+   * request reset on its pool thread) before it closes and frees. */
+  if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  if (f->fd >= 0)
+    close(f->fd);
+  f->magic = 0;
+  free(f);
+}
+
+static file_list_t *list_of(ax_actor_t *a, bool make) {
+  file_list_t *l = ax__slot_get(a, AX__SLOT_FILES);
+  if (l != NULL || !make)
+    return l;
+  ax__actor_ext_t *ext = ax__actor_ext(a);
+  if (ext == NULL || (l = ax__calloc(1, sizeof *l)) == NULL)
+    return NULL;
+  ext->slot[AX__SLOT_FILES] = l;
+  return l;
+}
+
+static void list_unlink(ax_file_t *f) {
+  file_list_t *l = list_of(f->owner, false);
+  if (f->prev != NULL)
+    f->prev->next = f->next;
+  else if (l != NULL && l->head == f)
+    l->head = f->next;
+  if (f->next != NULL)
+    f->next->prev = f->prev;
+  f->prev = f->next = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* On a pool thread                                                          */
+
+static int64_t do_read(file_req_t *r) {
+  size_t got = 0;
+  while (got < r->len) {
+    ssize_t n = pread(r->file->fd, r->buf + got, r->len - got, (off_t)(r->off + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return got > 0 ? (int64_t)got : -errno;
+    if (n == 0)
+      break; /* the end of the file */
+    got += (size_t)n;
+  }
+  r->done->len = got;
+  return (int64_t)got;
+}
+
+static int64_t do_write(file_req_t *r) {
+  size_t put = 0;
+  while (put < r->len) {
+    ssize_t n = pwrite(r->file->fd, r->buf + put, r->len - put, (off_t)(r->off + put));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return put > 0 ? (int64_t)put : -errno;
+    put += (size_t)n;
+  }
+  return (int64_t)put;
+}
+
+static int64_t sys(int rc) { return rc < 0 ? -errno : rc; }
+
+static int64_t run_req(void *arg) {
+  file_req_t *r = arg;
+  ax_file_t *f = r->file;
+  int64_t res;
+  switch (r->op) {
+  case AX_FILE_OPEN: {
+    int fd = open(r->path, r->flags | O_CLOEXEC, r->mode);
+    res = fd < 0 ? -errno : 0;
+    if (fd >= 0) {
+      f->fd = fd; /* published by the message (and by refs to a last unref) */
+      r->done->file = f;
+    }
+    break;
+  }
+  case AX_FILE_READ:
+    res = do_read(r);
+    break;
+  case AX_FILE_WRITE:
+    res = do_write(r);
+    break;
+  case AX_FILE_SYNC:
+    res = sys(r->data_only ? fdatasync(f->fd) : fsync(f->fd));
+    break;
+  case AX_FILE_STAT:
+  case AX_FILE_STAT_PATH:
+    res = sys(r->op == AX_FILE_STAT ? fstat(f->fd, (struct stat *)(void *)r->buf)
+                                    : stat(r->path, (struct stat *)(void *)r->buf));
+    if (res == 0)
+      r->done->len = sizeof(struct stat);
+    break;
+  case AX_FILE_CLOSE:
+    /* Linux frees the descriptor even when close fails (EINTR, EIO). */
+    res = sys(close(f->fd));
+    f->fd = -1;
+    break;
+  case AX_FILE_UNLINK:
+    res = sys(unlink(r->path));
+    break;
+  case AX_FILE_RENAME:
+    res = sys(rename(r->path, r->path2));
+    break;
+  case AX_FILE_MKDIR:
+    res = sys(mkdir(r->path, r->mode));
+    break;
+  default: /* AX_FILE_RMDIR */
+    res = sys(rmdir(r->path));
+    break;
+  }
+  r->done->result = res;
+  return res;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests (owner core)                                                     */
+
+static void req_free(file_req_t *r) {
+  free(r->path);
+  free(r->path2);
+  free(r);
+}
+
+/* The request's message reaches the behaviour (owner core, live owner). */
+static void req_delivered(void *arg) {
+  file_req_t *r = arg;
+  ax_file_t *f = r->file;
+  uint32_t op = r->op;
+  bool failed_open = op == AX_FILE_OPEN && r->done->result < 0;
+  req_free(r);
+  if (f == NULL)
+    return;
+  if (op == AX_FILE_CLOSE || failed_open) {
+    list_unlink(f); /* the handle is gone: the owner's reference goes too */
+    file_unref(f);
+  } else if (--f->pending == 0 && f->close_id != 0) {
+    ax__work_release(f->owner, f->close_id); /* the last before the close */
+    f->close_id = 0;
+  }
+  file_unref(f);
+}
+
+/* The request will not be delivered (its owner died): any thread. */
+static void req_dispose(void *arg) {
+  file_req_t *r = arg;
+  ax_file_t *f = r->file;
+  req_free(r);
+  if (f != NULL)
+    file_unref(f);
+}
+
+/* Makes a request of op for owner (on file f, or a path request) with
+ * `extra` bytes after the header; *out gets it with its message. */
+static int req_new(ax_actor_t *owner, ax_file_t *f, uint32_t op, uint64_t tag, size_t extra,
+                   file_req_t **out, ax__msg_t **msg) {
+  file_req_t *r = ax__calloc(1, sizeof *r);
+  ax__msg_t *m = r != NULL ? ax__work_msg(owner, AX_MSG_FILE, HDR + extra) : NULL;
+  if (m == NULL) {
+    free(r);
+    return -ENOMEM;
+  }
+  r->file = f;
+  r->op = op;
+  r->done = (ax_file_done_t *)(void *)m->payload;
+  r->buf = m->payload + HDR;
+  *r->done = (ax_file_done_t){.tag = tag, .file = f, .op = op,
+                              .data = extra > 0 ? r->buf : NULL};
+  *out = r;
+  *msg = m;
+  return 0;
+}
+
+/* Queues r (held: a close that waits); on failure frees it and its
+ * message. */
+static int req_submit(ax_actor_t *owner, file_req_t *r, ax__msg_t *m, bool held, uint64_t *id) {
+  ax_file_t *f = r->file;
+  if (f != NULL) /* relaxed: the owner holds one, so this is never the first */
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  int rc = ax__work_start_msg(owner, run_req, r, req_dispose, req_delivered, m, held, id);
+  if (rc < 0) {
+    if (f != NULL) /* relaxed: nor the last */
+      atomic_fetch_sub_explicit(&f->refs, 1, memory_order_relaxed);
+    ax__msg_free(m);
+    req_free(r);
+    return rc;
+  }
+  if (f != NULL && r->op != AX_FILE_CLOSE)
+    f->pending++;
+  return 0;
+}
+
+static int check_file(const ax_file_t *f) {
+  if (f == NULL || f->magic != FILE_MAGIC)
+    return -EINVAL;
+  if (f->owner->core != ax__tls_core)
+    return -EPERM;
+  return f->closing ? -EBADF : 0;
+}
+
+/* A request on f; data (len bytes) is a write's, copied now. */
+static int file_req(ax_file_t *f, uint32_t op, uint64_t off, size_t len, const void *data,
+                    bool data_only, uint64_t tag, uint64_t *id) {
+  int rc = check_file(f);
+  if (rc < 0)
+    return rc;
+  size_t extra = op == AX_FILE_READ || op == AX_FILE_WRITE ? len
+                 : op == AX_FILE_STAT                       ? sizeof(struct stat)
+                                                            : 0;
+  file_req_t *r;
+  ax__msg_t *m;
+  if ((rc = req_new(f->owner, f, op, tag, extra, &r, &m)) < 0)
+    return rc;
+  r->off = off;
+  r->len = len;
+  r->data_only = data_only;
+  if (op == AX_FILE_WRITE)
+    memcpy(r->buf, data, len);
+  return req_submit(f->owner, r, m, false, id);
+}
+
+int ax_file_read(ax_file_t *file, uint64_t off, size_t len, uint64_t tag) {
+  if (len == 0 || len > AX_FILE_IO_MAX)
+    return -EINVAL;
+  return file_req(file, AX_FILE_READ, off, len, NULL, false, tag, NULL);
+}
+
+int ax_file_write(ax_file_t *file, uint64_t off, const void *data, size_t len, uint64_t tag) {
+  if (data == NULL || len == 0 || len > AX_FILE_IO_MAX)
+    return -EINVAL;
+  return file_req(file, AX_FILE_WRITE, off, len, data, false, tag, NULL);
+}
+
+/* The bytes iov holds, checked: at most AX_FILE_IO_MAX, at least 1. */
+static int iov_total(const struct iovec *iov, int iovcnt, size_t *total) {
+  if (iov == NULL || iovcnt < 1 || iovcnt > IOV_MAX)
+    return -EINVAL;
+  size_t t = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > AX_FILE_IO_MAX - t || (iov[i].iov_len > 0 && iov[i].iov_base == NULL))
+      return -EINVAL;
+    t += iov[i].iov_len;
+  }
+  if (t == 0)
+    return -EINVAL;
+  *total = t;
+  return 0;
+}
+
+static int writev_req(ax_file_t *f, uint64_t off, const struct iovec *iov, int iovcnt,
+                      uint64_t tag, uint64_t *id) {
+  size_t total;
+  int rc = iov_total(iov, iovcnt, &total);
+  if (rc < 0 || (rc = check_file(f)) < 0)
+    return rc;
+  file_req_t *r;
+  ax__msg_t *m;
+  if ((rc = req_new(f->owner, f, AX_FILE_WRITE, tag, total, &r, &m)) < 0)
+    return rc;
+  r->off = off;
+  r->len = total;
+  size_t at = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > 0)
+      memcpy(r->buf + at, iov[i].iov_base, iov[i].iov_len);
+    at += iov[i].iov_len;
+  }
+  return req_submit(f->owner, r, m, false, id);
+}
+
+int ax_file_writev(ax_file_t *file, uint64_t off, const struct iovec *iov, int iovcnt,
+                   uint64_t tag) {
+  return writev_req(file, off, iov, iovcnt, tag, NULL);
+}
+
+int ax_file_sync(ax_file_t *file, bool data_only, uint64_t tag) {
+  return file_req(file, AX_FILE_SYNC, 0, 0, NULL, data_only, tag, NULL);
+}
+
+int ax_file_stat(ax_file_t *file, uint64_t tag) {
+  return file_req(file, AX_FILE_STAT, 0, 0, NULL, false, tag, NULL);
+}
+
+int ax_file_fd(const ax_file_t *file) {
+  return file != NULL && file->magic == FILE_MAGIC && !file->closing ? file->fd : -1;
+}
+
+int ax_file_close(ax_file_t *file, uint64_t tag) {
+  int rc = check_file(file);
+  if (rc < 0)
+    return rc;
+  /* Made now, so that it cannot fail later; held while other requests
+   * are pending, and queued by the last of them (req_delivered). */
+  bool held = file->pending > 0;
+  file_req_t *r;
+  ax__msg_t *m;
+  if ((rc = req_new(file->owner, file, AX_FILE_CLOSE, tag, 0, &r, &m)) < 0 ||
+      (rc = req_submit(file->owner, r, m, held, held ? &file->close_id : NULL)) < 0)
+    return rc; /* nothing changed: the caller may try again */
+  file->closing = true;
+  return 0;
+}
+
+int ax_file_open(ax_actor_t *self, const char *path, int flags, mode_t mode, uint64_t tag) {
+  if (self == NULL || path == NULL || (flags & (O_NONBLOCK | O_PATH)) != 0)
+    return -EINVAL;
+  if (self->core != ax__tls_core)
+    return -EPERM;
+  file_list_t *l = list_of(self, true);
+  ax_file_t *f = ax__calloc(1, sizeof *f);
+  char *p = ax__malloc(strlen(path) + 1);
+  file_req_t *r = NULL;
+  ax__msg_t *m = NULL;
+  int rc = l == NULL || f == NULL || p == NULL ? -ENOMEM
+                                                : req_new(self, f, AX_FILE_OPEN, tag, 0, &r, &m);
+  if (rc < 0) {
+    free(f);
+    free(p);
+    return rc;
+  }
+  strcpy(p, path);
+  r->path = p;
+  r->flags = flags;
+  r->mode = mode;
+  r->done->file = NULL; /* set when the open succeeds */
+  f->magic = FILE_MAGIC;
+  f->fd = -1;
+  f->owner = self;
+  atomic_init(&f->refs, 1); /* the owner's */
+  if ((rc = req_submit(self, r, m, false, NULL)) < 0) {
+    free(f);
+    return rc;
+  }
+  f->next = l->head; /* the owner's from now on: its death closes it */
+  if (l->head != NULL)
+    l->head->prev = f;
+  l->head = f;
+  return 0;
+}
+
+/* A path request: path (and path2) copied now. */
+static int path_req(ax_actor_t *self, uint32_t op, const char *path, const char *path2,
+                    mode_t mode, uint64_t tag, uint64_t *id) {
+  if (self == NULL || path == NULL || (op == AX_FILE_RENAME && path2 == NULL))
+    return -EINVAL;
+  if (self->core != ax__tls_core)
+    return -EPERM;
+  file_req_t *r;
+  ax__msg_t *m;
+  int rc = req_new(self, NULL, op, tag, op == AX_FILE_STAT_PATH ? sizeof(struct stat) : 0, &r,
+                   &m);
+  if (rc < 0)
+    return rc;
+  r->mode = mode;
+  r->path = ax__malloc(strlen(path) + 1);
+  r->path2 = path2 != NULL ? ax__malloc(strlen(path2) + 1) : NULL;
+  if (r->path == NULL || (path2 != NULL && r->path2 == NULL)) {
+    ax__msg_free(m);
+    req_free(r);
+    return -ENOMEM;
+  }
+  strcpy(r->path, path);
+  if (path2 != NULL)
+    strcpy(r->path2, path2);
+  return req_submit(self, r, m, false, id);
+}
+
+int ax_path_unlink(ax_actor_t *self, const char *path, uint64_t tag) {
+  return path_req(self, AX_FILE_UNLINK, path, NULL, 0, tag, NULL);
+}
+
+int ax_path_rename(ax_actor_t *self, const char *from, const char *to, uint64_t tag) {
+  return path_req(self, AX_FILE_RENAME, from, to, 0, tag, NULL);
+}
+
+int ax_path_mkdir(ax_actor_t *self, const char *path, mode_t mode, uint64_t tag) {
+  return path_req(self, AX_FILE_MKDIR, path, NULL, mode, tag, NULL);
+}
+
+int ax_path_rmdir(ax_actor_t *self, const char *path, uint64_t tag) {
+  return path_req(self, AX_FILE_RMDIR, path, NULL, 0, tag, NULL);
+}
+
+int ax_path_stat(ax_actor_t *self, const char *path, uint64_t tag) {
+  return path_req(self, AX_FILE_STAT_PATH, path, NULL, 0, tag, NULL);
+}
+
+/* ------------------------------------------------------------------------ */
+/* In a fiber                                                                */
+
+static bool match_tag(const ax_msg_t *m, void *arg) {
+  return m->type == AX_MSG_FILE && ((const ax_file_done_t *)m->data)->tag == *(uint64_t *)arg;
+}
+
+static bool match_id(const ax_msg_t *m, void *arg) {
+  return m->type == AX_MSG_FILE && ((const ax_file_done_t *)m->data)->id == *(uint64_t *)arg;
+}
+
+int ax_file_await(ax_actor_t *self, uint64_t tag, int64_t deadline, const ax_file_done_t **done) {
+  if (done == NULL)
+    return -EINVAL;
+  const ax_msg_t *m;
+  int rc = ax_recv_match(self, match_tag, &tag, deadline, &m);
+  if (rc == 0)
+    *done = m->data;
+  return rc;
+}
+
+/* Waits for the request id of the fiber that owns f. */
+static int wait_id(ax_file_t *f, uint64_t id, const ax_file_done_t **done) {
+  const ax_msg_t *m;
+  int rc = ax_recv_match(f->owner, match_id, &id, AX_FOREVER, &m);
+  if (rc == 0)
+    *done = m->data;
+  return rc;
+}
+
+/* The fiber that owns f is the caller: 0, else -EINVAL or -EPERM. */
+static int fiber_file(const ax_file_t *f) {
+  if (f == NULL || f->magic != FILE_MAGIC)
+    return -EINVAL;
+  return ax__fiber_running(f->owner) ? 0 : -EPERM;
+}
+
+ssize_t ax_file_preadv(ax_file_t *file, const struct iovec *iov, int iovcnt, uint64_t off) {
+  size_t total;
+  int rc = fiber_file(file);
+  if (rc < 0 || (rc = iov_total(iov, iovcnt, &total)) < 0)
+    return rc;
+  uint64_t id;
+  if ((rc = file_req(file, AX_FILE_READ, off, total, NULL, false, 0, &id)) < 0)
+    return rc;
+  const ax_file_done_t *d;
+  if ((rc = wait_id(file, id, &d)) < 0)
+    return rc; /* stopped: the read goes on into axon's buffer, then is dropped */
+  if (d->result < 0)
+    return (ssize_t)d->result;
+  size_t at = 0;
+  for (int i = 0; i < iovcnt && at < d->len; i++) {
+    size_t n = iov[i].iov_len < d->len - at ? iov[i].iov_len : d->len - at;
+    if (n > 0)
+      memcpy(iov[i].iov_base, (const unsigned char *)d->data + at, n);
+    at += n;
+  }
+  return (ssize_t)d->len;
+}
+
+ssize_t ax_file_pread(ax_file_t *file, void *buf, size_t len, uint64_t off) {
+  struct iovec iov = {buf, len};
+  return ax_file_preadv(file, &iov, 1, off);
+}
+
+ssize_t ax_file_pwritev(ax_file_t *file, const struct iovec *iov, int iovcnt, uint64_t off) {
+  int rc = fiber_file(file);
+  uint64_t id;
+  if (rc < 0 || (rc = writev_req(file, off, iov, iovcnt, 0, &id)) < 0)
+    return rc;
+  const ax_file_done_t *d;
+  if ((rc = wait_id(file, id, &d)) < 0)
+    return rc;
+  return (ssize_t)d->result;
+}
+
+ssize_t ax_file_pwrite(ax_file_t *file, const void *buf, size_t len, uint64_t off) {
+  struct iovec iov = {(void *)buf, len};
+  return ax_file_pwritev(file, &iov, 1, off);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The feature                                                               */
+
+/* The owner died (after its work: every request is cancelled, and those
+ * still running let go of their file when they end): its files close. */
+static void files_on_death(ax_actor_t *a, int reason) {
+  (void)reason;
+  file_list_t *l = list_of(a, false);
+  if (l == NULL)
+    return;
+  while (l->head != NULL) {
+    ax_file_t *f = l->head;
+    list_unlink(f);
+    f->closing = true;
+    f->magic = 0; /* the handle is gone */
+    file_unref(f);
+  }
+  free(l);
+  a->ext->slot[AX__SLOT_FILES] = NULL;
+}
+
+static ax__feature_t files = {
+    .name = "files",
+    .order = AX__ORDER_FILES,
+    .actor_death = files_on_death,
+};
+
+AX__FEATURE_INIT(files) { ax__feature_register(&files); }

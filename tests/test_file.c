@@ -1,0 +1,525 @@
+/* Check suite for files and paths: requests as messages, errors as the kernel says them, close order, owners that stop, fibers, a full disk. */
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mount.h>
+
+#include "axon_test.h"
+
+enum { MSG_GO = AX_MSG_USER, MSG_DONE };
+
+static char dir[64]; /* a fresh directory per test */
+
+static void make_dir(void) {
+  snprintf(dir, sizeof dir, "/tmp/axon-file-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *in_dir(char *buf, size_t cap, const char *name) {
+  snprintf(buf, cap, "%s/%s", dir, name);
+  return buf;
+}
+
+/* Open descriptors of this process. */
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1; /* the directory's own */
+}
+
+/* Runs body as a fiber on a 2-core runtime whose pool has `threads`
+ * threads; the fiber returns 0 when every check passed.  Waits for its
+ * DOWN through a port. */
+typedef int (*body_fn)(ax_actor_t *self, void *arg);
+
+static ax_rt_t *run_rt;
+
+static void run_fiber(body_fn body, void *arg, unsigned threads) {
+  ax_rt_opts_t o = {.cores = 2, .work_threads = threads,
+                    .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+  ck_assert_int_eq(ax_rt_new(&o, &run_rt), 0);
+  ck_assert_int_eq(ax_rt_start(run_rt), 0);
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(run_rt, &port), 0);
+  ax_ref_t f;
+  ck_assert_int_eq(ax_spawn_fiber(run_rt, body, arg, NULL, &f), 0);
+  /* A monitor from a port is not a thing: poll the fiber's liveness. */
+  int64_t until = ax_now() + 30 * 1000000000LL;
+  while (ax_send(f, MSG_GO, NULL, 0) == 0) {
+    ck_assert_msg(ax_now() < until, "the fiber did not finish");
+    test_sleep_ms(2);
+  }
+  ck_assert_int_eq(ax_port_close(port), 0);
+  ax_rt_stop(run_rt);
+  ck_assert_int_eq(ax_rt_join(run_rt), 0);
+  ck_assert_int_eq(ax_rt_free(run_rt), 0);
+}
+
+/* One request's message, awaited by tag; fails the test on a timeout. */
+static const ax_file_done_t *await_tag(ax_actor_t *self, uint64_t tag) {
+  const ax_file_done_t *d;
+  int rc = ax_file_await(self, tag, ax_deadline(10 * 1000000000LL), &d);
+  ck_assert_msg(rc == 0, "tag %llu: %s", (unsigned long long)tag, ax_strerror(rc));
+  ck_assert_uint_eq(d->tag, tag);
+  return d;
+}
+
+static ax_file_t *open_ok(ax_actor_t *self, const char *path, int flags) {
+  ck_assert_int_eq(ax_file_open(self, path, flags, 0644, 1), 0);
+  const ax_file_done_t *d = await_tag(self, 1);
+  ck_assert_uint_eq(d->op, AX_FILE_OPEN);
+  ck_assert_msg(d->result == 0, "open %s: %s", path, ax_strerror((int)d->result));
+  ck_assert_ptr_nonnull(d->file);
+  return d->file;
+}
+
+static void close_ok(ax_actor_t *self, ax_file_t *f) {
+  ck_assert_int_eq(ax_file_close(f, 99), 0);
+  const ax_file_done_t *d = await_tag(self, 99);
+  ck_assert_uint_eq(d->op, AX_FILE_CLOSE);
+  ck_assert_int_eq(d->result, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static int body_roundtrip(ax_actor_t *self, void *arg) {
+  (void)arg;
+  char path[128];
+  ax_file_t *f = open_ok(self, in_dir(path, sizeof path, "a"), O_RDWR | O_CREAT | O_TRUNC);
+  ck_assert_int_ge(ax_file_fd(f), 0);
+  ck_assert_int_eq(ax_file_write(f, 0, "hello, file", 11, 2), 0);
+  const ax_file_done_t *d = await_tag(self, 2);
+  ck_assert_uint_eq(d->op, AX_FILE_WRITE);
+  ck_assert_int_eq(d->result, 11);
+  ck_assert_ptr_eq(d->file, f);
+  /* A read past the end gives what is there, then 0. */
+  ck_assert_int_eq(ax_file_read(f, 7, 100, 3), 0);
+  d = await_tag(self, 3);
+  ck_assert_int_eq(d->result, 4);
+  ck_assert_uint_eq(d->len, 4);
+  ck_assert_int_eq(memcmp(d->data, "file", 4), 0);
+  ck_assert_int_eq(ax_file_read(f, 11, 10, 4), 0);
+  d = await_tag(self, 4);
+  ck_assert_int_eq(d->result, 0);
+  ck_assert_uint_eq(d->len, 0);
+  /* Vectored write, stat, both syncs. */
+  struct iovec iov[3] = {{"ab", 2}, {"", 0}, {"cde", 3}};
+  ck_assert_int_eq(ax_file_writev(f, 11, iov, 3, 5), 0);
+  ck_assert_int_eq(await_tag(self, 5)->result, 5);
+  ck_assert_int_eq(ax_file_sync(f, false, 6), 0);
+  ck_assert_int_eq(await_tag(self, 6)->result, 0);
+  ck_assert_int_eq(ax_file_sync(f, true, 7), 0);
+  ck_assert_int_eq(await_tag(self, 7)->result, 0);
+  ck_assert_int_eq(ax_file_stat(f, 8), 0);
+  d = await_tag(self, 8);
+  ck_assert_int_eq(d->result, 0);
+  ck_assert_uint_eq(d->len, sizeof(struct stat));
+  ck_assert_int_eq(((const struct stat *)d->data)->st_size, 16);
+  /* The fiber's blocking forms, with buffers on this stack. */
+  char buf[32] = {0};
+  ck_assert_int_eq(ax_file_pread(f, buf, sizeof buf, 0), 16);
+  ck_assert_int_eq(memcmp(buf, "hello, fileabcde", 16), 0);
+  ck_assert_int_eq(ax_file_pwrite(f, "XY", 2, 0), 2);
+  char a[3], b[40];
+  struct iovec riov[2] = {{a, sizeof a}, {b, sizeof b}};
+  ck_assert_int_eq(ax_file_preadv(f, riov, 2, 0), 16);
+  ck_assert_int_eq(memcmp(a, "XYl", 3), 0);
+  ck_assert_int_eq(memcmp(b, "lo, fileabcde", 13), 0);
+  struct iovec wiov[2] = {{"12", 2}, {"34", 2}};
+  ck_assert_int_eq(ax_file_pwritev(f, wiov, 2, 16), 4);
+  ck_assert_int_eq(ax_file_pread(f, buf, 4, 16), 4);
+  ck_assert_int_eq(memcmp(buf, "1234", 4), 0);
+  close_ok(self, f);
+  return 0;
+}
+
+START_TEST(test_file_roundtrip) {
+  make_dir();
+  int fds = open_fds();
+  run_fiber(body_roundtrip, NULL, 0);
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
+}
+END_TEST
+
+static int body_errors(ax_actor_t *self, void *arg) {
+  (void)arg;
+  char path[128];
+  /* Missing, a directory for writing, a write to a read-only file. */
+  ck_assert_int_eq(ax_file_open(self, in_dir(path, sizeof path, "none"), O_RDONLY, 0, 10), 0);
+  const ax_file_done_t *d = await_tag(self, 10);
+  ck_assert_int_eq(d->result, -ENOENT);
+  ck_assert_ptr_null(d->file);
+  ck_assert_int_eq(ax_file_open(self, dir, O_WRONLY, 0, 11), 0);
+  d = await_tag(self, 11);
+  ck_assert_int_eq(d->result, -EISDIR);
+  ck_assert_ptr_null(d->file);
+  ax_file_t *f = open_ok(self, in_dir(path, sizeof path, "ro"), O_RDONLY | O_CREAT);
+  ck_assert_int_eq(ax_file_write(f, 0, "x", 1, 12), 0);
+  ck_assert_int_eq(await_tag(self, 12)->result, -EBADF);
+  ck_assert_int_eq(ax_file_pwrite(f, "x", 1, 0), -EBADF);
+  /* Bad arguments fail at once. */
+  ck_assert_int_eq(ax_file_open(NULL, path, O_RDONLY, 0, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_open(self, NULL, O_RDONLY, 0, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_open(self, path, O_RDONLY | O_NONBLOCK, 0, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_read(NULL, 0, 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_read(f, 0, 0, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_read(f, 0, AX_FILE_IO_MAX + 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_write(f, 0, NULL, 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_writev(f, 0, NULL, 1, 0), -EINVAL);
+  struct iovec empty = {NULL, 0};
+  ck_assert_int_eq(ax_file_writev(f, 0, &empty, 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_path_rename(self, path, NULL, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_await(self, 0, 0, NULL), -EINVAL);
+  /* Nothing came for a tag never used. */
+  ck_assert_int_eq(ax_file_await(self, 4242, 0, &d), -ETIMEDOUT);
+  close_ok(self, f);
+  return 0;
+}
+
+START_TEST(test_file_errors) {
+  make_dir();
+  run_fiber(body_errors, NULL, 0);
+  remove_dir();
+}
+END_TEST
+
+static int body_paths(ax_actor_t *self, void *arg) {
+  (void)arg;
+  char p1[128], p2[128], p3[128];
+  in_dir(p1, sizeof p1, "sub");
+  ck_assert_int_eq(ax_path_mkdir(self, p1, 0755, 1), 0);
+  ck_assert_int_eq(await_tag(self, 1)->result, 0);
+  ck_assert_int_eq(ax_path_mkdir(self, p1, 0755, 2), 0);
+  ck_assert_int_eq(await_tag(self, 2)->result, -EEXIST);
+  ax_file_t *f = open_ok(self, in_dir(p2, sizeof p2, "sub/x"), O_WRONLY | O_CREAT);
+  close_ok(self, f);
+  ck_assert_int_eq(ax_path_rmdir(self, p1, 3), 0);
+  ck_assert_int_eq(await_tag(self, 3)->result, -ENOTEMPTY);
+  ck_assert_int_eq(ax_path_rename(self, p2, in_dir(p3, sizeof p3, "y"), 4), 0);
+  const ax_file_done_t *d = await_tag(self, 4);
+  ck_assert_uint_eq(d->op, AX_FILE_RENAME);
+  ck_assert_int_eq(d->result, 0);
+  ck_assert_ptr_null(d->file);
+  ck_assert_int_eq(ax_path_stat(self, p3, 5), 0);
+  d = await_tag(self, 5);
+  ck_assert_int_eq(d->result, 0);
+  ck_assert(S_ISREG(((const struct stat *)d->data)->st_mode));
+  ck_assert_int_eq(ax_path_stat(self, p2, 6), 0);
+  ck_assert_int_eq(await_tag(self, 6)->result, -ENOENT);
+  ck_assert_int_eq(ax_path_unlink(self, p3, 7), 0);
+  ck_assert_int_eq(await_tag(self, 7)->result, 0);
+  ck_assert_int_eq(ax_path_unlink(self, p3, 8), 0);
+  ck_assert_int_eq(await_tag(self, 8)->result, -ENOENT);
+  ck_assert_int_eq(ax_path_rmdir(self, p1, 9), 0);
+  ck_assert_int_eq(await_tag(self, 9)->result, 0);
+  return 0;
+}
+
+START_TEST(test_file_paths) {
+  make_dir();
+  run_fiber(body_paths, NULL, 0);
+  remove_dir();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* A close comes after every request made before it                         */
+
+typedef struct order {
+  ax_ref_t port;
+  char path[128];
+  ax_file_t *f;
+  int reads, seen, closed_after;
+} order_t;
+
+static int order_actor(ax_actor_t *self, const ax_msg_t *msg) {
+  order_t *s = ax_state(self);
+  if (msg->type == MSG_GO)
+    return ax_file_open(self, s->path, O_RDONLY, 0, 0) == 0 ? 0 : -EIO;
+  if (msg->type != AX_MSG_FILE)
+    return 0;
+  const ax_file_done_t *d = msg->data;
+  switch (d->op) {
+  case AX_FILE_OPEN:
+    ck_assert_int_eq(d->result, 0);
+    s->f = d->file;
+    for (int i = 0; i < s->reads; i++)
+      ck_assert_int_eq(ax_file_read(s->f, (uint64_t)i, 1, (uint64_t)i + 1), 0);
+    ck_assert_int_eq(ax_file_close(s->f, 1000), 0);
+    ck_assert_int_eq(ax_file_read(s->f, 0, 1, 0), -EBADF); /* closing */
+    ck_assert_int_eq(ax_file_close(s->f, 1001), -EBADF);
+    ck_assert_int_eq(ax_file_fd(s->f), -1);
+    return 0;
+  case AX_FILE_READ:
+    ck_assert_int_eq(d->result, 1);
+    ck_assert_int_eq(((const char *)d->data)[0], 'a' + (int)(d->tag - 1) % 26);
+    s->seen++;
+    return 0;
+  case AX_FILE_CLOSE:
+    ck_assert_uint_eq(d->tag, 1000);
+    ck_assert_int_eq(d->result, 0);
+    s->closed_after = s->seen;
+    ax_send(s->port, MSG_DONE, NULL, 0);
+    return AX_STOP;
+  }
+  return 0;
+}
+
+START_TEST(test_file_close_last) {
+  make_dir();
+  order_t s = {.reads = 300};
+  in_dir(s.path, sizeof s.path, "abc");
+  FILE *fp = fopen(s.path, "w");
+  for (int i = 0; i < s.reads; i++)
+    fputc('a' + i % 26, fp);
+  fclose(fp);
+  int fds = open_fds();
+  ax_rt_opts_t o = {.cores = 2, .work_threads = 4, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+  ax_rt_t *rt;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  ck_assert_int_eq(ax_rt_start(rt), 0);
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(rt, &port), 0);
+  s.port = ax_port_ref(port);
+  ax_ref_t a;
+  ck_assert_int_eq(ax_spawn(rt, order_actor, &s, NULL, &a), 0);
+  ck_assert_int_eq(ax_send(a, MSG_GO, NULL, 0), 0);
+  ax_msg_t m;
+  ck_assert_int_eq(ax_port_recv(port, ax_deadline(20 * 1000000000LL), &m), 0);
+  ck_assert_int_eq(s.closed_after, s.reads);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* An owner that stops with requests queued and running                      */
+
+static atomic_int gate, gated;
+
+static int64_t wait_gate(void *arg) {
+  (void)arg;
+  atomic_store(&gated, 1);
+  while (!atomic_load(&gate))
+    test_sleep_ms(1);
+  return 0;
+}
+
+typedef struct dying {
+  char path[128];
+  int files;
+} dying_t;
+
+static int dying_actor(ax_actor_t *self, const ax_msg_t *msg) {
+  dying_t *s = ax_state(self);
+  if (msg->type == MSG_GO) {
+    /* The pool's one thread is held: opens queue behind it. */
+    ck_assert_int_eq(ax_work_submit(self, wait_gate, NULL, NULL, NULL), 0);
+    return ax_file_open(self, s->path, O_RDWR | O_CREAT, 0644, 0) == 0 ? 0 : -EIO;
+  }
+  if (msg->type == AX_MSG_FILE) {
+    const ax_file_done_t *d = msg->data;
+    if (d->op == AX_FILE_OPEN) {
+      ck_assert_int_eq(d->result, 0);
+      for (int i = 0; i < 50; i++) /* queued, never delivered */
+        ck_assert_int_eq(ax_file_write(d->file, (uint64_t)i, "z", 1, 0), 0);
+      return AX_STOP;
+    }
+  }
+  return 0;
+}
+
+START_TEST(test_file_owner_stops) {
+  make_dir();
+  dying_t s;
+  in_dir(s.path, sizeof s.path, "d");
+  int fds = open_fds();
+  ax_rt_opts_t o = {.cores = 1, .work_threads = 1, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+  ax_rt_t *rt;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  ck_assert_int_eq(ax_rt_start(rt), 0);
+  atomic_store(&gate, 1); /* first: let the open through */
+  ax_ref_t a;
+  ck_assert_int_eq(ax_spawn(rt, dying_actor, &s, NULL, &a), 0);
+  ck_assert_int_eq(ax_send(a, MSG_GO, NULL, 0), 0);
+  for (int i = 0; i < 5000 && ax_send(a, MSG_DONE, NULL, 0) == 0; i++)
+    test_sleep_ms(1);
+  ck_assert_int_eq(ax_send(a, MSG_DONE, NULL, 0), -ESRCH);
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(open_fds(), fds); /* the file closed with its owner */
+  remove_dir();
+}
+END_TEST
+
+/* A fiber stopped in a read that waits in the queue: the call returns
+ * -ECANCELED, its buffer untouched; the read is dropped. */
+static _Atomic(ax_file_t *) stuck_file;
+
+static int body_stopped(ax_actor_t *self, void *arg) {
+  const char *path = arg;
+  ax_file_t *f = open_ok(self, path, O_RDWR | O_CREAT);
+  ck_assert_int_eq(ax_work_submit(self, wait_gate, NULL, NULL, NULL), 0);
+  while (!atomic_load(&gated))
+    ck_assert_int_eq(ax_sleep(self, 1000000), 0);
+  char buf[8] = "unread!";
+  atomic_store(&stuck_file, f);
+  ck_assert_int_eq(ax_file_pread(f, buf, sizeof buf, 0), -ECANCELED);
+  ck_assert_int_eq(memcmp(buf, "unread!", 8), 0);
+  return 0;
+}
+
+START_TEST(test_file_fiber_stopped) {
+  make_dir();
+  char path[128];
+  in_dir(path, sizeof path, "s");
+  int fds = open_fds();
+  atomic_store(&gate, 0);
+  atomic_store(&gated, 0);
+  atomic_store(&stuck_file, NULL);
+  ax_rt_opts_t o = {.cores = 1, .work_threads = 1, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+  ax_rt_t *rt;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  ck_assert_int_eq(ax_rt_start(rt), 0);
+  ax_ref_t f;
+  ck_assert_int_eq(ax_spawn_fiber(rt, body_stopped, path, NULL, &f), 0);
+  while (atomic_load(&stuck_file) == NULL)
+    test_sleep_ms(1);
+  test_sleep_ms(20);
+  ck_assert_int_eq(ax_stop(f, 0), 0);
+  for (int i = 0; i < 5000 && ax_send(f, MSG_DONE, NULL, 0) == 0; i++)
+    test_sleep_ms(1);
+  atomic_store(&gate, 1);
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
+}
+END_TEST
+
+/* Many files at once from several fibers: every byte where it belongs. */
+static int body_many(ax_actor_t *self, void *arg) {
+  int k = (int)(intptr_t)arg;
+  for (int i = 0; i < 40; i++) {
+    char path[128], name[32];
+    snprintf(name, sizeof name, "m%d-%d", k, i);
+    ax_file_t *f = open_ok(self, in_dir(path, sizeof path, name), O_RDWR | O_CREAT | O_TRUNC);
+    char line[64];
+    int n = snprintf(line, sizeof line, "fiber %d file %d\n", k, i);
+    ck_assert_int_eq(ax_file_pwrite(f, line, (size_t)n, 0), n);
+    char back[64];
+    ck_assert_int_eq(ax_file_pread(f, back, sizeof back, 0), n);
+    ck_assert_int_eq(memcmp(back, line, (size_t)n), 0);
+    close_ok(self, f);
+  }
+  return 0;
+}
+
+static int body_many_parent(ax_actor_t *self, void *arg) {
+  (void)arg;
+  ax_ref_t kids[8];
+  for (int k = 0; k < 8; k++) {
+    ax_fiber_opts_t fo = {.monitor = self};
+    ck_assert_int_eq(ax_spawn_fiber(ax_actor_rt(self), body_many, (void *)(intptr_t)k, &fo,
+                                    &kids[k]),
+                     0);
+  }
+  for (int k = 0; k < 8; k++) {
+    const ax_msg_t *m;
+    ck_assert_int_eq(ax_recv_type(self, AX_MSG_DOWN, ax_deadline(30 * 1000000000LL), &m), 0);
+    ck_assert_int_eq(((const ax_down_t *)m->data)->reason, AX_REASON_NORMAL);
+  }
+  return 0;
+}
+
+START_TEST(test_file_many) {
+  make_dir();
+  int fds = open_fds();
+  run_fiber(body_many_parent, NULL, 4);
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* A full disk: a 64 KiB tmpfs                                               */
+
+static char small_fs[64];
+
+static const char *tmpfs_missing(void) {
+  snprintf(small_fs, sizeof small_fs, "/tmp/axon-tmpfs-XXXXXX");
+  if (mkdtemp(small_fs) == NULL)
+    return "mkdtemp failed";
+  if (mount("axon-test", small_fs, "tmpfs", 0, "size=64k") != 0) {
+    rmdir(small_fs);
+    return "mounting a tmpfs (needs CAP_SYS_ADMIN)";
+  }
+  umount(small_fs);
+  rmdir(small_fs);
+  return NULL;
+}
+
+static int body_full(ax_actor_t *self, void *arg) {
+  (void)arg;
+  char path[128];
+  snprintf(path, sizeof path, "%s/big", small_fs);
+  ax_file_t *f = open_ok(self, path, O_WRONLY | O_CREAT);
+  static char chunk[256 * 1024];
+  memset(chunk, 'q', sizeof chunk);
+  ck_assert_int_eq(ax_file_write(f, 0, chunk, sizeof chunk, 2), 0);
+  const ax_file_done_t *d = await_tag(self, 2);
+  /* Either a short count (what fitted) or -ENOSPC, as the kernel says. */
+  ck_assert_msg(d->result == -ENOSPC || (d->result > 0 && d->result < (int64_t)sizeof chunk),
+                "write to a full tmpfs: %lld", (long long)d->result);
+  ck_assert_int_eq(ax_file_pwrite(f, chunk, sizeof chunk, 1 << 20), -ENOSPC);
+  close_ok(self, f);
+  return 0;
+}
+
+START_TEST(test_file_enospc) {
+  snprintf(small_fs, sizeof small_fs, "/tmp/axon-tmpfs-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(small_fs));
+  ck_assert_int_eq(mount("axon-test", small_fs, "tmpfs", 0, "size=64k"), 0);
+  run_fiber(body_full, NULL, 0);
+  ck_assert_int_eq(umount(small_fs), 0);
+  ck_assert_int_eq(rmdir(small_fs), 0);
+}
+END_TEST
+
+int main(int argc, char **argv) {
+  Suite *s = suite_create("file");
+  TCase *tc = tcase_create("requests");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_file_roundtrip);
+  tcase_add_test(tc, test_file_errors);
+  tcase_add_test(tc, test_file_paths);
+  tcase_add_test(tc, test_file_close_last);
+  tcase_add_test(tc, test_file_owner_stops);
+  tcase_add_test(tc, test_file_fiber_stopped);
+  tcase_add_test(tc, test_file_many);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("enospc");
+  tcase_set_tags(tc, "tmpfs");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_file_enospc);
+  suite_add_tcase(s, tc);
+  static const test_group_t groups[] = {{"tmpfs", tmpfs_missing}};
+  return test_run_groups(s, argc, argv, groups, 1);
+}
