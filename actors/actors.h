@@ -42,6 +42,7 @@ enum {
   AX__CORE_SLOT_IO,      /* io/src.c: the core's source state (lingering, scratch) */
   AX__CORE_SLOT_TCP,     /* io/tcp.c: the core's accept error count */
   AX__CORE_SLOT_FDWATCH, /* io/fdwatch.c: the core's list of fd watches */
+  AX__CORE_SLOT_URING,   /* io/uring.c: the core's io_uring for file requests */
   AX__CORE_SLOT_COUNT
 };
 _Static_assert(AX__CORE_SLOT_COUNT <= AX__CORE_SLOTS, "more core slots than the runtime keeps");

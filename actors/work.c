@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,8 @@ struct work_pool {
   unsigned max_threads, max_queue;
   bool closed; /* the runtime stops: no more work */
   bool quit;   /* the runtime is freed: threads exit */
-  uint64_t next_id, done, cancelled, refused;
+  uint64_t done, cancelled, refused;
+  _Atomic uint64_t next_id; /* ids, also for requests that do not use the pool */
   pthread_t *tids; /* max_threads */
 };
 
@@ -236,6 +238,11 @@ static int grow(work_pool_t *p) {
 
 static inline bool on_own_core(const ax_actor_t *self) { return self->core == ax__tls_core; }
 
+uint64_t ax__work_next_id(ax_rt_t *rt) {
+  /* Relaxed: an id only has to be unique. */
+  return atomic_fetch_add_explicit(&pool_of(rt)->next_id, 1, memory_order_relaxed) + 1;
+}
+
 /* Queues w with its message m (made for the owner, its payload opening
  * with the id).  Returns 0, or an error with nothing queued (w and m are
  * the caller's again). */
@@ -256,7 +263,7 @@ static int start(ax_actor_t *owner, ax__work_t *w, ax__msg_t *m, bool held, uint
     pthread_mutex_unlock(&p->lock);
     return rc;
   }
-  w->id = ++p->next_id;
+  w->id = ax__work_next_id(owner->core->rt);
   memcpy(m->payload, &w->id, sizeof w->id); /* before fn can run: it may read it */
   if (held) {
     w->state = W_HELD;

@@ -40,6 +40,10 @@ int ax__work_start_msg(ax_actor_t *owner, ax_work_fn fn, void *arg, ax_work_disp
  * core. */
 void ax__work_release(ax_actor_t *owner, uint64_t id);
 
+/* A fresh id for a request of rt (work's ids and other requests' share
+ * one sequence: never 0, unique within the runtime).  Any thread. */
+uint64_t ax__work_next_id(ax_rt_t *rt);
+
 /* ax_work_cancel, then, when fn is running, waits (blocking the thread)
  * until it returned: arg is free to go when this returns.  owner's core.
  * Returns as ax_work_cancel. */

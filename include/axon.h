@@ -9,6 +9,7 @@
 #include "axon/actor.h"
 #include "axon/loop.h"
 #include "axon/port.h"
+#include "axon/process.h"
 #include "axon/runtime.h"
 #include "axon/source.h"
 #include "axon/stream.h"

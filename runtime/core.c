@@ -200,6 +200,15 @@ static bool stopping(ax_rt_t *rt) {
 /* Non-blocking I/O and timers, between rounds.  What other threads sent
  * until now goes into the mailboxes first, ahead of the events this poll
  * reports. */
+/* Hands over what a feature batched during the round (ax__core_t.flush). */
+static inline void flush_batch(ax__core_t *c) {
+  if (c->flush != NULL) {
+    void (*fn)(ax__core_t *) = c->flush;
+    c->flush = NULL;
+    fn(c);
+  }
+}
+
 static void poll_io(ax__core_t *c) {
   ax__core_drain(c);
   ax_loop_run_once(c->loop, 0);
@@ -225,6 +234,7 @@ static void idle(ax__core_t *c) {
   ax__reclaim(c, false);
   if (c->runq_head != NULL)
     return;
+  flush_batch(c); /* what a loop callback batched: before any wait */
   ax_loop_update_time(c->loop); /* one clock read serves the whole decision */
   int64_t now = ax_loop_now(c->loop);
   /* A core serving fds goes straight to its blocking poll below, which
@@ -363,6 +373,7 @@ void *ax__core_main(void *arg) {
      * pays neither a syscall nor a clock read per message. */
     for (unsigned turns = 0; turns < AX__ROUND_TURNS && c->runq_head != NULL; turns++)
       run_actor(c, runq_pop(c));
+    flush_batch(c);
     if (ax_now() - c->last_poll >= AX__POLL_INTERVAL_NS)
       poll_io(c);
     if (c->retired_count >= 256)

@@ -178,6 +178,10 @@ struct ax__core {
   unsigned nover;    /* rings from this core with messages on their overflow list */
   int64_t last_poll;
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
+  /* A feature's batch to hand over before the core polls or sleeps (the
+   * io_uring submissions of the round: actors/io/uring.c); NULL: none.
+   * The core clears it, then calls it.  Owner core. */
+  void (*flush)(ax__core_t *c);
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
   ax__heap_t heap; /* the pools' memory */
   uint32_t slots_freed; /* slots freed since the table was last trimmed (AX__TRIM_SLOTS) */

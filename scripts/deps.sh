@@ -10,7 +10,7 @@ packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-d
           mosquitto libmosquitto-dev mosquitto-clients socat python3)
 case "${1:-}" in
   "") ;;
-  --bench) packages+=(golang-go libboost-context-dev) ;;
+  --bench) packages+=(golang-go libboost-context-dev fio) ;;
   *) echo "usage: $0 [--bench]" >&2; exit 2 ;;
 esac
 

@@ -9,10 +9,15 @@
 #include <unistd.h>
 
 #include "actors/fiber.h"
+#include "actors/io/uring.h"
 #include "actors/work.h"
 #include "axon/fiber.h"
 #include "axon/file.h"
 #include "io/alloc.h"
+
+#ifdef AX_HAVE_URING
+#include <liburing.h>
+#endif
 
 /*
  * A file is an fd and two counts.  `refs` counts who still needs the fd:
@@ -26,8 +31,21 @@
  * that is closed (or reused by another open).
  *
  * A request's message is made when it is requested, with room for what a
- * read brings back (or a write's bytes, copied then): the pool thread
- * fills it, and nothing of the caller's is touched after the call.
+ * read brings back (or a write's bytes, copied then): the pool thread or
+ * the kernel fills it, and nothing of the caller's is touched after the
+ * call.
+ *
+ * Two ways to run a request.  Where the core has an io_uring (uring.h),
+ * every request but a stat goes to it: the entry is prepared now and
+ * submitted with the round's batch, and its completion, reaped on this
+ * core, is accounted for and its message pushed to the owner's mailbox
+ * there and then.  Otherwise, and for stats, the request is work on the
+ * pool (work.h) whose message the pool sends, accounted for when the
+ * behaviour gets it.  Either way `pending` drops before the message is
+ * seen, and a close held behind the file's other requests starts then.
+ * An owner that dies marks its requests on the ring orphans: their
+ * completions free them (the kernel may write into their buffers until
+ * then); the pool drops its own.
  */
 
 #define FILE_MAGIC 0x66696c65u /* "file" */
@@ -35,16 +53,26 @@
 struct ax_file {
   uint32_t magic;
   int fd;              /* set by the open (before its message); -1 once closed */
+  bool stream;         /* not a regular file (a FIFO, a device): a short transfer is
+                          what it gave, not a part of what it will give */
   ax_actor_t *owner;
   struct ax_file *prev, *next; /* the owner's list (owner core) */
   unsigned pending;            /* owner core */
   bool closing;                /* owner core */
-  uint64_t close_id;           /* owner core: the held close, while others run */
+  uint64_t close_id;           /* owner core: the held close on the pool, while others run */
+  struct file_req *close_req;  /* owner core: the held close for the ring, likewise */
   _Atomic unsigned refs;
 };
 
 /* A request: what the pool thread needs, and where its answer goes. */
 typedef struct file_req {
+  ax__uring_req_t ureq; /* on the ring: its completion */
+  ax__uring_t *ring;    /* the ring it goes to, or NULL: the pool */
+  ax_actor_t *owner;
+  ax__msg_t *msg;
+  struct file_req *prev, *next; /* on the ring: the owner's list (orphaned when it dies) */
+  bool orphan;
+  size_t moved; /* on the ring: bytes read or written so far (short transfers go on) */
   ax_file_t *file; /* NULL for path requests */
   ax_file_done_t *done; /* in the message */
   unsigned char *buf;   /* the message's bytes after the header */
@@ -62,6 +90,7 @@ typedef struct file_req {
 
 typedef struct file_list {
   ax_file_t *head;
+  struct file_req *ring_head; /* requests on the ring */
 } file_list_t;
 
 /* ------------------------------------------------------------------------ */
@@ -105,7 +134,7 @@ static void list_unlink(ax_file_t *f) {
 
 static int64_t do_read(file_req_t *r) {
   size_t got = 0;
-  while (got < r->len) {
+  while (got < r->len && (got == 0 || !r->file->stream)) {
     ssize_t n = pread(r->file->fd, r->buf + got, r->len - got, (off_t)(r->off + got));
     if (n < 0 && errno == EINTR)
       continue;
@@ -121,7 +150,7 @@ static int64_t do_read(file_req_t *r) {
 
 static int64_t do_write(file_req_t *r) {
   size_t put = 0;
-  while (put < r->len) {
+  while (put < r->len && (put == 0 || !r->file->stream)) {
     ssize_t n = pwrite(r->file->fd, r->buf + put, r->len - put, (off_t)(r->off + put));
     if (n < 0 && errno == EINTR)
       continue;
@@ -143,6 +172,8 @@ static int64_t run_req(void *arg) {
     int fd = open(r->path, r->flags | O_CLOEXEC, r->mode);
     res = fd < 0 ? -errno : 0;
     if (fd >= 0) {
+      struct stat st;
+      f->stream = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
       f->fd = fd; /* published by the message (and by refs to a last unref) */
       r->done->file = f;
     }
@@ -186,6 +217,134 @@ static int64_t run_req(void *arg) {
   return res;
 }
 
+static void req_dispose(void *arg);
+static void req_done(struct file_req *r);
+
+/* ------------------------------------------------------------------------ */
+/* On the core's ring                                                        */
+
+#ifdef AX_HAVE_URING
+/* Prepares r's entry (the rest of it, after a short transfer). */
+static void ring_prep(file_req_t *r) {
+  struct io_uring_sqe *sqe = ax__uring_sqe(r->ring, &r->ureq);
+  ax_file_t *f = r->file;
+  switch (r->op) {
+  case AX_FILE_OPEN:
+    io_uring_prep_openat(sqe, AT_FDCWD, r->path, r->flags | O_CLOEXEC, r->mode);
+    break;
+  case AX_FILE_READ:
+    io_uring_prep_read(sqe, f->fd, r->buf + r->moved, (unsigned)(r->len - r->moved),
+                       r->off + r->moved);
+    break;
+  case AX_FILE_WRITE:
+    io_uring_prep_write(sqe, f->fd, r->buf + r->moved, (unsigned)(r->len - r->moved),
+                        r->off + r->moved);
+    break;
+  case AX_FILE_SYNC:
+    io_uring_prep_fsync(sqe, f->fd, r->data_only ? IORING_FSYNC_DATASYNC : 0);
+    break;
+  case AX_FILE_CLOSE:
+    io_uring_prep_close(sqe, f->fd);
+    break;
+  case AX_FILE_UNLINK:
+  case AX_FILE_RMDIR:
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, r->path, r->op == AX_FILE_RMDIR ? AT_REMOVEDIR : 0);
+    break;
+  case AX_FILE_RENAME:
+    io_uring_prep_renameat(sqe, AT_FDCWD, r->path, AT_FDCWD, r->path2, 0);
+    break;
+  default: /* AX_FILE_MKDIR */
+    io_uring_prep_mkdirat(sqe, AT_FDCWD, r->path, r->mode);
+    break;
+  }
+}
+#else
+static void ring_prep(file_req_t *r) { (void)r; } /* never: no ring without liburing */
+#endif
+
+static void ring_complete(ax__uring_req_t *ur, int res);
+
+/* Sends r to the ring, and files it with its owner (for orphaning). */
+static void ring_submit(file_req_t *r) {
+  file_list_t *l = list_of(r->owner, false); /* made by the open, or below */
+  if (l == NULL)
+    l = list_of(r->owner, true);
+  r->ureq.complete = ring_complete;
+  if (l != NULL) {
+    r->next = l->ring_head;
+    if (l->ring_head != NULL)
+      l->ring_head->prev = r;
+    l->ring_head = r;
+  } else {
+    r->orphan = true; /* no memory to track it: its result is lost, never its buffer */
+  }
+  ring_prep(r);
+}
+
+/* r's completion, on its owner's core. */
+static void ring_complete(ax__uring_req_t *ur, int res) {
+  file_req_t *r = AX_CONTAINER_OF(ur, file_req_t, ureq);
+  /* A short transfer is not the end of the file (or of the room) until a
+   * transfer moves nothing: ask for the rest. */
+  if ((r->op == AX_FILE_READ || r->op == AX_FILE_WRITE) && res > 0) {
+    r->moved += (size_t)res;
+    if (r->moved < r->len && !r->file->stream) {
+      ring_prep(r);
+      return;
+    }
+  }
+  if (r->orphan) { /* the owner died: nobody takes the result */
+    if (r->op == AX_FILE_OPEN && res >= 0)
+      close(res);
+    ax__msg_free(r->msg);
+    req_dispose(r);
+    return;
+  }
+  file_list_t *l = list_of(r->owner, false);
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else if (l != NULL && l->ring_head == r)
+    l->ring_head = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+  int64_t result = res;
+  switch (r->op) {
+  case AX_FILE_OPEN:
+    if (res >= 0) {
+      struct stat st; /* an open fd's inode: no disk wait */
+      r->file->stream = fstat(res, &st) == 0 && !S_ISREG(st.st_mode);
+      r->file->fd = res;
+      r->done->file = r->file;
+      result = 0;
+    }
+    break;
+  case AX_FILE_READ:
+  case AX_FILE_WRITE:
+    if (r->moved > 0 || res == 0)
+      result = (int64_t)r->moved; /* an error after some bytes: the bytes */
+    if (r->op == AX_FILE_READ)
+      r->done->len = r->moved;
+    break;
+  case AX_FILE_CLOSE:
+    r->file->fd = -1;
+    break;
+  default:
+    break;
+  }
+  r->done->result = result;
+  ax_actor_t *owner = r->owner;
+  ax__msg_t *m = r->msg;
+  req_done(r);
+  ax__mailbox_push(owner->core, owner, m);
+}
+
+/* The owner died: its requests on the ring become orphans. */
+static void ring_orphan(file_list_t *l) {
+  for (file_req_t *r = l->ring_head; r != NULL; r = r->next)
+    r->orphan = true;
+  l->ring_head = NULL;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Requests (owner core)                                                     */
 
@@ -195,9 +354,9 @@ static void req_free(file_req_t *r) {
   free(r);
 }
 
-/* The request's message reaches the behaviour (owner core, live owner). */
-static void req_delivered(void *arg) {
-  file_req_t *r = arg;
+/* The request completed for a live owner, just before its message is
+ * seen: the file's accounting, then the request goes (owner core). */
+static void req_done(file_req_t *r) {
   ax_file_t *f = r->file;
   uint32_t op = r->op;
   bool failed_open = op == AX_FILE_OPEN && r->done->result < 0;
@@ -207,14 +366,22 @@ static void req_delivered(void *arg) {
   if (op == AX_FILE_CLOSE || failed_open) {
     list_unlink(f); /* the handle is gone: the owner's reference goes too */
     file_unref(f);
-  } else if (--f->pending == 0 && f->close_id != 0) {
-    ax__work_release(f->owner, f->close_id); /* the last before the close */
+  } else if (--f->pending == 0 && f->close_req != NULL) { /* the last before the close */
+    file_req_t *c = f->close_req;
+    f->close_req = NULL;
+    ring_submit(c);
+  } else if (f->pending == 0 && f->close_id != 0) {
+    ax__work_release(f->owner, f->close_id);
     f->close_id = 0;
   }
   file_unref(f);
 }
 
-/* The request will not be delivered (its owner died): any thread. */
+/* The pool's message reaches the behaviour. */
+static void req_delivered(void *arg) { req_done(arg); }
+
+/* The request will not be delivered (its owner died): any thread (the
+ * ring's: its core). */
 static void req_dispose(void *arg) {
   file_req_t *r = arg;
   ax_file_t *f = r->file;
@@ -227,18 +394,30 @@ static void req_dispose(void *arg) {
  * `extra` bytes after the header; *out gets it with its message. */
 static int req_new(ax_actor_t *owner, ax_file_t *f, uint32_t op, uint64_t tag, size_t extra,
                    file_req_t **out, ax__msg_t **msg) {
+  /* A stat's struct stat would need converting from io_uring's statx:
+   * stats go to the pool. */
+  ax__uring_t *ring = op == AX_FILE_STAT || op == AX_FILE_STAT_PATH ? NULL
+                                                                     : ax__uring_of(owner->core);
   file_req_t *r = ax__calloc(1, sizeof *r);
-  ax__msg_t *m = r != NULL ? ax__work_msg(owner, AX_MSG_FILE, HDR + extra) : NULL;
+  ax__msg_t *m = r == NULL ? NULL
+                 : ring != NULL
+                     ? ax__msg_new(owner->ref, 0, AX_MSG_FILE, NULL, HDR + extra, owner->ref)
+                     : ax__work_msg(owner, AX_MSG_FILE, HDR + extra);
   if (m == NULL) {
     free(r);
     return -ENOMEM;
   }
+  r->ring = ring;
+  r->owner = owner;
+  r->msg = m;
   r->file = f;
   r->op = op;
   r->done = (ax_file_done_t *)(void *)m->payload;
   r->buf = m->payload + HDR;
   *r->done = (ax_file_done_t){.tag = tag, .file = f, .op = op,
                               .data = extra > 0 ? r->buf : NULL};
+  if (ring != NULL) /* the pool numbers its own when it queues them */
+    r->done->id = ax__work_next_id(owner->core->rt);
   *out = r;
   *msg = m;
   return 0;
@@ -250,6 +429,17 @@ static int req_submit(ax_actor_t *owner, file_req_t *r, ax__msg_t *m, bool held,
   ax_file_t *f = r->file;
   if (f != NULL) /* relaxed: the owner holds one, so this is never the first */
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+  if (r->ring != NULL) { /* cannot fail from here */
+    if (f != NULL && r->op != AX_FILE_CLOSE)
+      f->pending++;
+    if (id != NULL)
+      *id = r->done->id;
+    if (held)
+      f->close_req = r;
+    else
+      ring_submit(r);
+    return 0;
+  }
   int rc = ax__work_start_msg(owner, run_req, r, req_dispose, req_delivered, m, held, id);
   if (rc < 0) {
     if (f != NULL) /* relaxed: nor the last */
@@ -354,6 +544,8 @@ int ax_file_stat(ax_file_t *file, uint64_t tag) {
   return file_req(file, AX_FILE_STAT, 0, 0, NULL, false, tag, NULL);
 }
 
+const char *ax_file_backend(void) { return ax__uring_mode(); }
+
 int ax_file_fd(const ax_file_t *file) {
   return file != NULL && file->magic == FILE_MAGIC && !file->closing ? file->fd : -1;
 }
@@ -368,7 +560,8 @@ int ax_file_close(ax_file_t *file, uint64_t tag) {
   file_req_t *r;
   ax__msg_t *m;
   if ((rc = req_new(file->owner, file, AX_FILE_CLOSE, tag, 0, &r, &m)) < 0 ||
-      (rc = req_submit(file->owner, r, m, held, held ? &file->close_id : NULL)) < 0)
+      (rc = req_submit(file->owner, r, m, held,
+                       held && r->ring == NULL ? &file->close_id : NULL)) < 0)
     return rc; /* nothing changed: the caller may try again */
   file->closing = true;
   return 0;
@@ -549,9 +742,16 @@ static void files_on_death(ax_actor_t *a, int reason) {
   file_list_t *l = list_of(a, false);
   if (l == NULL)
     return;
+  ring_orphan(l);
   while (l->head != NULL) {
     ax_file_t *f = l->head;
     list_unlink(f);
+    if (f->close_req != NULL) { /* held behind requests that are gone now */
+      file_req_t *c = f->close_req;
+      f->close_req = NULL;
+      ax__msg_free(c->msg);
+      req_dispose(c);
+    }
     f->closing = true;
     f->magic = 0; /* the handle is gone */
     file_unref(f);

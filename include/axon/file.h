@@ -122,6 +122,12 @@ AX_API int ax_file_stat(ax_file_t *file, uint64_t tag);
  * Errors: -EINVAL (NULL file), -EPERM, -EBADF (closing already). */
 AX_API int ax_file_close(ax_file_t *file, uint64_t tag);
 
+/* What file requests run on in this process: "io_uring" (a ring per core,
+ * completions reaped by the core's loop) or "pool" (the work pool: no
+ * io_uring here, or AXON_FILES=pool in the environment).  The first call
+ * probes io_uring.  Any thread. */
+AX_API const char *ax_file_backend(void);
+
 /* The file's descriptor (for fcntl locks, posix_fadvise, ...: never close
  * it); -1 once it is closing.  The owner's core. */
 AX_API int ax_file_fd(const ax_file_t *file);
