@@ -1,6 +1,7 @@
 /* The work pool: blocking functions on a bounded set of threads per runtime, results back as messages. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -58,9 +59,11 @@ typedef struct ax__work {
   uint64_t id;
   ax__msg_t *msg; /* the result message, made at submit */
   work_pool_t *pool;
-  /* under the pool's lock */
+  /* under the pool's lock, but state: HELD and QUEUED change under the
+   * lock only; RUNNING ends by a compare-and-swap, to SENT by the pool
+   * thread (without the lock) or to ABANDONED by a cancel (under it) */
   struct ax__work *qprev, *qnext; /* the queue, while QUEUED */
-  int state;
+  _Atomic int state;
   bool *finished; /* a canceller that waits for fn to return */
 } ax__work_t;
 
@@ -77,6 +80,9 @@ struct work_pool {
   unsigned nqueued, busy; /* busy: fns running, results being sent */
   unsigned threads, waiting; /* started; waiting for work */
   unsigned max_threads, max_queue;
+  unsigned idle_waiters; /* threads waiting on `idle` (cancel_wait, the stop) */
+  cpu_set_t cpus;         /* the process's CPUs when the runtime was made */
+  bool have_cpus;
   bool closed; /* the runtime stops: no more work */
   bool quit;   /* the runtime is freed: threads exit */
   uint64_t done, cancelled, refused;
@@ -167,17 +173,6 @@ static void work_discard(ax__work_t *w, bool free_msg) {
 /* ------------------------------------------------------------------------ */
 /* The pool's threads                                                        */
 
-/* fn returned for an abandoned work: dispose of it, then tell whoever
- * waits that no thread touches it any more. */
-static void finish_abandoned(work_pool_t *p, ax__work_t *w) {
-  bool *finished = w->finished; /* ABANDONED is final: nobody sets it now */
-  pthread_mutex_unlock(&p->lock);
-  work_discard(w, true);
-  pthread_mutex_lock(&p->lock);
-  if (finished != NULL)
-    *finished = true;
-}
-
 static void *work_main(void *arg) {
   work_pool_t *p = arg;
   sigset_t all;
@@ -194,30 +189,37 @@ static void *work_main(void *arg) {
       break; /* quit, and nothing left */
     ax__work_t *w = p->head;
     queue_remove(p, w);
-    w->state = W_RUNNING;
+    atomic_store_explicit(&w->state, W_RUNNING, memory_order_relaxed); /* under the lock */
     p->busy++;
     pthread_mutex_unlock(&p->lock);
 
     int64_t result = w->fn(w->arg);
 
-    pthread_mutex_lock(&p->lock);
-    if (w->state == W_ABANDONED) {
-      finish_abandoned(p, w);
-    } else {
-      w->state = W_SENT;
-      p->done++;
-      pthread_mutex_unlock(&p->lock);
+    int expect = W_RUNNING;
+    /* Relaxed: the lock orders what a cancel wrote (it takes the lock
+     * around its own swap), and the send below publishes the result. */
+    if (atomic_compare_exchange_strong_explicit(&w->state, &expect, W_SENT, memory_order_relaxed,
+                                                memory_order_relaxed)) {
       if (!w->custom)
         ((ax_work_done_t *)(void *)w->msg->payload)->result = result;
       /* The send publishes the result (the mailbox's release/acquire);
        * from here the message owns w, unless the send fails. */
-      ax_ref_t owner = w->owner;
-      if (ax__send_msg(owner, w->msg) < 0) /* the owner is gone; m is freed */
+      if (ax__send_msg(w->owner, w->msg) < 0) /* the owner is gone; m is freed */
         work_discard(w, false);
       pthread_mutex_lock(&p->lock);
+      p->done++;
+    } else { /* abandoned while fn ran: dispose of it here */
+      pthread_mutex_lock(&p->lock);
+      bool *finished = w->finished; /* set with the swap, under the lock */
+      pthread_mutex_unlock(&p->lock);
+      work_discard(w, true);
+      pthread_mutex_lock(&p->lock);
+      if (finished != NULL)
+        *finished = true;
     }
     p->busy--;
-    pthread_cond_broadcast(&p->idle);
+    if (p->idle_waiters > 0)
+      pthread_cond_broadcast(&p->idle);
   }
   pthread_mutex_unlock(&p->lock);
   return NULL;
@@ -228,8 +230,16 @@ static void *work_main(void *arg) {
 static int grow(work_pool_t *p) {
   if (p->waiting > p->nqueued || p->threads == p->max_threads)
     return 0;
-  if (pthread_create(&p->tids[p->threads], NULL, work_main, p) == 0)
+  /* The creator is a core, pinned to one CPU: a new thread would inherit
+   * that, and every pool thread would share the core's CPU.  They get the
+   * process's CPUs instead. */
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (p->have_cpus)
+    (void)pthread_attr_setaffinity_np(&attr, sizeof p->cpus, &p->cpus);
+  if (pthread_create(&p->tids[p->threads], &attr, work_main, p) == 0)
     p->threads++;
+  pthread_attr_destroy(&attr);
   return p->threads > 0 ? 0 : -EAGAIN;
 }
 
@@ -266,9 +276,9 @@ static int start(ax_actor_t *owner, ax__work_t *w, ax__msg_t *m, bool held, uint
   w->id = ax__work_next_id(owner->core->rt);
   memcpy(m->payload, &w->id, sizeof w->id); /* before fn can run: it may read it */
   if (held) {
-    w->state = W_HELD;
+    atomic_store_explicit(&w->state, W_HELD, memory_order_relaxed); /* under the lock */
   } else {
-    w->state = W_QUEUED;
+    atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
     queue_push(p, w);
     pthread_cond_signal(&p->wake);
   }
@@ -338,25 +348,34 @@ int ax_work_submit(ax_actor_t *self, ax_work_fn fn, void *arg, ax_work_dispose_f
 static int cancel(work_list_t *l, ax__work_t *w, bool wait) {
   work_pool_t *p = w->pool;
   pthread_mutex_lock(&p->lock);
-  switch (w->state) {
+  int state = atomic_load_explicit(&w->state, memory_order_relaxed);
+  int expect = W_RUNNING;
+  /* Relaxed: see work_main; a running fn that returned meanwhile made it
+   * SENT, which the swap sees. */
+  if (state == W_RUNNING &&
+      !atomic_compare_exchange_strong_explicit(&w->state, &expect, W_ABANDONED,
+                                               memory_order_relaxed, memory_order_relaxed))
+    state = expect; /* SENT */
+  switch (state) {
   case W_HELD:
   case W_QUEUED:
-    if (w->state == W_QUEUED)
+    if (state == W_QUEUED)
       queue_remove(p, w);
     p->cancelled++;
     pthread_mutex_unlock(&p->lock);
     list_remove(l, w);
     work_discard(w, true);
     return 0;
-  case W_RUNNING: {
+  case W_RUNNING: { /* now ABANDONED */
     bool finished = false;
-    w->state = W_ABANDONED;
     p->cancelled++;
     list_remove(l, w);
     if (wait) {
       w->finished = &finished;
+      p->idle_waiters++;
       while (!finished)
         pthread_cond_wait(&p->idle, &p->lock);
+      p->idle_waiters--;
     }
     pthread_mutex_unlock(&p->lock); /* from here the thread may free w */
     return 1;
@@ -385,9 +404,9 @@ void ax__work_release(ax_actor_t *owner, uint64_t id) {
     return;
   work_pool_t *p = w->pool;
   pthread_mutex_lock(&p->lock);
-  if (w->state == W_HELD) {
+  if (atomic_load_explicit(&w->state, memory_order_relaxed) == W_HELD) {
     (void)grow(p); /* no thread at all: the next submit starts one */
-    w->state = W_QUEUED;
+    atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed); /* under the lock */
     queue_push(p, w);
     pthread_cond_signal(&p->wake);
   }
@@ -496,6 +515,7 @@ static int work_rt_init(ax_rt_t *rt) {
     free(p);
     return -ENOMEM;
   }
+  p->have_cpus = sched_getaffinity(0, sizeof p->cpus, &p->cpus) == 0;
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->idle, NULL);
@@ -511,8 +531,10 @@ static void work_core_stop(ax__core_t *c) {
   work_pool_t *p = pool_of(c->rt);
   pthread_mutex_lock(&p->lock);
   p->closed = true;
+  p->idle_waiters++;
   while (p->busy > 0)
     pthread_cond_wait(&p->idle, &p->lock);
+  p->idle_waiters--;
   pthread_mutex_unlock(&p->lock);
 }
 

@@ -1,5 +1,6 @@
 /* Check suite for the work pool: results as messages, bounds, cancellation, owners that stop, fibers, shutdown. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "axon_test.h"
@@ -588,6 +589,38 @@ START_TEST(test_work_fiber_stopped_queued) {
 }
 END_TEST
 
+/* Pool threads run on every CPU of the process, not on the one CPU of the
+ * (pinned) core that started them. */
+static int64_t cpus_here(void *arg) {
+  (void)arg;
+  cpu_set_t set;
+  return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : -errno;
+}
+
+static int affinity_actor(ax_actor_t *self, const ax_msg_t *msg) {
+  ax_ref_t port = *(ax_ref_t *)ax_state(self);
+  if (msg->type == MSG_GO)
+    ck_assert_int_eq(ax_work_submit(self, cpus_here, NULL, NULL, NULL), 0);
+  else if (msg->type == AX_MSG_WORK)
+    report(port, self, 0, ((const ax_work_done_t *)msg->data)->result, 0);
+  return 0;
+}
+
+START_TEST(test_work_affinity) {
+  cpu_set_t set;
+  ck_assert_int_eq(sched_getaffinity(0, sizeof set, &set), 0);
+  ax_rt_t *rt = rt_with(1, 0, 0); /* core 0 pinned to one CPU */
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(rt, &port), 0);
+  ax_ref_t pref = ax_port_ref(port), a;
+  ck_assert_int_eq(ax_spawn(rt, affinity_actor, &pref, NULL, &a), 0);
+  ck_assert_int_eq(ax_send(a, MSG_GO, NULL, 0), 0);
+  ck_assert_int_eq(expect_report(port, 10 * 1000000000LL).value, CPU_COUNT(&set));
+  ck_assert_int_eq(ax_port_close(port), 0);
+  rt_done(rt);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("work");
   TCase *tc = tcase_create("pool");
@@ -599,6 +632,7 @@ int main(void) {
   tcase_add_test(tc, test_work_cancel);
   tcase_add_test(tc, test_work_owner_stops);
   tcase_add_test(tc, test_work_shutdown_waits);
+  tcase_add_test(tc, test_work_affinity);
   suite_add_tcase(s, tc);
   tc = tcase_create("fiber");
   tcase_set_timeout(tc, 120);
