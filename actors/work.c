@@ -280,7 +280,8 @@ static int start(ax_actor_t *owner, ax__work_t *w, ax__msg_t *m, bool held, uint
   } else {
     atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
     queue_push(p, w);
-    pthread_cond_signal(&p->wake);
+    if (p->waiting > 0) /* a busy pool finds the work when it looks */
+      pthread_cond_signal(&p->wake);
   }
   pthread_mutex_unlock(&p->lock);
   list_add(l, w);
@@ -408,7 +409,8 @@ void ax__work_release(ax_actor_t *owner, uint64_t id) {
     (void)grow(p); /* no thread at all: the next submit starts one */
     atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed); /* under the lock */
     queue_push(p, w);
-    pthread_cond_signal(&p->wake);
+    if (p->waiting > 0) /* a busy pool finds the work when it looks */
+      pthread_cond_signal(&p->wake);
   }
   pthread_mutex_unlock(&p->lock);
 }

@@ -92,7 +92,9 @@ typedef struct ax_file_done {
 AX_API int ax_file_open(ax_actor_t *self, const char *path, int flags, mode_t mode, uint64_t tag);
 
 /* Reads up to len bytes at offset off; AX_MSG_FILE{AX_FILE_READ} carries
- * them.  Short only at the end of the file.  Errors: -EINVAL (NULL file,
+ * them.  Short only at the end of the file (a FIFO or a device: what it
+ * gave).  The message is made now with room for len bytes: read in blocks
+ * (64 KiB to 1 MiB), not whole files.  Errors: -EINVAL (NULL file,
  * len 0 or above AX_FILE_IO_MAX), -EPERM (not the owner's core), -EBADF
  * (the file is closing), and those of ax_work_submit. */
 AX_API int ax_file_read(ax_file_t *file, uint64_t off, size_t len, uint64_t tag);
