@@ -90,10 +90,19 @@ static void submit(ax__uring_t *u) {
     u->queued = 0;
 }
 
+static void reap(ax__uring_t *u);
+
+/* The round's batch goes to the kernel; what completed inside the submit
+ * (reads of cached pages) is reaped at once, so its messages go out in
+ * this round rather than after the loop's next poll.  (The eventfd still
+ * signals them: an "async only" eventfd would miss completions that the
+ * kernel posts from task work, such as buffered reads from the disk.) */
 static void flush(ax__core_t *c) {
   ax__uring_t *u = c->slot[AX__CORE_SLOT_URING];
-  if (u != NULL && u != STOPPED)
+  if (u != NULL && u != STOPPED) {
     submit(u);
+    reap(u);
+  }
 }
 
 /* Completions: each one to its request, on the core's thread. */
