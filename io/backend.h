@@ -1,10 +1,10 @@
-/* The interface every polling backend (epoll, poll) implements for the loop. */
+/* The interface every polling backend (epoll, poll, io_uring) implements for the loop. */
 #ifndef AXON_IO_BACKEND_H
 #define AXON_IO_BACKEND_H
 
 #include "axon/loop.h"
 
-/* A backend is a table of seven entry points plus a name, in the spirit of a
+/* A backend is a table of eight entry points plus a name, in the spirit of a
  * tiny vtable.  Each keeps its state in loop->backend_data.  Event masks
  * passed to add/mod are axon bits (AX_READ | AX_WRITE | AX_PRI, maybe
  * AX_EDGE); wait reports axon bits (those plus AX_HUP, AX_ERR).
@@ -27,6 +27,10 @@ typedef struct ax__backend {
    * stores up to loop->max_events ready entries in loop->ready.  Returns
    * their number, 0 on timeout or interruption, or -errno. */
   int (*wait)(ax_loop_t *loop, int64_t timeout_ns);
+  /* Optional (NULL: nothing to do): runs after the callbacks of a wait's
+   * entries, for a backend that defers work to its next wait (io_uring arms
+   * level-triggered polls again there) but must not when embedded. */
+  void (*after)(ax_loop_t *loop);
   /* One fd that is readable whenever a wait would return events (for a
    * host's poll loop), or -ENOTSUP when the backend has none. */
   int (*fd)(const ax_loop_t *loop);
@@ -34,5 +38,6 @@ typedef struct ax__backend {
 
 extern const ax__backend_t ax__backend_epoll;
 extern const ax__backend_t ax__backend_poll;
+extern const ax__backend_t ax__backend_uring; /* init fails without liburing */
 
 #endif /* AXON_IO_BACKEND_H */

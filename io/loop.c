@@ -1,5 +1,7 @@
 /* The loop itself: creation, the run/stop cycle, the cached clock and close. */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -29,6 +31,8 @@ static int pick_backend(const ax_loop_opts_t *opts, const ax__backend_t **out) {
       b = AX_BACKEND_EPOLL;
     else if (strcmp(env, "poll") == 0)
       b = AX_BACKEND_POLL;
+    else if (strcmp(env, "io_uring") == 0)
+      b = AX_BACKEND_IO_URING;
     else
       return -EINVAL;
   }
@@ -38,6 +42,9 @@ static int pick_backend(const ax_loop_opts_t *opts, const ax__backend_t **out) {
     return 0;
   case AX_BACKEND_POLL:
     *out = &ax__backend_poll;
+    return 0;
+  case AX_BACKEND_IO_URING:
+    *out = &ax__backend_uring;
     return 0;
   default:
     return -EINVAL;
@@ -78,6 +85,16 @@ int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **out) {
   loop->now = ax_now();
 
   rc = backend->init(loop);
+  if (rc < 0 && backend == &ax__backend_uring) {
+    /* Refused (an old kernel, kernel.io_uring_disabled, a seccomp filter)
+     * or not built: epoll does the same job. */
+    static atomic_bool told;
+    if (!atomic_exchange_explicit(&told, true, memory_order_relaxed)) /* once: orders nothing */
+      fprintf(stderr, "axon: io_uring backend unavailable (%s): the loop uses epoll\n",
+              strerror(-rc));
+    loop->backend = backend = &ax__backend_epoll;
+    rc = backend->init(loop);
+  }
   if (rc < 0)
     goto fail;
   loop->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -199,6 +216,8 @@ static int loop_pass(ax_loop_t *loop, int64_t timeout_ns, int64_t end) {
   if (n < 0)
     return n;
   ax__io_dispatch(loop, (unsigned)n);
+  if (loop->backend->after != NULL)
+    loop->backend->after(loop);
   return n;
 }
 

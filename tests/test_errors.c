@@ -87,7 +87,7 @@ START_TEST(test_errors_loop_new) {
   memset(&opts, 0, sizeof opts);
   ck_assert_int_eq(ax_loop_new(&opts, NULL), -EINVAL);
 
-  opts.backend = (ax_backend_t)3;
+  opts.backend = (ax_backend_t)4;
   ck_assert_int_eq(ax_loop_new(&opts, &loop), -EINVAL);
   ck_assert_ptr_eq(loop, marker);
   opts.backend = (ax_backend_t)-1;

@@ -166,6 +166,11 @@ static Suite *exhaustion_suite(void) {
 }
 
 int main(void) {
+  const char *backend = getenv("AXON_BACKEND");
+  if (backend != NULL && strcmp(backend, "epoll") != 0) {
+    printf("SKIP: this suite exhausts epoll's registrations; the loop runs on %s\n", backend);
+    return 77;
+  }
   if (!knob_save()) {
     printf("SKIP: %s is not writable here\n", knob);
     return 77;

@@ -45,11 +45,15 @@ typedef struct ax_event ax_event_t;
 /* The loop                                                                  */
 
 /* Backends.  AX_BACKEND_DEFAULT picks the AXON_BACKEND environment variable
- * ("epoll" or "poll") when set, epoll otherwise. */
+ * ("epoll", "poll" or "io_uring") when set, epoll otherwise.  io_uring
+ * (poll requests on a ring, with epoll's semantics) is probed when a loop
+ * is made: where the kernel refuses it, or axon was built without
+ * liburing, the loop uses epoll and says so once on stderr. */
 typedef enum ax_backend {
   AX_BACKEND_DEFAULT = 0,
   AX_BACKEND_EPOLL = 1,
   AX_BACKEND_POLL = 2,
+  AX_BACKEND_IO_URING = 3,
 } ax_backend_t;
 
 /* Flags for ax_loop_opts_t.flags. */
@@ -152,7 +156,7 @@ AX_API void ax_loop_update_time(ax_loop_t *loop);
  * caller that embeds the loop decide how long it may block.  Loop thread. */
 AX_API int64_t ax_loop_timeout(const ax_loop_t *loop);
 
-/* The backend in use: "epoll" or "poll".  Loop thread or any thread that
+/* The backend in use: "epoll", "poll" or "io_uring".  Loop thread or any thread that
  * knows the loop is alive. */
 AX_API const char *ax_loop_backend(const ax_loop_t *loop);
 
@@ -167,8 +171,10 @@ AX_API unsigned ax_loop_active(const ax_loop_t *loop);
  * runs what is due and returns without blocking.  Only watch it for
  * reading; never read it, close it or add it to the loop itself.  Valid
  * until ax_loop_close.  Any thread that knows the loop is alive.  Returns
- * the fd.  Errors: -EINVAL (NULL loop), -ENOTSUP (the poll backend keeps no
- * such fd: use epoll, the default, to embed). */
+ * the fd (on io_uring, the ring's: from then on that backend hands each
+ * poll request to the kernel at once instead of with the next wait).
+ * Errors: -EINVAL (NULL loop), -ENOTSUP (the poll backend keeps no such
+ * fd: use epoll, the default, or io_uring to embed). */
 AX_API int ax_loop_fd(const ax_loop_t *loop);
 
 /* ------------------------------------------------------------------------ */
@@ -219,7 +225,7 @@ struct ax_io {
   ax_io_cb cb_;
   ax_io_t *next_, *prev_; /* the loop's list of active fd watchers */
   unsigned flags_;
-  int slot_; /* the poll backend's index */
+  int slot_; /* the poll and io_uring backends' index */
 };
 
 /* Initialises io to watch fd on loop; it starts inactive.  The fd stays the
