@@ -1,4 +1,5 @@
-/* bench_tcp: TCP echo across cores: ax_tcp_serve sessions, fibers, libuv and raw epoll, a loop per core.
+/* bench_tcp: TCP echo across cores: ax_tcp_serve sessions (on epoll and on io_uring),
+ * fibers, libuv, raw epoll and raw io_uring, a loop per core.
  *
  * Usage: bench_tcp [--quick] [-c LIST] [-m LIST] [-n CORES] [-T THREADS]
  *                  [-t SECONDS] [-r RUNS] [-i LIST] [--verify] [-v]
@@ -8,7 +9,9 @@
  *   -T THREADS client threads (default: the CPUs the client runs on)
  *   -t SECONDS ping-pong time per run (default 2; decimals allowed)
  *   -r RUNS    runs per configuration; the median is reported (default 3)
- *   -i LIST    implementations among epoll,axon,fiber,libuv (default: all built)
+ *   -i LIST    implementations among epoll,axon,fiber,libuv,uring,urecv
+ *              (default: all built; uring and urecv only where the kernel
+ *              allows io_uring; urecv only when built with liburing)
  *   --verify   compare every echoed byte (default: the length of every
  *              message and its first and last 8 bytes)
  *   -v         print every run, with the connections each server thread got
@@ -24,12 +27,22 @@
  *          (spawned on its core) that loops ax_stream_read and
  *          ax_stream_write: straight-line code against the handler's
  *          (target: server CPU per round trip <= 1.10x axon's)
+ *   uring  the axon server with every core's loop on the io_uring backend
+ *          (AX_BACKEND_IO_URING: readiness through poll requests on a ring);
+ *          cpu/axon compares it with the same server on epoll
  *   libuv  one uv_loop_t per thread, each with its own SO_REUSEPORT
  *          listener (uv_tcp_open); uv_read_start, uv_try_write, and
  *          uv_write for what the kernel did not take (reading paused)
  *   epoll  one thread per core with its own SO_REUSEPORT listener and a
  *          level-triggered epoll loop: read, write back, queue a short
  *          write's rest (bench_net.h's echo policy): the floor
+ *   urecv  the io_uring analogue of that floor, completion-based: one
+ *          thread per core with its own SO_REUSEPORT listener and ring;
+ *          multishot accept, a multishot recv per connection into a
+ *          provided buffer ring, each chunk echoed by a send request (one
+ *          in flight per connection, the rest queued), its buffer handed
+ *          back once sent.  cpu/epoll answers whether completions cost the
+ *          server less per round trip than readiness
  *
  * Method, per implementation and run: the parent forks the server, which
  * reports its port through a pipe.  The client (the parent) opens C
@@ -76,14 +89,19 @@
 #ifdef AXON_HAVE_LIBUV
 #include <uv.h>
 #endif
+#ifdef AXON_HAVE_URING_BENCH
+#include <liburing.h>
+#include <sys/mman.h>
+#endif
 
 #define MAX_CONFIGS 16
 #define MAX_RUNS 51
 #define MAX_THREADS 64 /* server threads and client threads; AX_MAX_CORES too */
 #define CPU_TARGET 1.10 /* axon's server CPU per round trip, against raw epoll's */
 
-enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_FIBER, IMPL_LIBUV, IMPL_COUNT };
-static const char *const impl_names[IMPL_COUNT] = {"epoll", "axon", "fiber", "libuv"};
+enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_FIBER, IMPL_LIBUV, IMPL_URING, IMPL_URECV, IMPL_COUNT };
+static const char *const impl_names[IMPL_COUNT] = {"epoll", "axon",  "fiber",
+                                                   "libuv", "uring", "urecv"};
 
 /* What a server reports through its pipe when it exits. */
 typedef struct srv_report {
@@ -93,7 +111,7 @@ typedef struct srv_report {
 } srv_report_t;
 
 /* ------------------------------------------------------------------------ */
-/* Server threads (raw epoll and libuv)                                      */
+/* Server threads (raw epoll, raw io_uring and libuv)                        */
 
 /* One server thread: its loop, listener and counters.  Each thread writes
  * only its own; the main thread reads them after pthread_join. */
@@ -101,7 +119,7 @@ typedef struct srv_thread {
   alignas(64) bench_echo_stats_t st;
   int cpu;
   int lfd;     /* this thread's SO_REUSEPORT listener */
-  int stop_fd; /* shared eventfd, readable once SIGTERM arrived (epoll) */
+  int stop_fd; /* shared eventfd, readable once SIGTERM arrived (epoll, urecv) */
   pthread_t tid;
   char *buf; /* BENCH_READ_BUF bytes */
 #ifdef AXON_HAVE_LIBUV
@@ -256,6 +274,376 @@ static void *uvs_thread_main(void *arg) {
 }
 #endif /* AXON_HAVE_LIBUV */
 
+/* --- raw io_uring: completion-based receive (urecv) ---------------------- */
+
+#ifdef AXON_HAVE_URING_BENCH
+#define UR_ENTRIES 1024         /* SQ entries; the CQ gets twice as many */
+#define UR_BUFS 1024            /* provided buffers per thread, a power of two */
+#define UR_BUF_SIZE (16 * 1024) /* a 16 KiB message fits one buffer: one recv CQE */
+#define UR_BUFS_BYTES ((size_t)UR_BUFS * UR_BUF_SIZE)
+#define UR_BGID 0               /* the buffer group of each thread's ring */
+#define UR_NONE 0xffffu         /* no buffer: the end of a connection's queue */
+
+/* user_data: a connection's address with the operation in its two low
+ * bits, or one of the two thread-wide requests (never a valid address). */
+enum { UR_RECV = 0, UR_SEND = 1, UR_TAGS = 3 };
+#define UR_ACCEPT ((uint64_t)2)
+#define UR_STOP ((uint64_t)3)
+
+/* A connection: what it received and has not yet sent back is a FIFO of
+ * buffer ids (linked through ur_thread_t.next), sent one request at a time
+ * so that bytes leave in the order they came. */
+typedef struct ur_conn {
+  int fd;
+  bool recv_armed, sending, dead, starved;
+  uint16_t head, tail; /* the queue (UR_NONE: empty) */
+  uint32_t head_off;   /* bytes of the head buffer already sent */
+  struct ur_conn *next, *prev, *next_starved;
+} ur_conn_t;
+
+typedef struct ur_thread {
+  struct io_uring ring;
+  struct io_uring_buf_ring *br; /* UR_BUFS entries, page-aligned (mmap) */
+  char *bufs;                   /* UR_BUFS * UR_BUF_SIZE bytes */
+  uint32_t len[UR_BUFS];        /* bytes received into each buffer */
+  uint16_t next[UR_BUFS];       /* each buffer's successor in its connection's queue */
+  unsigned held;                /* buffers the kernel filled and we have not given back */
+  int lfd;
+  ur_conn_t *conns, *starved; /* every connection; those whose recv ran out of buffers */
+  bench_echo_stats_t *st;
+} ur_thread_t;
+
+/* A ring with the cheapest task-work mode the kernel accepts: with
+ * DEFER_TASKRUN completions run only inside this thread's io_uring_enter
+ * (no interrupting task work), which SINGLE_ISSUER allows; then fewer
+ * flags.  Returns 0 or -errno. */
+static int ur_ring_init(struct io_uring *ring) {
+  static const unsigned tries[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN,
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, IORING_SETUP_COOP_TASKRUN, 0};
+  int err = -EINVAL;
+  for (size_t i = 0; i < sizeof tries / sizeof tries[0] && err == -EINVAL; i++) {
+    struct io_uring_params p = {.flags = tries[i]};
+    err = io_uring_queue_init_params(UR_ENTRIES, ring, &p);
+  }
+  return err;
+}
+
+/* The ring and its (still empty) provided-buffer ring.  Returns 0 or
+ * -errno, having undone what it did. */
+static int ur_setup(ur_thread_t *u) {
+  int err = ur_ring_init(&u->ring);
+  if (err < 0)
+    return err;
+  void *br = mmap(NULL, UR_BUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  struct io_uring_buf_reg reg = {
+      .ring_addr = (uintptr_t)br, .ring_entries = UR_BUFS, .bgid = UR_BGID};
+  err = br == MAP_FAILED ? -errno : io_uring_register_buf_ring(&u->ring, &reg, 0);
+  if (err < 0) {
+    if (br != MAP_FAILED)
+      munmap(br, UR_BUFS * sizeof(struct io_uring_buf));
+    io_uring_queue_exit(&u->ring);
+    return err;
+  }
+  u->br = br;
+  io_uring_buf_ring_init(u->br);
+  (void)io_uring_register_ring_fd(&u->ring); /* saves a file lookup per enter; optional */
+  return 0;
+}
+
+/* Exiting the ring cancels its requests; the buffer ring goes after it. */
+static void ur_teardown(ur_thread_t *u) {
+  io_uring_queue_exit(&u->ring);
+  BENCH_SYS(munmap(u->br, UR_BUFS * sizeof(struct io_uring_buf)));
+}
+
+/* Whether this kernel gives us what urecv needs: 0 or -errno. */
+static int ur_probe(void) {
+  ur_thread_t *u = calloc(1, sizeof *u);
+  if (u == NULL)
+    bench_die("out of memory");
+  int err = ur_setup(u);
+  if (err == 0)
+    ur_teardown(u);
+  free(u);
+  return err;
+}
+
+static char *ur_buf(ur_thread_t *u, unsigned bid) {
+  return u->bufs + (size_t)bid * UR_BUF_SIZE;
+}
+
+/* Hands buffer bid back to the kernel. */
+static void ur_give_back(ur_thread_t *u, unsigned bid) {
+  io_uring_buf_ring_add(u->br, ur_buf(u, bid), UR_BUF_SIZE, (unsigned short)bid,
+                        io_uring_buf_ring_mask(UR_BUFS), 0);
+  io_uring_buf_ring_advance(u->br, 1);
+  u->held--;
+}
+
+static struct io_uring_sqe *ur_sqe(ur_thread_t *u) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+  if (sqe == NULL) { /* the SQ is full: submit what is there and take a fresh one */
+    int r = io_uring_submit(&u->ring);
+    if (r < 0)
+      bench_die("server: io_uring_submit: %s", strerror(-r));
+    sqe = io_uring_get_sqe(&u->ring);
+  }
+  return sqe;
+}
+
+static void ur_arm_accept(ur_thread_t *u) {
+  struct io_uring_sqe *sqe = ur_sqe(u);
+  io_uring_prep_multishot_accept(sqe, u->lfd, NULL, NULL, SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, UR_ACCEPT);
+}
+
+/* One multishot recv: a CQE per chunk, each in a buffer the kernel picks
+ * from the ring, until the kernel ends it (no IORING_CQE_F_MORE). */
+static void ur_arm_recv(ur_thread_t *u, ur_conn_t *c) {
+  struct io_uring_sqe *sqe = ur_sqe(u);
+  io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = UR_BGID;
+  io_uring_sqe_set_data64(sqe, (uintptr_t)c | UR_RECV);
+  c->recv_armed = true;
+}
+
+/* Sends the rest of the head buffer through the ring, which waits for
+ * room in the socket itself. */
+static void ur_send_head(ur_thread_t *u, ur_conn_t *c) {
+  struct io_uring_sqe *sqe = ur_sqe(u);
+  io_uring_prep_send(sqe, c->fd, ur_buf(u, c->head) + c->head_off,
+                     u->len[c->head] - c->head_off, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(sqe, (uintptr_t)c | UR_SEND);
+  c->sending = true;
+}
+
+static void ur_push(ur_thread_t *u, ur_conn_t *c, unsigned bid, uint32_t len) {
+  u->len[bid] = len;
+  u->next[bid] = UR_NONE;
+  if (c->tail == UR_NONE)
+    c->head = (uint16_t)bid;
+  else
+    u->next[c->tail] = (uint16_t)bid;
+  c->tail = (uint16_t)bid;
+}
+
+/* The head buffer is all sent: drop it from the queue, back to the kernel. */
+static void ur_pop(ur_thread_t *u, ur_conn_t *c) {
+  unsigned bid = c->head;
+  c->head = u->next[bid];
+  if (c->head == UR_NONE)
+    c->tail = UR_NONE;
+  c->head_off = 0;
+  ur_give_back(u, bid);
+}
+
+/* Frees a dead connection once no request of its own is left. */
+static void ur_maybe_free(ur_thread_t *u, ur_conn_t *c) {
+  if (!c->dead || c->recv_armed || c->sending || c->starved)
+    return;
+  while (c->head != UR_NONE)
+    ur_pop(u, c);
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    u->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  BENCH_SYS(close(c->fd));
+  free(c);
+}
+
+/* Ends a connection before the stop (an error or EOF, counted).  Its recv,
+ * if still armed, ends on the shutdown. */
+static void ur_kill(ur_thread_t *u, ur_conn_t *c) {
+  c->dead = true;
+  u->st->closed++;
+  if (c->recv_armed)
+    shutdown(c->fd, SHUT_RDWR);
+  ur_maybe_free(u, c);
+}
+
+/* Echoes the queue's head, one send in flight at most.  Through the ring
+ * rather than a direct send() first (then the ring for a short send's
+ * rest): the request goes out in the io_uring_enter that also waits, one
+ * syscall for the round trip instead of two, and the sends of a batch of
+ * completions share it.  On a 2-CPU VM (kernel 6.18, -r 5 -t 1, two runs
+ * of each, before the buffers were on huge pages) send() first cost
+ * 1.17-1.78x raw epoll's server CPU per round trip at 1 connection, the
+ * ring 0.97-1.06x; at 100 and 1000 connections the ring was as cheap or
+ * cheaper too (e.g. 0.66-0.80x against 0.73-0.83x at 1000 x 64 B). */
+static void ur_flush(ur_thread_t *u, ur_conn_t *c) {
+  if (c->head != UR_NONE)
+    ur_send_head(u, c);
+}
+
+static void ur_on_accept(ur_thread_t *u, const struct io_uring_cqe *cqe) {
+  if (cqe->res >= 0) {
+    ur_conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+      bench_die("server: out of memory");
+    int one = 1;
+    BENCH_SYS(setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
+    *c = (ur_conn_t){.fd = cqe->res, .head = UR_NONE, .tail = UR_NONE, .next = u->conns};
+    if (u->conns != NULL)
+      u->conns->prev = c;
+    u->conns = c;
+    u->st->accepted++;
+    ur_arm_recv(u, c);
+  } else if (cqe->res != -EINTR && cqe->res != -ECONNABORTED) {
+    bench_die("server: io_uring accept: %s", strerror(-cqe->res));
+  }
+  if (!(cqe->flags & IORING_CQE_F_MORE))
+    ur_arm_accept(u);
+}
+
+static void ur_on_recv(ur_thread_t *u, ur_conn_t *c, const struct io_uring_cqe *cqe) {
+  if (cqe->flags & IORING_CQE_F_BUFFER) {
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    u->held++;
+    if (cqe->res <= 0) {
+      ur_give_back(u, bid);
+    } else {
+      u->st->bytes_in += (uint64_t)cqe->res;
+      ur_push(u, c, bid, (uint32_t)cqe->res);
+      if (!c->sending && !c->dead)
+        ur_flush(u, c);
+    }
+  }
+  if (cqe->flags & IORING_CQE_F_MORE)
+    return;
+  c->recv_armed = false;
+  if (c->dead) {
+    ur_maybe_free(u, c);
+  } else if (cqe->res > 0) {
+    ur_arm_recv(u, c); /* the kernel ended it (fairness, a full CQ): re-arm */
+  } else if (cqe->res == -ENOBUFS) {
+    c->starved = true; /* re-armed once buffers come back: ur_rearm_starved */
+    c->next_starved = u->starved;
+    u->starved = c;
+  } else {
+    ur_kill(u, c); /* EOF or an error */
+  }
+}
+
+static void ur_on_send(ur_thread_t *u, ur_conn_t *c, int res) {
+  c->sending = false;
+  if (res < 0 || c->dead) {
+    if (!c->dead)
+      ur_kill(u, c);
+    ur_maybe_free(u, c);
+    return;
+  }
+  u->st->bytes_out += (uint64_t)res;
+  c->head_off += (uint32_t)res;
+  if (c->head_off == u->len[c->head])
+    ur_pop(u, c);
+  ur_flush(u, c); /* a short send's rest, or what came in meanwhile */
+}
+
+/* Re-arms the recvs that found no buffer, once the kernel has some again
+ * (buffers come back as their bytes are sent, so this cannot wait forever). */
+static void ur_rearm_starved(ur_thread_t *u) {
+  if (u->starved == NULL || u->held >= UR_BUFS)
+    return;
+  ur_conn_t *c = u->starved;
+  u->starved = NULL;
+  for (ur_conn_t *next; c != NULL; c = next) {
+    next = c->next_starved;
+    c->starved = false;
+    if (c->dead)
+      ur_maybe_free(u, c);
+    else
+      ur_arm_recv(u, c);
+  }
+}
+
+/* Handles the completions there are; false once the stop came. */
+static bool ur_reap(ur_thread_t *u) {
+  bool running = true;
+  unsigned head, seen = 0;
+  struct io_uring_cqe *cqe;
+  io_uring_for_each_cqe(&u->ring, head, cqe) {
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    ur_conn_t *c = (ur_conn_t *)(uintptr_t)(ud & ~(uint64_t)UR_TAGS);
+    if (ud == UR_STOP)
+      running = false;
+    else if (ud == UR_ACCEPT)
+      ur_on_accept(u, cqe);
+    else if ((ud & UR_TAGS) == UR_RECV)
+      ur_on_recv(u, c, cqe);
+    else
+      ur_on_send(u, c, cqe->res);
+    seen++;
+  }
+  io_uring_cq_advance(&u->ring, seen);
+  return running;
+}
+
+/* Fills the buffer ring and arms the listener and the stop.  The kernel
+ * takes buffers in ring order, so each chunk lands in the next of 1024
+ * buffers, 16 MiB round: on 4 KiB pages nearly every recv and send missed
+ * the TLB (1.25-1.5x epoll's CPU per round trip at 1 connection, 0.93-1.04x
+ * with huge pages).  Where THP is off this is plain memory. */
+static void ur_start(ur_thread_t *u, int stop_fd) {
+  void *bufs = mmap(NULL, UR_BUFS_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0);
+  if (bufs == MAP_FAILED)
+    bench_die("server: out of memory");
+  (void)madvise(bufs, UR_BUFS_BYTES, MADV_HUGEPAGE);
+  u->bufs = bufs;
+  for (unsigned bid = 0; bid < UR_BUFS; bid++)
+    io_uring_buf_ring_add(u->br, ur_buf(u, bid), UR_BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(UR_BUFS), (int)bid);
+  io_uring_buf_ring_advance(u->br, UR_BUFS);
+  ur_arm_accept(u);
+  struct io_uring_sqe *sqe = ur_sqe(u);
+  io_uring_prep_poll_add(sqe, stop_fd, POLLIN); /* not read: it stops every thread */
+  io_uring_sqe_set_data64(sqe, UR_STOP);
+}
+
+/* The ring exits first (cancelling every request), then the sockets close. */
+static void ur_finish(ur_thread_t *u) {
+  ur_teardown(u);
+  while (u->conns != NULL) {
+    ur_conn_t *c = u->conns;
+    u->conns = c->next;
+    BENCH_SYS(close(c->fd));
+    free(c);
+  }
+  BENCH_SYS(munmap(u->bufs, UR_BUFS_BYTES));
+}
+
+static void *ur_thread_main(void *arg) {
+  srv_thread_t *t = arg;
+  pin_self(t->cpu);
+  ur_thread_t *u = calloc(1, sizeof *u);
+  if (u == NULL)
+    bench_die("server: out of memory");
+  int err = ur_setup(u); /* here: the ring's single issuer is this thread */
+  if (err < 0)
+    bench_die("server: io_uring setup: %s", strerror(-err));
+  u->lfd = t->lfd;
+  u->st = &t->st;
+  ur_start(u, t->stop_fd);
+  bool running = true;
+  while (running) {
+    int r = io_uring_submit_and_wait(&u->ring, 1);
+    if (r < 0 && r != -EINTR)
+      bench_die("server: io_uring_submit_and_wait: %s", strerror(-r));
+    running = ur_reap(u);
+    ur_rearm_starved(u);
+  }
+  ur_finish(u);
+  free(u);
+  BENCH_SYS(close(t->lfd));
+  return NULL;
+}
+#endif /* AXON_HAVE_URING_BENCH */
+
 /* Adds one thread's (or core's) counts to the report. */
 static void add_stats(srv_report_t *rep, int i, const bench_echo_stats_t *st) {
   rep->total.bytes_in += st->bytes_in;
@@ -266,7 +654,7 @@ static void add_stats(srv_report_t *rep, int i, const bench_echo_stats_t *st) {
   rep->threads = (uint32_t)i + 1;
 }
 
-/* Runs the epoll or libuv server: one listener and thread per core, until
+/* Runs the epoll, urecv or libuv server: one listener and thread per core, until
  * SIGTERM; then stops the threads and sums their counts into *rep. */
 static void serve_threads(enum impl impl, int pipe_fd, const int *cpus, int n,
                           srv_report_t *rep) {
@@ -294,6 +682,10 @@ static void serve_threads(enum impl impl, int pipe_fd, const int *cpus, int n,
 #endif
   }
   void *(*main_fn)(void *) = ep_thread_main;
+#ifdef AXON_HAVE_URING_BENCH
+  if (impl == IMPL_URECV)
+    main_fn = ur_thread_main;
+#endif
 #ifdef AXON_HAVE_LIBUV
   if (impl == IMPL_LIBUV)
     main_fn = uvs_thread_main;
@@ -311,7 +703,7 @@ static void serve_threads(enum impl impl, int pipe_fd, const int *cpus, int n,
   } while (errno == EINTR);
   if (errno != 0)
     bench_die("server: sigwait: %s", strerror(errno));
-  if (impl == IMPL_EPOLL) {
+  if (impl != IMPL_LIBUV) {
     BENCH_SYS(eventfd_write(stop_fd, 1));
   } else {
 #ifdef AXON_HAVE_LIBUV
@@ -399,11 +791,11 @@ static int fiber_handoff(ax_actor_t *self, const ax_msg_t *m) {
   return AX_STOP;
 }
 
-static void serve_axon(int pipe_fd, int n, bool fibers, srv_report_t *rep) {
+static void serve_axon(int pipe_fd, int n, bool fibers, ax_backend_t backend, srv_report_t *rep) {
   ax_rt_t *rt;
   /* Core i is pinned to the i-th CPU of the affinity mask, which
    * server_main narrowed to the server's CPUs.  SIGTERM stops it. */
-  ax_rt_opts_t ro = {.cores = (unsigned)n, .flags = AX_RT_KEEP_ALIVE};
+  ax_rt_opts_t ro = {.cores = (unsigned)n, .flags = AX_RT_KEEP_ALIVE, .backend = backend};
   BENCH_AX(ax_rt_new(&ro, &rt));
   BENCH_AX(ax_rt_start(rt));
   ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY}};
@@ -434,8 +826,9 @@ _Noreturn static void server_main(enum impl impl, int pipe_fd, const int *cpus, 
   BENCH_SYS(sched_setaffinity(0, sizeof set, &set));
   signal(SIGPIPE, SIG_IGN); /* a peer that vanishes is an error return, not a kill */
   srv_report_t rep = {0};
-  if (impl == IMPL_AXON || impl == IMPL_FIBER)
-    serve_axon(pipe_fd, n, impl == IMPL_FIBER, &rep);
+  if (impl == IMPL_AXON || impl == IMPL_FIBER || impl == IMPL_URING)
+    serve_axon(pipe_fd, n, impl == IMPL_FIBER,
+               impl == IMPL_URING ? AX_BACKEND_IO_URING : AX_BACKEND_EPOLL, &rep);
   else
     serve_threads(impl, pipe_fd, cpus, n, &rep);
   bench_write_all(pipe_fd, &rep, sizeof rep);
@@ -665,9 +1058,12 @@ int main(int argc, char **argv) {
   long runs = 3, srv_threads = 0, cli_threads = 0;
   bool quick = false, conns_set = false, runs_set = false, secs_set = false;
   bench_opts_t o = {.seconds = 2};
-  bool use[IMPL_COUNT] = {true, true, true, true};
+  bool use[IMPL_COUNT] = {true, true, true, true, true, true};
 #ifndef AXON_HAVE_LIBUV
   use[IMPL_LIBUV] = false;
+#endif
+#ifndef AXON_HAVE_URING_BENCH
+  use[IMPL_URECV] = false;
 #endif
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -727,6 +1123,24 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   client_pid = getpid();
   long nofile = raise_nofile();
+  if (use[IMPL_URING]) { /* a refused io_uring would fall back to epoll: no row then */
+    ax_loop_opts_t lo = {.backend = AX_BACKEND_IO_URING};
+    ax_loop_t *loop;
+    BENCH_AX(ax_loop_new(&lo, &loop));
+    if (strcmp(ax_loop_backend(loop), "io_uring") != 0) {
+      printf("io_uring backend unavailable here: no uring rows\n");
+      use[IMPL_URING] = false;
+    }
+    BENCH_AX(ax_loop_close(loop, 0));
+  }
+#ifdef AXON_HAVE_URING_BENCH
+  int ur_err;
+  if (use[IMPL_URECV] && (ur_err = ur_probe()) < 0) {
+    printf("io_uring with a provided buffer ring unavailable here (%s): no urecv rows\n",
+           strerror(-ur_err));
+    use[IMPL_URECV] = false;
+  }
+#endif
   bool shared;
   int cli_cpus = place(&o, (int)srv_threads, &shared);
   o.cli_threads = cli_threads > 0 ? (int)cli_threads : cli_cpus;
@@ -778,6 +1192,8 @@ int main(int argc, char **argv) {
         bench_print_ratio(med[k].srv_ns_per_rt, med[IMPL_EPOLL].srv_ns_per_rt, epoll, 9);
         bench_print_ratio(med[k].srv_ns_per_rt, med[IMPL_LIBUV].srv_ns_per_rt, uv, 9);
         bench_print_ratio(med[k].rt_per_sec, med[IMPL_LIBUV].rt_per_sec, uv, 9);
+        if (k == IMPL_URING && use[IMPL_AXON])
+          printf("  cpu/axon %.2f", med[k].srv_ns_per_rt / med[IMPL_AXON].srv_ns_per_rt);
         if (k == IMPL_FIBER && use[IMPL_AXON]) {
           double r = med[k].srv_ns_per_rt / med[IMPL_AXON].srv_ns_per_rt;
           bool ok = r <= CPU_TARGET;
