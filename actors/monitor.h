@@ -2,6 +2,7 @@
 #ifndef AXON_ACTORS_MONITOR_H
 #define AXON_ACTORS_MONITOR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "actors/actors.h"
@@ -11,5 +12,9 @@
  * the child's death is promised before it can run.  Stores the monitor's
  * id in *id.  Returns 0 or -ENOMEM (nothing is attached then). */
 int ax__monitor_attach(ax_actor_t *watcher, ax_actor_t *child, uint64_t *id);
+
+/* Whether watcher (its own core) monitors target; stores that monitor's id
+ * in *id (the newest, if there are several). */
+bool ax__monitor_find(ax_actor_t *watcher, ax_ref_t target, uint64_t *id);
 
 #endif /* AXON_ACTORS_MONITOR_H */

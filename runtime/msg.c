@@ -78,6 +78,11 @@ ax__pool_t *ax__thread_pools(void) {
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
   if (payload > UINT32_MAX - sizeof(ax__msg_t))
     return NULL; /* ax_msg_t.size could not say it (and need could wrap) */
+  /* Fault-injection builds count every message as an allocation (pools
+   * would otherwise fail only when they map a new segment), so that a
+   * sweep reaches each path that makes one; others compile this away. */
+  if (ax__alloc_fails())
+    return NULL;
   size_t need = sizeof(ax__msg_t) + payload;
   ax__core_t *c = ax__tls_core;
   ax__msg_t *m = NULL;

@@ -227,6 +227,76 @@ START_TEST(test_faults_work) {
 }
 END_TEST
 
+/* A monitor's DOWN is made with the monitor: whichever allocation fails,
+ * ax_monitor either says -ENOMEM (and no DOWN comes) or returns 0 and
+ * exactly one DOWN comes, with the target's reason (or -ENOMEM when the
+ * target could not record the monitor).  The fault stays armed while the
+ * target records the monitor and dies, so the sweep reaches those paths. */
+enum { MSG_WATCH = AX_MSG_USER + 20 };
+
+typedef struct watch_job {
+  ax_ref_t target;
+  uint64_t nth;
+} watch_job_t;
+
+static _Atomic int watch_rc, stop_rc, downs, down_reason;
+
+static int watcher(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_WATCH) {
+    watch_job_t j;
+    memcpy(&j, m->data, sizeof j);
+    ax__fault_alloc(j.nth, 0);
+    atomic_store(&watch_rc, ax_monitor(self, j.target, NULL));
+    atomic_store(&stop_rc, ax_stop(j.target, -EIO));
+  } else if (m->type == AX_MSG_DOWN) {
+    atomic_store(&down_reason, ((const ax_down_t *)m->data)->reason);
+    atomic_fetch_add(&downs, 1);
+  }
+  return 0;
+}
+
+static int idle_actor(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  (void)m;
+  return 0;
+}
+
+START_TEST(test_faults_monitor_down) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t w = test_spawn(rt, watcher, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  unsigned refused = 0, watched = 0;
+  for (uint64_t nth = 1; nth <= 12; nth++) {
+    ax_ref_t target = test_spawn(rt, idle_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+    atomic_store(&watch_rc, 1);
+    atomic_store(&downs, 0);
+    watch_job_t j = {.target = target, .nth = nth};
+    ck_assert_int_eq(ax_send(w, MSG_WATCH, &j, sizeof j), 0);
+    TEST_WAIT_UNTIL(atomic_load(&watch_rc) != 1, 10000);
+    test_sleep_ms(20); /* the target records the monitor and dies, fault armed */
+    ax__fault_alloc(0, 0);
+    int rc = atomic_load(&watch_rc);
+    ck_assert_msg(rc == 0 || rc == -ENOMEM, "ax_monitor with allocation %llu failing: %s",
+                  (unsigned long long)nth, ax_strerror(rc));
+    if (atomic_load(&stop_rc) < 0)
+      ck_assert_int_eq(ax_stop(target, -EIO), 0); /* its STOP was the failed allocation */
+    if (rc == 0) {
+      watched++;
+      TEST_WAIT_UNTIL(atomic_load(&downs) == 1, 10000);
+      int reason = atomic_load(&down_reason);
+      ck_assert_msg(reason == -EIO || reason == -ENOMEM, "DOWN reason %d", reason);
+    } else {
+      refused++;
+    }
+    test_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(&downs), rc == 0 ? 1 : 0);
+  }
+  ck_assert_uint_ge(refused, 1);
+  ck_assert_uint_ge(watched, 1);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -235,6 +305,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_foreign_stop_register);
   tcase_add_test(tc, test_faults_group);
   tcase_add_test(tc, test_faults_work);
+  tcase_add_test(tc, test_faults_monitor_down);
   suite_add_tcase(s, tc);
   return s;
 }
