@@ -5,6 +5,7 @@
 
 #include "actors/actors.h"
 #include "actors/fiber.h"
+#include "actors/link.h"
 #include "actors/monitor.h"
 
 static unsigned round_robin(ax_rt_t *rt) {
@@ -61,10 +62,13 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
       (o.placement == AX_PLACE_NEAR &&
        (o.near == AX_REF_NONE || ax__ref_rt(o.near) != rt->index ||
         ax__ref_core(o.near) >= rt->ncores)) ||
-      (o.monitor != NULL && o.monitor->core->rt != rt))
+      (o.monitor != NULL && o.monitor->core->rt != rt) ||
+      (o.link != NULL && o.link->core->rt != rt))
     return -EINVAL;
   if (o.monitor != NULL)
     AX__ASSERT_OWNER(o.monitor);
+  if (o.link != NULL)
+    AX__ASSERT_OWNER(o.link);
   /* Acquire pairs with the release in ax_rt_stop. */
   if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
     return -ESHUTDOWN;
@@ -113,8 +117,13 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
   }
   int rc = ax__actor_reserve(a);
   uint64_t mid = 0;
-  if (rc == 0 && o.monitor != NULL)
-    rc = ax__monitor_attach(o.monitor, a, &mid); /* before anyone can see it */
+  if (rc == 0 && o.link != NULL)
+    rc = ax__link_attach(o.link, a); /* before anyone can see it */
+  if (rc == 0 && o.monitor != NULL) {
+    rc = ax__monitor_attach(o.monitor, a, &mid);
+    if (rc < 0 && o.link != NULL)
+      ax__link_detach(o.link, a);
+  }
   if (rc < 0) {
     if (init != NULL)
       ax__msg_free(init);

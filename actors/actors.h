@@ -21,8 +21,11 @@ enum {
   AX__SYS_TIMER,                      /* aux: the timer id (timer.c) */
   AX__SYS_IO,                         /* aux: the I/O source (io/src.h) */
   AX__SYS_WORK,                       /* aux: the work (work.c); delivered as AX_MSG_WORK */
+  AX__SYS_LINK,                       /* payload: the requester's ax_ref_t (link.c) */
+  AX__SYS_UNLINK,                     /* payload: the requester's ax_ref_t */
+  AX__SYS_LINK_EXIT,                  /* payload: ax_link_down_t; may be AX_MSG_LINK_DOWN */
 };
-_Static_assert((int)AX__SYS_WORK < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
+_Static_assert((int)AX__SYS_LINK_EXIT < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
 
 /* Per-actor slots (ax__actor_ext_t.slot). */
 enum {
@@ -33,6 +36,7 @@ enum {
   AX__SLOT_FIBER,   /* fiber.c: the fiber, for an actor that is one */
   AX__SLOT_WORK,    /* work.c: the actor's work not yet handled */
   AX__SLOT_FILES,   /* io/file.c: the files the actor owns */
+  AX__SLOT_LINKS,   /* link.c: the actor's links and whether it traps exits */
   AX__SLOT_COUNT
 };
 _Static_assert(AX__SLOT_COUNT <= AX__ACTOR_SLOTS, "more actor slots than the runtime keeps");
@@ -57,8 +61,8 @@ enum {
 _Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the runtime keeps");
 
 /* The order of the features' hooks (ax__feature_t.order): a dying actor's
- * sources close first, then its timers stop, then its monitors hear of
- * its death. */
+ * sources close first, then its timers stop, then its links and its
+ * monitors hear of its death. */
 enum {
   AX__ORDER_SOURCES = 10,
   AX__ORDER_WORK = 15, /* after the sources: a connect's lookup is cancelled by its stream */
@@ -66,6 +70,7 @@ enum {
   AX__ORDER_TIMERS = 20,
   AX__ORDER_NAMES = 30,
   AX__ORDER_PORTS = 40,
+  AX__ORDER_LINKS = 85,
   AX__ORDER_MONITORS = 90,
 };
 

@@ -269,7 +269,7 @@ int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t
     return -EINVAL;
   ax_spawn_opts_t so = {.placement = o.placement, .core = o.core, .monitor = o.monitor,
                         .monitor_id = o.monitor_id, .near = o.near,
-                        .mailbox_max = o.mailbox_max};
+                        .mailbox_max = o.mailbox_max, .link = o.link};
   spawn_args_t sa = {.fn = fn, .o = &o};
   ax__spawn_extra_t x = {.setup = fiber_setup, .undo = fiber_undo, .arg = &sa,
                          .first_type = AX__FIBER_START};

@@ -13,6 +13,7 @@
 #include "axon/runtime.h"
 #include "axon/source.h"
 #include "axon/stream.h"
+#include "axon/supervisor.h"
 #include "axon/version.h"
 #include "axon/work.h"
 

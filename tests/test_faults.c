@@ -297,6 +297,64 @@ START_TEST(test_faults_monitor_down) {
 }
 END_TEST
 
+/* The same for links: the exit each side will send is made with the link,
+ * so a linked actor that traps exits gets exactly one AX_MSG_LINK_DOWN for
+ * a link ax_link accepted, whichever allocation failed. */
+enum { MSG_LINK = AX_MSG_USER + 21 };
+
+static _Atomic int link_rc, link_stop_rc, exits, exit_reason;
+
+static int linker(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_LINK) {
+    watch_job_t j;
+    memcpy(&j, m->data, sizeof j);
+    ck_assert_int_eq(ax_trap_exits(self, true), 0);
+    ax__fault_alloc(j.nth, 0);
+    atomic_store(&link_rc, ax_link(self, j.target));
+    atomic_store(&link_stop_rc, ax_stop(j.target, -EIO));
+  } else if (m->type == AX_MSG_LINK_DOWN) {
+    atomic_store(&exit_reason, ((const ax_link_down_t *)m->data)->reason);
+    atomic_fetch_add(&exits, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_faults_link_exit) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t l = test_spawn(rt, linker, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  unsigned refused = 0, linked = 0;
+  for (uint64_t nth = 1; nth <= 12; nth++) {
+    ax_ref_t target = test_spawn(rt, idle_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+    atomic_store(&link_rc, 1);
+    atomic_store(&exits, 0);
+    watch_job_t j = {.target = target, .nth = nth};
+    ck_assert_int_eq(ax_send(l, MSG_LINK, &j, sizeof j), 0);
+    TEST_WAIT_UNTIL(atomic_load(&link_rc) != 1, 10000);
+    test_sleep_ms(20); /* the target records the link and dies, fault armed */
+    ax__fault_alloc(0, 0);
+    int rc = atomic_load(&link_rc);
+    ck_assert_msg(rc == 0 || rc == -ENOMEM, "ax_link with allocation %llu failing: %s",
+                  (unsigned long long)nth, ax_strerror(rc));
+    if (atomic_load(&link_stop_rc) < 0)
+      ck_assert_int_eq(ax_stop(target, -EIO), 0);
+    if (rc == 0) {
+      linked++;
+      TEST_WAIT_UNTIL(atomic_load(&exits) == 1, 10000);
+      int reason = atomic_load(&exit_reason);
+      ck_assert_msg(reason == -EIO || reason == -ENOMEM, "LINK_DOWN reason %d", reason);
+    } else {
+      refused++;
+    }
+    test_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(&exits), rc == 0 ? 1 : 0);
+  }
+  ck_assert_uint_ge(refused, 1);
+  ck_assert_uint_ge(linked, 1);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -306,6 +364,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_group);
   tcase_add_test(tc, test_faults_work);
   tcase_add_test(tc, test_faults_monitor_down);
+  tcase_add_test(tc, test_faults_link_exit);
   suite_add_tcase(s, tc);
   return s;
 }

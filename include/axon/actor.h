@@ -42,6 +42,8 @@ enum {
   AX_MSG_DOWN = 1,       /* a monitored actor stopped: data is ax_down_t */
   AX_MSG_WORK = 2,       /* blocking work finished: ax_work_done_t (work.h) */
   AX_MSG_FILE,           /* a file or path request completed: ax_file_done_t (file.h) */
+  AX_MSG_LINK_DOWN,      /* a linked actor stopped (the receiver traps exits): ax_link_down_t */
+  AX_MSG_SHUTDOWN,       /* please finish and stop: sent by supervisors (supervisor.h); no payload */
   /* streams and listeners (stream.h) */
   AX_MSG_ACCEPT = 16,    /* ax_accept_t */
   AX_MSG_CONNECTED,      /* ax_stream_ev_t */
@@ -96,6 +98,12 @@ typedef struct ax_down {
   int reason;      /* AX_REASON_* or a negative code */
 } ax_down_t;
 
+/* AX_MSG_LINK_DOWN's payload (see ax_link). */
+typedef struct ax_link_down {
+  ax_ref_t ref; /* the linked actor that stopped */
+  int reason;   /* its reason: AX_REASON_* or a negative code; -ESRCH: it did not exist */
+} ax_link_down_t;
+
 typedef int (*ax_behaviour_t)(ax_actor_t *self, const ax_msg_t *msg);
 typedef void (*ax_init_t)(ax_actor_t *self);
 typedef void (*ax_terminate_t)(ax_actor_t *self, int reason);
@@ -134,6 +142,11 @@ typedef struct ax_spawn_opts {
   ax_actor_t *monitor;
   uint64_t *monitor_id;
   ax_ref_t near; /* with AX_PLACE_NEAR: an actor of the same runtime */
+  /* The calling actor (self; NULL: none) is linked to the new one from
+   * before it can run (see ax_link), so that a failure of either, even
+   * before ax_spawn returns, reaches the other.  Same rule as monitor: that
+   * actor's own core. */
+  ax_actor_t *link;
   /* A bound on the mailbox (0: none).  At most this many messages sent
    * with ax_send, ax_send_owned, ax_request or ax_reply wait for the actor
    * at once, counted from the send until the actor is done with them;
@@ -272,6 +285,32 @@ AX_API int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id);
  * returns 0.  Errors: -EINVAL (NULL self), -ENOENT (no such monitor, or its
  * DOWN message was already delivered). */
 AX_API int ax_demonitor(ax_actor_t *self, uint64_t id);
+
+/* ------------------------------------------------------------------------ */
+/* Links                                                                     */
+
+/* Links self and other, both ways: when either stops with a failure (a
+ * negative reason), the other stops too, with the same reason, unless it
+ * traps exits (ax_trap_exits): then it gets AX_MSG_LINK_DOWN
+ * {ref, reason} instead, and it gets one for a normal stop as well.  A
+ * normal stop (AX_REASON_NORMAL, _STOPPED, _SHUTDOWN) of one side stops
+ * nobody.  If other does not exist or has stopped, self gets that at once
+ * as a failure with reason -ESRCH (or its reason), as if it had stopped
+ * then: a caller that does not trap exits stops.  Linking twice is one
+ * link.  Erlang's link/1.  Self's core.  Errors: -EINVAL (NULL self, other
+ * AX_REF_NONE or self), -ENOMEM. */
+AX_API int ax_link(ax_actor_t *self, ax_ref_t other);
+
+/* Removes the link between self and other: neither hears of the other's
+ * end any more, even one already on its way.  Self's core.  Errors:
+ * -EINVAL (NULL self), -ENOENT (not linked). */
+AX_API int ax_unlink(ax_actor_t *self, ax_ref_t other);
+
+/* Whether self traps exits (false when it was spawned): a trapping actor
+ * receives AX_MSG_LINK_DOWN for each linked actor that stops, for any
+ * reason, instead of stopping with it.  Supervisors trap exits.  Self's
+ * core.  Errors: -EINVAL (NULL self), -ENOMEM. */
+AX_API int ax_trap_exits(ax_actor_t *self, bool trap);
 
 /* ------------------------------------------------------------------------ */
 /* Request and reply                                                         */

@@ -76,6 +76,7 @@ typedef struct ax_fiber_opts {
   ax_terminate_t terminate; /* runs on the fiber's core once it has stopped */
   ax_actor_t *monitor;      /* as ax_spawn_opts_t.monitor */
   uint64_t *monitor_id;
+  ax_actor_t *link;         /* as ax_spawn_opts_t.link */
   /* Usable stack bytes (0: the default, 64 KiB), rounded up to pages; a
    * guard page below it catches an overflow, which is reported and aborts
    * the process.  Only the pages the fiber touches take memory. */
