@@ -144,7 +144,7 @@ static int64_t backoff(sup_t *s, int64_t now) {
     s->level = 0;
   int64_t d = s->o.backoff_ns;
   for (unsigned i = 0; i < s->level && d < s->o.backoff_max_ns; i++)
-    d *= 2;
+    d = d > INT64_MAX / 2 ? INT64_MAX : d * 2; /* saturates: a huge back-off must not wrap */
   if (d > s->o.backoff_max_ns)
     d = s->o.backoff_max_ns;
   s->level++;
@@ -415,7 +415,7 @@ int ax_sup_start(ax_rt_t *rt, const ax_sup_opts_t *opts, const ax_spawn_opts_t *
     s->o.period_ns = (int64_t)5 * 1000 * 1000 * 1000;
   }
   if (s->o.backoff_ns != 0 && s->o.backoff_max_ns == 0)
-    s->o.backoff_max_ns = s->o.backoff_ns * 64;
+    s->o.backoff_max_ns = s->o.backoff_ns > INT64_MAX / 64 ? INT64_MAX : s->o.backoff_ns * 64;
   s->o.children = NULL; /* copied below */
   s->times = ax__calloc((size_t)s->o.max_restarts + 1, sizeof *s->times);
   int rc = s->times != NULL ? 0 : -ENOMEM;

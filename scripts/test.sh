@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds axon and runs every test: a Release build with -Werror, then under
 # ASan+UBSan (with allocation-failure injection), then the multi-core tests
-# under ThreadSanitizer.  Usage: scripts/test.sh
+# under ThreadSanitizer, then a short run of each fuzzer (clang, libFuzzer).
+# Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -36,4 +37,9 @@ if [ -n "$tsan_tests" ]; then
 else
   echo "=== ThreadSanitizer: no multi-core tests yet"
 fi
+# The libFuzzer harnesses (tests/fuzz, docs/fuzzing.md), built with clang:
+# each runs on its corpus for a few seconds.  --no-tests=error: a build
+# directory configured earlier with another compiler has no fuzzers.
+CC=clang run_suite "libFuzzer smoke (clang)" build/fuzz -L fuzz --no-tests=error -- \
+  -DAXON_FUZZ=ON -DAXON_BUILD_TESTS=OFF -DAXON_BUILD_BENCH=OFF -DAXON_BUILD_EXAMPLES=OFF
 echo "=== all test suites passed"

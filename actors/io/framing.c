@@ -33,7 +33,8 @@ int ax__framer_add(ax__framer_t *f, const void *bytes, size_t n) {
     f->buf = b;
     f->cap = cap;
   }
-  memcpy(f->buf + f->len, bytes, n);
+  if (n != 0) /* an empty framer's buf is NULL, and NULL + 0 is undefined (the fuzzer) */
+    memcpy(f->buf + f->len, bytes, n);
   f->len += n;
   return 0;
 }
