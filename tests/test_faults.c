@@ -1,5 +1,8 @@
 /* Check suite run in AXON_FAULT_INJECTION builds: out of memory is reported as -ENOMEM, never as something else, and nothing reported as sent is lost. */
+#include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdatomic.h>
 
 #include "axon_test.h"
@@ -355,6 +358,132 @@ START_TEST(test_faults_link_exit) {
 }
 END_TEST
 
+/* A stream's whole life with the n-th allocation failing, for each n:
+ * opening it on a socket pair, reading lines into messages, echoing them
+ * with ax_stream_write, and closing.  Every path must end in a clear
+ * error (a call's -ENOMEM, or CLOSED{-ENOMEM}): the owner always hears
+ * how its stream ended, and every line whose echo was accepted arrives. */
+enum { MSG_OPEN_STREAM = AX_MSG_USER + 22, LINES = 5 };
+
+typedef struct echo_state {
+  int fd;
+  _Atomic int open_rc;    /* 1 until opened */
+  _Atomic int write_fail; /* ax_stream_write calls that failed */
+  _Atomic int accepted;   /* lines whose echo (text and newline) was accepted */
+  _Atomic int closed_err; /* CLOSED's err, 1 before it */
+  _Atomic int ended;
+} echo_state_t;
+
+static int fault_echoer(ax_actor_t *self, const ax_msg_t *m) {
+  echo_state_t *st = ax_state(self);
+  if (m->type == MSG_OPEN_STREAM) {
+    ax_stream_opts_t o = {.frame = AX_FRAME_DELIM, .delim = '\n'};
+    ax_stream_t *s;
+    int rc = ax_pipe_open(self, st->fd, st->fd, &o, &s);
+    atomic_store(&st->open_rc, rc);
+    return rc < 0 ? AX_STOP : 0;
+  }
+  if (m->type == AX_MSG_DATA) {
+    const ax_data_t *d = m->data;
+    int a = ax_stream_write(d->stream, d->bytes, d->len);
+    int b = a == 0 ? ax_stream_write(d->stream, "\n", 1) : a;
+    if (a < 0 || b < 0)
+      atomic_fetch_add(&st->write_fail, 1);
+    else
+      atomic_fetch_add(&st->accepted, 1);
+  } else if (m->type == AX_MSG_CLOSED) {
+    atomic_store(&st->closed_err, ((const ax_stream_ev_t *)m->data)->err);
+    return AX_STOP;
+  }
+  return 0;
+}
+
+static void fault_echoer_end(ax_actor_t *self, int reason) {
+  (void)reason;
+  atomic_store(&((echo_state_t *)ax_state(self))->ended, 1);
+}
+
+/* Reads what comes back within ms; returns the number of whole lines, all
+ * of which must be "line <i>" in order. */
+static int read_echoes(int fd, int ms) {
+  char buf[512];
+  size_t have = 0;
+  int lines = 0;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  while (lines < LINES && poll(&p, 1, ms) > 0) {
+    ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+    if (n <= 0)
+      break;
+    have += (size_t)n;
+    buf[have] = '\0';
+    char *nl;
+    while ((nl = memchr(buf, '\n', have)) != NULL) {
+      char want[32];
+      snprintf(want, sizeof want, "line %d", lines);
+      *nl = '\0';
+      ck_assert_msg(strcmp(buf, want) == 0, "echo %d is '%s'", lines, buf);
+      lines++;
+      have -= (size_t)(nl + 1 - buf);
+      memmove(buf, nl + 1, have);
+    }
+  }
+  return lines;
+}
+
+START_TEST(test_faults_stream_sweep) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  unsigned full = 0, failed = 0;
+  for (uint64_t nth = 1; nth <= 40; nth++) {
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    echo_state_t st = {.fd = sv[0], .open_rc = 1, .closed_err = 1};
+    ax_ref_t a = test_spawn(rt, fault_echoer, &st, AX_PLACE_ANY, 0, NULL, fault_echoer_end);
+    ax__fault_alloc(nth, 0);
+    if (ax_send(a, MSG_OPEN_STREAM, NULL, 0) < 0) { /* the send was the failed allocation */
+      ax__fault_alloc(0, 0);
+      test_send(a, MSG_OPEN_STREAM, NULL, 0);
+    }
+    TEST_WAIT_UNTIL(atomic_load(&st.open_rc) != 1, 10000);
+    int rc = atomic_load(&st.open_rc);
+    ck_assert_msg(rc == 0 || rc == -ENOMEM, "open with allocation %llu failing: %s",
+                  (unsigned long long)nth, ax_strerror(rc));
+    int lines = 0;
+    if (rc == 0) {
+      for (int i = 0; i < LINES; i++) {
+        char line[32];
+        int n = snprintf(line, sizeof line, "line %d\n", i);
+        ck_assert_int_eq(write(sv[1], line, (size_t)n), n);
+      }
+      lines = read_echoes(sv[1], 500);
+    }
+    ax__fault_alloc(0, 0);
+    close(sv[1]); /* the peer goes: the stream ends with CLOSED */
+    TEST_WAIT_UNTIL(atomic_load(&st.ended) == 1, 10000);
+    if (rc == 0) {
+      int err = atomic_load(&st.closed_err);
+      ck_assert_msg(err == 0 || err == -ENOMEM || err == -EPIPE || err == -ECONNRESET,
+                    "allocation %llu: CLOSED{%d}", (unsigned long long)nth, err);
+      /* Every echo the stream accepted was written, unless the peer had
+       * gone (it reads for 500 ms only after an error). */
+      ck_assert_msg(lines >= atomic_load(&st.accepted) || err != 0,
+                    "allocation %llu: %d echoes accepted, %d arrived", (unsigned long long)nth,
+                    atomic_load(&st.accepted), lines);
+      /* Fewer lines than sent: the owner was told why. */
+      ck_assert_msg(lines == LINES || err == -ENOMEM || atomic_load(&st.write_fail) > 0,
+                    "allocation %llu: %d of %d lines, CLOSED{%d}, no error seen",
+                    (unsigned long long)nth, lines, LINES, err);
+    }
+    full += lines == LINES;
+    failed += lines < LINES;
+    close(sv[0]);
+  }
+  ck_assert_uint_ge(full, 1);
+  ck_assert_uint_ge(failed, 1);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -365,6 +494,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_work);
   tcase_add_test(tc, test_faults_monitor_down);
   tcase_add_test(tc, test_faults_link_exit);
+  tcase_add_test(tc, test_faults_stream_sweep);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -102,8 +102,18 @@ void ax__framer_consume(ax__framer_t *f) {
     f->skipping = false;
     f->skipped = 0;
   }
-  f->len -= f->take;
-  if (f->len > 0)
-    memmove(f->buf, f->buf + f->take, f->len);
+  size_t take = f->take;
+  f->len -= take;
   f->take = 0;
+  if (f->len > 0) {
+    memmove(f->buf, f->buf + take, f->len);
+  } else if (f->buf != NULL) {
+    /* Empty: the buffer goes back, so that an idle connection holds none
+     * (a line-framed session kept 4 KiB per connection).  One malloc and
+     * free per read that ends on a frame boundary, against a read system
+     * call. */
+    free(f->buf);
+    f->buf = NULL;
+    f->cap = 0;
+  }
 }

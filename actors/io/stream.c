@@ -129,9 +129,10 @@ static void finish_eof(ax_stream_t *s) {
   if (s->eof_done)
     return;
   ax__framer_t *f = &s->framer;
-  if (f->skipping) { /* an over-long last line, cut by the end */
-    post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, f->skipped, 0);
+  if (f->skipping) { /* an over-long last line, cut by the end: all of it is dropped */
+    post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, f->skipped + f->len, 0);
     f->skipping = false;
+    f->len = 0; /* its tail, buffered since the last overflow, is no line of its own */
   }
   if (f->len > 0 && s->o.frame == AX_FRAME_DELIM) {
     post_data(s, f->buf, f->len); /* the last line had no delimiter */
