@@ -9,7 +9,8 @@ set -euo pipefail
 # clang and its runtime libraries (libFuzzer, a Recommends of clang that an
 # install without recommends would miss) build the fuzzers of tests/fuzz.
 packages=(build-essential cmake pkg-config libck-dev check liburing-dev libuv1-dev
-          mosquitto libmosquitto-dev mosquitto-clients socat python3 clang libclang-rt-14-dev)
+          mosquitto libmosquitto-dev mosquitto-clients socat python3 clang libclang-rt-14-dev
+          valgrind)
 case "${1:-}" in
   "") ;;
   --bench) packages+=(golang-go libboost-context-dev fio) ;;
