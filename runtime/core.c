@@ -348,6 +348,7 @@ void *ax__core_main(void *arg) {
   ax__tls_core = c;
   ax__tls_rfree = &c->rfree;
   ax_loop_adopt(c->loop);
+  ax__vital_fill(c); /* the reserve for news that must not be lost (msg.h) */
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->core_start != NULL)
       f->core_start(c);

@@ -187,6 +187,10 @@ struct ax__core {
   uint32_t slots_freed; /* slots freed since the table was last trimmed (AX__TRIM_SLOTS) */
   ax__rfree_t rfree; /* batches of frees into other threads' pools */
   ax__pool_t pools[AX__POOLS];
+  /* A reserve of small messages for news that must not be lost when the
+   * pools fail (ax__msg_new_vital, msg.c), linked through `aux`. */
+  ax__msg_t *vital;
+  unsigned nvital;
 
   /* written by any thread: messages for this core's actors from other
    * cores and threads (each carries its receiver in `to`) */

@@ -129,3 +129,50 @@ ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *dat
     memcpy(m->payload, data, size);
   return m;
 }
+
+/* One more message for c's reserve; false when the pools have none. */
+static bool vital_add(ax__core_t *c) {
+  ax__msg_t *m = ax__msg_alloc(ax__ref_make(0, c->rt->index, 0, 0), 0);
+  if (m == NULL)
+    return false;
+  m->aux = (uint64_t)(uintptr_t)c->vital;
+  c->vital = m;
+  c->nvital++;
+  return true;
+}
+
+void ax__vital_fill(ax__core_t *c) {
+  while (c->nvital < AX__VITAL && vital_add(c)) {
+  }
+}
+
+ax__msg_t *ax__msg_new_vital(ax_ref_t to, unsigned sys, uint32_t type, const void *data,
+                             size_t size, ax_ref_t from) {
+  ax__msg_t *m = ax__msg_new(to, sys, type, data, size, from);
+  ax__core_t *c = ax__tls_core;
+  if (c == NULL || ax__ref_rt(to) != c->rt->index || sizeof(ax__msg_t) + size > AX__MSG_SMALL)
+    return m;
+  if (m != NULL) {
+    if (c->nvital < AX__VITAL)
+      (void)vital_add(c); /* one at a time: the reserve refills as the pools recover */
+    return m;
+  }
+  m = c->vital;
+  if (m == NULL)
+    return NULL;
+  c->vital = (ax__msg_t *)(uintptr_t)m->aux;
+  c->nvital--;
+  /* As ax__msg_alloc leaves a message (its home pool is set), then filled
+   * as ax__msg_new fills it. */
+  m->flags = 0;
+  m->release = NULL;
+  m->m.req = 0;
+  m->sys = (uint16_t)sys;
+  m->m.type = type;
+  m->m.size = (uint32_t)size;
+  m->m.data = size != 0 ? m->payload : NULL;
+  m->m.from = from;
+  if (data != NULL && size != 0)
+    memcpy(m->payload, data, size);
+  return m;
+}

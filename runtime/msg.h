@@ -74,6 +74,20 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload);
 ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *data, size_t size,
                        ax_ref_t from);
 
+/* ax__msg_new for news that must not be lost to an allocation failure (a
+ * source's end): on a core, for one of its runtime's actors, with a small
+ * payload (at most AX__MSG_SMALL minus the header), a failed allocation is
+ * served from the core's reserve of AX__VITAL messages, which successful
+ * calls top up again.  NULL only when the reserve is empty too (or the
+ * call is not of that kind and fails as ax__msg_new does). */
+#define AX__VITAL 32
+ax__msg_t *ax__msg_new_vital(ax_ref_t to, unsigned sys, uint32_t type, const void *data,
+                             size_t size, ax_ref_t from);
+
+/* Fills the core's reserve (ax__msg_new_vital): at its start, on its own
+ * thread. */
+void ax__vital_fill(ax__core_t *c);
+
 /* Fills the header of a message from ax__msg_alloc (an ordinary one:
  * type, size, data, from, req) and copies size bytes of payload in (the
  * inline half of ax__msg_new, for the send paths).  Any thread. */

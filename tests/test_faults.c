@@ -454,7 +454,8 @@ START_TEST(test_faults_stream_sweep) {
       for (int i = 0; i < LINES; i++) {
         char line[32];
         int n = snprintf(line, sizeof line, "line %d\n", i);
-        ck_assert_int_eq(write(sv[1], line, (size_t)n), n);
+        if (send(sv[1], line, (size_t)n, MSG_NOSIGNAL) != n)
+          break; /* the stream failed and closed its end */
       }
       lines = read_echoes(sv[1], 500);
     }
@@ -486,6 +487,38 @@ START_TEST(test_faults_stream_sweep) {
 }
 END_TEST
 
+/* A source's end must reach its owner even when no allocation succeeds
+ * at that moment: CLOSED comes from the core's reserve (msg.h,
+ * ax__msg_new_vital).  Every allocation fails from the moment the peer
+ * goes until the owner has stopped. */
+START_TEST(test_faults_closed_from_reserve) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  for (int round = 0; round < 3; round++) {
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    echo_state_t st = {.fd = sv[0], .open_rc = 1, .closed_err = 1};
+    ax_ref_t a = test_spawn(rt, fault_echoer, &st, AX_PLACE_ANY, 0, NULL, fault_echoer_end);
+    test_send(a, MSG_OPEN_STREAM, NULL, 0);
+    TEST_WAIT_UNTIL(atomic_load(&st.open_rc) != 1, 10000);
+    ck_assert_int_eq(atomic_load(&st.open_rc), 0);
+    /* One line first, so that the core has its read buffer. */
+    ck_assert_int_eq((int)send(sv[1], "line 0\n", 7, MSG_NOSIGNAL), 7);
+    ck_assert_int_eq(read_echoes(sv[1], 500), 1);
+    ax__fault_alloc(1, 1); /* from now on, every allocation fails */
+    close(sv[1]);
+    for (int w = 0; w < 5000 && atomic_load(&st.ended) == 0; w++)
+      test_sleep_ms(1);
+    int ended = atomic_load(&st.ended);
+    ax__fault_alloc(0, 0);
+    ck_assert_msg(ended == 1, "round %d: the owner never heard that its stream ended", round);
+    ck_assert_int_eq(atomic_load(&st.closed_err), 0);
+    close(sv[0]);
+  }
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* A TCP server's accept, session spawn, stream and echo paths with the
  * n-th allocation failing, for each n: a client either gets its lines
  * echoed or sees its connection closed, never a hang; every session that
@@ -493,9 +526,17 @@ END_TEST
  * client (nothing wedged). */
 static _Atomic int tcp_sessions, tcp_ended;
 
+/* Each session's own block (ax_serve_opts_t.session_size): whether it got
+ * its connection.  A session whose AX_MSG_GIVEN could not be made is
+ * stopped before it runs (its connection is closed); only those that got
+ * one are counted. */
+typedef struct fault_sess {
+  bool given;
+} fault_sess_t;
+
 static int fault_session(ax_actor_t *self, const ax_msg_t *m) {
-  (void)self;
   if (m->type == AX_MSG_GIVEN) {
+    ((fault_sess_t *)ax_state(self))->given = true;
     atomic_fetch_add(&tcp_sessions, 1);
   } else if (m->type == AX_MSG_DATA) {
     const ax_data_t *d = m->data;
@@ -509,9 +550,9 @@ static int fault_session(ax_actor_t *self, const ax_msg_t *m) {
 }
 
 static void fault_session_end(ax_actor_t *self, int reason) {
-  (void)self;
   (void)reason;
-  atomic_fetch_add(&tcp_ended, 1);
+  if (((fault_sess_t *)ax_state(self))->given)
+    atomic_fetch_add(&tcp_ended, 1);
 }
 
 /* Connects, sends LINES lines, reads the echoes for at most ms; returns
@@ -538,7 +579,9 @@ START_TEST(test_faults_tcp_sweep) {
   test_rt_start(rt);
   atomic_store(&tcp_sessions, 0);
   atomic_store(&tcp_ended, 0);
-  ax_serve_opts_t o = {.stream = {.frame = AX_FRAME_DELIM}, .terminate = fault_session_end};
+  ax_serve_opts_t o = {.stream = {.frame = AX_FRAME_DELIM},
+                       .terminate = fault_session_end,
+                       .session_size = sizeof(fault_sess_t)};
   ax_server_t *srv;
   ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", fault_session, &o, &srv), 0);
   int port = ax_server_port(srv);
@@ -573,6 +616,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_link_exit);
   tcase_add_test(tc, test_faults_stream_sweep);
   tcase_add_test(tc, test_faults_tcp_sweep);
+  tcase_add_test(tc, test_faults_closed_from_reserve);
   suite_add_tcase(s, tc);
   return s;
 }

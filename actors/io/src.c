@@ -100,9 +100,12 @@ void ax__src_end(ax__src_t *s, int err) {
     s->ops->end(s, err);
     return;
   }
-  ax__msg_t *m = ax__src_msg(s, AX_MSG_CLOSED, sizeof(ax_source_ev_t));
+  /* The end is news that must not be lost: the pools' reserve serves it
+   * when they fail (msg.h, ax__msg_new_vital). */
+  ax__msg_t *m = ax__msg_new_vital(s->owner->ref, AX__SYS_IO, AX_MSG_CLOSED, NULL,
+                                   sizeof(ax_source_ev_t), AX_REF_NONE);
   if (m == NULL)
-    return; /* out of memory: the source stays silent until closed */
+    return; /* the reserve is empty too: the source stays silent until closed */
   ax_source_ev_t *ev = (ax_source_ev_t *)(void *)m->payload;
   ev->source = s; /* the handle: every source struct starts with its base */
   ev->err = err;

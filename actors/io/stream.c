@@ -60,10 +60,14 @@ static void post_ev(ax_stream_t *s, uint32_t type, int err, uint64_t count, unsi
   if (s->src.closed || s->src.owner == NULL)
     return;
   ax_stream_ev_t ev = {.stream = s, .err = err, .count = count};
+  /* The final event (CLOSED) must not be lost: it comes from the core's
+   * reserve when the pools fail (msg.h, ax__msg_new_vital). */
   ax__msg_t *m =
-      ax__msg_new(s->src.owner->ref, AX__SYS_IO, type, &ev, sizeof ev, AX_REF_NONE);
+      (flags & AX__MSG_FINAL)
+          ? ax__msg_new_vital(s->src.owner->ref, AX__SYS_IO, type, &ev, sizeof ev, AX_REF_NONE)
+          : ax__msg_new(s->src.owner->ref, AX__SYS_IO, type, &ev, sizeof ev, AX_REF_NONE);
   if (m == NULL)
-    return; /* out of memory: nothing better to do with an event */
+    return; /* out of memory (the reserve too, for CLOSED): nothing better to do */
   ax__src_post(&s->src, m, flags);
 }
 
