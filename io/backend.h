@@ -2,6 +2,9 @@
 #ifndef AXON_IO_BACKEND_H
 #define AXON_IO_BACKEND_H
 
+#include <stdint.h>
+#include <sys/epoll.h>
+
 #include "axon/loop.h"
 
 /* A backend is a table of eight entry points plus a name, in the spirit of a
@@ -35,6 +38,39 @@ typedef struct ax__backend {
    * host's poll loop), or -ENOTSUP when the backend has none. */
   int (*fd)(const ax_loop_t *loop);
 } ax__backend_t;
+
+/* Axon's event bits as epoll's (AX_EDGE and AX_ONESHOT included), and
+ * back.  The io_uring backend uses them too: a poll request's mask has
+ * epoll's (and poll's) bit values. */
+static inline uint32_t ax__to_epoll(unsigned events) {
+  uint32_t e = 0;
+  if (events & AX_READ)
+    e |= EPOLLIN;
+  if (events & AX_WRITE)
+    e |= EPOLLOUT;
+  if (events & AX_PRI)
+    e |= EPOLLPRI;
+  if (events & AX_EDGE)
+    e |= EPOLLET;
+  if (events & AX_ONESHOT)
+    e |= EPOLLONESHOT; /* the kernel disarms it as it reports it */
+  return e;
+}
+
+static inline unsigned ax__from_epoll(uint32_t e) {
+  unsigned r = 0;
+  if (e & EPOLLIN)
+    r |= AX_READ;
+  if (e & EPOLLOUT)
+    r |= AX_WRITE;
+  if (e & EPOLLPRI)
+    r |= AX_PRI;
+  if (e & (EPOLLHUP | EPOLLRDHUP))
+    r |= AX_HUP;
+  if (e & EPOLLERR)
+    r |= AX_ERR;
+  return r;
+}
 
 extern const ax__backend_t ax__backend_epoll;
 extern const ax__backend_t ax__backend_poll;

@@ -13,36 +13,6 @@ typedef struct epoll_data_ {
   struct epoll_event events[];
 } epoll_state_t;
 
-static uint32_t to_epoll(unsigned events) {
-  uint32_t e = 0;
-  if (events & AX_READ)
-    e |= EPOLLIN;
-  if (events & AX_WRITE)
-    e |= EPOLLOUT;
-  if (events & AX_PRI)
-    e |= EPOLLPRI;
-  if (events & AX_EDGE)
-    e |= EPOLLET;
-  if (events & AX_ONESHOT)
-    e |= EPOLLONESHOT; /* the kernel disarms it as it reports it */
-  return e;
-}
-
-static unsigned from_epoll(uint32_t e) {
-  unsigned r = 0;
-  if (e & EPOLLIN)
-    r |= AX_READ;
-  if (e & EPOLLOUT)
-    r |= AX_WRITE;
-  if (e & EPOLLPRI)
-    r |= AX_PRI;
-  if (e & (EPOLLHUP | EPOLLRDHUP))
-    r |= AX_HUP;
-  if (e & EPOLLERR)
-    r |= AX_ERR;
-  return r;
-}
-
 static int epoll_init(ax_loop_t *loop) {
   epoll_state_t *st = ax__malloc(sizeof *st + loop->max_events * sizeof st->events[0]);
   if (st == NULL)
@@ -67,7 +37,7 @@ static void epoll_destroy(ax_loop_t *loop) {
 
 static int epoll_ctl_io(ax_loop_t *loop, int op, ax_io_t *io, unsigned events) {
   epoll_state_t *st = loop->backend_data;
-  struct epoll_event ev = {.events = to_epoll(events), .data.ptr = io};
+  struct epoll_event ev = {.events = ax__to_epoll(events), .data.ptr = io};
   if (epoll_ctl(st->epfd, op, io->fd, &ev) < 0)
     return -errno;
   return 0;
@@ -116,7 +86,7 @@ static int epoll_wait_events(ax_loop_t *loop, int64_t timeout_ns) {
     return errno == EINTR ? 0 : -errno;
   for (int i = 0; i < n; i++) {
     loop->ready[i].io = st->events[i].data.ptr;
-    loop->ready[i].revents = from_epoll(st->events[i].events);
+    loop->ready[i].revents = ax__from_epoll(st->events[i].events);
   }
   return n;
 }

@@ -84,39 +84,11 @@ typedef struct uring_state {
   atomic_bool embedded;
 } uring_state_t;
 
-static unsigned to_poll(unsigned events) {
-  unsigned e = 0; /* no POLLRDHUP: a peer's shutdown reads as AX_READ, as with epoll */
-  if (events & AX_READ)
-    e |= POLLIN;
-  if (events & AX_WRITE)
-    e |= POLLOUT;
-  if (events & AX_PRI)
-    e |= POLLPRI;
-  return e;
-}
-
-static uint32_t to_epoll(unsigned events) {
-  uint32_t e = to_poll(events);
-  if (events & AX_EDGE)
-    e |= EPOLLET;
-  if (events & AX_ONESHOT)
-    e |= EPOLLONESHOT;
-  return e;
-}
-
-static unsigned from_poll(unsigned e) {
-  unsigned r = 0;
-  if (e & POLLIN)
-    r |= AX_READ;
-  if (e & POLLOUT)
-    r |= AX_WRITE;
-  if (e & POLLPRI)
-    r |= AX_PRI;
-  if (e & (POLLHUP | POLLRDHUP))
-    r |= AX_HUP;
-  if (e & POLLERR)
-    r |= AX_ERR;
-  return r;
+/* A poll request's mask: epoll's bits without its modes (a request is
+ * one-shot or multishot by its own flag).  No POLLRDHUP: a peer's shutdown
+ * reads as AX_READ, as with epoll. */
+static unsigned poll_mask(unsigned events) {
+  return ax__to_epoll(events & (AX_READ | AX_WRITE | AX_PRI));
 }
 
 static inline uint64_t tag_of(const uring_state_t *st, int i) {
@@ -141,7 +113,7 @@ static bool submit_now(uring_state_t *st) {
 static void arm(uring_state_t *st, int i) {
   reg_t *r = &st->regs[i];
   struct io_uring_sqe *sqe = sqe_get(st);
-  io_uring_prep_poll_add(sqe, r->io->fd, to_poll(r->events));
+  io_uring_prep_poll_add(sqe, r->io->fd, poll_mask(r->events));
   if ((r->events & (AX_EDGE | AX_ONESHOT)) == AX_EDGE)
     sqe->len |= IORING_POLL_ADD_MULTI;
   io_uring_sqe_set_data64(sqe, tag_of(st, i));
@@ -172,7 +144,7 @@ static int pri_add(uring_state_t *st, int i) {
     if (st->pri_ep < 0)
       return -errno;
   }
-  struct epoll_event ev = {.events = to_epoll(r->events), .data.u64 = tag_of(st, i)};
+  struct epoll_event ev = {.events = ax__to_epoll(r->events), .data.u64 = tag_of(st, i)};
   if (epoll_ctl(st->pri_ep, EPOLL_CTL_ADD, r->io->fd, &ev) < 0)
     return -errno;
   r->in_ep = true;
@@ -330,7 +302,7 @@ static int uring_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   int i = io->slot_;
   reg_t *r = &st->regs[i];
   if (r->in_ep && (events & AX_PRI)) {
-    struct epoll_event ev = {.events = to_epoll(events), .data.u64 = tag_of(st, i)};
+    struct epoll_event ev = {.events = ax__to_epoll(events), .data.u64 = tag_of(st, i)};
     if (epoll_ctl(st->pri_ep, EPOLL_CTL_MOD, io->fd, &ev) < 0)
       return -errno;
     r->events = events;
@@ -400,7 +372,7 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
   if (cqe->res < 0) { /* the poll failed (-ECANCELED by the kernel, ...) */
     return n;
   }
-  unsigned revents = from_poll((unsigned)cqe->res);
+  unsigned revents = ax__from_epoll((uint32_t)cqe->res);
   if (r->batch == st->batch) {
     loop->ready[r->pos].revents |= revents;
     return n;
@@ -428,7 +400,7 @@ static int pri_take(ax_loop_t *loop, uring_state_t *st, int n) {
     if (r->io == NULL || r->gen != (uint32_t)(tag >> 32))
       continue;
     loop->ready[n].io = r->io;
-    loop->ready[n].revents = from_poll(evs[k].events); /* EPOLL* bits equal POLL* bits */
+    loop->ready[n].revents = ax__from_epoll(evs[k].events);
     n++;
   }
   return n;

@@ -115,11 +115,9 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
   return m;
 }
 
-ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *data, size_t size,
-                       ax_ref_t from) {
-  ax__msg_t *m = ax__msg_alloc(to, size);
-  if (m == NULL)
-    return NULL;
+/* The header fields and payload that ax__msg_new fills. */
+static ax__msg_t *fill_new(ax__msg_t *m, unsigned sys, uint32_t type, const void *data,
+                           size_t size, ax_ref_t from) {
   m->sys = (uint16_t)sys;
   m->m.type = type;
   m->m.size = (uint32_t)size;
@@ -128,6 +126,12 @@ ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *dat
   if (data != NULL && size != 0)
     memcpy(m->payload, data, size);
   return m;
+}
+
+ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *data, size_t size,
+                       ax_ref_t from) {
+  ax__msg_t *m = ax__msg_alloc(to, size);
+  return m != NULL ? fill_new(m, sys, type, data, size, from) : NULL;
 }
 
 /* One more message for c's reserve; false when the pools have none. */
@@ -167,12 +171,5 @@ ax__msg_t *ax__msg_new_vital(ax_ref_t to, unsigned sys, uint32_t type, const voi
   m->flags = 0;
   m->release = NULL;
   m->m.req = 0;
-  m->sys = (uint16_t)sys;
-  m->m.type = type;
-  m->m.size = (uint32_t)size;
-  m->m.data = size != 0 ? m->payload : NULL;
-  m->m.from = from;
-  if (data != NULL && size != 0)
-    memcpy(m->payload, data, size);
-  return m;
+  return fill_new(m, sys, type, data, size, from);
 }

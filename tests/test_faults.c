@@ -231,30 +231,38 @@ START_TEST(test_faults_work) {
 }
 END_TEST
 
-/* A monitor's DOWN is made with the monitor: whichever allocation fails,
- * ax_monitor either says -ENOMEM (and no DOWN comes) or returns 0 and
- * exactly one DOWN comes, with the target's reason (or -ENOMEM when the
- * target could not record the monitor).  The fault stays armed while the
- * target records the monitor and dies, so the sweep reaches those paths. */
+/* A monitor's DOWN is made with the monitor, and a link's exit with the
+ * link: whichever allocation fails, ax_monitor (ax_link) either says
+ * -ENOMEM (and no news comes) or returns 0 and exactly one DOWN
+ * (AX_MSG_LINK_DOWN, to an actor that traps exits) comes, with the
+ * target's reason (or -ENOMEM when the target could not record the
+ * monitor or link).  The fault stays armed while the target records it and
+ * dies, so the sweep reaches those paths. */
 enum { MSG_WATCH = AX_MSG_USER + 20 };
 
 typedef struct watch_job {
   ax_ref_t target;
   uint64_t nth;
+  bool link; /* ax_link instead of ax_monitor */
 } watch_job_t;
 
-static _Atomic int watch_rc, stop_rc, downs, down_reason;
+static _Atomic int watch_rc, stop_rc, news, news_reason;
 
 static int watcher(ax_actor_t *self, const ax_msg_t *m) {
   if (m->type == MSG_WATCH) {
     watch_job_t j;
     memcpy(&j, m->data, sizeof j);
+    if (j.link)
+      ck_assert_int_eq(ax_trap_exits(self, true), 0);
     ax__fault_alloc(j.nth, 0);
-    atomic_store(&watch_rc, ax_monitor(self, j.target, NULL));
+    atomic_store(&watch_rc, j.link ? ax_link(self, j.target) : ax_monitor(self, j.target, NULL));
     atomic_store(&stop_rc, ax_stop(j.target, -EIO));
   } else if (m->type == AX_MSG_DOWN) {
-    atomic_store(&down_reason, ((const ax_down_t *)m->data)->reason);
-    atomic_fetch_add(&downs, 1);
+    atomic_store(&news_reason, ((const ax_down_t *)m->data)->reason);
+    atomic_fetch_add(&news, 1);
+  } else if (m->type == AX_MSG_LINK_DOWN) {
+    atomic_store(&news_reason, ((const ax_link_down_t *)m->data)->reason);
+    atomic_fetch_add(&news, 1);
   }
   return 0;
 }
@@ -265,7 +273,9 @@ static int idle_actor(ax_actor_t *self, const ax_msg_t *m) {
   return 0;
 }
 
-START_TEST(test_faults_monitor_down) {
+/* The sweep of both tests: n = 1..12, a fresh target each time. */
+static void death_news_sweep(bool link) {
+  const char *call = link ? "ax_link" : "ax_monitor";
   ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
   test_rt_start(rt);
   ax_ref_t w = test_spawn(rt, watcher, NULL, AX_PLACE_ANY, 0, NULL, NULL);
@@ -273,90 +283,37 @@ START_TEST(test_faults_monitor_down) {
   for (uint64_t nth = 1; nth <= 12; nth++) {
     ax_ref_t target = test_spawn(rt, idle_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
     atomic_store(&watch_rc, 1);
-    atomic_store(&downs, 0);
-    watch_job_t j = {.target = target, .nth = nth};
+    atomic_store(&news, 0);
+    watch_job_t j = {.target = target, .nth = nth, .link = link};
     ck_assert_int_eq(ax_send(w, MSG_WATCH, &j, sizeof j), 0);
     TEST_WAIT_UNTIL(atomic_load(&watch_rc) != 1, 10000);
-    test_sleep_ms(20); /* the target records the monitor and dies, fault armed */
+    test_sleep_ms(20); /* the target records the monitor or link and dies, fault armed */
     ax__fault_alloc(0, 0);
     int rc = atomic_load(&watch_rc);
-    ck_assert_msg(rc == 0 || rc == -ENOMEM, "ax_monitor with allocation %llu failing: %s",
+    ck_assert_msg(rc == 0 || rc == -ENOMEM, "%s with allocation %llu failing: %s", call,
                   (unsigned long long)nth, ax_strerror(rc));
     if (atomic_load(&stop_rc) < 0)
       ck_assert_int_eq(ax_stop(target, -EIO), 0); /* its STOP was the failed allocation */
     if (rc == 0) {
       watched++;
-      TEST_WAIT_UNTIL(atomic_load(&downs) == 1, 10000);
-      int reason = atomic_load(&down_reason);
-      ck_assert_msg(reason == -EIO || reason == -ENOMEM, "DOWN reason %d", reason);
+      TEST_WAIT_UNTIL(atomic_load(&news) == 1, 10000);
+      int reason = atomic_load(&news_reason);
+      ck_assert_msg(reason == -EIO || reason == -ENOMEM, "%s: reason %d", call, reason);
     } else {
       refused++;
     }
     test_sleep_ms(10);
-    ck_assert_int_eq(atomic_load(&downs), rc == 0 ? 1 : 0);
+    ck_assert_int_eq(atomic_load(&news), rc == 0 ? 1 : 0);
   }
   ck_assert_uint_ge(refused, 1);
   ck_assert_uint_ge(watched, 1);
   test_rt_stop_join_free(rt);
 }
+
+START_TEST(test_faults_monitor_down) { death_news_sweep(false); }
 END_TEST
 
-/* The same for links: the exit each side will send is made with the link,
- * so a linked actor that traps exits gets exactly one AX_MSG_LINK_DOWN for
- * a link ax_link accepted, whichever allocation failed. */
-enum { MSG_LINK = AX_MSG_USER + 21 };
-
-static _Atomic int link_rc, link_stop_rc, exits, exit_reason;
-
-static int linker(ax_actor_t *self, const ax_msg_t *m) {
-  if (m->type == MSG_LINK) {
-    watch_job_t j;
-    memcpy(&j, m->data, sizeof j);
-    ck_assert_int_eq(ax_trap_exits(self, true), 0);
-    ax__fault_alloc(j.nth, 0);
-    atomic_store(&link_rc, ax_link(self, j.target));
-    atomic_store(&link_stop_rc, ax_stop(j.target, -EIO));
-  } else if (m->type == AX_MSG_LINK_DOWN) {
-    atomic_store(&exit_reason, ((const ax_link_down_t *)m->data)->reason);
-    atomic_fetch_add(&exits, 1);
-  }
-  return 0;
-}
-
-START_TEST(test_faults_link_exit) {
-  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
-  test_rt_start(rt);
-  ax_ref_t l = test_spawn(rt, linker, NULL, AX_PLACE_ANY, 0, NULL, NULL);
-  unsigned refused = 0, linked = 0;
-  for (uint64_t nth = 1; nth <= 12; nth++) {
-    ax_ref_t target = test_spawn(rt, idle_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
-    atomic_store(&link_rc, 1);
-    atomic_store(&exits, 0);
-    watch_job_t j = {.target = target, .nth = nth};
-    ck_assert_int_eq(ax_send(l, MSG_LINK, &j, sizeof j), 0);
-    TEST_WAIT_UNTIL(atomic_load(&link_rc) != 1, 10000);
-    test_sleep_ms(20); /* the target records the link and dies, fault armed */
-    ax__fault_alloc(0, 0);
-    int rc = atomic_load(&link_rc);
-    ck_assert_msg(rc == 0 || rc == -ENOMEM, "ax_link with allocation %llu failing: %s",
-                  (unsigned long long)nth, ax_strerror(rc));
-    if (atomic_load(&link_stop_rc) < 0)
-      ck_assert_int_eq(ax_stop(target, -EIO), 0);
-    if (rc == 0) {
-      linked++;
-      TEST_WAIT_UNTIL(atomic_load(&exits) == 1, 10000);
-      int reason = atomic_load(&exit_reason);
-      ck_assert_msg(reason == -EIO || reason == -ENOMEM, "LINK_DOWN reason %d", reason);
-    } else {
-      refused++;
-    }
-    test_sleep_ms(10);
-    ck_assert_int_eq(atomic_load(&exits), rc == 0 ? 1 : 0);
-  }
-  ck_assert_uint_ge(refused, 1);
-  ck_assert_uint_ge(linked, 1);
-  test_rt_stop_join_free(rt);
-}
+START_TEST(test_faults_link_exit) { death_news_sweep(true); }
 END_TEST
 
 /* A stream's whole life with the n-th allocation failing, for each n:
