@@ -194,6 +194,26 @@ send_ring(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t si
   return 0;
 }
 
+/* A small message from a thread that is no core: copied into the
+ * thread's ring to the receiver's core (core.h), nothing allocated.
+ * Returns 1 when the message is not of that kind or the ring cannot take
+ * it now. */
+static inline __attribute__((always_inline)) int
+send_foreign(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
+  if (size > AX__RING_INLINE || to == AX_REF_NONE)
+    return 1;
+  ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
+  unsigned ci = ax__ref_core(to);
+  if (rt == NULL || ci >= rt->ncores)
+    return 1; /* no such runtime, a port: the general path says so */
+  ax__core_t *d = rt->cores[ci];
+  if (!ax__ref_alive(d, to)) {
+    atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed); /* a count */
+    return -ESRCH;
+  }
+  return ax__fring_send_inline(rt, d, to, type, data, (uint32_t)size, req) ? 0 : 1;
+}
+
 /* The general path: another core, another runtime, a thread that is not
  * a core, or a large payload. */
 static inline __attribute__((always_inline)) int
@@ -220,6 +240,10 @@ send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t re
     if (rc <= 0)
       return rc;
     if ((rc = send_ring(c, to, type, data, size, req)) <= 0)
+      return rc;
+  } else if (c == NULL && !ax__ref_bounded(to)) {
+    int rc = send_foreign(to, type, data, size, req);
+    if (rc <= 0)
       return rc;
   }
   return send_general(to, type, data, size, req);

@@ -111,6 +111,26 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
 #define AX__RING_SLOTS 256u
 #define AX__RING_INLINE 24u
 
+/*
+ * Threads that are no core (main, a foreign library's worker) have rings
+ * too: the first AX__FOREIGN_RINGS such threads of the process, numbered
+ * by their message heaps (msg.c: a heap, and so its number, passes to the
+ * next such thread when its thread exits, so each ring keeps one producer
+ * at a time).  A later thread uses the core's inbox.  Such a thread has
+ * no loop to move an overflow list on, so when its ring is full it waits
+ * while the core makes room (a short spin, then a futex sleep that the
+ * core's drain ends; AX__FOREIGN_WAIT_NS without progress at most: a core
+ * that does not drain, a runtime not started yet, is never waited for
+ * longer), and then appends to an overflow queue that the
+ * core itself drains after the ring's slots; the thread writes slots
+ * again only once the core has taken the whole queue.  The wait is the
+ * back-pressure that Go's channels and Pony's muting give: a thread that
+ * floods a core sends at the core's pace, and its messages stay in the
+ * cache instead of piling up in fresh memory.
+ */
+#define AX__FOREIGN_RINGS 16u
+#define AX__FOREIGN_WAIT_NS (200 * 1000)
+
 typedef struct ax__ring_slot {
   _Atomic uint64_t seq;
   ax_ref_t to;
@@ -133,6 +153,16 @@ typedef struct ax__ring {
   ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
   /* the consumer's */
   alignas(AX__CACHE_LINE) _Atomic uint64_t head;
+  /* A producer that is no core sleeps on head's low half while the ring
+   * is full (fring_claim); set by it, cleared by the consumer that wakes
+   * it.  Read once per drain of such a ring. */
+  _Atomic uint32_t fwait;
+  /* A producer that is no core: its overflow queue (the consumer drains
+   * it) and how many messages it holds (the producer goes back to the
+   * slots at 0).  Written by both sides, on a line of its own. */
+  alignas(AX__CACHE_LINE) _Atomic uint64_t fover_n;
+  ax__mpscq_t fover;
+  ax__mpscq_node_t fover_stub;
   alignas(AX__CACHE_LINE) ax__ring_slot_t slot[AX__RING_SLOTS];
 } ax__ring_t;
 
@@ -161,13 +191,17 @@ typedef struct ax__stats_atomic {
  * line between groups so that senders on other cores do not slow the owner.
  */
 struct ax__core {
-  /* written by the owner core */
+  /* set before the core runs: read by every thread that sends here, so
+   * on a line that the owner's writes below never touch (sharing it with
+   * the run queue cost a cache miss per message sent from another CPU) */
   ax_rt_t *rt;
   unsigned index;
   pthread_t thread;
   bool started;
   ax_loop_t *loop; /* woken by other threads with ax_loop_wake */
-  ax_actor_t *runq_head, *runq_tail; /* linked through rq_next */
+
+  /* written by the owner core */
+  alignas(AX__CACHE_LINE) ax_actor_t *runq_head, *runq_tail; /* linked through rq_next */
   uint64_t runq_len;
   ax_actor_t *current;
   ax__msg_t *handling; /* the message of the current turn being handled */
@@ -210,7 +244,9 @@ struct ax_rt {
   bool started;
   bool joined;
   ax__core_t **cores;
-  _Atomic(ax__ring_t *) *rings; /* [from * ncores + to], made by the producer */
+  /* [from * ncores + to], made by the producer: from < ncores is a core,
+   * ncores + k the thread whose message heap is number k */
+  _Atomic(ax__ring_t *) *rings;
   pthread_barrier_t barrier;  /* the cores' shutdown steps */
   pthread_mutex_t ready_lock; /* ax_rt_start waits for every core to run */
   pthread_cond_t ready_cond;
@@ -223,6 +259,7 @@ struct ax_rt {
   /* written by any thread; stopping is read on every spawn and live is
    * written on every spawn and death, so they live on separate lines */
   alignas(AX__CACHE_LINE) _Atomic int stopping;
+  _Atomic unsigned nforeign; /* rings of threads that are no core: numbers below this */
   _Atomic unsigned next_core;
   alignas(AX__CACHE_LINE) _Atomic uint64_t live; /* actors alive */
   ax__epoch_t epoch;
@@ -375,6 +412,13 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
 /* Moves the messages waiting on c's overflow lists onto their rings, as
  * far as there is room.  c's thread. */
 void ax__ring_flush(ax__core_t *c);
+
+/* Copies a small message (at most AX__RING_INLINE bytes of payload) from
+ * the calling thread, which is no core of rt, into its ring to core c.
+ * Returns false when the thread has no ring or the ring cannot take it
+ * now (the caller sends through ax__remote_push, which keeps the order). */
+bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t type,
+                           const void *data, uint32_t size, uint64_t req);
 
 /* Delivers m to actor a, whose memory the caller guarantees (its own core,
  * or a reference held under the epoch): into the mailbox when a belongs to

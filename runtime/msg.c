@@ -1,4 +1,5 @@
 /* Messages: size classes, allocation from the sending core's pools or malloc, filled headers. */
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -24,8 +25,11 @@ uint32_t ax__msg_class_size(unsigned cls) { return class_size[cls]; }
 typedef struct thread_heap {
   ax__pool_t pools[AX__MSG_CLASSES];
   ax__heap_t heap;
+  unsigned id;              /* 0, 1, ... in order of creation: the thread's ring number (send.c) */
   struct thread_heap *next; /* on the abandoned list */
 } thread_heap_t;
+
+static unsigned heaps_made; /* under abandoned_lock */
 
 static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
 static thread_heap_t *abandoned; /* under abandoned_lock */
@@ -62,6 +66,9 @@ ax__pool_t *ax__thread_pools(void) {
     if (h == NULL)
       return NULL;
     ax__heap_init(&h->heap);
+    pthread_mutex_lock(&abandoned_lock);
+    h->id = heaps_made++;
+    pthread_mutex_unlock(&abandoned_lock);
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       ax__pool_init(&h->pools[i], &h->heap, h, class_size[i]);
       h->pools[i].keep = true;
@@ -73,6 +80,12 @@ ax__pool_t *ax__thread_pools(void) {
   }
   tls_heap = h;
   return h->pools;
+}
+
+unsigned ax__thread_heap_id(void) {
+  if (tls_heap == NULL && ax__thread_pools() == NULL)
+    return UINT_MAX;
+  return tls_heap->id;
 }
 
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {

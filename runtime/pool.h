@@ -186,5 +186,10 @@ static inline void ax__pool_free(ax__pool_t *home, void *obj) {
 /* The calling thread's message pools when it is no core (thread.c):
  * created on first use, handed to the next such thread when it exits. */
 ax__pool_t *ax__thread_pools(void);
+/* The number of the calling thread's message heap (made on first use):
+ * 0, 1, ... in the order the heaps were made, passed on with the heap, so
+ * that no two live threads have the same.  UINT_MAX when out of memory.
+ * A thread that is no core. */
+unsigned ax__thread_heap_id(void);
 
 #endif /* AXON_RUNTIME_POOL_H */

@@ -99,7 +99,7 @@ static void free_parts(ax_rt_t *rt) {
     free(rt->cores);
   }
   if (rt->rings != NULL) {
-    for (size_t i = 0; i < (size_t)rt->ncores * rt->ncores; i++)
+    for (size_t i = 0; i < (size_t)(rt->ncores + AX__FOREIGN_RINGS) * rt->ncores; i++)
       free(atomic_load_explicit(&rt->rings[i], memory_order_relaxed));
     free(rt->rings);
   }
@@ -141,6 +141,7 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   atomic_init(&rt->stopping, 0);
   atomic_init(&rt->live, 0);
   atomic_init(&rt->next_core, 0);
+  atomic_init(&rt->nforeign, 0);
   atomic_init(&rt->dead_letters_other, 0);
   pthread_mutex_init(&rt->ready_lock, NULL);
   pthread_cond_init(&rt->ready_cond, NULL);
@@ -163,7 +164,7 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   if (rt->index == AX__MAX_RTS)
     goto fail;
   rt->cores = ax__calloc(rt->ncores, sizeof *rt->cores);
-  rt->rings = ax__calloc((size_t)rt->ncores * rt->ncores, sizeof *rt->rings);
+  rt->rings = ax__calloc((size_t)(rt->ncores + AX__FOREIGN_RINGS) * rt->ncores, sizeof *rt->rings);
   if (rt->cores == NULL || rt->rings == NULL) {
     rc = -ENOMEM;
     goto fail;

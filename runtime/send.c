@@ -1,6 +1,12 @@
 /* Sending: looking a reference up; the rings between cores and the inbox of each core; their drain. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ck_pr.h>
 
 #include "runtime/core.h"
 
@@ -40,6 +46,9 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r->tail = r->seen_head = 0;
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
+  atomic_init(&r->fover_n, 0);
+  atomic_init(&r->fwait, 0);
+  ax__mpscq_init(&r->fover, &r->fover_stub, false);
   for (unsigned i = 0; i < AX__RING_SLOTS; i++)
     atomic_init(&r->slot[i].seq, 0); /* never head + 1 before a publish */
   /* Release: the consumer that loads the pointer sees the slots set up. */
@@ -104,12 +113,156 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
   return true;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Rings of threads that are no core (core.h)                                */
+
+/* The calling thread's ring to core c of rt, or NULL: the thread is a
+ * core (of another runtime), has no ring number, or no memory for it. */
+static _Thread_local unsigned tls_ring_no __attribute__((tls_model("initial-exec")));
+
+static ax__ring_t *fring_get(ax_rt_t *rt, ax__core_t *c) {
+  unsigned k = tls_ring_no; /* the ring number + 1, 0 before the first send */
+  if (__builtin_expect(k != 0, 1)) {
+    ax__ring_t *r = k <= AX__FOREIGN_RINGS ? ring_of(rt, rt->ncores + k - 1, c->index) : NULL;
+    if (r != NULL)
+      return r;
+  }
+  if (ax__tls_core != NULL)
+    return NULL; /* a core of another runtime: its messages go through the inbox */
+  k = ax__thread_heap_id();
+  if (k >= AX__FOREIGN_RINGS)
+    return NULL;
+  tls_ring_no = k + 1;
+  ax__ring_t *r = ring_get(rt, rt->ncores + k, c->index);
+  if (r == NULL)
+    return NULL;
+  /* Raise the number of rings the cores look at to cover k.  Release
+   * pairs with the cores' acquire: they see the ring pointer stored
+   * above (ring_get's own release store covers the slots). */
+  unsigned n = atomic_load_explicit(&rt->nforeign, memory_order_relaxed);
+  while (n <= k && !atomic_compare_exchange_weak_explicit(&rt->nforeign, &n, k + 1,
+                                                          memory_order_release,
+                                                          memory_order_relaxed))
+    ;
+  return r;
+}
+
+/* The low half of r->head, which a producer sleeps on (little-endian:
+ * the first four bytes; head never moves by 2^32 between two looks). */
+static inline uint32_t *head_word(ax__ring_t *r) {
+  return (uint32_t *)(void *)&r->head;
+}
+
+/* The next slot of r, waiting while the core makes room: a short spin
+ * (the core usually frees a batch within microseconds), then sleep on
+ * head until the core publishes it (fring_drain wakes the sleeper).
+ * NULL once the core has taken nothing for AX__FOREIGN_WAIT_NS: the
+ * caller overflows instead. */
+static ax__ring_slot_t *fring_claim(ax__ring_t *r) {
+  ax__ring_slot_t *sl = ring_claim(r);
+  if (sl != NULL)
+    return sl;
+  int64_t since = ax_now();
+  uint64_t seen = r->seen_head;
+  for (unsigned spins = 0;; spins++) {
+    if (spins < 64) {
+      for (int i = 0; i < 32; i++)
+        ck_pr_stall();
+    } else {
+      atomic_store_explicit(&r->fwait, 1, memory_order_relaxed);
+      /* seq_cst: the flag's store before the load of head in ring_claim,
+       * mirrored by the consumer (head's store, fence, the flag's load):
+       * either the consumer sees the flag and wakes this thread, or this
+       * thread sees the new head and does not sleep. */
+      atomic_thread_fence(memory_order_seq_cst);
+      if ((sl = ring_claim(r)) != NULL)
+        return sl;
+      int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
+      if (left <= 0)
+        return NULL;
+      struct timespec ts = {0, (long)left};
+      /* Sleeps unless head's low half moved since the look above. */
+      syscall(SYS_futex, head_word(r), FUTEX_WAIT_PRIVATE, (uint32_t)r->seen_head, &ts, NULL, 0);
+    }
+    if ((sl = ring_claim(r)) != NULL)
+      return sl;
+    if (r->seen_head != seen) { /* progress: the core drains, keep pace with it */
+      seen = r->seen_head;
+      since = ax_now();
+    } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+      return NULL;
+    }
+  }
+}
+
+/* True while r's producer must append to its overflow queue: the core
+ * has not taken all of it yet. */
+static inline bool fring_overflowing(ax__ring_t *r) {
+  /* Acquire pairs with the consumer's release decrement (fring_drain):
+   * once 0 is read, the queue's messages have arrived, and what is
+   * written to the slots next comes after them. */
+  return atomic_load_explicit(&r->fover_n, memory_order_acquire) != 0;
+}
+
+static void fring_overflow(ax__core_t *c, ax__ring_t *r, ax__msg_t *m) {
+  /* Release: the slots published before are visible to a consumer that
+   * reads the count with acquire (it drains them before the queue). */
+  atomic_fetch_add_explicit(&r->fover_n, 1, memory_order_release);
+  ax__mpscq_push(&r->fover, &m->node);
+  wake(c);
+}
+
+bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t type,
+                           const void *data, uint32_t size, uint64_t req) {
+  ax__ring_t *r = fring_get(rt, c);
+  if (r == NULL || fring_overflowing(r))
+    return false;
+  ax__ring_slot_t *sl = fring_claim(r);
+  if (sl == NULL)
+    return false;
+  sl->to = to;
+  sl->from = AX_REF_NONE;
+  sl->type = type;
+  sl->size = size;
+  sl->req = req;
+  if (size != 0)
+    memcpy(sl->data, data, size);
+  ring_publish(r, sl);
+  wake(c);
+  return true;
+}
+
+/* m from a thread that is no core: onto its ring, else the inbox. */
+static void fring_push(ax__core_t *c, ax__msg_t *m) {
+  ax__ring_t *r = fring_get(c->rt, c);
+  if (r == NULL) {
+    /* No ring (a later thread, no memory for it, a core of another
+     * runtime): the inbox, where order with the ring's messages is lost
+     * should a ring appear later. */
+    ax__mpscq_push(&c->inbox, &m->node);
+    wake(c);
+    return;
+  }
+  ax__ring_slot_t *sl;
+  if (fring_overflowing(r) || (sl = fring_claim(r)) == NULL) {
+    fring_overflow(c, r, m);
+    return;
+  }
+  ring_put_msg(sl, m);
+  ring_publish(r, sl);
+  wake(c);
+}
+
 void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
   ax__core_t *from = ax__tls_core;
   ax__ring_t *r;
-  if (from == NULL || from->rt != c->rt || (r = ring_get(c->rt, from->index, c->index)) == NULL) {
-    /* A thread that is no core of c's runtime (or no memory for the
-     * ring, where order with the ring's messages is lost): the inbox. */
+  if (from == NULL || from->rt != c->rt) {
+    fring_push(c, m);
+    return;
+  }
+  if ((r = ring_get(c->rt, from->index, c->index)) == NULL) {
+    /* No memory for the ring: the inbox, where order with the ring's
+     * messages is lost. */
     ax__mpscq_push(&c->inbox, &m->node);
     wake(c);
     return;
@@ -183,10 +336,18 @@ static void arrive(ax__core_t *c, ax__msg_t *m, uint64_t *dead) {
     ax__runq_push(c, a);
 }
 
-/* Takes what the ring r holds for core c. */
-static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
+/* Takes what the ring r holds for core c.  *more is set when an out of
+ * memory left a message in its slot. */
+static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, bool *more) {
   unsigned n = 0;
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
+  /* head is published once, after the batch: a producer waiting for room
+   * (fring_claim) reads its line, which so moves once per batch instead of
+   * once per message, and the producer refills the ring while the core
+   * handles what it took.  A drain takes at most a ring's worth, since the
+   * producer sees no room before this store.  (Measured with bench_savina's
+   * fork-join: publishing every 32 messages, or taking the whole batch
+   * before any arrives, was slower.) */
   for (;;) {
     ax__ring_slot_t *sl = &r->slot[head & (AX__RING_SLOTS - 1)];
     /* Acquire pairs with the producer's release in ring_publish. */
@@ -197,16 +358,51 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
       m = sl->msg;
     } else {
       m = ax__msg_alloc_local(c);
-      if (m == NULL)
+      if (m == NULL) {
+        *more = true;
         break; /* out of memory: the message stays in its slot until later */
+      }
       ax__msg_fill(m, sl->type, sl->data, sl->size, sl->req, sl->from);
       m->to = sl->to;
     }
-    /* Release: this slot's reads are done before the producer, which
-     * reads head with acquire, writes it again. */
-    atomic_store_explicit(&r->head, ++head, memory_order_release);
+    head++;
     n++;
     arrive(c, m, dead);
+  }
+  /* Release: the reads of the slots taken are done before the producer,
+   * which reads head with acquire, writes them again. */
+  if (n != 0)
+    atomic_store_explicit(&r->head, head, memory_order_release);
+  return n;
+}
+
+/* Takes what a thread that is no core sent on r: the slots, then (when
+ * it overflowed) the overflow queue, all of which came after the slots. */
+static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
+  bool more = false;
+  unsigned n = ring_drain(c, r, dead, &more);
+  if (n != 0) {
+    /* seq_cst: head's store (in ring_drain) before the flag's load, the
+     * mirror of fring_claim's fence. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&r->fwait, memory_order_relaxed) &&
+        atomic_exchange_explicit(&r->fwait, 0, memory_order_relaxed))
+      syscall(SYS_futex, head_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  }
+  if (more || !fring_overflowing(r))
+    return n;
+  /* The count's acquire made every slot published before the queue's
+   * first message visible: take those first. */
+  n += ring_drain(c, r, dead, &more);
+  if (more)
+    return n;
+  ax__mpscq_node_t *node;
+  while ((node = ax__mpscq_take(&r->fover, &r->fover_stub)) != NULL) {
+    n++;
+    arrive(c, (ax__msg_t *)node, dead);
+    /* Release pairs with the producer's acquire (fring_overflowing): the
+     * message has arrived before the producer may write slots again. */
+    atomic_fetch_sub_explicit(&r->fover_n, 1, memory_order_release);
   }
   return n;
 }
@@ -215,10 +411,18 @@ unsigned ax__core_drain(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   unsigned n = 0;
   uint64_t dead = 0;
+  bool more = false;
   for (unsigned from = 0; from < rt->ncores; from++) {
     ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
     if (r != NULL)
-      n += ring_drain(c, r, &dead);
+      n += ring_drain(c, r, &dead, &more);
+  }
+  /* Acquire pairs with fring_get's release: the rings below are there. */
+  unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
+  for (unsigned k = 0; k < nf; k++) {
+    ax__ring_t *r = ring_of(rt, rt->ncores + k, c->index);
+    if (r != NULL)
+      n += fring_drain(c, r, &dead);
   }
   ax__mpscq_node_t *node;
   while ((node = ax__mpscq_take(&c->inbox, &c->inbox_stub)) != NULL) {
@@ -230,16 +434,25 @@ unsigned ax__core_drain(ax__core_t *c) {
   return n;
 }
 
+static inline bool ring_pending(ax__ring_t *r) {
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
+  /* Acquire, as in ring_drain. */
+  return atomic_load_explicit(&r->slot[head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
+         head + 1;
+}
+
 bool ax__core_pending(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   for (unsigned from = 0; from < rt->ncores; from++) {
     ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
-    if (r == NULL)
-      continue;
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
-    /* Acquire, as in ring_drain. */
-    if (atomic_load_explicit(&r->slot[head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
-        head + 1)
+    if (r != NULL && ring_pending(r))
+      return true;
+  }
+  /* Acquire, as in ax__core_drain. */
+  unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
+  for (unsigned k = 0; k < nf; k++) {
+    ax__ring_t *r = ring_of(rt, rt->ncores + k, c->index);
+    if (r != NULL && (ring_pending(r) || fring_overflowing(r)))
       return true;
   }
   return ax__mpscq_pending(&c->inbox);

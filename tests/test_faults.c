@@ -29,7 +29,7 @@ typedef struct job {
   ax_rt_t *rt;
   ax_ref_t to;
   ax_group_t *group;
-  size_t size; /* OP_GROUP_SEND's payload */
+  size_t size; /* OP_SEND's and OP_GROUP_SEND's payload */
   uint64_t nth;
   int rc;
   uint64_t failed;
@@ -42,9 +42,11 @@ static void *fresh_thread(void *arg) {
   job_t *j = arg;
   ax__fault_alloc(j->nth, 0);
   switch (j->op) {
-  case OP_SEND:
-    j->rc = ax_send(j->to, MSG_COUNT, "x", 1);
+  case OP_SEND: {
+    static const char payload[1024];
+    j->rc = ax_send(j->to, MSG_COUNT, payload, j->size);
     break;
+  }
   case OP_STOP:
     j->rc = ax_stop(j->to, 0);
     break;
@@ -73,7 +75,7 @@ static job_t run(job_t j) {
 }
 
 static job_t run_job(op_t op, ax_rt_t *rt, ax_ref_t to, uint64_t nth) {
-  return run((job_t){.op = op, .rt = rt, .to = to, .nth = nth});
+  return run((job_t){.op = op, .rt = rt, .to = to, .nth = nth, .size = 1});
 }
 
 /* ax_send from a thread that is not a core, with each of its first
@@ -81,22 +83,31 @@ static job_t run_job(op_t op, ax_rt_t *rt, ax_ref_t to, uint64_t nth) {
  * actor, and every send that returned 0 arrives.  Such a send allocates
  * only its message, from the thread's own pools (made on its first send,
  * adopted from a thread that exited when there is one); it needs no epoch
- * record. */
+ * record.  A payload that fits a ring slot allocates nothing once the
+ * thread's ring exists (the first thread made it; each later thread
+ * takes over the ring of the one before), so it cannot fail. */
 START_TEST(test_faults_foreign_send) {
   ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
   test_rt_start(rt);
   atomic_store(&received, 0);
   ax_ref_t a = test_spawn(rt, counter, NULL, AX_PLACE_ANY, 0, NULL, NULL);
-  uint64_t sent = 0, enomem = 0;
-  for (uint64_t nth = 1; nth <= 6; nth++) {
-    job_t j = run_job(OP_SEND, rt, a, nth);
-    ck_assert_msg(j.rc == 0 || j.rc == -ENOMEM, "allocation %llu failing: ax_send gave %s",
-                  (unsigned long long)nth, ax_strerror(j.rc));
-    ck_assert_msg(j.rc == 0 || j.failed == 1, "-ENOMEM with no failed allocation");
-    sent += j.rc == 0;
-    enomem += j.rc == -ENOMEM;
+  uint64_t sent = 0;
+  static const size_t sizes[] = {100, 1};
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+    uint64_t enomem = 0;
+    for (uint64_t nth = 1; nth <= 6; nth++) {
+      job_t j = run((job_t){.op = OP_SEND, .rt = rt, .to = a, .nth = nth, .size = sizes[s]});
+      ck_assert_msg(j.rc == 0 || j.rc == -ENOMEM, "%zu B, allocation %llu failing: ax_send gave %s",
+                    sizes[s], (unsigned long long)nth, ax_strerror(j.rc));
+      ck_assert_msg(j.rc == 0 || j.failed == 1, "-ENOMEM with no failed allocation");
+      sent += j.rc == 0;
+      enomem += j.rc == -ENOMEM;
+    }
+    if (sizes[s] == 1)
+      ck_assert_uint_eq(enomem, 0); /* inline in the ring's slot */
+    else
+      ck_assert_uint_ge(enomem, 1); /* the thread's message pools, or the message */
   }
-  ck_assert_uint_ge(enomem, 1); /* the thread's message pools, or the message */
   TEST_WAIT_UNTIL(atomic_load(&received) == sent, 10000);
   test_sleep_ms(20);
   ck_assert_uint_eq(atomic_load(&received), sent);

@@ -1,4 +1,4 @@
-/* Check suite for multi-core stress: a message exchange with sequence checks, stale references, stops during send storms, many actors. */
+/* Check suite for multi-core stress: a message exchange with sequence checks, stale references, stops during send storms, sends from threads that are no core, many actors. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -583,6 +583,181 @@ START_TEST(test_stress_many_actors) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Threads that are no core: their rings (the first 16 such threads), the    */
+/* inbox (the others), the wait while a ring is full, the overflow queue     */
+/* after a wait in vain, and rings passed on when threads exit.               */
+
+enum {
+  FOREIGN_SENDERS = 24, /* more than the 16 threads that get rings */
+  FOREIGN_BIG = 100,    /* payload bytes of every 7th message: no room in a slot */
+};
+
+/* One receiver: per-sender counts and what went wrong; its actor only. */
+typedef struct foreign_rx {
+  uint64_t next[FOREIGN_SENDERS];
+  _Atomic uint64_t total;
+  uint64_t bad_seq, bad_size, bad_from;
+  uint64_t stall_every; /* busy 2 ms every this many messages (0: never) */
+} foreign_rx_t;
+
+static int foreign_rx_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  foreign_rx_t *rx = ax_state(self);
+  test_seq_msg_t m;
+  if (msg->type != MSG_DATA || msg->size < sizeof m) {
+    rx->bad_size++;
+    return 0;
+  }
+  memcpy(&m, msg->data, sizeof m);
+  if (m.sender >= FOREIGN_SENDERS) {
+    rx->bad_size++;
+    return 0;
+  }
+  /* Exactly the next number of that sender: none lost, none twice, in order. */
+  if (m.seq != rx->next[m.sender])
+    rx->bad_seq++;
+  rx->next[m.sender] = m.seq + 1;
+  if (msg->size != (m.seq % 7 == 0 ? FOREIGN_BIG : sizeof m))
+    rx->bad_size++;
+  if (msg->from != AX_REF_NONE)
+    rx->bad_from++;
+  uint64_t total = atomic_load_explicit(&rx->total, memory_order_relaxed) + 1;
+  /* A core that stops draining for longer than a sender waits: the
+   * senders' overflow queues fill, and must keep the order. */
+  if (rx->stall_every != 0 && total % rx->stall_every == 0)
+    test_spin_ms(2);
+  atomic_store_explicit(&rx->total, total, memory_order_release);
+  return 0;
+}
+
+typedef struct foreign_tx {
+  uint32_t id;
+  uint64_t count; /* to each receiver */
+  const ax_ref_t *to;
+  unsigned nto;
+  uint64_t failed;
+} foreign_tx_t;
+
+static void foreign_send_seq(foreign_tx_t *tx, ax_ref_t to, uint64_t seq) {
+  unsigned char big[FOREIGN_BIG];
+  test_seq_msg_t m = {tx->id, 0, seq};
+  int rc;
+  if (seq % 7 == 0) {
+    memset(big, 0xa5, sizeof big);
+    memcpy(big, &m, sizeof m);
+    rc = ax_send(to, MSG_DATA, big, sizeof big);
+  } else {
+    rc = ax_send(to, MSG_DATA, &m, sizeof m);
+  }
+  if (rc != 0)
+    tx->failed++;
+}
+
+static void *foreign_tx_main(void *arg) {
+  foreign_tx_t *tx = arg;
+  for (uint64_t i = 0; i < tx->count; i++)
+    for (unsigned r = 0; r < tx->nto; r++)
+      foreign_send_seq(tx, tx->to[r], i);
+  return NULL;
+}
+
+static void foreign_rx_check(foreign_rx_t *rx, unsigned senders, uint64_t each) {
+  for (unsigned t = 0; t < senders; t++)
+    ck_assert_msg(rx->next[t] == each, "sender %u: %llu of %llu arrived", t,
+                  (unsigned long long)rx->next[t], (unsigned long long)each);
+  ck_assert_uint_eq(rx->bad_seq, 0);
+  ck_assert_uint_eq(rx->bad_size, 0);
+  ck_assert_uint_eq(rx->bad_from, 0);
+}
+
+/* 24 threads at once, each to an actor on each core, while the
+ * receivers stall now and then: per-sender order and every message, for
+ * senders with rings and senders on the inbox alike. */
+START_TEST(test_stress_foreign_senders) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  static foreign_rx_t rx[2];
+  memset(rx, 0, sizeof rx);
+  uint64_t each = test_scaled(20000);
+  rx[0].stall_every = each * FOREIGN_SENDERS / 4;
+  ax_ref_t to[2];
+  for (unsigned r = 0; r < 2; r++)
+    to[r] = test_spawn(rt, foreign_rx_behaviour, &rx[r], AX_PLACE_CORE, r, NULL, NULL);
+  test_rt_start(rt);
+  pthread_t tids[FOREIGN_SENDERS];
+  foreign_tx_t tx[FOREIGN_SENDERS];
+  for (uint32_t t = 0; t < FOREIGN_SENDERS; t++) {
+    tx[t] = (foreign_tx_t){t, each, to, 2, 0};
+    ck_assert_int_eq(pthread_create(&tids[t], NULL, foreign_tx_main, &tx[t]), 0);
+  }
+  for (uint32_t t = 0; t < FOREIGN_SENDERS; t++) {
+    ck_assert_int_eq(pthread_join(tids[t], NULL), 0);
+    ck_assert_uint_eq(tx[t].failed, 0);
+  }
+  for (unsigned r = 0; r < 2; r++)
+    TEST_WAIT_UNTIL(atomic_load_explicit(&rx[r].total, memory_order_acquire) ==
+                        each * FOREIGN_SENDERS,
+                    120000);
+  test_rt_stop_join_free(rt);
+  for (unsigned r = 0; r < 2; r++)
+    foreign_rx_check(&rx[r], FOREIGN_SENDERS, each);
+}
+END_TEST
+
+/* Sends before the runtime runs: the ring fills, the thread waits in
+ * vain and goes on in its overflow queue, so ax_send still returns at
+ * once (well under a second for all of them); once the core drains the
+ * queue, the thread uses its ring again, and the order holds across. */
+START_TEST(test_stress_foreign_before_start) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  static foreign_rx_t rx;
+  memset(&rx, 0, sizeof rx);
+  ax_ref_t to = test_spawn(rt, foreign_rx_behaviour, &rx, AX_PLACE_CORE, 0, NULL, NULL);
+  foreign_tx_t tx = {0, 0, &to, 1, 0};
+  uint64_t n = 5000;
+  int64_t t0 = ax_now();
+  for (uint64_t i = 0; i < n; i++)
+    foreign_send_seq(&tx, to, i);
+  int64_t took = ax_now() - t0;
+  ck_assert_uint_eq(tx.failed, 0);
+  ck_assert_msg(took < AX_NSEC_PER_SEC, "%llu sends to a core not running took %lld ms",
+                (unsigned long long)n, (long long)(took / AX_NSEC_PER_MSEC));
+  test_rt_start(rt);
+  TEST_WAIT_UNTIL(atomic_load_explicit(&rx.total, memory_order_acquire) == n, 60000);
+  for (uint64_t i = n; i < 3 * n; i++)
+    foreign_send_seq(&tx, to, i);
+  ck_assert_uint_eq(tx.failed, 0);
+  TEST_WAIT_UNTIL(atomic_load_explicit(&rx.total, memory_order_acquire) == 3 * n, 60000);
+  test_rt_stop_join_free(rt);
+  foreign_rx_check(&rx, 1, 3 * n);
+}
+END_TEST
+
+/* Threads one after another, each sending then exiting: the next thread
+ * takes over the last one's ring (and message heap), with what it left
+ * in flight still ahead of it. */
+START_TEST(test_stress_foreign_thread_after_thread) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  static foreign_rx_t rx;
+  memset(&rx, 0, sizeof rx);
+  ax_ref_t to = test_spawn(rt, foreign_rx_behaviour, &rx, AX_PLACE_CORE, 1, NULL, NULL);
+  test_rt_start(rt);
+  uint64_t each = test_scaled(3000);
+  foreign_tx_t tx[FOREIGN_SENDERS];
+  for (uint32_t t = 0; t < FOREIGN_SENDERS; t++) {
+    pthread_t tid;
+    tx[t] = (foreign_tx_t){t, each, &to, 1, 0};
+    ck_assert_int_eq(pthread_create(&tid, NULL, foreign_tx_main, &tx[t]), 0);
+    ck_assert_int_eq(pthread_join(tid, NULL), 0);
+    ck_assert_uint_eq(tx[t].failed, 0);
+  }
+  TEST_WAIT_UNTIL(atomic_load_explicit(&rx.total, memory_order_acquire) ==
+                      each * FOREIGN_SENDERS,
+                  60000);
+  test_rt_stop_join_free(rt);
+  foreign_rx_check(&rx, FOREIGN_SENDERS, each);
+}
+END_TEST
+
 static Suite *stress_suite(void) {
   Suite *suite = suite_create("stress");
 
@@ -595,6 +770,13 @@ static Suite *stress_suite(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_stress_stale_refs);
   tcase_add_test(tc, test_stress_stop_during_storm);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("foreign");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, test_stress_foreign_senders);
+  tcase_add_test(tc, test_stress_foreign_before_start);
+  tcase_add_test(tc, test_stress_foreign_thread_after_thread);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("many");

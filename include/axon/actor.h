@@ -170,7 +170,14 @@ AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
 
 /* Sends a message: the payload (size bytes at data) is copied, so the
  * caller may reuse its buffer at once.  From inside a behaviour the sender
- * is the running actor, otherwise AX_REF_NONE.  Any thread.
+ * is the running actor, otherwise AX_REF_NONE.  Any thread.  A send from
+ * an actor never waits.  A thread that is no core (main, a library's
+ * worker) sends at the pace of the receiving core: when the 256 messages
+ * that thread may have on its way to that core are all still there, the
+ * send waits (spinning, then sleeping) for the core to take them, and
+ * after 200 us without the core taking any (a core busy in one long
+ * turn, a runtime not started) it queues the message without waiting
+ * (see docs/actors.md, "Sending from any thread").
  * Errors: -EINVAL (type 0, size > AX_MSG_MAX, data NULL with size > 0),
  * -ESRCH (no such actor: it stopped, or ref is AX_REF_NONE or garbage),
  * -ENOMEM. */
@@ -185,7 +192,7 @@ AX_API int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size);
  * ax_msg_take().  If the message cannot be delivered, release(buf) runs
  * before ax_send_owned returns an error or when the message is dropped, so
  * the buffer never leaks.  release may be NULL (nothing to free).  Any
- * thread.  Errors: as ax_send. */
+ * thread; one that is no core may wait as in ax_send.  Errors: as ax_send. */
 AX_API int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
                          void (*release)(void *buf));
 
@@ -198,7 +205,8 @@ AX_API void *ax_msg_take(const ax_msg_t *msg);
 /* Asks an actor to stop.  It stops before handling any further message;
  * messages still in its mailbox are dropped (dead letters).  reason 0 means
  * AX_REASON_STOPPED; a negative reason is reported as a failure.  Any
- * thread.  Errors: -ESRCH (no such actor), -EINVAL (reason > 0). */
+ * thread; one that is no core may wait as in ax_send.  Errors: -ESRCH (no
+ * such actor), -EINVAL (reason > 0). */
 AX_API int ax_stop(ax_ref_t ref, int reason);
 
 /* The first fields of every actor, read by the two inline accessors below
