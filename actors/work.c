@@ -81,6 +81,11 @@ struct work_pool {
   unsigned threads, waiting; /* started; waiting for work */
   unsigned max_threads, max_queue;
   unsigned idle_waiters; /* threads waiting on `idle` (cancel_wait, the stop) */
+  /* Threads whose fn has returned and that have not taken the lock again:
+   * each looks at the queue before it waits, so a submit that sees one
+   * neither wakes nor starts a thread for its work.  Raised by the thread
+   * without the lock, lowered by it under the lock. */
+  _Atomic unsigned returning;
   cpu_set_t cpus;         /* the process's CPUs when the runtime was made */
   bool have_cpus;
   bool closed; /* the runtime stops: no more work */
@@ -148,6 +153,18 @@ static void queue_push(work_pool_t *p, ax__work_t *w) {
   p->nqueued++;
 }
 
+/* Queues w and wakes a waiting thread for it, unless a thread about to
+ * look at the queue will take it: that costs no wake-up (a futex call
+ * here, and a thread woken for nothing there).  A busy pool finds the
+ * work when it looks.  Under the lock. */
+static void enqueue(work_pool_t *p, ax__work_t *w) {
+  /* Relaxed: see `returning`. */
+  unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);
+  queue_push(p, w);
+  if (p->waiting > 0 && soon < p->nqueued)
+    pthread_cond_signal(&p->wake);
+}
+
 static void queue_remove(work_pool_t *p, ax__work_t *w) {
   if (w->qprev != NULL)
     w->qprev->qnext = w->qnext;
@@ -194,6 +211,10 @@ static void *work_main(void *arg) {
     pthread_mutex_unlock(&p->lock);
 
     int64_t result = w->fn(w->arg);
+    /* Relaxed: only a hint for submitters (start), which read it under the
+     * lock; this thread lowers it under the lock, so a submitter that sees
+     * it raised runs before that, and this thread finds its work. */
+    atomic_fetch_add_explicit(&p->returning, 1, memory_order_relaxed);
 
     int expect = W_RUNNING;
     /* Relaxed: the lock orders what a cancel wrote (it takes the lock
@@ -218,6 +239,7 @@ static void *work_main(void *arg) {
         *finished = true;
     }
     p->busy--;
+    atomic_fetch_sub_explicit(&p->returning, 1, memory_order_relaxed); /* under the lock */
     if (p->idle_waiters > 0)
       pthread_cond_broadcast(&p->idle);
   }
@@ -228,7 +250,9 @@ static void *work_main(void *arg) {
 /* Starts a thread when the work about to be queued would find none idle.
  * Under the lock.  Returns 0, or -EAGAIN when no thread runs at all. */
 static int grow(work_pool_t *p) {
-  if (p->waiting > p->nqueued || p->threads == p->max_threads)
+  /* Relaxed: see `returning`. */
+  unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);
+  if (p->waiting + soon > p->nqueued || p->threads == p->max_threads)
     return 0;
   /* The creator is a core, pinned to one CPU: a new thread would inherit
    * that, and every pool thread would share the core's CPU.  They get the
@@ -279,9 +303,7 @@ static int start(ax_actor_t *owner, ax__work_t *w, ax__msg_t *m, bool held, uint
     atomic_store_explicit(&w->state, W_HELD, memory_order_relaxed); /* under the lock */
   } else {
     atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed);
-    queue_push(p, w);
-    if (p->waiting > 0) /* a busy pool finds the work when it looks */
-      pthread_cond_signal(&p->wake);
+    enqueue(p, w);
   }
   pthread_mutex_unlock(&p->lock);
   list_add(l, w);
@@ -408,9 +430,7 @@ void ax__work_release(ax_actor_t *owner, uint64_t id) {
   if (atomic_load_explicit(&w->state, memory_order_relaxed) == W_HELD) {
     (void)grow(p); /* no thread at all: the next submit starts one */
     atomic_store_explicit(&w->state, W_QUEUED, memory_order_relaxed); /* under the lock */
-    queue_push(p, w);
-    if (p->waiting > 0) /* a busy pool finds the work when it looks */
-      pthread_cond_signal(&p->wake);
+    enqueue(p, w);
   }
   pthread_mutex_unlock(&p->lock);
 }
@@ -512,6 +532,7 @@ static int work_rt_init(ax_rt_t *rt) {
     return -ENOMEM;
   p->max_threads = threads != 0 ? threads : WORK_THREADS_DEFAULT;
   p->max_queue = queue != 0 ? queue : WORK_QUEUE_DEFAULT;
+  atomic_init(&p->returning, 0);
   p->tids = ax__calloc(p->max_threads, sizeof *p->tids);
   if (p->tids == NULL) {
     free(p);
