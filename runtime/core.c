@@ -235,11 +235,7 @@ static void idle(ax__core_t *c) {
   if (c->runq_head != NULL)
     return;
   flush_batch(c); /* what a loop callback batched: before any wait */
-  /* One clock read serves the whole decision: the round's, when a round
-   * has just ended (the main loop), else a new one. */
-  if (!c->time_fresh)
-    ax_loop_update_time(c->loop);
-  c->time_fresh = false;
+  ax_loop_update_time(c->loop); /* one clock read serves the whole decision */
   int64_t now = ax_loop_now(c->loop);
   /* A core serving fds goes straight to its blocking poll below, which
    * returns at once when events are ready: one epoll_wait per idle period,
@@ -379,13 +375,7 @@ void *ax__core_main(void *arg) {
     for (unsigned turns = 0; turns < AX__ROUND_TURNS && c->runq_head != NULL; turns++)
       run_actor(c, runq_pop(c));
     flush_batch(c);
-    /* The loop's clock, read once here, also serves idle() should the
-     * core find nothing to run next (time_fresh): a core that bounces
-     * messages with another reads the clock once per message, not twice
-     * (about 40 ns each on a VM's kvm-clock). */
-    ax_loop_update_time(c->loop);
-    c->time_fresh = true;
-    if (ax_loop_now(c->loop) - c->last_poll >= AX__POLL_INTERVAL_NS)
+    if (ax_now() - c->last_poll >= AX__POLL_INTERVAL_NS)
       poll_io(c);
     if (c->retired_count >= 256)
       ax__reclaim(c, false);

@@ -211,7 +211,6 @@ struct ax__core {
   uint64_t next_id;  /* ids handed out by features (timers, monitors, requests) */
   unsigned nover;    /* rings from this core with messages on their overflow list */
   int64_t last_poll;
-  bool time_fresh;   /* the loop's time was read after the last round (core.c) */
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   /* A feature's batch to hand over before the core polls or sleeps (the
    * io_uring submissions of the round: actors/io/uring.c); NULL: none.
