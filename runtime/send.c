@@ -348,9 +348,7 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, bool *m
    * (fring_claim) reads its line, which so moves once per batch instead of
    * once per message, and the producer refills the ring while the core
    * handles what it took.  A drain takes at most a ring's worth, since the
-   * producer sees no room before this store.  (Measured with bench_savina's
-   * fork-join: publishing every 32 messages, or taking the whole batch
-   * before any arrives, was slower.) */
+   * producer sees no room before this store. */
   for (;;) {
     ax__ring_slot_t *sl = &r->slot[head & (AX__RING_SLOTS - 1)];
     /* Acquire pairs with the producer's release in ring_publish. */
