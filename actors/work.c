@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ck_pr.h>
+
 #include "actors/fiber.h"
 #include "axon/fiber.h"
 #include "actors/work.h"
@@ -86,6 +88,14 @@ struct work_pool {
    * neither wakes nor starts a thread for its work.  Raised by the thread
    * without the lock, lowered by it under the lock. */
   _Atomic unsigned returning;
+  /* A thread that finds the queue empty spins up to spin_ns (the
+   * runtime's idle spin; 0: never) before it sleeps, one thread at a
+   * time (`spinning`, under the lock): a submit meanwhile wakes nobody,
+   * and the spinner takes the work within a cache line's trip instead of
+   * a futex wake-up and a context switch. */
+  int64_t spin_ns;
+  unsigned spinning;
+  _Atomic unsigned backlog; /* nqueued, for the spinner (written under the lock) */
   cpu_set_t cpus;         /* the process's CPUs when the runtime was made */
   bool have_cpus;
   bool closed; /* the runtime stops: no more work */
@@ -151,6 +161,7 @@ static void queue_push(work_pool_t *p, ax__work_t *w) {
     p->head = w;
   p->tail = w;
   p->nqueued++;
+  atomic_store_explicit(&p->backlog, p->nqueued, memory_order_relaxed); /* see spin */
 }
 
 /* Queues w and wakes a waiting thread for it, unless a thread about to
@@ -161,7 +172,7 @@ static void enqueue(work_pool_t *p, ax__work_t *w) {
   /* Relaxed: see `returning`. */
   unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);
   queue_push(p, w);
-  if (p->waiting > 0 && soon < p->nqueued)
+  if (p->waiting > 0 && soon + p->spinning < p->nqueued)
     pthread_cond_signal(&p->wake);
 }
 
@@ -175,6 +186,7 @@ static void queue_remove(work_pool_t *p, ax__work_t *w) {
   else
     p->tail = w->qprev;
   p->nqueued--;
+  atomic_store_explicit(&p->backlog, p->nqueued, memory_order_relaxed); /* see spin */
 }
 
 /* A work whose result will never be delivered: arg disposed of, memory
@@ -190,6 +202,21 @@ static void work_discard(ax__work_t *w, bool free_msg) {
 /* ------------------------------------------------------------------------ */
 /* The pool's threads                                                        */
 
+/* The spinner (see spin_ns): until work is queued or spin_ns has passed.
+ * Without the lock. */
+static void spin(work_pool_t *p) {
+  int64_t end = ax_now() + p->spin_ns;
+  for (unsigned i = 1;; i++) {
+    /* Relaxed: a hint; the thread takes the lock before it looks at the
+     * queue itself. */
+    if (atomic_load_explicit(&p->backlog, memory_order_relaxed) != 0)
+      return;
+    ck_pr_stall();
+    if ((i & 63) == 0 && ax_now() >= end)
+      return;
+  }
+}
+
 static void *work_main(void *arg) {
   work_pool_t *p = arg;
   sigset_t all;
@@ -197,7 +224,17 @@ static void *work_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals belong to the runtime */
   pthread_mutex_lock(&p->lock);
   for (;;) {
+    bool spun = false; /* once each time the queue runs dry */
     while (p->head == NULL && !p->quit) {
+      if (!spun && p->spin_ns > 0 && p->spinning == 0) {
+        p->spinning = 1;
+        pthread_mutex_unlock(&p->lock);
+        spin(p);
+        pthread_mutex_lock(&p->lock);
+        p->spinning = 0;
+        spun = true;
+        continue;
+      }
       p->waiting++;
       pthread_cond_wait(&p->wake, &p->lock);
       p->waiting--;
@@ -252,7 +289,7 @@ static void *work_main(void *arg) {
 static int grow(work_pool_t *p) {
   /* Relaxed: see `returning`. */
   unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);
-  if (p->waiting + soon > p->nqueued || p->threads == p->max_threads)
+  if (p->waiting + soon + p->spinning > p->nqueued || p->threads == p->max_threads)
     return 0;
   /* The creator is a core, pinned to one CPU: a new thread would inherit
    * that, and every pool thread would share the core's CPU.  They get the
@@ -533,6 +570,8 @@ static int work_rt_init(ax_rt_t *rt) {
   p->max_threads = threads != 0 ? threads : WORK_THREADS_DEFAULT;
   p->max_queue = queue != 0 ? queue : WORK_QUEUE_DEFAULT;
   atomic_init(&p->returning, 0);
+  atomic_init(&p->backlog, 0);
+  p->spin_ns = rt->opts.spin_ns > 0 ? rt->opts.spin_ns : 0;
   p->tids = ax__calloc(p->max_threads, sizeof *p->tids);
   if (p->tids == NULL) {
     free(p);
@@ -596,7 +635,7 @@ int ax_work_stats(ax_rt_t *rt, ax_work_stats_t *out) {
   pthread_mutex_lock(&p->lock);
   *out = (ax_work_stats_t){
       .threads = p->threads,
-      .idle = p->waiting,
+      .idle = p->waiting + p->spinning,
       .queued = p->nqueued,
       .running = p->busy,
       .done = p->done,

@@ -40,9 +40,10 @@ enum {
 typedef struct ax_rt_opts {
   unsigned cores;   /* threads; 0 = one per CPU in the process affinity mask */
   unsigned batch;   /* messages an actor handles per turn; 0 = 64 */
-  int64_t spin_ns;  /* how long an idle core spins before sleeping;
-                       0 = 50 us (no spinning when the process may run
-                       on one CPU only), negative = never spin */
+  int64_t spin_ns;  /* how long an idle core (and one idle thread of the
+                       work pool) spins before sleeping; 0 = 50 us (no
+                       spinning when the process may run on one CPU
+                       only), negative = never spin */
   unsigned flags;   /* AX_RT_* */
   ax_backend_t backend; /* each core's loop backend; 0 = AXON_BACKEND or epoll */
   unsigned work_threads; /* the work pool's threads at most (work.h); 0 = 4 */

@@ -23,8 +23,10 @@ extern "C" {
  * The pool.  Each runtime has one, bounded in threads and in work queued
  * (ax_rt_opts_t.work_threads and .work_queue: 4 threads and 1024 queued
  * by default).  Threads start when work arrives and none is idle, up to
- * the bound, and stay until the runtime is freed.  Work runs in the order
- * it was submitted.  A submit that finds the queue full fails with
+ * the bound, and stay until the runtime is freed.  A thread that finds
+ * nothing to do spins for the runtime's spin_ns (runtime.h) before it
+ * sleeps, one thread at a time, so that work submitted meanwhile starts
+ * without a wake-up.  Work runs in the order it was submitted.  A submit that finds the queue full fails with
  * -EAGAIN: nothing grows without bound behind a slow pool, and the caller
  * decides whether to retry later, shed the work or run it elsewhere.
  *
