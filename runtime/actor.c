@@ -8,15 +8,6 @@
 /* ------------------------------------------------------------------------ */
 /* Birth                                                                     */
 
-_Static_assert(sizeof(ax_actor_t) <= AX__MSG_SMALL && AX__MSG_SMALL % AX__CACHE_LINE == 0,
-               "an actor made for another core fills whole lines of the smallest class");
-
-/* Lines an actor spans when it is malloc'd (made by a thread of no core
- * of its runtime): whole lines, so that actors made one after the other
- * for different cores never share one (each core writes its actors'
- * mailboxes on every message). */
-#define AX__ACTOR_LINES ((sizeof(ax_actor_t) + AX__CACHE_LINE - 1) / AX__CACHE_LINE)
-
 /* Gives an actor's memory back: to the pool it came from, or to malloc. */
 static void actor_free(ax_actor_t *a) {
   if (a->pooled)
@@ -33,15 +24,11 @@ ax_actor_t *ax__actor_new(ax__core_t *c, ax_behaviour_t fn, void *state) {
   ax_actor_t *a = NULL;
   bool pooled = false;
   if (cur != NULL && cur->rt == c->rt) {
-    /* An actor for another core gets whole lines (a unit of the smallest
-     * message class): actors spawned one after the other for different
-     * cores would otherwise share a line, which both cores write on every
-     * message.  Next to its spawner, the 80-byte unit. */
-    a = ax__pool_alloc(&cur->pools[c == cur ? AX__ACTOR_POOL : AX__ACTOR_APART_POOL]);
+    a = ax__pool_alloc(&cur->pools[AX__ACTOR_POOL]);
     pooled = a != NULL;
   }
   if (a == NULL) {
-    a = ax__aligned_alloc(AX__CACHE_LINE, AX__ACTOR_LINES * AX__CACHE_LINE);
+    a = ax__malloc(sizeof *a);
     if (a == NULL)
       return NULL;
   }

@@ -170,9 +170,6 @@ typedef struct ax__ring {
 /* Cores and the runtime                                                     */
 
 #define AX__ACTOR_POOL AX__MSG_CLASSES
-/* The pool of actors made for another core: the smallest message class,
- * whose units are whole cache lines (runtime/actor.c). */
-#define AX__ACTOR_APART_POOL 0
 #define AX__EXT_POOL (AX__MSG_CLASSES + 1)
 #define AX__POOLS (AX__MSG_CLASSES + 2)
 
