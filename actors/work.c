@@ -165,9 +165,10 @@ static void queue_push(work_pool_t *p, ax__work_t *w) {
 }
 
 /* Queues w and wakes a waiting thread for it, unless a thread about to
- * look at the queue will take it: that costs no wake-up (a futex call
- * here, and a thread woken for nothing there).  A busy pool finds the
- * work when it looks.  Under the lock. */
+ * look at the queue (one returning from its fn, or the spinner) will take
+ * it: that costs no wake-up (a futex call here, and a thread woken for
+ * nothing there).  A busy pool finds the work when it looks.  Under the
+ * lock. */
 static void enqueue(work_pool_t *p, ax__work_t *w) {
   /* Relaxed: see `returning`. */
   unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);
@@ -284,8 +285,8 @@ static void *work_main(void *arg) {
   return NULL;
 }
 
-/* Starts a thread when the work about to be queued would find none idle.
- * Under the lock.  Returns 0, or -EAGAIN when no thread runs at all. */
+/* Starts a thread when the work about to be queued would find none idle
+ * (waiting, returning or spinning).  Under the lock.  Returns 0, or -EAGAIN when no thread runs at all. */
 static int grow(work_pool_t *p) {
   /* Relaxed: see `returning`. */
   unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);

@@ -121,9 +121,9 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
  * while the core makes room (a short spin, then a futex sleep that the
  * core's drain ends; AX__FOREIGN_WAIT_NS without progress at most: a core
  * that does not drain, a runtime not started yet, is never waited for
- * longer), and then appends to an overflow queue that the
- * core itself drains after the ring's slots; the thread writes slots
- * again only once the core has taken the whole queue.  The wait is the
+ * longer), and then appends to an overflow queue that the core itself
+ * drains after the ring's slots; the thread writes slots again only once
+ * the core has taken the whole queue.  The wait is the
  * back-pressure that Go's channels and Pony's muting give: a thread that
  * floods a core sends at the core's pace, and its messages stay in the
  * cache instead of piling up in fresh memory.

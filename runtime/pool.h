@@ -183,7 +183,7 @@ static inline void ax__pool_free(ax__pool_t *home, void *obj) {
   ax__pool_free_remote(home, obj);
 }
 
-/* The calling thread's message pools when it is no core (thread.c):
+/* The calling thread's message pools when it is no core (msg.c):
  * created on first use, handed to the next such thread when it exits. */
 ax__pool_t *ax__thread_pools(void);
 /* The number of the calling thread's message heap (made on first use):

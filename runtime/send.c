@@ -82,6 +82,18 @@ static inline void ring_put_msg(ax__ring_slot_t *sl, ax__msg_t *m) {
   sl->msg = m;
 }
 
+/* A small message copied into the slot itself (size <= AX__RING_INLINE). */
+static inline void ring_put_inline(ax__ring_slot_t *sl, ax_ref_t to, ax_ref_t from, uint32_t type,
+                                   const void *data, uint32_t size, uint64_t req) {
+  sl->to = to;
+  sl->from = from;
+  sl->type = type;
+  sl->size = size;
+  sl->req = req;
+  if (size != 0)
+    memcpy(sl->data, data, size);
+}
+
 static void over_append(ax__core_t *from, ax__ring_t *r, ax__msg_t *m) {
   atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
   if (r->over_tail != NULL)
@@ -101,13 +113,7 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
   ax__ring_slot_t *sl = ring_claim(r);
   if (sl == NULL)
     return false;
-  sl->to = to;
-  sl->from = sender;
-  sl->type = type;
-  sl->size = size;
-  sl->req = req;
-  if (size != 0)
-    memcpy(sl->data, data, size);
+  ring_put_inline(sl, to, sender, type, data, size, req);
   ring_publish(r, sl);
   wake(c);
   return true;
@@ -116,24 +122,25 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
 /* ------------------------------------------------------------------------ */
 /* Rings of threads that are no core (core.h)                                */
 
-/* The calling thread's ring to core c of rt, or NULL: the thread is a
- * core (of another runtime), has no ring number, or no memory for it. */
+/* The calling thread's ring number + 1 (its message heap's number), 0
+ * before it first needed one or when it has none. */
 static _Thread_local unsigned tls_ring_no __attribute__((tls_model("initial-exec")));
 
+/* The calling thread's ring to core c of rt, made on first use, or NULL:
+ * the thread is a core (of another runtime), has no ring number, or no
+ * memory for the ring. */
 static ax__ring_t *fring_get(ax_rt_t *rt, ax__core_t *c) {
-  unsigned k = tls_ring_no; /* the ring number + 1, 0 before the first send */
-  if (__builtin_expect(k != 0, 1)) {
-    ax__ring_t *r = k <= AX__FOREIGN_RINGS ? ring_of(rt, rt->ncores + k - 1, c->index) : NULL;
-    if (r != NULL)
-      return r;
-  }
+  unsigned k = tls_ring_no;
+  ax__ring_t *r;
+  if (__builtin_expect(k != 0, 1) && (r = ring_of(rt, rt->ncores + k - 1, c->index)) != NULL)
+    return r;
   if (ax__tls_core != NULL)
     return NULL; /* a core of another runtime: its messages go through the inbox */
   k = ax__thread_heap_id();
   if (k >= AX__FOREIGN_RINGS)
     return NULL;
   tls_ring_no = k + 1;
-  ax__ring_t *r = ring_get(rt, rt->ncores + k, c->index);
+  r = ring_get(rt, rt->ncores + k, c->index);
   if (r == NULL)
     return NULL;
   /* Raise the number of rings the cores look at to cover k.  Release
@@ -223,13 +230,7 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
   ax__ring_slot_t *sl = fring_claim(rt, r);
   if (sl == NULL)
     return false;
-  sl->to = to;
-  sl->from = AX_REF_NONE;
-  sl->type = type;
-  sl->size = size;
-  sl->req = req;
-  if (size != 0)
-    memcpy(sl->data, data, size);
+  ring_put_inline(sl, to, AX_REF_NONE, type, data, size, req);
   ring_publish(r, sl);
   wake(c);
   return true;
@@ -339,9 +340,9 @@ static void arrive(ax__core_t *c, ax__msg_t *m, uint64_t *dead) {
     ax__runq_push(c, a);
 }
 
-/* Takes what the ring r holds for core c.  *more is set when an out of
- * memory left a message in its slot. */
-static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, bool *more) {
+/* Takes what the ring r holds for core c (an out of memory leaves the
+ * rest in its slots, for a later drain). */
+static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
   unsigned n = 0;
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
   /* head is published once, after the batch: a producer waiting for room
@@ -359,10 +360,8 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, bool *m
       m = sl->msg;
     } else {
       m = ax__msg_alloc_local(c);
-      if (m == NULL) {
-        *more = true;
+      if (m == NULL)
         break; /* out of memory: the message stays in its slot until later */
-      }
       ax__msg_fill(m, sl->type, sl->data, sl->size, sl->req, sl->from);
       m->to = sl->to;
     }
@@ -377,11 +376,18 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, bool *m
   return n;
 }
 
+/* Whether r holds a message for its consumer (the consumer's thread). */
+static inline bool ring_pending(ax__ring_t *r) {
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
+  /* Acquire, as in ring_drain. */
+  return atomic_load_explicit(&r->slot[head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
+         head + 1;
+}
+
 /* Takes what a thread that is no core sent on r: the slots, then (when
  * it overflowed) the overflow queue, all of which came after the slots. */
 static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
-  bool more = false;
-  unsigned n = ring_drain(c, r, dead, &more);
+  unsigned n = ring_drain(c, r, dead);
   if (n != 0) {
     /* seq_cst: head's store (in ring_drain) before the flag's load, the
      * mirror of fring_claim's fence. */
@@ -390,12 +396,15 @@ static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
         atomic_exchange_explicit(&r->fwait, 0, memory_order_relaxed))
       syscall(SYS_futex, head_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
   }
-  if (more || !fring_overflowing(r))
+  if (!fring_overflowing(r))
     return n;
   /* The count's acquire made every slot published before the queue's
-   * first message visible: take those first. */
-  n += ring_drain(c, r, dead, &more);
-  if (more)
+   * first message visible: take those first.  The producer publishes no
+   * slot while its queue holds anything, so a slot still published after
+   * this drain is one that an out of memory left: the queue waits behind
+   * it. */
+  n += ring_drain(c, r, dead);
+  if (ring_pending(r))
     return n;
   ax__mpscq_node_t *node;
   while ((node = ax__mpscq_take(&r->fover, &r->fover_stub)) != NULL) {
@@ -412,11 +421,10 @@ unsigned ax__core_drain(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   unsigned n = 0;
   uint64_t dead = 0;
-  bool more = false;
   for (unsigned from = 0; from < rt->ncores; from++) {
     ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
     if (r != NULL)
-      n += ring_drain(c, r, &dead, &more);
+      n += ring_drain(c, r, &dead);
   }
   /* Acquire pairs with fring_get's release: the rings below are there. */
   unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
@@ -433,13 +441,6 @@ unsigned ax__core_drain(ax__core_t *c) {
   if (dead != 0)
     ax__stat_add(&c->stats.dead_letters, dead);
   return n;
-}
-
-static inline bool ring_pending(ax__ring_t *r) {
-  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
-  /* Acquire, as in ring_drain. */
-  return atomic_load_explicit(&r->slot[head & (AX__RING_SLOTS - 1)].seq, memory_order_acquire) ==
-         head + 1;
 }
 
 bool ax__core_pending(ax__core_t *c) {

@@ -661,6 +661,11 @@ static void *foreign_tx_main(void *arg) {
   return NULL;
 }
 
+/* Waits until rx has received n messages in all. */
+static void foreign_rx_wait(foreign_rx_t *rx, uint64_t n, int64_t within_ms) {
+  TEST_WAIT_UNTIL(atomic_load_explicit(&rx->total, memory_order_acquire) == n, within_ms);
+}
+
 static void foreign_rx_check(foreign_rx_t *rx, unsigned senders, uint64_t each) {
   for (unsigned t = 0; t < senders; t++)
     ck_assert_msg(rx->next[t] == each, "sender %u: %llu of %llu arrived", t,
@@ -694,9 +699,7 @@ START_TEST(test_stress_foreign_senders) {
     ck_assert_uint_eq(tx[t].failed, 0);
   }
   for (unsigned r = 0; r < 2; r++)
-    TEST_WAIT_UNTIL(atomic_load_explicit(&rx[r].total, memory_order_acquire) ==
-                        each * FOREIGN_SENDERS,
-                    120000);
+    foreign_rx_wait(&rx[r], each * FOREIGN_SENDERS, 120000);
   test_rt_stop_join_free(rt);
   for (unsigned r = 0; r < 2; r++)
     foreign_rx_check(&rx[r], FOREIGN_SENDERS, each);
@@ -722,11 +725,11 @@ START_TEST(test_stress_foreign_before_start) {
   ck_assert_msg(took < AX_NSEC_PER_SEC, "%llu sends to a core not running took %lld ms",
                 (unsigned long long)n, (long long)(took / AX_NSEC_PER_MSEC));
   test_rt_start(rt);
-  TEST_WAIT_UNTIL(atomic_load_explicit(&rx.total, memory_order_acquire) == n, 60000);
+  foreign_rx_wait(&rx, n, 60000);
   for (uint64_t i = n; i < 3 * n; i++)
     foreign_send_seq(&tx, to, i);
   ck_assert_uint_eq(tx.failed, 0);
-  TEST_WAIT_UNTIL(atomic_load_explicit(&rx.total, memory_order_acquire) == 3 * n, 60000);
+  foreign_rx_wait(&rx, 3 * n, 60000);
   test_rt_stop_join_free(rt);
   foreign_rx_check(&rx, 1, 3 * n);
 }
@@ -750,9 +753,7 @@ START_TEST(test_stress_foreign_thread_after_thread) {
     ck_assert_int_eq(pthread_join(tid, NULL), 0);
     ck_assert_uint_eq(tx[t].failed, 0);
   }
-  TEST_WAIT_UNTIL(atomic_load_explicit(&rx.total, memory_order_acquire) ==
-                      each * FOREIGN_SENDERS,
-                  60000);
+  foreign_rx_wait(&rx, each * FOREIGN_SENDERS, 60000);
   test_rt_stop_join_free(rt);
   foreign_rx_check(&rx, FOREIGN_SENDERS, each);
 }

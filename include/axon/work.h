@@ -26,9 +26,10 @@ extern "C" {
  * the bound, and stay until the runtime is freed.  A thread that finds
  * nothing to do spins for the runtime's spin_ns (runtime.h) before it
  * sleeps, one thread at a time, so that work submitted meanwhile starts
- * without a wake-up.  Work runs in the order it was submitted.  A submit that finds the queue full fails with
- * -EAGAIN: nothing grows without bound behind a slow pool, and the caller
- * decides whether to retry later, shed the work or run it elsewhere.
+ * without a wake-up.  Work runs in the order it was submitted.  A submit
+ * that finds the queue full fails with -EAGAIN: nothing grows without
+ * bound behind a slow pool, and the caller decides whether to retry
+ * later, shed the work or run it elsewhere.
  *
  * What runs on the pool.  fn runs on a thread that is no core: it may
  * block, but it must not call what belongs to an actor (ax_self, ax_after,
