@@ -28,6 +28,8 @@
  *       once every actor has handled its message - RSS before the spawns) / N.
  *       Baseline (row 1, in a fresh process too): the same actors never sent
  *       anything.  Target <= 128 B.
+ *   1m  the baseline's actors, but spawned by main (a thread that is no core)
+ *       with the default placement, so over every core.  Target <= 128 B.
  *   2   idle keep-alive TCP connection: a server process and a client process
  *       (forked, so each holds about CONNS fds).  The client opens CONNS
  *       connections to 127.0.0.1, sends one request of 64 B (or 16 KiB) on
@@ -49,6 +51,10 @@
  *       after the spawns, at peak (VmHWM: the stops included) and after the
  *       last terminate hook ran and RSS settled.  The array of references
  *       (8 B per actor) is in the peak only.  Target: after <= 2x before.
+ *   3c  the same, but main spawns the actors (default placement: every core)
+ *       and stops them: what a thread that is no core allocates must go back
+ *       as well (its actors, carved from chunks per core, runtime/actor.c;
+ *       its STOP messages, from its own message pools, runtime/msg.c).
  *   3b  memory goes back, connections: the 64 B runs of row 2 go on: the
  *       client closes every connection, the server reports once every session
  *       saw its end, and its RSS is read; before, peak (VmHWM) and after
@@ -376,7 +382,8 @@ static void count_stop(ax_actor_t *self, int reason) {
 typedef struct idle_args {
   uint64_t n;
   size_t payload; /* 0: never sent anything */
-  bool stop;      /* row 3a */
+  bool stop;      /* rows 3a, 3c */
+  bool from_main; /* rows 1m, 3c: main spawns (and stops) them, on every core */
 } idle_args_t;
 
 typedef struct idle_result {
@@ -412,22 +419,37 @@ static void idle_child(const void *arg, void *out) {
   BENCH_AX(ax_send(sp, MSG_PING, NULL, 0));
   brt_expect(&b, MSG_PONG, NULL, 0);
   r->before = rss_settled(0);
-  BENCH_AX(ax_send(sp, MSG_SPAWN, NULL, 0));
-  brt_expect(&b, MSG_DONE, NULL, 0);
+  if (a->from_main) {
+    /* Default placement: round robin over the cores, as a program's main
+     * makes the workers of every core. */
+    ax_spawn_opts_t o = {.terminate = s.terminate};
+    for (uint64_t i = 0; i < a->n; i++)
+      BENCH_AX(ax_spawn(b.rt, idle_actor, (void *)(uintptr_t)i, &o, &s.refs[i]));
+  } else {
+    BENCH_AX(ax_send(sp, MSG_SPAWN, NULL, 0));
+    brt_expect(&b, MSG_DONE, NULL, 0);
+  }
   if (a->payload > 0) {
     BENCH_AX(ax_send(sp, MSG_LOAD, NULL, 0));
     brt_expect(&b, MSG_DONE, NULL, 0);
   }
   r->loaded = rss_settled(0);
   ax_core_stats_t c0;
-  BENCH_AX(ax_rt_stats(b.rt, 0, &c0));
+  if (a->from_main)
+    BENCH_AX(ax_rt_stats_total(b.rt, &c0));
+  else
+    BENCH_AX(ax_rt_stats(b.rt, 0, &c0));
   if (c0.actors < a->n)
-    bench_die("core 0 counts %llu live actors after %llu spawns", (unsigned long long)c0.actors,
+    bench_die("the cores count %llu live actors after %llu spawns", (unsigned long long)c0.actors,
               (unsigned long long)a->n);
   r->after = r->peak = r->loaded;
   uint64_t probes = 0;
   if (a->stop) {
-    BENCH_AX(ax_send(sp, MSG_STOP, NULL, 0));
+    if (a->from_main)
+      for (uint64_t i = 0; i < a->n; i++)
+        BENCH_AX(ax_stop(s.refs[i], 0));
+    else
+      BENCH_AX(ax_send(sp, MSG_STOP, NULL, 0));
     brt_expect(&b, MSG_DONE, NULL, 0);
     ax_ref_t sample[64];
     for (uint64_t i = 0; i < a->n && probes < 64; i += a->n / 64 + 1)
@@ -452,7 +474,7 @@ static void idle_child(const void *arg, void *out) {
   if (a->stop && atomic_load(&stopped) != a->n)
     bench_die("row 3a: %llu of %llu terminate hooks ran", (unsigned long long)atomic_load(&stopped),
               (unsigned long long)a->n);
-  uint64_t msgs = 2 + (a->payload > 0 ? 1 + 2 * a->n : 0) + (a->stop ? 1 : 0);
+  uint64_t msgs = a->from_main ? 1 : 2 + (a->payload > 0 ? 1 + 2 * a->n : 0) + (a->stop ? 1 : 0);
   stats_check("idle actors", &st, msgs, a->n + 1, probes); /* a refused send may count */
   if (s.refs != NULL)
     BENCH_SYS(munmap(s.refs, refs_size));
@@ -1040,6 +1062,13 @@ int main(int argc, char **argv) {
       snprintf(what, sizeof what, "idle actor after one %zu B message", sizes[k]);
       row(id, what, v, bl, "<= 128 B", true, b, 128);
     }
+    idle_args_t m = {.n = (uint64_t)actors, .from_main = true};
+    bench_watchdog_arm("row 1m: idle actors spawned by main");
+    run_child("row 1m", idle_child, &m, &r, sizeof r);
+    unsettled += r.unsettled;
+    double b = (double)(r.loaded - r.before) / (double)actors;
+    snprintf(v, sizeof v, "%.1f B", b);
+    row("1m", "idle actor spawned by main, every core", v, bl, "<= 128 B", true, b, 128);
   }
 
   if (want[2] || want[3]) {
@@ -1100,6 +1129,20 @@ int main(int argc, char **argv) {
     line("3a", "  peak (VmHWM)", v, "-", "-", "-");
     snprintf(v, sizeof v, "%.1f MiB", MIB(r.after));
     row("3a", "  after every one stopped", v, "-", "<= 2x before", true, (double)r.after,
+        2.0 * (double)r.before);
+    a.from_main = true;
+    bench_watchdog_arm("row 3c: %llu actors spawned and stopped by main", (unsigned long long)a.n);
+    run_child("row 3c", idle_child, &a, &r, sizeof r);
+    unsettled += r.unsettled;
+    snprintf(what, sizeof what, "the same, spawned and stopped by main: RSS before");
+    snprintf(v, sizeof v, "%.1f MiB", MIB(r.before));
+    line("3c", what, v, "-", "-", "-");
+    snprintf(v, sizeof v, "%.1f MiB", MIB(r.loaded));
+    line("3c", "  after spawning them", v, "-", "-", "-");
+    snprintf(v, sizeof v, "%.1f MiB", MIB(r.peak));
+    line("3c", "  peak (VmHWM)", v, "-", "-", "-");
+    snprintf(v, sizeof v, "%.1f MiB", MIB(r.after));
+    row("3c", "  after every one stopped", v, "-", "<= 2x before", true, (double)r.after,
         2.0 * (double)r.before);
   }
 

@@ -71,7 +71,8 @@ struct ax_actor {
   _Atomic int64_t stop_req; /* 0, or reason << 1 | 1 */
   bool queued;
   bool ext_pooled; /* ext came from a core's pool (ext.c) */
-  bool pooled;     /* from a core's actor pool (ax__page_of finds it), else malloc'd */
+  uint8_t mem;     /* where its memory came from: AX__ACTOR_MEM_* (actor.c) */
+  uint8_t chunk_slot; /* AX__ACTOR_MEM_CHUNK: its index in the chunk */
   uint32_t mq_len; /* messages in the mailbox (owner core) */
   /* A bounded mailbox (its reference has AX__REF_BOUNDED): at most
    * mbox_max user messages sent and not yet done with (handled, or given

@@ -21,11 +21,17 @@ uint32_t ax__msg_class_size(unsigned cls) { return class_size[cls]; }
 /* A thread that sends from outside the runtime (main, a worker of another
  * library) allocates its messages from pools of its own, which the cores
  * free into (pool.h); a heap outlives its thread, since its messages may
- * still be in flight, and the next such thread adopts it. */
+ * still be in flight, and the next such thread adopts it.  Nobody purges
+ * these pools (their thread may never call axon again), so each stops
+ * growing at THREAD_POOL_CAP: a burst beyond it (main stopping 10^6 actors
+ * faster than they die) takes malloc, whose memory the cores' trim gives
+ * back once it is over (bench_memory row 3c). */
+#define THREAD_POOL_CAP ((size_t)1 << 20)
 typedef struct thread_heap {
   ax__pool_t pools[AX__MSG_CLASSES];
   ax__heap_t heap;
   unsigned id;              /* 0, 1, ... in order of creation: the thread's ring number (send.c) */
+  void *chunks[AX__THREAD_CHUNKS]; /* actor chunks being carved (actor.c) */
   struct thread_heap *next; /* on the abandoned list */
 } thread_heap_t;
 
@@ -66,12 +72,15 @@ ax__pool_t *ax__thread_pools(void) {
     if (h == NULL)
       return NULL;
     ax__heap_init(&h->heap);
+    memset(h->chunks, 0, sizeof h->chunks);
     pthread_mutex_lock(&abandoned_lock);
     h->id = heaps_made++;
     pthread_mutex_unlock(&abandoned_lock);
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       ax__pool_init(&h->pools[i], &h->heap, h, class_size[i]);
       h->pools[i].keep = true;
+      size_t span = (size_t)h->pools[i].npages * AX__PAGE_SIZE;
+      h->pools[i].spans_cap = span >= THREAD_POOL_CAP ? 1 : (uint32_t)(THREAD_POOL_CAP / span);
     }
   }
   if (pthread_setspecific(heap_key, h) != 0) {
@@ -80,6 +89,12 @@ ax__pool_t *ax__thread_pools(void) {
   }
   tls_heap = h;
   return h->pools;
+}
+
+void **ax__thread_actor_chunks(void) {
+  if (tls_heap == NULL && ax__thread_pools() == NULL)
+    return NULL;
+  return tls_heap->chunks;
 }
 
 unsigned ax__thread_heap_id(void) {
@@ -108,9 +123,10 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       if (need <= class_size[i]) {
         m = ax__pool_alloc(&pools[i]);
-        if (m == NULL)
+        if (m == NULL && c != NULL)
           return NULL;
-        m->home = &pools[i];
+        if (m != NULL) /* else a thread pool at its cap (or out of memory): malloc */
+          m->home = &pools[i];
         break;
       }
     }

@@ -191,6 +191,7 @@ void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, const void *owner, uint32_t 
   p->owner = owner;
   p->keep = false;
   p->loose = NULL;
+  p->spans = p->spans_cap = 0;
   atomic_init(&p->remote, NULL);
 }
 
@@ -280,8 +281,10 @@ void *ax__pool_alloc_slow(ax__pool_t *p) {
     } else if (p->empty != NULL) {
       pg = p->empty; /* the newest: the likeliest to be in the caches */
       empty_remove(p, pg);
-    } else if ((pg = span_new(p)) == NULL) {
+    } else if ((p->spans_cap != 0 && p->spans >= p->spans_cap) || (pg = span_new(p)) == NULL) {
       return NULL;
+    } else {
+      p->spans++;
     }
     p->cur = pg;
   }

@@ -99,6 +99,10 @@ struct ax__pool {
    * spans' counts no longer matter. */
   bool keep;
   void *loose;
+  /* A keep pool stops growing at spans_cap spans (0: no cap); then the
+   * allocation fails and the caller takes malloc, whose memory goes back
+   * (a thread heap: msg.c). */
+  uint32_t spans, spans_cap;
   alignas(AX__CACHE_LINE) _Atomic(void *) remote; /* other threads push */
 };
 
@@ -186,6 +190,13 @@ static inline void ax__pool_free(ax__pool_t *home, void *obj) {
 /* The calling thread's message pools when it is no core (msg.c):
  * created on first use, handed to the next such thread when it exits. */
 ax__pool_t *ax__thread_pools(void);
+/* The calling thread's current actor chunks (actor.c), one per target
+ * core index modulo AX__THREAD_CHUNKS, kept with its message heap so that
+ * they pass to the next such thread with it (all NULL in a new heap).
+ * NULL when out of memory.  A thread that is no core. */
+#define AX__THREAD_CHUNKS 64
+void **ax__thread_actor_chunks(void);
+
 /* The number of the calling thread's message heap (made on first use):
  * 0, 1, ... in the order the heaps were made, passed on with the heap, so
  * that no two live threads have the same.  UINT_MAX when out of memory.

@@ -709,14 +709,16 @@ END_TEST
 /* Sends before the runtime runs: the ring fills, the thread waits in
  * vain and goes on in its overflow queue, so ax_send still returns at
  * once (well under a second for all of them); once the core drains the
- * queue, the thread uses its ring again, and the order holds across. */
+ * queue, the thread uses its ring again, and the order holds across.
+ * The queue's messages outgrow what the thread's message pools may hold
+ * (1 MiB a class, msg.c): the rest come from malloc, in the same order. */
 START_TEST(test_stress_foreign_before_start) {
   ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
   static foreign_rx_t rx;
   memset(&rx, 0, sizeof rx);
   ax_ref_t to = test_spawn(rt, foreign_rx_behaviour, &rx, AX_PLACE_CORE, 0, NULL, NULL);
   foreign_tx_t tx = {0, 0, &to, 1, 0};
-  uint64_t n = 5000;
+  uint64_t n = 20000; /* 2.5 MB of 128-byte messages */
   int64_t t0 = ax_now();
   for (uint64_t i = 0; i < n; i++)
     foreign_send_seq(&tx, to, i);

@@ -1,0 +1,100 @@
+/* Where actors that a thread which is no core spawns take their memory: chunks per target core. */
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "axon_test.h"
+#include "runtime/core.h" /* internal: sizeof(ax_actor_t); the test links the static library */
+
+enum { MSG_WHERE = AX_MSG_USER, MEM_ACTORS = 64, MEM_WAVES = 40, MEM_WAVE = 1000 };
+
+/* Each actor reports its own address (self) once. */
+static uintptr_t where[MEM_ACTORS];
+static _Atomic int reported;
+
+static int where_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  if (msg->type == MSG_WHERE) {
+    where[(uintptr_t)ax_state(self)] = (uintptr_t)self;
+    atomic_fetch_add_explicit(&reported, 1, memory_order_release);
+  }
+  return 0;
+}
+
+/* main spawns actors for cores 0 and 1 in turn, the pattern in which
+ * malloc put them side by side: no cache line holds parts of actors of
+ * both cores, so that neither core's writes to its actors (mailbox, run
+ * queue) move the other's line.  Actors of one core stay dense: 64 of them
+ * span few lines more than their size. */
+START_TEST(test_actor_mem_lines_per_core) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  atomic_store(&reported, 0);
+  ax_ref_t refs[MEM_ACTORS];
+  for (uintptr_t i = 0; i < MEM_ACTORS; i++)
+    refs[i] = test_spawn(rt, where_behaviour, (void *)i, AX_PLACE_CORE, (unsigned)(i % 2), NULL,
+                         NULL);
+  test_rt_start(rt);
+  for (unsigned i = 0; i < MEM_ACTORS; i++)
+    test_send(refs[i], MSG_WHERE, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load_explicit(&reported, memory_order_acquire) == MEM_ACTORS, 10000);
+  const uintptr_t line = AX__CACHE_LINE, size = sizeof(ax_actor_t);
+  for (unsigned i = 0; i < MEM_ACTORS; i++) {
+    for (unsigned j = i + 1; j < MEM_ACTORS; j++) {
+      if (i % 2 == j % 2)
+        continue;
+      uintptr_t a0 = where[i] / line, a1 = (where[i] + size - 1) / line;
+      uintptr_t b0 = where[j] / line, b1 = (where[j] + size - 1) / line;
+      ck_assert_msg(a1 < b0 || b1 < a0,
+                    "actor %u (core %u) at %#lx and actor %u (core %u) at %#lx share a line", i,
+                    i % 2, (unsigned long)where[i], j, j % 2, (unsigned long)where[j]);
+    }
+  }
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+static _Atomic long ended;
+
+static void count_end(ax_actor_t *self, int reason) {
+  (void)self;
+  (void)reason;
+  atomic_fetch_add_explicit(&ended, 1, memory_order_relaxed);
+}
+
+static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  (void)msg;
+  return 0;
+}
+
+/* Waves of actors spawned and stopped by main, over both cores, in counts
+ * that leave chunks partly carved between waves: every actor's memory
+ * goes back once all of its chunk's actors are gone (a chunk freed too
+ * early is a use after free under ASan, one never freed a leak), and
+ * the chunk being carved carries over to the next wave. */
+START_TEST(test_actor_mem_waves) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  test_rt_start(rt);
+  static ax_ref_t refs[MEM_WAVE];
+  atomic_store(&ended, 0);
+  long want = 0;
+  for (int w = 0; w < MEM_WAVES; w++) {
+    int n = MEM_WAVE - 7 * w; /* not a multiple of a chunk */
+    for (int i = 0; i < n; i++)
+      refs[i] = test_spawn(rt, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, count_end);
+    for (int i = 0; i < n; i++)
+      ck_assert_int_eq(ax_stop(refs[i], 0), 0);
+    want += n;
+    TEST_WAIT_UNTIL(atomic_load_explicit(&ended, memory_order_relaxed) == want, 30000);
+  }
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+int main(void) {
+  Suite *suite = suite_create("actor_mem");
+  TCase *tc = tcase_create("chunks");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_actor_mem_lines_per_core);
+  tcase_add_test(tc, test_actor_mem_waves);
+  suite_add_tcase(suite, tc);
+  return test_run_suite(suite);
+}
