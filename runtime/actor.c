@@ -26,8 +26,9 @@ enum {
  * aligned and a whole number of lines, and as dense as malloc: 1,216 B
  * for 15 actors (81 B each, malloc's are 96).  Its count of live slots,
  * written once per actor at its end, is its only word shared between
- * threads; the last actor freed (or the carver, for slots it never
- * handed out) frees the chunk, from whichever thread.
+ * threads, and the thread that takes it to 0 frees the chunk.  Slots not
+ * carved yet count as live, so the chunk being carved (kept with the
+ * thread's message heap, which is never freed) stays.
  */
 #define AX__CHUNK_ACTORS 15
 typedef struct actor_chunk {
