@@ -164,7 +164,7 @@ send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t s
     ax__stat_add(&c->stats.dead_letters, 1);
     return -ESRCH;
   }
-  ax__msg_t *m = ax__msg_alloc_local(c);
+  ax__msg_t *m = ax__msg_alloc_local(c, size);
   if (m == NULL)
     return -ENOMEM;
   ax__msg_fill(m, type, data, size, req, c->current != NULL ? c->current->ref : AX_REF_NONE);

@@ -442,9 +442,11 @@ static inline void ax__deliver_port(ax__entity_t *e, ax__msg_t *m) {
     e->wake(e);
 }
 
-/* A message of the smallest class from the calling core's own pool. */
-static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c) {
-  ax__pool_t *p = &c->pools[0];
+/* A message for a payload of `size` bytes, at most AX__MSG_SMALL minus
+ * the header, from the calling core's own pool of one of the two smallest
+ * classes. */
+static inline ax__msg_t *ax__msg_alloc_local(ax__core_t *c, size_t size) {
+  ax__pool_t *p = &c->pools[size > AX__MSG_TINY - sizeof(ax__msg_t)];
   ax__msg_t *m = ax__pool_alloc(p);
   if (m == NULL)
     return NULL;

@@ -10,8 +10,8 @@
  * 8, 16, ... 128 KiB. */
 #define AX__BIG(kib) ((kib) * 1024u + 256u)
 static const uint32_t class_size[AX__MSG_CLASSES] = {
-    AX__MSG_SMALL, 256, 512, 1024, 2048, 4096, AX__BIG(8), AX__BIG(16), AX__BIG(32), AX__BIG(64),
-    AX__BIG(128)};
+    AX__MSG_TINY, AX__MSG_SMALL, 256, 512, 1024, 2048, 4096, AX__BIG(8), AX__BIG(16),
+    AX__BIG(32), AX__BIG(64), AX__BIG(128)};
 
 uint32_t ax__msg_class_size(unsigned cls) { return class_size[cls]; }
 
@@ -165,7 +165,8 @@ ax__msg_t *ax__msg_new(ax_ref_t to, unsigned sys, uint32_t type, const void *dat
 
 /* One more message for c's reserve; false when the pools have none. */
 static bool vital_add(ax__core_t *c) {
-  ax__msg_t *m = ax__msg_alloc(ax__ref_make(0, c->rt->index, 0, 0), 0);
+  /* Room for the largest payload a vital message may have. */
+  ax__msg_t *m = ax__msg_alloc(ax__ref_make(0, c->rt->index, 0, 0), AX__MSG_SMALL - sizeof *m);
   if (m == NULL)
     return false;
   m->aux = (uint64_t)(uintptr_t)c->vital;

@@ -52,12 +52,15 @@ enum {
 };
 #define AX__MSG_KIND_FLAG(n) ((uint16_t)(1u << (8 + (n))))
 
-/* The size classes of message pools: 128 B .. 4 KiB, then 8 .. 128 KiB of
- * payload plus room for the header (a stream reads straight into one). */
-#define AX__MSG_CLASSES 11
-#define AX__MSG_SMALL 128u /* the first class: a send of at most this much
-                              minus the header takes the inline fast path */
+/* The size classes of message pools: 96 B (a payload of up to 16 bytes:
+ * an int, a reference, a pair of them), 128 B .. 4 KiB, then 8 .. 128 KiB
+ * of payload plus room for the header (a stream reads straight into one). */
+#define AX__MSG_CLASSES 12
+#define AX__MSG_TINY 96u   /* the first class */
+#define AX__MSG_SMALL 128u /* the second: a send of at most this much minus
+                              the header takes the inline fast path */
 uint32_t ax__msg_class_size(unsigned cls);
+_Static_assert(AX__MSG_TINY == sizeof(ax__msg_t) + 16, "the first class holds a 16-byte payload");
 
 /* Allocates a message for `to` with room for `payload` bytes inline: from
  * the calling core's pool when `to` belongs to the same runtime (a pool

@@ -359,7 +359,7 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
     if (sl->size == RING_MSG) {
       m = sl->msg;
     } else {
-      m = ax__msg_alloc_local(c);
+      m = ax__msg_alloc_local(c, sl->size);
       if (m == NULL)
         break; /* out of memory: the message stays in its slot until later */
       ax__msg_fill(m, sl->type, sl->data, sl->size, sl->req, sl->from);
