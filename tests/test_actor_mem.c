@@ -1,4 +1,4 @@
-/* Where actors that a thread which is no core spawns take their memory: chunks per target core. */
+/* Where actors and small messages take their memory: chunks per target core, the small classes. */
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -89,12 +89,69 @@ START_TEST(test_actor_mem_waves) {
 }
 END_TEST
 
+/* Every payload size around the small classes' edges (96 bytes for up to
+ * 16, 128 for up to 48, a ring slot's 24 inline), sent in one turn so that
+ * the messages sit side by side in the pools: same-core (the fast path)
+ * and to another core (copied out of the ring there).  Each byte is
+ * checked, so a message put in a class too small would show as its
+ * neighbour's damage. */
+enum { MSG_GO = AX_MSG_USER + 1, MSG_BYTES, SIZES_MAX = 64, SIZES_ROUNDS = 20 };
+static _Atomic long sized_ok, sized_bad;
+
+static unsigned char sized_byte(size_t n, size_t j) { return (unsigned char)(n * 31 + j * 7 + 1); }
+
+static int sized_rx(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  const unsigned char *p = msg->data;
+  bool ok = msg->type == MSG_BYTES && msg->size <= SIZES_MAX;
+  for (size_t j = 0; ok && j < msg->size; j++)
+    ok = p[j] == sized_byte(msg->size, j);
+  atomic_fetch_add_explicit(ok ? &sized_ok : &sized_bad, 1, memory_order_relaxed);
+  return 0;
+}
+
+static int sized_tx(ax_actor_t *self, const ax_msg_t *msg) {
+  const ax_ref_t *to = ax_state(self);
+  unsigned char buf[SIZES_MAX];
+  if (msg->type != MSG_GO)
+    return 0;
+  for (int r = 0; r < SIZES_ROUNDS; r++)
+    for (size_t n = 0; n <= SIZES_MAX; n++) {
+      for (size_t j = 0; j < n; j++)
+        buf[j] = sized_byte(n, j);
+      for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(ax_send(to[k], MSG_BYTES, buf, n), 0);
+    }
+  return 0;
+}
+
+START_TEST(test_actor_mem_classes) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  atomic_store(&sized_ok, 0);
+  atomic_store(&sized_bad, 0);
+  static ax_ref_t to[2];
+  to[0] = test_spawn(rt, sized_rx, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  to[1] = test_spawn(rt, sized_rx, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ax_ref_t tx = test_spawn(rt, sized_tx, to, AX_PLACE_CORE, 0, NULL, NULL);
+  test_rt_start(rt);
+  test_send(tx, MSG_GO, NULL, 0);
+  long want = 2L * SIZES_ROUNDS * (SIZES_MAX + 1);
+  TEST_WAIT_UNTIL(atomic_load(&sized_ok) + atomic_load(&sized_bad) == want, 30000);
+  ck_assert_int_eq(atomic_load(&sized_bad), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 int main(void) {
   Suite *suite = suite_create("actor_mem");
   TCase *tc = tcase_create("chunks");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_actor_mem_lines_per_core);
   tcase_add_test(tc, test_actor_mem_waves);
+  suite_add_tcase(suite, tc);
+  tc = tcase_create("classes");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_actor_mem_classes);
   suite_add_tcase(suite, tc);
   return test_run_suite(suite);
 }
