@@ -48,9 +48,9 @@ static ax__seg_t *seg_new(ax__heap_t *h) {
    * transparent huge pages: one fault per 2 MiB instead of 512 (page
    * faults were most of a cold skynet's time on this project's VM).
    * Advice only: fine if refused.  Giving back part of one splits it. */
-  if (h->nsegs > 0)
-    (void)madvise(base, AX__SEG_SIZE, MADV_HUGEPAGE);
   ax__seg_t *s = (ax__seg_t *)base; /* fresh pages: zeroed */
+  if (h->nsegs > 0)
+    s->huge = madvise(base, AX__SEG_SIZE, MADV_HUGEPAGE) == 0;
   for (unsigned i = 0; i < AX__SEG_PAGES; i++)
     s->pages[i].first = (uint16_t)i;
   s->used_pages = 1; /* the header's page (seg_find never looks at it) */
@@ -132,6 +132,27 @@ static size_t span_release(ax__pool_t *p, ax__page_t *pg) {
   s->used_pages -= n;
   if (s->used_pages == 1 && h->nsegs > 1) {
     seg_unmap(h, s);
+    return touched;
+  }
+  if (s->huge) {
+    /* The first span given back from a huge segment splits its huge page,
+     * whose fault made all 2 MiB resident, the pages that no span has
+     * used yet included: give back every free page of the segment (this
+     * span's among them), and keep the segment on small pages from now
+     * on, so that khugepaged does not fill it again.  (Without this, one
+     * live message in a burst's last segment kept 1.7 MiB resident:
+     * bench_memory row 3a.) */
+    s->huge = false;
+    (void)madvise(s, AX__SEG_SIZE, MADV_NOHUGEPAGE);
+    for (unsigned i = 1; i < AX__SEG_PAGES;) {
+      unsigned j = i;
+      while (j < AX__SEG_PAGES && s->pages[j].pool == NULL)
+        j++;
+      if (j > i)
+        (void)madvise((char *)s + ((size_t)i << AX__PAGE_SHIFT), (size_t)(j - i) << AX__PAGE_SHIFT,
+                      MADV_DONTNEED);
+      i = j < AX__SEG_PAGES ? j + s->pages[j].npages : j;
+    }
     return touched;
   }
   if (touched != 0)

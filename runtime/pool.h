@@ -71,6 +71,7 @@ typedef struct ax__page {
 struct ax__seg {
   ax__seg_t *next, *prev; /* the heap's segments */
   unsigned used_pages;    /* pages in spans that pools hold */
+  bool huge;              /* advised onto a transparent huge page, not yet split */
   ax__page_t pages[AX__SEG_PAGES];
 };
 
