@@ -286,7 +286,8 @@ static void *work_main(void *arg) {
 }
 
 /* Starts a thread when the work about to be queued would find none idle
- * (waiting, returning or spinning).  Under the lock.  Returns 0, or -EAGAIN when no thread runs at all. */
+ * (waiting, returning or spinning).  Under the lock.  Returns 0, or
+ * -EAGAIN when no thread runs at all. */
 static int grow(work_pool_t *p) {
   /* Relaxed: see `returning`. */
   unsigned soon = atomic_load_explicit(&p->returning, memory_order_relaxed);

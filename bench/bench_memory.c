@@ -987,6 +987,20 @@ static void usage(void) {
   exit(2);
 }
 
+/* Rows 3a and 3c: RSS before, after the spawns, at peak and after the stops. */
+static void goes_back_rows(const char *id, const char *first, const idle_result_t *r) {
+  char v[32];
+  snprintf(v, sizeof v, "%.1f MiB", MIB(r->before));
+  line(id, first, v, "-", "-", "-");
+  snprintf(v, sizeof v, "%.1f MiB", MIB(r->loaded));
+  line(id, "  after spawning them", v, "-", "-", "-");
+  snprintf(v, sizeof v, "%.1f MiB", MIB(r->peak));
+  line(id, "  peak (VmHWM)", v, "-", "-", "-");
+  snprintf(v, sizeof v, "%.1f MiB", MIB(r->after));
+  row(id, "  after every one stopped", v, "-", "<= 2x before", true, (double)r->after,
+      2.0 * (double)r->before);
+}
+
 int main(int argc, char **argv) {
   long actors = 0, conns = 0, runs = 0, list[NROWS];
   bool want[NROWS + 1] = {false, true, true, true, true};
@@ -1121,29 +1135,12 @@ int main(int argc, char **argv) {
     unsettled += r.unsettled;
     snprintf(what, sizeof what, "%llu actors spawned, then stopped: RSS before",
              (unsigned long long)a.n);
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.before));
-    line("3a", what, v, "-", "-", "-");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.loaded));
-    line("3a", "  after spawning them", v, "-", "-", "-");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.peak));
-    line("3a", "  peak (VmHWM)", v, "-", "-", "-");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.after));
-    row("3a", "  after every one stopped", v, "-", "<= 2x before", true, (double)r.after,
-        2.0 * (double)r.before);
+    goes_back_rows("3a", what, &r);
     a.from_main = true;
     bench_watchdog_arm("row 3c: %llu actors spawned and stopped by main", (unsigned long long)a.n);
     run_child("row 3c", idle_child, &a, &r, sizeof r);
     unsettled += r.unsettled;
-    snprintf(what, sizeof what, "the same, spawned and stopped by main: RSS before");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.before));
-    line("3c", what, v, "-", "-", "-");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.loaded));
-    line("3c", "  after spawning them", v, "-", "-", "-");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.peak));
-    line("3c", "  peak (VmHWM)", v, "-", "-", "-");
-    snprintf(v, sizeof v, "%.1f MiB", MIB(r.after));
-    row("3c", "  after every one stopped", v, "-", "<= 2x before", true, (double)r.after,
-        2.0 * (double)r.before);
+    goes_back_rows("3c", "the same, spawned and stopped by main: RSS before", &r);
   }
 
   if (want[4]) {

@@ -56,9 +56,11 @@ static void make_key(void) {
     heap_key = (pthread_key_t)-1; /* no key: such threads use malloc */
 }
 
-ax__pool_t *ax__thread_pools(void) {
+/* The calling thread's heap: its own, or an abandoned one it adopts, or a
+ * new one.  NULL when out of memory (or no key for the heaps). */
+static thread_heap_t *thread_heap(void) {
   if (tls_heap != NULL)
-    return tls_heap->pools;
+    return tls_heap;
   pthread_once(&key_once, make_key);
   if (heap_key == (pthread_key_t)-1)
     return NULL;
@@ -88,19 +90,22 @@ ax__pool_t *ax__thread_pools(void) {
     return NULL;
   }
   tls_heap = h;
-  return h->pools;
+  return h;
+}
+
+ax__pool_t *ax__thread_pools(void) {
+  thread_heap_t *h = thread_heap();
+  return h != NULL ? h->pools : NULL;
 }
 
 void **ax__thread_actor_chunks(void) {
-  if (tls_heap == NULL && ax__thread_pools() == NULL)
-    return NULL;
-  return tls_heap->chunks;
+  thread_heap_t *h = thread_heap();
+  return h != NULL ? h->chunks : NULL;
 }
 
 unsigned ax__thread_heap_id(void) {
-  if (tls_heap == NULL && ax__thread_pools() == NULL)
-    return UINT_MAX;
-  return tls_heap->id;
+  thread_heap_t *h = thread_heap();
+  return h != NULL ? h->id : UINT_MAX;
 }
 
 ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
@@ -123,10 +128,11 @@ ax__msg_t *ax__msg_alloc(ax_ref_t to, size_t payload) {
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       if (need <= class_size[i]) {
         m = ax__pool_alloc(&pools[i]);
-        if (m == NULL && c != NULL)
-          return NULL;
-        if (m != NULL) /* else a thread pool at its cap (or out of memory): malloc */
+        if (m != NULL)
           m->home = &pools[i];
+        else if (c != NULL)
+          return NULL; /* a core's pool: out of memory */
+        /* else a thread's pool at its cap (or out of memory): malloc below */
         break;
       }
     }

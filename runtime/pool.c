@@ -302,10 +302,12 @@ void *ax__pool_alloc_slow(ax__pool_t *p) {
     } else if (p->empty != NULL) {
       pg = p->empty; /* the newest: the likeliest to be in the caches */
       empty_remove(p, pg);
-    } else if ((p->spans_cap != 0 && p->spans >= p->spans_cap) || (pg = span_new(p)) == NULL) {
+    } else if (p->spans_cap != 0 && p->spans == p->spans_cap) {
+      return NULL; /* at its cap: the caller takes malloc */
+    } else if ((pg = span_new(p)) == NULL) {
       return NULL;
-    } else {
-      p->spans++;
+    } else if (p->spans_cap != 0) {
+      p->spans++; /* a capped pool never gives a span back */
     }
     p->cur = pg;
   }

@@ -100,9 +100,9 @@ struct ax__pool {
    * spans' counts no longer matter. */
   bool keep;
   void *loose;
-  /* A keep pool stops growing at spans_cap spans (0: no cap); then the
-   * allocation fails and the caller takes malloc, whose memory goes back
-   * (a thread heap: msg.c). */
+  /* A keep pool may be capped: it stops growing at spans_cap spans (0:
+   * no cap), counted in `spans`; then the allocation fails and the caller
+   * takes malloc, whose memory goes back (a thread heap: msg.c). */
   uint32_t spans, spans_cap;
   alignas(AX__CACHE_LINE) _Atomic(void *) remote; /* other threads push */
 };

@@ -120,7 +120,8 @@ static int sized_tx(ax_actor_t *self, const ax_msg_t *msg) {
       for (size_t j = 0; j < n; j++)
         buf[j] = sized_byte(n, j);
       for (int k = 0; k < 2; k++)
-        ck_assert_int_eq(ax_send(to[k], MSG_BYTES, buf, n), 0);
+        if (ax_send(to[k], MSG_BYTES, buf, n) != 0) /* counted: none will arrive */
+          atomic_fetch_add_explicit(&sized_bad, 1, memory_order_relaxed);
     }
   return 0;
 }
