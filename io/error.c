@@ -26,7 +26,7 @@ static const char *axon_meaning(int err) {
   case ECANCELED: return "cancelled: its owner stopped or it was cancelled";
   case ETIMEDOUT: return "timed out: the deadline passed (or the peer stopped answering)";
   case EPERM: return "not permitted: a fiber-only call outside a fiber, or the kernel refused";
-  case ENOENT: return "not found: no such file, directory, timer, name or subscription";
+  case ENOENT: return "no such file or directory (or no such timer, registered name or subscription)";
   case EEXIST: return "already exists: the file, or a name already registered";
   case EAGAIN: return "try again: a bounded queue or window is full for now";
   case EPIPE: return "broken pipe: the stream is closed for writing, or the peer closed it";
