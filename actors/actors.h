@@ -47,6 +47,7 @@ enum {
   AX__CORE_SLOT_TCP,     /* io/tcp.c: the core's accept error count */
   AX__CORE_SLOT_FDWATCH, /* io/fdwatch.c: the core's list of fd watches */
   AX__CORE_SLOT_URING,   /* io/uring.c: the core's io_uring for file requests */
+  AX__CORE_SLOT_FIBERS,  /* fiber.c: the core's fibers parked and not trimmed yet */
   AX__CORE_SLOT_COUNT
 };
 _Static_assert(AX__CORE_SLOT_COUNT <= AX__CORE_SLOTS, "more core slots than the runtime keeps");
@@ -64,6 +65,7 @@ _Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the r
  * sources close first, then its timers stop, then its links and its
  * monitors hear of its death. */
 enum {
+  AX__ORDER_FIBERS = 5, /* no death hook: the fiber's terminate hook runs first */
   AX__ORDER_SOURCES = 10,
   AX__ORDER_WORK = 15, /* after the sources: a connect's lookup is cancelled by its stream */
   AX__ORDER_FILES = 16, /* after the work: their requests are cancelled first */

@@ -59,6 +59,10 @@ typedef struct ax__fiber {
   /* kept messages nobody asked for yet, oldest first: a ring */
   ax__msg_t **saved;
   uint32_t shead, scount, scap; /* scap: 0 or a power of two */
+  /* on its core's list of parked fibers not trimmed yet (parked_t) */
+  struct ax__fiber *pnext, *pprev;
+  int64_t parked_at; /* when it last parked (the core's clock, heap.now) */
+  bool listed;
 } ax__fiber_t;
 
 static inline ax__fiber_t *fiber_of(const ax_actor_t *a) {
@@ -118,6 +122,89 @@ static ax__msg_t *take_saved(ax__fiber_t *f, match_fn match, const void *arg) {
   }
   return NULL;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Stack pages of fibers that wait long                                      */
+
+/*
+ * A fiber's stack keeps every page its calls ever touched: one that went
+ * 40 KiB deep for one request holds 40 KiB while it waits for the next.
+ * Each core lists its fibers in the order they last parked; once a fiber
+ * has waited FIBER_TRIM_NS and its core is idle, the pages below its
+ * frames go back to the kernel (ax__coro_trim), one madvise per fiber
+ * and wait.  A fiber that runs and parks again moves to the list's end.
+ */
+
+/* As long as an empty pool span waits (AX__PURGE_NS): what a burst used
+ * goes back at about the same time. */
+#define FIBER_TRIM_NS AX__PURGE_NS
+
+typedef struct parked {
+  ax__fiber_t *head, *tail; /* oldest parked first */
+} parked_t;
+
+static void parked_unlink(parked_t *l, ax__fiber_t *f) {
+  if (f->pprev != NULL)
+    f->pprev->pnext = f->pnext;
+  else
+    l->head = f->pnext;
+  if (f->pnext != NULL)
+    f->pnext->pprev = f->pprev;
+  else
+    l->tail = f->pprev;
+  f->pnext = f->pprev = NULL;
+  f->listed = false;
+}
+
+/* f parks now: to the end of its core's list, and the core is asked to
+ * trim when the oldest fiber there is due. */
+static inline void parked_now(ax__fiber_t *f) {
+  ax__core_t *c = f->a->core;
+  parked_t *l = c->slot[AX__CORE_SLOT_FIBERS];
+  if (f->listed)
+    parked_unlink(l, f);
+  f->parked_at = c->heap.now;
+  f->pprev = l->tail;
+  if (l->tail != NULL)
+    l->tail->pnext = f;
+  else
+    l->head = f;
+  l->tail = f;
+  f->listed = true;
+  ax__core_trim_at(c, l->head->parked_at + FIBER_TRIM_NS);
+}
+
+/* The core is idle: trim the fibers that have waited long enough. */
+static int64_t fibers_trim(ax__core_t *c, int64_t now) {
+  parked_t *l = c->slot[AX__CORE_SLOT_FIBERS];
+  ax__fiber_t *f;
+  while ((f = l->head) != NULL && now - f->parked_at >= FIBER_TRIM_NS) {
+    parked_unlink(l, f);
+    if (f->waiting) /* still parked: nothing runs on its stack */
+      (void)ax__coro_trim(&f->co);
+  }
+  return f != NULL ? f->parked_at + FIBER_TRIM_NS : 0;
+}
+
+static int fibers_core_init(ax__core_t *c) {
+  c->slot[AX__CORE_SLOT_FIBERS] = ax__calloc(1, sizeof(parked_t));
+  return c->slot[AX__CORE_SLOT_FIBERS] != NULL ? 0 : -ENOMEM;
+}
+
+static void fibers_core_free(ax__core_t *c) {
+  free(c->slot[AX__CORE_SLOT_FIBERS]);
+  c->slot[AX__CORE_SLOT_FIBERS] = NULL;
+}
+
+static ax__feature_t fibers = {
+    .name = "fibers",
+    .order = AX__ORDER_FIBERS,
+    .core_init = fibers_core_init,
+    .core_free = fibers_core_free,
+    .core_trim = fibers_trim,
+};
+
+AX__FEATURE_INIT(fibers) { ax__feature_register(&fibers); }
 
 /* ------------------------------------------------------------------------ */
 /* The behaviour and the fiber's life                                        */
@@ -219,6 +306,8 @@ static void fiber_terminate(ax_actor_t *a, int reason) {
   if (f->state == FIBER_LIVE)
     resume(f, -ECANCELED);
   f->state = FIBER_DONE;
+  if (f->listed)
+    parked_unlink(a->core->slot[AX__CORE_SLOT_FIBERS], f);
   release_held(f);
   while (f->scount > 0) {
     ax__msg_t *m = f->saved[f->shead];
@@ -320,6 +409,7 @@ static inline __attribute__((always_inline)) int get(ax__fiber_t *f, match_fn ma
     f->match = match;
     f->marg = arg;
     f->waiting = true;
+    parked_now(f);
     ax__coro_suspend(&f->co);
     if (timer != 0 && f->wake != -ETIMEDOUT)
       (void)ax_timer_cancel(f->a, timer); /* -ENOENT: it fired meanwhile */

@@ -41,7 +41,10 @@
  *       sessions that hand the stream to a fiber on their core, which loops
  *       ax_stream_read into a 4 KiB buffer on its stack and ax_stream_write_all
  *       (2c-2d, 2g-2h), both on one core per CPU with default stream options
- *       but AX_STREAM_NODELAY.  Baseline: a one-thread level-triggered epoll
+ *       but AX_STREAM_NODELAY.  2i-2j (64 B): the fibers, but each request's
+ *       handling also calls a function that writes a 32 KiB array on the
+ *       stack (a parser's or a formatter's scratch), so every fiber once went
+ *       that deep before it waits.  Baseline: a one-thread level-triggered epoll
  *       echo server whose only per-connection state is the fd (epoll's data),
  *       reading into one 64 KiB buffer; a short write waits in poll() for that
  *       fd, so nothing is queued per connection.  Target <= 1 KiB (nginx
@@ -100,6 +103,7 @@
 #define WAIT_MS 120000 /* the longest wait for one message from a child process */
 #define WINDOW 256     /* row 1: messages in flight */
 #define FIBER_BUF 4096 /* row 2: the fiber's read buffer, on its stack */
+#define DEEP_STACK (32 * 1024) /* rows 2i-2j: the scratch array of a request's call */
 #define EPOLL_BUF (64 * 1024)
 #define NROWS 4
 
@@ -485,8 +489,9 @@ static void idle_child(const void *arg, void *out) {
 /* ------------------------------------------------------------------------ */
 /* 2, 3b: servers                                                            */
 
-enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_FIBER, IMPL_COUNT };
-static const char *const impl_names[IMPL_COUNT] = {"raw epoll", "handler sessions", "fibers"};
+enum impl { IMPL_EPOLL, IMPL_AXON, IMPL_FIBER, IMPL_FIBER_DEEP, IMPL_COUNT };
+static const char *const impl_names[IMPL_COUNT] = {"raw epoll", "handler sessions", "fibers",
+                                                   "fibers, 32 KiB deep"};
 
 /* What a server reports when SIGTERM ends it. */
 typedef struct srv_report {
@@ -501,6 +506,7 @@ static struct {
   atomic_uint_fast64_t accepted, bytes_in, bytes_out, closed, errors;
   uint64_t conns; /* connections the client opens */
   int pipe_fd;    /* to the parent */
+  bool deep;      /* IMPL_FIBER_DEEP: each request calls deep_call */
 } sv;
 
 /* One connection has ended: the last one tells the parent. */
@@ -548,6 +554,17 @@ static int echo_session(ax_actor_t *self, const ax_msg_t *m) {
 
 /* --- axon, fibers: the session gives its stream to a fiber of its core --- */
 
+/* Rows 2i-2j: a call that writes DEEP_STACK bytes of stack, as a parser or a
+ * formatter with a large scratch array does.  Returns a byte of it, so the
+ * array cannot be left out. */
+static __attribute__((noinline)) char deep_call(const char *buf, size_t n) {
+  char scratch[DEEP_STACK];
+  memset(scratch, buf[0], sizeof scratch);
+  scratch[n % sizeof scratch] = buf[n - 1];
+  __asm__ volatile("" : : "r"(scratch) : "memory"); /* the whole array is used */
+  return scratch[(n * 7) % sizeof scratch];
+}
+
 static int echo_fiber(ax_actor_t *self, void *arg) {
   (void)arg;
   const ax_msg_t *m;
@@ -570,6 +587,8 @@ static int echo_fiber(ax_actor_t *self, void *arg) {
       return 0; /* the stream is closed as the fiber returns */
     }
     sv_add(&sv.bytes_in, (uint64_t)n);
+    if (sv.deep && deep_call(buf, (size_t)n) != buf[0] && (size_t)n % DEEP_STACK != 0)
+      sv_add(&sv.errors, 1); /* every byte but the one at n is buf[0] */
     rc = ax_stream_write_all(s, buf, (size_t)n, AX_FOREVER);
     if (rc == -ECANCELED)
       return 0;
@@ -713,10 +732,11 @@ _Noreturn static void server_main(enum impl impl, int pipe_fd, int conns) {
   signal(SIGPIPE, SIG_IGN);
   sv.pipe_fd = pipe_fd;
   sv.conns = (uint64_t)conns;
+  sv.deep = impl == IMPL_FIBER_DEEP;
   if (impl == IMPL_EPOLL)
     serve_epoll();
   else
-    serve_axon(impl == IMPL_FIBER);
+    serve_axon(impl != IMPL_AXON);
   srv_report_t rep = {atomic_load(&sv.accepted), atomic_load(&sv.bytes_in),
                       atomic_load(&sv.bytes_out), atomic_load(&sv.closed), atomic_load(&sv.errors)};
   bench_write_all(pipe_fd, &rep, sizeof rep);
@@ -987,6 +1007,24 @@ static void usage(void) {
   exit(2);
 }
 
+
+/* Rows 2x and 2x+1: what an idle connection of server r costs after one
+ * request and after ROUNDS, against the raw epoll server e. */
+static void conn_rows(const char *id, const tcp_result_t *r, const tcp_result_t *e,
+                      const char *impl, long conns, size_t msg) {
+  char v[32], bl[32], what[128], rid[4] = {id[0], id[1], 0, 0};
+  for (int after = 0; after < 2; after++) {
+    long long ra = after ? r->after4 : r->after1, ea = after ? e->after4 : e->after1;
+    double b = (double)(ra - r->before) / (double)conns;
+    snprintf(v, sizeof v, "%.0f B", b);
+    snprintf(bl, sizeof bl, "%.0f B", (double)(ea - e->before) / (double)conns);
+    snprintf(what, sizeof what, "idle connection, %s, %zu B, after %d request%s", impl, msg,
+             after ? ROUNDS : 1, after ? "s" : "");
+    row(rid, what, v, bl, "<= 1024 B", true, b, 1024);
+    rid[1]++;
+  }
+}
+
 /* Rows 3a and 3c: RSS before, after the spawns, at peak and after the stops. */
 static void goes_back_rows(const char *id, const char *first, const idle_result_t *r) {
   char v[32];
@@ -1091,25 +1129,22 @@ int main(int argc, char **argv) {
     int nsizes = want[2] ? 2 : 1;
     for (int s = 0; s < nsizes; s++)
       for (int k = 0; k < IMPL_COUNT; k++)
-        res[s][k] = tcp_run((enum impl)k, (int)conns, msgs[s]);
+        if (k != IMPL_FIBER_DEEP || (s == 0 && want[2])) /* 2i-2j: 64 B only */
+          res[s][k] = tcp_run((enum impl)k, (int)conns, msgs[s]);
     char id[4] = "2a";
     for (int s = 0; s < nsizes && want[2]; s++) {
       for (int k = IMPL_AXON; k < IMPL_COUNT; k++) {
-        const tcp_result_t *r = &res[s][k], *e = &res[s][IMPL_EPOLL];
-        for (int after = 0; after < 2; after++) {
-          long long ra = after ? r->after4 : r->after1, ea = after ? e->after4 : e->after1;
-          double b = (double)(ra - r->before) / (double)conns;
-          snprintf(v, sizeof v, "%.0f B", b);
-          snprintf(bl, sizeof bl, "%.0f B", (double)(ea - e->before) / (double)conns);
-          snprintf(what, sizeof what, "idle connection, %s, %zu B, after %d request%s",
-                   impl_names[k], msgs[s], after ? ROUNDS : 1, after ? "s" : "");
-          row(id, what, v, bl, "<= 1024 B", true, b, 1024);
-          id[1]++;
-        }
+        if (k == IMPL_FIBER_DEEP)
+          continue; /* printed last, as 2i-2j */
+        conn_rows(id, &res[s][k], &res[s][IMPL_EPOLL], impl_names[k], conns, msgs[s]);
+        id[1] += 2;
       }
     }
+    if (want[2])
+      conn_rows(id, &res[0][IMPL_FIBER_DEEP], &res[0][IMPL_EPOLL], impl_names[IMPL_FIBER_DEEP],
+                conns, msgs[0]);
     if (want[3]) {
-      for (int k = IMPL_AXON; k < IMPL_COUNT; k++) {
+      for (int k = IMPL_AXON; k < IMPL_FIBER_DEEP; k++) {
         const tcp_result_t *r = &res[0][k], *e = &res[0][IMPL_EPOLL];
         snprintf(what, sizeof what, "%ld connections, %s: server RSS before", conns, impl_names[k]);
         snprintf(v, sizeof v, "%.1f MiB", MIB(r->before));

@@ -290,6 +290,17 @@ static void idle(ax__core_t *c) {
       ax__stat_add(&c->stats.released, released);
     }
   }
+  /* What features keep for things idle long enough (parked fibers' deep
+   * stack pages): due only once idle, like the purge above. */
+  if (c->trim_at != 0 && now >= c->trim_at) {
+    c->trim_at = 0;
+    for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+      if (f->core_trim != NULL) {
+        int64_t next = f->core_trim(c, now);
+        if (next != 0)
+          ax__core_trim_at(c, next);
+      }
+  }
   /* The wake protocol, core side (see wake() in send.c). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
@@ -307,6 +318,8 @@ static void idle(ax__core_t *c) {
     wait = AX__POLL_INTERVAL_NS; /* messages wait for room on a ring: look again soon */
   if (c->heap.purge_at != 0 && (wait == AX_FOREVER || c->heap.purge_at - now < wait))
     wait = c->heap.purge_at > now ? c->heap.purge_at - now : 0;
+  if (c->trim_at != 0 && (wait == AX_FOREVER || c->trim_at - now < wait))
+    wait = c->trim_at > now ? c->trim_at - now : 0;
   ax_loop_run_once(c->loop, wait);
   c->last_poll = ax_now();
   c->heap.now = c->last_poll;

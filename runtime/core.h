@@ -220,6 +220,7 @@ struct ax__core {
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
   ax__heap_t heap; /* the pools' memory */
   uint32_t slots_freed; /* slots freed since the table was last trimmed (AX__TRIM_SLOTS) */
+  int64_t trim_at; /* when an idle core calls the features' core_trim (0: never) */
   ax__rfree_t rfree; /* batches of frees into other threads' pools */
   ax__pool_t pools[AX__POOLS];
   /* A reserve of small messages for news that must not be lost when the
@@ -289,6 +290,14 @@ static inline void ax__core_count_io(ax__core_t *c, bool on) {
     c->nio++;
   else
     c->nio--;
+}
+
+/* Asks the core to call the features' core_trim hooks (ext.h) once it is
+ * idle at time `when` (ax_now's clock) or later; an earlier request
+ * stands.  Owner core. */
+static inline void ax__core_trim_at(ax__core_t *c, int64_t when) {
+  if (c->trim_at == 0 || when < c->trim_at)
+    c->trim_at = when;
 }
 
 /* A fresh id (timers, monitors, requests).  Owner core. */

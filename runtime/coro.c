@@ -265,6 +265,25 @@ void ax__coro_cache_trim(void) {
     (void)madvise(ts->cache[i] + page_size, AX__STACK_DEFAULT, MADV_DONTNEED);
 }
 
+size_t ax__coro_trim(ax__coro_t *co) {
+#if defined(AX_CONTEXT_UCONTEXT)
+  (void)co;
+  return 0;
+#else
+  if (co->map == NULL || census)
+    return 0;
+  /* Nothing below the saved stack pointer is live: the switch pushed the
+   * suspended side's registers above it.  The 128 bytes under it (the
+   * x86-64 red zone) are kept all the same. */
+  uintptr_t lo = (uintptr_t)co->map + page_size;
+  uintptr_t end = ((uintptr_t)co->ctx.sp - 128) & ~(uintptr_t)(page_size - 1);
+  if (end <= lo)
+    return 0;
+  (void)madvise((void *)lo, end - lo, MADV_DONTNEED); /* advice: the mapping stays valid */
+  return end - lo;
+#endif
+}
+
 /* ------------------------------------------------------------------------ */
 /* Switching                                                                 */
 

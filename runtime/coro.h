@@ -66,6 +66,16 @@ void ax__coro_free(ax__coro_t *co);
  * fibers).  Any thread, for its own cache. */
 void ax__coro_cache_trim(void);
 
+/* Gives back to the kernel the pages of a suspended coroutine's stack that
+ * lie wholly below the frames it is suspended in: pages that a deeper call
+ * touched earlier stay resident otherwise, so a fiber that once went deep
+ * would keep that memory while it waits.  They come back zeroed if it goes
+ * that deep again.  Does nothing with the ucontext switch (no stack pointer
+ * to read) or under AXON_FIBER_CENSUS (which reads how deep a stack went
+ * from what is left in it).  Returns the bytes advised away, resident or
+ * not.  Never while co runs; the thread that resumes co. */
+size_t ax__coro_trim(ax__coro_t *co);
+
 /* The calling thread's running coroutine, and whether the thread is ready
  * to run coroutines (its alternate signal stack is set up).  coro.c. */
 extern __thread ax__coro_t *ax__coro_tls_current __attribute__((tls_model("initial-exec")));

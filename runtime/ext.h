@@ -25,7 +25,7 @@
 typedef struct ax__core ax__core_t;
 
 #define AX__ACTOR_SLOTS 8
-#define AX__CORE_SLOTS 4
+#define AX__CORE_SLOTS 8
 #define AX__RT_SLOTS 4
 
 /* An actor's extension: what most actors never need, allocated on first
@@ -61,6 +61,11 @@ struct ax__feature {
    * per-actor state there (in its slot), so an actor without one has
    * nothing to let go of. */
   void (*actor_death)(ax_actor_t *a, int reason);
+  /* The core is idle and the time the feature asked for with
+   * ax__core_trim_at (core.h) has come: give back memory held for what has
+   * stayed unused long enough.  Returns when to be called again (a time
+   * of ax_now; 0: not unless asked again).  Owner core. */
+  int64_t (*core_trim)(ax__core_t *c, int64_t now);
   /* A signal the runtime claims arrived (core 0).  Returns true when the
    * feature delivered it to someone, so the runtime's default (stop on
    * SIGINT, SIGTERM, ...) does not apply. */

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -1405,6 +1406,83 @@ static const char *overflow_missing(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* 10. A parked fiber gives back the stack pages a deeper call touched        */
+
+#define DEEP_BYTES (40 * 1024) /* the deep call's array: 10 pages of the 64 KiB stack */
+#define KEEP_BYTES 3000        /* the fiber's own frame: live across the wait */
+
+typedef struct deep {
+  fib_t f;
+  ax_ref_t self;
+  unsigned char *_Atomic page; /* the lowest whole page the deep call wrote */
+} deep_t;
+
+/* Writes DEEP_BYTES of stack with `seed`, notes its lowest whole page and
+ * returns a sum of what it reads back. */
+static __attribute__((noinline)) unsigned deep_touch(deep_t *d, unsigned char seed) {
+  unsigned char scratch[DEEP_BYTES];
+  memset(scratch, seed, sizeof scratch);
+  __asm__ volatile("" : : "r"(scratch) : "memory"); /* the writes happen */
+  long pg = sysconf(_SC_PAGESIZE);
+  atomic_store(&d->page, (unsigned char *)(((uintptr_t)scratch + (uintptr_t)pg - 1) &
+                                           ~((uintptr_t)pg - 1)));
+  unsigned sum = 0;
+  for (size_t i = 0; i < sizeof scratch; i += 512)
+    sum += scratch[i];
+  return sum;
+}
+
+static int deep_fiber(ax_actor_t *self, void *arg) {
+  deep_t *d = arg;
+  unsigned char keep[KEEP_BYTES];
+  for (size_t i = 0; i < sizeof keep; i++)
+    keep[i] = (unsigned char)(i * 7 + 1);
+  FCHECK_EQ(&d->f, deep_touch(d, 3), 3 * (DEEP_BYTES / 512));
+  atomic_store(&d->f.phase, 1);
+  const ax_msg_t *m;
+  FCHECK_EQ(&d->f, ax_recv(self, AX_FOREVER, &m), 0); /* parked: the core trims it */
+  size_t bad = 0;
+  for (size_t i = 0; i < sizeof keep; i++)
+    bad += keep[i] != (unsigned char)(i * 7 + 1);
+  FCHECK_EQ(&d->f, bad, 0);                                /* its own frame is intact */
+  FCHECK_EQ(&d->f, deep_touch(d, 5), 5 * (DEEP_BYTES / 512)); /* and it goes deep again */
+  return 0;
+}
+
+/* Whether the page at p is resident. */
+static bool resident(const unsigned char *p) {
+  unsigned char v = 0;
+  ck_assert_int_eq(mincore((void *)p, 1, &v), 0);
+  return (v & 1) != 0;
+}
+
+/* A fiber writes 40 KiB of stack in a call, returns from it and parks:
+ * once it has waited about 250 ms on an idle core, the pages below its
+ * frame are no longer resident; its frame is intact when it resumes, and
+ * it can go as deep again. */
+START_TEST(test_fiber_deep_stack_goes_back) {
+  ax_rt_t *rt = rt_new();
+  static deep_t d;
+  memset(&d, 0, sizeof d);
+  fib_init(&d.f);
+  d.self = spawn_fiber(rt, deep_fiber, &d.f, 0, 0);
+  wait_phase(&d.f, 1);
+  unsigned char *page = atomic_load(&d.page);
+  ck_assert_ptr_nonnull(page);
+  ck_assert_msg(resident(page), "the page the deep call wrote is not resident: nothing to test");
+  int64_t end = ax_now() + LONG_WAIT;
+  while (resident(page) && ax_now() < end)
+    test_sleep_ms(20);
+  ck_assert_msg(!resident(page), "the parked fiber's deep page is still resident after %d s",
+                (int)(LONG_WAIT / SEC));
+  ck_assert_int_eq(ax_send(d.self, AX_MSG_USER, NULL, 0), 0);
+  fib_wait(&d.f, 10000);
+  ck_assert_int_eq(atomic_load(&d.f.reason), AX_REASON_NORMAL);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 
 static Suite *fiber_suite(void) {
   Suite *suite = suite_create("fiber");
@@ -1428,6 +1506,11 @@ static Suite *fiber_suite(void) {
   tcase_add_test(tc, test_fiber_cancel_shutdown);
   tcase_add_test(tc, test_fiber_stopped_before_running);
   tcase_add_test(tc, test_fiber_many_parked);
+  suite_add_tcase(suite, tc);
+
+  tc = tcase_create("memory");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_fiber_deep_stack_goes_back);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("misuse");
