@@ -420,6 +420,92 @@ START_TEST(test_linger_hostile_clients) {
 }
 END_TEST
 
+/* A TCP stream whose queued bytes are dropped (its linger time ended, or
+ * AX_LINGER_NONE) resets the connection: the peer reads ECONNRESET, not an
+ * end of file it would take for an orderly one after a cut. */
+typedef struct cut {
+  char addr[64];
+  int64_t linger;
+  _Atomic int closed_queued; /* closed with bytes queued */
+  _Atomic int failures;
+} cut_t;
+
+enum { CUT_BYTES = 2 << 20 };
+
+static int cut_actor(ax_actor_t *self, const ax_msg_t *m) {
+  cut_t *c = ax_state(self);
+  if (m->type == MSG_GO) {
+    ax_stream_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.linger = c->linger;
+    o.high_water = 2 * CUT_BYTES;
+    o.sndbuf = 4096;
+    ax_stream_t *st;
+    if (ax_tcp_connect(self, c->addr, &o, &st) != 0)
+      atomic_fetch_add(&c->failures, 1);
+    return 0;
+  }
+  if (m->type == AX_MSG_CONNECTED) {
+    ax_stream_t *st = ((const ax_stream_ev_t *)m->data)->stream;
+    static unsigned char buf[64 * 1024];
+    for (size_t off = 0; off < CUT_BYTES; off += sizeof buf) {
+      st_fill_pattern(buf, off, sizeof buf);
+      if (ax_stream_write(st, buf, sizeof buf) != 0)
+        atomic_fetch_add(&c->failures, 1);
+    }
+    bool queued = ax_stream_queued(st) > 0;
+    if (ax_stream_close(st) != 0)
+      atomic_fetch_add(&c->failures, 1);
+    atomic_store(&c->closed_queued, queued ? 1 : -1);
+    return AX_STOP;
+  }
+  if (m->type == AX_MSG_CLOSED)
+    atomic_fetch_add(&c->failures, 1);
+  return 0;
+}
+
+START_TEST(test_linger_tcp_cut_resets) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+  int small = 4096;
+  ck_assert_int_eq(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+  ck_assert_int_eq(listen(l, 4), 0);
+  socklen_t len = sizeof sa;
+  ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  static const int64_t lingers[] = {100 * AX_NSEC_PER_MSEC, AX_LINGER_NONE};
+  for (int k = 0; k < 2; k++) {
+    static cut_t c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.addr, sizeof c.addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+    c.linger = lingers[k];
+    ax_ref_t a = test_spawn(rt, cut_actor, &c, AX_PLACE_ANY, 0, NULL, NULL);
+    test_send(a, MSG_GO, NULL, 0);
+    int peer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(peer, 0);
+    TEST_WAIT_UNTIL(atomic_load(&c.closed_queued) != 0, 10000);
+    ck_assert_int_eq(atomic_load(&c.closed_queued), 1); /* bytes were queued at the close */
+    test_sleep_ms(400);                                  /* the linger time has ended */
+    static unsigned char buf[64 * 1024];
+    ssize_t n;
+    size_t got = 0;
+    while ((n = read(peer, buf, sizeof buf)) > 0)
+      got += (size_t)n;
+    ck_assert_msg(n < 0 && errno == ECONNRESET,
+                  "linger %lld: after %zu of %d bytes the peer read %s, not ECONNRESET",
+                  (long long)lingers[k], got, CUT_BYTES, n == 0 ? "an end of file" : strerror(errno));
+    ck_assert_int_lt(got, CUT_BYTES);
+    ck_assert_int_eq(atomic_load(&c.failures), 0);
+    close(peer);
+  }
+  test_rt_stop_join_free(rt);
+  close(l);
+}
+END_TEST
+
 static Suite *linger_suite(void) {
   Suite *s = suite_create("linger");
   TCase *tc = tcase_create("minimal");
@@ -427,6 +513,7 @@ static Suite *linger_suite(void) {
   tcase_add_test(tc, test_linger_two_closed_owner_stops);
   tcase_add_test(tc, test_linger_first_drained_then_owner_stops);
   tcase_add_test(tc, test_linger_none_and_forever);
+  tcase_add_test(tc, test_linger_tcp_cut_resets);
   suite_add_tcase(s, tc);
   tc = tcase_create("matrix");
   tcase_set_timeout(tc, 60);

@@ -463,6 +463,66 @@ static int raw_listener(int *port) {
   return l;
 }
 
+/* connect_timeout counts from the call, not from when the core last read
+ * the clock: an actor that computes for 300 ms, then connects with a
+ * 400 ms timeout to a listener that drops SYNs, hears CLOSED{-ETIMEDOUT}
+ * no sooner than 400 ms after the call (before, 100 ms after it). */
+typedef struct late_connect {
+  char addr[64];
+  int64_t called;           /* when ax_tcp_connect was called */
+  _Atomic int64_t elapsed;  /* from the call to CLOSED, or -1 */
+  atomic_int err, rc, done;
+} late_connect_t;
+
+static int late_connect_actor(ax_actor_t *self, const ax_msg_t *m) {
+  late_connect_t *lc = ax_state(self);
+  if (m->type == AX_MSG_USER) {
+    test_spin_ms(300); /* a long turn: the loop's cached time falls behind */
+    ax_stream_opts_t o = opts_zero();
+    o.connect_timeout = 400 * AX_NSEC_PER_MSEC;
+    ax_stream_t *s;
+    lc->called = ax_now();
+    atomic_store(&lc->rc, ax_tcp_connect(self, lc->addr, &o, &s));
+    return 0;
+  }
+  if (m->type == AX_MSG_CLOSED || m->type == AX_MSG_CONNECTED) {
+    atomic_store(&lc->elapsed, ax_now() - lc->called);
+    atomic_store(&lc->err, m->type == AX_MSG_CLOSED ? ((const ax_stream_ev_t *)m->data)->err : 1);
+    atomic_store(&lc->done, 1);
+    return AX_STOP;
+  }
+  return 0;
+}
+
+START_TEST(test_tcp_connect_timeout_from_call) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+  ck_assert_int_eq(listen(l, 0), 0);
+  socklen_t len = sizeof sa;
+  ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+  int filler = client_v4(ntohs(sa.sin_port)); /* takes the one backlog place */
+  static late_connect_t lc;
+  memset(&lc, 0, sizeof lc);
+  snprintf(lc.addr, sizeof lc.addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+  atomic_store(&lc.elapsed, -1);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  test_sleep_ms(100); /* the core sleeps: its clock was read a while ago */
+  ax_ref_t a = test_spawn(rt, late_connect_actor, &lc, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(a, AX_MSG_USER, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&lc.done) != 0, 10000);
+  ck_assert_int_eq(atomic_load(&lc.rc), 0);
+  ck_assert_int_eq(atomic_load(&lc.err), -ETIMEDOUT);
+  int64_t ms = atomic_load(&lc.elapsed) / AX_NSEC_PER_MSEC;
+  ck_assert_msg(ms >= 400, "CLOSED{-ETIMEDOUT} %lld ms after the call, before its 400 ms",
+                (long long)ms);
+  test_rt_stop_join_free(rt);
+  close(filler);
+  close(l);
+}
+END_TEST
+
 START_TEST(test_tcp_reset_eof_half_open) {
   st_env_t env;
   st_env_init(&env);
@@ -500,7 +560,8 @@ START_TEST(test_tcp_reset_eof_half_open) {
   r = st_expect(&env, AX_MSG_CLOSED);
   ck_assert_int_eq(r->err, 0);
 
-  /* Half-open: the peer's FIN is AX_MSG_EOF and the stream still writes. */
+  /* Half-open: the peer's FIN is AX_MSG_EOF and the stream still writes;
+   * once our side is shut too, the stream is finished: CLOSED{0}. */
   ax_stream_opts_t o = opts_zero();
   o.flags = AX_STREAM_HALF_OPEN;
   ck_assert_int_eq(st_connect(&env, cr, 2, CMD_TCP_CONNECT, addr, &o), 0);
@@ -508,11 +569,33 @@ START_TEST(test_tcp_reset_eof_half_open) {
   st_expect(&env, AX_MSG_CONNECTED);
   ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
   st_expect(&env, AX_MSG_EOF);
+  st_expect_none(&env, 50); /* still open: nothing ends it yet */
   ck_assert_int_eq(st_write(&env, cr, 2, "answer", 6), 0);
   ck_assert_int_eq((int)read(peer, buf, sizeof buf), 6);
   ck_assert_int_eq(st_call(&env, cr, CMD_SHUTDOWN, 2, 0), 0);
   ck_assert_int_eq((int)read(peer, buf, sizeof buf), 0);
-  ck_assert_int_eq(st_call(&env, cr, CMD_CLOSE, 2, 0), 0);
+  r = st_expect(&env, AX_MSG_CLOSED);
+  ck_assert_int_eq(r->slot, 2);
+  ck_assert_int_eq(r->err, 0);
+  close(peer);
+
+  /* The other order: our side shut first (with bytes queued behind it),
+   * then the peer's FIN: EOF, then CLOSED{0}. */
+  ck_assert_int_eq(st_connect(&env, cr, 3, CMD_TCP_CONNECT, addr, &o), 0);
+  peer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+  st_expect(&env, AX_MSG_CONNECTED);
+  ck_assert_int_eq(st_write(&env, cr, 3, "bye", 3), 0);
+  ck_assert_int_eq(st_call(&env, cr, CMD_SHUTDOWN, 3, 0), 0);
+  ck_assert_int_eq((int)read(peer, buf, sizeof buf), 3);
+  ck_assert_int_eq((int)read(peer, buf, sizeof buf), 0);
+  st_expect_none(&env, 50); /* reading goes on */
+  st_write_all(peer, "tail", 4);
+  ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+  st_expect_bytes(&env, "tail", 4);
+  st_expect(&env, AX_MSG_EOF);
+  r = st_expect(&env, AX_MSG_CLOSED);
+  ck_assert_int_eq(r->slot, 3);
+  ck_assert_int_eq(r->err, 0);
   close(peer);
   close(l);
   st_expect_none(&env, 50);
@@ -1156,6 +1239,7 @@ static Suite *tcp_suite(void) {
   tcase_add_test(tc, test_tcp_address_errors);
   tcase_add_test(tc, test_tcp_resolve);
   tcase_add_test(tc, test_tcp_connect_refused_timeout);
+  tcase_add_test(tc, test_tcp_connect_timeout_from_call);
   tcase_add_test(tc, test_tcp_reset_eof_half_open);
   tcase_add_test(tc, test_tcp_socket_options);
   tcase_add_test(tc, test_tcp_listener_close_drops_accepts);

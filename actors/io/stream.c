@@ -128,6 +128,19 @@ void ax__stream_fail(ax_stream_t *s, int err) {
   post_ev(s, AX_MSG_CLOSED, err, 0, AX__MSG_FINAL);
 }
 
+/* A half-open stream whose two sides are both shut (the peer's EOF was
+ * posted, and ax_stream_shutdown's queue was written and the write side
+ * shut) is finished: nothing more can come or go.  CLOSED{0} then, as for
+ * a stream that is not half-open, so an owner that waits for CLOSED does
+ * not keep it forever. */
+static void finish_both_shut(ax_stream_t *s) {
+  if (s->state != AX__ST_OPEN || s->src.closed || !s->eof_done || !s->shut_done)
+    return;
+  s->state = AX__ST_DONE;
+  update_interest(s);
+  post_ev(s, AX_MSG_CLOSED, 0, 0, AX__MSG_FINAL);
+}
+
 /* The read side ended with every complete frame posted. */
 static void finish_eof(ax_stream_t *s) {
   if (s->eof_done)
@@ -147,8 +160,11 @@ static void finish_eof(ax_stream_t *s) {
   } else if (f->len > 0) {
     ax__stream_fail(s, -EPROTO); /* a length-prefixed frame was cut short */
   } else if (s->o.flags & AX_STREAM_HALF_OPEN) {
-    s->eof_done = true; /* only EOF: CLOSED comes with ax_stream_close */
+    /* EOF: the stream still writes.  CLOSED comes once the write side is
+     * shut too, or a write fails, or with ax_stream_close. */
+    s->eof_done = true;
     post_ev(s, AX_MSG_EOF, 0, 0, 0);
+    finish_both_shut(s);
   } else {
     s->eof_done = true;
     s->state = AX__ST_DONE;
@@ -350,6 +366,7 @@ static void do_write(ax_stream_t *s) {
     s->want_writable = false;
     post_ev(s, AX_MSG_WRITABLE, 0, 0, 0);
   }
+  finish_both_shut(s);
 }
 
 static void io_cb(ax_io_t *io, unsigned revents) {
@@ -415,8 +432,19 @@ static void close_fds(ax_stream_t *s) {
   s->rfd = s->wfd = -1;
 }
 
+/* Queued bytes are about to be dropped (the linger time ended, or
+ * AX_LINGER_NONE): a TCP peer is reset rather than sent a FIN, so that it
+ * cannot take the cut for an orderly end.  Before the fd is closed. */
+static void reset_if_dropping(ax_stream_t *s) {
+  if (s->wq_head == NULL || s->kind != AX__STREAM_TCP || s->wfd < 0)
+    return;
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  (void)setsockopt(s->wfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg); /* close() then sends RST */
+}
+
 static void finish_linger(ax_stream_t *s) {
   ax_timer_stop(&s->ltimer);
+  reset_if_dropping(s);
   close_fds(s);
   free_chunks(s);
   ax__src_linger(&s->src, false); /* may free s */
@@ -438,12 +466,15 @@ static void op_close(ax__src_t *src) {
     s->state = AX__ST_DONE;
     ax__src_linger(src, true);
     ax_timer_init(s->src.core->loop, &s->ltimer, linger_cb);
-    if (s->o.linger != AX_FOREVER)
+    if (s->o.linger != AX_FOREVER) {
+      ax_loop_update_time(s->src.core->loop); /* from the close, not the turn's start */
       ax_timer_start(&s->ltimer, s->o.linger, 0);
+    }
     update_interest(s);
     return;
   }
   s->state = AX__ST_DONE;
+  reset_if_dropping(s);
   close_fds(s);
   free_chunks(s);
 }

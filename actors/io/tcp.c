@@ -158,8 +158,12 @@ static int connect_addr(ax_stream_t *s, const struct sockaddr_storage *ss, sockl
   c->s = s;
   s->conn = &c->base;
   ax_timer_init(s->src.core->loop, &c->timer, conn_timeout);
-  if (s->o.connect_timeout != AX_FOREVER)
+  if (s->o.connect_timeout != AX_FOREVER) {
+    /* From this call, not from the loop's cached time: the turn that
+     * connects may have run long since the core last read the clock. */
+    ax_loop_update_time(s->src.core->loop);
     ax_timer_start(&c->timer, s->o.connect_timeout, 0);
+  }
   if (host == NULL) {
     int rc = start_connect(s, (const struct sockaddr *)ss, len);
     if (rc == 1)
@@ -252,6 +256,7 @@ static void accept_overload(ax_listener_t *l) {
   ax__stat_add(accept_errors(l->src.core), 1);
   l->backing_off = true;
   listener_update(l);
+  ax_loop_update_time(l->src.core->loop); /* the delay counts from now */
   ax_timer_start(&l->backoff, l->delay, 0);
   l->delay = l->delay * 2 < AX__BACKOFF_MAX ? l->delay * 2 : AX__BACKOFF_MAX;
 }

@@ -210,8 +210,11 @@ AX_API int ax_unix_dial(ax_actor_t *self, const char *path, const ax_stream_opts
 
 /* Waits for the next datagram of d, copies at most cap bytes of it into
  * buf and, when from is not NULL, its sender into *from (*from_len its
- * length).  Returns the datagram's length: more than cap when it was cut
- * to fit.  Errors: as the stream calls.  Send with ax_dgram_send /
+ * length).  Returns the datagram's length as the socket received it: more
+ * than cap when buf was too small (the rest is dropped).  A datagram
+ * longer than the socket's max_packet (ax_dgram_opts_t) was already cut to
+ * max_packet, which this call cannot tell: give max_packet room for the
+ * largest datagram you expect.  Errors: as the stream calls.  Send with ax_dgram_send /
  * ax_dgram_sendto, which never wait. */
 AX_API ssize_t ax_dgram_recv(ax_dgram_t *d, void *buf, size_t cap,
                              struct sockaddr_storage *from, socklen_t *from_len,

@@ -51,10 +51,16 @@ extern "C" {
  *                       high watermark
  *   AX_MSG_EOF          ax_stream_ev_t: the peer closed its side while the
  *                       stream is half-open (AX_STREAM_HALF_OPEN); the
- *                       stream can still be written
+ *                       stream can still be written.  It ends with
+ *                       CLOSED{0} once its own side is shut too
+ *                       (ax_stream_shutdown, its queue written), or with
+ *                       CLOSED{err} when a write fails; a peer that
+ *                       resets is noticed only by a write, so close a
+ *                       half-open stream you no longer write to
  *   AX_MSG_FRAME_ERROR  ax_stream_ev_t: err -EMSGSIZE, a delimited frame
  *                       longer than max_frame was discarded (count: bytes
- *                       dropped); reading goes on after the next delimiter
+ *                       dropped, its delimiter included); reading goes on
+ *                       after the next delimiter
  *   AX_MSG_CLOSED       ax_stream_ev_t: the stream is finished; err tells
  *                       why: 0 end of file / orderly close by the peer,
  *                       -ECONNRESET reset, -EPIPE write to a closed peer,
@@ -85,7 +91,7 @@ typedef struct ax_data {
 typedef struct ax_stream_ev {
   ax_stream_t *stream;
   int err;        /* AX_MSG_CLOSED, AX_MSG_FRAME_ERROR: the reason */
-  uint64_t count; /* AX_MSG_FRAME_ERROR: bytes discarded */
+  uint64_t count; /* AX_MSG_FRAME_ERROR: bytes discarded (the delimiter included) */
 } ax_stream_ev_t;
 
 /* AX_MSG_ACCEPT's payload.  The new stream belongs to the listener's owner
@@ -133,7 +139,11 @@ typedef struct ax_stream_opts {
   int64_t connect_timeout; /* ns for resolve + connect (AX_FOREVER: none) */
   int64_t linger;          /* ns a closed stream keeps flushing queued writes (5 s);
                               AX_FOREVER: until written or the peer goes;
-                              AX_LINGER_NONE: queued writes are dropped */
+                              AX_LINGER_NONE: queued writes are dropped.
+                              A TCP stream that drops queued bytes (here
+                              or when the time ends) resets the
+                              connection, so the peer sees ECONNRESET,
+                              not an end of file after a cut */
   int sndbuf, rcvbuf;      /* SO_SNDBUF / SO_RCVBUF when > 0 */
 } ax_stream_opts_t;
 
@@ -148,7 +158,10 @@ typedef struct ax_stream_opts {
 /* Connects to a TCP address.  On success *out is the stream, and
  * AX_MSG_CONNECTED or AX_MSG_CLOSED{err} follows.  A host name is resolved
  * on a thread of the work pool (work.h); every address it yields is tried in order.
- * Errors: -EINVAL (NULL argument, bad address), -ENOMEM, -EMFILE, ... */
+ * opts.connect_timeout counts from this call.
+ * Errors: -EINVAL (NULL argument, bad address), -ENOMEM, -EMFILE, -EAGAIN
+ * (a host name, and the work pool's queue is full: work_queue names
+ * waiting at once), ... */
 AX_API int ax_tcp_connect(ax_actor_t *self, const char *addr, const ax_stream_opts_t *opts,
                           ax_stream_t **out);
 
@@ -208,7 +221,8 @@ AX_API int ax_stream_write(ax_stream_t *s, const void *data, size_t len);
 AX_API size_t ax_stream_queued(const ax_stream_t *s);
 
 /* Half-close: once the queued bytes are written, shuts the write side down
- * (shutdown(SHUT_WR); for a pipe pair, closes wfd).  Reading goes on.
+ * (shutdown(SHUT_WR); for a pipe pair, closes wfd).  Reading goes on; a
+ * half-open stream whose peer's EOF has come ends then with CLOSED{0}.
  * Errors: -EINVAL, -ENOTCONN (not connected yet). */
 AX_API int ax_stream_shutdown(ax_stream_t *s);
 
@@ -221,7 +235,10 @@ AX_API int ax_stream_close(ax_stream_t *s);
  * that the owner has not handled yet; each one handled gives its credit back
  * automatically, so a slow owner pushes back on the kernel buffer (and the
  * TCP window) instead of growing its mailbox.
- *   ax_stream_pause    stop reading until ax_stream_resume
+ *   ax_stream_pause    stop reading until ax_stream_resume (a paused
+ *                      stream does not watch its fd: a peer that closes
+ *                      or resets meanwhile is noticed once it reads
+ *                      again, or by a write)
  *   ax_stream_resume   read again, without a count
  *   ax_stream_active   deliver n (> 0) more AX_MSG_DATA, then send
  *                      AX_MSG_PASSIVE and stop reading until called again
@@ -359,7 +376,8 @@ AX_API int ax_serial_open(ax_actor_t *self, const char *path, const ax_serial_op
                           ax_stream_t **out);
 
 /* Changes the line settings of an open serial stream (stream options are
- * kept).  Errors: -EINVAL, -ENOTTY. */
+ * kept).  Errors: -EINVAL, -ENOTTY, -EIO (the device hung up or is gone:
+ * its CLOSED{-EIO} follows or has come). */
 AX_API int ax_serial_configure(ax_stream_t *s, const ax_serial_opts_t *opts);
 
 #ifdef __cplusplus
