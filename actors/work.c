@@ -311,6 +311,8 @@ static int grow(work_pool_t *p) {
 
 static inline bool on_own_core(const ax_actor_t *self) { return self->core == ax__tls_core; }
 
+unsigned ax__work_queue_max(ax_rt_t *rt) { return pool_of(rt)->max_queue; }
+
 uint64_t ax__work_next_id(ax_rt_t *rt) {
   /* Relaxed: an id only has to be unique. */
   return atomic_fetch_add_explicit(&pool_of(rt)->next_id, 1, memory_order_relaxed) + 1;

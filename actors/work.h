@@ -44,6 +44,10 @@ void ax__work_release(ax_actor_t *owner, uint64_t id);
  * one sequence: never 0, unique within the runtime).  Any thread. */
 uint64_t ax__work_next_id(ax_rt_t *rt);
 
+/* The most work rt's pool queues (ax_rt_opts_t.work_queue, resolved):
+ * the bound other request queues share.  Any thread. */
+unsigned ax__work_queue_max(ax_rt_t *rt);
+
 /* ax_work_cancel, then, when fn is running, waits (blocking the thread)
  * until it returned: arg is free to go when this returns.  owner's core.
  * Returns as ax_work_cancel. */

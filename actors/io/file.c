@@ -136,6 +136,8 @@ static int64_t do_read(file_req_t *r) {
   size_t got = 0;
   while (got < r->len && (got == 0 || !r->file->stream)) {
     ssize_t n = pread(r->file->fd, r->buf + got, r->len - got, (off_t)(r->off + got));
+    if (n < 0 && errno == ESPIPE) /* a FIFO or a socket: no offset, as on the ring */
+      n = read(r->file->fd, r->buf + got, r->len - got);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
@@ -152,6 +154,8 @@ static int64_t do_write(file_req_t *r) {
   size_t put = 0;
   while (put < r->len && (put == 0 || !r->file->stream)) {
     ssize_t n = pwrite(r->file->fd, r->buf + put, r->len - put, (off_t)(r->off + put));
+    if (n < 0 && errno == ESPIPE) /* a FIFO or a socket: no offset, as on the ring */
+      n = write(r->file->fd, r->buf + put, r->len - put);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0)
@@ -338,10 +342,18 @@ static void ring_complete(ax__uring_req_t *ur, int res) {
   ax__mailbox_push(owner->core, owner, m);
 }
 
-/* The owner died: its requests on the ring become orphans. */
+/* The owner died: its requests on the ring become orphans.  Opens and
+ * reads are cancelled (nobody takes their result; an open of a FIFO or a
+ * read of one may wait for a writer forever), and so is anything on a
+ * FIFO or a device (a write to a pipe nobody reads would never end);
+ * writes and the rest on regular files and paths finish, as they would
+ * on the pool. */
 static void ring_orphan(file_list_t *l) {
-  for (file_req_t *r = l->ring_head; r != NULL; r = r->next)
+  for (file_req_t *r = l->ring_head; r != NULL; r = r->next) {
     r->orphan = true;
+    if (r->op == AX_FILE_OPEN || r->op == AX_FILE_READ || (r->file != NULL && r->file->stream))
+      ax__uring_cancel(r->ring, &r->ureq);
+  }
   l->ring_head = NULL;
 }
 
@@ -398,6 +410,12 @@ static int req_new(ax_actor_t *owner, ax_file_t *f, uint32_t op, uint64_t tag, s
    * stats go to the pool. */
   ax__uring_t *ring = op == AX_FILE_STAT || op == AX_FILE_STAT_PATH ? NULL
                                                                      : ax__uring_of(owner->core);
+  /* The ring shares the pool's bound, per core: requests in flight on it
+   * (each holds its message, a read's buffer included) stop at work_queue,
+   * as queued work does on the pool.  A close is never refused: it frees. */
+  if (ring != NULL && op != AX_FILE_CLOSE &&
+      ax__uring_inflight(ring) >= ax__work_queue_max(owner->core->rt))
+    return -EAGAIN;
   file_req_t *r = ax__calloc(1, sizeof *r);
   ax__msg_t *m = r == NULL ? NULL
                  : ring != NULL

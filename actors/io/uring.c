@@ -178,8 +178,30 @@ struct io_uring_sqe *ax__uring_sqe(ax__uring_t *u, ax__uring_req_t *r) {
   return sqe;
 }
 
+/* A cancel's own completion: nothing to do (the request it names
+ * completes on its own, early). */
+static void cancel_done(ax__uring_req_t *r, int res) {
+  (void)r;
+  (void)res;
+}
+
+static ax__uring_req_t cancel_req = {.complete = cancel_done};
+
+unsigned ax__uring_inflight(const ax__uring_t *u) { return u->inflight; }
+
+void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) {
+  struct io_uring_sqe *sqe = ax__uring_sqe(u, &cancel_req);
+  io_uring_prep_cancel(sqe, r, 0); /* matched by user_data: r */
+}
+
+/* How long the core's stop waits for what is in flight before it cancels
+ * all of it (a read of a FIFO that no writer feeds would never end). */
+#define STOP_WAIT_NS (200 * 1000 * 1000)
+
 /* Every actor of the core has died: what is in flight completes (the
- * kernel may still write into those buffers), then the ring goes. */
+ * kernel may still write into those buffers), then the ring goes.  What
+ * has not completed after STOP_WAIT_NS is cancelled (again every
+ * STOP_WAIT_NS: the rest of a short read may start after a cancel). */
 static void uring_core_stop(ax__core_t *c) {
   ax__uring_t *u = c->slot[AX__CORE_SLOT_URING];
   c->slot[AX__CORE_SLOT_URING] = STOPPED;
@@ -189,8 +211,16 @@ static void uring_core_stop(ax__core_t *c) {
   submit(u);
   while (u->inflight > 0) {
     struct io_uring_cqe *cqe;
-    if (io_uring_wait_cqe(&u->ring, &cqe) == 0)
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = STOP_WAIT_NS};
+    int rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
+    if (rc == 0) {
       reap(u);
+    } else if (rc == -ETIME) {
+      /* Kernels before 5.19 refuse CANCEL_ANY (its completion says
+       * -EINVAL): there only the orphans' own cancels (files.c) help. */
+      struct io_uring_sqe *sqe = ax__uring_sqe(u, &cancel_req);
+      io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+    }
     submit(u); /* what the completions prepared (the rest of a short read) */
   }
   ax_io_stop(&u->watch);
@@ -210,6 +240,16 @@ struct io_uring_sqe *ax__uring_sqe(ax__uring_t *u, ax__uring_req_t *r) {
   (void)u;
   (void)r;
   return NULL;
+}
+
+void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) {
+  (void)u;
+  (void)r;
+}
+
+unsigned ax__uring_inflight(const ax__uring_t *u) {
+  (void)u;
+  return 0;
 }
 
 const char *ax__uring_mode(void) { return "pool"; }

@@ -42,4 +42,13 @@ struct io_uring_sqe *ax__uring_sqe(ax__uring_t *u, ax__uring_req_t *r);
  * io_uring on the first call).  Any thread. */
 const char *ax__uring_mode(void);
 
+/* Asks the kernel to cancel r, submitted on u and not reaped yet: it then
+ * completes early (-ECANCELED, or -EINTR for one blocked in a worker), or
+ * as it would have when it was past cancelling.  Core's thread. */
+void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r);
+
+/* Requests on u whose completion has not been reaped (cancels included).
+ * Core's thread. */
+unsigned ax__uring_inflight(const ax__uring_t *u);
+
 #endif /* AXON_ACTORS_IO_URING_H */

@@ -22,8 +22,13 @@ extern "C" {
  * not sources: each operation is a request that completes later, as one
  * AX_MSG_FILE message (ax_file_done_t) to the actor that made it, on that
  * actor's core.  Every request carries a tag of the caller's, returned in
- * its message.  Requests run on the runtime's work pool (work.h); they
- * share its bounds (a full queue is -EAGAIN) and its threads.
+ * its message.  Requests run on the core's io_uring where the kernel
+ * allows it, else on the runtime's work pool (work.h; ax_file_backend
+ * says which).  Either way the pool's work_queue bounds them (queued work
+ * on the pool, requests in flight on each core's ring): past it a request
+ * is -EAGAIN at once (a close never is).  An owner that stops drops its
+ * requests' results; on io_uring its opens and reads in flight and its
+ * requests on FIFOs and devices are cancelled, the rest finish.
  *
  * Buffers are axon's.  A write copies its bytes when it is requested; a
  * read lands in the message that reports it, so nothing the caller owns
