@@ -98,7 +98,8 @@ static void send_exit(ax__msg_t *m, ax_ref_t to, int reason) {
 }
 
 int ax_link(ax_actor_t *self, ax_ref_t other) {
-  if (self == NULL || other == AX_REF_NONE || other == self->ref)
+  if (self == NULL || other == AX_REF_NONE || other == self->ref ||
+      ax__ref_core(other) == AX__REF_NO_CORE) /* a port: nothing to link to */
     return -EINVAL;
   AX__ASSERT_OWNER(self);
   link_set_t *s = set_of(self, true);

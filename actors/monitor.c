@@ -74,8 +74,8 @@ static void send_down(ax__msg_t *m, ax_ref_t watcher, int reason) {
 }
 
 int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
-  if (self == NULL || target == AX_REF_NONE)
-    return -EINVAL;
+  if (self == NULL || target == AX_REF_NONE || ax__ref_core(target) == AX__REF_NO_CORE)
+    return -EINVAL; /* a port's thread has no life to watch: it closes the port */
   AX__ASSERT_OWNER(self);
   ax__monitor_req_t req = {.watcher = self->ref, .id = ax__core_next_id(self->core)};
   ax__msg_t *m = ax__msg_new(target, AX__SYS_MONITOR, AX__SYS_MONITOR, &req, sizeof req,

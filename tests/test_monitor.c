@@ -219,7 +219,8 @@ END_TEST
 
 /* Checks the argument errors of ax_monitor and ax_demonitor. */
 typedef struct arg_checker {
-  int rc[5];
+  int rc[7];
+  ax_ref_t port; /* a port's reference: neither monitored nor linked */
 } arg_checker_t;
 
 static int arg_checker_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
@@ -233,6 +234,8 @@ static int arg_checker_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   /* A NULL id pointer is allowed (the DOWN comes at once and is dropped
    * with this actor). */
   a->rc[4] = ax_monitor(self, (ax_ref_t)0x7357ba5eba11ULL, NULL);
+  a->rc[5] = ax_monitor(self, a->port, &id);
+  a->rc[6] = ax_link(self, a->port);
   return AX_STOP;
 }
 
@@ -240,10 +243,16 @@ START_TEST(test_monitor_arguments) {
   ax_rt_t *rt = test_rt_new(1, 0);
   arg_checker_t a;
   memset(&a, 0, sizeof a);
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(rt, &port), 0);
+  a.port = ax_port_ref(port);
   ax_ref_t ref = test_spawn(rt, arg_checker_behaviour, &a, AX_PLACE_ANY, 0, NULL, NULL);
   test_send(ref, MSG_GO, NULL, 0);
   ck_assert_int_eq(ax_rt_run(rt), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
   ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(a.rc[5], -EINVAL);
+  ck_assert_int_eq(a.rc[6], -EINVAL);
   ck_assert_int_eq(a.rc[0], -EINVAL);
   ck_assert_int_eq(a.rc[1], -EINVAL);
   ck_assert_int_eq(a.rc[2], -EINVAL);

@@ -183,7 +183,8 @@ AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
  * -ENOMEM. */
 AX_API int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size);
 
-/* The largest payload ax_send accepts (ax_send_owned has no limit). */
+/* The largest payload ax_send accepts (ax_send_owned takes up to
+ * UINT32_MAX bytes: ax_msg_t.size is 32 bits). */
 #define AX_MSG_MAX ((size_t)1 << 30)
 
 /* Hands a heap buffer over without copying: the receiver sees buf as the
@@ -192,7 +193,8 @@ AX_API int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size);
  * ax_msg_take().  If the message cannot be delivered, release(buf) runs
  * before ax_send_owned returns an error or when the message is dropped, so
  * the buffer never leaks.  release may be NULL (nothing to free).  Any
- * thread; one that is no core may wait as in ax_send.  Errors: as ax_send. */
+ * thread; one that is no core may wait as in ax_send.  Errors: as ax_send,
+ * but the size limit is UINT32_MAX, not AX_MSG_MAX. */
 AX_API int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
                          void (*release)(void *buf));
 
@@ -286,7 +288,8 @@ AX_API int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns);
  * reason; if target does not exist, the DOWN message (reason -ESRCH) comes
  * at once.  Stores the monitor id in *id when id is not NULL.  A DOWN
  * message is delivered once per monitor.  Errors: -EINVAL (NULL self,
- * target AX_REF_NONE), -ENOMEM. */
+ * target AX_REF_NONE or a port's reference: a port ends when its thread
+ * closes it, which that thread knows), -ENOMEM. */
 AX_API int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id);
 
 /* Removes a monitor: no DOWN message for it is delivered after this
@@ -306,7 +309,7 @@ AX_API int ax_demonitor(ax_actor_t *self, uint64_t id);
  * as a failure with reason -ESRCH (or its reason), as if it had stopped
  * then: a caller that does not trap exits stops.  Linking twice is one
  * link.  Erlang's link/1.  Self's core.  Errors: -EINVAL (NULL self, other
- * AX_REF_NONE or self), -ENOMEM. */
+ * AX_REF_NONE, self or a port's reference), -ENOMEM. */
 AX_API int ax_link(ax_actor_t *self, ax_ref_t other);
 
 /* Removes the link between self and other: neither hears of the other's
