@@ -282,8 +282,9 @@ static void idle(ax__core_t *c) {
      * actors spawned by other threads) has likely been freed too, its
      * fibers' stacks wait in the cache, and its actors' slots are free:
      * give their pages back as well.  Rare: at most once per purge. */
-    if (released != 0 || c->slots_freed >= AX__TRIM_SLOTS) {
+    if (released != 0 || c->slots_freed >= AX__TRIM_SLOTS || c->malloc_freed >= AX__TRIM_MALLOC) {
       c->slots_freed = 0;
+      c->malloc_freed = 0;
       released += ax__table_trim(&c->table);
       malloc_trim(0);
       ax__coro_cache_trim();

@@ -179,6 +179,11 @@ typedef struct ax__ring {
  * other threads live in malloc's memory, not the core's pools. */
 #define AX__TRIM_SLOTS 4096u
 
+/* Bytes that features gave back to malloc (a stream's write queue, say)
+ * after which an idle core calls malloc_trim, even when no pool span went
+ * empty: glibc keeps what is freed in the middle of its arenas. */
+#define AX__TRIM_MALLOC ((uint64_t)1 << 20)
+
 /* The counters of ax_core_stats_t that the runtime keeps (features add
  * theirs through ax__feature_t.stats).  Written by the core (ax__stat_add)
  * except spawned and actors (any thread). */
@@ -220,6 +225,7 @@ struct ax__core {
   void *slot[AX__CORE_SLOTS]; /* features' per-core state (ext.h) */
   ax__heap_t heap; /* the pools' memory */
   uint32_t slots_freed; /* slots freed since the table was last trimmed (AX__TRIM_SLOTS) */
+  uint64_t malloc_freed; /* bytes given back to malloc since the last trim (AX__TRIM_MALLOC) */
   int64_t trim_at; /* when an idle core calls the features' core_trim (0: never) */
   ax__rfree_t rfree; /* batches of frees into other threads' pools */
   ax__pool_t pools[AX__POOLS];
@@ -298,6 +304,15 @@ static inline void ax__core_count_io(ax__core_t *c, bool on) {
 static inline void ax__core_trim_at(ax__core_t *c, int64_t when) {
   if (c->trim_at == 0 || when < c->trim_at)
     c->trim_at = when;
+}
+
+/* A feature gave n bytes back to malloc: past AX__TRIM_MALLOC, the core
+ * trims malloc's arenas once it has been idle for AX__PURGE_NS.  Owner
+ * core. */
+static inline void ax__core_malloc_freed(ax__core_t *c, size_t n) {
+  c->malloc_freed += n;
+  if (c->malloc_freed >= AX__TRIM_MALLOC && c->heap.purge_at == 0)
+    c->heap.purge_at = c->heap.now + AX__PURGE_NS;
 }
 
 /* A fresh id (timers, monitors, requests).  Owner core. */

@@ -103,11 +103,15 @@ static bool may_post(const ax_stream_t *s) { return !s->paused && ax__src_may_po
 
 /* Drops every queued write. */
 static void free_chunks(ax_stream_t *s) {
+  size_t freed = 0;
   while (s->wq_head != NULL) {
     ax__wchunk_t *c = s->wq_head;
     s->wq_head = c->next;
+    freed += sizeof *c + c->cap;
     free(c);
   }
+  if (freed != 0 && s->src.core != NULL)
+    ax__core_malloc_freed(s->src.core, freed);
   s->wq_tail = NULL;
   s->queued = 0;
 }
@@ -346,6 +350,7 @@ static void do_write(ax_stream_t *s) {
       }
       w -= (ssize_t)left;
       s->wq_head = c->next;
+      ax__core_malloc_freed(s->src.core, sizeof *c + c->cap);
       free(c);
     }
     if (s->wq_head == NULL)

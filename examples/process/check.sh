@@ -34,7 +34,7 @@ grep -q '^1 lines; killed by signal 15 ' "$tmp/out" || fail "no 'killed by signa
 echo "killed by SIGTERM reported"
 
 run 1 axon-no-such-program
-grep -q '^process: ax_process_spawn: not found' "$tmp/err" ||
+grep -q '^process: ax_process_spawn: no such file or directory' "$tmp/err" ||
   fail "a missing program was not the spawn's error"
 grep -q '^line' "$tmp/out" && fail "a missing program produced lines"
 echo "missing program: the spawn's error"
