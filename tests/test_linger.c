@@ -513,14 +513,14 @@ END_TEST
  * back: RSS ends within 8 MiB of where it started (it stayed about 50 MiB
  * higher before the core counted what streams free).  The sanitizers'
  * allocators keep their own memory: there only the rest is checked. */
+static char queue_buf[64 * 1024]; /* filled before the cores start; they only read it */
+
 static int queue_session(ax_actor_t *self, const ax_msg_t *m) {
   (void)self;
   if (m->type == AX_MSG_DATA) {
     const ax_data_t *d = m->data;
-    static char buf[64 * 1024];
-    memset(buf, 'q', sizeof buf);
     for (int i = 0; i < 64; i++)
-      if (ax_stream_write(d->stream, buf, sizeof buf) == -ENOBUFS) {
+      if (ax_stream_write(d->stream, queue_buf, sizeof queue_buf) == -ENOBUFS) {
         ax_stream_close(d->stream); /* dropped: its queue lingers */
         return AX_STOP;
       }
@@ -541,6 +541,7 @@ static long rss_kib(void) {
 }
 
 START_TEST(test_linger_queues_memory_goes_back) {
+  memset(queue_buf, 'q', sizeof queue_buf);
   ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
   test_rt_start(rt);
   atomic_store(&sessions_ended, 0);
