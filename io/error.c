@@ -25,7 +25,7 @@ static const char *axon_meaning(int err) {
   case ENOBUFS: return "the stream's write queue is full (high_water): wait for AX_MSG_WRITABLE";
   case ECANCELED: return "cancelled: its owner stopped or it was cancelled";
   case ETIMEDOUT: return "timed out: the deadline passed (or the peer stopped answering)";
-  case EPERM: return "not permitted: a fiber-only call outside a fiber, or the kernel refused";
+  case EPERM: return "operation not permitted (by the kernel, or a fiber-only call made outside a fiber)";
   case ENOENT: return "no such file or directory (or no such timer, registered name or subscription)";
   case EEXIST: return "already exists: the file, or a name already registered";
   case EAGAIN: return "try again: a bounded queue or window is full for now";

@@ -146,7 +146,7 @@ typedef struct ax_event_msg {
 /* Creates an eventfd owned by self: whatever writes to it (ax_efd_notify,
  * another thread, another process that inherited or received the fd)
  * makes self receive AX_MSG_EVENT with the accumulated count.
- * Errors: -EINVAL, -EMFILE, -ENOMEM. */
+ * Errors: -EINVAL, -EMFILE, -ENFILE, -ENOMEM. */
 AX_API int ax_efd_open(ax_actor_t *self, ax_efd_t **out);
 
 /* The eventfd (write 8-byte counts to it; do not read or close it).
