@@ -283,6 +283,28 @@ int ax_rt_start(ax_rt_t *rt) {
   return 0;
 }
 
+/* What the dying sent each other (and what other threads sent to a
+ * runtime that is not running) waits on the rings, their overflow lists
+ * and the inboxes: dropped and counted, each on its core, until dropping
+ * sends nothing more.  The core threads have exited: the calling thread
+ * consumes their rings. */
+static void drop_queued(ax_rt_t *rt) {
+  for (bool more = true; more;) {
+    more = false;
+    for (unsigned i = 0; i < rt->ncores; i++) {
+      ax__core_t *c = rt->cores[i];
+      ax__tls_core = c;
+      if (c->nover > 0) {
+        ax__ring_flush(c);
+        more = true;
+      }
+      if (ax__core_drain(c) != 0)
+        more = true;
+      ax__tls_core = NULL;
+    }
+  }
+}
+
 int ax_rt_join(ax_rt_t *rt) {
   if (rt == NULL || !rt->started)
     return -EINVAL;
@@ -292,6 +314,12 @@ int ax_rt_join(ax_rt_t *rt) {
     return 0;
   join_started(rt);
   rt->joined = true;
+  /* Messages still on the rings (a core's overflow list waiting for room,
+   * more than one drain's worth) are dead letters now, counted before
+   * this returns rather than at ax_rt_free. */
+  for (unsigned i = 0; i < rt->ncores; i++)
+    ax_loop_adopt(rt->cores[i]->loop);
+  drop_queued(rt);
   pthread_sigmask(SIG_SETMASK, &rt->caller_mask, NULL);
   return 0;
 }
@@ -337,24 +365,7 @@ int ax_rt_free(ax_rt_t *rt) {
     ax__table_each(&c->table, die_at_free, c);
     ax__tls_core = NULL;
   }
-  /* What the dying sent each other (and what other threads sent to a
-   * runtime that never ran) waits on the rings, their overflow lists and
-   * the inboxes: dropped, each on its core, until dropping sends nothing
-   * more. */
-  for (bool more = true; more;) {
-    more = false;
-    for (unsigned i = 0; i < rt->ncores; i++) {
-      ax__core_t *c = rt->cores[i];
-      ax__tls_core = c;
-      if (c->nover > 0) {
-        ax__ring_flush(c);
-        more = true;
-      }
-      if (ax__core_drain(c) != 0)
-        more = true;
-      ax__tls_core = NULL;
-    }
-  }
+  drop_queued(rt);
   for (unsigned i = 0; i < rt->ncores; i++) {
     ax__core_t *c = rt->cores[i];
     ax__tls_core = c;

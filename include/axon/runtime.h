@@ -91,7 +91,8 @@ AX_API int ax_rt_start(ax_rt_t *rt);
  * that stops it arrived (see ax_rt_start), or no actor is left (unless
  * AX_RT_KEEP_ALIVE).  Actors still alive are then stopped with reason
  * AX_REASON_SHUTDOWN (their terminate hooks run, on their cores) and the
- * threads exit.  Then the calling thread's signal mask is restored as it
+ * threads exit; messages still queued between the cores are dropped and
+ * counted as dead letters before this returns (ax_rt_stats is complete).  Then the calling thread's signal mask is restored as it
  * was before ax_rt_start.  Returns 0.  Errors: -EINVAL (NULL rt, never started),
  * -EDEADLK (called from a core thread). */
 AX_API int ax_rt_join(ax_rt_t *rt);
