@@ -62,7 +62,6 @@ typedef struct ax__fiber {
   /* on its core's list of parked fibers not trimmed yet (parked_t) */
   struct ax__fiber *pnext, *pprev;
   int64_t parked_at; /* when it last parked (the core's clock, heap.now) */
-  bool listed;
 } ax__fiber_t;
 
 static inline ax__fiber_t *fiber_of(const ax_actor_t *a) {
@@ -153,7 +152,11 @@ static void parked_unlink(parked_t *l, ax__fiber_t *f) {
   else
     l->tail = f->pprev;
   f->pnext = f->pprev = NULL;
-  f->listed = false;
+}
+
+/* Whether f is on l (its links say so, or it is l's only fiber). */
+static inline bool parked_on(const parked_t *l, const ax__fiber_t *f) {
+  return f->pprev != NULL || l->head == f;
 }
 
 /* f parks now: to the end of its core's list, and the core is asked to
@@ -161,7 +164,7 @@ static void parked_unlink(parked_t *l, ax__fiber_t *f) {
 static inline void parked_now(ax__fiber_t *f) {
   ax__core_t *c = f->a->core;
   parked_t *l = c->slot[AX__CORE_SLOT_FIBERS];
-  if (f->listed)
+  if (parked_on(l, f))
     parked_unlink(l, f);
   f->parked_at = c->heap.now;
   f->pprev = l->tail;
@@ -170,7 +173,6 @@ static inline void parked_now(ax__fiber_t *f) {
   else
     l->head = f;
   l->tail = f;
-  f->listed = true;
   ax__core_trim_at(c, l->head->parked_at + FIBER_TRIM_NS);
 }
 
@@ -306,8 +308,9 @@ static void fiber_terminate(ax_actor_t *a, int reason) {
   if (f->state == FIBER_LIVE)
     resume(f, -ECANCELED);
   f->state = FIBER_DONE;
-  if (f->listed)
-    parked_unlink(a->core->slot[AX__CORE_SLOT_FIBERS], f);
+  parked_t *parked = a->core->slot[AX__CORE_SLOT_FIBERS];
+  if (parked_on(parked, f))
+    parked_unlink(parked, f);
   release_held(f);
   while (f->scount > 0) {
     ax__msg_t *m = f->saved[f->shead];

@@ -225,6 +225,14 @@ static bool poll_due(ax__core_t *c, int64_t now) {
   return ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__POLL_INTERVAL_NS;
 }
 
+/* A sleep of `wait` ns (AX_FOREVER: unbounded), cut short to end at `at`
+ * when that comes sooner (0: no such time). */
+static int64_t wait_until(int64_t wait, int64_t at, int64_t now) {
+  if (at == 0 || (wait != AX_FOREVER && at - now >= wait))
+    return wait;
+  return at > now ? at - now : 0;
+}
+
 /* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
@@ -317,10 +325,8 @@ static void idle(ax__core_t *c) {
   int64_t wait = c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER;
   if (c->nover > 0)
     wait = AX__POLL_INTERVAL_NS; /* messages wait for room on a ring: look again soon */
-  if (c->heap.purge_at != 0 && (wait == AX_FOREVER || c->heap.purge_at - now < wait))
-    wait = c->heap.purge_at > now ? c->heap.purge_at - now : 0;
-  if (c->trim_at != 0 && (wait == AX_FOREVER || c->trim_at - now < wait))
-    wait = c->trim_at > now ? c->trim_at - now : 0;
+  wait = wait_until(wait, c->heap.purge_at, now);
+  wait = wait_until(wait, c->trim_at, now);
   ax_loop_run_once(c->loop, wait);
   c->last_poll = ax_now();
   c->heap.now = c->last_poll;

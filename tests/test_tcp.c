@@ -382,6 +382,21 @@ START_TEST(test_tcp_resolve) {
 }
 END_TEST
 
+/* A loopback listener with a backlog of one, taken by *filler: it drops
+ * the SYNs of later connects, which hang until their timeout.  Returns
+ * the listener; *port is its port. */
+static int full_listener(int *port, int *filler) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+  ck_assert_int_eq(listen(l, 0), 0);
+  socklen_t len = sizeof sa;
+  ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+  *port = ntohs(sa.sin_port);
+  *filler = client_v4(*port);
+  return l;
+}
+
 START_TEST(test_tcp_connect_refused_timeout) {
   st_env_t env;
   st_env_init(&env);
@@ -396,14 +411,8 @@ START_TEST(test_tcp_connect_refused_timeout) {
 
   /* A listener whose backlog is full drops SYNs: the connect hangs until
    * connect_timeout. */
-  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
-  ck_assert_int_eq(listen(l, 0), 0);
-  socklen_t len = sizeof sa;
-  ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
-  int port = ntohs(sa.sin_port);
-  int filler = client_v4(port); /* takes the one backlog place */
+  int port, filler;
+  int l = full_listener(&port, &filler);
   snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
   ax_stream_opts_t o = opts_zero();
   /* Long enough for the three calls below to run while it still connects,
@@ -495,16 +504,11 @@ static int late_connect_actor(ax_actor_t *self, const ax_msg_t *m) {
 }
 
 START_TEST(test_tcp_connect_timeout_from_call) {
-  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
-  ck_assert_int_eq(listen(l, 0), 0);
-  socklen_t len = sizeof sa;
-  ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
-  int filler = client_v4(ntohs(sa.sin_port)); /* takes the one backlog place */
+  int port, filler;
+  int l = full_listener(&port, &filler);
   static late_connect_t lc;
   memset(&lc, 0, sizeof lc);
-  snprintf(lc.addr, sizeof lc.addr, "127.0.0.1:%d", ntohs(sa.sin_port));
+  snprintf(lc.addr, sizeof lc.addr, "127.0.0.1:%d", port);
   atomic_store(&lc.elapsed, -1);
   ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
   test_rt_start(rt);

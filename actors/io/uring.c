@@ -189,10 +189,13 @@ static ax__uring_req_t cancel_req = {.complete = cancel_done};
 
 unsigned ax__uring_inflight(const ax__uring_t *u) { return u->inflight; }
 
-void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) {
-  struct io_uring_sqe *sqe = ax__uring_sqe(u, &cancel_req);
-  io_uring_prep_cancel(sqe, r, 0); /* matched by user_data: r */
+/* Asks the kernel to cancel target (matched by user_data), or with
+ * IORING_ASYNC_CANCEL_ANY every request in flight. */
+static void prep_cancel(ax__uring_t *u, ax__uring_req_t *target, int flags) {
+  io_uring_prep_cancel(ax__uring_sqe(u, &cancel_req), target, flags);
 }
+
+void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) { prep_cancel(u, r, 0); }
 
 /* How long the core's stop waits for what is in flight before it cancels
  * all of it (a read of a FIFO that no writer feeds would never end). */
@@ -218,8 +221,7 @@ static void uring_core_stop(ax__core_t *c) {
     } else if (rc == -ETIME) {
       /* Kernels before 5.19 refuse CANCEL_ANY (its completion says
        * -EINVAL): there only the orphans' own cancels (files.c) help. */
-      struct io_uring_sqe *sqe = ax__uring_sqe(u, &cancel_req);
-      io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+      prep_cancel(u, NULL, IORING_ASYNC_CANCEL_ANY);
     }
     submit(u); /* what the completions prepared (the rest of a short read) */
   }
