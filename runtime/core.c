@@ -25,6 +25,24 @@
 
 _Thread_local ax__core_t *ax__tls_core __attribute__((tls_model("initial-exec")));
 
+/* glibc's malloc, when it is the process's malloc: weak, so that a libc
+ * without it links and trims nothing. */
+extern void *__libc_malloc(size_t n) __attribute__((weak));
+
+/* Gives glibc's free heap pages back to the kernel, only where glibc's
+ * malloc is the one the process uses.  Under another one (a sanitizer's,
+ * jemalloc or mimalloc preloaded or linked in) glibc's heap holds nothing,
+ * and glibc sets that heap up inside the first malloc_trim: two cores making
+ * that first call at once both attach to its main arena, and the second of
+ * them to exit aborts the process ("a->attached_threads > 0", glibc 2.36). */
+static void trim_malloc(void) {
+  /* Read through a volatile: the compiler may assume two functions never
+   * share an address and fold the comparison away. */
+  void *(*volatile process_malloc)(size_t) = malloc;
+  if (__libc_malloc != NULL && process_malloc == __libc_malloc)
+    malloc_trim(0);
+}
+
 
 /* ------------------------------------------------------------------------ */
 /* The run queue: owner only, FIFO through the actors' rq_next.              */
@@ -294,7 +312,7 @@ static void idle(ax__core_t *c) {
       c->slots_freed = 0;
       c->malloc_freed = 0;
       released += ax__table_trim(&c->table);
-      malloc_trim(0);
+      trim_malloc();
       ax__coro_cache_trim();
       ax__stat_add(&c->stats.released, released);
     }

@@ -1,0 +1,113 @@
+/* An idle core gives glibc's free heap back with malloc_trim, and only
+ * when glibc's malloc is the process's malloc.
+ *
+ * This program defines malloc_trim itself (it counts the calls), so the
+ * library's call lands here.  Built twice:
+ *  - test_trim: the process uses glibc's malloc; a burst of actors spawned
+ *    and stopped must end in a trim;
+ *  - test_trim_foreign (TRIM_FOREIGN): the program also defines malloc and
+ *    its family, forwarding to glibc's, as jemalloc or a sanitizer would
+ *    replace them; the same burst must end in no call.  glibc sets its own
+ *    heap up inside the first malloc_trim when nothing else did, and two
+ *    cores doing that at once abort the process at thread exit.
+ * Under a sanitizer, which replaces malloc itself, test_trim expects what
+ * test_trim_foreign does (test_trim_foreign is not built there). */
+#include <errno.h>
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "axon_test.h"
+
+static _Atomic int trims;
+
+/* Exported (the build hides symbols by default), so that they take the
+ * place of glibc's for the library. */
+#define TRIM_EXPORT __attribute__((visibility("default")))
+
+TRIM_EXPORT int malloc_trim(size_t pad) {
+  (void)pad;
+  atomic_fetch_add_explicit(&trims, 1, memory_order_relaxed);
+  return 0;
+}
+
+extern void *__libc_malloc(size_t n);
+extern void __libc_free(void *p);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void *__libc_memalign(size_t align, size_t n);
+
+#ifdef TRIM_FOREIGN
+TRIM_EXPORT void *malloc(size_t n) { return __libc_malloc(n); }
+TRIM_EXPORT void free(void *p) { __libc_free(p); }
+TRIM_EXPORT void *calloc(size_t n, size_t size) { return __libc_calloc(n, size); }
+TRIM_EXPORT void *realloc(void *p, size_t n) { return __libc_realloc(p, n); }
+TRIM_EXPORT void *memalign(size_t align, size_t n) { return __libc_memalign(align, n); }
+TRIM_EXPORT void *aligned_alloc(size_t align, size_t n) { return __libc_memalign(align, n); }
+TRIM_EXPORT int posix_memalign(void **out, size_t align, size_t n) {
+  void *p = __libc_memalign(align, n);
+  if (p == NULL)
+    return ENOMEM;
+  *out = p;
+  return 0;
+}
+#endif
+
+enum { BURST = 10000 };
+
+static _Atomic long ended;
+
+static void count_end(ax_actor_t *self, int reason) {
+  (void)self;
+  (void)reason;
+  atomic_fetch_add_explicit(&ended, 1, memory_order_relaxed);
+}
+
+static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  (void)msg;
+  return 0;
+}
+
+static uint64_t released(ax_rt_t *rt) {
+  uint64_t sum = 0;
+  for (unsigned i = 0; i < ax_rt_cores(rt); i++) {
+    ax_core_stats_t st;
+    ck_assert_int_eq(ax_rt_stats(rt, i, &st), 0);
+    sum += st.released;
+  }
+  return sum;
+}
+
+/* BURST actors spawned by main and stopped free more than AX__TRIM_SLOTS
+ * slots on each core: both cores' purges run the trim once idle (the
+ * released statistic says so), then the count of malloc_trim calls. */
+START_TEST(test_trim_after_burst) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  test_rt_start(rt);
+  static ax_ref_t refs[BURST];
+  for (int i = 0; i < BURST; i++)
+    refs[i] = test_spawn(rt, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, count_end);
+  for (int i = 0; i < BURST; i++)
+    ck_assert_int_eq(ax_stop(refs[i], 0), 0);
+  TEST_WAIT_UNTIL(atomic_load_explicit(&ended, memory_order_relaxed) == BURST, 30000);
+  TEST_WAIT_UNTIL(released(rt) != 0, 10000);
+  test_sleep_ms(300); /* the other core's purge, if it lags */
+  int calls = atomic_load_explicit(&trims, memory_order_relaxed);
+#if defined(TRIM_FOREIGN) || TEST_SANITIZED
+  ck_assert_msg(calls == 0, "malloc_trim called %d times under another malloc", calls);
+#else
+  ck_assert_msg(calls >= 1, "no malloc_trim after a burst of %d actors", BURST);
+#endif
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("trim");
+  TCase *tc = tcase_create("trim");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, test_trim_after_burst);
+  suite_add_tcase(s, tc);
+  return test_run_suite(s);
+}
