@@ -364,6 +364,13 @@ static inline ax_ref_t test_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *s
   return ref;
 }
 
+/* A behaviour that takes every message and does nothing with it. */
+static inline int test_idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  (void)msg;
+  return 0;
+}
+
 /* Sends a message and fails the test unless ax_send() returns 0. */
 static inline void test_send(ax_ref_t to, uint32_t type, const void *data, size_t size) {
   int rc = ax_send(to, type, data, size);

@@ -249,12 +249,6 @@ typedef struct placer {
   atomic_int done;
 } placer_t;
 
-static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
-  (void)self;
-  (void)msg;
-  return 0;
-}
-
 static int quick_fiber(ax_actor_t *self, void *arg) {
   (void)self;
   (void)arg;
@@ -267,7 +261,7 @@ static int place_one(ax_actor_t *self, ax_placement_t placement, ax_ref_t near) 
   o.placement = placement;
   o.near = near;
   ax_ref_t ref = AX_REF_NONE;
-  int rc = ax_spawn(ax_actor_rt(self), idle_behaviour, NULL, &o, &ref);
+  int rc = ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, &o, &ref);
   return rc < 0 ? rc : ax_ref_core(ref);
 }
 
@@ -280,7 +274,7 @@ static int placer_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
       memset(&o, 0, sizeof o);
       o.placement = AX_PLACE_LOCAL;
       ax_ref_t ref;
-      if (ax_spawn(ax_actor_rt(self), idle_behaviour, NULL, &o, &ref) < 0 ||
+      if (ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, &o, &ref) < 0 ||
           ax_send(ref, MSG_PING, NULL, 0) < 0)
         return -EIO;
     }
@@ -297,7 +291,7 @@ static int placer_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
 START_TEST(test_actor_spawn_placement_from_actor) {
   ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
   test_rt_start(rt);
-  ax_ref_t on1 = test_spawn(rt, idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ax_ref_t on1 = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
   /* An actor on core 0 with nothing else to run: AX_PLACE_ANY keeps its
    * children next to it; AX_PLACE_NEAR follows the reference; two
    * AX_PLACE_SPREAD spawns land on both cores. */
@@ -325,7 +319,7 @@ START_TEST(test_actor_spawn_placement_from_actor) {
   o.placement = AX_PLACE_NEAR;
   o.near = on1;
   ax_ref_t ref;
-  ck_assert_int_eq(ax_spawn(rt, idle_behaviour, NULL, &o, &ref), 0);
+  ck_assert_int_eq(ax_spawn(rt, test_idle_behaviour, NULL, &o, &ref), 0);
   ck_assert_int_eq(ax_ref_core(ref), 1);
   /* A fiber takes the same placements (ax_fiber_opts_t.near). */
   ax_fiber_opts_t fo = {.placement = AX_PLACE_NEAR, .near = on1};
@@ -334,8 +328,8 @@ START_TEST(test_actor_spawn_placement_from_actor) {
   fo.near = AX_REF_NONE;
   ck_assert_int_eq(ax_spawn_fiber(rt, quick_fiber, NULL, &fo, &ref), -EINVAL);
   ax_rt_t *other = test_rt_new(1, AX_RT_KEEP_ALIVE);
-  o.near = test_spawn(other, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, NULL);
-  ck_assert_int_eq(ax_spawn(rt, idle_behaviour, NULL, &o, &ref), -EINVAL);
+  o.near = test_spawn(other, test_idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  ck_assert_int_eq(ax_spawn(rt, test_idle_behaviour, NULL, &o, &ref), -EINVAL);
   ck_assert_int_eq(ax_rt_free(other), 0);
   test_rt_stop_join_free(rt);
 }

@@ -59,12 +59,6 @@ static void count_end(ax_actor_t *self, int reason) {
   atomic_fetch_add_explicit(&ended, 1, memory_order_relaxed);
 }
 
-static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
-  (void)self;
-  (void)msg;
-  return 0;
-}
-
 /* Waves of actors spawned and stopped by main, over both cores, in counts
  * that leave chunks partly carved between waves: every actor's memory
  * goes back once all of its chunk's actors are gone (a chunk freed too
@@ -79,7 +73,7 @@ START_TEST(test_actor_mem_waves) {
   for (int w = 0; w < MEM_WAVES; w++) {
     int n = MEM_WAVE - 7 * w; /* not a multiple of a chunk */
     for (int i = 0; i < n; i++)
-      refs[i] = test_spawn(rt, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, count_end);
+      refs[i] = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, count_end);
     for (int i = 0; i < n; i++)
       ck_assert_int_eq(ax_stop(refs[i], 0), 0);
     want += n;

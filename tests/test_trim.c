@@ -63,12 +63,6 @@ static void count_end(ax_actor_t *self, int reason) {
   atomic_fetch_add_explicit(&ended, 1, memory_order_relaxed);
 }
 
-static int idle_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
-  (void)self;
-  (void)msg;
-  return 0;
-}
-
 static uint64_t released(ax_rt_t *rt) {
   uint64_t sum = 0;
   for (unsigned i = 0; i < ax_rt_cores(rt); i++) {
@@ -87,7 +81,7 @@ START_TEST(test_trim_after_burst) {
   test_rt_start(rt);
   static ax_ref_t refs[BURST];
   for (int i = 0; i < BURST; i++)
-    refs[i] = test_spawn(rt, idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, count_end);
+    refs[i] = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, count_end);
   for (int i = 0; i < BURST; i++)
     ck_assert_int_eq(ax_stop(refs[i], 0), 0);
   TEST_WAIT_UNTIL(atomic_load_explicit(&ended, memory_order_relaxed) == BURST, 30000);
