@@ -1,5 +1,6 @@
 /* The epoll backend: the default on Linux. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -7,9 +8,26 @@
 
 #include "io/internal.h"
 
+/* What the loop watches on one fd number.  epoll knows a registration by
+ * its open file and fd number, and forgets it only once the file's last
+ * descriptor is closed: a watcher whose fd was closed while a dup of it
+ * lives on (a dup, a forked child) leaves a registration that nothing can
+ * remove any more.  So an event names its fd and the generation of the
+ * watcher that registered it, and one that matches no live watcher is
+ * dropped: it never reaches a stopped watcher (whose memory may be gone)
+ * or a newer one on a reused fd number. */
+typedef struct fd_reg {
+  ax_io_t *io; /* NULL: no watcher of this loop on the fd */
+  uint32_t gen;
+} fd_reg_t;
+
 typedef struct epoll_data_ {
   int epfd;
   bool no_pwait2; /* the kernel lacks epoll_pwait2: use millisecond waits */
+  bool ghost_told; /* the message about a registration left behind is out */
+  uint32_t gen;   /* the last generation handed out */
+  fd_reg_t *by_fd;
+  int nfd;
   struct epoll_event events[];
 } epoll_state_t;
 
@@ -24,6 +42,10 @@ static int epoll_init(ax_loop_t *loop) {
     return rc;
   }
   st->no_pwait2 = false;
+  st->ghost_told = false;
+  st->gen = 0;
+  st->by_fd = NULL;
+  st->nfd = 0;
   loop->backend_data = st;
   return 0;
 }
@@ -31,31 +53,74 @@ static int epoll_init(ax_loop_t *loop) {
 static void epoll_destroy(ax_loop_t *loop) {
   epoll_state_t *st = loop->backend_data;
   close(st->epfd);
+  free(st->by_fd);
   free(st);
   loop->backend_data = NULL;
 }
 
-static int epoll_ctl_io(ax_loop_t *loop, int op, ax_io_t *io, unsigned events) {
-  epoll_state_t *st = loop->backend_data;
-  struct epoll_event ev = {.events = ax__to_epoll(events), .data.ptr = io};
+static uint64_t tag_of(int fd, uint32_t gen) {
+  return (uint64_t)gen << 32 | (uint32_t)fd;
+}
+
+static int epoll_ctl_io(epoll_state_t *st, int op, const ax_io_t *io, unsigned events) {
+  struct epoll_event ev = {.events = ax__to_epoll(events),
+                           .data.u64 = tag_of(io->fd, st->by_fd[io->fd].gen)};
   if (epoll_ctl(st->epfd, op, io->fd, &ev) < 0)
     return -errno;
   return 0;
 }
 
 static int epoll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
-  return epoll_ctl_io(loop, EPOLL_CTL_ADD, io, events);
+  epoll_state_t *st = loop->backend_data;
+  if (io->fd < st->nfd && st->by_fd[io->fd].io != NULL)
+    return -EEXIST; /* also when that watcher's fd was closed and the number reused */
+  if (io->fd >= st->nfd) {
+    int n = st->nfd != 0 ? st->nfd : 64;
+    while (n <= io->fd)
+      n *= 2;
+    fd_reg_t *by_fd = ax__realloc(st->by_fd, (size_t)n * sizeof *by_fd);
+    if (by_fd == NULL)
+      return -ENOMEM;
+    for (int i = st->nfd; i < n; i++)
+      by_fd[i] = (fd_reg_t){NULL, 0};
+    st->by_fd = by_fd;
+    st->nfd = n;
+  }
+  st->by_fd[io->fd].gen = ++st->gen;
+  int rc = epoll_ctl_io(st, EPOLL_CTL_ADD, io, events);
+  if (rc == 0)
+    st->by_fd[io->fd].io = io;
+  return rc;
 }
 
 static int epoll_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
-  return epoll_ctl_io(loop, EPOLL_CTL_MOD, io, events);
+  return epoll_ctl_io(loop->backend_data, EPOLL_CTL_MOD, io, events);
 }
 
 static void epoll_del(ax_loop_t *loop, ax_io_t *io) {
   epoll_state_t *st = loop->backend_data;
-  /* EBADF/ENOENT: the fd was closed and the kernel already forgot it. */
+  /* EBADF/ENOENT: the fd was closed, and the kernel forgot it (or keeps
+   * it for a dup, where the generation check in the wait drops it). */
   struct epoll_event unused = {0};
   (void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, io->fd, &unused);
+  st->by_fd[io->fd].io = NULL;
+}
+
+/* An event of a registration that no watcher owns any more.  Said once per
+ * loop on stderr: while the file stays open elsewhere, it comes back at
+ * every wait (level-triggered), and the loop cannot remove it. */
+static void ghost(epoll_state_t *st, int fd) {
+  if (st->ghost_told)
+    return;
+  st->ghost_told = true;
+  char line[200];
+  int len = snprintf(line, sizeof line,
+                     "axon: fd %d was closed while a loop watched it, and a copy of it (dup, "
+                     "fork) keeps it open: epoll reports it until that copy is closed "
+                     "(stop a watcher before closing its fd)\n",
+                     fd);
+  if (len > 0)
+    (void)!write(STDERR_FILENO, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
 }
 
 static int epoll_wait_events(ax_loop_t *loop, int64_t timeout_ns) {
@@ -84,11 +149,19 @@ static int epoll_wait_events(ax_loop_t *loop, int64_t timeout_ns) {
   }
   if (n < 0)
     return errno == EINTR ? 0 : -errno;
+  int got = 0;
   for (int i = 0; i < n; i++) {
-    loop->ready[i].io = st->events[i].data.ptr;
-    loop->ready[i].revents = ax__from_epoll(st->events[i].events);
+    uint64_t tag = st->events[i].data.u64;
+    int fd = (int)(uint32_t)tag;
+    if (fd >= st->nfd || st->by_fd[fd].io == NULL || st->by_fd[fd].gen != (uint32_t)(tag >> 32)) {
+      ghost(st, fd);
+      continue;
+    }
+    loop->ready[got].io = st->by_fd[fd].io;
+    loop->ready[got].revents = ax__from_epoll(st->events[i].events);
+    got++;
   }
-  return n;
+  return got;
 }
 
 /* The epoll fd itself: readable while any watched fd has events. */

@@ -94,6 +94,10 @@ static int poll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
 
 static int poll_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   poll_state_t *st = loop->backend_data;
+  /* A closed fd: -EBADF, as epoll_ctl says it (poll() would report it as
+   * POLLNVAL at every pass). */
+  if (fcntl(io->fd, F_GETFD) < 0)
+    return -errno;
   st->fds[io->slot_].fd = io->fd; /* armed again if AX_ONESHOT had fired */
   st->fds[io->slot_].events = to_poll(events);
   return 0;
@@ -131,8 +135,11 @@ static int poll_wait(ax_loop_t *loop, int64_t timeout_ns) {
       continue;
     loop->ready[got].io = st->ios[i];
     loop->ready[got].revents = from_poll(st->fds[i].revents);
-    if (st->ios[i]->events & AX_ONESHOT)
-      st->fds[i].fd = -1 - st->fds[i].fd; /* disarmed: poll skips negative fds */
+    /* Disarmed (poll skips negative fds): a one-shot that fired, and an fd
+     * closed under its watcher (POLLNVAL), told once rather than at every
+     * pass, as the io_uring backend does; epoll forgets such an fd. */
+    if ((st->ios[i]->events & AX_ONESHOT) || (st->fds[i].revents & POLLNVAL))
+      st->fds[i].fd = -1 - st->fds[i].fd;
     got++;
     st->cursor = i + 1;
   }

@@ -299,6 +299,10 @@ static int uring_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
 
 static int uring_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   uring_state_t *st = loop->backend_data;
+  /* A closed fd: -EBADF now, as epoll_ctl says it, rather than from a poll
+   * request that the kernel fails later. */
+  if (fcntl(io->fd, F_GETFD) < 0)
+    return -errno;
   int i = io->slot_;
   reg_t *r = &st->regs[i];
   if (r->in_ep && (events & AX_PRI)) {
@@ -359,20 +363,25 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
   if (r->io == NULL || r->gen != (uint32_t)(tag >> 32))
     return n; /* stopped or changed meanwhile */
   bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  /* The poll failed.  -EBADF: the fd was closed under the watcher, which
+   * is told so as an error, once (armed again, the poll would only fail
+   * again at every wait).  Anything else (-ECANCELED: a removal, or the
+   * kernel ended it; -EINVAL, seen on a pty being reconfigured): armed again
+   * at the next wait. */
+  bool failed = cqe->res == -EBADF;
   if (!more) {
     r->armed = false;
     /* Armed again next wait: a level-triggered watcher (still ready, it is
-     * reported again), or a multishot poll the kernel ended.  A one-shot
-     * waits for ax_io_modify. */
-    if (!(r->events & AX_ONESHOT) && !r->again) {
+     * reported again), or a multishot poll the kernel ended.  A one-shot,
+     * or a failed poll, waits for ax_io_modify. */
+    if (!(r->events & AX_ONESHOT) && !failed && !r->again) {
       r->again = true;
       st->again[st->nagain++] = i;
     }
   }
-  if (cqe->res < 0) { /* the poll failed (-ECANCELED by the kernel, ...) */
+  if (cqe->res < 0 && !failed)
     return n;
-  }
-  unsigned revents = ax__from_epoll((uint32_t)cqe->res);
+  unsigned revents = failed ? AX_ERR : ax__from_epoll((uint32_t)cqe->res);
   if (r->batch == st->batch) {
     loop->ready[r->pos].revents |= revents;
     return n;

@@ -567,6 +567,131 @@ START_TEST(test_io_closed_fd) {
 }
 END_TEST
 
+/* A watcher whose fd is closed before it is stopped (a library closed its
+ * socket), and a new socket that gets the same fd number: the new watcher
+ * is refused with -EEXIST on every backend until the old one stops, and
+ * stopping the old one leaves the new one's registration alone. */
+START_TEST(test_io_fd_closed_then_reused) {
+  ax_loop_t *loop = test_loop_new();
+  int a[2], b[2];
+  socketpair_nb(a);
+  watch_t old, fresh;
+  watch_init(loop, &old, a[0]);
+  ck_assert_int_eq(ax_io_start(&old.io, AX_READ), 0);
+  close(a[0]); /* under the active watcher */
+  socketpair_nb(b);
+  if (b[0] != old.io.fd) { /* the lowest free number, unless b[1] took it */
+    ck_assert_int_eq(dup2(b[0], old.io.fd), old.io.fd);
+    close(b[0]);
+    b[0] = old.io.fd;
+  }
+  watch_init(loop, &fresh, b[0]);
+  ck_assert_int_eq(ax_io_start(&fresh.io, AX_READ), -EEXIST);
+  ck_assert_int_eq(ax_io_stop(&old.io), 0);
+  ck_assert_int_eq(ax_io_start(&fresh.io, AX_READ), 0);
+  test_write_byte(b[1]);
+  run_until_called(loop, &fresh);
+  ck_assert_int_ge(fresh.calls, 1); /* level-triggered: once per pass until read */
+  ck_assert_uint_eq(fresh.all, AX_READ);
+  ck_assert_int_eq(old.calls, 0);
+  ck_assert_int_eq(ax_io_stop(&fresh.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(a[1]);
+  close(b[0]);
+  close(b[1]);
+}
+END_TEST
+
+/* The same, while a dup of the closed fd keeps its file open: epoll keeps
+ * that registration, which the loop can no longer remove.  Its events (a
+ * hang-up here) must reach neither the stopped watcher nor a new watcher on
+ * the reused number; the stopped watcher's memory is freed (ASan sees any
+ * read of it). */
+START_TEST(test_io_fd_closed_with_dup_alive) {
+  ax_loop_t *loop = test_loop_new();
+  int a[2], b[2];
+  socketpair_nb(a);
+  watch_t *old = malloc(sizeof *old);
+  ck_assert_ptr_nonnull(old);
+  watch_init(loop, old, a[0]);
+  ck_assert_int_eq(ax_io_start(&old->io, AX_READ), 0);
+  int keep = dup(a[0]);
+  ck_assert_int_ge(keep, 0);
+  int number = a[0];
+  close(a[0]);
+  ck_assert_int_eq(ax_io_stop(&old->io), 0);
+  free(old);
+  close(a[1]); /* the kept file now reports a hang-up */
+  socketpair_nb(b);
+  if (b[0] != number) {
+    ck_assert_int_eq(dup2(b[0], number), number);
+    close(b[0]);
+    b[0] = number;
+  }
+  watch_t fresh;
+  watch_init(loop, &fresh, b[0]);
+  ck_assert_int_eq(ax_io_start(&fresh.io, AX_READ), 0);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_ge(ax_loop_run(loop, 2 * AX_NSEC_PER_MSEC), 0);
+  ck_assert_int_eq(fresh.calls, 0); /* its own socket has nothing yet */
+  test_write_byte(b[1]);
+  run_until_called(loop, &fresh);
+  ck_assert_int_ge(fresh.calls, 1);
+  ck_assert_uint_eq(fresh.all, AX_READ); /* never the kept file's hang-up */
+  ck_assert_int_eq(ax_io_stop(&fresh.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(keep);
+  close(b[0]);
+  close(b[1]);
+}
+END_TEST
+
+/* A watcher whose fd is closed while it watches (no dup left): never a
+ * stream of callbacks.  epoll forgets the fd (no call); poll reports it once
+ * as an error; io_uring's poll request still holds the file, reports the
+ * data, then the failed re-arm once as an error. */
+START_TEST(test_io_fd_closed_under_watcher) {
+  ax_loop_t *loop = test_loop_new();
+  int a[2];
+  socketpair_nb(a);
+  watch_t w;
+  watch_init(loop, &w, a[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  close(a[0]);
+  /* Data for io_uring's poll, which keeps the socket open; the others
+   * closed it, so the send fails (EPIPE, without the signal). */
+  (void)!send(a[1], "x", 1, MSG_NOSIGNAL);
+  for (int i = 0; i < 20; i++)
+    ck_assert_int_ge(ax_loop_run(loop, 1 * AX_NSEC_PER_MSEC), 0);
+  ck_assert_int_le(w.calls, 2);
+  if (strcmp(ax_loop_backend(loop), "epoll") == 0)
+    ck_assert_int_eq(w.calls, 0);
+  else
+    ck_assert_uint_eq(w.last & AX_ERR, AX_ERR);
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(a[1]);
+}
+END_TEST
+
+/* ax_io_modify on a watcher whose fd was closed: -EBADF on every backend,
+ * and the watcher stays as it was. */
+START_TEST(test_io_modify_closed_fd) {
+  ax_loop_t *loop = test_loop_new();
+  int a[2];
+  socketpair_nb(a);
+  watch_t w;
+  watch_init(loop, &w, a[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  close(a[0]);
+  ck_assert_int_eq(ax_io_modify(&w.io, AX_READ | AX_WRITE), -EBADF);
+  ck_assert_uint_eq(w.io.events, AX_READ);
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(a[1]);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Stopping, freeing and reusing inside callbacks                            */
 
@@ -909,6 +1034,10 @@ static Suite *io_suite(void) {
   tcase_add_test(tc, test_io_two_watchers_one_fd);
   tcase_add_test(tc, test_io_regular_file);
   tcase_add_test(tc, test_io_closed_fd);
+  tcase_add_test(tc, test_io_fd_closed_then_reused);
+  tcase_add_test(tc, test_io_fd_closed_with_dup_alive);
+  tcase_add_test(tc, test_io_modify_closed_fd);
+  tcase_add_test(tc, test_io_fd_closed_under_watcher);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("dispatch");

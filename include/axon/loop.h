@@ -230,7 +230,8 @@ struct ax_io {
 
 /* Initialises io to watch fd on loop; it starts inactive.  The fd stays the
  * caller's: axon never closes it.  The fd should be non-blocking.  Stop the
- * watcher before closing the fd (epoll knows registrations by fd number).
+ * watcher before closing the fd (docs/loop.md says what a close under an
+ * active watcher does on each backend).
  * Initialising an active watcher is undefined: stop it first.
  * Errors: -EINVAL (NULL loop, io or cb; fd < 0). */
 AX_API int ax_io_init(ax_loop_t *loop, ax_io_t *io, int fd, ax_io_cb cb);
@@ -238,15 +239,15 @@ AX_API int ax_io_init(ax_loop_t *loop, ax_io_t *io, int fd, ax_io_cb cb);
 /* Starts watching for events (AX_READ | AX_WRITE | AX_PRI, optionally
  * | AX_EDGE).  Errors: -EINVAL (NULL io, no event or an unknown bit, io
  * already active), -EEXIST (another watcher of this loop watches the same
- * fd), -EPERM (the fd cannot be polled, e.g. a regular file under epoll),
+ * fd number, even if its fd was closed under it since), -EPERM (the fd cannot be polled, e.g. a regular file under epoll),
  * -EBADF (the fd is closed), -ENOMEM. */
 AX_API int ax_io_start(ax_io_t *io, unsigned events);
 
 /* Changes the requested events of an active watcher; events already taken
  * from the kernel for bits no longer requested are not delivered.  It also
  * re-arms an AX_ONESHOT watcher that has fired (even with the same events).
- * Errors: -EINVAL (NULL io, bad events, io not active), or the backend's
- * errno (-EBADF if the fd was closed under it). */
+ * Errors: -EINVAL (NULL io, bad events, io not active), -EBADF (the fd was
+ * closed under it), or another errno of the backend. */
 AX_API int ax_io_modify(ax_io_t *io, unsigned events);
 
 /* Stops watching.  No callback for this watcher runs after it returns, even
