@@ -154,9 +154,16 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
   ax__stat_add(&c->stats.delivered, n);
   if (n > atomic_load_explicit(&c->stats.turn_max, memory_order_relaxed))
     atomic_store_explicit(&c->stats.turn_max, n, memory_order_relaxed);
-  if (stop)
+  if (stop) {
+    /* Stopped by ax_stop, which reaches the actor ahead of what its caller
+     * sent it before through a ring: take those messages in first, so that
+     * they are dropped with the actor's reason (a monitor request answered
+     * with the real reason, not "no such actor").  Acquire, as above: the
+     * ring slots the stopper published before its request are visible. */
+    if (atomic_load_explicit(&a->stop_req, memory_order_acquire) != 0)
+      ax__core_drain(c);
     ax__actor_die(c, a, reason);
-  else if (a->mq_tail != NULL)
+  } else if (a->mq_tail != NULL)
     ax__runq_push(c, a); /* more messages: run again later (still queued) */
   else
     a->queued = false;

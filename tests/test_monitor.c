@@ -534,6 +534,53 @@ START_TEST(test_monitor_spawn_other_runtime) {
 }
 END_TEST
 
+/* An actor on core 0 spawns a target on core 1, monitors it twice and
+ * stops it with -EIO: the target was alive when both monitors were asked
+ * for, so both DOWNs say -EIO.  The requests travel on the ring between
+ * the cores while ax_stop reaches the target at once; a request still on
+ * the ring when the target died was answered with -ESRCH ("did not
+ * exist"). */
+enum { TWICE_ROUNDS = 3000, MSG_TWICE = AX_MSG_USER + 40 };
+static _Atomic long twice_eio, twice_other, twice_downs;
+
+static int twice_target(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  (void)m;
+  return 0;
+}
+
+static int twice_watcher(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_TWICE) {
+    ax_spawn_opts_t so = {.placement = AX_PLACE_CORE, .core = 1};
+    for (int i = 0; i < TWICE_ROUNDS; i++) {
+      ax_ref_t t;
+      uint64_t id;
+      if (ax_spawn(ax_actor_rt(self), twice_target, NULL, &so, &t) != 0 ||
+          ax_monitor(self, t, &id) != 0 || ax_monitor(self, t, &id) != 0 ||
+          ax_stop(t, -EIO) != 0)
+        atomic_fetch_add(&twice_other, 1);
+    }
+  } else if (m->type == AX_MSG_DOWN) {
+    const ax_down_t *d = m->data;
+    atomic_fetch_add(d->reason == -EIO ? &twice_eio : &twice_other, 1);
+    atomic_fetch_add(&twice_downs, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_monitor_twice_then_stop_cross_core) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_ref_t w = test_spawn(rt, twice_watcher, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  test_rt_start(rt);
+  test_send(w, MSG_TWICE, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&twice_downs) == 2 * TWICE_ROUNDS, 30000);
+  long other = atomic_load(&twice_other), eio = atomic_load(&twice_eio);
+  ck_assert_int_eq(other, 0);
+  ck_assert_int_eq(eio, 2 * TWICE_ROUNDS);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *monitor_suite(void) {
   Suite *suite = suite_create("monitor");
 
@@ -557,6 +604,7 @@ static Suite *monitor_suite(void) {
   tcase_add_test(tc, test_monitor_watchers_stop_first);
   tcase_add_test(tc, test_monitor_spawn_atomic);
   tcase_add_test(tc, test_monitor_spawn_other_runtime);
+  tcase_add_test(tc, test_monitor_twice_then_stop_cross_core);
   suite_add_tcase(suite, tc);
 
   return suite;
