@@ -48,6 +48,8 @@ enum {
   AX__CORE_SLOT_FDWATCH, /* io/fdwatch.c: the core's list of fd watches */
   AX__CORE_SLOT_URING,   /* io/uring.c: the core's io_uring for file requests */
   AX__CORE_SLOT_FIBERS,  /* fiber.c: the core's fibers parked and not trimmed yet */
+  AX__CORE_SLOT_TIMERS,  /* timer.c: the core's index of actor timers by id */
+  AX__CORE_SLOT_MONITORS, /* monitor.c: the core's index of monitors */
   AX__CORE_SLOT_COUNT
 };
 _Static_assert(AX__CORE_SLOT_COUNT <= AX__CORE_SLOTS, "more core slots than the runtime keeps");

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actors/idmap.h"
+#include "actors/list.h"
 #include "actors/monitor.h"
 
 /*
@@ -19,40 +21,86 @@
  * allocation failure, which a supervisor could not recover from.
  */
 typedef struct ax__mon {
-  struct ax__mon *next;
+  ax__link_t link;        /* its actor's list: AX__SLOT_MON_IN or AX__SLOT_MON_OUT */
+  ax__idnode_t by_id;     /* the core's index: out: id; in: in_key(id, watcher) */
+  ax__idnode_t by_target; /* out only: the core's index by target */
+  ax_actor_t *owner;      /* the actor whose list holds it */
   ax_ref_t other; /* in: the watcher; out: the target */
   uint64_t id;
   ax__msg_t *down; /* in: the DOWN to send */
+  bool out;
 } ax__mon_t;
+
+/* A core's index of its actors' monitor records (made with the core): out
+ * records by id (the watcher core's own ids) and by target, in records by
+ * id and watcher (ids of other cores may be equal). */
+typedef struct mon_index {
+  ax__idmap_t ids, targets;
+} mon_index_t;
 
 typedef struct ax__monitor_req {
   ax_ref_t watcher;
   uint64_t id;
 } ax__monitor_req_t;
 
-/* Pushes a record on one of a's lists; -ENOMEM when out of memory. */
+static mon_index_t *index_of(ax__core_t *c) {
+  return c->slot[AX__CORE_SLOT_MONITORS];
+}
+
+static uint64_t in_key(uint64_t id, ax_ref_t watcher) {
+  return id ^ ((uint64_t)watcher * 0xc2b2ae3d27d4eb4full);
+}
+
+/* Adds a record to one of a's lists and to the core's index; -ENOMEM
+ * when out of memory. */
 static int mon_add(ax_actor_t *a, unsigned slot, ax_ref_t other, uint64_t id, ax__msg_t *down) {
   ax__actor_ext_t *ext = ax__actor_ext(a);
   ax__mon_t *r = ext != NULL ? ax__malloc(sizeof *r) : NULL;
   if (r == NULL)
     return -ENOMEM;
+  mon_index_t *x = index_of(a->core);
+  r->owner = a;
   r->other = other;
   r->id = id;
   r->down = down;
-  r->next = ext->slot[slot];
-  ext->slot[slot] = r;
+  r->out = slot == AX__SLOT_MON_OUT;
+  r->by_id.key = r->out ? id : in_key(id, other);
+  r->by_target.key = other;
+  if (ax__idmap_add(&x->ids, &r->by_id) < 0) {
+    free(r);
+    return -ENOMEM;
+  }
+  if (r->out && ax__idmap_add(&x->targets, &r->by_target) < 0) {
+    ax__idmap_remove(&x->ids, &r->by_id);
+    free(r);
+    return -ENOMEM;
+  }
+  ax__list_push((ax__link_t **)&ext->slot[slot], &r->link);
   return 0;
 }
 
-/* Unlinks and returns the record of monitor id (and, when other is not
- * AX_REF_NONE, of that actor) from one of a's lists, or NULL. */
+/* Takes r out of its actor's list and the core's index. */
+static void mon_unlink(ax__mon_t *r) {
+  ax_actor_t *a = r->owner;
+  mon_index_t *x = index_of(a->core);
+  ax__list_remove((ax__link_t **)&a->ext->slot[r->out ? AX__SLOT_MON_OUT : AX__SLOT_MON_IN],
+                  &r->link);
+  ax__idmap_remove(&x->ids, &r->by_id);
+  if (r->out)
+    ax__idmap_remove(&x->targets, &r->by_target);
+}
+
+/* Unlinks and returns a's record of monitor id from one of its lists (the
+ * in list: the one of watcher `other`), or NULL. */
 static ax__mon_t *mon_take(ax_actor_t *a, unsigned slot, uint64_t id, ax_ref_t other) {
-  if (a->ext == NULL)
-    return NULL;
-  for (ax__mon_t **p = (ax__mon_t **)&a->ext->slot[slot]; *p != NULL; p = &(*p)->next) {
-    if ((*p)->id == id && (other == AX_REF_NONE || (*p)->other == other)) {
-      ax__mon_t *r = *p;
-      *p = r->next;
+  bool out = slot == AX__SLOT_MON_OUT;
+  const ax__idmap_t *ids = &index_of(a->core)->ids;
+  uint64_t key = out ? id : in_key(id, other);
+  for (ax__idnode_t *n = ax__idmap_next(ids, key, NULL); n != NULL;
+       n = ax__idmap_next(ids, key, n)) {
+    ax__mon_t *r = AX_CONTAINER_OF(n, ax__mon_t, by_id);
+    if (r->owner == a && r->out == out && r->id == id && (out || r->other == other)) {
+      mon_unlink(r);
       return r;
     }
   }
@@ -121,9 +169,11 @@ int ax__monitor_attach(ax_actor_t *watcher, ax_actor_t *child, uint64_t *id) {
 }
 
 bool ax__monitor_find(ax_actor_t *watcher, ax_ref_t target, uint64_t *id) {
-  ax__mon_t *r = ax__slot_get(watcher, AX__SLOT_MON_OUT);
-  for (; r != NULL; r = r->next) {
-    if (r->other == target) {
+  const ax__idmap_t *targets = &index_of(watcher->core)->targets;
+  for (ax__idnode_t *n = ax__idmap_next(targets, target, NULL); n != NULL;
+       n = ax__idmap_next(targets, target, n)) {
+    ax__mon_t *r = AX_CONTAINER_OF(n, ax__mon_t, by_target);
+    if (r->owner == watcher && r->other == target) {
       *id = r->id;
       return true;
     }
@@ -201,11 +251,16 @@ static bool down_drop(ax_ref_t self, int reason, ax__msg_t *m) {
   return true;
 }
 
-static void free_list(ax__mon_t *r) {
-  while (r != NULL) {
-    ax__mon_t *next = r->next;
+/* Frees the records of one of a's lists, sending the DOWNs they hold
+ * (the in list) with `reason`. */
+static void free_list(ax_actor_t *a, unsigned slot, int reason) {
+  ax__link_t *l;
+  while ((l = a->ext->slot[slot]) != NULL) {
+    ax__mon_t *r = AX_CONTAINER_OF(l, ax__mon_t, link);
+    mon_unlink(r);
+    if (r->down != NULL)
+      send_down(r->down, r->other, reason);
     free(r);
-    r = next;
   }
 }
 
@@ -213,11 +268,23 @@ static void free_list(ax__mon_t *r) {
 static void monitors_on_death(ax_actor_t *a, int reason) {
   if (a->ext == NULL)
     return;
-  for (ax__mon_t *in = a->ext->slot[AX__SLOT_MON_IN]; in != NULL; in = in->next)
-    send_down(in->down, in->other, reason);
-  free_list(a->ext->slot[AX__SLOT_MON_IN]);
-  free_list(a->ext->slot[AX__SLOT_MON_OUT]);
-  a->ext->slot[AX__SLOT_MON_IN] = a->ext->slot[AX__SLOT_MON_OUT] = NULL;
+  free_list(a, AX__SLOT_MON_IN, reason);
+  free_list(a, AX__SLOT_MON_OUT, reason);
+}
+
+static int monitors_core_init(ax__core_t *c) {
+  c->slot[AX__CORE_SLOT_MONITORS] = ax__calloc(1, sizeof(mon_index_t));
+  return c->slot[AX__CORE_SLOT_MONITORS] != NULL ? 0 : -ENOMEM;
+}
+
+static void monitors_core_free(ax__core_t *c) {
+  mon_index_t *x = c->slot[AX__CORE_SLOT_MONITORS];
+  if (x != NULL) { /* every actor, with its monitors, is gone */
+    ax__idmap_destroy(&x->ids);
+    ax__idmap_destroy(&x->targets);
+  }
+  free(x);
+  c->slot[AX__CORE_SLOT_MONITORS] = NULL;
 }
 
 static const ax__kind_t monitor_kind = {.handle = monitor_handle, .drop = monitor_drop};
@@ -227,6 +294,8 @@ static const ax__kind_t down_kind = {.handle = down_handle, .drop = down_drop};
 static ax__feature_t monitors = {
     .name = "monitors",
     .order = AX__ORDER_MONITORS,
+    .core_init = monitors_core_init,
+    .core_free = monitors_core_free,
     .actor_death = monitors_on_death,
 };
 

@@ -14,7 +14,7 @@
 int ax__monitor_attach(ax_actor_t *watcher, ax_actor_t *child, uint64_t *id);
 
 /* Whether watcher (its own core) monitors target; stores that monitor's id
- * in *id (the newest, if there are several). */
+ * in *id (one of them, if there are several). */
 bool ax__monitor_find(ax_actor_t *watcher, ax_ref_t target, uint64_t *id);
 
 #endif /* AXON_ACTORS_MONITOR_H */

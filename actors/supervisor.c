@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "axon/supervisor.h"
+#include "actors/idmap.h"
 #include "actors/monitor.h"
 #include "io/alloc.h"
 
@@ -30,9 +31,17 @@ enum {
 enum { C_IDLE, C_RUNNING, C_STOPPING };
 enum { AFTER_RESTART, AFTER_STOP, AFTER_FAIL };
 
+/* A running child in the supervisor's index by reference: its place in
+ * the array (which moves when the array grows or is compacted). */
+typedef struct ref_node {
+  ax__idnode_t node; /* key: the child's ref */
+  size_t index;
+} ref_node_t;
+
 typedef struct child {
   ax_child_spec_t spec;
   ax_ref_t ref;
+  ref_node_t *by_ref; /* while it has a ref (not idle) */
   uint64_t mon;   /* the supervisor's monitor of it */
   uint64_t timer; /* its shutdown timer, 0: none */
   int state;
@@ -46,6 +55,8 @@ typedef struct sup {
   ax_child_spec_t tmpl; /* AX_SIMPLE_ONE_FOR_ONE's spec */
   child_t *kids;
   size_t n, cap, holes;
+  ax__idmap_t by_ref; /* the children that are not idle, by ref (find) */
+  size_t seq_at;      /* a stop sequence looks for its next child below this index */
   int64_t *times; /* the last max_restarts + 1 restarts, a ring */
   unsigned ntimes, head;
   unsigned level;         /* back-off doublings so far */
@@ -63,20 +74,53 @@ typedef struct sup {
 /* Children                                                                  */
 
 static child_t *find(sup_t *s, ax_ref_t ref) {
-  for (size_t i = 0; i < s->n; i++)
-    if (!s->kids[i].gone && s->kids[i].state != C_IDLE && s->kids[i].ref == ref)
-      return &s->kids[i];
+  for (ax__idnode_t *n = ax__idmap_next(&s->by_ref, ref, NULL); n != NULL;
+       n = ax__idmap_next(&s->by_ref, ref, n)) {
+    child_t *c = &s->kids[AX_CONTAINER_OF(n, ref_node_t, node)->index];
+    if (!c->gone && c->state != C_IDLE && c->ref == ref)
+      return c;
+  }
   return NULL;
+}
+
+/* Puts c, started as ref, in the index.  Returns 0 or -ENOMEM. */
+static int index_child(sup_t *s, child_t *c, ax_ref_t ref) {
+  ref_node_t *r = ax__malloc(sizeof *r);
+  if (r == NULL)
+    return -ENOMEM;
+  r->node.key = ref;
+  r->index = (size_t)(c - s->kids);
+  if (ax__idmap_add(&s->by_ref, &r->node) < 0) {
+    free(r);
+    return -ENOMEM;
+  }
+  c->by_ref = r;
+  return 0;
+}
+
+/* Takes c (going idle) out of the index. */
+static void unindex_child(sup_t *s, child_t *c) {
+  if (c->by_ref == NULL)
+    return;
+  ax__idmap_remove(&s->by_ref, &c->by_ref->node);
+  free(c->by_ref);
+  c->by_ref = NULL;
 }
 
 static child_t *add(sup_t *s, const ax_child_spec_t *spec) {
   if (s->holes > 16 && s->holes * 2 > s->n) { /* compact: order is kept */
     size_t k = 0;
-    for (size_t i = 0; i < s->n; i++)
-      if (!s->kids[i].gone)
-        s->kids[k++] = s->kids[i];
+    for (size_t i = 0; i < s->n; i++) {
+      if (s->kids[i].gone)
+        continue;
+      s->kids[k] = s->kids[i];
+      if (s->kids[k].by_ref != NULL)
+        s->kids[k].by_ref->index = k;
+      k++;
+    }
     s->n = k;
     s->holes = 0;
+    s->seq_at = s->n; /* a sequence under way looks again from the end */
   }
   if (s->n == s->cap) {
     size_t cap = s->cap != 0 ? s->cap * 2 : 8;
@@ -93,6 +137,7 @@ static child_t *add(sup_t *s, const ax_child_spec_t *spec) {
 }
 
 static void forget(sup_t *s, child_t *c) {
+  unindex_child(s, c);
   c->gone = true;
   c->state = C_IDLE;
   s->holes++;
@@ -113,6 +158,12 @@ static int start_one(ax_actor_t *self, child_t *c) {
       (void)ax_stop(ref, 0);
       return rc;
     }
+  }
+  rc = index_child(ax_state(self), c, ref);
+  if (rc < 0) {
+    (void)ax_demonitor(self, c->mon);
+    (void)ax_stop(ref, 0);
+    return rc;
   }
   c->ref = ref;
   c->state = C_RUNNING;
@@ -198,7 +249,10 @@ static int restart_marked(ax_actor_t *self, sup_t *s, bool waited) {
  * continuation when none is left. */
 static int seq_next(ax_actor_t *self, sup_t *s) {
   s->in_seq = true;
-  for (size_t i = s->n; i-- > 0;) {
+  /* The children above seq_at are done: the sequence goes down the array
+   * once, not once per child. */
+  for (size_t i = s->seq_at < s->n ? s->seq_at : s->n; i-- > 0;) {
+    s->seq_at = i + 1;
     child_t *c = &s->kids[i];
     if (c->gone || !c->to_stop)
       continue;
@@ -233,6 +287,7 @@ static int seq_next(ax_actor_t *self, sup_t *s) {
  * again, started afterwards unless temporary) and starts the sequence. */
 static int stop_from(ax_actor_t *self, sup_t *s, size_t from, int after, bool again) {
   s->after = after;
+  s->seq_at = s->n;
   for (size_t i = from; i < s->n; i++) {
     child_t *c = &s->kids[i];
     if (c->gone)
@@ -263,6 +318,7 @@ static int child_down(ax_actor_t *self, sup_t *s, child_t *c, int reason) {
   c->timer = 0;
   bool planned = c->state == C_STOPPING || c->to_stop;
   c->state = C_IDLE;
+  unindex_child(s, c);
   c->ref = AX_REF_NONE;
   c->to_stop = false;
   if (planned) {
@@ -377,9 +433,12 @@ static void sup_terminate(ax_actor_t *self, int reason) {
   sup_t *s = ax_state(self);
   if (s->user_terminate != NULL)
     s->user_terminate(self, reason);
-  for (size_t i = 0; i < s->n; i++)
+  for (size_t i = 0; i < s->n; i++) {
     if (!s->kids[i].gone && s->kids[i].state != C_IDLE)
       (void)ax_stop(s->kids[i].ref, 0);
+    free(s->kids[i].by_ref);
+  }
+  ax__idmap_destroy(&s->by_ref);
   free(s->kids);
   free(s->times);
   free(s);
@@ -410,10 +469,10 @@ int ax_sup_start(ax_rt_t *rt, const ax_sup_opts_t *opts, const ax_spawn_opts_t *
   if (s == NULL)
     return -ENOMEM;
   s->o = *opts;
-  if (s->o.max_restarts == 0 && s->o.period_ns == 0) {
+  if (s->o.max_restarts == 0 && s->o.period_ns == 0)
     s->o.max_restarts = 1;
+  if (s->o.period_ns == 0) /* a period of nothing would never see too many restarts */
     s->o.period_ns = (int64_t)5 * 1000 * 1000 * 1000;
-  }
   if (s->o.backoff_ns != 0 && s->o.backoff_max_ns == 0)
     s->o.backoff_max_ns = s->o.backoff_ns > INT64_MAX / 64 ? INT64_MAX : s->o.backoff_ns * 64;
   s->o.children = NULL; /* copied below */

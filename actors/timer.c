@@ -5,6 +5,7 @@
 
 #include "actors/actors.h"
 #include "actors/fiber.h"
+#include "actors/idmap.h"
 #include "actors/list.h"
 
 #define AX__TIMER_PAYLOAD_MAX 256
@@ -14,6 +15,7 @@
 typedef struct ax__timer_rec {
   ax_timer_t t;
   ax__link_t link; /* the actor's AX__SLOT_TIMERS list */
+  ax__idnode_t node; /* the core's index (AX__CORE_SLOT_TIMERS), by id */
   ax_actor_t *actor;
   uint64_t id;
   uint32_t type, size;
@@ -23,15 +25,22 @@ typedef struct ax__timer_rec {
   unsigned char payload[];
 } ax__timer_rec_t;
 
-static void unlink_rec(ax_actor_t *a, ax__timer_rec_t *r) {
-  ax__list_remove((ax__link_t **)&a->ext->slot[AX__SLOT_TIMERS], &r->link);
+/* The core's index of its actors' timers by id (ids are the core's own, so
+ * one matches at most one timer; made with the core). */
+static ax__idmap_t *index_of(ax__core_t *c) {
+  return c->slot[AX__CORE_SLOT_TIMERS];
 }
 
+static void unlink_rec(ax_actor_t *a, ax__timer_rec_t *r) {
+  ax__list_remove((ax__link_t **)&a->ext->slot[AX__SLOT_TIMERS], &r->link);
+  ax__idmap_remove(index_of(a->core), &r->node);
+}
+
+/* Timer id of actor a, or NULL (none such, or another actor's). */
 static ax__timer_rec_t *find_rec(ax_actor_t *a, uint64_t id) {
-  for (ax__link_t *l = ax__slot_get(a, AX__SLOT_TIMERS); l != NULL; l = l->next)
-    if (AX_CONTAINER_OF(l, ax__timer_rec_t, link)->id == id)
-      return AX_CONTAINER_OF(l, ax__timer_rec_t, link);
-  return NULL;
+  ax__idnode_t *n = ax__idmap_next(index_of(a->core), id, NULL);
+  ax__timer_rec_t *r = n != NULL ? AX_CONTAINER_OF(n, ax__timer_rec_t, node) : NULL;
+  return r != NULL && r->actor == a ? r : NULL;
 }
 
 /* The loop fired: queue the message (one at a time for periodic timers). */
@@ -69,9 +78,15 @@ static int arm(ax_actor_t *self, uint64_t id, int64_t ns, bool periodic, uint32_
   r->stale = 0;
   if (size != 0)
     memcpy(r->payload, data, size);
+  r->node.key = r->id;
+  if (ax__idmap_add(index_of(c), &r->node) < 0) {
+    free(r);
+    return -ENOMEM;
+  }
   ax_loop_update_time(c->loop);
   int rc = ax_timer_start(&r->t, ns, periodic ? ns : 0);
   if (rc < 0) {
+    ax__idmap_remove(index_of(c), &r->node);
     free(r);
     return rc;
   }
@@ -184,10 +199,24 @@ static void timers_on_death(ax_actor_t *a, int reason) {
     ax__timer_rec_t *r = AX_CONTAINER_OF(l, ax__timer_rec_t, link);
     l = l->next;
     ax_timer_stop(&r->t);
+    ax__idmap_remove(index_of(a->core), &r->node);
     free(r);
   }
   if (a->ext != NULL)
     a->ext->slot[AX__SLOT_TIMERS] = NULL;
+}
+
+static int timers_core_init(ax__core_t *c) {
+  c->slot[AX__CORE_SLOT_TIMERS] = ax__calloc(1, sizeof(ax__idmap_t));
+  return c->slot[AX__CORE_SLOT_TIMERS] != NULL ? 0 : -ENOMEM;
+}
+
+static void timers_core_free(ax__core_t *c) {
+  ax__idmap_t *m = c->slot[AX__CORE_SLOT_TIMERS];
+  if (m != NULL)
+    ax__idmap_destroy(m); /* every actor, with its timers, is gone */
+  free(m);
+  c->slot[AX__CORE_SLOT_TIMERS] = NULL;
 }
 
 static const ax__kind_t timer_kind = {.handle = timer_handle};
@@ -195,6 +224,8 @@ static const ax__kind_t timer_kind = {.handle = timer_handle};
 static ax__feature_t timers = {
     .name = "timers",
     .order = AX__ORDER_TIMERS,
+    .core_init = timers_core_init,
+    .core_free = timers_core_free,
     .actor_death = timers_on_death,
 };
 

@@ -1242,6 +1242,28 @@ START_TEST(test_sup_intensity_default) {
 }
 END_TEST
 
+/* A period of 0 with max_restarts set means 5 s: 2 restarts, the third
+ * failure ends it (a period of nothing counted no restart twice, and a
+ * child that failed at once was restarted forever). */
+START_TEST(test_sup_intensity_zero_period) {
+  ax_rt_t *rt = rt_new();
+  kid_t a;
+  kid_init(&a, "A");
+  ax_child_spec_t specs[] = {spec(&a, AX_PERMANENT, 0)};
+  ax_sup_opts_t o = sup_opts(AX_ONE_FOR_ONE, specs, 1, 2, 0);
+  boss_t boss;
+  boss_init(&boss);
+  start_sup(rt, &boss, &o, 0);
+  for (int i = 1; i <= 3; i++) {
+    kid_wait_starts(&a, i);
+    kid_fail(&a, -EIO);
+  }
+  TEST_WAIT_UNTIL(atomic_load(&boss.downs) == 1, WAIT_MS);
+  log_expect_quiet("sA eA:-5 sA eA:-5 sA eA:-5 D:-1000");
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* Restarts older than the period do not count: with 1 in 1.5 s, two
  * failures more than the period apart are both restarted; a third right
  * after the second (well within the period) ends the supervisor. */
@@ -1655,6 +1677,7 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_sup_restart_types);
   tcase_add_test(tc, test_sup_intensity);
   tcase_add_test(tc, test_sup_intensity_default);
+  tcase_add_test(tc, test_sup_intensity_zero_period);
   tcase_add_test(tc, test_sup_intensity_period);
   tcase_add_test(tc, test_sup_escalation);
   tcase_add_test(tc, test_sup_linked_parent_fails);

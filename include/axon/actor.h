@@ -62,6 +62,9 @@ enum {
   AX_MSG_FS_EVENT,       /* ax_fs_event_t */
   AX_MSG_FD_READY,       /* ax_fd_ready_t */
   AX_MSG_EXIT,           /* a child process ended: ax_process_exit_t (process.h) */
+  /* 240..242: supervisors' own (supervisor.c): an actor that is no
+   * supervisor sees 242 if it is sent ax_sup_start_child (payload: the arg
+   * pointer); ignore it */
   /* 250..255: fibers' own (fiber.c), never seen by a fiber's code */
   AX_MSG_USER = 256,     /* first type for applications */
 };
@@ -205,7 +208,11 @@ AX_API int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
 AX_API void *ax_msg_take(const ax_msg_t *msg);
 
 /* Asks an actor to stop.  It stops before handling any further message;
- * messages still in its mailbox are dropped (dead letters).  reason 0 means
+ * messages still in its mailbox are dropped (dead letters), and so are
+ * those the caller sent it before, still on their way from another core:
+ * a monitor or link asked for before the stop is answered with the stop's
+ * reason (unless more than 256 messages of the caller's core waited for
+ * room on the way to the actor's core).  reason 0 means
  * AX_REASON_STOPPED; a negative reason is reported as a failure.  Any
  * thread; one that is no core may wait as in ax_send.  Errors: -ESRCH (no
  * such actor), -EINVAL (reason > 0). */

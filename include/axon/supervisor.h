@@ -81,7 +81,8 @@ typedef struct ax_sup_opts {
   ax_sup_strategy_t strategy;
   /* Restart intensity: more than max_restarts restarts within period_ns
    * and the supervisor gives up (stops its children, last first, and
-   * stops with AX_REASON_INTENSITY).  0 and 0: 1 restart in 5 s. */
+   * stops with AX_REASON_INTENSITY).  0 and 0: 1 restart in 5 s; a period
+ * of 0 with max_restarts > 0: that many in 5 s. */
   unsigned max_restarts;
   int64_t period_ns;
   /* Back-off (0: none): a child that must be restarted waits backoff_ns,
@@ -121,8 +122,9 @@ AX_API int ax_sup_start(ax_rt_t *rt, const ax_sup_opts_t *opts, const ax_spawn_o
  * supervisor handles the request; its start function is where to tell
  * someone its reference.  A request the supervisor cannot honour (out of
  * memory) counts as a failed start of a child; one sent to a supervisor of
- * another strategy, or to one that is stopping, is ignored.  Any thread.
- * Errors: -ESRCH (no such supervisor), -ENOMEM. */
+ * another strategy, or to one that is stopping, is ignored; sent to an
+ * actor that is no supervisor, it is a message of type 242 to that actor
+ * (actor.h).  Any thread.  Errors: -ESRCH (no such actor), -ENOMEM. */
 AX_API int ax_sup_start_child(ax_ref_t sup, void *arg);
 
 /* Asks a supervisor to stop: its children stop gracefully, last started
