@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "actors/idmap.h"
 #include "actors/link.h"
 
 /*
@@ -21,10 +22,16 @@ typedef struct link {
   ax__msg_t *exit; /* to ref, from the set's actor, reason written when sent */
 } link_t;
 
+/* Past this many links a set indexes them by reference, so that a link,
+ * an unlink or an exit costs the same in an actor linked to 10^5 others. */
+#define LINK_INDEX_MIN 16u
+
 typedef struct link_set {
   bool trap;
   unsigned n, cap;
   link_t *links;
+  ax__idnode_t *nodes; /* nodes[i] indexes links[i]; NULL: not indexed (small, or no memory) */
+  ax__idmap_t index;
 } link_set_t;
 
 /* a's set, made when make is true (NULL: none, or out of memory). */
@@ -39,11 +46,48 @@ static link_set_t *set_of(ax_actor_t *a, bool make) {
   return s;
 }
 
-static bool set_has(const link_set_t *s, ax_ref_t r) {
-  for (unsigned i = 0; s != NULL && i < s->n; i++)
+/* Where r is in s, or -1. */
+static int set_find(const link_set_t *s, ax_ref_t r) {
+  if (s == NULL)
+    return -1;
+  if (s->nodes != NULL) {
+    for (ax__idnode_t *n = ax__idmap_next(&s->index, r, NULL); n != NULL;
+         n = ax__idmap_next(&s->index, r, n))
+      if (s->links[n - s->nodes].ref == r)
+        return (int)(n - s->nodes);
+    return -1;
+  }
+  for (unsigned i = 0; i < s->n; i++)
     if (s->links[i].ref == r)
-      return true;
-  return false;
+      return (int)i;
+  return -1;
+}
+
+static bool set_has(const link_set_t *s, ax_ref_t r) {
+  return set_find(s, r) >= 0;
+}
+
+/* Drops the index; the set is searched from end to end again. */
+static void unindex(link_set_t *s) {
+  ax__idmap_destroy(&s->index);
+  free(s->nodes);
+  s->nodes = NULL;
+}
+
+/* (Re)builds the index for s->cap links; without memory the set stays
+ * unindexed, which is slower, never wrong. */
+static void reindex(link_set_t *s) {
+  unindex(s);
+  s->nodes = ax__malloc(s->cap * sizeof *s->nodes);
+  if (s->nodes == NULL)
+    return;
+  for (unsigned i = 0; i < s->n; i++) {
+    s->nodes[i].key = s->links[i].ref;
+    if (ax__idmap_add(&s->index, &s->nodes[i]) < 0) {
+      unindex(s);
+      return;
+    }
+  }
 }
 
 /* Adds r with its exit (r must not be there).  Returns 0 or -ENOMEM. */
@@ -55,8 +99,17 @@ static int set_add(link_set_t *s, ax_ref_t r, ax__msg_t *exit) {
       return -ENOMEM;
     s->links = links;
     s->cap = cap;
+    if (s->nodes != NULL)
+      reindex(s); /* the nodes' array grows too, and they are linked by address */
   }
-  s->links[s->n++] = (link_t){.ref = r, .exit = exit};
+  s->links[s->n] = (link_t){.ref = r, .exit = exit};
+  if (s->nodes != NULL) {
+    s->nodes[s->n].key = r;
+    (void)ax__idmap_add(&s->index, &s->nodes[s->n]); /* has buckets: cannot fail */
+  }
+  s->n++;
+  if (s->nodes == NULL && s->n >= LINK_INDEX_MIN)
+    reindex(s);
   return 0;
 }
 
@@ -67,19 +120,30 @@ static void msg_free(ax__msg_t *m) {
 
 /* Removes r, freeing its unsent exit; false when it was not there. */
 static bool set_remove(link_set_t *s, ax_ref_t r) {
-  for (unsigned i = 0; s != NULL && i < s->n; i++) {
-    if (s->links[i].ref == r) {
-      ax__msg_free(s->links[i].exit);
-      s->links[i] = s->links[--s->n];
-      return true;
+  int i = set_find(s, r);
+  if (i < 0)
+    return false;
+  ax__msg_free(s->links[i].exit);
+  unsigned last = --s->n;
+  if (s->nodes != NULL) {
+    ax__idmap_remove(&s->index, &s->nodes[i]);
+    if ((unsigned)i != last)
+      ax__idmap_remove(&s->index, &s->nodes[last]);
+  }
+  if ((unsigned)i != last) {
+    s->links[i] = s->links[last];
+    if (s->nodes != NULL) {
+      s->nodes[i].key = s->links[i].ref;
+      (void)ax__idmap_add(&s->index, &s->nodes[i]);
     }
   }
-  return false;
+  return true;
 }
 
 static void set_free(ax_actor_t *a, link_set_t *s) {
   for (unsigned i = 0; i < s->n; i++)
     ax__msg_free(s->links[i].exit);
+  unindex(s);
   free(s->links);
   free(s);
   a->ext->slot[AX__SLOT_LINKS] = NULL;

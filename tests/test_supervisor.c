@@ -423,6 +423,54 @@ START_TEST(test_link_twice) {
 }
 END_TEST
 
+/* An actor linked to many (its links indexed past 16): a third of them
+ * unlinked, the rest stopped with their own reasons: one LINK_DOWN each
+ * from those still linked, with its reason, none from the others, and
+ * linking or unlinking again behaves as with a few links. */
+enum { MANY_LINKS = 300, MSG_MANY = AX_MSG_USER + 60 };
+static ax_ref_t many_refs[MANY_LINKS];
+static _Atomic int many_downs, many_bad, many_setup;
+
+static int many_linker(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_MANY) {
+    (void)ax_trap_exits(self, true);
+    for (int i = 0; i < MANY_LINKS; i++)
+      if (ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, NULL, &many_refs[i]) != 0 ||
+          ax_link(self, many_refs[i]) != 0 || ax_link(self, many_refs[i]) != 0)
+        atomic_fetch_add(&many_bad, 1);
+    for (int i = 0; i < MANY_LINKS; i += 3)
+      if (ax_unlink(self, many_refs[i]) != 0 || ax_unlink(self, many_refs[i]) != -ENOENT)
+        atomic_fetch_add(&many_bad, 1);
+    for (int i = 0; i < MANY_LINKS; i++)
+      if (ax_stop(many_refs[i], -1 - i) != 0)
+        atomic_fetch_add(&many_bad, 1);
+    atomic_store(&many_setup, 1);
+  } else if (m->type == AX_MSG_LINK_DOWN) {
+    const ax_link_down_t *d = m->data;
+    int i = 0;
+    while (i < MANY_LINKS && many_refs[i] != d->ref)
+      i++;
+    if (i == MANY_LINKS || i % 3 == 0 || d->reason != -1 - i)
+      atomic_fetch_add(&many_bad, 1);
+    atomic_fetch_add(&many_downs, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_link_many) {
+  ax_rt_t *rt = rt_new();
+  ax_ref_t l = test_spawn(rt, many_linker, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  test_send(l, MSG_MANY, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&many_setup) == 1, WAIT_MS);
+  int want = MANY_LINKS - (MANY_LINKS + 2) / 3;
+  TEST_WAIT_UNTIL(atomic_load(&many_downs) == want, WAIT_MS);
+  test_sleep_ms(QUIET_MS);
+  ck_assert_int_eq(atomic_load(&many_downs), want);
+  ck_assert_int_eq(atomic_load(&many_bad), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* Argument errors of ax_link, ax_unlink, ax_trap_exits, and a spawn link
  * to an actor of another runtime (nothing is spawned there). */
 typedef struct arg_results {
@@ -1663,6 +1711,7 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_link_spawn_atomic);
   tcase_add_test(tc, test_link_fiber);
   tcase_add_test(tc, test_link_race_cross_core);
+  tcase_add_test(tc, test_link_many);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("sup");
