@@ -29,6 +29,8 @@ enum {
 };
 
 enum { C_IDLE, C_RUNNING, C_STOPPING };
+
+_Static_assert(AX_REASON_INTENSITY == -1000, "io/error.c names the reason by its value");
 enum { AFTER_RESTART, AFTER_STOP, AFTER_FAIL };
 
 /* A running child in the supervisor's index by reference: its place in

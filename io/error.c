@@ -34,11 +34,17 @@ static const char *axon_meaning(int err) {
   }
 }
 
+/* supervisor.h's AX_REASON_INTENSITY: the one code of axon's own outside
+ * errno's range (supervisor.c checks that the two agree). */
+#define REASON_INTENSITY (-1000)
+
 /* glibc's strerrordesc_np/strerrorname_np return static strings and, unlike
  * strerror, never format into a shared buffer, so both are thread-safe. */
 const char *ax_strerror(int err) {
   if (err == 0)
     return "OK: no error";
+  if (err == REASON_INTENSITY)
+    return "a supervisor gave up: its children failed more often than its restart intensity allows";
   if (err < 0 && err > -4096) {
     const char *mine = axon_meaning(-err);
     if (mine != NULL)
@@ -81,6 +87,10 @@ const char *ax_err_name(int err) {
     return "OK";
   if (AX_IS_EAI(err))
     return eai_name(err + AX_EAI_BASE);
+  if (err == REASON_INTENSITY)
+    return "AX_REASON_INTENSITY";
+  if (err == -ENOTSUP)
+    return "ENOTSUP"; /* glibc names the same value EOPNOTSUPP; axon's headers say ENOTSUP */
   if (err < 0 && err > -4096) {
     const char *s = strerrorname_np(-err);
     if (s != NULL)

@@ -33,8 +33,12 @@ static int pick_backend(const ax_loop_opts_t *opts, const ax__backend_t **out) {
       b = AX_BACKEND_POLL;
     else if (strcmp(env, "io_uring") == 0)
       b = AX_BACKEND_IO_URING;
-    else
+    else {
+      /* -EINVAL alone reads as a bad argument of the caller's. */
+      fprintf(stderr, "axon: AXON_BACKEND=\"%.64s\" names no backend (epoll, poll, io_uring)\n",
+              env);
       return -EINVAL;
+    }
   }
   switch (b) {
   case AX_BACKEND_EPOLL:

@@ -406,7 +406,8 @@ START_TEST(test_errors_strings) {
   } codes[] = {
       {-EINVAL, "EINVAL"}, {-ENOMEM, "ENOMEM"}, {-EBUSY, "EBUSY"},   {-EEXIST, "EEXIST"},
       {-EPERM, "EPERM"},   {-EBADF, "EBADF"},   {-EAGAIN, "EAGAIN"}, {-EMFILE, "EMFILE"},
-      {-ENFILE, "ENFILE"}, {-ESRCH, "ESRCH"},
+      {-ENFILE, "ENFILE"}, {-ESRCH, "ESRCH"},   {-ENOTSUP, "ENOTSUP"}, /* not EOPNOTSUPP */
+      {-1000, "AX_REASON_INTENSITY"}, /* supervisor.h, which loop programs need not include */
   };
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
     ck_assert_str_eq(ax_err_name(codes[i].code), codes[i].name);

@@ -464,6 +464,14 @@ START_TEST(test_fswatch_fanotify) {
     ck_assert_int_eq(ev->slot, (int)slot);
     ck_assert_int_eq(ev->pid, (int32_t)getpid());
   }
+  /* A file deleted before its core read the event: the path it had, not
+   * the kernel's "<path> (deleted)". */
+  sa_hold(ref, &a);
+  touch(dir, "gone");
+  path_in(file, sizeof file, dir, "gone");
+  ck_assert_int_eq(unlink(file), 0);
+  sa_release(&env, &a, 1);
+  expect_fs(&env, FAN_CLOSE_WRITE, file);
   /* Each event's fd was closed: none leaked into this process. */
   ck_assert(sa_no_event(&env, 30));
   ck_assert_int_eq(count_fds(), fds_before);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "actors/io/src.h"
@@ -318,6 +319,15 @@ static void fan_io_cb(ax_io_t *io, unsigned revents) {
       plen = readlink(link, path, sizeof path - 1);
       if (plen < 0)
         plen = 0;
+      /* A file deleted since: the kernel's link reads "<path> (deleted)".
+       * The path it had is what the actor needs (a file really named so
+       * still has a link, and keeps its name). */
+      static const char deleted[] = " (deleted)";
+      size_t dl = sizeof deleted - 1;
+      struct stat st;
+      if ((size_t)plen > dl && memcmp(path + plen - (ssize_t)dl, deleted, dl) == 0 &&
+          fstat(e->fd, &st) == 0 && st.st_nlink == 0)
+        plen -= (ssize_t)dl;
       close(e->fd);
     }
     post_event(w, (uint32_t)e->mask, 0, e->pid, path, (size_t)plen);

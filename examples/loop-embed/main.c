@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -159,7 +160,9 @@ int main(int argc, char **argv) {
   while (ax_io_active(&io) && !app.interrupted) {
     struct pollfd fds[2] = {{.fd = tick_fd, .events = POLLIN}, {.fd = loop_fd, .events = POLLIN}};
     int64_t t = ax_loop_timeout(loop); /* until axon's next timer, or AX_FOREVER */
-    int ms = t == AX_FOREVER ? -1 : (int)((t + 999999) / 1000000); /* rounded up */
+    int ms = t == AX_FOREVER           ? -1
+             : t / 1000000 >= INT_MAX ? INT_MAX /* a timer 25 days away: wake and look again */
+                                      : (int)((t + 999999) / 1000000); /* rounded up */
     if (poll(fds, 2, ms) < 0 && errno != EINTR) {
       perror("loop-embed: poll");
       break;

@@ -44,8 +44,9 @@ AX_API int64_t ax_now(void);
  * error").  Where axon returns a code for a condition of its own, the text
  * says so: -ESRCH is "no such actor or port: ...", not the C library's "No
  * such process"; -ENOTTY names serial ports and ttys; -ENOBUFS a full write
- * queue; and so on (io/error.c lists them).  Other codes read as strerror's.
- * Any thread; the returned string is never freed. */
+ * queue; and so on (io/error.c lists them).  AX_REASON_INTENSITY
+ * (supervisor.h) reads as a supervisor giving up.  Other codes read as
+ * strerror's.  Any thread; the returned string is never freed. */
 AX_API const char *ax_strerror(int err);
 
 /* Name-resolution errors (getaddrinfo's EAI_* codes) are reported as
@@ -55,8 +56,9 @@ AX_API const char *ax_strerror(int err);
 #define AX_EAI(eai) (-AX_EAI_BASE + (eai))
 #define AX_IS_EAI(err) ((err) < -AX_EAI_BASE && (err) > -AX_EAI_BASE - 200)
 
-/* ax_err_name() returns the symbolic name of a code ("EINVAL", "ESRCH"),
- * or "UNKNOWN".  Any thread. */
+/* ax_err_name() returns the symbolic name of a code ("EINVAL", "ESRCH",
+ * "AX_REASON_INTENSITY"; "ENOTSUP" for the value glibc also calls
+ * EOPNOTSUPP), or "UNKNOWN".  Any thread. */
 AX_API const char *ax_err_name(int err);
 
 /* The version of the library actually loaded (compare with AX_VERSION_HEX,
