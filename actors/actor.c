@@ -160,10 +160,8 @@ send_local(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t s
   if (size > AX__MSG_SMALL - sizeof(ax__msg_t) || !ax__ref_on_core(c, to))
     return 1;
   ax_actor_t *a = ax__lookup_local(c, to);
-  if (a == NULL) {
-    ax__stat_add(&c->stats.dead_letters, 1);
-    return -ESRCH;
-  }
+  if (a == NULL)
+    return -ESRCH; /* refused: no dead letter (ax__send_msg) */
   ax__msg_t *m = ax__msg_alloc_local(c, size);
   if (m == NULL)
     return -ENOMEM;
@@ -183,10 +181,8 @@ send_ring(ax__core_t *c, ax_ref_t to, uint32_t type, const void *data, size_t si
   if (size > AX__RING_INLINE || ax__ref_rt(to) != c->rt->index || ci >= c->rt->ncores)
     return 1;
   ax__core_t *d = c->rt->cores[ci];
-  if (!ax__ref_alive(d, to)) {
-    ax__stat_add(&c->stats.dead_letters, 1);
-    return -ESRCH;
-  }
+  if (!ax__ref_alive(d, to))
+    return -ESRCH; /* refused: no dead letter (ax__send_msg) */
   if (!ax__ring_send_inline(c, d, to, c->current != NULL ? c->current->ref : AX_REF_NONE, type,
                             data, (uint32_t)size, req))
     return 1;
@@ -207,10 +203,8 @@ send_foreign(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t
   if (rt == NULL || ci >= rt->ncores)
     return 1; /* no such runtime, a port: the general path says so */
   ax__core_t *d = rt->cores[ci];
-  if (!ax__ref_alive(d, to)) {
-    atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed); /* a count */
-    return -ESRCH;
-  }
+  if (!ax__ref_alive(d, to))
+    return -ESRCH; /* refused: no dead letter (ax__send_msg) */
   return ax__fring_send_inline(rt, d, to, type, data, (uint32_t)size, req) ? 0 : 1;
 }
 

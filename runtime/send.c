@@ -554,14 +554,13 @@ static int send_bounded(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
 }
 
 int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
-  ax_rt_t *rt = NULL;
+  ax_rt_t *rt = NULL; /* the callees' out parameter; unused here */
   ax__core_t *cur = ax__tls_core;
   int rc;
   if (ax__ref_bounded(to) && m->sys == AX__SYS_NONE) {
     rc = send_bounded(to, m, &rt);
   } else if (cur != NULL && ax__ref_on_core(cur, to)) {
     ax_actor_t *a = ax__lookup_local(cur, to);
-    rt = cur->rt;
     if (a != NULL) {
       ax__mailbox_push(cur, a, m);
       rc = 0;
@@ -579,10 +578,8 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
     rc = send_remote(to, m, &rt);
   }
   if (rc < 0) {
-    if (rc == -ESRCH && cur != NULL)
-      ax__stat_add(&cur->stats.dead_letters, 1);
-    else if (rc == -ESRCH && rt != NULL)
-      atomic_fetch_add_explicit(&rt->dead_letters_other, 1, memory_order_relaxed);
+    /* Refused, not a dead letter: the caller hears of it and nothing was
+     * accepted (a dead letter is one accepted and then dropped). */
     ax__msg_release(m);
     ax__msg_free(m);
     return rc;

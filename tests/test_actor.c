@@ -480,6 +480,45 @@ START_TEST(test_actor_stop_self_drops_mailbox) {
 }
 END_TEST
 
+/* A send to a stopped actor is refused with -ESRCH and accepted nothing:
+ * it is no dead letter (from main, and from an actor of either core). */
+static _Atomic int refused_bad;
+
+static int refused_sender(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)self;
+  ax_ref_t to;
+  memcpy(&to, msg->data, sizeof to);
+  for (int i = 0; i < 100; i++)
+    if (ax_send(to, AX_MSG_USER, NULL, 0) != -ESRCH)
+      atomic_fetch_add(&refused_bad, 1);
+  return AX_STOP;
+}
+
+START_TEST(test_actor_refused_no_dead_letter) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  test_rt_start(rt);
+  ax_ref_t gone = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ck_assert_int_eq(ax_stop(gone, 0), 0);
+  TEST_WAIT_UNTIL(ax_send(gone, AX_MSG_USER, NULL, 0) == -ESRCH, 10000);
+  ax_core_stats_t before, after;
+  ck_assert_int_eq(ax_rt_stats_total(rt, &before), 0);
+  for (int i = 0; i < 100; i++)
+    ck_assert_int_eq(ax_send(gone, AX_MSG_USER, NULL, 0), -ESRCH);
+  for (unsigned core = 0; core < 2; core++) {
+    ax_ref_t s = test_spawn(rt, refused_sender, NULL, AX_PLACE_CORE, core, NULL, NULL);
+    test_send(s, AX_MSG_USER, &gone, sizeof gone);
+  }
+  TEST_WAIT_UNTIL(({
+                    ck_assert_int_eq(ax_rt_stats_total(rt, &after), 0);
+                    after.actors == 0;
+                  }),
+                  10000);
+  ck_assert_int_eq(atomic_load(&refused_bad), 0);
+  ck_assert_uint_eq(after.dead_letters, before.dead_letters);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 START_TEST(test_actor_stop_no_message_after) {
   /* Once ax_stop() has returned, the actor handles at most the message it
    * was already in the middle of, and none sent after the stop. */
@@ -1731,6 +1770,7 @@ static Suite *actor_suite(void) {
   tcase_add_test(tc, test_actor_registry);
   tcase_add_test(tc, test_actor_registry_from_actor);
   tcase_add_test(tc, test_actor_registry_race);
+  tcase_add_test(tc, test_actor_refused_no_dead_letter);
   suite_add_tcase(suite, tc);
 
   return suite;

@@ -621,6 +621,39 @@ START_TEST(test_work_affinity) {
 }
 END_TEST
 
+/* A submit from a terminate hook at the runtime's shutdown: -ESHUTDOWN,
+ * and neither the function nor its dispose runs (it returned 0, the work
+ * was then dropped). */
+static _Atomic int late_rc = 1, late_ran, late_disposed;
+
+static int64_t late_fn(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&late_ran, 1);
+  return 0;
+}
+
+static void late_dispose(void *arg) {
+  (void)arg;
+  atomic_fetch_add(&late_disposed, 1);
+}
+
+static void late_terminate(ax_actor_t *self, int reason) {
+  if (reason == AX_REASON_SHUTDOWN)
+    atomic_store(&late_rc, ax_work_submit(self, late_fn, NULL, late_dispose, NULL));
+}
+
+START_TEST(test_work_submit_at_shutdown) {
+  ax_rt_t *rt = rt_with(1, 0, 0);
+  ax_spawn_opts_t so = {.terminate = late_terminate};
+  ax_ref_t a;
+  ck_assert_int_eq(ax_spawn(rt, test_idle_behaviour, NULL, &so, &a), 0);
+  rt_done(rt);
+  ck_assert_int_eq(atomic_load(&late_rc), -ESHUTDOWN);
+  ck_assert_int_eq(atomic_load(&late_ran), 0);
+  ck_assert_int_eq(atomic_load(&late_disposed), 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("work");
   TCase *tc = tcase_create("pool");
@@ -639,6 +672,7 @@ int main(void) {
   tcase_add_test(tc, test_work_fiber_call);
   tcase_add_test(tc, test_work_fiber_stopped);
   tcase_add_test(tc, test_work_fiber_stopped_queued);
+  tcase_add_test(tc, test_work_submit_at_shutdown);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

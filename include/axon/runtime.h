@@ -121,7 +121,8 @@ AX_API unsigned ax_rt_cores(const ax_rt_t *rt);
 typedef struct ax_core_stats {
   uint64_t sent;         /* messages sent by code running on this core */
   uint64_t delivered;    /* messages handled by this core's actors */
-  uint64_t dead_letters; /* messages dropped: receiver gone or stopping */
+  uint64_t dead_letters; /* messages accepted, then dropped: the receiver stopped before
+                            handling them (a send refused with -ESRCH is not one) */
   uint64_t spawned;      /* actors spawned onto this core */
   uint64_t actors;       /* actors alive on this core */
   uint64_t wakeups;      /* times another thread woke this core (eventfd) */

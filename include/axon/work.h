@@ -100,7 +100,9 @@ AX_API int ax_work_cancel(ax_actor_t *self, uint64_t id);
 AX_API int64_t ax_work_call(ax_actor_t *self, ax_work_fn fn, void *arg);
 
 /* The pool of rt: threads started and idle, work queued and running,
- * results delivered, work cancelled, submits refused with -EAGAIN. */
+ * functions that returned (done: their result was sent; if the owner
+ * cancelled it or stopped before handling it, it counts in cancelled
+ * too), work cancelled or abandoned, submits refused with -EAGAIN. */
 typedef struct ax_work_stats {
   unsigned threads, idle;
   unsigned queued, running;
