@@ -94,6 +94,7 @@
 #include "axon/actor.h"
 #include "axon/port.h"
 #include "axon/runtime.h"
+#include "axon/supervisor.h"
 #include "bench_util.h"
 
 #ifdef AXON_HAVE_LIBUV
@@ -104,7 +105,7 @@ extern char **environ;
 
 #define RESULT_WAIT_S 60 /* the longest wait for one result on a port */
 #define WATCHDOG_S 300   /* the longest one measurement may take, whatever it waits on */
-#define NROWS 7
+#define NROWS 8
 
 enum {
   MSG_GO = AX_MSG_USER,
@@ -129,10 +130,12 @@ typedef struct sizes {
   uint64_t create;        /* 5: actors */
   uint64_t idle;          /* 6: actors */
   uint64_t port_rounds;   /* 7: timed round trips, each side */
+  uint64_t many;          /* 8: timers, monitors, children of one actor */
 } sizes_t;
 
-static const sizes_t full_sizes = {10000000, 500000, 10000, 50000, 6, 1u << 20, 1000000, 20000};
-static const sizes_t quick_sizes = {100000, 10000, 300, 500, 4, 1u << 14, 100000, 1000};
+static const sizes_t full_sizes = {10000000, 500000, 10000, 50000, 6, 1u << 20, 1000000, 20000,
+                                   100000};
+static const sizes_t quick_sizes = {100000, 10000, 300, 500, 4, 1u << 14, 100000, 1000, 5000};
 
 #define PORT_WARMUP 100
 
@@ -1026,6 +1029,116 @@ static double port_run_uv(uint64_t rounds) {
 #endif
 
 /* ------------------------------------------------------------------------ */
+/* 8: one actor with many timers, monitors or children                       */
+
+/* What one actor's bookkeeping costs per item when it holds n of them, run
+ * at the row's n and at a tenth of it: equal costs mean that nothing
+ * searches a list (a search through the items makes the ratio 10).  a: n timers armed (an hour away) then cancelled in arming order;
+ * b: n targets monitored, then stopped, until the n-th DOWN; c: a simple
+ * one-for-one supervisor with n children, stopped until its DOWN. */
+enum { MANY_TIMERS, MANY_MONITORS, MANY_CHILDREN };
+
+typedef struct many_run {
+  int kind;
+  uint64_t n, downs;
+  ax_ref_t port, sup;
+  ax_ref_t *refs;
+  int64_t t0;
+} many_run_t;
+
+static int many_idle(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  (void)m;
+  return 0;
+}
+
+/* A supervisor's child: stops when asked to (AX_MSG_SHUTDOWN). */
+static int many_child(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  return m->type == AX_MSG_SHUTDOWN ? AX_STOP : 0;
+}
+
+static int many_child_start(ax_actor_t *sup, void *arg, ax_ref_t *ref) {
+  (void)arg;
+  ax_spawn_opts_t o = {.placement = AX_PLACE_LOCAL};
+  return ax_spawn(ax_actor_rt(sup), many_child, NULL, &o, ref);
+}
+
+static void many_report(many_run_t *r, int64_t t1) {
+  pp_result_t res = {.t0 = r->t0, .t1 = t1, .rounds = r->n};
+  BENCH_AX(ax_send(r->port, MSG_RESULT, &res, sizeof res));
+}
+
+static int many_actor(ax_actor_t *self, const ax_msg_t *m) {
+  many_run_t *r = ax_state(self);
+  if (m->type == AX_MSG_DOWN) {
+    if (r->kind == MANY_CHILDREN || ++r->downs == r->n)
+      many_report(r, ax_now());
+    return 0;
+  }
+  if (m->type != MSG_GO)
+    return 0;
+  ax_spawn_opts_t local = {.placement = AX_PLACE_LOCAL};
+  switch (r->kind) {
+  case MANY_TIMERS: {
+    uint64_t *ids = malloc(r->n * sizeof *ids);
+    if (ids == NULL)
+      bench_die("out of memory");
+    r->t0 = ax_now();
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_after(self, 3600 * AX_NSEC_PER_SEC, MSG_DATA, NULL, 0, &ids[i]));
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_timer_cancel(self, ids[i]));
+    many_report(r, ax_now());
+    free(ids);
+    break;
+  }
+  case MANY_MONITORS:
+    for (uint64_t i = 0; i < r->n; i++) {
+      BENCH_AX(ax_spawn(ax_actor_rt(self), many_idle, NULL, &local, &r->refs[i]));
+      BENCH_AX(ax_monitor(self, r->refs[i], NULL));
+    }
+    r->t0 = ax_now();
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_stop(r->refs[i], 0));
+    break;
+  case MANY_CHILDREN: {
+    ax_child_spec_t spec = {.start = many_child_start};
+    ax_sup_opts_t so = {.strategy = AX_SIMPLE_ONE_FOR_ONE, .children = &spec, .nchildren = 1};
+    BENCH_AX(ax_sup_start(ax_actor_rt(self), &so, &local, &r->sup));
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_sup_start_child(r->sup, NULL));
+    BENCH_AX(ax_monitor(self, r->sup, NULL));
+    r->t0 = ax_now(); /* the children start as the supervisor takes the requests */
+    BENCH_AX(ax_sup_stop(r->sup));
+    break;
+  }
+  }
+  return 0;
+}
+
+/* ns per item of one measurement. */
+static double many_once(int kind, uint64_t n) {
+  static const char *what[] = {"timers of one actor", "monitors of one actor",
+                               "children of one supervisor"};
+  brt_t b;
+  brt_open(&b, what[kind], 1, 0);
+  many_run_t r = {.kind = kind, .n = n, .port = b.port_ref};
+  r.refs = calloc(n, sizeof *r.refs);
+  if (r.refs == NULL)
+    bench_die("out of memory");
+  ax_ref_t a;
+  BENCH_AX(ax_spawn(b.rt, many_actor, &r, NULL, &a));
+  BENCH_AX(ax_send(a, MSG_GO, NULL, 0));
+  pp_result_t res;
+  brt_recv(&b, MSG_RESULT, &res, sizeof res);
+  ax_core_stats_t st;
+  brt_close(&b, &st);
+  free(r.refs);
+  return (double)(res.t1 - res.t0) / (double)n;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
 static bench_table_t table = {.id_w = 3, .name_w = 50, .unit_w = 8};
@@ -1042,7 +1155,7 @@ static void row_na(const char *id, const char *name, const char *why) {
 }
 
 static void usage(void) {
-  fputs("usage: bench_actors [--quick] [-v] [-r RUNS] [-b LIST]   (LIST: rows among 1..7, "
+  fputs("usage: bench_actors [--quick] [-v] [-r RUNS] [-b LIST]   (LIST: rows among 1..8, "
         "comma-separated)\n",
         stderr);
   exit(2);
@@ -1269,6 +1382,29 @@ int main(int argc, char **argv) {
     row_na("7b", "libuv: uv_async_send ping-pong, 2 threads", "libuv not found at build time");
     row_na("7c", "port round trip, axon / libuv", "libuv not found at build time");
 #endif
+  }
+
+  if (want[8]) {
+    static const char *names[] = {"timers of one actor: arm, cancel",
+                                  "monitors of one actor: targets stopped, DOWNs",
+                                  "one supervisor's children: start, stop all"};
+    static const char *ids[][2] = {{"8a", "8b"}, {"8c", "8d"}, {"8e", "8f"}};
+    for (int k = 0; k < 3; k++) {
+      bench_series_t big = {.n = 0}, ratio = {.n = 0};
+      for (long r = 0; r < runs; r++) {
+        double small = many_once(k, z->many / 10), large = many_once(k, z->many);
+        bench_series_add(&big, large);
+        bench_series_add(&ratio, large / small);
+      }
+      char name[96];
+      snprintf(name, sizeof name, "%s, %llu", names[k], (unsigned long long)z->many);
+      double med = bench_series_median(&table, &big, &spread);
+      row(ids[k][0], name, med, 0, "ns/item", spread, 0, "");
+      med = bench_series_median(&table, &ratio, &spread);
+      snprintf(name, sizeof name, "  per item, %llu against %llu", (unsigned long long)z->many,
+               (unsigned long long)z->many / 10);
+      row(ids[k][1], name, med, 2, "ratio", spread, 0, "1: no search; 10: a list searched");
+    }
   }
 
   if (nnotes > 0)
