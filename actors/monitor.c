@@ -29,6 +29,7 @@ typedef struct ax__mon {
   uint64_t id;
   ax__msg_t *down; /* in: the DOWN to send */
   bool out;
+  bool indexed; /* in the core's index; not a spawn's record made on another core */
 } ax__mon_t;
 
 /* A core's index of its actors' monitor records (made with the core): out
@@ -51,8 +52,11 @@ static uint64_t in_key(uint64_t id, ax_ref_t watcher) {
   return id ^ ((uint64_t)watcher * 0xc2b2ae3d27d4eb4full);
 }
 
-/* Adds a record to one of a's lists and to the core's index; -ENOMEM
- * when out of memory. */
+/* Adds a record to one of a's lists and, when the caller runs a's core,
+ * to that core's index; -ENOMEM when out of memory.  The one record made
+ * elsewhere (a child spawned with a monitor onto another core, before it
+ * runs) stays out of the index, which only its own core may write: a
+ * lookup that misses the index looks for it on the list (mon_take). */
 static int mon_add(ax_actor_t *a, unsigned slot, ax_ref_t other, uint64_t id, ax__msg_t *down) {
   ax__actor_ext_t *ext = ax__actor_ext(a);
   ax__mon_t *r = ext != NULL ? ax__malloc(sizeof *r) : NULL;
@@ -66,11 +70,12 @@ static int mon_add(ax_actor_t *a, unsigned slot, ax_ref_t other, uint64_t id, ax
   r->out = slot == AX__SLOT_MON_OUT;
   r->by_id.key = r->out ? id : in_key(id, other);
   r->by_target.key = other;
-  if (ax__idmap_add(&x->ids, &r->by_id) < 0) {
+  r->indexed = a->core == ax__tls_core;
+  if (r->indexed && ax__idmap_add(&x->ids, &r->by_id) < 0) {
     free(r);
     return -ENOMEM;
   }
-  if (r->out && ax__idmap_add(&x->targets, &r->by_target) < 0) {
+  if (r->indexed && r->out && ax__idmap_add(&x->targets, &r->by_target) < 0) {
     ax__idmap_remove(&x->ids, &r->by_id);
     free(r);
     return -ENOMEM;
@@ -85,9 +90,16 @@ static void mon_unlink(ax__mon_t *r) {
   mon_index_t *x = index_of(a->core);
   ax__list_remove((ax__link_t **)&a->ext->slot[r->out ? AX__SLOT_MON_OUT : AX__SLOT_MON_IN],
                   &r->link);
+  if (!r->indexed)
+    return;
   ax__idmap_remove(&x->ids, &r->by_id);
   if (r->out)
     ax__idmap_remove(&x->targets, &r->by_target);
+}
+
+static bool mon_is(const ax__mon_t *r, const ax_actor_t *a, bool out, uint64_t id,
+                   ax_ref_t other) {
+  return r->owner == a && r->out == out && r->id == id && (out || r->other == other);
 }
 
 /* Unlinks and returns a's record of monitor id from one of its lists (the
@@ -99,11 +111,21 @@ static ax__mon_t *mon_take(ax_actor_t *a, unsigned slot, uint64_t id, ax_ref_t o
   for (ax__idnode_t *n = ax__idmap_next(ids, key, NULL); n != NULL;
        n = ax__idmap_next(ids, key, n)) {
     ax__mon_t *r = AX_CONTAINER_OF(n, ax__mon_t, by_id);
-    if (r->owner == a && r->out == out && r->id == id && (out || r->other == other)) {
+    if (mon_is(r, a, out, id, other)) {
       mon_unlink(r);
       return r;
     }
   }
+  /* The record a spawn made on another core is on the list only: rare
+   * (a demonitor of such a child, once), and then a walk. */
+  if (!out && a->ext != NULL)
+    for (ax__link_t *l = a->ext->slot[slot]; l != NULL; l = l->next) {
+      ax__mon_t *r = AX_CONTAINER_OF(l, ax__mon_t, link);
+      if (!r->indexed && mon_is(r, a, out, id, other)) {
+        mon_unlink(r);
+        return r;
+      }
+    }
   return NULL;
 }
 

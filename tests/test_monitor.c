@@ -588,6 +588,72 @@ START_TEST(test_monitor_twice_then_stop_cross_core) {
 }
 END_TEST
 
+/* Children spawned with a monitor onto core 1 while an actor of core 1
+ * monitors actors of its own in a loop: the spawn's record is made by core
+ * 0 (ThreadSanitizer sees any write of core 1's state from there); half of
+ * those monitors are then removed (found on the child's list), and exactly
+ * the other half bring a DOWN when the children stop. */
+enum { XS_CHILDREN = 1000, MSG_XS_GO = AX_MSG_USER + 41, MSG_XS_CHURN };
+static _Atomic int xs_downs, xs_bad, xs_churned;
+
+static int xs_churner(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_XS_CHURN) {
+    ax_spawn_opts_t lo = {.placement = AX_PLACE_LOCAL};
+    for (int i = 0; i < XS_CHILDREN; i++) {
+      ax_ref_t t;
+      uint64_t id;
+      if (ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, &lo, &t) != 0 ||
+          ax_monitor(self, t, &id) != 0 || ax_demonitor(self, id) != 0 || ax_stop(t, 0) != 0)
+        atomic_fetch_add(&xs_bad, 1);
+    }
+    atomic_store(&xs_churned, 1);
+  }
+  return 0;
+}
+
+static int xs_spawner(ax_actor_t *self, const ax_msg_t *m) {
+  static ax_ref_t kids[XS_CHILDREN];
+  static uint64_t ids[XS_CHILDREN];
+  if (m->type == MSG_XS_GO) {
+    for (int i = 0; i < XS_CHILDREN; i++) {
+      ax_spawn_opts_t o = {.placement = AX_PLACE_CORE, .core = 1, .monitor = self,
+                           .monitor_id = &ids[i]};
+      if (ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, &o, &kids[i]) != 0)
+        atomic_fetch_add(&xs_bad, 1);
+    }
+    for (int i = 0; i < XS_CHILDREN; i += 2)
+      if (ax_demonitor(self, ids[i]) != 0)
+        atomic_fetch_add(&xs_bad, 1);
+    for (int i = 0; i < XS_CHILDREN; i++)
+      if (ax_stop(kids[i], 0) != 0)
+        atomic_fetch_add(&xs_bad, 1);
+  } else if (m->type == AX_MSG_DOWN) {
+    const ax_down_t *d = m->data;
+    int i = 0;
+    while (i < XS_CHILDREN && ids[i] != d->id)
+      i++;
+    if (i == XS_CHILDREN || i % 2 == 0 || d->ref != kids[i] || d->reason != AX_REASON_STOPPED)
+      atomic_fetch_add(&xs_bad, 1);
+    atomic_fetch_add(&xs_downs, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_monitor_spawn_cross_core_index) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_ref_t sp = test_spawn(rt, xs_spawner, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  ax_ref_t ch = test_spawn(rt, xs_churner, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  test_rt_start(rt);
+  test_send(ch, MSG_XS_CHURN, NULL, 0);
+  test_send(sp, MSG_XS_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&xs_downs) == XS_CHILDREN / 2 && atomic_load(&xs_churned), 30000);
+  test_sleep_ms(50);
+  ck_assert_int_eq(atomic_load(&xs_downs), XS_CHILDREN / 2);
+  ck_assert_int_eq(atomic_load(&xs_bad), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *monitor_suite(void) {
   Suite *suite = suite_create("monitor");
 
@@ -612,6 +678,7 @@ static Suite *monitor_suite(void) {
   tcase_add_test(tc, test_monitor_spawn_atomic);
   tcase_add_test(tc, test_monitor_spawn_other_runtime);
   tcase_add_test(tc, test_monitor_twice_then_stop_cross_core);
+  tcase_add_test(tc, test_monitor_spawn_cross_core_index);
   suite_add_tcase(suite, tc);
 
   return suite;
