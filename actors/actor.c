@@ -203,16 +203,25 @@ send_foreign(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t
   if (rt == NULL || ci >= rt->ncores)
     return 1; /* no such runtime, a port: the general path says so */
   ax__core_t *d = rt->cores[ci];
-  if (!ax__ref_alive(d, to))
+  if (!ax__ref_alive(d, to) || ax__rt_stopping(rt))
     return -ESRCH; /* refused: no dead letter (ax__send_msg) */
   return ax__fring_send_inline(rt, d, to, type, data, (uint32_t)size, req) ? 0 : 1;
+}
+
+/* A send from a thread that is no core to an actor of a runtime that is
+ * stopping: refused (ax__rt_stopping). */
+static bool refused_stopping(ax_ref_t to) {
+  if (ax__tls_core != NULL || to == AX_REF_NONE || ax__ref_core(to) == AX__REF_NO_CORE)
+    return false;
+  ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
+  return rt != NULL && ax__rt_stopping(rt);
 }
 
 /* The general path: another core, another runtime, a thread that is not
  * a core, or a large payload. */
 static inline __attribute__((always_inline)) int
 send_general(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t req) {
-  if (to == AX_REF_NONE)
+  if (to == AX_REF_NONE || refused_stopping(to))
     return -ESRCH;
   /* ax__msg_alloc and ax__msg_fill rather than ax__msg_new: both inline here
    * (measured with callgrind: a dozen instructions less per message). */
@@ -253,6 +262,11 @@ int ax_send_owned(ax_ref_t to, uint32_t type, void *buf, size_t size,
     if (release != NULL && buf != NULL)
       release(buf);
     return -EINVAL;
+  }
+  if (refused_stopping(to)) {
+    if (release != NULL)
+      release(buf);
+    return -ESRCH;
   }
   ax__msg_t *m = ax__msg_new(to, AX__SYS_NONE, type, NULL, 0, current_ref());
   if (m == NULL) {

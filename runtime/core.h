@@ -257,6 +257,7 @@ struct ax_rt {
   _Atomic(ax__ring_t *) *rings;
   pthread_barrier_t barrier;  /* the cores' shutdown steps */
   pthread_mutex_t ready_lock; /* ax_rt_start waits for every core to run */
+  pthread_mutex_t join_lock;  /* one ax_rt_join joins the threads; a second waits for it */
   pthread_cond_t ready_cond;
   unsigned ready;             /* cores running (under ready_lock) */
   sigset_t caller_mask; /* the starting thread's mask, restored by join */
@@ -317,6 +318,17 @@ static inline void ax__core_malloc_freed(ax__core_t *c, size_t n) {
 
 /* A fresh id (timers, monitors, requests).  Owner core. */
 static inline uint64_t ax__core_next_id(ax__core_t *c) { return ++c->next_id; }
+
+/* Whether ax_rt_stop was called on rt.  ax_send and ax_send_owned from a
+ * thread that is no core are refused (-ESRCH) from then on (actor.c): the
+ * actors are about to die, and such a thread flooding them would fill
+ * memory with dead letters and hold ax_rt_join up while it kept sending.
+ * The runtime's own threads (the work pool's results) and the cores still
+ * send until they stop.  Relaxed: a hint; a send that reads it late is
+ * accepted and dropped, as before. */
+static inline bool ax__rt_stopping(const ax_rt_t *rt) {
+  return atomic_load_explicit(&rt->stopping, memory_order_relaxed) != 0;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Finding and delivering (send.c)                                           */

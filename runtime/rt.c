@@ -108,6 +108,7 @@ static void free_parts(ax_rt_t *rt) {
   ax__table_destroy(&rt->ports);
   ax__epoch_destroy(&rt->epoch);
   pthread_mutex_destroy(&rt->ready_lock);
+  pthread_mutex_destroy(&rt->join_lock);
   pthread_cond_destroy(&rt->ready_cond);
   free(rt);
 }
@@ -144,6 +145,7 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   atomic_init(&rt->nforeign, 0);
   atomic_init(&rt->dead_letters_other, 0);
   pthread_mutex_init(&rt->ready_lock, NULL);
+  pthread_mutex_init(&rt->join_lock, NULL);
   pthread_cond_init(&rt->ready_cond, NULL);
   ax__epoch_init(&rt->epoch);
   rt->serial = atomic_fetch_add_explicit(&runtime_serial, 1, memory_order_relaxed) + 1;
@@ -310,17 +312,22 @@ int ax_rt_join(ax_rt_t *rt) {
     return -EINVAL;
   if (ax__tls_core != NULL)
     return -EDEADLK;
-  if (rt->joined)
-    return 0;
-  join_started(rt);
-  rt->joined = true;
-  /* Messages still on the rings (a core's overflow list waiting for room,
-   * more than one drain's worth) are dead letters now, counted before
-   * this returns rather than at ax_rt_free. */
-  for (unsigned i = 0; i < rt->ncores; i++)
-    ax_loop_adopt(rt->cores[i]->loop);
-  drop_queued(rt);
-  pthread_sigmask(SIG_SETMASK, &rt->caller_mask, NULL);
+  /* A second thread that joins meanwhile waits for the first, then
+   * returns 0 with its own signal mask untouched (joining the core threads
+   * twice would hang). */
+  pthread_mutex_lock(&rt->join_lock);
+  if (!rt->joined) {
+    join_started(rt);
+    /* Messages still on the rings (a core's overflow list waiting for
+     * room, more than one drain's worth) are dead letters now, counted
+     * before this returns rather than at ax_rt_free. */
+    for (unsigned i = 0; i < rt->ncores; i++)
+      ax_loop_adopt(rt->cores[i]->loop);
+    drop_queued(rt);
+    pthread_sigmask(SIG_SETMASK, &rt->caller_mask, NULL);
+    rt->joined = true;
+  }
+  pthread_mutex_unlock(&rt->join_lock);
   return 0;
 }
 

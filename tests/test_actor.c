@@ -519,6 +519,32 @@ START_TEST(test_actor_refused_no_dead_letter) {
 }
 END_TEST
 
+/* Once ax_rt_stop was called, sends from a thread that is no core are
+ * refused (a flood from such threads kept ax_rt_join waiting and filled
+ * memory with dead letters): small, large and owned payloads alike. */
+static _Atomic int stop_released;
+static void stop_release(void *p) {
+  free(p);
+  atomic_fetch_add(&stop_released, 1);
+}
+
+START_TEST(test_actor_send_after_rt_stop) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_ref_t a = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  test_rt_start(rt);
+  test_send(a, AX_MSG_USER, "x", 1);
+  ax_rt_stop(rt);
+  static char big[4096];
+  ck_assert_int_eq(ax_send(a, AX_MSG_USER, "x", 1), -ESRCH);
+  ck_assert_int_eq(ax_send(a, AX_MSG_USER, big, sizeof big), -ESRCH);
+  void *owned = malloc(64);
+  ck_assert_ptr_nonnull(owned);
+  ck_assert_int_eq(ax_send_owned(a, AX_MSG_USER, owned, 64, stop_release), -ESRCH);
+  ck_assert_int_eq(atomic_load(&stop_released), 1); /* a refused buffer is released at once */
+  test_rt_join_free(rt);
+}
+END_TEST
+
 START_TEST(test_actor_stop_no_message_after) {
   /* Once ax_stop() has returned, the actor handles at most the message it
    * was already in the middle of, and none sent after the stop. */
@@ -1771,6 +1797,7 @@ static Suite *actor_suite(void) {
   tcase_add_test(tc, test_actor_registry_from_actor);
   tcase_add_test(tc, test_actor_registry_race);
   tcase_add_test(tc, test_actor_refused_no_dead_letter);
+  tcase_add_test(tc, test_actor_send_after_rt_stop);
   suite_add_tcase(suite, tc);
 
   return suite;

@@ -928,6 +928,27 @@ START_TEST(test_runtime_shutdown_with_actors) {
 }
 END_TEST
 
+/* Two threads join one runtime: the first joins the cores, the second
+ * waits for it; both return 0 (joining the core threads twice hung). */
+static void *second_joiner(void *arg) {
+  return (void *)(intptr_t)ax_rt_join(arg);
+}
+
+START_TEST(test_runtime_join_from_two_threads) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  test_rt_start(rt);
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, second_joiner, rt), 0);
+  test_sleep_ms(20);
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  void *rc;
+  ck_assert_int_eq(pthread_join(t, &rc), 0);
+  ck_assert_int_eq((int)(intptr_t)rc, 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *suite = suite_create("runtime");
 
@@ -981,6 +1002,7 @@ static Suite *runtime_suite(void) {
   tc = tcase_create("shutdown");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_runtime_shutdown_with_actors);
+  tcase_add_test(tc, test_runtime_join_from_two_threads);
   suite_add_tcase(suite, tc);
 
   return suite;

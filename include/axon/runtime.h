@@ -82,9 +82,14 @@ AX_API int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **rt);
  * the kernel may deliver a signal there instead.  A signal sent to one
  * thread (raise, pthread_kill) reaches the runtime only when that thread
  * is core 0; send to the process (kill(getpid(), sig)) instead.  Only one runtime of a
- * process should claim signals: give the others AX_RT_NO_SIGNALS.
+ * process should claim signals: give the others AX_RT_NO_SIGNALS (every
+ * runtime still saves the caller's mask here and restores it at its join:
+ * join runtimes started from one thread in the reverse order of their
+ * starts, so that the last join restores the mask of before the first).
  * Errors: -EINVAL (NULL rt, or already started), -EAGAIN/-ENOMEM (thread
- * creation failed; the threads started so far are stopped and joined). */
+ * creation failed; the threads started so far are stopped and joined, the
+ * actors stopped with AX_REASON_SHUTDOWN: such a runtime cannot be started
+ * again, only freed; ax_rt_join returns 0 on it). */
 AX_API int ax_rt_start(ax_rt_t *rt);
 
 /* Waits until the runtime has stopped: ax_rt_stop() was called, a signal
@@ -93,7 +98,9 @@ AX_API int ax_rt_start(ax_rt_t *rt);
  * AX_REASON_SHUTDOWN (their terminate hooks run, on their cores) and the
  * threads exit; messages still queued between the cores are dropped and
  * counted as dead letters before this returns (ax_rt_stats is complete).  Then the calling thread's signal mask is restored as it
- * was before ax_rt_start.  Returns 0.  Errors: -EINVAL (NULL rt, never started),
+ * was before ax_rt_start.  A second thread that calls it meanwhile waits
+ * for the first join and returns 0, its own mask untouched; a later call
+ * returns 0 at once.  Returns 0.  Errors: -EINVAL (NULL rt, never started),
  * -EDEADLK (called from a core thread). */
 AX_API int ax_rt_join(ax_rt_t *rt);
 
