@@ -70,6 +70,26 @@ ax__idnode_t *ax__idmap_next(const ax__idmap_t *m, uint64_t key, const ax__idnod
   return n;
 }
 
+void ax__idmap_filter(ax__idmap_t *m, bool (*visit)(ax__idnode_t *n, void *arg), void *arg) {
+  if (m->bucket == NULL)
+    return;
+  for (size_t i = 0; i < ((size_t)1 << m->bits); i++) {
+    for (ax__idnode_t **p = &m->bucket[i]; *p != NULL;) {
+      ax__idnode_t *n = *p;
+      ax__idnode_t *next = n->next;
+      *p = next; /* out first: visit may free n */
+      if (visit(n, arg)) {
+        *p = n; /* kept */
+        p = &n->next;
+      } else {
+        m->count--;
+      }
+    }
+  }
+  while (m->bits > IDMAP_MIN_BITS && m->count < ((size_t)1 << m->bits) / 8)
+    resize(m, m->bits - 1);
+}
+
 void ax__idmap_destroy(ax__idmap_t *m) {
   free(m->bucket);
   m->bucket = NULL;

@@ -2,6 +2,7 @@
 #ifndef AXON_ACTORS_IDMAP_H
 #define AXON_ACTORS_IDMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,11 @@ void ax__idmap_remove(ax__idmap_t *m, ax__idnode_t *n);
 /* The member with key `key` that follows `after` in its chain (NULL: the
  * first one), or NULL. */
 ax__idnode_t *ax__idmap_next(const ax__idmap_t *m, uint64_t key, const ax__idnode_t *after);
+
+/* Calls visit(n, arg) for every member; a member for which it returns
+ * false is taken out first (visit may then free it).  The index may
+ * shrink afterwards. */
+void ax__idmap_filter(ax__idmap_t *m, bool (*visit)(ax__idnode_t *n, void *arg), void *arg);
 
 /* Frees the buckets of an index that must be empty. */
 void ax__idmap_destroy(ax__idmap_t *m);

@@ -545,6 +545,46 @@ START_TEST(test_actor_send_after_rt_stop) {
 }
 END_TEST
 
+/* Many names (the registry hashes them), half of their actors stopped,
+ * then more registrations (a sweep runs): live names resolve, dead ones
+ * do not and can be taken again, unregister works on either half. */
+enum { MANY_NAMES = 500 };
+
+START_TEST(test_actor_registry_many) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  test_rt_start(rt);
+  static ax_ref_t refs[MANY_NAMES];
+  char name[32];
+  for (int i = 0; i < MANY_NAMES; i++) {
+    refs[i] = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+    snprintf(name, sizeof name, "n%d", i);
+    ck_assert_int_eq(ax_register(rt, name, refs[i]), 0);
+    ck_assert_int_eq(ax_register(rt, name, refs[i]), -EEXIST);
+  }
+  for (int i = 0; i < MANY_NAMES; i += 2)
+    ck_assert_int_eq(ax_stop(refs[i], 0), 0);
+  for (int i = 0; i < MANY_NAMES; i += 2)
+    TEST_WAIT_UNTIL(ax_send(refs[i], AX_MSG_USER, NULL, 0) == -ESRCH, 10000);
+  for (int i = 0; i < MANY_NAMES; i++) { /* enough registrations for a sweep */
+    snprintf(name, sizeof name, "m%d", i);
+    ck_assert_int_eq(ax_register(rt, name, refs[i | 1]), 0);
+  }
+  for (int i = 0; i < MANY_NAMES; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    if (i % 2 == 0) {
+      ck_assert(ax_whereis(rt, name) == AX_REF_NONE);
+      ck_assert_int_eq(ax_register(rt, name, refs[i + 1]), 0); /* taken over */
+      ck_assert(ax_whereis(rt, name) == refs[i + 1]);
+    } else {
+      ck_assert(ax_whereis(rt, name) == refs[i]);
+    }
+    ck_assert_int_eq(ax_unregister(rt, name), 0);
+    ck_assert_int_eq(ax_unregister(rt, name), -ENOENT);
+  }
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 START_TEST(test_actor_stop_no_message_after) {
   /* Once ax_stop() has returned, the actor handles at most the message it
    * was already in the middle of, and none sent after the stop. */
@@ -1798,6 +1838,7 @@ static Suite *actor_suite(void) {
   tcase_add_test(tc, test_actor_registry_race);
   tcase_add_test(tc, test_actor_refused_no_dead_letter);
   tcase_add_test(tc, test_actor_send_after_rt_stop);
+  tcase_add_test(tc, test_actor_registry_many);
   suite_add_tcase(suite, tc);
 
   return suite;
