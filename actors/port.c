@@ -103,13 +103,17 @@ static ax__msg_t *take(ax_port_t *p) {
 static int wait_ring(ax_port_t *p, int64_t deadline) {
   int64_t spin = p->rt->opts.spin_ns;
   if (spin > 0) {
-    int64_t end = ax_now() + spin;
-    for (unsigned i = 1;; i++) {
+    /* The spin never outlasts the deadline: a deadline already past
+     * returns at once, not after the spin. */
+    int64_t now = ax_now(), end = now + spin;
+    if (deadline != AX_FOREVER && deadline < end)
+      end = deadline;
+    for (unsigned i = 1; now < end; i++) {
       if (ax__mpscq_pending(&p->e.q))
         return 0;
       ck_pr_stall();
-      if ((i & 63) == 0 && ax_now() >= end)
-        break;
+      if ((i & 63) == 0)
+        now = ax_now();
     }
   }
   struct pollfd pfd = {.fd = p->efd, .events = POLLIN};
