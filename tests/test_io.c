@@ -567,6 +567,17 @@ START_TEST(test_io_closed_fd) {
 }
 END_TEST
 
+/* A socket pair whose first end has fd number `number` (free now): what a
+ * program gets when it opens a socket right after closing one. */
+static void socketpair_at(int sv[2], int number) {
+  socketpair_nb(sv);
+  if (sv[0] != number) { /* the lowest free number, unless sv[1] took it */
+    ck_assert_int_eq(dup2(sv[0], number), number);
+    close(sv[0]);
+    sv[0] = number;
+  }
+}
+
 /* A watcher whose fd is closed before it is stopped (a library closed its
  * socket), and a new socket that gets the same fd number: the new watcher
  * is refused with -EEXIST on every backend until the old one stops, and
@@ -579,12 +590,7 @@ START_TEST(test_io_fd_closed_then_reused) {
   watch_init(loop, &old, a[0]);
   ck_assert_int_eq(ax_io_start(&old.io, AX_READ), 0);
   close(a[0]); /* under the active watcher */
-  socketpair_nb(b);
-  if (b[0] != old.io.fd) { /* the lowest free number, unless b[1] took it */
-    ck_assert_int_eq(dup2(b[0], old.io.fd), old.io.fd);
-    close(b[0]);
-    b[0] = old.io.fd;
-  }
+  socketpair_at(b, old.io.fd);
   watch_init(loop, &fresh, b[0]);
   ck_assert_int_eq(ax_io_start(&fresh.io, AX_READ), -EEXIST);
   ck_assert_int_eq(ax_io_stop(&old.io), 0);
@@ -622,12 +628,7 @@ START_TEST(test_io_fd_closed_with_dup_alive) {
   ck_assert_int_eq(ax_io_stop(&old->io), 0);
   free(old);
   close(a[1]); /* the kept file now reports a hang-up */
-  socketpair_nb(b);
-  if (b[0] != number) {
-    ck_assert_int_eq(dup2(b[0], number), number);
-    close(b[0]);
-    b[0] = number;
-  }
+  socketpair_at(b, number);
   watch_t fresh;
   watch_init(loop, &fresh, b[0]);
   ck_assert_int_eq(ax_io_start(&fresh.io, AX_READ), 0);
