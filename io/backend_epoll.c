@@ -8,25 +8,22 @@
 
 #include "io/internal.h"
 
-/* What the loop watches on one fd number.  epoll knows a registration by
- * its open file and fd number, and forgets it only once the file's last
- * descriptor is closed: a watcher whose fd was closed while a dup of it
- * lives on (a dup, a forked child) leaves a registration that nothing can
- * remove any more.  So an event names its fd and the generation of the
- * watcher that registered it, and one that matches no live watcher is
+/* What the loop watches on one fd number: by_fd[fd] is its watcher, whose
+ * slot_ holds the generation of its registration.  epoll knows a
+ * registration by its open file and fd number, and forgets it only once
+ * the file's last descriptor is closed: a watcher whose fd was closed
+ * while a dup of it lives on (a dup, a forked child) leaves a registration
+ * that nothing can remove any more.  So an event names its fd and the
+ * generation that registered it, and one that matches no live watcher is
  * dropped: it never reaches a stopped watcher (whose memory may be gone)
- * or a newer one on a reused fd number. */
-typedef struct fd_reg {
-  ax_io_t *io; /* NULL: no watcher of this loop on the fd */
-  uint32_t gen;
-} fd_reg_t;
-
+ * or a newer one on a reused fd number.  8 bytes per fd number and loop
+ * (a core's loop covers every fd number up to the highest it watches). */
 typedef struct epoll_data_ {
   int epfd;
   bool no_pwait2; /* the kernel lacks epoll_pwait2: use millisecond waits */
   bool ghost_told; /* the message about a registration left behind is out */
   uint32_t gen;   /* the last generation handed out */
-  fd_reg_t *by_fd;
+  ax_io_t **by_fd;
   int nfd;
   struct epoll_event events[];
 } epoll_state_t;
@@ -64,7 +61,7 @@ static uint64_t tag_of(int fd, uint32_t gen) {
 
 static int epoll_ctl_io(epoll_state_t *st, int op, const ax_io_t *io, unsigned events) {
   struct epoll_event ev = {.events = ax__to_epoll(events),
-                           .data.u64 = tag_of(io->fd, st->by_fd[io->fd].gen)};
+                           .data.u64 = tag_of(io->fd, (uint32_t)io->slot_)};
   if (epoll_ctl(st->epfd, op, io->fd, &ev) < 0)
     return -errno;
   return 0;
@@ -72,24 +69,26 @@ static int epoll_ctl_io(epoll_state_t *st, int op, const ax_io_t *io, unsigned e
 
 static int epoll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   epoll_state_t *st = loop->backend_data;
-  if (io->fd < st->nfd && st->by_fd[io->fd].io != NULL)
+  if (io->fd < st->nfd && st->by_fd[io->fd] != NULL)
     return -EEXIST; /* also when that watcher's fd was closed and the number reused */
   if (io->fd >= st->nfd) {
     int n = st->nfd != 0 ? st->nfd : 64;
     while (n <= io->fd)
       n *= 2;
-    fd_reg_t *by_fd = ax__realloc(st->by_fd, (size_t)n * sizeof *by_fd);
+    ax_io_t **by_fd = ax__realloc(st->by_fd, (size_t)n * sizeof *by_fd);
     if (by_fd == NULL)
       return -ENOMEM;
     for (int i = st->nfd; i < n; i++)
-      by_fd[i] = (fd_reg_t){NULL, 0};
+      by_fd[i] = NULL;
     st->by_fd = by_fd;
     st->nfd = n;
   }
-  st->by_fd[io->fd].gen = ++st->gen;
+  io->slot_ = (int)++st->gen;
   int rc = epoll_ctl_io(st, EPOLL_CTL_ADD, io, events);
   if (rc == 0)
-    st->by_fd[io->fd].io = io;
+    st->by_fd[io->fd] = io;
+  else
+    io->slot_ = -1;
   return rc;
 }
 
@@ -103,7 +102,8 @@ static void epoll_del(ax_loop_t *loop, ax_io_t *io) {
    * it for a dup, where the generation check in the wait drops it). */
   struct epoll_event unused = {0};
   (void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, io->fd, &unused);
-  st->by_fd[io->fd].io = NULL;
+  st->by_fd[io->fd] = NULL;
+  io->slot_ = -1;
 }
 
 /* An event of a registration that no watcher owns any more.  Said once per
@@ -153,11 +153,12 @@ static int epoll_wait_events(ax_loop_t *loop, int64_t timeout_ns) {
   for (int i = 0; i < n; i++) {
     uint64_t tag = st->events[i].data.u64;
     int fd = (int)(uint32_t)tag;
-    if (fd >= st->nfd || st->by_fd[fd].io == NULL || st->by_fd[fd].gen != (uint32_t)(tag >> 32)) {
+    ax_io_t *io = fd < st->nfd ? st->by_fd[fd] : NULL;
+    if (io == NULL || (uint32_t)io->slot_ != (uint32_t)(tag >> 32)) {
       ghost(st, fd);
       continue;
     }
-    loop->ready[got].io = st->by_fd[fd].io;
+    loop->ready[got].io = io;
     loop->ready[got].revents = ax__from_epoll(st->events[i].events);
     got++;
   }

@@ -225,7 +225,7 @@ struct ax_io {
   ax_io_cb cb_;
   ax_io_t *next_, *prev_; /* the loop's list of active fd watchers */
   unsigned flags_;
-  int slot_; /* the poll and io_uring backends' index */
+  int slot_; /* the poll and io_uring backends' index; epoll's registration generation */
 };
 
 /* Initialises io to watch fd on loop; it starts inactive.  The fd stays the
