@@ -246,8 +246,10 @@ AX_API int ax_io_start(ax_io_t *io, unsigned events);
 /* Changes the requested events of an active watcher; events already taken
  * from the kernel for bits no longer requested are not delivered.  It also
  * re-arms an AX_ONESHOT watcher that has fired (even with the same events).
- * Errors: -EINVAL (NULL io, bad events, io not active), -EBADF (the fd was
- * closed under it), or another errno of the backend. */
+ * A call that changes nothing (the same events, an AX_ONESHOT that has not
+ * fired) returns 0 without looking at the fd.  Errors: -EINVAL (NULL io,
+ * bad events, io not active), -EBADF (the fd was closed under it), or
+ * another errno of the backend. */
 AX_API int ax_io_modify(ax_io_t *io, unsigned events);
 
 /* Stops watching.  No callback for this watcher runs after it returns, even
