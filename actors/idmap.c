@@ -32,6 +32,16 @@ static void resize(ax__idmap_t *m, unsigned bits) {
   m->bits = bits;
 }
 
+/* Halves the buckets while fewer than one in eight holds a member. */
+static void shrink(ax__idmap_t *m) {
+  while (m->bits > IDMAP_MIN_BITS && m->count < ((size_t)1 << m->bits) / 8) {
+    unsigned bits = m->bits;
+    resize(m, bits - 1);
+    if (m->bits == bits)
+      return; /* no memory for the smaller array: keep the larger one */
+  }
+}
+
 int ax__idmap_add(ax__idmap_t *m, ax__idnode_t *n) {
   if (m->bucket == NULL) {
     m->bucket = ax__calloc((size_t)1 << IDMAP_MIN_BITS, sizeof *m->bucket);
@@ -57,8 +67,7 @@ void ax__idmap_remove(ax__idmap_t *m, ax__idnode_t *n) {
       break;
     }
   }
-  if (m->bits > IDMAP_MIN_BITS && m->count < ((size_t)1 << m->bits) / 8)
-    resize(m, m->bits - 1);
+  shrink(m);
 }
 
 ax__idnode_t *ax__idmap_next(const ax__idmap_t *m, uint64_t key, const ax__idnode_t *after) {
@@ -86,8 +95,7 @@ void ax__idmap_filter(ax__idmap_t *m, bool (*visit)(ax__idnode_t *n, void *arg),
       }
     }
   }
-  while (m->bits > IDMAP_MIN_BITS && m->count < ((size_t)1 << m->bits) / 8)
-    resize(m, m->bits - 1);
+  shrink(m);
 }
 
 void ax__idmap_destroy(ax__idmap_t *m) {

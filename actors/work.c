@@ -331,10 +331,9 @@ static int start(ax_actor_t *owner, ax__work_t *w, ax__msg_t *m, bool held, uint
   w->msg = m;
   w->pool = p;
   pthread_mutex_lock(&p->lock);
-  /* Acquire pairs with the release in ax_rt_stop: a runtime that is
-   * stopping would only drop the result (a terminate hook at shutdown). */
-  bool stopping = atomic_load_explicit(&owner->core->rt->stopping, memory_order_acquire) != 0;
-  int rc = p->closed || stopping ? -ESHUTDOWN
+  /* A runtime that is stopping would only drop the result (a terminate
+   * hook at shutdown). */
+  int rc = p->closed || ax__rt_stopping(owner->core->rt) ? -ESHUTDOWN
            : held               ? 0
            : p->nqueued >= p->max_queue ? -EAGAIN
                                         : grow(p);

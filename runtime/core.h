@@ -324,8 +324,9 @@ static inline uint64_t ax__core_next_id(ax__core_t *c) { return ++c->next_id; }
  * actors are about to die, and such a thread flooding them would fill
  * memory with dead letters and hold ax_rt_join up while it kept sending.
  * The runtime's own threads (the work pool's results) and the cores still
- * send until they stop.  Relaxed: a hint; a send that reads it late is
- * accepted and dropped, as before. */
+ * send until they stop; new work is refused (-ESHUTDOWN, work.c).  Relaxed:
+ * a hint; a call that reads it late is accepted and its message dropped at
+ * the shutdown, as before. */
 static inline bool ax__rt_stopping(const ax_rt_t *rt) {
   return atomic_load_explicit(&rt->stopping, memory_order_relaxed) != 0;
 }

@@ -506,14 +506,12 @@ void ax__ref_leave(ax__erec_t *erec) {
 
 /* A send to an actor of another core (or from a thread that is no core):
  * the actor itself is never touched, so no epoch is needed (ax__ref_alive). */
-static int send_remote(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
-  *rt_out = NULL;
+static int send_remote(ax_ref_t to, ax__msg_t *m) {
   if (to == AX_REF_NONE)
     return -ESRCH;
   ax_rt_t *rt = ax__rt_lookup(ax__ref_rt(to));
   if (rt == NULL)
     return -ESRCH;
-  *rt_out = rt;
   unsigned ci = ax__ref_core(to);
   if (ci >= rt->ncores || !ax__ref_alive(rt->cores[ci], to))
     return -ESRCH;
@@ -525,10 +523,11 @@ static int send_remote(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
 /* A user message to an actor with a bounded mailbox: counted in the
  * actor's inflight under the epoch (the actor's memory stays while the
  * sender looks), or refused with -EAGAIN when the bound is reached. */
-static int send_bounded(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
+static int send_bounded(ax_ref_t to, ax__msg_t *m) {
+  ax_rt_t *rt;
   ax__erec_t *erec;
   void *obj;
-  int rc = ax__ref_enter(to, &obj, rt_out, &erec);
+  int rc = ax__ref_enter(to, &obj, &rt, &erec);
   if (rc == 0 && ax__ref_core(to) == AX__REF_NO_CORE)
     rc = -ESRCH; /* never: a port's reference has no bound */
   if (rc < 0) {
@@ -554,11 +553,10 @@ static int send_bounded(ax_ref_t to, ax__msg_t *m, ax_rt_t **rt_out) {
 }
 
 int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
-  ax_rt_t *rt = NULL; /* the callees' out parameter; unused here */
   ax__core_t *cur = ax__tls_core;
   int rc;
   if (ax__ref_bounded(to) && m->sys == AX__SYS_NONE) {
-    rc = send_bounded(to, m, &rt);
+    rc = send_bounded(to, m);
   } else if (cur != NULL && ax__ref_on_core(cur, to)) {
     ax_actor_t *a = ax__lookup_local(cur, to);
     if (a != NULL) {
@@ -568,6 +566,7 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
       rc = -ESRCH;
     }
   } else if (to != AX_REF_NONE && ax__ref_core(to) == AX__REF_NO_CORE) {
+    ax_rt_t *rt;
     ax__erec_t *erec;
     void *e;
     rc = ax__ref_enter(to, &e, &rt, &erec);
@@ -575,7 +574,7 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
       ax__deliver_port(e, m);
     ax__ref_leave(erec);
   } else {
-    rc = send_remote(to, m, &rt);
+    rc = send_remote(to, m);
   }
   if (rc < 0) {
     /* Refused, not a dead letter: the caller hears of it and nothing was
