@@ -321,7 +321,7 @@ int64_t ax_mailbox_len(const ax_actor_t *self) {
   if (self == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  return (int64_t)self->mq_len + ax__fiber_saved(self);
+  return (int64_t)self->mq_len + ax__fiber_mailbox_delta(self);
 }
 
 unsigned ax_core(const ax_actor_t *self) { return self != NULL ? self->core->index : 0; }

@@ -33,7 +33,11 @@
 /* The fiber's own message types (below AX_MSG_USER, see actor.h): its
  * first message, and a deadline's wake-up (payload: the wait's
  * sequence number). */
-enum { AX__FIBER_START = 250, AX__FIBER_WAKE = 251 };
+/* The fiber's own messages, from itself: its start, the wake-up of a
+ * deadline (a timer), and the wake-up of a poll (a deadline of 0 or past:
+ * a message to itself behind everything queued, which no mailbox bound
+ * counts and ax_mailbox_len leaves out). */
+enum { AX__FIBER_START = 250, AX__FIBER_WAKE = 251, AX__FIBER_POLL = 252 };
 
 enum { FIBER_NEW, FIBER_LIVE, FIBER_DONE };
 
@@ -53,6 +57,7 @@ typedef struct ax__fiber {
   match_fn match;   /* NULL: any message */
   const void *marg;
   uint64_t seq;     /* the wait's number, in its wake-up messages */
+  uint32_t polls;   /* its poll wake-ups still in the mailbox */
   ax__msg_t *got;   /* the matching message the behaviour hands in */
   int wake;         /* why it was resumed: 0 (got), -ETIMEDOUT, -ECANCELED */
   ax__msg_t *held;  /* the message the last call returned, given back at the next */
@@ -240,7 +245,7 @@ int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
   ax__fiber_t *f = fiber_of(a);
   ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
   /* The fiber's own messages come from itself (a source's from nobody). */
-  if (__builtin_expect(msg->type >= AX__FIBER_START && msg->type <= AX__FIBER_WAKE &&
+  if (__builtin_expect(msg->type >= AX__FIBER_START && msg->type <= AX__FIBER_POLL &&
                            msg->from == a->ref,
                        0)) {
     if (msg->type == AX__FIBER_START) {
@@ -259,6 +264,8 @@ int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
         resume(f, 0);
       }
     } else {
+      if (msg->type == AX__FIBER_POLL)
+        f->polls--;
       uint64_t seq;
       memcpy(&seq, msg->data, sizeof seq);
       if (f->waiting && seq == f->seq)
@@ -372,7 +379,8 @@ int ax_spawn_fiber(ax_rt_t *rt, ax_fiber_fn fn, void *arg, const ax_fiber_opts_t
 /* Waiting                                                                   */
 
 /* Asks for a wake-up at the deadline (a deadline passed or 0: a message to
- * itself, behind every message already sent); *timer is the timer's id
+ * itself, behind every message already sent, straight into its mailbox so
+ * that a bound (mailbox_max) never refuses it); *timer is the timer's id
  * (0: none).  Returns 0 or -ENOMEM. */
 static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
   *timer = 0;
@@ -384,8 +392,16 @@ static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
   /* What other cores and threads sent before this call waits on the
    * core's rings and inbox: into the mailbox first, so the wake-up comes
    * after it. */
-  ax__core_drain(f->a->core);
-  return ax_send(f->a->ref, AX__FIBER_WAKE, &f->seq, sizeof f->seq);
+  ax__core_t *c = f->a->core;
+  ax__core_drain(c);
+  ax__msg_t *m = ax__msg_new_vital(f->a->ref, AX__SYS_NONE, AX__FIBER_POLL, &f->seq,
+                                   sizeof f->seq, f->a->ref);
+  if (m == NULL)
+    return -ENOMEM;
+  ax__mailbox_push(c, f->a, m);
+  ax__stat_add(&c->stats.sent, 1);
+  f->polls++;
+  return 0;
 }
 
 /* The next message that matches (match NULL: any), from those saved or,
@@ -444,6 +460,8 @@ static bool match_user(const ax__msg_t *m, const void *arg) {
   return u->fn(&m->m, u->arg);
 }
 
+static void note_end(const ax__msg_t *m);
+
 static int recv_common(ax_actor_t *self, match_fn match, const void *arg, int64_t deadline,
                        const ax_msg_t **msg) {
   ax__fiber_t *f = running(self);
@@ -451,8 +469,11 @@ static int recv_common(ax_actor_t *self, match_fn match, const void *arg, int64_
     return -EPERM;
   ax__msg_t *m;
   int rc = get(f, match, arg, deadline, true, &m);
-  if (rc == 0)
+  if (rc == 0) {
+    if (m->sys == AX__SYS_IO)
+      note_end(m);
     *msg = &m->m;
+  }
   return rc;
 }
 
@@ -498,7 +519,7 @@ int ax_sleep_until(ax_actor_t *self, int64_t deadline) {
 }
 
 int ax_sleep(ax_actor_t *self, int64_t ns) {
-  return ax_sleep_until(self, ns <= 0 ? 0 : ax_deadline(ns));
+  return ax_sleep_until(self, ns == AX_FOREVER ? AX_FOREVER : ns <= 0 ? 0 : ax_deadline(ns));
 }
 
 int ax_yield(ax_actor_t *self) { return ax_sleep_until(self, 0); }
@@ -540,10 +561,11 @@ static bool sys_matches(const ax__msg_t *m, const void *arg) {
   return m->sys == want[0] && m->aux == want[1];
 }
 
-uint32_t ax__fiber_saved(const ax_actor_t *a) {
+int64_t ax__fiber_mailbox_delta(const ax_actor_t *a) {
   if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
     return 0;
-  return fiber_of(a)->scount;
+  const ax__fiber_t *f = fiber_of(a);
+  return (int64_t)f->scount - (int64_t)f->polls;
 }
 
 ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux) {
@@ -594,6 +616,24 @@ static void rd_closed(ax__src_rd_t *rd, const ax__msg_t *m) {
   rd->end = true;
   if (rd->err == 0)
     rd->err = closed_err(m, true);
+}
+
+/* A stream's EOF or CLOSED that the fiber took itself (ax_recv and its
+ * kin): the stream calls report that end from now on, as if they had read
+ * it (they would otherwise wait for an end that already came).  Without
+ * memory for the read state nothing is noted, and a later stream call
+ * waits until its deadline. */
+static void note_end(const ax__msg_t *m) {
+  if (m->m.type != AX_MSG_EOF && m->m.type != AX_MSG_CLOSED)
+    return;
+  ax__src_t *s = (ax__src_t *)(uintptr_t)m->aux;
+  if (!ax__src_is_stream(s))
+    return;
+  if (s->rd == NULL && (s->rd = ax__calloc(1, sizeof *s->rd)) == NULL)
+    return;
+  s->rd->end = true;
+  if (m->m.type == AX_MSG_CLOSED)
+    rd_closed(s->rd, m);
 }
 
 #define READ_TYPES \
@@ -723,7 +763,7 @@ ssize_t ax_stream_read(ax_stream_t *st, void *buf, size_t len, int64_t deadline)
   if (f == NULL)
     return err;
   if (len == 0)
-    return 0;
+    return -EINVAL; /* 0 would read as the stream's end */
   int rc = fill(f, &st->src, rd, deadline);
   if (rc <= 0)
     return rc < 0 ? rc : (rd->err < 0 ? rd->err : 0);

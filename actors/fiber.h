@@ -37,8 +37,9 @@ ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux);
  * waiting call of a fiber checks).  Any thread. */
 bool ax__fiber_running(const ax_actor_t *self);
 
-/* How many messages fiber a keeps aside, handed to it and not received;
- * 0 for other actors.  a's core. */
-uint32_t ax__fiber_saved(const ax_actor_t *a);
+/* What ax_mailbox_len adds to a's mailbox length: the messages fiber a
+ * keeps aside (handed to it and not received yet), less its own poll
+ * wake-ups still in the mailbox; 0 for other actors.  a's core. */
+int64_t ax__fiber_mailbox_delta(const ax_actor_t *a);
 
 #endif /* AXON_ACTORS_FIBER_H */

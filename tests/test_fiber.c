@@ -472,6 +472,94 @@ START_TEST(test_fiber_deadlines) {
 }
 END_TEST
 
+/* Polls (a deadline of 0) in a fiber whose mailbox is bounded and full:
+ * the poll's message to itself is axon's own, so no bound refuses it (the
+ * polls failed with -ENOMEM), and ax_mailbox_len leaves it out (it read 3
+ * after three messages had been taken). */
+enum { BOUND = 3 };
+
+typedef struct bounded_poll {
+  fib_t f;
+  atomic_int sent; /* the test thread sent a round of BOUND messages */
+  int len[BOUND + 1];
+} bounded_poll_t;
+
+/* Spins (the core waits) until the test thread sent round `round`. */
+static void await_round(bounded_poll_t *b, int round) {
+  int64_t limit = ax_now() + LONG_WAIT;
+  while (atomic_load(&b->sent) < round && ax_now() < limit) {
+  }
+  FCHECK(&b->f, atomic_load(&b->sent) >= round);
+}
+
+static int bounded_poll_fiber(ax_actor_t *self, void *arg) {
+  bounded_poll_t *b = arg;
+  const ax_msg_t *m = NULL;
+  /* Round 1: three messages, taken by polls; then the fourth poll finds
+   * nothing. */
+  atomic_store(&b->f.phase, 1);
+  await_round(b, 1);
+  for (int i = 0; i < BOUND; i++) {
+    m = NULL;
+    FCHECK_EQ(&b->f, ax_recv(self, 0, &m), 0);
+    FCHECK(&b->f, m != NULL && m->type == MSG_SELF && *(const int *)m->data == i);
+    b->len[i] = (int)ax_mailbox_len(self);
+  }
+  FCHECK_EQ(&b->f, ax_recv(self, 0, &m), -ETIMEDOUT);
+  b->len[BOUND] = (int)ax_mailbox_len(self);
+  /* Round 2: with the mailbox full, the calls that poll still work. */
+  atomic_store(&b->f.phase, 2);
+  await_round(b, 2);
+  FCHECK_EQ(&b->f, ax_yield(self), 0);
+  FCHECK_EQ(&b->f, ax_sleep(self, 0), 0);
+  FCHECK_EQ(&b->f, ax_sleep_until(self, 1), 0);
+  FCHECK_EQ(&b->f, ax_recv_type(self, MSG_NEVER, 0, &m), -ETIMEDOUT);
+  FCHECK_EQ(&b->f, ax_mailbox_len(self), BOUND); /* kept aside by the last call */
+  for (int i = 0; i < BOUND; i++)
+    FCHECK_EQ(&b->f, ax_recv_type(self, MSG_SELF, 0, &m), 0);
+  FCHECK_EQ(&b->f, ax_recv(self, 0, &m), -ETIMEDOUT);
+  FCHECK_EQ(&b->f, ax_mailbox_len(self), 0);
+  atomic_store(&b->f.phase, 3);
+  /* Round 3: the bound has room for BOUND again; wait for the quit. */
+  FCHECK_EQ(&b->f, ax_recv_type(self, MSG_QUIT, ax_deadline(LONG_WAIT), &m), 0);
+  /* AX_FOREVER parks until the stop (it returned 0 at once). */
+  atomic_store(&b->f.phase, 4);
+  FCHECK_EQ(&b->f, ax_sleep(self, AX_FOREVER), -ECANCELED);
+  return 0;
+}
+
+START_TEST(test_fiber_poll_bounded_mailbox) {
+  ax_rt_t *rt = rt_new();
+  static bounded_poll_t b;
+  memset(&b, 0, sizeof b);
+  fib_init(&b.f);
+  ax_fiber_opts_t o = fib_core_opts(0);
+  o.mailbox_max = BOUND;
+  ax_ref_t ref = AX_REF_NONE;
+  ck_assert_int_eq(ax_spawn_fiber(rt, bounded_poll_fiber, &b, &o, &ref), 0);
+  for (int round = 1; round <= 2; round++) {
+    wait_phase(&b.f, round);
+    for (int i = 0; i < BOUND; i++)
+      ck_assert_int_eq(ax_send(ref, MSG_SELF, &i, sizeof i), 0);
+    ck_assert_int_eq(ax_send(ref, MSG_SELF, &round, sizeof round), -EAGAIN);
+    atomic_store(&b.sent, round);
+  }
+  wait_phase(&b.f, 3);
+  for (int i = 0; i < BOUND - 1; i++)
+    ck_assert_int_eq(ax_send(ref, MSG_SELF, &i, sizeof i), 0);
+  ck_assert_int_eq(ax_send(ref, MSG_QUIT, NULL, 0), 0);
+  wait_phase(&b.f, 4);
+  test_sleep_ms(50);
+  ck_assert_int_eq(atomic_load(&b.f.terminated), 0);
+  ck_assert_int_eq(ax_stop(ref, 0), 0);
+  fib_wait(&b.f, 20000);
+  for (int i = 0; i <= BOUND; i++)
+    ck_assert_msg(b.len[i] == (i < BOUND ? BOUND - 1 - i : 0),
+                  "ax_mailbox_len after %d polls: %d", i + 1, b.len[i]);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* 4. The return value is the stop reason                                    */
 
@@ -1502,6 +1590,7 @@ static Suite *fiber_suite(void) {
   tc = tcase_create("deadlines");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_fiber_deadlines);
+  tcase_add_test(tc, test_fiber_poll_bounded_mailbox);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("stop");

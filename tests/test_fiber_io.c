@@ -1113,6 +1113,99 @@ START_TEST(test_fiber_io_eof_and_reset) {
 }
 END_TEST
 
+/* A stream's end taken with ax_recv_type, not by a stream call: the stream
+ * calls still read the bytes before it, then report that end (they waited
+ * for an end that had already come: -ETIMEDOUT, or forever). */
+typedef struct taker {
+  fib_t f;
+  int fd;   /* socketpair end: the test writes "abc" and shuts its side */
+  int port; /* the test's TCP listener: the test resets the connection */
+  int rc[6];
+  char got[8];
+} taker_t;
+
+static int taker_fiber(ax_actor_t *self, void *arg) {
+  taker_t *t = arg;
+  ax_stream_t *s = NULL;
+  const ax_msg_t *m;
+  char buf[64];
+  ax_stream_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.flags = AX_STREAM_HALF_OPEN; /* the peer's end is an EOF, not CLOSED */
+  FCHECK_EQ(&t->f, ax_pipe_open(self, t->fd, t->fd, &o, &s), 0);
+  if (s == NULL)
+    return -1;
+  atomic_store(&t->f.phase, 1);
+  /* The EOF, past the DATA before it (which stays queued). */
+  FCHECK_EQ(&t->f, ax_recv_type(self, AX_MSG_EOF, ax_deadline(LONG_WAIT), &m), 0);
+  t->rc[0] = (int)ax_stream_read_until(s, t->got, sizeof t->got, '\n', ax_deadline(2 * SEC));
+  t->rc[1] = (int)ax_stream_read(s, buf, sizeof buf, ax_deadline(2 * SEC));
+  t->rc[2] = (int)ax_stream_read_exact(s, buf, 4, ax_deadline(2 * SEC));
+  FCHECK_EQ(&t->f, ax_stream_close(s), 0);
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", t->port);
+  s = NULL;
+  int rc = ax_tcp_dial(self, addr, NULL, ax_deadline(LONG_WAIT), &s);
+  FCHECK_EQ(&t->f, rc, 0);
+  if (rc != 0)
+    return rc;
+  atomic_store(&t->f.phase, 2);
+  /* The CLOSED of a reset, taken the same way. */
+  FCHECK_EQ(&t->f, ax_recv_type(self, AX_MSG_CLOSED, ax_deadline(LONG_WAIT), &m), 0);
+  t->rc[3] = (int)((const ax_stream_ev_t *)m->data)->err;
+  t->rc[4] = (int)ax_stream_read(s, buf, sizeof buf, ax_deadline(2 * SEC));
+  t->rc[5] = (int)ax_stream_read_until(s, buf, sizeof buf, '\n', ax_deadline(2 * SEC));
+  FCHECK_EQ(&t->f, ax_stream_close(s), 0);
+  return 0;
+}
+
+START_TEST(test_fiber_io_end_taken_by_recv) {
+  ax_rt_t *rt = rt_new();
+  int sv[2];
+  socketpair_cloexec(sv);
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(lfd, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+  ck_assert_int_eq(listen(lfd, 4), 0);
+  socklen_t alen = sizeof a;
+  ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  static taker_t t;
+  memset(&t, 0, sizeof t);
+  fib_init(&t.f);
+  t.fd = sv[0];
+  t.port = ntohs(a.sin_port);
+  spawn_fiber(rt, taker_fiber, &t.f, 0, 0);
+  wait_phase(&t.f, 1);
+  ck_assert_int_eq(write(sv[1], "abc", 3), 3);
+  ck_assert_int_eq(shutdown(sv[1], SHUT_WR), 0);
+  struct pollfd pfd = {lfd, POLLIN, 0};
+  ck_assert_int_eq(poll(&pfd, 1, 10000), 1);
+  int cfd = accept(lfd, NULL, NULL);
+  ck_assert_int_ge(cfd, 0);
+  wait_phase(&t.f, 2);
+  struct linger lg = {1, 0};
+  ck_assert_int_eq(setsockopt(cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  close(cfd); /* RST */
+  fib_wait(&t.f, 30000);
+  ck_assert_msg(t.rc[0] == 3 && memcmp(t.got, "abc", 3) == 0,
+                "the bytes before the EOF: %d (%s)", t.rc[0], ax_strerror(t.rc[0]));
+  ck_assert_msg(t.rc[1] == 0 && t.rc[2] == 0, "reads after an EOF taken by ax_recv_type: %d (%s), "
+                "%d (%s), want 0", t.rc[1], ax_strerror(t.rc[1]), t.rc[2], ax_strerror(t.rc[2]));
+  ck_assert_msg(t.rc[3] < 0, "CLOSED of a reset carries %d", t.rc[3]);
+  ck_assert_msg(t.rc[4] == t.rc[3] && t.rc[5] == t.rc[3],
+                "reads after a CLOSED taken by ax_recv_type: %d (%s), %d (%s), want %d (%s)",
+                t.rc[4], ax_strerror(t.rc[4]), t.rc[5], ax_strerror(t.rc[5]), t.rc[3],
+                ax_strerror(t.rc[3]));
+  close(sv[1]);
+  close(lfd);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Misuse: the stream calls' own errors                                      */
 
@@ -1172,6 +1265,7 @@ static int badio_fiber(ax_actor_t *self, void *arg) {
   /* NULL arguments */
   FCHECK_EQ(&b->f, ax_stream_read(NULL, buf, sizeof buf, 0), -EINVAL);
   FCHECK_EQ(&b->f, ax_stream_read(s, NULL, sizeof buf, 0), -EINVAL);
+  FCHECK_EQ(&b->f, ax_stream_read(s, buf, 0, 0), -EINVAL); /* 0 would read as the end */
   FCHECK_EQ(&b->f, ax_stream_read_exact(NULL, buf, sizeof buf, 0), -EINVAL);
   FCHECK_EQ(&b->f, ax_stream_read_until(NULL, buf, sizeof buf, '\n', 0), -EINVAL);
   FCHECK_EQ(&b->f, ax_stream_read_until(s, NULL, sizeof buf, '\n', 0), -EINVAL);
@@ -1428,6 +1522,7 @@ static Suite *fiber_io_suite(void) {
   tcase_add_test(tc, test_fiber_io_read_until);
   tcase_add_test(tc, test_fiber_io_read_exact_deadlines);
   tcase_add_test(tc, test_fiber_io_eof_and_reset);
+  tcase_add_test(tc, test_fiber_io_end_taken_by_recv);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("write");

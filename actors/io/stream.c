@@ -623,6 +623,8 @@ int ax__stream_new(ax_actor_t *self, int rfd, int wfd, int kind, const ax_stream
 
 int ax__stream_kind(const ax_stream_t *s) { return s->kind; }
 
+bool ax__src_is_stream(const ax__src_t *s) { return s->ops == &stream_ops; }
+
 /* ------------------------------------------------------------------------ */
 /* The public calls.                                                         */
 

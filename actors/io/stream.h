@@ -91,6 +91,10 @@ void ax__stream_fail(ax_stream_t *s, int err);
 /* The stream's kind (enum ax__stream_kind). */
 int ax__stream_kind(const ax_stream_t *s);
 
+/* True when source s is a stream (a fiber's stream calls keep its read
+ * state). */
+bool ax__src_is_stream(const ax__src_t *s);
+
 /* Validates opts and fills in the defaults.  Errors: -EINVAL. */
 int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *out);
 

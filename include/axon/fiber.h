@@ -118,8 +118,13 @@ static inline int64_t ax_deadline(int64_t ns) {
 /* Messages                                                                  */
 
 /* Waits for the next message and stores it in *msg.  Returns 0.  Errors:
- * -ETIMEDOUT, -ECANCELED, -EINVAL (NULL msg), -EPERM (not this fiber),
- * -ENOMEM (a deadline of 0 could not be set up). */
+ * -ETIMEDOUT, -ECANCELED, -EINVAL (NULL msg), -EPERM (self NULL or not the
+ * calling fiber), -ENOMEM (no memory for the deadline's timer, or for the
+ * message a deadline of 0 sends the fiber itself).  A deadline is an
+ * absolute time (ax_deadline); AX_FOREVER (-1) waits without limit, and
+ * every other value not after now (0, any other negative one) polls.  A
+ * stream's AX_MSG_EOF or AX_MSG_CLOSED taken here is taken for the stream
+ * calls too: they report that end from then on. */
 AX_API int ax_recv(ax_actor_t *self, int64_t deadline, const ax_msg_t **msg);
 
 /* Waits for the next message of the given type; the others stay queued in
@@ -142,8 +147,9 @@ AX_API int ax_recv_match(ax_actor_t *self, ax_match_fn match, void *arg, int64_t
                          const ax_msg_t **msg);
 
 /* Parks the fiber for ns nanoseconds (ax_sleep_until: until deadline);
- * messages arriving meanwhile stay queued.  Returns 0.  Errors:
- * -ECANCELED, -EPERM. */
+ * messages arriving meanwhile stay queued.  AX_FOREVER parks it until it
+ * is stopped (-ECANCELED); a duration of 0 or below is ax_yield.  Returns
+ * 0.  Errors: -ECANCELED, -EPERM, -ENOMEM (no memory for the wake-up). */
 AX_API int ax_sleep(ax_actor_t *self, int64_t ns);
 AX_API int ax_sleep_until(ax_actor_t *self, int64_t deadline);
 
@@ -165,7 +171,7 @@ AX_API int ax_yield(ax_actor_t *self);
 
 /* Reads at least 1 and at most len bytes.  Returns the count, or 0 at the
  * end of the stream (the peer closed its side; every later read returns 0
- * too). */
+ * too).  A len of 0 is -EINVAL: 0 means the end. */
 AX_API ssize_t ax_stream_read(ax_stream_t *s, void *buf, size_t len, int64_t deadline);
 
 /* Reads exactly len bytes.  Returns len; fewer when the stream ended first
