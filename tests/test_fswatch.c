@@ -1,5 +1,6 @@
 /* Check suite for file-system event sources: inotify (shared instances, moves, IN_IGNORED, overflow, window) and fanotify. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -180,6 +181,62 @@ START_TEST(test_fswatch_shared) {
   sa_env_free(&env); /* the owners' deaths end the rest */
   remove_tree(d1);
   remove_tree(d2);
+}
+END_TEST
+
+/* Flags that change what the kernel does with a watch stay the watch's
+ * own, though the watches of one actor on one inode share the kernel's
+ * wd: IN_ONESHOT (it made the other watches one-shot too) and
+ * IN_EXCL_UNLINK (the others lost the events of unlinked children). */
+START_TEST(test_fswatch_flags_stay_own) {
+  sa_env_t env;
+  sa_env_new(&env, 1, 0);
+  sa_actor_t a;
+  ax_ref_t ra = sa_spawn(&env, &a, 1, 0);
+  char d[64], p[128];
+  temp_dir(d, sizeof d);
+  for (int order = 0; order < 2; order++) { /* the one-shot watch second, then first */
+    int64_t del, once;
+    if (order == 0)
+      ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_WATCH, 0, 0, IN_DELETE, d, &del), 0);
+    ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_WATCH, 1, 0, IN_CREATE | IN_ONESHOT, d, &once), 0);
+    if (order == 1)
+      ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_WATCH, 0, 0, IN_DELETE, d, &del), 0);
+    touch(d, "f1");
+    ck_assert_int_eq(expect_fs(&env, IN_CREATE, "f1")->slot, (int)once);
+    const sa_event_t *ev = expect_fs(&env, IN_IGNORED, "");
+    ck_assert_int_eq(ev->slot, (int)once);
+    for (int i = 1; i <= 3; i++) {
+      char name[8];
+      snprintf(name, sizeof name, "f%d", i);
+      if (i > 1)
+        touch(d, name); /* the one-shot watch is spent: no event */
+      path_in(p, sizeof p, d, name);
+      ck_assert_int_eq(unlink(p), 0);
+      ev = expect_fs(&env, IN_DELETE, name);
+      ck_assert_int_eq(ev->slot, (int)del);
+    }
+    ck_assert(sa_no_event(&env, 30));
+    ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_UNWATCH, (int)once, 0, 0, NULL, NULL), 0);
+    ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_UNWATCH, (int)del, 0, 0, NULL, NULL), 0);
+  }
+  /* IN_EXCL_UNLINK on one watch; the other still hears of a write to a
+   * child unlinked while open. */
+  int64_t excl, mod;
+  ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_WATCH, 0, 0, IN_CREATE | IN_EXCL_UNLINK, d, &excl), 0);
+  ck_assert_int_eq(sa_cmd(&env, ra, CMD_FS_WATCH, 1, 0, IN_MODIFY, d, &mod), 0);
+  path_in(p, sizeof p, d, "open");
+  int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(expect_fs(&env, IN_CREATE, "open")->slot, (int)excl);
+  ck_assert_int_eq(unlink(p), 0);
+  ck_assert_int_eq(write(fd, "x", 1), 1);
+  ck_assert_int_eq(expect_fs(&env, IN_MODIFY, "open")->slot, (int)mod);
+  ck_assert(sa_no_event(&env, 30));
+  close(fd);
+  ck_assert_int_eq(atomic_load(&a.violations), 0);
+  sa_env_free(&env);
+  remove_tree(d);
 }
 END_TEST
 
@@ -494,6 +551,7 @@ static Suite *fswatch_suite(void) {
   tcase_add_test(tc, test_fswatch_errors);
   tcase_add_test(tc, test_fswatch_inotify);
   tcase_add_test(tc, test_fswatch_shared);
+  tcase_add_test(tc, test_fswatch_flags_stay_own);
   tcase_add_test(tc, test_fswatch_window);
   tcase_add_test(tc, test_fswatch_close);
   suite_add_tcase(s, tc);

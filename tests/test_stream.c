@@ -106,8 +106,9 @@ static int args_hook(ax_actor_t *self, st_actor_t *a, const ax_msg_t *m) {
   ARG_CHECK(ax_pipe_open(self, p[0], 100000, NULL, &s) == -EINVAL); /* not an open fd */
   ARG_CHECK(!fd_is_open(p[0]));
   /* Bad options. */
-  ax_stream_opts_t bad[6];
+  ax_stream_opts_t bad[7];
   memset(bad, 0, sizeof bad);
+  bad[6].flags = AX_STREAM_PAUSED << 1; /* no such flag */
   bad[0].frame = (ax_frame_t)7;
   bad[1].frame = AX_FRAME_LENGTH;
   bad[1].len_bytes = 3;
@@ -115,7 +116,7 @@ static int args_hook(ax_actor_t *self, st_actor_t *a, const ax_msg_t *m) {
   bad[3].linger = -3;
   bad[4].connect_timeout = -5;
   bad[5].sndbuf = -1;
-  for (int i = 0; i < 6; i++) {
+  for (int i = 0; i < 7; i++) {
     ARG_CHECK(pipe2(p, O_CLOEXEC) == 0);
     int rc = ax_pipe_open(self, p[0], p[1], &bad[i], &s);
     if (rc != -EINVAL && chk->fails++ == 0)

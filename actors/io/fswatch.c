@@ -30,12 +30,16 @@
 /*
  * inotify: an owner actor's watches share one inotify instance (the
  * kernel limits instances per user to 128 by default, watches to far
- * more).  The instance reads into its buffer and hands each event to the
+ * more), or two: those with IN_EXCL_UNLINK have one of their own.  The instance reads into its buffer and hands each event to the
  * watches it concerns: those of its wd whose mask has one of its bits, or
  * every watch of the wd for IN_IGNORED/IN_UNMOUNT, and every watch of the
  * instance for IN_Q_OVERFLOW.  Two watches of one actor on the same inode
  * share the kernel's wd (added with IN_MASK_ADD) and each sees only its
- * own bits.  Each watch is a source with its own window; while one of the
+ * own bits.  The kernel keeps one set of flags per wd, so a flag that
+ * changes what the kernel does with the wd would reach the other watches
+ * of the inode: IN_ONESHOT is never passed on (a one-shot watch is ended
+ * here, after the first event handed to it), and IN_EXCL_UNLINK watches
+ * share the second instance, where every wd has that flag.  Each watch is a source with its own window; while one of the
  * watches an event is for has no credit, the instance stops reading and
  * keeps the rest of its buffer, so the kernel queue (max_queued_events)
  * takes the back-pressure and reports IN_Q_OVERFLOW when it overflows.
@@ -52,7 +56,7 @@ struct ax_fswatch {
   ax__src_t src; /* first */
   int kind;
   uint32_t mask;   /* inotify: the events this watch asked for */
-  int wd;          /* inotify: the kernel's watch, -1 once the kernel dropped it */
+  int wd;          /* inotify: the kernel's watch, -1 once dropped (kernel, one-shot) */
   ax__inotify_t *in;
   ax__link_t ilink; /* the instance's list of watches */
   int fd;          /* fanotify: the group */
@@ -63,6 +67,7 @@ _Static_assert(offsetof(struct ax_fswatch, src) == 0, "a handle is its source (a
 
 struct ax__inotify {
   int fd;
+  bool excl;           /* its watches are IN_EXCL_UNLINK ones */
   ax_io_t io;
   ax__link_t *watches; /* its watches (ilink) */
   unsigned ev;     /* the events io requests now */
@@ -119,6 +124,19 @@ static void in_watch(ax__inotify_t *in, bool on) {
       ax__src_end(&w->src, rc);
 }
 
+/* One-shot watch w had its event: it gets IN_IGNORED, as from the kernel,
+ * and nothing more; the kernel's wd goes unless another watch shares it. */
+static void oneshot_spent(ax__inotify_t *in, ax_fswatch_t *w) {
+  int wd = w->wd;
+  w->wd = -1;
+  post_event(w, IN_IGNORED, 0, 0, "", 0);
+  bool shared = false;
+  EACH_WATCH(o, in)
+    shared |= o->wd == wd;
+  if (!shared)
+    (void)inotify_rm_watch(in->fd, wd); /* its IN_IGNORED concerns nobody now */
+}
+
 /* Hands out buffered events while every watch they concern has credit.
  * Returns false when it stopped for lack of credit. */
 static bool in_hand_out(ax__inotify_t *in) {
@@ -134,6 +152,8 @@ static bool in_hand_out(ax__inotify_t *in) {
         continue;
       uint32_t mask = e->mask & (w->mask | AX__IN_ALWAYS | IN_ISDIR);
       post_event(w, mask, e->cookie, 0, name, nlen);
+      if ((w->mask & IN_ONESHOT) && (mask & IN_ALL_EVENTS) != 0)
+        oneshot_spent(in, w);
     }
     if (e->mask & IN_IGNORED) /* the kernel dropped the wd (file gone, unmounted) */
       EACH_WATCH(w, in)
@@ -213,18 +233,21 @@ static const ax__src_ops_t inotify_ops = {
     .credit = in_credit,
 };
 
-/* The inotify instance self's watches share, or NULL. */
-static ax__inotify_t *find_instance(ax_actor_t *self) {
+/* The inotify instance self's watches share (excl: its IN_EXCL_UNLINK
+ * ones), or NULL. */
+static ax__inotify_t *find_instance(ax_actor_t *self, bool excl) {
   for (ax__src_t *s = ax__src_first(self); s != NULL; s = ax__src_next(s))
-    if (s->ops == &inotify_ops && ((ax_fswatch_t *)s)->in != NULL)
+    if (s->ops == &inotify_ops && ((ax_fswatch_t *)s)->in != NULL &&
+        ((ax_fswatch_t *)s)->in->excl == excl)
       return ((ax_fswatch_t *)s)->in;
   return NULL;
 }
 
-static int in_new(ax__core_t *c, ax__inotify_t **out) {
+static int in_new(ax__core_t *c, bool excl, ax__inotify_t **out) {
   ax__inotify_t *in = ax__calloc(1, sizeof *in);
   if (in == NULL)
     return -ENOMEM;
+  in->excl = excl;
   in->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (in->fd < 0) {
     int rc = -errno;
@@ -254,11 +277,14 @@ int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t 
   w->mask = mask;
   w->wd = -1;
   w->fd = -1;
-  ax__inotify_t *in = find_instance(self);
+  bool excl = (mask & IN_EXCL_UNLINK) != 0;
+  ax__inotify_t *in = find_instance(self, excl);
   bool fresh = in == NULL;
-  int rc = fresh ? in_new(w->src.core, &in) : 0;
+  int rc = fresh ? in_new(w->src.core, excl, &in) : 0;
   if (rc == 0) {
-    w->wd = inotify_add_watch(in->fd, path, mask | IN_MASK_ADD);
+    /* Never IN_ONESHOT: the kernel would end the other watches of the
+     * inode with it (in_hand_out ends this one). */
+    w->wd = inotify_add_watch(in->fd, path, (mask & ~(uint32_t)IN_ONESHOT) | IN_MASK_ADD);
     if (w->wd < 0)
       rc = -errno;
     else if (fresh) /* a refusal is this call's error, not a message */

@@ -27,7 +27,9 @@ static void finish_eof(ax_stream_t *s);
 
 int ax__stream_opts(const ax_stream_opts_t *in, ax_stream_opts_t *o) {
   *o = in != NULL ? *in : (ax_stream_opts_t){0};
-  if (o->frame > AX_FRAME_LENGTH || o->max_frame > ((size_t)16 << 20) ||
+  const unsigned known =
+      AX_STREAM_HALF_OPEN | AX_STREAM_NODELAY | AX_STREAM_KEEPALIVE | AX_STREAM_PAUSED;
+  if ((o->flags & ~known) != 0 || o->frame > AX_FRAME_LENGTH || o->max_frame > ((size_t)16 << 20) ||
       (o->frame == AX_FRAME_LENGTH && o->len_bytes != 0 && o->len_bytes != 1 &&
        o->len_bytes != 2 && o->len_bytes != 4) ||
       (o->connect_timeout < 0 && o->connect_timeout != AX_FOREVER) ||

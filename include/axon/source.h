@@ -178,8 +178,13 @@ typedef struct ax_fs_event {
   const char *name;
 } ax_fs_event_t;
 
-/* Watches path with inotify (mask: IN_* bits).  Errors: -EINVAL, -ENOENT,
- * -EACCES, -ENOSPC (the user's inotify watch limit), ... */
+/* Watches path with inotify (mask: IN_* bits, with IN_ONLYDIR,
+ * IN_DONT_FOLLOW, IN_EXCL_UNLINK, IN_ONESHOT).  Each watch gets the events
+ * of its own mask and flags, even where several of self's watches share
+ * one file.  Owner's core.  Errors: -EINVAL (NULL arguments, no IN_*
+ * event, other bits), -ENOENT, -EACCES, -ENOTDIR (IN_ONLYDIR), -ENOSPC
+ * (the user's inotify watch limit), -EMFILE (an inotify instance was
+ * needed: max_user_instances, or no fd), -ENOMEM. */
 AX_API int ax_fs_watch(ax_actor_t *self, const char *path, uint32_t mask, ax_fswatch_t **out);
 
 /* Watches path with fanotify (mask: FAN_* bits; flags: FAN_MARK_* such as

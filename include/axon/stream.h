@@ -127,7 +127,7 @@ enum { /* ax_stream_opts_t.flags */
  * takes its default (in brackets); where zero is a real value too (a NUL
  * delimiter, no linger), a named constant asks for it. */
 typedef struct ax_stream_opts {
-  unsigned flags;          /* AX_STREAM_* */
+  unsigned flags;          /* AX_STREAM_* (another bit is -EINVAL) */
   unsigned window;         /* at most this many unhandled AX_MSG_DATA (8) */
   size_t read_max;         /* bytes read per readiness event (64 KiB) */
   size_t high_water;       /* queued write bytes refusing more writes (1 MiB) */
@@ -186,7 +186,9 @@ AX_API int ax_unix_listen(ax_actor_t *self, const char *path, int backlog,
  * (either may be -1; they may be the same fd, e.g. a connected socket or a
  * tty).  The fds are made non-blocking and belong to the stream from now on
  * (ax_stream_close closes them), also when this call fails.
- * Errors: -EINVAL (NULL argument, both fds -1, an fd that is not open). */
+ * Errors: -EINVAL (NULL argument, both fds -1, an fd that is not open, bad
+ * options), -EPERM (an fd epoll cannot watch: a regular file or a
+ * directory; file.h reads files), -ENOMEM. */
 AX_API int ax_pipe_open(ax_actor_t *self, int rfd, int wfd, const ax_stream_opts_t *opts,
                         ax_stream_t **out);
 
@@ -243,7 +245,9 @@ AX_API int ax_stream_close(ax_stream_t *s);
  *   ax_stream_active   deliver n (> 0) more AX_MSG_DATA, then send
  *                      AX_MSG_PASSIVE and stop reading until called again
  *                      (Erlang's {active, N})
- * Errors: -EINVAL (NULL stream, n <= 0). */
+ * They govern reading: DATA already queued for the owner when they are
+ * called (up to the window) still come, ahead of the n new ones or the
+ * pause.  Owner's core.  Errors: -EINVAL (NULL stream, n <= 0). */
 AX_API int ax_stream_pause(ax_stream_t *s);
 AX_API int ax_stream_resume(ax_stream_t *s);
 AX_API int ax_stream_active(ax_stream_t *s, int n);
@@ -341,7 +345,9 @@ typedef struct ax_server_closed {
  * its own core closes only after it returns): it returns at once, and
  * AX_MSG_SERVER_CLOSED reaches the calling actor when every listener is
  * closed and the port is free.  srv is invalid after the call either way.
- * Returns 0.  Errors: -EINVAL (NULL). */
+ * Every server needs this call, also once the runtime has stopped (after
+ * ax_rt_join or ax_rt_run, before ax_rt_free): its memory is the caller's
+ * until then.  Returns 0.  Errors: -EINVAL (NULL). */
 AX_API int ax_server_close(ax_server_t *srv);
 
 /* ------------------------------------------------------------------------ */
