@@ -35,7 +35,7 @@ extern void *__libc_malloc(size_t n) __attribute__((weak));
  * and glibc sets that heap up inside the first malloc_trim: two cores making
  * that first call at once both attach to its main arena, and the second of
  * them to exit aborts the process ("a->attached_threads > 0", glibc 2.36). */
-static void trim_malloc(void) {
+void ax__trim_malloc(void) {
   /* Read through a volatile: the compiler may assume two functions never
    * share an address and fold the comparison away. */
   void *(*volatile process_malloc)(size_t) = malloc;
@@ -319,7 +319,7 @@ static void idle(ax__core_t *c) {
       c->slots_freed = 0;
       c->malloc_freed = 0;
       released += ax__table_trim(&c->table);
-      trim_malloc();
+      ax__trim_malloc();
       ax__coro_cache_trim();
       ax__stat_add(&c->stats.released, released);
     }

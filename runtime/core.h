@@ -307,6 +307,10 @@ static inline void ax__core_trim_at(ax__core_t *c, int64_t when) {
     c->trim_at = when;
 }
 
+/* Gives malloc's free pages back to the kernel (malloc_trim), only where
+ * glibc's malloc is the process's (core.c says why).  Any thread. */
+void ax__trim_malloc(void);
+
 /* A feature gave n bytes back to malloc: past AX__TRIM_MALLOC, the core
  * trims malloc's arenas once it has been idle for AX__PURGE_NS.  Owner
  * core. */

@@ -381,6 +381,11 @@ int ax_rt_free(ax_rt_t *rt) {
   }
   pthread_barrier_destroy(&rt->barrier);
   free_parts(rt);
+  /* What the runtime's actors, fibers and messages took from malloc is
+   * free now, spread over the arenas of threads that exited: give its
+   * pages back (4 x 10^5 fibers spawned by main left 182 MB resident,
+   * 3 MB after this). */
+  ax__trim_malloc();
   return 0;
 }
 
