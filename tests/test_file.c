@@ -172,6 +172,18 @@ static int body_errors(ax_actor_t *self, void *arg) {
   ck_assert_int_eq(ax_file_open(NULL, path, O_RDONLY, 0, 0), -EINVAL);
   ck_assert_int_eq(ax_file_open(self, NULL, O_RDONLY, 0, 0), -EINVAL);
   ck_assert_int_eq(ax_file_open(self, path, O_RDONLY | O_NONBLOCK, 0, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_open(self, path, O_RDONLY | O_DIRECT, 0, 0), -EINVAL);
+  /* Offsets past off_t: io_uring read UINT64_MAX (-1) as "the file's
+   * position", and read and moved it. */
+  char small[4];
+  struct iovec one = {"x", 1};
+  ck_assert_int_eq(ax_file_read(f, UINT64_MAX, 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_read(f, (uint64_t)INT64_MAX, 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_write(f, UINT64_MAX, "x", 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_writev(f, UINT64_MAX, &one, 1, 0), -EINVAL);
+  ck_assert_int_eq(ax_file_pread(f, small, sizeof small, UINT64_MAX), -EINVAL);
+  ck_assert_int_eq(ax_file_read(f, (uint64_t)INT64_MAX - 1, 1, 13), 0); /* the last one */
+  ck_assert_int_eq(await_tag(self, 13)->result, 0);
   ck_assert_int_eq(ax_file_read(NULL, 0, 1, 0), -EINVAL);
   ck_assert_int_eq(ax_file_read(f, 0, 0, 0), -EINVAL);
   ck_assert_int_eq(ax_file_read(f, 0, AX_FILE_IO_MAX + 1, 0), -EINVAL);
@@ -435,6 +447,50 @@ START_TEST(test_file_fiber_stopped) {
 }
 END_TEST
 
+/* A fiber stopped in a read of a FIFO that nobody writes: the read is
+ * given up and the FIFO's fd closes while the runtime runs, on io_uring
+ * (cancelled) and on the pool alike (its thread gave up within 100 ms; it
+ * blocked in read() forever, and ax_rt_join with it). */
+static int body_fifo_stuck(ax_actor_t *self, void *arg) {
+  ax_file_t *f = open_ok(self, arg, O_RDWR); /* its own writer: the open does not wait */
+  char buf[8];
+  atomic_store(&stuck_fd, ax_file_fd(f));
+  atomic_store(&stuck_file, f);
+  ck_assert_int_eq(ax_file_pread(f, buf, sizeof buf, 0), -ECANCELED);
+  return 0;
+}
+
+START_TEST(test_file_fifo_read_stopped) {
+  make_dir();
+  char path[128];
+  in_dir(path, sizeof path, "idle");
+  ck_assert_int_eq(mkfifo(path, 0600), 0);
+  int fds = open_fds();
+  atomic_store(&stuck_file, NULL);
+  ax_rt_opts_t o = {.cores = 1, .work_threads = 1, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+  ax_rt_t *rt;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  ck_assert_int_eq(ax_rt_start(rt), 0);
+  ax_ref_t f;
+  ck_assert_int_eq(ax_spawn_fiber(rt, body_fifo_stuck, path, NULL, &f), 0);
+  while (atomic_load(&stuck_file) == NULL)
+    test_sleep_ms(1);
+  test_sleep_ms(50); /* the read is waiting */
+  ck_assert_int_eq(ax_stop(f, 0), 0);
+  int sfd = atomic_load(&stuck_fd);
+  ck_assert_int_ge(sfd, 0);
+  for (int i = 0; i < 5000 && fcntl(sfd, F_GETFD) >= 0; i++)
+    test_sleep_ms(1);
+  ck_assert_msg(fcntl(sfd, F_GETFD) < 0, "the FIFO's fd %d is still open (%s)", sfd,
+                ax_file_backend());
+  ax_rt_stop(rt);
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
+}
+END_TEST
+
 /* A FIFO through the file calls: what was written is read back, with no
  * offset to honour, on the ring and on the pool alike (the pool's pread
  * said -ESPIPE). */
@@ -627,6 +683,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_file_close_last);
   tcase_add_test(tc, test_file_owner_stops);
   tcase_add_test(tc, test_file_fiber_stopped);
+  tcase_add_test(tc, test_file_fifo_read_stopped);
   tcase_add_test(tc, test_file_many);
   suite_add_tcase(s, tc);
   tc = tcase_create("enospc");

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ struct ax_file {
   int fd;              /* set by the open (before its message); -1 once closed */
   bool stream;         /* not a regular file (a FIFO, a device): a short transfer is
                           what it gave, not a part of what it will give */
+  _Atomic bool orphaned; /* the owner died: a pool thread waiting on a stream gives up */
   ax_actor_t *owner;
   struct ax_file *prev, *next; /* the owner's list (owner core) */
   unsigned pending;            /* owner core */
@@ -132,9 +134,32 @@ static void list_unlink(ax_file_t *f) {
 /* ------------------------------------------------------------------------ */
 /* On a pool thread                                                          */
 
+/* How often a pool thread waiting on a stream looks whether its owner died. */
+#define STREAM_WAIT_MS 100
+
+/* A stream (a FIFO, a device) on a pool thread: waits until fd is ready
+ * for ev, and gives up with -ECANCELED once the owner died.  The ring
+ * cancels such a transfer when the owner dies; the pool cannot interrupt
+ * a read or write that blocks, so it only starts one that will not (a
+ * FIFO's read nobody writes to would keep the thread, and with it
+ * ax_rt_join, forever).  Returns 0 or -ECANCELED. */
+static int stream_ready(ax_file_t *f, short ev) {
+  /* Relaxed: a flag polled, that orders nothing (f itself stays alive: the
+   * request holds a reference). */
+  while (!atomic_load_explicit(&f->orphaned, memory_order_relaxed)) {
+    struct pollfd p = {.fd = f->fd, .events = ev};
+    int n = poll(&p, 1, STREAM_WAIT_MS);
+    if (n > 0 || (n < 0 && errno != EINTR))
+      return 0; /* ready, hung up, or an error the transfer reports itself */
+  }
+  return -ECANCELED;
+}
+
 static int64_t do_read(file_req_t *r) {
   size_t got = 0;
   while (got < r->len && (got == 0 || !r->file->stream)) {
+    if (r->file->stream && stream_ready(r->file, POLLIN) < 0)
+      return -ECANCELED;
     ssize_t n = pread(r->file->fd, r->buf + got, r->len - got, (off_t)(r->off + got));
     if (n < 0 && errno == ESPIPE) /* a FIFO or a socket: no offset, as on the ring */
       n = read(r->file->fd, r->buf + got, r->len - got);
@@ -153,6 +178,8 @@ static int64_t do_read(file_req_t *r) {
 static int64_t do_write(file_req_t *r) {
   size_t put = 0;
   while (put < r->len && (put == 0 || !r->file->stream)) {
+    if (r->file->stream && stream_ready(r->file, POLLOUT) < 0)
+      return put > 0 ? (int64_t)put : -ECANCELED;
     ssize_t n = pwrite(r->file->fd, r->buf + put, r->len - put, (off_t)(r->off + put));
     if (n < 0 && errno == ESPIPE) /* a FIFO or a socket: no offset, as on the ring */
       n = write(r->file->fd, r->buf + put, r->len - put);
@@ -485,6 +512,8 @@ static int file_req(ax_file_t *f, uint32_t op, uint64_t off, size_t len, const v
   int rc = check_file(f);
   if (rc < 0)
     return rc;
+  if (off > (uint64_t)INT64_MAX - len)
+    return -EINVAL; /* past off_t: the ring would read -1 as "the file position" */
   size_t extra = op == AX_FILE_READ || op == AX_FILE_WRITE ? len
                  : op == AX_FILE_STAT                       ? sizeof(struct stat)
                                                             : 0;
@@ -534,6 +563,8 @@ static int writev_req(ax_file_t *f, uint64_t off, const struct iovec *iov, int i
   int rc = iov_total(iov, iovcnt, &total);
   if (rc < 0 || (rc = check_file(f)) < 0)
     return rc;
+  if (off > (uint64_t)INT64_MAX - total)
+    return -EINVAL; /* as in file_req */
   file_req_t *r;
   ax__msg_t *m;
   if ((rc = req_new(f->owner, f, AX_FILE_WRITE, tag, total, &r, &m)) < 0)
@@ -586,7 +617,7 @@ int ax_file_close(ax_file_t *file, uint64_t tag) {
 }
 
 int ax_file_open(ax_actor_t *self, const char *path, int flags, mode_t mode, uint64_t tag) {
-  if (self == NULL || path == NULL || (flags & (O_NONBLOCK | O_PATH)) != 0)
+  if (self == NULL || path == NULL || (flags & (O_NONBLOCK | O_PATH | O_DIRECT)) != 0)
     return -EINVAL;
   if (self->core != ax__tls_core)
     return -EPERM;
@@ -772,6 +803,8 @@ static void files_on_death(ax_actor_t *a, int reason) {
     }
     f->closing = true;
     f->magic = 0; /* the handle is gone */
+    /* Relaxed: a flag (stream_ready); the pool thread's reference keeps f. */
+    atomic_store_explicit(&f->orphaned, true, memory_order_relaxed);
     file_unref(f);
   }
   free(l);

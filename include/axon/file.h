@@ -92,16 +92,19 @@ typedef struct ax_file_done {
 /* Opens path (open(2)'s flags and mode; O_CLOEXEC is added) for self.
  * The AX_MSG_FILE{AX_FILE_OPEN} that follows carries the file in .file,
  * or NULL and the error in .result.  Returns 0.  Errors: -EINVAL (NULL
- * self or path, O_NONBLOCK or O_PATH in flags), -EPERM (not on self's
- * core), and those of ax_work_submit (-EAGAIN, -ENOMEM, -ESHUTDOWN). */
+ * self or path, O_NONBLOCK, O_PATH or O_DIRECT in flags: requests copy
+ * through their message, whose bytes O_DIRECT's alignment rules would
+ * refuse), -EPERM (not on self's core), and those of ax_work_submit
+ * (-EAGAIN, -ENOMEM, -ESHUTDOWN). */
 AX_API int ax_file_open(ax_actor_t *self, const char *path, int flags, mode_t mode, uint64_t tag);
 
 /* Reads up to len bytes at offset off; AX_MSG_FILE{AX_FILE_READ} carries
  * them.  Short only at the end of the file (a FIFO or a device: what it
  * gave).  The message is made now with room for len bytes: read in blocks
  * (64 KiB to 1 MiB), not whole files.  Errors: -EINVAL (NULL file,
- * len 0 or above AX_FILE_IO_MAX), -EPERM (not the owner's core), -EBADF
- * (the file is closing), and those of ax_work_submit. */
+ * len 0 or above AX_FILE_IO_MAX, off + len above INT64_MAX), -EPERM (not
+ * the owner's core), -EBADF (the file is closing), and those of
+ * ax_work_submit. */
 AX_API int ax_file_read(ax_file_t *file, uint64_t off, size_t len, uint64_t tag);
 
 /* Writes len bytes of data at offset off (copied now); the result is the
