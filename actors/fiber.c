@@ -30,13 +30,11 @@
  * number and is ignored.
  */
 
-/* The fiber's own message types (below AX_MSG_USER, see actor.h): its
- * first message, and a deadline's wake-up (payload: the wait's
- * sequence number). */
-/* The fiber's own messages, from itself: its start, the wake-up of a
- * deadline (a timer), and the wake-up of a poll (a deadline of 0 or past:
- * a message to itself behind everything queued, which no mailbox bound
- * counts and ax_mailbox_len leaves out). */
+/* The fiber's own message types (below AX_MSG_USER, see actor.h), from
+ * itself: its first message, a deadline's wake-up (a timer), and a poll's
+ * wake-up (a deadline of 0 or past: a message to itself behind everything
+ * queued, which no mailbox bound counts and ax_mailbox_len leaves out).
+ * The wake-ups' payload is the wait's sequence number. */
 enum { AX__FIBER_START = 250, AX__FIBER_WAKE = 251, AX__FIBER_POLL = 252 };
 
 enum { FIBER_NEW, FIBER_LIVE, FIBER_DONE };
