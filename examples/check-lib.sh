@@ -4,6 +4,11 @@
 read -r -a wrapper <<<"${CHECK_WRAPPER:-}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# The example's output files exist from the start: a script that polls them for a line (the
+# port it listens on) may look before the example's shell has opened them, and a sed on a
+# missing file under `set -e` ends the check (seen once under load).
+: >"$tmp/out"
+: >"$tmp/err"
 fail() {
   echo "FAIL: $*" >&2
   echo "--- stdout" >&2; cat "$tmp/out" >&2
