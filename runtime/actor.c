@@ -242,6 +242,13 @@ static void retire(ax__core_t *c, ax_actor_t *a) {
 
 void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   ax_rt_t *rt = c->rt;
+  /* From here on the reference fails: new senders get -ESRCH, and what
+   * other threads queued on the inbox before is dropped when it is
+   * drained.  First, before the hooks: whoever hears of the death (a DOWN,
+   * a LINK_DOWN, a message from the terminate hook) finds the reference
+   * dead already (the retire's release store comes before the message's
+   * publication in this thread's order). */
+  ax__table_retire(&c->table, ax__ref_slot(a->ref));
   ax_actor_t *prev = c->current;
   c->current = a; /* sends from the hooks come from the actor */
   ax__invoke_terminate(a, reason);
@@ -252,11 +259,8 @@ void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
       f->actor_death(a, reason);
   c->current = prev;
   ax__actor_ext_free(a);
-  /* From here on the reference fails: new senders get -ESRCH, and what
-   * other threads queued on the inbox before is dropped when it is
-   * drained.  The mailbox is emptied now: only this thread pushes to it,
-   * and it no longer finds the actor. */
-  ax__table_retire(&c->table, ax__ref_slot(a->ref));
+  /* The mailbox is emptied now: only this thread pushes to it, and it no
+   * longer finds the actor. */
   drain_dead(c, a, reason);
   atomic_fetch_sub_explicit(&c->stats.actors, 1, memory_order_relaxed);
   retire(c, a);

@@ -55,8 +55,9 @@ struct ax__feature {
    * every actor of every core has died. */
   void (*core_start)(ax__core_t *c);
   void (*core_stop)(ax__core_t *c);
-  /* An actor died (its core, after its terminate hook, before its
-   * reference stops resolving): let go of what the feature keeps for it.
+  /* An actor died (its core, after its terminate hook; its reference
+   * fails already, so whoever hears of the death finds it dead): let go
+   * of what the feature keeps for it.
    * Called only for actors with an extension: a feature keeps its
    * per-actor state there (in its slot), so an actor without one has
    * nothing to let go of. */

@@ -654,6 +654,80 @@ START_TEST(test_monitor_spawn_cross_core_index) {
 }
 END_TEST
 
+/* A DOWN is news of a death: the reference it names fails by the time the
+ * watcher reads it.  The watcher (core 1) spawns children on core 0 that
+ * stop at once (returning AX_STOP, or by the watcher's ax_stop), and on
+ * each DOWN sends to the child, stops it and registers a name for it, then
+ * spawns the next one: -ESRCH every time (before, the child's core sent the DOWN before it
+ * retired the reference: about 1 send in 1,000 was accepted). */
+enum { DR_CHILDREN = 30000, MSG_DR_SPAWN = AX_MSG_USER + 50 };
+
+typedef struct down_ref {
+  int spawned, downs;
+  int accepted; /* a send, stop or register that did not say -ESRCH */
+  int spawn_failed;
+  atomic_int done;
+} down_ref_t;
+
+static int dr_child(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  return m->type == MSG_STOP ? AX_STOP : 0;
+}
+
+static void dr_spawn(ax_actor_t *self, down_ref_t *d) {
+  ax_spawn_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.placement = AX_PLACE_CORE;
+  o.core = 0;
+  o.monitor = self;
+  ax_ref_t c;
+  if (ax_spawn(ax_actor_rt(self), dr_child, NULL, &o, &c) != 0) {
+    d->spawn_failed++;
+    return;
+  }
+  int i = d->spawned++;
+  if (i % 2 == 0)
+    (void)ax_send(c, MSG_STOP, NULL, 0);
+  else
+    (void)ax_stop(c, 0);
+}
+
+static int dr_watcher(ax_actor_t *self, const ax_msg_t *m) {
+  down_ref_t *d = ax_state(self);
+  if (m->type == MSG_DR_SPAWN) {
+    dr_spawn(self, d);
+    return 0;
+  }
+  if (m->type == AX_MSG_DOWN) { /* at once: the window was the child's core's next steps */
+    ax_down_t down;
+    memcpy(&down, m->data, sizeof down);
+    int x = 0;
+    d->accepted += ax_send(down.ref, MSG_PING, &x, sizeof x) != -ESRCH;
+    d->accepted += ax_stop(down.ref, 0) != -ESRCH;
+    d->accepted += ax_register(ax_actor_rt(self), "dr-dead", down.ref) != -ESRCH;
+    if (++d->downs == DR_CHILDREN)
+      atomic_store(&d->done, 1);
+    else if (d->spawned < DR_CHILDREN)
+      dr_spawn(self, d); /* one child at a time */
+  }
+  return 0;
+}
+
+START_TEST(test_monitor_down_ref_dead) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  static down_ref_t d;
+  memset(&d, 0, sizeof d);
+  ax_ref_t w = test_spawn(rt, dr_watcher, &d, AX_PLACE_CORE, 1, NULL, NULL);
+  test_rt_start(rt);
+  test_send(w, MSG_DR_SPAWN, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&d.done) == 1, 60000);
+  test_rt_stop_join_free(rt);
+  ck_assert_int_eq(d.spawn_failed, 0);
+  ck_assert_msg(d.accepted == 0, "%d of %d calls with a DOWN's reference did not fail", d.accepted,
+                3 * DR_CHILDREN);
+}
+END_TEST
+
 static Suite *monitor_suite(void) {
   Suite *suite = suite_create("monitor");
 
@@ -679,6 +753,7 @@ static Suite *monitor_suite(void) {
   tcase_add_test(tc, test_monitor_spawn_other_runtime);
   tcase_add_test(tc, test_monitor_twice_then_stop_cross_core);
   tcase_add_test(tc, test_monitor_spawn_cross_core_index);
+  tcase_add_test(tc, test_monitor_down_ref_dead);
   suite_add_tcase(suite, tc);
 
   return suite;

@@ -213,9 +213,11 @@ AX_API void *ax_msg_take(const ax_msg_t *msg);
  * a monitor or link asked for before the stop is answered with the stop's
  * reason (unless more than 256 messages of the caller's core waited for
  * room on the way to the actor's core).  reason 0 means
- * AX_REASON_STOPPED; a negative reason is reported as a failure.  Any
- * thread; one that is no core may wait as in ax_send.  Errors: -ESRCH (no
- * such actor), -EINVAL (reason > 0). */
+ * AX_REASON_STOPPED; a negative reason is reported as a failure.  Returns
+ * 0 also for an actor asked to stop already and not dead yet (the first
+ * reason wins).  Any thread; one that is no core may wait as in ax_send.
+ * Errors: -ESRCH (no such actor: it is dead, its terminate hook running
+ * or done; whoever got its DOWN gets -ESRCH), -EINVAL (reason > 0). */
 AX_API int ax_stop(ax_ref_t ref, int reason);
 
 /* The first fields of every actor, read by the two inline accessors below

@@ -124,7 +124,10 @@ AX_API unsigned ax_rt_cores(const ax_rt_t *rt);
 
 /* Per-core statistics.  Each counter is written by its core and read here
  * without stopping it, so a snapshot is approximate while the runtime runs
- * and exact after ax_rt_join(). */
+ * and exact after ax_rt_join(): messages still queued in ports then are in
+ * neither delivered nor dead_letters (ax_port_recv may take them yet).
+ * sent and dead_letters count axon's own messages too (a DOWN, a
+ * LINK_DOWN: a DOWN for a watcher that stopped first is a dead letter). */
 typedef struct ax_core_stats {
   uint64_t sent;         /* messages sent by code running on this core */
   uint64_t delivered;    /* messages handled by this core's actors */
