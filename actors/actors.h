@@ -59,6 +59,7 @@ enum {
   AX__RT_SLOT_NAMES,   /* registry.c: the name registry */
   AX__RT_SLOT_SIGNALS, /* io/sigwatch.c: the signal subscribers */
   AX__RT_SLOT_WORK,    /* work.c: the work pool */
+  AX__RT_SLOT_PORTS,   /* port.c: the open ports, and whether the runtime stopped */
   AX__RT_SLOT_COUNT
 };
 _Static_assert(AX__RT_SLOT_COUNT <= AX__RT_SLOTS, "more runtime slots than the runtime keeps");

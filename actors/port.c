@@ -1,6 +1,8 @@
 /* Ports: eventfd-backed mailboxes that let ordinary threads receive from actors. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,12 @@
  * mailbox empty again (and rings it again if the mark fails), so the fd is
  * readable exactly while the mailbox is not marked empty: a poll loop
  * watching it neither spins nor misses a message.
+ *
+ * Once the runtime has stopped (every actor finished), a receive that
+ * finds the port empty returns -ESHUTDOWN instead of waiting: no actor is
+ * left to answer.  The runtime keeps its open ports on a list and rings
+ * each of them then, so that a thread waiting in ax_port_recv (or polling
+ * ax_port_fd) hears of it.
  */
 struct ax_port {
   ax__entity_t e;
@@ -28,7 +36,24 @@ struct ax_port {
   ax_ref_t ref;
   int efd;
   ax__msg_t *held; /* the message handed out last (its data is still in use) */
+  struct ax_port *prev, *next; /* the runtime's open ports (under ports_t.lock) */
 };
+
+/* A runtime's ports (AX__RT_SLOT_PORTS). */
+typedef struct ports {
+  pthread_mutex_t lock; /* the list; rare: a port's open and close, the stop */
+  ax_port_t *head;
+  _Atomic bool stopped; /* the runtime has stopped: empty ports say -ESHUTDOWN */
+} ports_t;
+
+static ports_t *ports_of(ax_rt_t *rt) { return rt->slot[AX__RT_SLOT_PORTS]; }
+
+/* Whether p's runtime has stopped.  Acquire pairs with the release store
+ * in ports_stopped: what the runtime's actors sent before is queued by
+ * the time a receive sees the flag. */
+static bool rt_stopped(const ax_port_t *p) {
+  return atomic_load_explicit(&ports_of(p->rt)->stopped, memory_order_acquire);
+}
 
 /* The entity's wake function: rings the doorbell.  Any thread. */
 static void port_ring(ax__entity_t *e) {
@@ -64,6 +89,13 @@ int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
                         AX__REF_NO_CORE, (uint32_t)slot);
   /* Release publishes the port to senders resolving its reference. */
   atomic_store_explicit(&s->ptr, &p->e, memory_order_release);
+  ports_t *ps = ports_of(rt);
+  pthread_mutex_lock(&ps->lock);
+  p->next = ps->head;
+  if (ps->head != NULL)
+    ps->head->prev = p;
+  ps->head = p;
+  pthread_mutex_unlock(&ps->lock);
   *out = p;
   return 0;
 }
@@ -162,6 +194,18 @@ int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
       }
     }
     for (;;) {
+      /* Empty, and no actor left to fill it: the stop's ring is cleared
+       * (a poll loop would spin on it), then looked past once more. */
+      if (rt_stopped(port)) {
+        uint64_t count;
+        ssize_t r = read(port->efd, &count, sizeof count);
+        (void)r;
+        if (ax__mpscq_pending(&port->e.q)) {
+          port_ring(&port->e); /* a thread's send came meanwhile: its ring may be the one read */
+          break;
+        }
+        return -ESHUTDOWN;
+      }
       if (deadline == 0)
         return -EAGAIN;
       int rc = wait_ring(port, deadline);
@@ -169,7 +213,7 @@ int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
         return rc;
       if (ax__mpscq_pending(&port->e.q))
         break;
-      if (deadline != AX_FOREVER && ax_now() >= deadline)
+      if (deadline != AX_FOREVER && ax_now() >= deadline && !rt_stopped(port))
         return -ETIMEDOUT;
     }
   }
@@ -191,6 +235,15 @@ int ax_port_close(ax_port_t *port) {
   if (port == NULL)
     return -EINVAL;
   ax_rt_t *rt = port->rt;
+  ports_t *ps = ports_of(rt);
+  pthread_mutex_lock(&ps->lock); /* off the list first: the stop rings no freed port */
+  if (port->prev != NULL)
+    port->prev->next = port->next;
+  else
+    ps->head = port->next;
+  if (port->next != NULL)
+    port->next->prev = port->prev;
+  pthread_mutex_unlock(&ps->lock);
   uint32_t slot = ax__ref_slot(port->ref);
   ax__table_retire(&rt->ports, slot);
   /* Wait out the grace period: senders that resolved the port before the
@@ -211,11 +264,43 @@ static void close_left(void *entity, void *arg) {
   port_destroy(p);
 }
 
-static void ports_free(ax_rt_t *rt) { ax__table_each(&rt->ports, close_left, rt); }
+static int ports_init(ax_rt_t *rt) {
+  ports_t *ps = ax__calloc(1, sizeof *ps);
+  if (ps == NULL)
+    return -ENOMEM;
+  pthread_mutex_init(&ps->lock, NULL);
+  rt->slot[AX__RT_SLOT_PORTS] = ps;
+  return 0;
+}
+
+/* The runtime has stopped: every port is rung, and from now on one found
+ * empty says -ESHUTDOWN. */
+static void ports_stopped(ax_rt_t *rt) {
+  ports_t *ps = ports_of(rt);
+  pthread_mutex_lock(&ps->lock);
+  /* Release: whatever the runtime's actors sent before comes before the
+   * flag (a receiver that sees it finds their messages queued). */
+  atomic_store_explicit(&ps->stopped, true, memory_order_release);
+  for (ax_port_t *p = ps->head; p != NULL; p = p->next)
+    port_ring(&p->e);
+  pthread_mutex_unlock(&ps->lock);
+}
+
+static void ports_free(ax_rt_t *rt) {
+  ports_t *ps = ports_of(rt);
+  if (ps == NULL)
+    return;
+  ax__table_each(&rt->ports, close_left, rt);
+  pthread_mutex_destroy(&ps->lock);
+  free(ps);
+  rt->slot[AX__RT_SLOT_PORTS] = NULL;
+}
 
 static ax__feature_t ports = {
     .name = "ports",
     .order = AX__ORDER_PORTS,
+    .rt_init = ports_init,
+    .rt_stopped = ports_stopped,
     .rt_free = ports_free,
 };
 

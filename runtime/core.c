@@ -385,6 +385,10 @@ static void shutdown_core(ax__core_t *c) {
     if (f->core_stop != NULL)
       f->core_stop(c);
   pthread_barrier_wait(&rt->barrier);
+  if (c->index == 0)
+    for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
+      if (f->rt_stopped != NULL)
+        f->rt_stopped(rt);
 }
 
 void *ax__core_main(void *arg) {

@@ -54,6 +54,10 @@ struct ax__feature {
   /* On the core's own thread: before its first pass, and at shutdown once
    * every actor of every core has died. */
   void (*core_start)(ax__core_t *c);
+  /* The runtime has stopped: every core has finished every actor and its
+   * core_stop hooks (core 0's thread, once, after the others).  Nothing
+   * of the runtime's sends any more. */
+  void (*rt_stopped)(ax_rt_t *rt);
   void (*core_stop)(ax__core_t *c);
   /* An actor died (its core, after its terminate hook; its reference
    * fails already, so whoever hears of the death finds it dead): let go

@@ -460,7 +460,8 @@ static inline const sa_event_t *sa_event(sa_env_t *env, int timeout_ms) {
 /* True when no event arrives within ms. */
 static inline bool sa_no_event(sa_env_t *env, int ms) {
   ax_msg_t m;
-  return ax_port_recv(env->ev, ax_now() + (int64_t)ms * AX_NSEC_PER_MSEC, &m) == -ETIMEDOUT;
+  int rc = ax_port_recv(env->ev, ax_now() + (int64_t)ms * AX_NSEC_PER_MSEC, &m);
+  return rc == -ETIMEDOUT || rc == -ESHUTDOWN; /* -ESHUTDOWN: the runtime stopped (a signal) */
 }
 
 /* Files and directories for the tests that need them. */

@@ -592,6 +592,63 @@ START_TEST(test_port_free_after_join) {
 }
 END_TEST
 
+/* The runtime's stop ends a wait on a port: a thread in
+ * ax_port_recv(AX_FOREVER) gets what the actors sent before they finished
+ * (a terminate hook's last word), then -ESHUTDOWN; a poll loop's fd is
+ * rung.  Before, the thread waited forever (Ctrl-C hung the program).
+ * What other threads send later is still received. */
+static ax_ref_t last_word_to;
+
+static void last_word(ax_actor_t *self, int reason) {
+  (void)self;
+  (void)ax_send(last_word_to, MSG_ANSWER, &reason, sizeof reason);
+}
+
+START_TEST(test_port_stop_ends_wait) {
+  ax_rt_t *rt = test_rt_new(2, 0);
+  ax_port_t *port = new_port(rt);
+  ax_port_t *polled = new_port(rt);
+  last_word_to = ax_port_ref(port);
+  test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, last_word);
+  test_rt_start(rt);
+  blocked_t b;
+  memset(&b, 0, sizeof b);
+  b.port = port;
+  b.deadline = AX_FOREVER;
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, blocked_main, &b), 0);
+  TEST_WAIT_UNTIL(atomic_load(&b.waiting) == 1, 10000);
+  test_sleep_ms(50);
+  ck_assert_int_eq(atomic_load(&b.done), 0);
+  ax_rt_stop(rt);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0); /* the terminate hook's message */
+  ck_assert_int_eq(b.rc, 0);
+  ck_assert_int_eq(b.value, AX_REASON_SHUTDOWN);
+  memset(&b, 0, sizeof b);
+  b.port = port;
+  b.deadline = AX_FOREVER;
+  ck_assert_int_eq(pthread_create(&thread, NULL, blocked_main, &b), 0);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0); /* then the end, not a wait */
+  ck_assert_int_eq(b.rc, -ESHUTDOWN);
+  ax_msg_t m;
+  ck_assert_int_eq(ax_port_recv(port, 0, &m), -ESHUTDOWN);
+  ck_assert_int_eq(ax_port_recv(port, ax_now() + AX_NSEC_PER_SEC, &m), -ESHUTDOWN);
+  struct pollfd pfd = {ax_port_fd(polled), POLLIN, 0};
+  ck_assert_int_eq(poll(&pfd, 1, 10000), 1); /* rung for a poll loop */
+  ck_assert_int_eq(ax_port_recv(polled, 0, &m), -ESHUTDOWN);
+  ck_assert_int_eq(poll(&pfd, 1, 0), 0); /* and quiet after (no spinning loop) */
+  ck_assert_int_eq(ax_rt_join(rt), 0);
+  int seven = 7; /* threads still talk through the port */
+  test_send(ax_port_ref(port), MSG_ANSWER, &seven, sizeof seven);
+  recv_one(port, &m);
+  ck_assert_int_eq(*(const int *)m.data, 7);
+  ck_assert_int_eq(ax_port_recv(port, AX_FOREVER, &m), -ESHUTDOWN);
+  ck_assert_int_eq(ax_port_close(polled), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  ck_assert_int_eq(ax_rt_free(rt), 0);
+}
+END_TEST
+
 static Suite *port_suite(void) {
   Suite *suite = suite_create("port");
 
@@ -606,6 +663,7 @@ static Suite *port_suite(void) {
   tc = tcase_create("wake");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_port_blocking_recv_woken);
+  tcase_add_test(tc, test_port_stop_ends_wait);
   tcase_add_test(tc, test_port_recv_eintr);
   tcase_add_test(tc, test_port_fd_poll);
   suite_add_tcase(suite, tc);

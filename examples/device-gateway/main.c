@@ -37,7 +37,7 @@
 #define WAIT_NS (50 * AX_NSEC_PER_MSEC)   /* a device fiber looks for commands this often */
 
 enum { MSG_READING = AX_MSG_USER, MSG_UNPLUGGED, MSG_SUB, MSG_UNSUB, MSG_CMD, MSG_AVG,
-       MSG_JOB, MSG_LINE, MSG_TICK, MSG_QUIT };
+       MSG_JOB, MSG_LINE, MSG_TICK };
 
 typedef struct device {   /* a simulated device, and what the gateway knows of it */
   const char *name, *key; /* "temp0", and what its readings say: "temp=21.43" */
@@ -360,7 +360,9 @@ static void *stats_thread(void *arg) {
     int rc = ax_port_recv(port, AX_FOREVER, &m); /* blocks this thread, no core */
     if (rc == -EINTR)
       continue;
-    if (rc < 0 || m.type == MSG_QUIT) /* MSG_QUIT: from main, at the end */
+    if (rc == -ESHUTDOWN) /* the runtime stopped and every job queued is done */
+      return NULL;
+    if (rc < 0)
       return report(rc, "ax_port_recv"), NULL;
     if (m.type != MSG_JOB || m.size != sizeof job)
       continue;
@@ -524,8 +526,7 @@ int main(int argc, char **argv) {
       if (report(-pthread_create(&threads[nthreads], NULL, fn[i], args[i]), "pthread_create") == 0)
         nthreads++;
     report(ax_rt_join(app.rt), "ax_rt_join"); /* until Ctrl-C (SIGINT), SIGTERM or an error */
-    atomic_store(&app.quit, true);            /* the simulator's stop, */
-    report(ax_send(app.stats, MSG_QUIT, NULL, 0), "ax_send(quit)"); /* the statistics thread's */
+    atomic_store(&app.quit, true); /* the simulator's stop (the statistics thread's is the runtime's) */
     for (int i = 0; i < nthreads; i++)
       report(-pthread_join(threads[i], NULL), "pthread_join");
     for (unsigned i = 0; i < ax_rt_cores(app.rt); i++) {

@@ -37,10 +37,11 @@ AX_API ax_ref_t ax_port_ref(const ax_port_t *port);
  * takes, 0 does not wait.  Owner thread.
  * Errors: -EINVAL (NULL port or msg, deadline negative and not
  * AX_FOREVER), -EAGAIN (deadline 0 and nothing queued), -ETIMEDOUT (the
- * deadline passed), -EINTR (a signal interrupted the wait).  The runtime's
- * stop does not end a wait (other threads may still send to a port): a
- * thread that must notice it waits with a deadline, or is sent a message
- * of its own (ax_send to the port's reference) by whoever stops. */
+ * deadline passed), -EINTR (a signal interrupted the wait), -ESHUTDOWN (the
+ * runtime has stopped, every actor has finished, and nothing is queued: a
+ * thread waiting here, or polling ax_port_fd, is woken for it, so that
+ * Ctrl-C ends a program whose threads wait on ports).  What was queued
+ * before is received first, and so is what other threads send later. */
 AX_API int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg);
 
 /* An eventfd that is readable whenever messages may be waiting (it stays
