@@ -32,6 +32,19 @@
       __builtin_trap();                                                                            \
   } while (0)
 
+/* A result that must be want: on a mismatch, both are printed (with the
+ * errno names) before the trap, so that a failure seen once under load
+ * says what came back. */
+#define CHECK_EQ(got, want)                                                                        \
+  do {                                                                                             \
+    long got_ = (long)(got), want_ = (long)(want);                                                 \
+    if (got_ != want_) {                                                                           \
+      fprintf(stderr, "%s:%d: %s = %ld (%s), want %ld (%s)\n", __FILE__, __LINE__, #got, got_,    \
+              ax_err_name((int)got_), want_, ax_err_name((int)want_));                             \
+      __builtin_trap();                                                                            \
+    }                                                                                              \
+  } while (0)
+
 /* A result as the API promises them: >= 0, or a negated errno value. */
 #define CHECK_RC(rc) CHECK((rc) > -4096)
 

@@ -72,13 +72,13 @@ static void step(ax_actor_t *self, void *arg) {
   int rc = ax_serial_open(self, path, opts, &s);
   CHECK_RC(rc);
   if (path == NULL || !valid)
-    CHECK(rc == -EINVAL);
+    CHECK_EQ(rc, -EINVAL);
   else if (j->path >= 2 && j->path <= 3)
-    CHECK(rc == -ENOENT);
+    CHECK_EQ(rc, -ENOENT);
   else if (j->path == 4)
-    CHECK(rc == -ENOTTY);
+    CHECK_EQ(rc, -ENOTTY);
   else
-    CHECK(rc == 0); /* a pty takes every valid setting */
+    CHECK_EQ(rc, 0); /* a pty takes every valid setting */
   CHECK((rc == 0) == (s != NULL));
 
   /* Settings changed on the open stream, and on a stream that is no tty. */
