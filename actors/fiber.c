@@ -839,8 +839,8 @@ int ax_stream_write_all(ax_stream_t *st, const void *data, size_t len, int64_t d
       len -= n;
       continue;
     }
-    if (rc != -ENOBUFS)
-      return rc;
+    if (rc != -ENOBUFS) /* the stream's end reason when a read met it (a hang-up's -EIO) */
+      return rc == -EPIPE && rd->end && rd->err < 0 ? rd->err : rc;
     ax__msg_t *m;
     rc = get(f, match_src, &sm, deadline, true, &m);
     if (rc < 0)

@@ -1120,7 +1120,7 @@ typedef struct taker {
   fib_t f;
   int fd;   /* socketpair end: the test writes "abc" and shuts its side */
   int port; /* the test's TCP listener: the test resets the connection */
-  int rc[6];
+  int rc[7];
   char got[8];
 } taker_t;
 
@@ -1155,6 +1155,7 @@ static int taker_fiber(ax_actor_t *self, void *arg) {
   t->rc[3] = (int)((const ax_stream_ev_t *)m->data)->err;
   t->rc[4] = (int)ax_stream_read(s, buf, sizeof buf, ax_deadline(2 * SEC));
   t->rc[5] = (int)ax_stream_read_until(s, buf, sizeof buf, '\n', ax_deadline(2 * SEC));
+  t->rc[6] = ax_stream_write_all(s, "x", 1, ax_deadline(2 * SEC)); /* the end reason too */
   FCHECK_EQ(&t->f, ax_stream_close(s), 0);
   return 0;
 }
@@ -1196,10 +1197,11 @@ START_TEST(test_fiber_io_end_taken_by_recv) {
   ck_assert_msg(t.rc[1] == 0 && t.rc[2] == 0, "reads after an EOF taken by ax_recv_type: %d (%s), "
                 "%d (%s), want 0", t.rc[1], ax_strerror(t.rc[1]), t.rc[2], ax_strerror(t.rc[2]));
   ck_assert_msg(t.rc[3] < 0, "CLOSED of a reset carries %d", t.rc[3]);
-  ck_assert_msg(t.rc[4] == t.rc[3] && t.rc[5] == t.rc[3],
-                "reads after a CLOSED taken by ax_recv_type: %d (%s), %d (%s), want %d (%s)",
-                t.rc[4], ax_strerror(t.rc[4]), t.rc[5], ax_strerror(t.rc[5]), t.rc[3],
-                ax_strerror(t.rc[3]));
+  ck_assert_msg(t.rc[4] == t.rc[3] && t.rc[5] == t.rc[3] && t.rc[6] == t.rc[3],
+                "reads and a write after a CLOSED taken by ax_recv_type: %d (%s), %d (%s), "
+                "%d (%s), want %d (%s)",
+                t.rc[4], ax_strerror(t.rc[4]), t.rc[5], ax_strerror(t.rc[5]), t.rc[6],
+                ax_strerror(t.rc[6]), t.rc[3], ax_strerror(t.rc[3]));
   close(sv[1]);
   close(lfd);
   test_rt_stop_join_free(rt);

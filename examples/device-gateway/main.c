@@ -57,6 +57,7 @@ static struct {        /* set by main before the runtime starts, then only read.
   atomic_int unplug;   /* ...but these: the device the simulator is to unplug (-1: none), */
   atomic_bool quit;    /* the simulator's stop, */
   atomic_uint clients; /* the clients numbered so far, */
+  atomic_uint gone;    /* the subscribers whose client went (their DOWN came), */
   atomic_int failed;   /* and any error anywhere: exit status 1 */
 } app = {.unplug = -1};
 
@@ -226,7 +227,9 @@ static int hub(ax_actor_t *self, const ax_msg_t *m) {
   case MSG_UNSUB:
     return drop(self, h, m->from, "unsubscribed"), 0;
   case AX_MSG_DOWN: /* a subscriber's session stopped: its client has gone */
-    return drop(NULL, h, ((const ax_down_t *)m->data)->ref, "has gone (its monitor said so)"), 0;
+    drop(NULL, h, ((const ax_down_t *)m->data)->ref, "has gone (its monitor said so)");
+    atomic_fetch_add(&app.gone, 1); /* for the demo, which waits for it */
+    return 0;
   case MSG_AVG: { /* too slow for a core: the history goes to the statistics thread */
     memcpy(&dev, m->data, sizeof dev);
     job_t job = {m->from, dev, h->seen[dev] < HISTORY ? h->seen[dev] : HISTORY, {0}};
@@ -459,8 +462,9 @@ static void script(client_t *a, client_t *b, client_t *c) {
     return;
   printf("demo: A got %u readings, and hangs up\n", a->readings);
   close(a->fd), a->fd = -1;
-  if (!listen_to(c, 1, 300))
-    return;
+  for (int i = 0; i < 50 && atomic_load(&app.gone) == 0; i++) /* the hub hears of it: 5 s at most */
+    if (!listen_to(c, 1, 100))
+      return;
   printf("demo: done; Ctrl-C (SIGINT) to the gateway\n");
   kill(getpid(), SIGINT); /* to the process, as a real Ctrl-C: the runtime reads it */
 }
