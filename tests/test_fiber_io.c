@@ -40,6 +40,22 @@ static void socketpair_cloexec(int sv[2]) {
   ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 }
 
+/* A TCP listener on 127.0.0.1, on a port the kernel chose (*port). */
+static int loopback_listener(int *port) {
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(lfd, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+  ck_assert_int_eq(listen(lfd, 4), 0);
+  socklen_t alen = sizeof a;
+  ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  *port = ntohs(a.sin_port);
+  return lfd;
+}
+
 /* Writes a whole string to a blocking fd. */
 static void put(int fd, const char *s) {
   size_t len = strlen(s);
@@ -1070,16 +1086,8 @@ START_TEST(test_fiber_io_eof_and_reset) {
   ax_rt_t *rt = rt_new();
   int sv[2];
   socketpair_cloexec(sv);
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ck_assert_int_ge(lfd, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-  ck_assert_int_eq(listen(lfd, 4), 0);
-  socklen_t alen = sizeof a;
-  ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  int port;
+  int lfd = loopback_listener(&port);
   static ender_t e;
   fib_init(&e.f);
   atomic_init(&e.eof_rc, 12345);
@@ -1087,7 +1095,7 @@ START_TEST(test_fiber_io_eof_and_reset) {
   atomic_init(&e.reset_rc, 12345);
   atomic_init(&e.reset_rc2, 12345);
   e.fd = sv[0];
-  e.port = ntohs(a.sin_port);
+  e.port = port;
   spawn_fiber(rt, ender_fiber, &e.f, 0, 0);
   wait_phase(&e.f, 1);
   test_sleep_ms(20);
@@ -1164,21 +1172,13 @@ START_TEST(test_fiber_io_end_taken_by_recv) {
   ax_rt_t *rt = rt_new();
   int sv[2];
   socketpair_cloexec(sv);
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ck_assert_int_ge(lfd, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-  ck_assert_int_eq(listen(lfd, 4), 0);
-  socklen_t alen = sizeof a;
-  ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+  int port;
+  int lfd = loopback_listener(&port);
   static taker_t t;
   memset(&t, 0, sizeof t);
   fib_init(&t.f);
   t.fd = sv[0];
-  t.port = ntohs(a.sin_port);
+  t.port = port;
   spawn_fiber(rt, taker_fiber, &t.f, 0, 0);
   wait_phase(&t.f, 1);
   ck_assert_int_eq(write(sv[1], "abc", 3), 3);

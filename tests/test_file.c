@@ -405,6 +405,23 @@ static int body_stopped(ax_actor_t *self, void *arg) {
   return 0;
 }
 
+/* Runs body(path) as a fiber on a fresh one-core runtime with one pool
+ * thread (*rt), and stops it once it is stuck in its request (it sets
+ * stuck_file just before it waits, then 50 ms pass).  Returns the fiber. */
+static ax_ref_t stop_when_stuck(ax_rt_t **rt, body_fn body, const char *path) {
+  atomic_store(&stuck_file, NULL);
+  ax_rt_opts_t o = {.cores = 1, .work_threads = 1, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+  ck_assert_int_eq(ax_rt_new(&o, rt), 0);
+  ck_assert_int_eq(ax_rt_start(*rt), 0);
+  ax_ref_t f;
+  ck_assert_int_eq(ax_spawn_fiber(*rt, body, (void *)path, NULL, &f), 0);
+  while (atomic_load(&stuck_file) == NULL)
+    test_sleep_ms(1);
+  test_sleep_ms(50); /* the request is waiting */
+  ck_assert_int_eq(ax_stop(f, 0), 0);
+  return f;
+}
+
 START_TEST(test_file_fiber_stopped) {
   make_dir();
   char path[128];
@@ -414,17 +431,8 @@ START_TEST(test_file_fiber_stopped) {
   int fds = open_fds();
   atomic_store(&gate, 0);
   atomic_store(&gated, 0);
-  atomic_store(&stuck_file, NULL);
-  ax_rt_opts_t o = {.cores = 1, .work_threads = 1, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
   ax_rt_t *rt;
-  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
-  ck_assert_int_eq(ax_rt_start(rt), 0);
-  ax_ref_t f;
-  ck_assert_int_eq(ax_spawn_fiber(rt, body_stopped, path, NULL, &f), 0);
-  while (atomic_load(&stuck_file) == NULL)
-    test_sleep_ms(1);
-  test_sleep_ms(20);
-  ck_assert_int_eq(ax_stop(f, 0), 0);
+  ax_ref_t f = stop_when_stuck(&rt, body_stopped, path);
   for (int i = 0; i < 5000 && ax_send(f, MSG_DONE, NULL, 0) == 0; i++)
     test_sleep_ms(1);
   ck_assert_int_eq(ax_send(f, MSG_DONE, NULL, 0), -ESRCH);
@@ -466,17 +474,8 @@ START_TEST(test_file_fifo_read_stopped) {
   in_dir(path, sizeof path, "idle");
   ck_assert_int_eq(mkfifo(path, 0600), 0);
   int fds = open_fds();
-  atomic_store(&stuck_file, NULL);
-  ax_rt_opts_t o = {.cores = 1, .work_threads = 1, .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
   ax_rt_t *rt;
-  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
-  ck_assert_int_eq(ax_rt_start(rt), 0);
-  ax_ref_t f;
-  ck_assert_int_eq(ax_spawn_fiber(rt, body_fifo_stuck, path, NULL, &f), 0);
-  while (atomic_load(&stuck_file) == NULL)
-    test_sleep_ms(1);
-  test_sleep_ms(50); /* the read is waiting */
-  ck_assert_int_eq(ax_stop(f, 0), 0);
+  (void)stop_when_stuck(&rt, body_fifo_stuck, path);
   int sfd = atomic_load(&stuck_fd);
   ck_assert_int_ge(sfd, 0);
   for (int i = 0; i < 5000 && fcntl(sfd, F_GETFD) >= 0; i++)
