@@ -1208,6 +1208,75 @@ START_TEST(test_fiber_io_end_taken_by_recv) {
 }
 END_TEST
 
+/* A fiber closes a source while messages of it wait kept aside (they came
+ * while it slept): none of them reaches it afterwards, and an ACCEPT's
+ * connection closes with its listener.  Before, a later ax_recv returned
+ * the closed stream's DATA, and the accepted connection stayed open until
+ * the fiber returned. */
+typedef struct aside {
+  fib_t f;
+  int fd;           /* socketpair end: the test writes to the other one */
+  atomic_int port;  /* the listener's, for the test to connect to */
+  int recv_rc;
+} aside_t;
+
+static int aside_fiber(ax_actor_t *self, void *arg) {
+  aside_t *a = arg;
+  ax_stream_t *s = NULL;
+  FCHECK_EQ(&a->f, ax_pipe_open(self, a->fd, a->fd, NULL, &s), 0);
+  atomic_store(&a->f.phase, 1); /* the test writes */
+  FCHECK_EQ(&a->f, ax_sleep(self, 200 * MSEC), 0); /* the DATA is kept aside */
+  FCHECK_EQ(&a->f, ax_stream_close(s), 0);
+  const ax_msg_t *m;
+  a->recv_rc = ax_recv(self, ax_deadline(100 * MSEC), &m);
+  ax_listener_t *l = NULL;
+  FCHECK_EQ(&a->f, ax_tcp_listen(self, "127.0.0.1:0", 0, NULL, &l), 0);
+  if (l == NULL)
+    return -1;
+  atomic_store(&a->port, ax_listener_port(l));
+  atomic_store(&a->f.phase, 2); /* the test connects */
+  FCHECK_EQ(&a->f, ax_sleep(self, 300 * MSEC), 0); /* the ACCEPT is kept aside */
+  FCHECK_EQ(&a->f, ax_listener_close(l), 0);
+  atomic_store(&a->f.phase, 3); /* the test sees its connection end, while... */
+  (void)ax_sleep(self, 10 * SEC); /* ...the fiber still runs (the stop ends this) */
+  return 0;
+}
+
+START_TEST(test_fiber_io_close_drops_kept_aside) {
+  ax_rt_t *rt = rt_new();
+  int sv[2];
+  socketpair_cloexec(sv);
+  static aside_t a;
+  memset(&a, 0, sizeof a);
+  fib_init(&a.f);
+  a.fd = sv[0];
+  ax_ref_t f = spawn_fiber(rt, aside_fiber, &a.f, 0, 0);
+  wait_phase(&a.f, 1);
+  ck_assert_int_eq(write(sv[1], "hello", 5), 5);
+  wait_phase(&a.f, 2);
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in to;
+  memset(&to, 0, sizeof to);
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons((uint16_t)atomic_load(&a.port));
+  ck_assert_int_eq(connect(c, (struct sockaddr *)&to, sizeof to), 0);
+  wait_phase(&a.f, 3);
+  struct pollfd p = {c, POLLIN, 0};
+  ck_assert_msg(poll(&p, 1, 3000) == 1, "the accepted connection is still open");
+  char b;
+  ck_assert_int_le(read(c, &b, 1), 0); /* its end: EOF or a reset */
+  ck_assert_int_eq(atomic_load(&a.f.terminated), 0); /* while the fiber lives */
+  ck_assert_int_eq(ax_stop(f, 0), 0);
+  fib_wait(&a.f, 10000);
+  ck_assert_msg(a.recv_rc == -ETIMEDOUT, "ax_recv after the close: %d (%s), want -ETIMEDOUT",
+                a.recv_rc, ax_strerror(a.recv_rc));
+  close(c);
+  close(sv[1]);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Misuse: the stream calls' own errors                                      */
 
@@ -1525,6 +1594,7 @@ static Suite *fiber_io_suite(void) {
   tcase_add_test(tc, test_fiber_io_read_exact_deadlines);
   tcase_add_test(tc, test_fiber_io_eof_and_reset);
   tcase_add_test(tc, test_fiber_io_end_taken_by_recv);
+  tcase_add_test(tc, test_fiber_io_close_drops_kept_aside);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("write");

@@ -591,6 +591,66 @@ START_TEST(test_linger_queues_memory_goes_back) {
 }
 END_TEST
 
+/* A stream with writes queued, given to an actor on another core that
+ * stops before it takes it: the stream is finished on that core and
+ * lingers there (200 ms), then its fd closes.  It lingered on the giver's
+ * core's loop from the wrong thread: an assertion in debug builds, and in
+ * release a linger that never ended (the fd stayed open). */
+enum { MSG_GIVE = MSG_GO + 100 };
+static int give_fd;
+static ax_ref_t give_to;
+static atomic_int give_rc;
+
+static int dying_behaviour(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  return m->type == MSG_STOP ? AX_STOP : 0;
+}
+
+static int giver_behaviour(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type != MSG_GIVE)
+    return 0;
+  ax_stream_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.linger = 200 * AX_NSEC_PER_MSEC;
+  o.flags = AX_STREAM_PAUSED;
+  o.high_water = 8 << 20;
+  ax_stream_t *st;
+  int rc = ax_pipe_open(self, give_fd, give_fd, &o, &st);
+  static unsigned char buf[1 << 20];
+  if (rc == 0)
+    rc = ax_stream_write(st, buf, sizeof buf);
+  if (rc == 0 && ax_stream_queued(st) == 0)
+    rc = -EAGAIN; /* nothing queued: the case is not made */
+  if (rc == 0)
+    rc = ax_send(give_to, MSG_STOP, NULL, 0); /* it stops before the hand-over comes */
+  if (rc == 0)
+    rc = ax_stream_give(st, give_to);
+  atomic_store(&give_rc, rc == 0 ? 1 : rc);
+  return 0;
+}
+
+START_TEST(test_linger_given_to_dying_actor) {
+  for (unsigned core = 0; core < 2; core++) { /* the same core, then the other */
+    ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+    test_rt_start(rt);
+    int fds = open_fds();
+    int peer;
+    small_pair(&give_fd, &peer);
+    atomic_store(&give_rc, 0);
+    give_to = test_spawn(rt, dying_behaviour, NULL, AX_PLACE_CORE, core, NULL, NULL);
+    ax_ref_t a = test_spawn(rt, giver_behaviour, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+    test_send(a, MSG_GIVE, NULL, 0);
+    TEST_WAIT_UNTIL(atomic_load(&give_rc) != 0, 10000);
+    ck_assert_int_eq(atomic_load(&give_rc), 1);
+    TEST_WAIT_UNTIL(fcntl(give_fd, F_GETFD) < 0, 5000); /* the linger's 200 ms, and then some */
+    close(peer);
+    ck_assert_int_eq(open_fds(), fds);
+    test_send(a, MSG_STOP, NULL, 0);
+    test_rt_stop_join_free(rt);
+  }
+}
+END_TEST
+
 static Suite *linger_suite(void) {
   Suite *s = suite_create("linger");
   TCase *tc = tcase_create("minimal");
@@ -599,6 +659,7 @@ static Suite *linger_suite(void) {
   tcase_add_test(tc, test_linger_first_drained_then_owner_stops);
   tcase_add_test(tc, test_linger_none_and_forever);
   tcase_add_test(tc, test_linger_tcp_cut_resets);
+  tcase_add_test(tc, test_linger_given_to_dying_actor);
   suite_add_tcase(s, tc);
   tc = tcase_create("matrix");
   tcase_set_timeout(tc, 60);

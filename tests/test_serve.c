@@ -78,6 +78,44 @@ START_TEST(test_serve_close_from_actor) {
 }
 END_TEST
 
+/* Closed from an actor on a core that has none of the server's acceptors
+ * (opts.cores 2 of 3), again and again: the acceptor on the other core may
+ * end, and free the server, while the close still stops the acceptors;
+ * the close read the freed server (a use after free that ASan reports). */
+enum { CYCLES = 500 };
+
+static int cycler(ax_actor_t *self, const ax_msg_t *m) {
+  int *done = ax_state(self);
+  if (m->type == AX_MSG_SERVER_CLOSED && ++*done == CYCLES)
+    return AX_STOP;
+  if (m->type == MSG_SERVE || m->type == AX_MSG_SERVER_CLOSED) {
+    ax_serve_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.cores = 2; /* the acceptors on cores 0 and 1; this actor on core 2 */
+    ax_server_t *srv;
+    int rc = ax_tcp_serve(ax_actor_rt(self), "127.0.0.1:0", session, &o, &srv);
+    if (rc != 0)
+      return rc;
+    (void)ax_server_close(srv);
+  }
+  return 0;
+}
+
+START_TEST(test_serve_close_elsewhere_cycles) {
+  ax_rt_t *rt = test_rt_new(3, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  static int done;
+  done = 0;
+  ax_ref_t a = test_spawn(rt, cycler, &done, AX_PLACE_CORE, 2, NULL, NULL);
+  test_send(a, MSG_SERVE, NULL, 0);
+  for (int i = 0; i < 600 && ax_send(a, AX_MSG_USER + 99, NULL, 0) == 0; i++)
+    test_sleep_ms(50);
+  ck_assert_int_eq(ax_send(a, AX_MSG_USER + 99, NULL, 0), -ESRCH);
+  test_rt_stop_join_free(rt);
+  ck_assert_int_eq(done, CYCLES);
+}
+END_TEST
+
 /* From a thread that is not a core, the call waits: when it returns, the
  * port refuses connections. */
 START_TEST(test_serve_close_from_thread) {
@@ -389,6 +427,7 @@ static Suite *serve_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_serve_close_from_actor);
   tcase_add_test(tc, test_serve_close_from_thread);
+  tcase_add_test(tc, test_serve_close_elsewhere_cycles);
   suite_add_tcase(s, tc);
   tc = tcase_create("port");
   tcase_set_timeout(tc, 60);

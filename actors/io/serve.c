@@ -287,8 +287,14 @@ static int server_close(ax_server_t *srv, bool tell) {
     server_free(srv); /* no acceptor left to do it (nothing to tell) */
     return 0;
   }
-  for (unsigned i = 0; i < srv->n; i++)
-    (void)ax_stop(srv->acc[i].ref, 0); /* -ESRCH: already stopped */
+  /* Detached, srv is freed by the last acceptor to end, which may be on
+   * another core and end during this loop: the loop reads copies. */
+  unsigned n = srv->n;
+  ax_ref_t refs[AX_MAX_CORES];
+  for (unsigned i = 0; i < n; i++)
+    refs[i] = srv->acc[i].ref;
+  for (unsigned i = 0; i < n; i++)
+    (void)ax_stop(refs[i], 0); /* -ESRCH: already stopped */
   if (nowait)
     return 0; /* the last acceptor frees it and sends AX_MSG_SERVER_CLOSED */
   pthread_mutex_lock(&srv->lock);

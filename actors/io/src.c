@@ -126,6 +126,17 @@ void ax__src_close(ax__src_t *s) {
   s->closed = true;
   s->magic = AX__SRC_CLOSED;
   ax__fiber_rd_free(s); /* what a fiber owner read in part goes back */
+  /* A fiber keeps aside the messages that came while it waited for
+   * another: those of s go now, as a handler's still queued are dropped
+   * when popped (no message of a closed source reaches its owner; an
+   * ACCEPT's connection closes with its listener). */
+  ax_actor_t *owner = s->owner;
+  for (ax__msg_t *m; owner != NULL &&
+                     (m = ax__fiber_take_sys(owner, AX__SYS_IO, (uint64_t)(uintptr_t)s)) != NULL;) {
+    if (s->ops->undelivered != NULL)
+      s->ops->undelivered(s, m);
+    ax__msg_unkeep(owner, m);
+  }
   /* Off the owner's list first: the owner (dying, say) must never meet a
    * closed source there, whatever ops->close does next. */
   unlink_owner(s);
@@ -253,13 +264,33 @@ static void carry(ax__src_t *s, ax__msg_t *m, unsigned flags) {
     send_adopt(s);
 }
 
+static void deliver_carry(ax__src_t *s);
+
+/* A source in hand-over that nobody takes (the new owner died first, or
+ * has no memory for it) is finished on this core, the new owner's: it
+ * moves here first, since a stream that closes with writes queued
+ * lingers on its core's loop and list, which only that core's thread may
+ * touch (it was still the giver's core). */
+static void finish_here(ax__src_t *s) {
+  s->giver = AX_REF_NONE;
+  s->closed = true;
+  s->magic = AX__SRC_CLOSED;
+  ax__core_t *c = ax__tls_core;
+  if (c != NULL && c != s->core) {
+    s->core = c;
+    s->ops->attach(s); /* its fds on this core's loop */
+    ax__src_count(s, false);
+  }
+  deliver_carry(s); /* closed: the copies are freed */
+  s->ops->close(s);
+}
+
 /* The new owner pops the hand-over message: take the source over. */
 static void adopt(ax__src_t *s, ax_actor_t *a) {
   s->giver = AX_REF_NONE;
   if (ax__actor_ext(a) == NULL) {
-    s->closed = true;
-    s->magic = AX__SRC_CLOSED;
-    s->ops->close(s);
+    finish_here(s);
+    ax__src_unref(s); /* the open reference (the hand-over's goes with its message) */
     return;
   }
   link_owner(s, a);
@@ -378,11 +409,7 @@ static bool src_drop(ax_ref_t self, int reason, ax__msg_t *m) {
   m->flags = 0;
   if (flags & AX__MSG_ADOPT) {
     /* the new owner died before taking it over: finish the source here */
-    s->giver = AX_REF_NONE;
-    s->closed = true;
-    s->magic = AX__SRC_CLOSED;
-    deliver_carry(s);
-    s->ops->close(s);
+    finish_here(s);
     ax__src_unref(s); /* the open reference */
     ax__src_unref(s); /* the hand-over message's */
     return false;
