@@ -229,8 +229,9 @@ static void drain_dead(ax__core_t *c, ax_actor_t *a, int reason) {
  * once the epoch has advanced twice past now. */
 static void retire(ax__core_t *c, ax_actor_t *a) {
   a->retired.next = NULL;
-  /* Read after the slot was retired (program order on this thread, and the
-   * epoch only grows): the grace period counts from at least this epoch. */
+  /* Read after the slot was retired (ax__table_retire's fence orders the
+   * retire's stores before this load, and the epoch only grows): the grace
+   * period counts from at least this epoch. */
   a->retired.epoch = atomic_load_explicit(&c->rt->epoch.epoch, memory_order_acquire);
   if (c->retired_tail != NULL)
     c->retired_tail->next = &a->retired;

@@ -188,8 +188,10 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
       if ((sl = ring_claim(r)) != NULL)
         return sl;
       int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
-      if (left <= 0)
+      if (left <= 0) {
+        r->fgave_up = true;
         return NULL;
+      }
       struct timespec ts = {0, (long)left};
       /* Sleeps unless head's low half moved since the look above. */
       syscall(SYS_futex, head_word(r), FUTEX_WAIT_PRIVATE, (uint32_t)r->seen_head, &ts, NULL, 0);
@@ -200,6 +202,7 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
       seen = r->seen_head;
       since = ax_now();
     } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+      r->fgave_up = true; /* the same message's second try (fring_push) waits no more */
       return NULL;
     }
   }
@@ -225,7 +228,7 @@ static void fring_overflow(ax__core_t *c, ax__ring_t *r, ax__msg_t *m) {
 bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t type,
                            const void *data, uint32_t size, uint64_t req) {
   ax__ring_t *r = fring_get(rt, c);
-  if (r == NULL || fring_overflowing(r))
+  if (r == NULL || fring_overflowing(r) || r->fgave_up)
     return false;
   ax__ring_slot_t *sl = fring_claim(rt, r);
   if (sl == NULL)
@@ -248,7 +251,8 @@ static void fring_push(ax__core_t *c, ax__msg_t *m) {
     return;
   }
   ax__ring_slot_t *sl;
-  if (fring_overflowing(r) || (sl = fring_claim(c->rt, r)) == NULL) {
+  if (fring_overflowing(r) || r->fgave_up || (sl = fring_claim(c->rt, r)) == NULL) {
+    r->fgave_up = false; /* the overflow queue takes over until the core took it all */
     fring_overflow(c, r, m);
     return;
   }

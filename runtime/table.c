@@ -190,6 +190,14 @@ void ax__table_retire(ax__table_t *t, uint32_t index) {
     gen = 1;
   /* Release: a reader that sees the new generation also sees ptr NULL. */
   atomic_store_explicit(&s->gen, gen, memory_order_release);
+  /* seq_cst: the stores above are visible to every thread before this one
+   * reads the epoch to start the entry's grace period (its callers do so
+   * next).  A store followed by a load is not ordered otherwise: the read
+   * could pass the stores still in the store buffer, and a sender that
+   * entered the next epoch could still find the entry, yet not be waited
+   * for (a port freed under a sender's push; reproduced with these calls,
+   * about 1 round in 2,000 of a tight loop). */
+  atomic_thread_fence(memory_order_seq_cst);
 }
 
 /* Gives unit u's pages back: trim found all its slots free and took
