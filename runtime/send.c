@@ -46,6 +46,7 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r->tail = r->seen_head = 0;
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
+  r->fgave_up = false;
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
   ax__mpscq_init(&r->fover, &r->fover_stub, false);
