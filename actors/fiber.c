@@ -420,8 +420,10 @@ static inline __attribute__((always_inline)) int get(ax__fiber_t *f, match_fn ma
     if (!park)
       return -EAGAIN;
     f->seq++;
-    uint64_t timer;
-    if (arm(f, deadline, &timer) < 0)
+    uint64_t timer = 0;
+    /* AX_FOREVER asks for nothing: tested here, so that the common wait
+     * pays no call (arm is not inlined). */
+    if (deadline != AX_FOREVER && arm(f, deadline, &timer) < 0)
       return -ENOMEM;
     f->match = match;
     f->marg = arg;
