@@ -163,7 +163,9 @@ static void send_exit(ax__msg_t *m, ax_ref_t to, int reason) {
 
 int ax_link(ax_actor_t *self, ax_ref_t other) {
   if (self == NULL || other == AX_REF_NONE || other == self->ref ||
-      ax__ref_core(other) == AX__REF_NO_CORE) /* a port: nothing to link to */
+      ax__ref_core(other) == AX__REF_NO_CORE || /* a port: nothing to link to */
+      (ax__ref_rt(other) != self->core->rt->index && /* its exit would come from self's pools */
+       ax__rt_lookup(ax__ref_rt(other)) != NULL))
     return -EINVAL;
   AX__ASSERT_OWNER(self);
   link_set_t *s = set_of(self, true);
@@ -321,6 +323,7 @@ static ax__feature_t links = {
     .name = "links",
     .order = AX__ORDER_LINKS,
     .actor_death = links_on_death,
+    .announces = true,
 };
 
 AX__FEATURE_INIT(links) {

@@ -146,6 +146,9 @@ static void send_down(ax__msg_t *m, ax_ref_t watcher, int reason) {
 int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
   if (self == NULL || target == AX_REF_NONE || ax__ref_core(target) == AX__REF_NO_CORE)
     return -EINVAL; /* a port's thread has no life to watch: it closes the port */
+  if (ax__ref_rt(target) != self->core->rt->index && ax__rt_lookup(ax__ref_rt(target)) != NULL)
+    return -EINVAL; /* the target would keep a DOWN from self's pools, which self's runtime frees
+                       (a reference of no runtime names no actor: DOWN{-ESRCH} at once) */
   AX__ASSERT_OWNER(self);
   ax__monitor_req_t req = {.watcher = self->ref, .id = ax__core_next_id(self->core)};
   ax__msg_t *m = ax__msg_new(target, AX__SYS_MONITOR, AX__SYS_MONITOR, &req, sizeof req,
@@ -273,15 +276,25 @@ static bool down_drop(ax_ref_t self, int reason, ax__msg_t *m) {
   return true;
 }
 
-/* Frees the records of one of a's lists, sending the DOWNs they hold
- * (the in list) with `reason`. */
+/* Frees the records of one of a's lists: the in list's send the DOWNs
+ * they hold, with `reason`; the out list's tell their targets to forget
+ * a (best effort, as ax_demonitor): a long-lived target that short-lived
+ * watchers monitor kept a record and a DOWN per dead watcher until it
+ * died itself (about 100 B each). */
 static void free_list(ax_actor_t *a, unsigned slot, int reason) {
   ax__link_t *l;
   while ((l = a->ext->slot[slot]) != NULL) {
     ax__mon_t *r = AX_CONTAINER_OF(l, ax__mon_t, link);
     mon_unlink(r);
-    if (r->down != NULL)
+    if (r->down != NULL) {
       send_down(r->down, r->other, reason);
+    } else if (slot == AX__SLOT_MON_OUT) {
+      ax__monitor_req_t req = {.watcher = a->ref, .id = r->id};
+      ax__msg_t *m = ax__msg_new(r->other, AX__SYS_DEMONITOR, AX__SYS_DEMONITOR, &req,
+                                 sizeof req, a->ref);
+      if (m != NULL)
+        (void)ax__send_msg(r->other, m); /* -ESRCH: the target died too */
+    }
     free(r);
   }
 }
@@ -319,6 +332,7 @@ static ax__feature_t monitors = {
     .core_init = monitors_core_init,
     .core_free = monitors_core_free,
     .actor_death = monitors_on_death,
+    .announces = true,
 };
 
 AX__FEATURE_INIT(monitors) {

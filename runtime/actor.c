@@ -243,20 +243,25 @@ static void retire(ax__core_t *c, ax_actor_t *a) {
 
 void ax__actor_die(ax__core_t *c, ax_actor_t *a, int reason) {
   ax_rt_t *rt = c->rt;
-  /* From here on the reference fails: new senders get -ESRCH, and what
-   * other threads queued on the inbox before is dropped when it is
-   * drained.  First, before the hooks: whoever hears of the death (a DOWN,
-   * a LINK_DOWN, a message from the terminate hook) finds the reference
-   * dead already (the retire's release store comes before the message's
-   * publication in this thread's order). */
-  ax__table_retire(&c->table, ax__ref_slot(a->ref));
   ax_actor_t *prev = c->current;
   c->current = a; /* sends from the hooks come from the actor */
   ax__invoke_terminate(a, reason);
   /* Every feature keeps its per-actor state in the extension: an actor
-   * without one (most) has nothing for them to clean up. */
+   * without one (most) has nothing for them to clean up.  First the hooks
+   * that let go of things (work, files, sources, timers, names): a
+   * result of the work pool that comes meanwhile still finds the actor,
+   * and is dropped with its mailbox. */
   for (ax__feature_t *f = a->ext != NULL ? ax__features : NULL; f != NULL; f = f->next)
-    if (f->actor_death != NULL)
+    if (f->actor_death != NULL && !f->announces)
+      f->actor_death(a, reason);
+  /* From here on the reference fails: new senders get -ESRCH, and what
+   * other threads queued on the inbox before is dropped when it is
+   * drained.  Before the hooks that tell others of the death: whoever gets
+   * the DOWN or LINK_DOWN finds the reference dead already (the retire's
+   * release store, and its fence, come before the news's publication). */
+  ax__table_retire(&c->table, ax__ref_slot(a->ref));
+  for (ax__feature_t *f = a->ext != NULL ? ax__features : NULL; f != NULL; f = f->next)
+    if (f->actor_death != NULL && f->announces)
       f->actor_death(a, reason);
   c->current = prev;
   ax__actor_ext_free(a);

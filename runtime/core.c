@@ -144,6 +144,15 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     c->handling = m;
     stop = handle(a, m, &reason);
     c->handling = NULL;
+    if (stop) {
+      /* A stop asked for while the actor ran (from another thread, or by
+       * itself) came first: its reason wins over the return value (a fiber
+       * that returns 0 after its -ECANCELED stopped for the stop's reason,
+       * not normally).  Acquire, as above. */
+      int64_t asked = atomic_load_explicit(&a->stop_req, memory_order_acquire);
+      if (asked != 0)
+        reason = (int)((asked - 1) / 2);
+    }
     if (!(m->flags & AX__MSG_KEPT)) { /* a kept one is its keeper's (ax__msg_unkeep) */
       ax__msg_uncount(a, m);
       ax__msg_free(m);

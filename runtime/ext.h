@@ -59,13 +59,16 @@ struct ax__feature {
    * of the runtime's sends any more. */
   void (*rt_stopped)(ax_rt_t *rt);
   void (*core_stop)(ax__core_t *c);
-  /* An actor died (its core, after its terminate hook; its reference
-   * fails already, so whoever hears of the death finds it dead): let go
-   * of what the feature keeps for it.
+  /* An actor died (its core, after its terminate hook): let go of what
+   * the feature keeps for it.
    * Called only for actors with an extension: a feature keeps its
    * per-actor state there (in its slot), so an actor without one has
    * nothing to let go of. */
   void (*actor_death)(ax_actor_t *a, int reason);
+  /* actor_death tells other actors of the death (a DOWN, a LINK_DOWN): it
+   * runs once the actor's reference fails, after every hook that does not
+   * (which run while it still resolves, as the terminate hook does). */
+  bool announces;
   /* The core is idle and the time the feature asked for with
    * ax__core_trim_at (core.h) has come: give back memory held for what has
    * stayed unused long enough.  Returns when to be called again (a time

@@ -560,6 +560,27 @@ START_TEST(test_fiber_poll_bounded_mailbox) {
 }
 END_TEST
 
+/* A stop asked for while the fiber runs (here by itself) keeps its reason:
+ * the fiber's next wait is -ECANCELED and it returns 0, as the docs ask,
+ * and its monitors and terminate hook hear -EIO, not a normal stop. */
+static int self_stopper(ax_actor_t *self, void *arg) {
+  fib_t *f = arg;
+  FCHECK_EQ(f, ax_stop(ax_self(self), -EIO), 0);
+  FCHECK_EQ(f, ax_yield(self), -ECANCELED);
+  return 0;
+}
+
+START_TEST(test_fiber_stop_reason_while_running) {
+  ax_rt_t *rt = rt_new();
+  static fib_t f;
+  fib_init(&f);
+  spawn_fiber(rt, self_stopper, &f, 0, 0);
+  fib_wait(&f, 10000);
+  ck_assert_int_eq(atomic_load(&f.reason), -EIO);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* 4. The return value is the stop reason                                    */
 
@@ -1597,6 +1618,7 @@ static Suite *fiber_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_fiber_return_is_reason);
   tcase_add_test(tc, test_fiber_cancel_stop);
+  tcase_add_test(tc, test_fiber_stop_reason_while_running);
   tcase_add_test(tc, test_fiber_cancel_shutdown);
   tcase_add_test(tc, test_fiber_stopped_before_running);
   tcase_add_test(tc, test_fiber_many_parked);

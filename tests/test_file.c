@@ -1,5 +1,6 @@
 /* Check suite for files and paths: requests as messages, errors as the kernel says them, close order, owners that stop, fibers, a full disk. */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
@@ -490,6 +491,64 @@ START_TEST(test_file_fifo_read_stopped) {
 }
 END_TEST
 
+/* An actor asks for a close and stops before it completes: the close's
+ * fd is closed once.  On io_uring the orphaned close's completion left the
+ * fd in the file, and the last reference closed the number again (another
+ * thread's file by then, maybe).  close() is interposed: a close of the
+ * watched fd that is no longer open is counted. */
+static atomic_int watched_fd = -1, double_closes;
+
+/* Exported (the build hides symbols by default), so that it takes the
+ * place of libc's for the library. */
+__attribute__((visibility("default"))) int close(int fd) {
+  static int (*real)(int);
+  if (real == NULL)
+    real = (int (*)(int))dlsym(RTLD_NEXT, "close");
+  if (fd >= 0 && fd == atomic_load(&watched_fd)) fprintf(stderr, "close(%d) open=%d\n", fd, fcntl(fd, F_GETFD) >= 0);
+  if (fd >= 0 && fd == atomic_load(&watched_fd) && fcntl(fd, F_GETFD) < 0)
+    atomic_fetch_add(&double_closes, 1);
+  return real(fd);
+}
+
+static int close_then_stop(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type != AX_MSG_FILE)
+    return 0;
+  const ax_file_done_t *d = m->data;
+  if (d->op != AX_FILE_OPEN || d->file == NULL)
+    return -EIO;
+  atomic_store(&watched_fd, ax_file_fd(d->file));
+  return ax_file_close(d->file, 2) == 0 ? AX_STOP : -EIO; /* stops before the close's answer */
+}
+
+static void open_at_init(ax_actor_t *self) {
+  char path[128];
+  (void)ax_file_open(self, in_dir(path, sizeof path, "c"), O_RDWR | O_CREAT, 0644, 1);
+}
+
+START_TEST(test_file_close_then_stop) {
+  make_dir();
+  int fds = open_fds();
+  atomic_store(&double_closes, 0);
+  for (int round = 0; round < 20; round++) {
+    atomic_store(&watched_fd, -1);
+    ax_rt_opts_t o = {.cores = 1, .flags = AX_RT_NO_SIGNALS};
+    ax_rt_t *rt;
+    ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+    ax_spawn_opts_t so = {.init = open_at_init};
+    ck_assert_int_eq(ax_spawn(rt, close_then_stop, NULL, &so, NULL), 0);
+    ck_assert_int_eq(ax_rt_run(rt), 0); /* ends with the actor */
+    ck_assert_int_eq(ax_rt_free(rt), 0);
+    ck_assert_int_ge(atomic_load(&watched_fd), 0);
+  }
+  atomic_store(&watched_fd, -1);
+  ck_assert_msg(atomic_load(&double_closes) == 0, "%d fds closed twice (%s)",
+                atomic_load(&double_closes), ax_file_backend());
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
+}
+END_TEST
+
 /* A FIFO through the file calls: what was written is read back, with no
  * offset to honour, on the ring and on the pool alike (the pool's pread
  * said -ESPIPE). */
@@ -683,6 +742,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_file_owner_stops);
   tcase_add_test(tc, test_file_fiber_stopped);
   tcase_add_test(tc, test_file_fifo_read_stopped);
+  tcase_add_test(tc, test_file_close_then_stop);
   tcase_add_test(tc, test_file_many);
   suite_add_tcase(s, tc);
   tc = tcase_create("enospc");

@@ -545,6 +545,51 @@ START_TEST(test_work_fiber_stopped) {
 }
 END_TEST
 
+/* A fiber with a work item of its own running is stopped inside
+ * ax_work_call: its stop waits for the called function, and the other
+ * item ends meanwhile, its result refused by the dying owner.  That item
+ * must be freed once (it was freed by the pool while still on the owner's
+ * list, which its death walked next: a use after free under ASan, when
+ * the reference failed before the work's death hook ran). */
+static int64_t short_sleep(void *arg) {
+  (void)arg;
+  test_sleep_ms(20);
+  return 1;
+}
+
+static int64_t long_sleep(void *arg) {
+  (void)arg;
+  test_sleep_ms(150);
+  return 2;
+}
+
+static atomic_int two_started;
+
+static int two_works_fiber(ax_actor_t *self, void *arg) {
+  (void)arg;
+  uint64_t id;
+  if (ax_work_submit(self, short_sleep, NULL, NULL, &id) != 0)
+    return -EIO;
+  atomic_store(&two_started, 1);
+  int local = 0;
+  return ax_work_call(self, long_sleep, &local) == -ECANCELED ? 0 : -EIO;
+}
+
+START_TEST(test_work_fiber_stopped_other_work_ends) {
+  for (int round = 0; round < 3; round++) {
+    ax_rt_t *rt = rt_with(1, 2, 0);
+    ax_ref_t f;
+    atomic_store(&two_started, 0);
+    ck_assert_int_eq(ax_spawn_fiber(rt, two_works_fiber, NULL, NULL, &f), 0);
+    while (!atomic_load(&two_started))
+      test_sleep_ms(1);
+    test_sleep_ms(5);
+    ck_assert_int_eq(ax_stop(f, 0), 0);
+    rt_done(rt);
+  }
+}
+END_TEST
+
 /* A fiber stopped while its work waits in the queue: dropped at once. */
 static int queued_fiber(ax_actor_t *self, void *arg) {
   fib_t *s = arg;
@@ -671,6 +716,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_work_fiber_call);
   tcase_add_test(tc, test_work_fiber_stopped);
+  tcase_add_test(tc, test_work_fiber_stopped_other_work_ends);
   tcase_add_test(tc, test_work_fiber_stopped_queued);
   tcase_add_test(tc, test_work_submit_at_shutdown);
   suite_add_tcase(s, tc);

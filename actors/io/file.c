@@ -327,6 +327,8 @@ static void ring_complete(ax__uring_req_t *ur, int res) {
   if (r->orphan) { /* the owner died: nobody takes the result */
     if (r->op == AX_FILE_OPEN && res >= 0)
       close(res);
+    if (r->op == AX_FILE_CLOSE && res != -ECANCELED)
+      r->file->fd = -1; /* the kernel closed it: the last unref must not, again */
     ax__msg_free(r->msg);
     req_dispose(r);
     return;

@@ -216,8 +216,9 @@ AX_API void *ax_msg_take(const ax_msg_t *msg);
  * AX_REASON_STOPPED; a negative reason is reported as a failure.  Returns
  * 0 also for an actor asked to stop already and not dead yet (the first
  * reason wins).  Any thread; one that is no core may wait as in ax_send.
- * Errors: -ESRCH (no such actor: it is dead, its terminate hook running
- * or done; whoever got its DOWN gets -ESRCH), -EINVAL (reason > 0). */
+ * Errors: -ESRCH (no such actor: it has died; whoever got its DOWN gets
+ * -ESRCH), -EINVAL (reason > 0).  A stop asked for while the actor runs
+ * wins over what its behaviour (or fiber) then returns. */
 AX_API int ax_stop(ax_ref_t ref, int reason);
 
 /* The first fields of every actor, read by the two inline accessors below
@@ -296,9 +297,11 @@ AX_API int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns);
 /* Asks for an AX_MSG_DOWN message when `target` stops, for whatever
  * reason; if target does not exist, the DOWN message (reason -ESRCH) comes
  * at once.  Stores the monitor id in *id when id is not NULL.  A DOWN
- * message is delivered once per monitor.  Errors: -EINVAL (NULL self,
- * target AX_REF_NONE or a port's reference: a port ends when its thread
- * closes it, which that thread knows), -ENOMEM. */
+ * message is delivered once per monitor.  A watcher that stops takes its
+ * monitors with it (the targets forget it).  Errors: -EINVAL (NULL self,
+ * target AX_REF_NONE, a port's reference: a port ends when its thread
+ * closes it, which that thread knows, or an actor of another runtime),
+ * -ENOMEM. */
 AX_API int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id);
 
 /* Removes a monitor: no DOWN message for it is delivered after this
@@ -318,7 +321,8 @@ AX_API int ax_demonitor(ax_actor_t *self, uint64_t id);
  * as a failure with reason -ESRCH (or its reason), as if it had stopped
  * then: a caller that does not trap exits stops.  Linking twice is one
  * link.  Erlang's link/1.  Self's core.  Errors: -EINVAL (NULL self, other
- * AX_REF_NONE, self or a port's reference), -ENOMEM. */
+ * AX_REF_NONE, self, a port's reference or an actor of another runtime),
+ * -ENOMEM. */
 AX_API int ax_link(ax_actor_t *self, ax_ref_t other);
 
 /* Removes the link between self and other: neither hears of the other's
