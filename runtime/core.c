@@ -144,15 +144,6 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
     c->handling = m;
     stop = handle(a, m, &reason);
     c->handling = NULL;
-    if (stop) {
-      /* A stop asked for while the actor ran (from another thread, or by
-       * itself) came first: its reason wins over the return value (a fiber
-       * that returns 0 after its -ECANCELED stopped for the stop's reason,
-       * not normally).  Acquire, as above. */
-      int64_t asked = atomic_load_explicit(&a->stop_req, memory_order_acquire);
-      if (asked != 0)
-        reason = (int)((asked - 1) / 2);
-    }
     if (!(m->flags & AX__MSG_KEPT)) { /* a kept one is its keeper's (ax__msg_unkeep) */
       ax__msg_uncount(a, m);
       ax__msg_free(m);
@@ -168,9 +159,16 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
      * sent it before through a ring: take those messages in first, so that
      * they are dropped with the actor's reason (a monitor request answered
      * with the real reason, not "no such actor").  Acquire, as above: the
-     * ring slots the stopper published before its request are visible. */
-    if (atomic_load_explicit(&a->stop_req, memory_order_acquire) != 0)
+     * ring slots the stopper published before its request are visible.
+     * A stop asked for while the actor ran (from another thread, or by
+     * itself) came first, too: its reason wins over what the behaviour
+     * returned (a fiber that returns 0 after its -ECANCELED stopped for
+     * the stop's reason, not normally). */
+    int64_t asked = atomic_load_explicit(&a->stop_req, memory_order_acquire);
+    if (asked != 0) {
+      reason = (int)((asked - 1) / 2);
       ax__core_drain(c);
+    }
     ax__actor_die(c, a, reason);
   } else if (a->mq_tail != NULL)
     ax__runq_push(c, a); /* more messages: run again later (still queued) */
