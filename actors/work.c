@@ -464,7 +464,12 @@ int ax_work_cancel(ax_actor_t *self, uint64_t id) {
     return -EPERM;
   work_list_t *l = list_of(self, false);
   ax__work_t *w = list_find(l, id);
-  return w != NULL ? cancel(l, w, false) : -ENOENT;
+  /* axon's own work (a file request on the pool, a name lookup) is none of
+   * the caller's: cancelled here, its owner's bookkeeping would be skipped
+   * (a file's close then waited forever for the request). */
+  if (w == NULL || w->custom || w->done != NULL)
+    return -ENOENT;
+  return cancel(l, w, false);
 }
 
 void ax__work_release(ax_actor_t *owner, uint64_t id) {

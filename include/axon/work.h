@@ -85,7 +85,8 @@ AX_API int ax_work_submit(ax_actor_t *self, ax_work_fn fn, void *arg, ax_work_di
  * or has finished (a running fn is not interrupted).  Errors: -EINVAL
  * (NULL self, id 0), -EPERM (not on self's core), -ENOENT (no such work
  * of self: its result was handled already, or handed to a fiber that has
- * not received it yet). */
+ * not received it yet; or the id is one of axon's own requests, such as a
+ * file request's: file.h has no cancel, ax_file_close waits for it). */
 AX_API int ax_work_cancel(ax_actor_t *self, uint64_t id);
 
 /* From a fiber: runs fn(arg) on the pool and parks the fiber (not its
