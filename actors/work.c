@@ -492,6 +492,12 @@ int ax__work_cancel_wait(ax_actor_t *owner, uint64_t id) {
   return w != NULL ? cancel(l, w, true) : -ENOENT;
 }
 
+int ax__work_cancel(ax_actor_t *owner, uint64_t id) {
+  work_list_t *l = list_of(owner, false);
+  ax__work_t *w = list_find(l, id);
+  return w != NULL ? cancel(l, w, false) : -ENOENT;
+}
+
 /* ------------------------------------------------------------------------ */
 /* A fiber's call                                                            */
 

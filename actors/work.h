@@ -48,6 +48,10 @@ uint64_t ax__work_next_id(ax_rt_t *rt);
  * the bound other request queues share.  Any thread. */
 unsigned ax__work_queue_max(ax_rt_t *rt);
 
+/* ax_work_cancel for axon's own work too (ax__work_start's), which the
+ * public call refuses.  owner's core. */
+int ax__work_cancel(ax_actor_t *owner, uint64_t id);
+
 /* ax_work_cancel, then, when fn is running, waits (blocking the thread)
  * until it returned: arg is free to go when this returns.  owner's core.
  * Returns as ax_work_cancel. */

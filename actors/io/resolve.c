@@ -62,4 +62,4 @@ int ax__resolve_start(ax_actor_t *owner, const char *host, unsigned port, ax__re
   return rc;
 }
 
-void ax__resolve_cancel(ax_actor_t *owner, uint64_t id) { (void)ax_work_cancel(owner, id); }
+void ax__resolve_cancel(ax_actor_t *owner, uint64_t id) { (void)ax__work_cancel(owner, id); }
