@@ -85,7 +85,9 @@ got_reading=0 got_answer=0
 for _ in $(seq 400); do # at most 400 lines: readings come every 10 ms from each device
   IFS= read -r -t 5 reply <&3 || break
   [[ "$reply" =~ ^(temp0|hum0|volt0)\ [a-z]+=[0-9.]+$ ]] && got_reading=1
-  if [ "$got_reading" -eq 1 ] && [ "$got_answer" -eq 0 ] && [ "${asked:-0}" -eq 0 ]; then
+  # Asked once volt0 itself has spoken: its fiber has taken its name by then (asked before,
+  # under valgrind, the answer was "err no device volt0").
+  if [[ "$reply" =~ ^volt0\  ]] && [ "$got_answer" -eq 0 ] && [ "${asked:-0}" -eq 0 ]; then
     printf 'cmd volt0 led off\n' >&3
     asked=1
   fi
