@@ -164,8 +164,7 @@ static void send_exit(ax__msg_t *m, ax_ref_t to, int reason) {
 int ax_link(ax_actor_t *self, ax_ref_t other) {
   if (self == NULL || other == AX_REF_NONE || other == self->ref ||
       ax__ref_core(other) == AX__REF_NO_CORE || /* a port: nothing to link to */
-      (ax__ref_rt(other) != self->core->rt->index && /* its exit would come from self's pools */
-       ax__rt_lookup(ax__ref_rt(other)) != NULL))
+      ax__ref_other_rt(self->core->rt, other))
     return -EINVAL;
   AX__ASSERT_OWNER(self);
   link_set_t *s = set_of(self, true);

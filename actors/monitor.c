@@ -146,9 +146,8 @@ static void send_down(ax__msg_t *m, ax_ref_t watcher, int reason) {
 int ax_monitor(ax_actor_t *self, ax_ref_t target, uint64_t *id) {
   if (self == NULL || target == AX_REF_NONE || ax__ref_core(target) == AX__REF_NO_CORE)
     return -EINVAL; /* a port's thread has no life to watch: it closes the port */
-  if (ax__ref_rt(target) != self->core->rt->index && ax__rt_lookup(ax__ref_rt(target)) != NULL)
-    return -EINVAL; /* the target would keep a DOWN from self's pools, which self's runtime frees
-                       (a reference of no runtime names no actor: DOWN{-ESRCH} at once) */
+  if (ax__ref_other_rt(self->core->rt, target))
+    return -EINVAL; /* the target would keep a DOWN made from self's runtime's pools */
   AX__ASSERT_OWNER(self);
   ax__monitor_req_t req = {.watcher = self->ref, .id = ax__core_next_id(self->core)};
   ax__msg_t *m = ax__msg_new(target, AX__SYS_MONITOR, AX__SYS_MONITOR, &req, sizeof req,
@@ -206,6 +205,17 @@ bool ax__monitor_find(ax_actor_t *watcher, ax_ref_t target, uint64_t *id) {
   return false;
 }
 
+/* Tells target to forget watcher's monitor id.  Best effort: a DOWN on
+ * its way is filtered by the watcher anyway, and a target that is gone
+ * keeps nothing. */
+static void send_demonitor(ax_ref_t watcher, ax_ref_t target, uint64_t id) {
+  ax__monitor_req_t req = {.watcher = watcher, .id = id};
+  ax__msg_t *m =
+      ax__msg_new(target, AX__SYS_DEMONITOR, AX__SYS_DEMONITOR, &req, sizeof req, watcher);
+  if (m != NULL)
+    (void)ax__send_msg(target, m);
+}
+
 int ax_demonitor(ax_actor_t *self, uint64_t id) {
   if (self == NULL)
     return -EINVAL;
@@ -213,11 +223,7 @@ int ax_demonitor(ax_actor_t *self, uint64_t id) {
   ax__mon_t *o = mon_take(self, AX__SLOT_MON_OUT, id, AX_REF_NONE);
   if (o == NULL)
     return -ENOENT;
-  ax__monitor_req_t req = {.watcher = self->ref, .id = id};
-  ax__msg_t *m = ax__msg_new(o->other, AX__SYS_DEMONITOR, AX__SYS_DEMONITOR, &req, sizeof req,
-                             self->ref);
-  if (m != NULL)
-    (void)ax__send_msg(o->other, m); /* best effort: the DOWN is filtered anyway */
+  send_demonitor(self->ref, o->other, id);
   free(o);
   return 0;
 }
@@ -286,15 +292,10 @@ static void free_list(ax_actor_t *a, unsigned slot, int reason) {
   while ((l = a->ext->slot[slot]) != NULL) {
     ax__mon_t *r = AX_CONTAINER_OF(l, ax__mon_t, link);
     mon_unlink(r);
-    if (r->down != NULL) {
+    if (r->down != NULL)
       send_down(r->down, r->other, reason);
-    } else if (slot == AX__SLOT_MON_OUT) {
-      ax__monitor_req_t req = {.watcher = a->ref, .id = r->id};
-      ax__msg_t *m = ax__msg_new(r->other, AX__SYS_DEMONITOR, AX__SYS_DEMONITOR, &req,
-                                 sizeof req, a->ref);
-      if (m != NULL)
-        (void)ax__send_msg(r->other, m); /* -ESRCH: the target died too */
-    }
+    else if (slot == AX__SLOT_MON_OUT)
+      send_demonitor(a->ref, r->other, r->id);
     free(r);
   }
 }

@@ -12,6 +12,7 @@
 #include <ck_pr.h>
 
 #include "actors/actors.h"
+#include "actors/list.h"
 #include "axon/port.h"
 
 /*
@@ -36,13 +37,13 @@ struct ax_port {
   ax_ref_t ref;
   int efd;
   ax__msg_t *held; /* the message handed out last (its data is still in use) */
-  struct ax_port *prev, *next; /* the runtime's open ports (under ports_t.lock) */
+  ax__link_t link; /* on the runtime's list of open ports (under ports_t.lock) */
 };
 
 /* A runtime's ports (AX__RT_SLOT_PORTS). */
 typedef struct ports {
   pthread_mutex_t lock; /* the list; rare: a port's open and close, the stop */
-  ax_port_t *head;
+  ax__link_t *head;
   _Atomic bool stopped; /* the runtime has stopped: empty ports say -ESHUTDOWN */
 } ports_t;
 
@@ -91,10 +92,7 @@ int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
   atomic_store_explicit(&s->ptr, &p->e, memory_order_release);
   ports_t *ps = ports_of(rt);
   pthread_mutex_lock(&ps->lock);
-  p->next = ps->head;
-  if (ps->head != NULL)
-    ps->head->prev = p;
-  ps->head = p;
+  ax__list_push(&ps->head, &p->link);
   pthread_mutex_unlock(&ps->lock);
   *out = p;
   return 0;
@@ -237,12 +235,7 @@ int ax_port_close(ax_port_t *port) {
   ax_rt_t *rt = port->rt;
   ports_t *ps = ports_of(rt);
   pthread_mutex_lock(&ps->lock); /* off the list first: the stop rings no freed port */
-  if (port->prev != NULL)
-    port->prev->next = port->next;
-  else
-    ps->head = port->next;
-  if (port->next != NULL)
-    port->next->prev = port->prev;
+  ax__list_remove(&ps->head, &port->link);
   pthread_mutex_unlock(&ps->lock);
   uint32_t slot = ax__ref_slot(port->ref);
   ax__table_retire(&rt->ports, slot);
@@ -281,8 +274,8 @@ static void ports_stopped(ax_rt_t *rt) {
   /* Release: whatever the runtime's actors sent before comes before the
    * flag (a receiver that sees it finds their messages queued). */
   atomic_store_explicit(&ps->stopped, true, memory_order_release);
-  for (ax_port_t *p = ps->head; p != NULL; p = p->next)
-    port_ring(&p->e);
+  for (ax__link_t *l = ps->head; l != NULL; l = l->next)
+    port_ring(&AX_CONTAINER_OF(l, ax_port_t, link)->e);
   pthread_mutex_unlock(&ps->lock);
 }
 

@@ -457,19 +457,26 @@ static int cancel(work_list_t *l, ax__work_t *w, bool wait) {
   }
 }
 
+/* Cancels owner's work id (see cancel); users_only: not axon's own work
+ * (ax__work_start with a done hook, ax__work_start_msg), which is then
+ * -ENOENT. */
+static int cancel_id(ax_actor_t *owner, uint64_t id, bool wait, bool users_only) {
+  work_list_t *l = list_of(owner, false);
+  ax__work_t *w = list_find(l, id);
+  if (w == NULL || (users_only && (w->custom || w->done != NULL)))
+    return -ENOENT;
+  return cancel(l, w, wait);
+}
+
 int ax_work_cancel(ax_actor_t *self, uint64_t id) {
   if (self == NULL || id == 0)
     return -EINVAL;
   if (!on_own_core(self))
     return -EPERM;
-  work_list_t *l = list_of(self, false);
-  ax__work_t *w = list_find(l, id);
   /* axon's own work (a file request on the pool, a name lookup) is none of
    * the caller's: cancelled here, its owner's bookkeeping would be skipped
    * (a file's close then waited forever for the request). */
-  if (w == NULL || w->custom || w->done != NULL)
-    return -ENOENT;
-  return cancel(l, w, false);
+  return cancel_id(self, id, false, true);
 }
 
 void ax__work_release(ax_actor_t *owner, uint64_t id) {
@@ -487,16 +494,10 @@ void ax__work_release(ax_actor_t *owner, uint64_t id) {
 }
 
 int ax__work_cancel_wait(ax_actor_t *owner, uint64_t id) {
-  work_list_t *l = list_of(owner, false);
-  ax__work_t *w = list_find(l, id);
-  return w != NULL ? cancel(l, w, true) : -ENOENT;
+  return cancel_id(owner, id, true, false);
 }
 
-int ax__work_cancel(ax_actor_t *owner, uint64_t id) {
-  work_list_t *l = list_of(owner, false);
-  ax__work_t *w = list_find(l, id);
-  return w != NULL ? cancel(l, w, false) : -ENOENT;
-}
+int ax__work_cancel(ax_actor_t *owner, uint64_t id) { return cancel_id(owner, id, false, false); }
 
 /* ------------------------------------------------------------------------ */
 /* A fiber's call                                                            */

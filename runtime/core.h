@@ -322,6 +322,14 @@ static inline void ax__core_malloc_freed(ax__core_t *c, size_t n) {
     c->heap.purge_at = c->heap.now + AX__PURGE_NS;
 }
 
+/* Whether ref names an actor of a runtime other than rt that exists (a
+ * reference of no runtime names no actor at all).  Monitors and links
+ * refuse those: what they keep for each other comes from one runtime's
+ * pools, which that runtime frees.  Any thread. */
+static inline bool ax__ref_other_rt(const ax_rt_t *rt, ax_ref_t ref) {
+  return ax__ref_rt(ref) != rt->index && ax__rt_lookup(ax__ref_rt(ref)) != NULL;
+}
+
 /* A fresh id (timers, monitors, requests).  Owner core. */
 static inline uint64_t ax__core_next_id(ax__core_t *c) { return ++c->next_id; }
 

@@ -189,10 +189,8 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
       if ((sl = ring_claim(r)) != NULL)
         return sl;
       int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
-      if (left <= 0) {
-        r->fgave_up = true;
+      if (left <= 0)
         return NULL;
-      }
       struct timespec ts = {0, (long)left};
       /* Sleeps unless head's low half moved since the look above. */
       syscall(SYS_futex, head_word(r), FUTEX_WAIT_PRIVATE, (uint32_t)r->seen_head, &ts, NULL, 0);
@@ -203,7 +201,6 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
       seen = r->seen_head;
       since = ax_now();
     } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
-      r->fgave_up = true; /* the same message's second try (fring_push) waits no more */
       return NULL;
     }
   }
@@ -232,8 +229,10 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
   if (r == NULL || fring_overflowing(r) || r->fgave_up)
     return false;
   ax__ring_slot_t *sl = fring_claim(rt, r);
-  if (sl == NULL)
+  if (sl == NULL) {
+    r->fgave_up = true; /* the same message's second try (fring_push) waits no more */
     return false;
+  }
   ring_put_inline(sl, to, AX_REF_NONE, type, data, size, req);
   ring_publish(r, sl);
   wake(c);
