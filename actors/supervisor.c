@@ -240,8 +240,10 @@ static int restart_marked(ax_actor_t *self, sup_t *s, bool waited) {
     if (too_many(s, ax_now()))
       return end_all(self, s, AX_REASON_INTENSITY);
     int64_t d = backoff(s, ax_now());
-    if (ax_after(self, d > 0 ? d : 1, T_RESTART, NULL, 0, NULL) == 0)
-      s->restart_timer = true;
+    rc = ax_after(self, d > 0 ? d : 1, T_RESTART, NULL, 0, NULL);
+    if (rc < 0) /* no timer, nothing would ever try again: give up, as on intensity */
+      return end_all(self, s, rc);
+    s->restart_timer = true;
     return 0;
   }
   return 0;

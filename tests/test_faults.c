@@ -572,6 +572,64 @@ START_TEST(test_faults_tcp_sweep) {
 }
 END_TEST
 
+/* A supervisor whose retry cannot be timed: a child's restart fails, and
+ * the allocation of the back-off timer for the next try fails too.  The
+ * supervisor must either try again or give up (stop, reason -ENOMEM, so
+ * that whoever watches it hears of it); it must never stay up with the
+ * child down and nothing on its way to start it. */
+enum { MSG_SUP_GO = AX_MSG_USER + 40 };
+
+static _Atomic int sup_starts, sup_down, sup_down_reason;
+static _Atomic ax_ref_t sup_kid, sup_ref;
+
+static int retry_kid_start(ax_actor_t *sup, void *arg, ax_ref_t *ref) {
+  (void)arg;
+  if (atomic_fetch_add(&sup_starts, 1) == 1) {
+    ax__fault_alloc(1, 0); /* the next allocation, the retry's timer, fails */
+    return -EIO;
+  }
+  ax_spawn_opts_t o = {.monitor = sup};
+  int rc = ax_spawn(ax_actor_rt(sup), idle_actor, NULL, &o, ref);
+  if (rc == 0)
+    atomic_store(&sup_kid, *ref);
+  return rc;
+}
+
+static int sup_boss(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_SUP_GO) {
+    ax_child_spec_t kid = {.start = retry_kid_start, .restart = AX_PERMANENT};
+    ax_sup_opts_t o = {.strategy = AX_ONE_FOR_ONE, .children = &kid, .nchildren = 1,
+                       .max_restarts = 100, .period_ns = AX_NSEC_PER_SEC,
+                       .backoff_ns = AX_NSEC_PER_MSEC};
+    ax_spawn_opts_t so = {.monitor = self};
+    ax_ref_t ref;
+    ck_assert_int_eq(ax_sup_start(ax_actor_rt(self), &o, &so, &ref), 0);
+    atomic_store(&sup_ref, ref);
+  } else if (m->type == AX_MSG_DOWN) {
+    atomic_store(&sup_down_reason, ((const ax_down_t *)m->data)->reason);
+    atomic_store(&sup_down, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_faults_sup_retry_timer) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t boss = test_spawn(rt, sup_boss, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(boss, MSG_SUP_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&sup_kid) != AX_REF_NONE, 10000);
+  ck_assert_int_eq(ax_stop(atomic_load(&sup_kid), -EIO), 0);
+  /* The restart fails (start 2), its retry's timer cannot be made. */
+  TEST_WAIT_UNTIL(atomic_load(&sup_starts) >= 3 || atomic_load(&sup_down) == 1, 3000);
+  ax__fault_alloc(0, 0);
+  if (atomic_load(&sup_down) == 1)
+    ck_assert_int_eq(atomic_load(&sup_down_reason), -ENOMEM);
+  else
+    (void)ax_sup_stop(atomic_load(&sup_ref));
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -585,6 +643,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_stream_sweep);
   tcase_add_test(tc, test_faults_tcp_sweep);
   tcase_add_test(tc, test_faults_closed_from_reserve);
+  tcase_add_test(tc, test_faults_sup_retry_timer);
   suite_add_tcase(s, tc);
   return s;
 }

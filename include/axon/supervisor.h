@@ -87,7 +87,9 @@ typedef struct ax_sup_opts {
   int64_t period_ns;
   /* Back-off (0: none): a child that must be restarted waits backoff_ns,
    * doubled at each restart that follows within period_ns, at most
-   * backoff_max_ns (0: 64 times backoff_ns). */
+   * backoff_max_ns (0: 64 times backoff_ns).  When a start failed and the
+   * timer of its next try cannot be made, the supervisor stops with
+   * -ENOMEM (docs/supervision.md). */
   int64_t backoff_ns, backoff_max_ns;
   /* The children, started in this order (copied).  With
    * AX_SIMPLE_ONE_FOR_ONE exactly one, the template of the dynamic
