@@ -255,9 +255,9 @@ static void req_done(struct file_req *r);
 /* On the core's ring                                                        */
 
 #ifdef AX_HAVE_URING
-/* Prepares r's entry (the rest of it, after a short transfer). */
-static void ring_prep(file_req_t *r) {
-  struct io_uring_sqe *sqe = ax__uring_sqe(r->ring, &r->ureq);
+/* Fills r's entry (the rest of it, after a short transfer). */
+static void ring_fill(ax__uring_req_t *ur, struct io_uring_sqe *sqe) {
+  file_req_t *r = AX_CONTAINER_OF(ur, file_req_t, ureq);
   ax_file_t *f = r->file;
   switch (r->op) {
   case AX_FILE_OPEN:
@@ -290,8 +290,14 @@ static void ring_prep(file_req_t *r) {
   }
 }
 #else
-static void ring_prep(file_req_t *r) { (void)r; } /* never: no ring without liburing */
+static void ring_fill(ax__uring_req_t *ur, struct io_uring_sqe *sqe) { /* never: no ring */
+  (void)ur;
+  (void)sqe;
+}
 #endif
+
+/* Submits r's entry (the rest of it, after a short transfer). */
+static void ring_prep(file_req_t *r) { ax__uring_submit(r->ring, &r->ureq); }
 
 static void ring_complete(ax__uring_req_t *ur, int res);
 
@@ -301,6 +307,7 @@ static void ring_submit(file_req_t *r) {
   if (l == NULL)
     l = list_of(r->owner, true);
   r->ureq.complete = ring_complete;
+  r->ureq.prep = ring_fill;
   if (l != NULL) {
     r->next = l->ring_head;
     if (l->ring_head != NULL)

@@ -25,8 +25,25 @@ struct ax__uring {
   ax__core_t *core;
   int efd;          /* signalled by the kernel on each completion */
   ax_io_t watch;    /* efd, on the core's loop */
-  unsigned queued;  /* entries prepared since the last submit */
-  unsigned inflight; /* entries submitted or queued whose completion has not come */
+  unsigned inflight; /* requests submitted, queued or waiting whose completion has not come */
+  /* Requests waiting for an entry (the queue was full), oldest first: their
+   * own entry, or a cancel of theirs. */
+  ax__uring_req_t *wait_head, *wait_tail;
+  /* A kernel that refused a submit (-ENOMEM): the entries stay in the
+   * queue, and this timer tries again, backing off (retry_ns). */
+  ax_timer_t retry;
+  int64_t retry_ns;
+};
+
+#define RETRY_MIN_NS (1000 * 1000)       /* 1 ms */
+#define RETRY_MAX_NS (100 * 1000 * 1000) /* 100 ms */
+
+/* ax__uring_req_t.wait */
+enum {
+  WAIT_NONE,
+  WAIT_PREP,   /* its entry: filled when the queue has room */
+  WAIT_DROP,   /* the same, cancelled before it was handed over: completes -ECANCELED */
+  WAIT_CANCEL, /* handed over; a cancel of it waits for an entry */
 };
 
 /* Process-wide: 0 not probed yet, 1 io_uring works, -1 use the pool. */
@@ -76,21 +93,139 @@ static int probe(void) {
 
 const char *ax__uring_mode(void) { return probe() > 0 ? "io_uring" : "pool"; }
 
-/* Hands the batch to the kernel (the core's flush, or a full queue). */
-static void submit(ax__uring_t *u) {
-  if (u->queued == 0)
-    return;
-  int rc;
-  do
-    rc = io_uring_submit(&u->ring);
-  while (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY);
-  /* Another error (-ENOMEM in the kernel): the entries stay in the queue
-   * and go with the next submit. */
-  if (rc >= 0)
-    u->queued = 0;
+static void wait_push(ax__uring_t *u, ax__uring_req_t *r, unsigned char why) {
+  r->wait = why;
+  r->wnext = NULL;
+  r->wprev = u->wait_tail;
+  if (u->wait_tail != NULL)
+    u->wait_tail->wnext = r;
+  else
+    u->wait_head = r;
+  u->wait_tail = r;
+}
+
+static void wait_unlink(ax__uring_t *u, ax__uring_req_t *r) {
+  if (r->wprev != NULL)
+    r->wprev->wnext = r->wnext;
+  else
+    u->wait_head = r->wnext;
+  if (r->wnext != NULL)
+    r->wnext->wprev = r->wprev;
+  else
+    u->wait_tail = r->wprev;
+  r->wprev = r->wnext = NULL;
+  r->wait = WAIT_NONE;
+}
+
+/* r completes with res: out of the count, then its completion (which may
+ * submit more). */
+static void complete(ax__uring_t *u, ax__uring_req_t *r, int res) {
+  if (--u->inflight == 0)
+    ax__core_count_io(u->core, false);
+  r->complete(r, res);
+}
+
+/* Hands what the submission queue holds to the kernel.  Returns 0, or the
+ * error that stopped it with entries left in the queue.  Without
+ * IORING_SETUP_SUBMIT_ALL the kernel stops a batch at an entry it refuses
+ * (that entry completes with the error): the entries after it stay in the
+ * queue and go with the next call, here. */
+static int submit(ax__uring_t *u) {
+  unsigned idle = 0;
+  while (io_uring_sq_ready(&u->ring) > 0) {
+    int rc = io_uring_submit(&u->ring);
+    if (rc > 0) {
+      idle = 0;
+      continue;
+    }
+    if (rc == -EINTR)
+      continue;
+    if ((rc == 0 || rc == -EAGAIN) && ++idle < 8)
+      continue; /* the kernel was short of something for a moment */
+    return rc < 0 ? rc : -EAGAIN;
+  }
+  return 0;
 }
 
 static void reap(ax__uring_t *u);
+
+/* A cancel's own completion: nothing to do (the request it names
+ * completes on its own, early). */
+static void cancel_done(ax__uring_req_t *r, int res) {
+  (void)r;
+  (void)res;
+}
+
+static ax__uring_req_t cancel_req = {.complete = cancel_done};
+
+/* Fills free entries from the waiting requests, oldest first.  Returns
+ * whether some still wait (the queue is full). */
+static bool fill(ax__uring_t *u) {
+  while (u->wait_head != NULL) {
+    ax__uring_req_t *r = u->wait_head;
+    if (r->wait == WAIT_DROP) {
+      wait_unlink(u, r);
+      complete(u, r, -ECANCELED);
+      continue;
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (sqe == NULL)
+      return true;
+    unsigned char why = r->wait;
+    wait_unlink(u, r);
+    if (why == WAIT_PREP) {
+      r->prep(r, sqe);
+      io_uring_sqe_set_data(sqe, r);
+    } else { /* WAIT_CANCEL */
+      io_uring_prep_cancel(sqe, r, 0);
+      io_uring_sqe_set_data(sqe, &cancel_req);
+      if (u->inflight++ == 0)
+        ax__core_count_io(u->core, true);
+    }
+  }
+  return false;
+}
+
+/* The kernel refuses the batch (err): each waiting request completes with
+ * err, so that its owner hears of it; a waiting cancel is dropped (its
+ * request completes when the kernel is done with it). */
+static void fail_waiting(ax__uring_t *u, int err) {
+  ax__uring_req_t *r;
+  while ((r = u->wait_head) != NULL) {
+    unsigned char why = r->wait;
+    wait_unlink(u, r);
+    if (why != WAIT_CANCEL)
+      complete(u, r, why == WAIT_DROP ? -ECANCELED : err);
+  }
+}
+
+/* Everything prepared or waiting goes to the kernel: filled into entries
+ * and submitted, as many times as the queue needs.  Runs where nothing
+ * walks the requests (the core's flush, its stop), as completions may run
+ * here: a full completion queue (-EBUSY) is reaped before trying again. */
+static void hand_over(ax__uring_t *u) {
+  for (unsigned busy = 0;;) {
+    bool left = fill(u);
+    int rc = submit(u);
+    if (rc == -EBUSY && busy++ < 8) {
+      reap(u);
+      continue;
+    }
+    if (rc < 0) {
+      /* What waits for an entry fails now; what is in the queue already
+       * cannot be taken back, and goes when the kernel takes it. */
+      fail_waiting(u, rc);
+      u->retry_ns = u->retry_ns == 0 ? RETRY_MIN_NS
+                    : u->retry_ns < RETRY_MAX_NS / 2 ? u->retry_ns * 2 : RETRY_MAX_NS;
+      if (!ax_timer_active(&u->retry))
+        (void)ax_timer_start(&u->retry, u->retry_ns, 0);
+      return;
+    }
+    u->retry_ns = 0;
+    if (!left)
+      return;
+  }
+}
 
 /* The round's batch goes to the kernel; what completed inside the submit
  * (reads of cached pages) is reaped at once, so its messages go out in
@@ -100,9 +235,20 @@ static void reap(ax__uring_t *u);
 static void flush(ax__core_t *c) {
   ax__uring_t *u = c->slot[AX__CORE_SLOT_URING];
   if (u != NULL && u != STOPPED) {
-    submit(u);
+    hand_over(u);
     reap(u);
   }
+}
+
+static void on_retry(ax_timer_t *t) {
+  ax__uring_t *u = AX_CONTAINER_OF(t, ax__uring_t, retry);
+  hand_over(u);
+  reap(u);
+}
+
+static void want_flush(ax__uring_t *u) {
+  if (u->core->flush == NULL)
+    u->core->flush = flush;
 }
 
 /* Completions: each one to its request, on the core's thread. */
@@ -112,12 +258,12 @@ static void reap(ax__uring_t *u) {
     ax__uring_req_t *r = io_uring_cqe_get_data(cqe);
     int res = cqe->res;
     io_uring_cqe_seen(&u->ring, cqe);
-    if (--u->inflight == 0)
-      ax__core_count_io(u->core, false);
-    r->complete(r, res); /* may prepare more entries */
+    if (r->wait == WAIT_CANCEL)
+      wait_unlink(u, r); /* done: its cancel is moot */
+    complete(u, r, res); /* may submit more */
   }
-  if (u->queued > 0 && u->core->flush == NULL)
-    u->core->flush = flush;
+  if (io_uring_sq_ready(&u->ring) > 0 || u->wait_head != NULL)
+    want_flush(u);
 }
 
 static void on_event(ax_io_t *io, unsigned revents) {
@@ -148,6 +294,7 @@ ax__uring_t *ax__uring_of(ax__core_t *c) {
   }
   unsigned workers[2] = {IOWQ_WORKERS, IOWQ_WORKERS};
   (void)io_uring_register_iowq_max_workers(&u->ring, workers); /* kernels before 5.15: uncapped */
+  (void)ax_timer_init(c->loop, &u->retry, on_retry); /* cannot fail: loop and timer are set */
   if (io_uring_register_eventfd(&u->ring, u->efd) < 0 ||
       ax_io_init(c->loop, &u->watch, u->efd, on_event) < 0 ||
       ax_io_start(&u->watch, AX_READ) < 0) {
@@ -160,42 +307,40 @@ ax__uring_t *ax__uring_of(ax__core_t *c) {
   return u;
 }
 
-struct io_uring_sqe *ax__uring_sqe(ax__uring_t *u, ax__uring_req_t *r) {
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-  if (sqe == NULL) { /* full: hand the batch over, which empties the queue */
-    submit(u);
-    while ((sqe = io_uring_get_sqe(&u->ring)) == NULL) {
-      reap(u);
-      submit(u);
-    }
-  }
-  io_uring_sqe_set_data(sqe, r);
+void ax__uring_submit(ax__uring_t *u, ax__uring_req_t *r) {
   if (u->inflight++ == 0)
     ax__core_count_io(u->core, true);
-  u->queued++;
-  if (u->core->flush == NULL)
-    u->core->flush = flush;
-  return sqe;
+  /* Behind any that wait, so that requests go in the order they came. */
+  struct io_uring_sqe *sqe = u->wait_head == NULL ? io_uring_get_sqe(&u->ring) : NULL;
+  if (sqe != NULL) {
+    r->prep(r, sqe);
+    io_uring_sqe_set_data(sqe, r);
+  } else {
+    wait_push(u, r, WAIT_PREP); /* the round's end hands the batch over, then fills it */
+  }
+  want_flush(u);
 }
-
-/* A cancel's own completion: nothing to do (the request it names
- * completes on its own, early). */
-static void cancel_done(ax__uring_req_t *r, int res) {
-  (void)r;
-  (void)res;
-}
-
-static ax__uring_req_t cancel_req = {.complete = cancel_done};
 
 unsigned ax__uring_inflight(const ax__uring_t *u) { return u->inflight; }
 
-/* Asks the kernel to cancel target (matched by user_data), or with
- * IORING_ASYNC_CANCEL_ANY every request in flight. */
-static void prep_cancel(ax__uring_t *u, ax__uring_req_t *target, int flags) {
-  io_uring_prep_cancel(ax__uring_sqe(u, &cancel_req), target, flags);
+void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) {
+  if (r->wait == WAIT_PREP) { /* never handed over: it completes at the round's end */
+    r->wait = WAIT_DROP;
+    return;
+  }
+  if (r->wait != WAIT_NONE)
+    return; /* already cancelled */
+  struct io_uring_sqe *sqe = u->wait_head == NULL ? io_uring_get_sqe(&u->ring) : NULL;
+  if (sqe == NULL) {
+    wait_push(u, r, WAIT_CANCEL);
+  } else {
+    io_uring_prep_cancel(sqe, r, 0);
+    io_uring_sqe_set_data(sqe, &cancel_req);
+    if (u->inflight++ == 0)
+      ax__core_count_io(u->core, true);
+  }
+  want_flush(u);
 }
-
-void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) { prep_cancel(u, r, 0); }
 
 /* How long the core's stop waits for what is in flight before it cancels
  * all of it (a read of a FIFO that no writer feeds would never end). */
@@ -211,20 +356,25 @@ static void uring_core_stop(ax__core_t *c) {
   if (u == NULL || u == STOPPED)
     return;
   c->flush = NULL;
-  submit(u);
+  hand_over(u);
   while (u->inflight > 0) {
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = STOP_WAIT_NS};
     int rc = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
+    struct io_uring_sqe *sqe;
     if (rc == 0) {
       reap(u);
-    } else if (rc == -ETIME) {
+    } else if (rc == -ETIME && (sqe = io_uring_get_sqe(&u->ring)) != NULL) {
       /* Kernels before 5.19 refuse CANCEL_ANY (its completion says
        * -EINVAL): there only the orphans' own cancels (files.c) help. */
-      prep_cancel(u, NULL, IORING_ASYNC_CANCEL_ANY);
+      io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+      io_uring_sqe_set_data(sqe, &cancel_req);
+      if (u->inflight++ == 0)
+        ax__core_count_io(u->core, true);
     }
-    submit(u); /* what the completions prepared (the rest of a short read) */
+    hand_over(u); /* what the completions prepared (the rest of a short read) */
   }
+  ax_timer_stop(&u->retry);
   ax_io_stop(&u->watch);
   io_uring_queue_exit(&u->ring);
   close(u->efd);
@@ -238,10 +388,9 @@ ax__uring_t *ax__uring_of(ax__core_t *c) {
   return NULL;
 }
 
-struct io_uring_sqe *ax__uring_sqe(ax__uring_t *u, ax__uring_req_t *r) {
+void ax__uring_submit(ax__uring_t *u, ax__uring_req_t *r) {
   (void)u;
   (void)r;
-  return NULL;
 }
 
 void ax__uring_cancel(ax__uring_t *u, ax__uring_req_t *r) {

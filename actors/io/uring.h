@@ -26,17 +26,27 @@ typedef struct ax__uring_req ax__uring_req_t;
 struct io_uring_sqe;
 
 struct ax__uring_req {
-  /* Its completion, on the core's thread: res is the CQE's result. */
+  /* Its completion, on the core's thread: res is the CQE's result (or the
+   * error of a kernel that refused the batch, -ECANCELED for a request
+   * cancelled before it was handed over). */
   void (*complete)(ax__uring_req_t *r, int res);
+  /* Fills its submission entry (everything but the user data). */
+  void (*prep)(ax__uring_req_t *r, struct io_uring_sqe *sqe);
+  /* uring.c's: on the ring's list of requests waiting for an entry. */
+  ax__uring_req_t *wprev, *wnext;
+  unsigned char wait; /* 0: not waiting; else why (uring.c) */
 };
 
 /* The ring of core c, made on first use; NULL when io_uring is not to be
  * used (then the caller uses the work pool).  c's thread. */
 ax__uring_t *ax__uring_of(ax__core_t *c);
 
-/* An entry to fill for r, submitted with the round's batch.  Never NULL:
- * a full submission queue is handed over first.  c's thread. */
-struct io_uring_sqe *ax__uring_sqe(ax__uring_t *u, ax__uring_req_t *r);
+/* Submits r with the round's batch: r->prep fills its entry now, or, when
+ * the submission queue is full, at the round's end, after the batch went
+ * to the kernel.  Never fails and never calls back into the caller: a
+ * kernel that refuses the batch completes r with its error at the round's
+ * end.  c's thread. */
+void ax__uring_submit(ax__uring_t *u, ax__uring_req_t *r);
 
 /* "io_uring" or "pool": what file requests use in this process (probing
  * io_uring on the first call).  Any thread. */
