@@ -58,6 +58,10 @@ typedef struct sup {
   child_t *kids;
   size_t n, cap, holes;
   ax__idmap_t by_ref; /* the children that are not idle, by ref (find) */
+  /* The children marked `again`, and an index below which none is: a
+   * restart looks only there, so a storm of restarts among many children
+   * costs each restart O(1), not a walk of the whole array. */
+  size_t nmarked, mark_lo;
   size_t seq_at;      /* a stop sequence looks for its next child below this index */
   int64_t *times; /* the last max_restarts + 1 restarts, a ring */
   unsigned ntimes, head;
@@ -109,6 +113,21 @@ static void unindex_child(sup_t *s, child_t *c) {
   c->by_ref = NULL;
 }
 
+/* Marks c to be started again (or not), keeping the count and the hint. */
+static void set_again(sup_t *s, child_t *c, bool again) {
+  if (c->again == again)
+    return;
+  c->again = again;
+  if (again) {
+    s->nmarked++;
+    size_t i = (size_t)(c - s->kids);
+    if (i < s->mark_lo)
+      s->mark_lo = i;
+  } else {
+    s->nmarked--;
+  }
+}
+
 static child_t *add(sup_t *s, const ax_child_spec_t *spec) {
   if (s->holes > 16 && s->holes * 2 > s->n) { /* compact: order is kept */
     size_t k = 0;
@@ -123,6 +142,7 @@ static child_t *add(sup_t *s, const ax_child_spec_t *spec) {
     s->n = k;
     s->holes = 0;
     s->seq_at = s->n; /* a sequence under way looks again from the end */
+    s->mark_lo = 0;   /* the marked ones moved down */
   }
   if (s->n == s->cap) {
     size_t cap = s->cap != 0 ? s->cap * 2 : 8;
@@ -140,6 +160,7 @@ static child_t *add(sup_t *s, const ax_child_spec_t *spec) {
 
 static void forget(sup_t *s, child_t *c) {
   unindex_child(s, c);
+  set_again(s, c, false);
   c->gone = true;
   c->state = C_IDLE;
   s->holes++;
@@ -169,7 +190,7 @@ static int start_one(ax_actor_t *self, child_t *c) {
   }
   c->ref = ref;
   c->state = C_RUNNING;
-  c->again = false;
+  set_again(ax_state(self), c, false);
   return 0;
 }
 
@@ -225,13 +246,20 @@ static int restart_marked(ax_actor_t *self, sup_t *s, bool waited) {
       } /* no timer: at once */
     }
   }
-  for (size_t i = 0; i < s->n; i++) {
+  size_t lo = s->n; /* the first child left marked */
+  for (size_t i = s->mark_lo; i < s->n && s->nmarked > 0; i++) {
     child_t *c = &s->kids[i];
-    if (c->gone || !c->again || c->state != C_IDLE)
+    if (c->gone || !c->again)
       continue;
+    if (c->state != C_IDLE) { /* still stopping: started after the sequence */
+      if (lo == s->n)
+        lo = i;
+      continue;
+    }
     int rc = start_one(self, c);
     if (rc == 0)
       continue;
+    s->mark_lo = lo < i ? lo : i;
     /* A failed start is a failure of the child: counted, and tried again
      * by a message of its own (or given up on with the others).  Giving up
      * goes through end_all, which marks the supervisor as ending: a
@@ -246,6 +274,7 @@ static int restart_marked(ax_actor_t *self, sup_t *s, bool waited) {
     s->restart_timer = true;
     return 0;
   }
+  s->mark_lo = lo;
   return 0;
 }
 
@@ -298,7 +327,7 @@ static int stop_from(ax_actor_t *self, sup_t *s, size_t from, int after, bool ag
       continue;
     if (c->state != C_IDLE)
       c->to_stop = true;
-    c->again = again && c->spec.restart != AX_TEMPORARY && (c->state != C_IDLE || c->again);
+    set_again(s, c, again && c->spec.restart != AX_TEMPORARY && (c->state != C_IDLE || c->again));
   }
   return seq_next(self, s);
 }
@@ -341,7 +370,7 @@ static int child_down(ax_actor_t *self, sup_t *s, child_t *c, int reason) {
   }
   if (too_many(s, ax_now()))
     return end_all(self, s, AX_REASON_INTENSITY);
-  c->again = true;
+  set_again(s, c, true);
   size_t i = (size_t)(c - s->kids);
   switch (s->o.strategy) {
   case AX_ONE_FOR_ALL:

@@ -95,10 +95,17 @@ static inline uint64_t tag_of(const uring_state_t *st, int i) {
   return (uint64_t)st->regs[i].gen << 32 | (uint32_t)i;
 }
 
+/* A submission entry, the queue handed over first when it is full; NULL
+ * when the kernel refuses the hand-over (-ENOMEM): the caller gives up
+ * (a start or modify fails, a re-arm waits for the next wait). */
 static struct io_uring_sqe *sqe_get(uring_state_t *st) {
-  struct io_uring_sqe *sqe;
-  while ((sqe = io_uring_get_sqe(&st->ring)) == NULL)
-    (void)io_uring_submit(&st->ring); /* full: hand the batch over */
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
+  for (unsigned tries = 0; sqe == NULL && tries < 8; tries++) {
+    int rc = io_uring_submit(&st->ring); /* full: hand the batch over */
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN)
+      break;
+    sqe = io_uring_get_sqe(&st->ring);
+  }
   return sqe;
 }
 
@@ -110,9 +117,13 @@ static bool submit_now(uring_state_t *st) {
          || !st->loop->running;
 }
 
-static void arm(uring_state_t *st, int i) {
+/* Asks for slot i's events.  Returns 0, or -ENOMEM when no entry can be
+ * had (nothing changed). */
+static int arm(uring_state_t *st, int i) {
   reg_t *r = &st->regs[i];
   struct io_uring_sqe *sqe = sqe_get(st);
+  if (sqe == NULL)
+    return -ENOMEM;
   io_uring_prep_poll_add(sqe, r->io->fd, poll_mask(r->events));
   if ((r->events & (AX_EDGE | AX_ONESHOT)) == AX_EDGE)
     sqe->len |= IORING_POLL_ADD_MULTI;
@@ -121,6 +132,7 @@ static void arm(uring_state_t *st, int i) {
   r->again = false;
   if (submit_now(st))
     (void)io_uring_submit(&st->ring);
+  return 0;
 }
 
 /* The one-shot poll on the private epoll, armed again after each wake-up
@@ -128,6 +140,10 @@ static void arm(uring_state_t *st, int i) {
  * this keeps their semantics). */
 static void pri_arm(uring_state_t *st) {
   struct io_uring_sqe *sqe = sqe_get(st);
+  if (sqe == NULL) { /* tried again at the next wait */
+    st->pri_fired = true;
+    return;
+  }
   io_uring_prep_poll_add(sqe, st->pri_ep, POLLIN);
   io_uring_sqe_set_data64(sqe, PRI_TAG);
   st->pri_armed = true;
@@ -161,13 +177,22 @@ static void pri_del(uring_state_t *st, int i) {
   r->gen++; /* entries already taken from the epoll are stale */
 }
 
+/* Asks the kernel to end the poll request tagged tag.  Without an entry
+ * for it (the kernel refuses the queue) the request stays until its fd
+ * fires or the ring goes: what it reports then is stale (the generation
+ * moved) and dropped. */
+static void remove_poll(uring_state_t *st, uint64_t tag) {
+  struct io_uring_sqe *sqe = sqe_get(st);
+  if (sqe == NULL)
+    return;
+  io_uring_prep_poll_remove(sqe, tag);
+  io_uring_sqe_set_data64(sqe, REMOVAL);
+}
+
 static void disarm(uring_state_t *st, int i) {
   reg_t *r = &st->regs[i];
-  if (r->armed) {
-    struct io_uring_sqe *sqe = sqe_get(st);
-    io_uring_prep_poll_remove(sqe, tag_of(st, i));
-    io_uring_sqe_set_data64(sqe, REMOVAL);
-  }
+  if (r->armed)
+    remove_poll(st, tag_of(st, i));
   r->armed = false;
   r->again = false;
   r->gen++; /* whatever the old request still reports is stale */
@@ -281,16 +306,20 @@ static int uring_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   r->events = events;
   r->batch = 0;
   r->in_ep = false;
+  int rc;
   if (events & AX_PRI) {
-    int rc = pri_add(st, i);
+    rc = pri_add(st, i);
     if (rc < 0) {
       r->io = NULL;
       r->next_free = st->free_head;
       st->free_head = i;
       return rc;
     }
-  } else {
-    arm(st, i);
+  } else if ((rc = arm(st, i)) < 0) {
+    r->io = NULL;
+    r->next_free = st->free_head;
+    st->free_head = i;
+    return rc;
   }
   st->by_fd[io->fd] = i;
   io->slot_ = i;
@@ -312,14 +341,23 @@ static int uring_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
     r->events = events;
     return 0;
   }
-  if (r->in_ep)
-    pri_del(st, i);
-  else
-    disarm(st, i);
+  /* The new registration first, under a new generation: when it cannot
+   * be made, the old one is left as it was and still reports. */
+  reg_t old = *r;
+  uint64_t old_tag = tag_of(st, i);
   r->events = events;
-  if (events & AX_PRI)
-    return pri_add(st, i);
-  arm(st, i);
+  r->gen++;
+  r->in_ep = false;
+  int rc = events & AX_PRI ? pri_add(st, i) : arm(st, i);
+  if (rc < 0) {
+    *r = old;
+    return rc;
+  }
+  /* Then the old one goes; what it still reports is stale. */
+  if (old.in_ep)
+    (void)epoll_ctl(st->pri_ep, EPOLL_CTL_DEL, io->fd, NULL);
+  else if (old.armed)
+    remove_poll(st, old_tag);
   return 0;
 }
 
@@ -418,12 +456,13 @@ static int pri_take(ax_loop_t *loop, uring_state_t *st, int n) {
 /* What fired last time and is still wanted is armed again, after its
  * callback ran. */
 static void arm_again(uring_state_t *st) {
+  int left = 0; /* those the kernel had no room for: tried at the next wait */
   for (int k = 0; k < st->nagain; k++) {
     int i = st->again[k];
-    if (st->regs[i].io != NULL && st->regs[i].again && !st->regs[i].armed)
-      arm(st, i);
+    if (st->regs[i].io != NULL && st->regs[i].again && !st->regs[i].armed && arm(st, i) < 0)
+      st->again[left++] = i;
   }
-  st->nagain = 0;
+  st->nagain = left;
   if (st->pri_fired)
     pri_arm(st);
 }

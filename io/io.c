@@ -63,6 +63,12 @@ int ax_io_modify(ax_io_t *io, unsigned events) {
     return rc;
   io->events = events;
   io->flags_ &= ~(unsigned)AX__DISARMED;
+  /* An entry of this pass that the old registration reported is not
+   * delivered: the new one reports what is ready now (epoll and io_uring
+   * look at the fd when it is made, poll at every wait).  Delivered, it
+   * would count as the new one-shot's firing, or repeat an event. */
+  if (io->loop->dispatching)
+    ax__io_forget(io->loop, io);
   return 0;
 }
 

@@ -191,12 +191,11 @@ static bool stop_pending(ax_loop_t *loop) {
 /* Consumes a stop request.  Acquire pairs with the release in
  * ax_loop_stop(): what the stopping thread wrote before is visible. */
 static bool take_stop(ax_loop_t *loop) {
-  if (!atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acquire))
-    return false;
   /* The stop's wake-up may still be unread (a stop from a callback needs
-   * none): drain it so that the next run does not wake for nothing. */
-  wake_cb(&loop->wake_io, AX_READ);
-  return true;
+   * none).  It stays: the eventfd also counts the wake-ups of other
+   * threads (ax_loop_wake), and draining it here lost one that came in the
+   * same pass.  The next run takes it, a wake-up for nothing at worst. */
+  return atomic_exchange_explicit(&loop->stop_requested, 0, memory_order_acquire) != 0;
 }
 
 /* How long the next wait may block: until the earliest timer, the run's end,

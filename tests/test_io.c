@@ -1,5 +1,8 @@
 /* Check suite for fd watchers: readiness, edge mode, HUP/ERR/PRI, modify, and stop/free/fd reuse mid-pass. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -1008,6 +1011,157 @@ START_TEST(test_io_memory_reuse_in_same_pass) {
 }
 END_TEST
 
+/* Two watchers whose data is ready in one pass: the first called drains
+ * its own and makes the other one-shot (its data left unread).  The other
+ * is then called exactly once: the entry the old level-triggered
+ * registration put in this pass is not delivered, the new one-shot
+ * registration reports once.  The stale entry used to be delivered and
+ * taken as the one-shot's firing, and the new registration fired again. */
+typedef struct oneshotter {
+  ax_io_t io;
+  int calls;
+  struct oneshotter *other;
+} oneshotter_t;
+
+static void oneshotter_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  oneshotter_t *w = AX_CONTAINER_OF(io, oneshotter_t, io);
+  if (w->calls++ == 0 && w->other->calls == 0 && !(w->other->io.events & AX_ONESHOT)) {
+    char b[8];
+    ck_assert_int_eq((int)read(io->fd, b, sizeof b), 1);
+    ck_assert_int_eq(ax_io_modify(&w->other->io, AX_READ | AX_ONESHOT), 0);
+  }
+}
+
+START_TEST(test_io_modify_in_pass_to_oneshot) {
+  ax_loop_t *loop = test_loop_new();
+  int a[2], b[2];
+  ck_assert_int_eq(pipe2(a, O_NONBLOCK | O_CLOEXEC), 0);
+  ck_assert_int_eq(pipe2(b, O_NONBLOCK | O_CLOEXEC), 0);
+  oneshotter_t x = {.calls = 0}, y = {.calls = 0};
+  x.other = &y;
+  y.other = &x;
+  ck_assert_int_eq(ax_io_init(loop, &x.io, a[0], oneshotter_cb), 0);
+  ck_assert_int_eq(ax_io_init(loop, &y.io, b[0], oneshotter_cb), 0);
+  ck_assert_int_eq(ax_io_start(&x.io, AX_READ), 0);
+  ck_assert_int_eq(ax_io_start(&y.io, AX_READ), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  ck_assert_int_eq((int)write(a[1], "x", 1), 1);
+  ck_assert_int_eq((int)write(b[1], "y", 1), 1);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_ge(ax_loop_run_once(loop, 20 * AX_NSEC_PER_MSEC), 0);
+  oneshotter_t *first = x.calls != 0 && (y.io.events & AX_ONESHOT) ? &x : &y;
+  ck_assert_int_eq(first->calls, 1);
+  ck_assert_msg(first->other->calls == 1, "the watcher made one-shot was called %d times (%s)",
+                first->other->calls, ax_loop_backend(loop));
+  ck_assert_int_eq(ax_io_stop(&x.io), 0);
+  ck_assert_int_eq(ax_io_stop(&y.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(a[0]);
+  close(a[1]);
+  close(b[0]);
+  close(b[1]);
+}
+END_TEST
+
+/* A modify that fails (here: no fd left for the private epoll io_uring
+ * keeps for AX_PRI watchers, -EMFILE) leaves the watcher as it was: still
+ * called for what it asked before.  On io_uring it used to have lost its
+ * old registration first, and was never called again. */
+START_TEST(test_io_modify_refused_keeps_old) {
+  ax_loop_t *loop = test_loop_new();
+  int p[2];
+  ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  watch_t w;
+  watch_init(loop, &w, p[0]);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_READ), 0);
+  ck_assert_int_eq(ax_loop_run(loop, 0), AX_RUN_TIMEOUT);
+  int next = dup(0); /* the lowest free number: the limit leaves none */
+  ck_assert_int_ge(next, 0);
+  close(next);
+  struct rlimit old, low;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = (rlim_t)next;
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int rc = ax_io_modify(&w.io, AX_READ | AX_PRI);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+  ck_assert_msg(rc == 0 || rc == -EMFILE, "modify: %s", ax_strerror(rc));
+  ck_assert_uint_eq(w.io.events, rc == 0 ? (unsigned)(AX_READ | AX_PRI) : (unsigned)AX_READ);
+  ck_assert_int_eq((int)write(p[1], "x", 1), 1);
+  run_until_called(loop, &w);
+  ck_assert_msg(w.calls >= 1, "after a modify that said %s, no call (%s)", ax_strerror(rc),
+                ax_loop_backend(loop));
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(p[0]);
+  close(p[1]);
+}
+END_TEST
+
+/* A kernel that refuses io_uring submissions (io_uring_submit says
+ * -ENOMEM: interposed, exported so that it takes liburing's place): once
+ * the ring's submission queue is full, ax_io_start says -ENOMEM.  It used
+ * to retry the submit forever.  Other backends start all 300. */
+struct io_uring;
+static int (*real_submit)(struct io_uring *);
+static atomic_int submit_refuse;
+
+__attribute__((constructor)) static void find_submit(void) {
+  real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
+}
+
+__attribute__((visibility("default"))) int io_uring_submit(struct io_uring *ring);
+__attribute__((visibility("default"))) int io_uring_submit(struct io_uring *ring) {
+  if (atomic_load(&submit_refuse))
+    return -ENOMEM;
+  return real_submit(ring);
+}
+
+enum { MANY_WATCHERS = 300 };
+static ax_io_t many[MANY_WATCHERS];
+static int many_started, many_rc;
+
+static void many_cb(ax_io_t *io, unsigned revents) {
+  (void)io;
+  (void)revents;
+}
+
+static void start_many(ax_timer_t *t) {
+  atomic_store(&submit_refuse, 1);
+  for (many_started = 0; many_started < MANY_WATCHERS; many_started++) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ax_io_init(t->loop, &many[many_started], fd, many_cb), 0);
+    many_rc = ax_io_start(&many[many_started], AX_READ);
+    if (many_rc < 0) {
+      close(fd);
+      break;
+    }
+  }
+  atomic_store(&submit_refuse, 0);
+}
+
+START_TEST(test_io_start_submit_refused) {
+  ax_loop_t *loop = test_loop_new();
+  ax_timer_t t;
+  ck_assert_int_eq(ax_timer_init(loop, &t, start_many), 0);
+  ck_assert_int_eq(ax_timer_start(&t, 0, 0), 0);
+  ck_assert_int_ge(ax_loop_run_once(loop, 0), 0);
+  if (strcmp(ax_loop_backend(loop), "io_uring") == 0) {
+    ck_assert_int_eq(many_rc, -ENOMEM);
+    ck_assert_int_ge(many_started, 1);
+  } else {
+    ck_assert_int_eq(many_started, MANY_WATCHERS);
+  }
+  for (int i = 0; i < many_started; i++) {
+    ck_assert_int_eq(ax_io_stop(&many[i]), 0);
+    close(many[i].fd);
+  }
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
 static Suite *io_suite(void) {
   Suite *suite = suite_create("io");
 
@@ -1039,6 +1193,9 @@ static Suite *io_suite(void) {
   tcase_add_test(tc, test_io_fd_closed_with_dup_alive);
   tcase_add_test(tc, test_io_modify_closed_fd);
   tcase_add_test(tc, test_io_fd_closed_under_watcher);
+  tcase_add_test(tc, test_io_modify_in_pass_to_oneshot);
+  tcase_add_test(tc, test_io_modify_refused_keeps_old);
+  tcase_add_test(tc, test_io_start_submit_refused);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("dispatch");

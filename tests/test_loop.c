@@ -339,6 +339,48 @@ START_TEST(test_loop_keep_alive_and_wake) {
 }
 END_TEST
 
+/* A wake-up from another thread during a pass whose callback then stops
+ * the run: the run returns AX_RUN_STOPPED, and the wake-up still ends the
+ * next wait.  Taking the stop used to drain the loop's eventfd, which
+ * holds both, and the next wait slept its whole timeout. */
+static void *wake_now_thread(void *arg) {
+  ax_loop_wake(arg);
+  return NULL;
+}
+
+static void wake_then_stop_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  char b[8];
+  (void)!read(io->fd, b, sizeof b);
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, wake_now_thread, io->loop), 0);
+  ck_assert_int_eq(pthread_join(thread, NULL), 0); /* its wake-up is in */
+  ax_loop_stop(io->loop);
+}
+
+START_TEST(test_loop_wake_survives_stop) {
+  ax_loop_opts_t o = {.flags = AX_LOOP_KEEP_ALIVE};
+  ax_loop_t *loop = NULL;
+  ck_assert_int_eq(ax_loop_new(&o, &loop), 0);
+  int p[2];
+  ck_assert_int_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+  ax_io_t io;
+  ck_assert_int_eq(ax_io_init(loop, &io, p[0], wake_then_stop_cb), 0);
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+  ck_assert_int_eq((int)write(p[1], "x", 1), 1);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_STOPPED);
+  int64_t start = ax_now();
+  ck_assert_int_eq(ax_loop_run_once(loop, 2 * AX_NSEC_PER_SEC), AX_RUN_TIMEOUT);
+  int64_t waited = ax_now() - start;
+  ck_assert_msg(waited < AX_NSEC_PER_SEC, "the wake-up was lost: waited %lld ms (%s)",
+                (long long)(waited / AX_NSEC_PER_MSEC), ax_loop_backend(loop));
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(p[0]);
+  close(p[1]);
+}
+END_TEST
+
 /* The loop that the SIGALRM handler of test_loop_stop_from_signal_handler stops. */
 static ax_loop_t *alarm_loop;
 
@@ -895,6 +937,7 @@ static Suite *loop_suite(void) {
   tcase_add_test(tc, test_loop_stop_before_run);
   tcase_add_test(tc, test_loop_stop_from_thread);
   tcase_add_test(tc, test_loop_keep_alive_and_wake);
+  tcase_add_test(tc, test_loop_wake_survives_stop);
   tcase_add_test(tc, test_loop_stop_from_signal_handler);
   suite_add_tcase(suite, tc);
 

@@ -298,8 +298,12 @@ AX_API int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns);
 /* Asks for an AX_MSG_DOWN message when `target` stops, for whatever
  * reason; if target does not exist, the DOWN message (reason -ESRCH) comes
  * at once.  Stores the monitor id in *id when id is not NULL.  A DOWN
- * message is delivered once per monitor.  A watcher that stops takes its
- * monitors with it (the targets forget it).  Errors: -EINVAL (NULL self,
+ * message is delivered once per monitor.  The request travels to the
+ * target's core as a message of self's: a target that stops before it
+ * arrives (it stops itself, another thread stops it, or it was stopped
+ * ahead of self's queued messages: see ax_stop) is reported with -ESRCH,
+ * not its reason, as Erlang reports noproc.  A watcher that stops takes
+ * its monitors with it (the targets forget it).  Errors: -EINVAL (NULL self,
  * target AX_REF_NONE, a port's reference: a port ends when its thread
  * closes it, which that thread knows, or an actor of another runtime),
  * -ENOMEM. */
@@ -320,7 +324,10 @@ AX_API int ax_demonitor(ax_actor_t *self, uint64_t id);
  * normal stop (AX_REASON_NORMAL, _STOPPED, _SHUTDOWN) of one side stops
  * nobody.  If other does not exist or has stopped, self gets that at once
  * as a failure with reason -ESRCH (or its reason), as if it had stopped
- * then: a caller that does not trap exits stops.  Linking twice is one
+ * then: a caller that does not trap exits stops.  That includes a target
+ * that stops, even normally, before the link request reaches it (the
+ * same race as ax_monitor's): link before the target can end, or trap
+ * exits.  Linking twice is one
  * link.  Erlang's link/1.  Self's core.  Errors: -EINVAL (NULL self, other
  * AX_REF_NONE, self, a port's reference or an actor of another runtime),
  * -ENOMEM. */

@@ -240,11 +240,14 @@ AX_API int ax_io_init(ax_loop_t *loop, ax_io_t *io, int fd, ax_io_cb cb);
  * | AX_EDGE).  Errors: -EINVAL (NULL io, no event or an unknown bit, io
  * already active), -EEXIST (another watcher of this loop watches the same
  * fd number, even if its fd was closed under it since), -EPERM (the fd cannot be polled, e.g. a regular file under epoll),
- * -EBADF (the fd is closed), -ENOMEM. */
+ * -EBADF (the fd is closed), -ENOMEM (also: io_uring's kernel refused to
+ * take the loop's queued requests). */
 AX_API int ax_io_start(ax_io_t *io, unsigned events);
 
-/* Changes the requested events of an active watcher; events already taken
- * from the kernel for bits no longer requested are not delivered.  It also
+/* Changes the requested events of an active watcher.  What the old request
+ * reported in the pass being dispatched is not delivered; the new one
+ * reports what is ready now, at the next wait.  A failed modify leaves the
+ * watcher watching its old events.  It also
  * re-arms an AX_ONESHOT watcher that has fired (even with the same events).
  * A call that changes nothing (the same events, an AX_ONESHOT that has not
  * fired) returns 0 without looking at the fd.  Errors: -EINVAL (NULL io,
