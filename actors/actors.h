@@ -24,8 +24,9 @@ enum {
   AX__SYS_LINK,                       /* payload: the requester's ax_ref_t (link.c) */
   AX__SYS_UNLINK,                     /* payload: the requester's ax_ref_t */
   AX__SYS_LINK_EXIT,                  /* payload: ax_link_down_t; may be AX_MSG_LINK_DOWN */
+  AX__SYS_NEWS, /* axon's news for the behaviour as it is (a signal): no bound counts it */
 };
-_Static_assert((int)AX__SYS_LINK_EXIT < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
+_Static_assert((int)AX__SYS_NEWS < (int)AX__SYS_KINDS, "the runtime's kind table is too small");
 
 /* Per-actor slots (ax__actor_ext_t.slot). */
 enum {

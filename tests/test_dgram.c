@@ -1,5 +1,6 @@
 /* Check suite for datagram sources: UDP v4/v6 and unix sockets, truncation, window, connect, errors, close. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 
@@ -455,6 +456,68 @@ START_TEST(test_dgram_connect) {
 }
 END_TEST
 
+/* An ICMP error queued on the socket's error queue (IP_RECVERR, set on the
+ * fd as ax_dgram_fd allows) keeps the socket reporting an error at every
+ * poll until it is read from that queue.  The source empties the queue,
+ * keeps the error for the next send, and its core goes back to sleep: it
+ * used to read nothing and be called again at once, forever (recvmmsg is
+ * interposed to count its calls). */
+static atomic_ulong recvmmsg_calls;
+
+__attribute__((visibility("default"))) int recvmmsg(int fd, struct mmsghdr *v, unsigned n,
+                                                    int flags, struct timespec *t);
+__attribute__((visibility("default"))) int recvmmsg(int fd, struct mmsghdr *v, unsigned n,
+                                                    int flags, struct timespec *t) {
+  static int (*real)(int, struct mmsghdr *, unsigned, int, struct timespec *);
+  if (real == NULL)
+    real = (int (*)(int, struct mmsghdr *, unsigned, int, struct timespec *))dlsym(RTLD_NEXT,
+                                                                                   "recvmmsg");
+  atomic_fetch_add(&recvmmsg_calls, 1);
+  return real(fd, v, n, flags, t);
+}
+
+enum { ERRQ_SEND = AX_MSG_USER + 50, ERRQ_RESEND };
+static _Atomic int errq_sent = 1, errq_resent = 1;
+static ax_dgram_t *errq_d;
+
+static int errq_actor(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == ERRQ_SEND) {
+    ck_assert_int_eq(ax_udp_bind(self, "127.0.0.1:0", NULL, &errq_d), 0);
+    int on = 1;
+    ck_assert_int_eq(setsockopt(ax_dgram_fd(errq_d), IPPROTO_IP, IP_RECVERR, &on, sizeof on), 0);
+    atomic_store(&errq_sent, ax_dgram_sendto(errq_d, m->data, "x", 1));
+  } else if (m->type == ERRQ_RESEND) {
+    atomic_store(&errq_resent, ax_dgram_sendto(errq_d, m->data, "x", 1));
+  }
+  return 0;
+}
+
+START_TEST(test_dgram_error_queue) {
+  ax_rt_opts_t o = {.cores = 1, .spin_ns = -1, .flags = AX_RT_NO_SIGNALS | AX_RT_KEEP_ALIVE};
+  ax_rt_t *rt;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  ck_assert_int_eq(ax_rt_start(rt), 0);
+  ax_ref_t a = test_spawn(rt, errq_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  int gone_port;
+  close(test_udp(AF_INET, &gone_port)); /* a port nobody listens on: ICMP comes back */
+  char addr[64];
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", gone_port);
+  test_send(a, ERRQ_SEND, addr, strlen(addr) + 1);
+  TEST_WAIT_UNTIL(atomic_load(&errq_sent) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&errq_sent), 0);
+  test_sleep_ms(100); /* the ICMP error arrives, is taken */
+  unsigned long before = atomic_load(&recvmmsg_calls);
+  test_sleep_ms(300);
+  unsigned long calls = atomic_load(&recvmmsg_calls) - before;
+  ck_assert_msg(calls < 20, "recvmmsg called %lu times in 300 ms: the core spins", calls);
+  /* The error is the next send's answer. */
+  test_send(a, ERRQ_RESEND, addr, strlen(addr) + 1);
+  TEST_WAIT_UNTIL(atomic_load(&errq_resent) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&errq_resent), -ECONNREFUSED);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Unix datagram sockets                                                     */
 
@@ -573,6 +636,7 @@ static Suite *dgram_suite(void) {
   tcase_add_test(tc, test_dgram_truncated);
   tcase_add_test(tc, test_dgram_window);
   tcase_add_test(tc, test_dgram_connect);
+  tcase_add_test(tc, test_dgram_error_queue);
   suite_add_tcase(s, tc);
   tc = tcase_create("ipv6"); /* a CTest entry of its own: sources_dgram_ipv6 */
   tcase_set_tags(tc, "ipv6");

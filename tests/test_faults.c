@@ -630,6 +630,40 @@ START_TEST(test_faults_sup_retry_timer) {
 }
 END_TEST
 
+/* A one-shot timer that fires while every allocation fails: its message
+ * comes from the core's reserve (or, the reserve empty, a millisecond
+ * later).  It used to be lost: "the next tick retries", but a one-shot has
+ * none, and its record stayed until the actor died. */
+enum { MSG_ARM = AX_MSG_USER + 41, MSG_FIRED };
+static _Atomic int oneshot_armed, oneshot_fired;
+
+static int oneshot_actor(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_ARM) {
+    ck_assert_int_eq(ax_after(self, 50 * AX_NSEC_PER_MSEC, MSG_FIRED, NULL, 0, NULL), 0);
+    atomic_store(&oneshot_armed, 1);
+  } else if (m->type == MSG_FIRED) {
+    atomic_fetch_add(&oneshot_fired, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_faults_oneshot_timer) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t a = test_spawn(rt, oneshot_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(a, MSG_ARM, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&oneshot_armed) == 1, 10000);
+  ax__fault_alloc(1, 1); /* from now on, every allocation fails */
+  test_sleep_ms(200);
+  uint64_t failed = ax__fault_alloc(0, 0);
+  ck_assert_uint_ge(failed, 1);
+  TEST_WAIT_UNTIL(atomic_load(&oneshot_fired) == 1, 10000);
+  test_sleep_ms(20);
+  ck_assert_int_eq(atomic_load(&oneshot_fired), 1);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -644,6 +678,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_tcp_sweep);
   tcase_add_test(tc, test_faults_closed_from_reserve);
   tcase_add_test(tc, test_faults_sup_retry_timer);
+  tcase_add_test(tc, test_faults_oneshot_timer);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -244,6 +244,44 @@ START_TEST(test_sigwatch_no_signals_flag) {
 }
 END_TEST
 
+/* A subscriber whose mailbox is bounded (mailbox_max = 1) and full (one
+ * message in a long turn) still gets its signal: a signal is axon's news,
+ * which no bound counts, as a timer's tick.  It used to be refused by the
+ * bound, and counted as received all the same: lost, and the default
+ * (SIGUSR1 stops the runtime) did not apply either. */
+enum { SW_BUSY = AX_MSG_USER + 60 };
+static _Atomic int sw_signals, sw_watch = 1;
+
+static void sw_init(ax_actor_t *self) { atomic_store(&sw_watch, ax_signal_watch(self, SIGUSR1)); }
+
+static int sw_actor(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == SW_BUSY)
+    test_sleep_ms(300); /* the bound is full until this turn ends */
+  else if (m->type == AX_MSG_SIGNAL)
+    atomic_fetch_add(&sw_signals, 1);
+  return 0;
+}
+
+START_TEST(test_sigwatch_bounded_subscriber) {
+  ax_rt_opts_t o = {.cores = 2, .spin_ns = -1, .flags = AX_RT_KEEP_ALIVE};
+  ax_rt_t *rt;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  ck_assert_int_eq(ax_rt_start(rt), 0);
+  ax_spawn_opts_t so = {.init = sw_init, .placement = AX_PLACE_CORE, .core = 1,
+                        .mailbox_max = 1};
+  ax_ref_t a;
+  ck_assert_int_eq(ax_spawn(rt, sw_actor, NULL, &so, &a), 0);
+  TEST_WAIT_UNTIL(atomic_load(&sw_watch) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&sw_watch), 0);
+  test_send(a, SW_BUSY, NULL, 0);
+  test_sleep_ms(50);
+  ck_assert_int_eq(kill(getpid(), SIGUSR1), 0);
+  TEST_WAIT_UNTIL(atomic_load(&sw_signals) == 1, 10000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *sigwatch_suite(void) {
   Suite *s = suite_create("sigwatch");
   TCase *tc = tcase_create("subscribe");
@@ -253,6 +291,7 @@ static Suite *sigwatch_suite(void) {
   tcase_add_test(tc, test_sigwatch_unwatch);
   tcase_add_test(tc, test_sigwatch_dead_subscriber);
   tcase_add_test(tc, test_sigwatch_no_signals_flag);
+  tcase_add_test(tc, test_sigwatch_bounded_subscriber);
   suite_add_tcase(s, tc);
   tc = tcase_create("defaults");
   tcase_set_timeout(tc, 60);

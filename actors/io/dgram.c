@@ -2,6 +2,8 @@
 #include <assert.h>
 #include <errno.h>
 #include <stddef.h>
+#include <time.h> /* before linux/errqueue.h, which uses struct timespec */
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,10 +124,47 @@ static void read_packets(ax_dgram_t *d) {
   }
 }
 
+/* Empties the socket's error queue.  While it holds anything the socket
+ * reports an error at every poll (level-triggered), and a read does not
+ * take it: ICMP errors once IP_RECVERR or IPV6_RECVERR is set on the fd
+ * (ax_dgram_fd), transmit timestamps.  The first ICMP or local error is
+ * kept for the next send, as a pending socket error is.  At most 64 per
+ * event: more come back with the next one. */
+static void drain_errqueue(ax_dgram_t *d) {
+  for (unsigned i = 0; i < 64; i++) {
+    union {
+      struct cmsghdr align;
+      unsigned char buf[CMSG_SPACE(sizeof(struct sock_extended_err) +
+                                   sizeof(struct sockaddr_in6)) * 2];
+    } ctl;
+    unsigned char byte;
+    struct iovec iov = {&byte, 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                        .msg_controllen = sizeof ctl.buf};
+    if (recvmsg(d->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+      if (errno == EINTR)
+        continue;
+      return; /* EAGAIN: empty */
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
+      if (!((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+            (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)))
+        continue;
+      struct sock_extended_err ee;
+      memcpy(&ee, CMSG_DATA(c), sizeof ee);
+      if (d->err == 0 && ee.ee_errno != 0 &&
+          (ee.ee_origin == SO_EE_ORIGIN_ICMP || ee.ee_origin == SO_EE_ORIGIN_ICMP6 ||
+           ee.ee_origin == SO_EE_ORIGIN_LOCAL))
+        d->err = -(int)ee.ee_errno;
+    }
+  }
+}
+
 static void io_cb(ax_io_t *io, unsigned revents) {
-  (void)revents;
   ax_dgram_t *d = io->data;
   read_packets(d);
+  if (revents & AX_ERR)
+    drain_errqueue(d);
   update_interest(d);
 }
 

@@ -65,11 +65,14 @@ static bool fan_out(ax_rt_t *rt, const struct signalfd_siginfo *si) {
     ax__sigsub_t *s = AX_CONTAINER_OF(l, ax__sigsub_t, link);
     if (!(s->mask & bit(signo)))
       continue;
-    /* ax_send from a loop callback: from is AX_REF_NONE.  -ESRCH only in
-     * the instant between a death and its source closing (the table entry
-     * goes then); any other failure (-ENOMEM) still means a subscriber
-     * exists, so the default does not apply. */
-    if (ax_send(s->ref, AX_MSG_SIGNAL, si, sizeof *si) != -ESRCH)
+    /* News of axon's own, as a timer's tick: a bounded mailbox does not
+     * refuse it (mailbox_max counts what actors send).  -ESRCH only in the
+     * instant between a death and its source closing (the table entry goes
+     * then); any other failure (-ENOMEM) still means a subscriber exists,
+     * so the default does not apply. */
+    ax__msg_t *m = ax__msg_new_vital(s->ref, AX__SYS_NEWS, AX_MSG_SIGNAL, si, sizeof *si,
+                                     AX_REF_NONE);
+    if (m == NULL || ax__send_msg(s->ref, m) != -ESRCH)
       received = true;
   }
   pthread_mutex_unlock(&w->lock);
@@ -190,4 +193,20 @@ static ax__feature_t sigwatch = {
     .signal = fan_out,
 };
 
-AX__FEATURE_INIT(sigwatch) { ax__feature_register(&sigwatch); }
+/* AX__SYS_NEWS: handed to the behaviour as it is; one for an actor that
+ * died meanwhile is a dead letter. */
+static int news_handle(ax_actor_t *a, ax__msg_t *m) { return ax__invoke(a, m); }
+
+static bool news_drop(ax_ref_t self, int reason, ax__msg_t *m) {
+  (void)self;
+  (void)reason;
+  (void)m;
+  return true;
+}
+
+static const ax__kind_t news_kind = {.handle = news_handle, .drop = news_drop};
+
+AX__FEATURE_INIT(sigwatch) {
+  ax__kind_register(AX__SYS_NEWS, &news_kind);
+  ax__feature_register(&sigwatch);
+}

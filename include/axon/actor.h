@@ -155,7 +155,7 @@ typedef struct ax_spawn_opts {
    * at once, counted from the send until the actor is done with them;
    * one more send fails with -EAGAIN (an owned buffer is released), and
    * the sender tries again later.  Messages of axon's own (timers, I/O,
-   * DOWN, STOP) are not counted: sources have windows of their own.
+   * DOWN, STOP, signals) are not counted: sources have windows of their own.
    * Sends to a bounded actor cost an atomic add and a look at the actor;
    * sends to every other actor cost nothing more. */
   uint32_t mailbox_max;
