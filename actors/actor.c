@@ -292,18 +292,19 @@ void *ax_msg_take(const ax_msg_t *msg) {
 int ax_stop(ax_ref_t ref, int reason) {
   if (reason > 0)
     return -EINVAL;
-  ax__msg_t *m = ax__msg_new(ref, AX__SYS_STOP, AX__SYS_STOP, NULL, 0, current_ref());
-  if (m == NULL)
-    return -ENOMEM;
   ax_rt_t *rt;
   ax__erec_t *erec;
   void *obj;
   int rc = ax__ref_enter(ref, &obj, &rt, &erec);
   if (rc == 0 && ax__ref_core(ref) == AX__REF_NO_CORE)
     rc = -ESRCH; /* a port, not an actor */
+  /* The message once the actor is known to exist: a stop of a dead actor
+   * says -ESRCH, never -ENOMEM. */
+  ax__msg_t *m = NULL;
+  if (rc == 0 && (m = ax__msg_new(ref, AX__SYS_STOP, AX__SYS_STOP, NULL, 0, current_ref())) == NULL)
+    rc = -ENOMEM;
   if (rc < 0) {
     ax__ref_leave(erec);
-    ax__msg_free(m);
     return rc;
   }
   ax_actor_t *a = obj;

@@ -55,7 +55,7 @@ typedef struct ax__table {
 } ax__table_t;
 
 /* Makes an empty table whose slots start at generation gen_base (made
- * non-zero and cut to 24 bits).  Never fails: chunks come on demand. */
+ * non-zero and cut to AX__REF_GEN_BITS, 23 bits).  Never fails: chunks come on demand. */
 void ax__table_init(ax__table_t *t, uint32_t gen_base);
 /* Frees every chunk.  No other thread may use the table any more. */
 void ax__table_destroy(ax__table_t *t);

@@ -664,6 +664,24 @@ START_TEST(test_faults_oneshot_timer) {
 }
 END_TEST
 
+/* ax_stop of an actor that is gone says -ESRCH whatever allocation fails:
+ * it used to make its message first, and said -ENOMEM. */
+START_TEST(test_faults_stop_dead) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t a = test_spawn(rt, idle_actor, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  ck_assert_int_eq(ax_stop(a, 0), 0);
+  TEST_WAIT_UNTIL(ax_send(a, MSG_COUNT, NULL, 0) == -ESRCH, 10000);
+  /* From main, which has its epoch record already (a fresh thread's first
+   * call may fail to make its own: an honest -ENOMEM). */
+  ax__fault_alloc(1, 1);
+  int rc = ax_stop(a, 0);
+  ax__fault_alloc(0, 0);
+  ck_assert_msg(rc == -ESRCH, "every allocation failing: %s", ax_strerror(rc));
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -679,6 +697,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_closed_from_reserve);
   tcase_add_test(tc, test_faults_sup_retry_timer);
   tcase_add_test(tc, test_faults_oneshot_timer);
+  tcase_add_test(tc, test_faults_stop_dead);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -32,7 +32,7 @@ typedef struct ax_actor ax_actor_t;
 
 /* A reference to an actor or a port: 64 bits naming its runtime, core, slot
  * and generation.  A reference to a stopped actor stays invalid forever
- * (sends return -ESRCH) until its slot has been reused 2^24 times. */
+ * (sends return -ESRCH) until its slot has been reused 2^23 - 1 times (8.4 million). */
 typedef uint64_t ax_ref_t;
 #define AX_REF_NONE ((ax_ref_t)0)
 
@@ -218,7 +218,8 @@ AX_API void *ax_msg_take(const ax_msg_t *msg);
  * 0 also for an actor asked to stop already and not dead yet (the first
  * reason wins).  Any thread; one that is no core may wait as in ax_send.
  * Errors: -ESRCH (no such actor: it has died; whoever got its DOWN gets
- * -ESRCH), -EINVAL (reason > 0).  A stop asked for while the actor runs
+ * -ESRCH), -EINVAL (reason > 0), -ENOMEM (no memory for the stop's
+ * message: the actor runs on).  A stop asked for while the actor runs
  * wins over what its behaviour (or fiber) then returns. */
 AX_API int ax_stop(ax_ref_t ref, int reason);
 
