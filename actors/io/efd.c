@@ -48,9 +48,11 @@ static void event_cb(ax_event_t *ev, uint64_t count) {
     return;
   }
   ax_event_msg_t body = {.efd = e, .count = count};
-  ax__msg_t *m =
-      ax__msg_new(e->src.owner->ref, AX__SYS_IO, AX_MSG_EVENT, &body, sizeof body, AX_REF_NONE);
-  if (m == NULL) { /* out of memory: the count goes back into the fd for later */
+  /* One message at a time (the window): the core's reserve may serve it
+   * when the pools fail, rather than the loop calling back at once. */
+  ax__msg_t *m = ax__msg_new_vital(e->src.owner->ref, AX__SYS_IO, AX_MSG_EVENT, &body,
+                                   sizeof body, AX_REF_NONE);
+  if (m == NULL) { /* out of memory, the reserve too: the count goes back into the fd */
     ssize_t w = write(e->fd, &count, sizeof count);
     (void)w; /* EAGAIN only if writers nearly filled the counter meanwhile */
     return;

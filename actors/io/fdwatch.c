@@ -66,8 +66,11 @@ static void list_remove(ax_fdwatch_t *w) {
  * A closed watch is never called (its watcher is stopped). */
 static void io_cb(ax_io_t *io, unsigned revents) {
   ax_fdwatch_t *w = io->data;
-  ax__msg_t *m = ax__src_msg(&w->src, AX_MSG_FD_READY, sizeof(ax_fd_ready_t));
-  if (m == NULL) { /* out of memory: re-arm; the level-triggered event comes back */
+  /* One message at a time (one-shot): the core's reserve may serve it when
+   * the pools fail, rather than the loop calling back at once. */
+  ax__msg_t *m = ax__msg_new_vital(w->src.owner->ref, AX__SYS_IO, AX_MSG_FD_READY, NULL,
+                                   sizeof(ax_fd_ready_t), AX_REF_NONE);
+  if (m == NULL) { /* out of memory, the reserve too: re-arm, the event comes back */
     (void)ax_io_modify(&w->io, w->io.events);
     return;
   }

@@ -276,8 +276,12 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
 
 static void do_read(ax_stream_t *s) {
   ax__io_core_t *c = ax__io_core(s->src.core);
-  if (c->scratch == NULL && (c->scratch = ax__malloc(AX__SCRATCH)) == NULL)
-    return; /* retried on the next event */
+  if (c->scratch == NULL && (c->scratch = ax__malloc(AX__SCRATCH)) == NULL) {
+    /* The core's one buffer for reads cannot be made: the stream ends with
+     * -ENOMEM rather than being called again at once, forever. */
+    ax__stream_fail(s, -ENOMEM);
+    return;
+  }
   size_t budget = s->o.read_max;
   while (budget > 0 && wants_read(s)) {
     size_t want = budget < AX__SCRATCH ? budget : AX__SCRATCH;

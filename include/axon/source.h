@@ -153,8 +153,10 @@ AX_API int ax_efd_open(ax_actor_t *self, ax_efd_t **out);
  * Any thread while the source is open.  Errors: -EINVAL (NULL). */
 AX_API int ax_efd_fd(const ax_efd_t *e);
 
-/* Adds n (> 0) to the counter.  Any thread, as long as the source is open.
- * Errors: -EINVAL, -EAGAIN (counter full). */
+/* Adds n (> 0) to the counter.  Any thread, as long as the source is open
+ * (it closes when its owner stops, and the handle is freed: a thread that
+ * may outlive the owner writes to a dup of ax_efd_fd instead, see
+ * docs/io/eventfd.md).  Errors: -EINVAL, -EAGAIN (counter full). */
 AX_API int ax_efd_notify(ax_efd_t *e, uint64_t n);
 
 /* Closes the eventfd; no AX_MSG_EVENT of it is delivered after this
