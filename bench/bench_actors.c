@@ -1036,11 +1036,13 @@ static double port_run_uv(uint64_t rounds) {
  * searches a list (a search through the items makes the ratio 10).  a: n timers armed (an hour away) then cancelled in arming order;
  * b: n targets monitored, then stopped, until the n-th DOWN; c: a simple
  * one-for-one supervisor with n children, stopped until its DOWN. */
-enum { MANY_TIMERS, MANY_MONITORS, MANY_CHILDREN };
+enum { MANY_TIMERS, MANY_MONITORS, MANY_CHILDREN, MANY_RESTARTS };
 
 typedef struct many_run {
   int kind;
   uint64_t n, downs;
+  uint64_t started, restarts; /* MANY_RESTARTS: children started, restarts to make */
+  ax_ref_t self;
   ax_ref_t port, sup;
   ax_ref_t *refs;
   int64_t t0;
@@ -1058,10 +1060,22 @@ static int many_child(ax_actor_t *self, const ax_msg_t *m) {
   return m->type == AX_MSG_SHUTDOWN ? AX_STOP : 0;
 }
 
+static void many_report(many_run_t *r, int64_t t1);
+
 static int many_child_start(ax_actor_t *sup, void *arg, ax_ref_t *ref) {
-  (void)arg;
   ax_spawn_opts_t o = {.placement = AX_PLACE_LOCAL};
-  return ax_spawn(ax_actor_rt(sup), many_child, NULL, &o, ref);
+  int rc = ax_spawn(ax_actor_rt(sup), many_child, NULL, &o, ref);
+  many_run_t *r = arg;
+  if (rc == 0 && r != NULL) { /* MANY_RESTARTS: counts starts and restarts */
+    uint64_t k = r->started++;
+    if (k < r->n)
+      r->refs[k] = *ref; /* the first start of child k */
+    if (k + 1 == r->n)
+      BENCH_AX(ax_send(r->self, MSG_START, NULL, 0)); /* all up: stop some */
+    else if (k + 1 == r->n + r->restarts)
+      many_report(r, ax_now()); /* the last restart */
+  }
+  return rc;
 }
 
 static void many_report(many_run_t *r, int64_t t1) {
@@ -1074,6 +1088,12 @@ static int many_actor(ax_actor_t *self, const ax_msg_t *m) {
   if (m->type == AX_MSG_DOWN) {
     if (r->kind == MANY_CHILDREN || ++r->downs == r->n)
       many_report(r, ax_now());
+    return 0;
+  }
+  if (m->type == MSG_START) { /* MANY_RESTARTS: every 10th child fails, and is restarted */
+    r->t0 = ax_now();
+    for (uint64_t i = 0; i < r->n; i += 10)
+      BENCH_AX(ax_stop(r->refs[i], -EIO));
     return 0;
   }
   if (m->type != MSG_GO)
@@ -1113,6 +1133,17 @@ static int many_actor(ax_actor_t *self, const ax_msg_t *m) {
     BENCH_AX(ax_sup_stop(r->sup));
     break;
   }
+  case MANY_RESTARTS: {
+    ax_child_spec_t spec = {.start = many_child_start, .arg = r, .restart = AX_PERMANENT};
+    ax_sup_opts_t so = {.strategy = AX_SIMPLE_ONE_FOR_ONE, .children = &spec, .nchildren = 1,
+                        .max_restarts = (unsigned)r->n, .period_ns = AX_NSEC_PER_SEC};
+    r->self = ax_self(self);
+    r->restarts = (r->n + 9) / 10;
+    BENCH_AX(ax_sup_start(ax_actor_rt(self), &so, &local, &r->sup));
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_sup_start_child(r->sup, r));
+    break;
+  }
   }
   return 0;
 }
@@ -1120,7 +1151,7 @@ static int many_actor(ax_actor_t *self, const ax_msg_t *m) {
 /* ns per item of one measurement. */
 static double many_once(int kind, uint64_t n) {
   static const char *what[] = {"timers of one actor", "monitors of one actor",
-                               "children of one supervisor"};
+                               "children of one supervisor", "restarts among a supervisor's children"};
   brt_t b;
   brt_open(&b, what[kind], 1, 0);
   many_run_t r = {.kind = kind, .n = n, .port = b.port_ref};
@@ -1135,7 +1166,7 @@ static double many_once(int kind, uint64_t n) {
   ax_core_stats_t st;
   brt_close(&b, &st);
   free(r.refs);
-  return (double)(res.t1 - res.t0) / (double)n;
+  return (double)(res.t1 - res.t0) / (double)(kind == MANY_RESTARTS ? r.restarts : n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1387,9 +1418,10 @@ int main(int argc, char **argv) {
   if (want[8]) {
     static const char *names[] = {"timers of one actor: arm, cancel",
                                   "monitors of one actor: targets stopped, DOWNs",
-                                  "one supervisor's children: start, stop all"};
-    static const char *ids[][2] = {{"8a", "8b"}, {"8c", "8d"}, {"8e", "8f"}};
-    for (int k = 0; k < 3; k++) {
+                                  "one supervisor's children: start, stop all",
+                                  "restarts of every 10th of a supervisor's children"};
+    static const char *ids[][2] = {{"8a", "8b"}, {"8c", "8d"}, {"8e", "8f"}, {"8g", "8h"}};
+    for (int k = 0; k < 4; k++) {
       bench_series_t big = {.n = 0}, ratio = {.n = 0};
       for (long r = 0; r < runs; r++) {
         double small = many_once(k, z->many / 10), large = many_once(k, z->many);
