@@ -81,7 +81,9 @@ AX_API int ax_group_new(ax_group_t **group);
  * group, or use it afterwards; NULL is ignored. */
 AX_API void ax_group_free(ax_group_t *group);
 
-/* Adds the actor or port ref.  Errors: -EINVAL (NULL group, AX_REF_NONE),
+/* Adds the actor or port ref, of any runtime (a group belongs to none:
+ * a member whose runtime was freed is one that stopped).  Errors:
+ * -EINVAL (NULL group, AX_REF_NONE),
  * -ESRCH (ref names nothing alive), -EEXIST (already a member), -ENOMEM. */
 AX_API int ax_group_join(ax_group_t *group, ax_ref_t ref);
 

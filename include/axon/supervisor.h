@@ -109,7 +109,7 @@ typedef struct ax_sup_opts {
  * children start, in order, on its core before it handles any message.  If
  * one of them fails to start, those started are stopped (last first) and
  * the supervisor stops with that child's error.  Stores its reference in
- * *ref.  Any thread, as ax_spawn.  Errors: -EINVAL (NULL rt or opts, no
+ * *ref (ref may be NULL, as ax_spawn's).  Any thread, as ax_spawn.  Errors: -EINVAL (NULL rt or opts, no
  * children or more than AX_SUP_CHILDREN_MAX, max_restarts above
  * AX_SUP_RESTARTS_MAX, a spec without start, an
  * unknown strategy or restart type, AX_SIMPLE_ONE_FOR_ONE without exactly
