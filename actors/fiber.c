@@ -216,11 +216,18 @@ AX__FEATURE_INIT(fibers) { ax__feature_register(&fibers); }
 
 /* Gives back the message the previous call returned. */
 static inline void release_held(ax__fiber_t *f) {
-  if (f->held != NULL) {
-    ax__msg_t *m = f->held;
-    f->held = NULL;
+  ax__msg_t *m = f->held;
+  if (m == NULL)
+    return;
+  f->held = NULL;
+  /* The common case, a plain message of this very turn (the fiber waits
+   * again before its behaviour returns): the turn frees it as any other,
+   * only the mark goes.  What ax__msg_unkeep does for it, without the call
+   * and its tests. */
+  if (m->flags == AX__MSG_KEPT && m->sys == AX__SYS_NONE && m == f->a->core->handling)
+    m->flags = 0;
+  else
     ax__msg_unkeep(f->a, m);
-  }
 }
 
 /* What the behaviour returns once the fiber has run: go on, or stop with
