@@ -162,14 +162,17 @@ static inline bool parked_on(const parked_t *l, const ax__fiber_t *f) {
   return f->pprev != NULL || l->head == f;
 }
 
-/* f parks now: to the end of its core's list, and the core is asked to
- * trim when the oldest fiber there is due. */
+/* f parks now.  A fiber already on its core's list keeps its place, and
+ * only its time changes: parking, once per message a fiber waits for,
+ * moves nothing (the trim puts it where it belongs when it gets there).
+ * Else it goes to the end, and the core is asked to trim when the oldest
+ * fiber there is due. */
 static inline void parked_now(ax__fiber_t *f) {
   ax__core_t *c = f->a->core;
   parked_t *l = c->slot[AX__CORE_SLOT_FIBERS];
-  if (parked_on(l, f))
-    parked_unlink(l, f);
   f->parked_at = c->heap.now;
+  if (parked_on(l, f))
+    return;
   f->pprev = l->tail;
   if (l->tail != NULL)
     l->tail->pnext = f;
@@ -182,13 +185,28 @@ static inline void parked_now(ax__fiber_t *f) {
 /* The core is idle: trim the fibers that have waited long enough. */
 static int64_t fibers_trim(ax__core_t *c, int64_t now) {
   parked_t *l = c->slot[AX__CORE_SLOT_FIBERS];
-  ax__fiber_t *f;
-  while ((f = l->head) != NULL && now - f->parked_at >= FIBER_TRIM_NS) {
+  ax__fiber_t *f, *first_moved = NULL;
+  while ((f = l->head) != NULL && f != first_moved) {
+    if (now - f->parked_at >= FIBER_TRIM_NS) {
+      parked_unlink(l, f);
+      if (f->waiting) /* still parked: nothing runs on its stack */
+        (void)ax__coro_trim(&f->co);
+      continue;
+    }
+    /* Parked again since it was listed (parked_now leaves it in place):
+     * to the end.  Each fiber moves at most once per call. */
+    if (f == l->tail)
+      break;
     parked_unlink(l, f);
-    if (f->waiting) /* still parked: nothing runs on its stack */
-      (void)ax__coro_trim(&f->co);
+    f->pprev = l->tail;
+    l->tail->pnext = f;
+    l->tail = f;
+    if (first_moved == NULL)
+      first_moved = f;
   }
-  return f != NULL ? f->parked_at + FIBER_TRIM_NS : 0;
+  /* The head's time: the oldest but for those moved above, which parked
+   * within the last FIBER_TRIM_NS; a trim at most that late. */
+  return f != NULL ? l->head->parked_at + FIBER_TRIM_NS : 0;
 }
 
 static int fibers_core_init(ax__core_t *c) {
