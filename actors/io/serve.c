@@ -96,12 +96,12 @@ static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
   int rc = ax_spawn(ax_actor_rt(self), srv->session, state, &so, &session);
   if (rc < 0) {
     free(h);
-    ax_stream_close(a->stream); /* no session: the connection is refused */
+    ax__stream_abort(a->stream); /* no session: the connection is refused (reset) */
     return 0;
   }
   rc = ax_stream_give(a->stream, session);
   if (rc < 0) {
-    ax_stream_close(a->stream);
+    ax__stream_abort(a->stream);
     (void)ax_stop(session, rc); /* its terminate hook frees its block */
   }
   return 0;

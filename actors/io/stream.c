@@ -741,6 +741,14 @@ int ax_stream_shutdown(ax_stream_t *s) {
 
 int ax_stream_close(ax_stream_t *s) { return ax__src_close_handle((ax__src_t *)s); }
 
+void ax__stream_abort(ax_stream_t *s) {
+  if (s->kind == AX__STREAM_TCP && s->wfd >= 0) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(s->wfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg); /* close() then sends RST */
+  }
+  ax__src_close(&s->src);
+}
+
 int ax_stream_pause(ax_stream_t *s) {
   if (s == NULL)
     return -EINVAL;

@@ -88,6 +88,11 @@ void ax__stream_connected(ax_stream_t *s);
 /* Ends the stream with AX_MSG_CLOSED{err} (once). */
 void ax__stream_fail(ax_stream_t *s, int err);
 
+/* Closes a stream nobody was ever told of (an accepted connection whose
+ * ACCEPT was never delivered): a TCP peer is reset, so that it cannot take
+ * the cut for an orderly end of a served connection.  Owner's core. */
+void ax__stream_abort(ax_stream_t *s);
+
 /* The stream's kind (enum ax__stream_kind). */
 int ax__stream_kind(const ax_stream_t *s);
 

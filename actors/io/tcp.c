@@ -319,14 +319,15 @@ static void listener_free(ax__src_t *src) { free(src); }
 static void listener_credit(ax__src_t *src) { listener_update((ax_listener_t *)src); }
 
 /* The listener was closed with this ACCEPT still queued: its owner never
- * learns of the stream, so close it (the peer sees the connection end).
+ * learns of the stream, so close it (the peer is reset: never served, it
+ * must not read an orderly end).
  * The stream is still alive: its own messages, CLOSED included, are queued
  * behind the ACCEPT, and only its owner, who never saw it, could close it
  * otherwise. */
 static void listener_undelivered(ax__src_t *src, ax__msg_t *m) {
   (void)src;
   if (m->m.type == AX_MSG_ACCEPT)
-    ax_stream_close(((ax_accept_t *)(void *)m->payload)->stream);
+    ax__stream_abort(((ax_accept_t *)(void *)m->payload)->stream);
 }
 
 static const ax__src_ops_t listener_ops = {

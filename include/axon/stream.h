@@ -198,7 +198,8 @@ AX_API int ax_listener_port(const ax_listener_t *l);
 
 /* Stops listening and closes the socket; no AX_MSG_ACCEPT of it reaches
  * anyone afterwards.  Connections it had accepted whose AX_MSG_ACCEPT was
- * still queued are closed (their peers see the connection end).
+ * still queued are reset (their peers see ECONNRESET, as those still in
+ * the kernel's backlog do: never served).
  * Errors: -EINVAL (NULL). */
 AX_API int ax_listener_close(ax_listener_t *l);
 
@@ -339,7 +340,9 @@ typedef struct ax_server_closed {
 } ax_server_closed_t;
 
 /* Stops accepting on every core and frees the server; sessions already
- * running go on.  Any thread.  From a thread that is not a core (main,
+ * running go on.  A connection accepted but not yet given a session is
+ * reset, as one still in the kernel's backlog is (ax_listener_close).
+ * Any thread.  From a thread that is not a core (main,
  * say), it returns once every listener is closed; before ax_rt_start too
  * (it closes them itself).  From an actor it cannot wait (the listener of
  * its own core closes only after it returns): it returns at once, and
