@@ -48,12 +48,13 @@ static void fire(ax_timer_t *t) {
   ax__timer_rec_t *r = AX_CONTAINER_OF(t, ax__timer_rec_t, t);
   if (r->queued)
     return; /* the previous tick is not handled yet: no backlog */
-  ax__msg_t *m = ax__msg_new_vital(r->actor->ref, AX__SYS_TIMER, r->type, r->payload, r->size,
-                                   r->actor->ref);
+  ax__msg_t *m = ax__msg_new(r->actor->ref, AX__SYS_TIMER, r->type, r->payload, r->size,
+                             r->actor->ref);
   if (m == NULL) {
-    /* Out of memory, the reserve too: a periodic timer's tick is lost and
-     * the next one tries again; a one-shot has no next, so it tries again
-     * in a millisecond. */
+    /* Out of memory: a periodic timer's tick is lost and the next one
+     * tries again; a one-shot has no next, so it tries again in a
+     * millisecond.  (Not from the core's reserve, which is for the news
+     * that has no second chance: a source's end.) */
     if (!r->periodic)
       (void)ax_timer_start(&r->t, AX_NSEC_PER_MSEC, 0);
     return;

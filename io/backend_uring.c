@@ -58,6 +58,7 @@ typedef struct reg {
   unsigned events;  /* axon bits */
   bool armed;       /* a poll request is in the kernel */
   bool again;       /* a one-shot fired: arm it at the next wait */
+  bool listed;      /* its number is in st->again (once at most) */
   bool in_ep;       /* registered in the private epoll (it asks for AX_PRI) */
   uint32_t batch;   /* the wait that last reported it (merges its completions) */
   unsigned pos;     /* its entry in that batch */
@@ -306,6 +307,8 @@ static int uring_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   r->events = events;
   r->batch = 0;
   r->in_ep = false;
+  r->armed = false; /* a reused slot's (listed stays: arm_again clears it) */
+  r->again = false;
   int rc;
   if (events & AX_PRI) {
     rc = pri_add(st, i);
@@ -348,6 +351,8 @@ static int uring_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   r->events = events;
   r->gen++;
   r->in_ep = false;
+  r->armed = false; /* the old request's: an epoll registration has none */
+  r->again = false; /* nor may a re-arm owed to the old one make a second request */
   int rc = events & AX_PRI ? pri_add(st, i) : arm(st, i);
   if (rc < 0) {
     *r = old;
@@ -414,7 +419,10 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
      * or a failed poll, waits for ax_io_modify. */
     if (!(r->events & AX_ONESHOT) && !failed && !r->again) {
       r->again = true;
-      st->again[st->nagain++] = i;
+      if (!r->listed) { /* an entry kept by arm_again may hold it still */
+        r->listed = true;
+        st->again[st->nagain++] = i;
+      }
     }
   }
   if (cqe->res < 0 && !failed)
@@ -459,8 +467,11 @@ static void arm_again(uring_state_t *st) {
   int left = 0; /* those the kernel had no room for: tried at the next wait */
   for (int k = 0; k < st->nagain; k++) {
     int i = st->again[k];
-    if (st->regs[i].io != NULL && st->regs[i].again && !st->regs[i].armed && arm(st, i) < 0)
+    reg_t *r = &st->regs[i];
+    if (r->io != NULL && r->again && !r->armed && arm(st, i) < 0)
       st->again[left++] = i;
+    else
+      r->listed = false;
   }
   st->nagain = left;
   if (st->pri_fired)

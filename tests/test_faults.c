@@ -682,6 +682,60 @@ START_TEST(test_faults_stop_dead) {
 }
 END_TEST
 
+/* An eventfd written, and an fd watch whose pipe has data, while every
+ * allocation fails: the message cannot be made, and the source waits a
+ * little before it looks again instead of being called back at once for
+ * as long as memory is short (its core slept and woke thousands of times
+ * in 200 ms).  Once memory is back, the news arrives. */
+enum { MSG_NOMEM_OPEN = AX_MSG_USER + 42 };
+static _Atomic int nomem_opened = 1, nomem_ready;
+static _Atomic uint64_t nomem_count;
+static ax_efd_t *nomem_efd;
+static int nomem_pipe[2];
+
+static int nomem_owner(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_NOMEM_OPEN) {
+    ax_fdwatch_t *w;
+    int rc = ax_efd_open(self, &nomem_efd);
+    if (rc == 0)
+      rc = ax_fd_watch(self, nomem_pipe[0], AX_READ, &w);
+    atomic_store(&nomem_opened, rc);
+  } else if (m->type == AX_MSG_EVENT) {
+    atomic_fetch_add(&nomem_count, ((const ax_event_msg_t *)m->data)->count);
+  } else if (m->type == AX_MSG_FD_READY) {
+    atomic_fetch_add(&nomem_ready, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_faults_sources_nomem_wait) {
+  ck_assert_int_eq(pipe2(nomem_pipe, O_NONBLOCK | O_CLOEXEC), 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t a = test_spawn(rt, nomem_owner, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(a, MSG_NOMEM_OPEN, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&nomem_opened) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&nomem_opened), 0);
+  test_sleep_ms(20);
+  ax_core_stats_t before, after;
+  ck_assert_int_eq(ax_rt_stats(rt, 0, &before), 0);
+  ax__fault_alloc(1, 1); /* every allocation fails */
+  ck_assert_int_eq(ax_efd_notify(nomem_efd, 5), 0);
+  ck_assert_int_eq((int)write(nomem_pipe[1], "x", 1), 1);
+  test_sleep_ms(200);
+  ck_assert_int_eq(ax_rt_stats(rt, 0, &after), 0);
+  ax__fault_alloc(0, 0);
+  uint64_t sleeps = after.sleeps - before.sleeps;
+  ck_assert_msg(sleeps < 500, "the core slept %llu times in 200 ms: it spun",
+                (unsigned long long)sleeps);
+  TEST_WAIT_UNTIL(atomic_load(&nomem_count) == 5, 10000);
+  TEST_WAIT_UNTIL(atomic_load(&nomem_ready) == 1, 10000);
+  test_rt_stop_join_free(rt);
+  close(nomem_pipe[0]);
+  close(nomem_pipe[1]);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -698,6 +752,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_sup_retry_timer);
   tcase_add_test(tc, test_faults_oneshot_timer);
   tcase_add_test(tc, test_faults_stop_dead);
+  tcase_add_test(tc, test_faults_sources_nomem_wait);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -728,7 +728,8 @@ enum { REFUSED_READS = 300, REFUSED_LEN = 512 };
 static int (*real_submit)(struct io_uring *);
 static atomic_int submit_refuse, submits_refused;
 static atomic_int rf_answered, rf_full, rf_refused;
-static ax_file_t *rf_file;
+static ax_file_t *rf_file, *rf_other;
+static atomic_int rf_other_fd = -1, rf_other_closed = 1, rf_other_fd_open = 1;
 
 __attribute__((constructor)) static void find_submit(void) {
   real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
@@ -748,6 +749,7 @@ static int refused_reader(ax_actor_t *self, const ax_msg_t *m) {
   if (m->type == MSG_GO) {
     char path[128];
     ck_assert_int_eq(ax_file_open(self, in_dir(path, sizeof path, "data"), O_RDONLY, 0, 1), 0);
+    ck_assert_int_eq(ax_file_open(self, in_dir(path, sizeof path, "data"), O_RDONLY, 0, 2), 0);
     return 0;
   }
   if (m->type != AX_MSG_FILE)
@@ -755,11 +757,24 @@ static int refused_reader(ax_actor_t *self, const ax_msg_t *m) {
   const ax_file_done_t *d = m->data;
   if (d->op == AX_FILE_OPEN) {
     ck_assert_int_eq(d->result, 0);
-    rf_file = d->file;
+    if (d->tag == 1)
+      rf_file = d->file;
+    else
+      rf_other = d->file;
+    if (rf_file == NULL || rf_other == NULL)
+      return 0;
     atomic_store(&submit_refuse, 1);
     for (int i = 0; i < REFUSED_READS; i++)
-      ck_assert_int_eq(ax_file_read(d->file, (uint64_t)i * REFUSED_LEN, REFUSED_LEN, 100 + i), 0);
+      ck_assert_int_eq(ax_file_read(rf_file, (uint64_t)i * REFUSED_LEN, REFUSED_LEN, 100 + i), 0);
+    /* Behind the reads: waits for a queue entry, then the refusal. */
+    atomic_store(&rf_other_fd, ax_file_fd(rf_other));
+    ck_assert_int_eq(ax_file_close(rf_other, 3), 0);
     return stop_after ? AX_STOP : 0;
+  }
+  if (d->op == AX_FILE_CLOSE && d->tag == 3) { /* whatever the ring said, the fd is gone */
+    atomic_store(&rf_other_closed, (int)d->result);
+    atomic_store(&rf_other_fd_open, fcntl(atomic_load(&rf_other_fd), F_GETFD) >= 0);
+    return 0;
   }
   if (d->op == AX_FILE_READ) {
     if (d->result == REFUSED_LEN)
@@ -769,10 +784,10 @@ static int refused_reader(ax_actor_t *self, const ax_msg_t *m) {
     else
       ck_abort_msg("read %llu: %lld", (unsigned long long)d->tag, (long long)d->result);
     if (atomic_fetch_add(&rf_answered, 1) + 1 == REFUSED_READS)
-      ck_assert_int_eq(ax_file_close(rf_file, 2), 0);
+      ck_assert_int_eq(ax_file_close(rf_file, 4), 0);
     return 0;
   }
-  return d->op == AX_FILE_CLOSE ? AX_STOP : 0;
+  return d->op == AX_FILE_CLOSE && d->tag == 4 ? AX_STOP : 0;
 }
 
 static void refused_run(bool stop_after) {
@@ -791,6 +806,11 @@ static void refused_run(bool stop_after) {
   atomic_store(&rf_answered, 0);
   atomic_store(&rf_full, 0);
   atomic_store(&rf_refused, 0);
+  rf_file = rf_other = NULL;
+  atomic_store(&rf_other_fd, -1);
+  atomic_store(&rf_other_closed, 1);
+  atomic_store(&rf_other_fd_open, 1);
+  int fds = open_fds();
   ax_rt_opts_t o = {.cores = 1, .flags = AX_RT_NO_SIGNALS};
   ax_rt_t *rt;
   ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
@@ -814,7 +834,12 @@ static void refused_run(bool stop_after) {
     ck_assert_int_eq(atomic_load(&rf_full) + atomic_load(&rf_refused), REFUSED_READS);
     if (!ring)
       ck_assert_int_eq(atomic_load(&rf_full), REFUSED_READS);
+    /* The close that the ring refused closed its fd all the same. */
+    int closed = atomic_load(&rf_other_closed), still_open = atomic_load(&rf_other_fd_open);
+    ck_assert_msg(closed == 0, "the refused close said %s", ax_strerror(closed));
+    ck_assert_msg(!still_open, "the refused close left its fd open");
   }
+  ck_assert_int_eq(open_fds(), fds); /* nothing left open, orphans included */
   remove_dir();
 }
 

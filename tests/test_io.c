@@ -1064,6 +1064,50 @@ START_TEST(test_io_modify_in_pass_to_oneshot) {
 }
 END_TEST
 
+/* A level watcher that moves to AX_PRI in its own callback (its fd read
+ * each time): called once per event afterwards, and once stopped, its
+ * socket closes (the peer reads the end).  On io_uring the poll request
+ * the old registration was owed came back beside the private epoll that
+ * takes AX_PRI watchers: two calls per event, and a request that held the
+ * file after the stop. */
+static int pri_moves;
+
+static void pri_mover_cb(ax_io_t *io, unsigned revents) {
+  (void)revents;
+  char c;
+  if (read(io->fd, &c, 1) == 1) /* the first call reads the byte, any other finds none */
+    pri_moves++;
+  else
+    pri_moves += 100;
+  if (!(io->events & AX_PRI))
+    ck_assert_int_eq(ax_io_modify(io, AX_READ | AX_PRI), 0);
+}
+
+START_TEST(test_io_modify_to_pri_in_callback) {
+  ax_loop_t *loop = test_loop_new();
+  int sv[2];
+  socketpair_nb(sv);
+  ax_io_t io;
+  ck_assert_int_eq(ax_io_init(loop, &io, sv[0], pri_mover_cb), 0);
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+  pri_moves = 0;
+  for (int round = 1; round <= 3; round++) {
+    ck_assert_int_eq((int)write(sv[1], "x", 1), 1);
+    for (int pass = 0; pass < 3; pass++)
+      ck_assert_int_ge(ax_loop_run_once(loop, 20 * AX_NSEC_PER_MSEC), 0);
+    ck_assert_msg(pri_moves == round, "round %d: %d (a call per event, none without one; %s)",
+                  round, pri_moves, ax_loop_backend(loop));
+  }
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  close(sv[0]);
+  ck_assert_int_ge(ax_loop_run_once(loop, 0), 0);
+  char c;
+  ck_assert_int_eq((int)recv(sv[1], &c, 1, MSG_DONTWAIT), 0); /* closed: nothing holds it */
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(sv[1]);
+}
+END_TEST
+
 /* A modify that fails (here: no fd left for the private epoll io_uring
  * keeps for AX_PRI watchers, -EMFILE) leaves the watcher as it was: still
  * called for what it asked before.  On io_uring it used to have lost its
@@ -1195,6 +1239,7 @@ static Suite *io_suite(void) {
   tcase_add_test(tc, test_io_fd_closed_under_watcher);
   tcase_add_test(tc, test_io_modify_in_pass_to_oneshot);
   tcase_add_test(tc, test_io_modify_refused_keeps_old);
+  tcase_add_test(tc, test_io_modify_to_pri_in_callback);
   tcase_add_test(tc, test_io_start_submit_refused);
   suite_add_tcase(suite, tc);
 

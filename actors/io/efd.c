@@ -25,7 +25,12 @@ struct ax_efd {
   ax__src_t src; /* first */
   int fd;        /* ev.fd, kept for ax_efd_fd and ax_efd_notify (any thread) */
   ax_event_t ev; /* the loop's eventfd watcher reads the counter */
+  ax_timer_t retry; /* reads again after a count found no memory for its message */
 };
+
+/* How long an eventfd whose count found no memory for its message waits
+ * before it reads again (the count waits in the fd). */
+#define NOMEM_RETRY_NS (10 * AX_NSEC_PER_MSEC)
 _Static_assert(offsetof(struct ax_efd, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* Watches the eventfd while its one message may be posted; a refusal of
@@ -48,20 +53,33 @@ static void event_cb(ax_event_t *ev, uint64_t count) {
     return;
   }
   ax_event_msg_t body = {.efd = e, .count = count};
-  /* One message at a time (the window): the core's reserve may serve it
-   * when the pools fail, rather than the loop calling back at once. */
-  ax__msg_t *m = ax__msg_new_vital(e->src.owner->ref, AX__SYS_IO, AX_MSG_EVENT, &body,
-                                   sizeof body, AX_REF_NONE);
-  if (m == NULL) { /* out of memory, the reserve too: the count goes back into the fd */
+  ax__msg_t *m =
+      ax__msg_new(e->src.owner->ref, AX__SYS_IO, AX_MSG_EVENT, &body, sizeof body, AX_REF_NONE);
+  if (m == NULL) {
+    /* Out of memory: the count goes back into the fd, which is read again
+     * a little later, not at once (it would be readable straight away, for
+     * as long as memory stays short). */
     ssize_t w = write(e->fd, &count, sizeof count);
     (void)w; /* EAGAIN only if writers nearly filled the counter meanwhile */
+    efd_watch(e, false);
+    (void)ax_timer_start(&e->retry, NOMEM_RETRY_NS, 0);
     return;
   }
   ax__src_post(&e->src, m, AX__MSG_CREDIT);
   efd_watch(e, false); /* the window (one) is full until the owner handles it */
 }
 
-static void op_close(ax__src_t *s) { ax_event_close(&((ax_efd_t *)s)->ev); }
+static void retry_cb(ax_timer_t *t) {
+  ax_efd_t *e = AX_CONTAINER_OF(t, ax_efd_t, retry);
+  if (ax__src_may_post(&e->src))
+    efd_watch(e, true);
+}
+
+static void op_close(ax__src_t *s) {
+  ax_efd_t *e = (ax_efd_t *)s;
+  ax_timer_stop(&e->retry);
+  ax_event_close(&e->ev);
+}
 
 static void op_free(ax__src_t *s) { free(s); }
 
@@ -85,6 +103,7 @@ int ax_efd_open(ax_actor_t *self, ax_efd_t **out) {
   ax_efd_t *e = ax__src_new(sizeof *e, &efd_ops, self, 1);
   if (e == NULL)
     return -ENOMEM;
+  ax_timer_init(e->src.core->loop, &e->retry, retry_cb);
   int rc = ax_event_init(e->src.core->loop, &e->ev, event_cb);
   if (rc == 0) {
     e->ev.data = e;

@@ -42,7 +42,12 @@ struct ax_fdwatch {
   ax_io_t io;
   ax__core_t *core;                    /* whose list it is on */
   ax__link_t link;                      /* the core's list of watches */
+  ax_timer_t retry;                     /* re-arms after an event found no memory */
 };
+
+/* How long a watch whose event found no memory for its message waits
+ * before the fd is armed again (the event comes back then). */
+#define NOMEM_RETRY_NS (10 * AX_NSEC_PER_MSEC)
 _Static_assert(offsetof(struct ax_fdwatch, src) == 0, "a handle is its source (ax__src_close_handle)");
 
 /* The head of core c's list of watches. */
@@ -64,14 +69,18 @@ static void list_remove(ax_fdwatch_t *w) {
 
 /* The loop reported the fd and disarmed it (AX_ONESHOT): tell the owner.
  * A closed watch is never called (its watcher is stopped). */
+static void retry_cb(ax_timer_t *t) {
+  ax_fdwatch_t *w = AX_CONTAINER_OF(t, ax_fdwatch_t, retry);
+  (void)ax_io_modify(&w->io, w->io.events); /* armed again: a level event comes back */
+}
+
 static void io_cb(ax_io_t *io, unsigned revents) {
   ax_fdwatch_t *w = io->data;
-  /* One message at a time (one-shot): the core's reserve may serve it when
-   * the pools fail, rather than the loop calling back at once. */
-  ax__msg_t *m = ax__msg_new_vital(w->src.owner->ref, AX__SYS_IO, AX_MSG_FD_READY, NULL,
-                                   sizeof(ax_fd_ready_t), AX_REF_NONE);
-  if (m == NULL) { /* out of memory, the reserve too: re-arm, the event comes back */
-    (void)ax_io_modify(&w->io, w->io.events);
+  ax__msg_t *m = ax__src_msg(&w->src, AX_MSG_FD_READY, sizeof(ax_fd_ready_t));
+  if (m == NULL) {
+    /* Out of memory: armed again a little later, not at once (the event
+     * would come straight back, for as long as memory stays short). */
+    (void)ax_timer_start(&w->retry, NOMEM_RETRY_NS, 0);
     return;
   }
   w->events = 0;
@@ -84,6 +93,7 @@ static void io_cb(ax_io_t *io, unsigned revents) {
 
 static void op_close(ax__src_t *s) {
   ax_fdwatch_t *w = (ax_fdwatch_t *)s;
+  ax_timer_stop(&w->retry);
   ax_io_stop(&w->io); /* the fd stays open: it is not axon's */
   w->events = 0;
   list_remove(w);
@@ -147,6 +157,7 @@ int ax_fd_watch(ax_actor_t *self, int fd, unsigned events, ax_fdwatch_t **out) {
     return -EEXIST;
   }
   ax_io_init(w->src.core->loop, &w->io, fd, io_cb);
+  ax_timer_init(w->src.core->loop, &w->retry, retry_cb);
   w->io.data = w;
   rc = ax_io_start(&w->io, events | AX_ONESHOT);
   if (rc < 0) {

@@ -322,6 +322,10 @@ static void ring_submit(file_req_t *r) {
 /* r's completion, on its owner's core. */
 static void ring_complete(ax__uring_req_t *ur, int res) {
   file_req_t *r = AX_CONTAINER_OF(ur, file_req_t, ureq);
+  /* A close the ring never ran (the kernel refused the batch): done here,
+   * since the fd must go either way (a close does not wait for a disk). */
+  if (ur->refused && r->op == AX_FILE_CLOSE && r->file->fd >= 0)
+    res = close(r->file->fd) == 0 ? 0 : -errno;
   /* A short transfer is not the end of the file (or of the room) until a
    * transfer moves nothing: ask for the rest. */
   if ((r->op == AX_FILE_READ || r->op == AX_FILE_WRITE) && res > 0) {
@@ -360,8 +364,10 @@ static void ring_complete(ax__uring_req_t *ur, int res) {
     break;
   case AX_FILE_READ:
   case AX_FILE_WRITE:
-    if (r->moved > 0 || res == 0)
-      result = (int64_t)r->moved; /* an error after some bytes: the bytes */
+    /* An error after some bytes: the bytes.  But not when the ring refused
+     * the rest, which would read as the end of the file. */
+    if ((r->moved > 0 && !ur->refused) || res == 0)
+      result = (int64_t)r->moved;
     if (r->op == AX_FILE_READ)
       r->done->len = r->moved;
     break;

@@ -232,7 +232,7 @@ static void take_bytes(ax_stream_t *s, const unsigned char *b, size_t n) {
 /* Reading and writing.                                                      */
 
 static bool wants_read(const ax_stream_t *s) {
-  return s->state == AX__ST_OPEN && s->rfd >= 0 && !s->rd_eof && may_post(s) &&
+  return s->state == AX__ST_OPEN && s->rfd >= 0 && !s->rd_eof && !s->nomem && may_post(s) &&
          !(s->o.frame != AX_FRAME_RAW && ax__framer_buffered(&s->framer) > s->o.max_frame + 4);
 }
 
@@ -274,12 +274,40 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
   return n;
 }
 
+/* How long a stream that found no memory to read into waits before it
+ * reads again. */
+#define NOMEM_RETRY_NS (10 * AX_NSEC_PER_MSEC)
+
+static void nomem_cb(ax_timer_t *t) {
+  ax_stream_t *s = AX_CONTAINER_OF(t, ax_stream_t, ltimer);
+  s->nomem = false;
+  update_interest(s);
+}
+
+/* A read found no memory (the core's buffer, a message): the stream stops
+ * reading for NOMEM_RETRY_NS rather than being called again at once by its
+ * level-triggered watcher, for as long as memory stays short.  What the
+ * kernel holds waits there meanwhile.  The caller updates the interest. */
+static void nomem_pause(ax_stream_t *s) {
+  if (s->nomem)
+    return;
+  s->nomem = true;
+  ax_timer_init(s->src.core->loop, &s->ltimer, nomem_cb);
+  ax_timer_start(&s->ltimer, NOMEM_RETRY_NS, 0);
+}
+
+/* The retry ends (the stream moves or closes: ltimer has other work). */
+static void nomem_end(ax_stream_t *s) {
+  if (s->nomem) {
+    ax_timer_stop(&s->ltimer);
+    s->nomem = false;
+  }
+}
+
 static void do_read(ax_stream_t *s) {
   ax__io_core_t *c = ax__io_core(s->src.core);
   if (c->scratch == NULL && (c->scratch = ax__malloc(AX__SCRATCH)) == NULL) {
-    /* The core's one buffer for reads cannot be made: the stream ends with
-     * -ENOMEM rather than being called again at once, forever. */
-    ax__stream_fail(s, -ENOMEM);
+    nomem_pause(s);
     return;
   }
   size_t budget = s->o.read_max;
@@ -308,8 +336,12 @@ static void do_read(ax_stream_t *s) {
     }
     if (errno == EINTR)
       continue;
-    if (errno == EAGAIN || errno == ENOMEM)
-      break; /* ENOMEM: retried on the next event */
+    if (errno == ENOMEM) {
+      nomem_pause(s);
+      break;
+    }
+    if (errno == EAGAIN)
+      break;
     ax__stream_fail(s, s->kind == AX__STREAM_TTY ? -EIO : -errno);
     return;
   }
@@ -467,6 +499,7 @@ static void linger_cb(ax_timer_t *t) {
 
 static void op_close(ax__src_t *src) {
   ax_stream_t *s = (ax_stream_t *)src;
+  nomem_end(s);
   if (s->conn != NULL)
     s->conn->cancel(s);
   s->framer.len = 0;
@@ -507,6 +540,7 @@ static void op_credit(ax__src_t *src) {
 
 static void op_detach(ax__src_t *src) {
   ax_stream_t *s = (ax_stream_t *)src;
+  nomem_end(s); /* its timer is on this core's loop: the next core reads again at once */
   ax_io_stop(&s->rio);
   ax_io_stop(&s->wio);
   s->rev = s->wev = 0;

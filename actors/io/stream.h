@@ -50,6 +50,7 @@ struct ax_stream {
   int active;    /* AX_MSG_DATA still allowed by ax_stream_active, -1: no count */
   bool paused;   /* ax_stream_pause, or the active count is used up */
   bool rd_eof;   /* the read side reached its end */
+  bool nomem;    /* a read found no memory: reading waits for ltimer (NOMEM_RETRY_NS) */
   bool eof_done; /* its end was reported (AX_MSG_EOF, or AX_MSG_CLOSED queued) */
   bool want_writable; /* a write was refused with -ENOBUFS */
   bool shut_req, shut_done; /* ax_stream_shutdown */
@@ -58,7 +59,7 @@ struct ax_stream {
   ax__wchunk_t *wq_head, *wq_tail; /* queued writes */
   size_t queued;
   ax__connecting_t *conn; /* while connecting (tcp.c) */
-  ax_timer_t ltimer; /* the linger limit */
+  ax_timer_t ltimer; /* the linger limit; while open, the retry after no memory */
   void *udata;
 };
 _Static_assert(offsetof(struct ax_stream, src) == 0, "a handle is its source (ax__src_close_handle)");

@@ -165,6 +165,7 @@ static bool fill(ax__uring_t *u) {
     ax__uring_req_t *r = u->wait_head;
     if (r->wait == WAIT_DROP) {
       wait_unlink(u, r);
+      r->refused = true;
       complete(u, r, -ECANCELED);
       continue;
     }
@@ -194,8 +195,10 @@ static void fail_waiting(ax__uring_t *u, int err) {
   while ((r = u->wait_head) != NULL) {
     unsigned char why = r->wait;
     wait_unlink(u, r);
-    if (why != WAIT_CANCEL)
+    if (why != WAIT_CANCEL) {
+      r->refused = true;
       complete(u, r, why == WAIT_DROP ? -ECANCELED : err);
+    }
   }
 }
 
@@ -308,6 +311,7 @@ ax__uring_t *ax__uring_of(ax__core_t *c) {
 }
 
 void ax__uring_submit(ax__uring_t *u, ax__uring_req_t *r) {
+  r->refused = false;
   if (u->inflight++ == 0)
     ax__core_count_io(u->core, true);
   /* Behind any that wait, so that requests go in the order they came. */

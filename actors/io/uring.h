@@ -35,6 +35,10 @@ struct ax__uring_req {
   /* uring.c's: on the ring's list of requests waiting for an entry. */
   ax__uring_req_t *wprev, *wnext;
   unsigned char wait; /* 0: not waiting; else why (uring.c) */
+  /* Set before a completion that the kernel never ran (it refused the
+   * submission, or the request was cancelled before it was handed over):
+   * nothing of it happened, a close closed nothing. */
+  bool refused;
 };
 
 /* The ring of core c, made on first use; NULL when io_uring is not to be
