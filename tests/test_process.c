@@ -1043,7 +1043,7 @@ typedef struct fib {
   int pid;
 } fib_t;
 
-enum { FIB_WAIT, FIB_LINES, FIB_RECEIVED, FIB_CLOSE_SAVED, FIB_CANCEL };
+enum { FIB_WAIT, FIB_LINES, FIB_RECEIVED, FIB_CLOSE_SAVED, FIB_CANCEL, FIB_GROUP };
 
 static int fib_main(ax_actor_t *self, void *arg) {
   fib_t *t = arg;
@@ -1128,6 +1128,27 @@ static int fib_main(ax_actor_t *self, void *arg) {
     atomic_store(&t->done, 2); /* running: the test stops us now */
     t->rc[1] = ax_process_wait(p, AX_FOREVER, &t->ex[0]);
     break; /* p is closed as the fiber returns: its child is killed */
+  }
+  case FIB_GROUP: {
+    /* A shell job: the shell starts a sleep, says its pid and waits. */
+    const char *argv[] = {"sh", "-c", "sleep 30 & echo $!; wait", NULL};
+    o.out = AX_STDIO_PIPE;
+    o.kill_signal = SIGTERM;
+    o.new_group = true;
+    t->rc[0] = ax_process_spawn(self, argv, &o, &p);
+    if (t->rc[0] < 0)
+      break;
+    ax_stream_t *out = ax_process_stream(p, 1);
+    ssize_t n = ax_stream_read_until(out, t->line[0], sizeof t->line[0] - 1, '\n',
+                                     ax_deadline(10 * AX_NSEC_PER_SEC));
+    t->rc[1] = (int)n;
+    if (n > 0)
+      t->line[0][n] = '\0';
+    t->pid = (int)strtol(t->line[0], NULL, 10);
+    t->rc[2] = ax_process_kill(p, 0); /* the group can be signalled */
+    t->rc[3] = ax_stream_close(out);
+    t->rc[4] = ax_process_close(p); /* SIGTERM to the whole group */
+    break;
   }
   default:
     break;
@@ -1218,6 +1239,24 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
+/* With new_group, kill_signal reaches what the child started: a shell's
+ * sleep ends with the shell when the handle is closed.  Without it, only
+ * the shell got the signal and the sleep ran on. */
+START_TEST(test_process_group_kill) {
+  fib_t t;
+  fib_run(&t, FIB_GROUP);
+  ck_assert_int_eq(t.rc[0], 0);
+  ck_assert_int_gt(t.rc[1], 0);
+  ck_assert_int_gt(t.pid, 1);
+  ck_assert_int_eq(t.rc[2], 0);
+  ck_assert_int_eq(t.rc[3], 0);
+  ck_assert_int_eq(t.rc[4], 0);
+  /* Gone, or a zombie of whoever adopted it (a container's init may not
+   * reap): not running. */
+  TEST_WAIT_UNTIL(proc_state(t.pid) == 0 || proc_state(t.pid) == 'Z', 10000);
+}
+END_TEST
+
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
   TCase *tc = tcase_create("basics");
@@ -1246,6 +1285,7 @@ static Suite *process_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_process_fiber_wait);
   tcase_add_test(tc, test_process_fiber_cancel);
+  tcase_add_test(tc, test_process_group_kill);
   suite_add_tcase(s, tc);
   return s;
 }

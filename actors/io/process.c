@@ -47,6 +47,7 @@ struct ax_process {
   int pidfd;       /* -1 before the child exists and once reaped or let go */
   ax_io_t io;      /* the pidfd: readable once the child has ended */
   int kill_signal; /* sent at close while the child runs (0: none) */
+  bool group;      /* it leads its own process group: signals go to the group */
   bool reaped;     /* waitid took its status (status holds it) */
   ax_stream_t *stream[3];
   ax__msg_t *exit_msg; /* AX_MSG_EXIT, made at the spawn, posted at the reap */
@@ -122,6 +123,15 @@ static void io_cb(ax_io_t *io, unsigned revents) {
 /* ------------------------------------------------------------------------ */
 /* Source operations                                                         */
 
+/* Signals the child, not reaped yet: through its pidfd, or its whole
+ * process group (whose id the unreaped child keeps from reuse).  Returns 0
+ * or -errno. */
+static int send_signal(ax_process_t *p, int signo) {
+  int rc = p->group ? kill(-p->pid, signo) : (int)syscall(SYS_pidfd_send_signal, p->pidfd, signo,
+                                                            NULL, 0);
+  return rc < 0 ? -errno : 0;
+}
+
 /* Closed by the user or the owner's death.  A child still running gets
  * kill_signal (if any) and stays watched, lingering, until it ends. */
 static void op_close(ax__src_t *s) {
@@ -133,7 +143,7 @@ static void op_close(ax__src_t *s) {
   if (p->pidfd < 0 || reap(p))
     return; /* never started, reaped already, or it just ended */
   if (p->kill_signal != 0)
-    (void)syscall(SYS_pidfd_send_signal, p->pidfd, p->kill_signal, NULL, 0);
+    (void)send_signal(p, p->kill_signal);
   ax__src_linger(s, true);
 }
 
@@ -238,8 +248,14 @@ static int do_spawn(const ax_process_opts_t *o, const ax_stdio_t mode[3], const 
     rc = posix_spawnattr_setsigmask(&attr, &none);
   if (rc == 0)
     rc = posix_spawnattr_setsigdefault(&attr, &all);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (o->new_group) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    if (rc == 0)
+      rc = posix_spawnattr_setpgroup(&attr, 0); /* a group of its own, named by its pid */
+  }
   if (rc == 0)
-    rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnattr_setflags(&attr, flags);
   if (rc == 0) {
     const char *file = o->file != NULL ? o->file : argv[0];
     char *const *env = o->env != NULL ? o->env : environ;
@@ -301,6 +317,7 @@ int ax_process_spawn(ax_actor_t *self, const char *const argv[], const ax_proces
     return -ENOMEM;
   p->pidfd = -1;
   p->kill_signal = o.kill_signal;
+  p->group = o.new_group;
   int child[3] = {-1, -1, -1};
   p->exit_msg = ax__src_msg(&p->src, AX_MSG_EXIT, sizeof(ax_process_exit_t));
   if (p->exit_msg == NULL)
@@ -376,9 +393,7 @@ int ax_process_kill(ax_process_t *p, int signo) {
   AX__SRC_ASSERT(&p->src);
   if (p->reaped || p->pidfd < 0)
     return -ESRCH;
-  if (syscall(SYS_pidfd_send_signal, p->pidfd, signo, NULL, 0) < 0)
-    return -errno;
-  return 0;
+  return send_signal(p, signo);
 }
 
 /* ax_recv_match's test: the AX_MSG_EXIT of the process arg. */

@@ -91,6 +91,12 @@ typedef struct ax_process_opts {
    * or the owner stopping) while the child still runs: SIGTERM, SIGKILL,
    * ...; 0 sends none. */
   int kill_signal;
+  /* The child leads a process group of its own (its pid is the group's
+   * id), which what it starts joins: kill_signal and ax_process_kill then
+   * signal the whole group, so that a shell's children end with it (a
+   * `sh -c` job).  Out of the terminal's foreground group, it no longer
+   * gets the terminal's Ctrl-C. */
+  bool new_group;
 } ax_process_opts_t;
 
 /* Runs argv[0] (or opts->file) with the arguments argv (ending with NULL)
@@ -129,7 +135,9 @@ AX_API pid_t ax_process_pid(const ax_process_t *p);
 AX_API ax_stream_t *ax_process_stream(const ax_process_t *p, int fd);
 
 /* Sends signo to the child through its pidfd (never to a process that
- * took over its number).  0 checks that it can be signalled.  Returns 0.
+ * took over its number), or, with new_group, to its whole process group
+ * (the child, not reaped yet, keeps the group's id from being reused).
+ * 0 checks that it can be signalled.  Returns 0.
  * Errors: -EINVAL (NULL, signo out of range), -ESRCH (the child was
  * reaped: its AX_MSG_EXIT is posted), -EPERM. */
 AX_API int ax_process_kill(ax_process_t *p, int signo);
