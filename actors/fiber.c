@@ -1,5 +1,6 @@
 /* Fiber actors: a behaviour that hands messages to code on its own stack, waiting calls that park it, I/O read from source messages. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,7 +135,8 @@ static ax__msg_t *take_saved(ax__fiber_t *f, match_fn match, const void *arg) {
  * Each core lists its fibers in the order they last parked; once a fiber
  * has waited FIBER_TRIM_NS and its core is idle, the pages below its
  * frames go back to the kernel (ax__coro_trim), one madvise per fiber
- * and wait.  A fiber that runs and parks again moves to the list's end.
+ * and wait.  A fiber that runs and parks again keeps its place with a new
+ * time; the trim moves it to the list's end when it gets there.
  */
 
 /* As long as an empty pool span waits (AX__PURGE_NS): what a burst used
@@ -518,6 +520,58 @@ int ax_recv_reply(ax_actor_t *self, uint64_t req, int64_t deadline, const ax_msg
   if (msg == NULL || req == 0)
     return -EINVAL;
   return recv_common(self, match_req, &req, deadline, msg);
+}
+
+/* ax_call's wait: the reply to req, or the DOWN of the monitor mon. */
+typedef struct call_wait {
+  uint64_t req, mon;
+} call_wait_t;
+
+static bool match_down(const ax__msg_t *m, const void *arg) {
+  uint64_t id;
+  if (m->m.type != AX_MSG_DOWN || m->sys != AX__SYS_DOWN || m->m.size != sizeof(ax_down_t))
+    return false;
+  memcpy(&id, (const char *)m->m.data + offsetof(ax_down_t, id), sizeof id);
+  return id == *(const uint64_t *)arg;
+}
+
+static bool match_call(const ax__msg_t *m, const void *arg) {
+  const call_wait_t *w = arg;
+  return (m->m.req == w->req && m->sys != AX__SYS_DOWN) || match_down(m, &w->mon);
+}
+
+int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
+            int64_t deadline, const ax_msg_t **reply) {
+  ax__fiber_t *f = running(self);
+  if (f == NULL)
+    return -EPERM;
+  if (reply == NULL || to == self->ref)
+    return -EINVAL; /* a call to itself could never be answered */
+  /* Watched from before the request leaves: a target that stops before it
+   * answers (or was gone already) ends the wait with its DOWN. */
+  call_wait_t w;
+  int rc = ax_monitor(self, to, &w.mon);
+  if (rc < 0)
+    return rc;
+  rc = ax_request(self, to, type, data, size, &w.req);
+  if (rc < 0) { /* -ESRCH for a target gone already: its DOWN is dropped with the monitor */
+    (void)ax_demonitor(self, w.mon);
+    return rc;
+  }
+  const ax_msg_t *m;
+  rc = recv_common(self, match_call, &w, deadline, &m);
+  if (rc == 0 && match_down(AX_CONTAINER_OF(m, ax__msg_t, m), &w.mon))
+    return -ESRCH; /* the monitor is spent with its DOWN */
+  /* The monitor goes.  Its DOWN, if the target stopped meanwhile, may be
+   * among the messages the fiber keeps aside already: dropped there. */
+  if (ax_demonitor(self, w.mon) == -ENOENT) {
+    ax__msg_t *down = f->scount != 0 ? take_saved(f, match_down, &w.mon) : NULL;
+    if (down != NULL)
+      ax__msg_unkeep(self, down);
+  }
+  if (rc == 0)
+    *reply = m;
+  return rc;
 }
 
 int ax_recv_match(ax_actor_t *self, ax_match_fn match, void *arg, int64_t deadline,

@@ -1606,6 +1606,68 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
+/* ax_call: a reply comes back; a target that ignores the request runs
+ * into the deadline; one that fails before replying ends the wait at
+ * once with -ESRCH (it used to take the whole deadline with ax_request
+ * and ax_recv_reply); a dead one is -ESRCH; one that replies and then
+ * fails leaves no DOWN behind; the fiber's other messages stay queued. */
+enum { CALL_ECHO = AX_MSG_USER + 70, CALL_IGNORE, CALL_DIE, CALL_ECHO_DIE, CALL_REPLY,
+       CALL_OTHER };
+
+static int call_server(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == CALL_ECHO || m->type == CALL_ECHO_DIE)
+    (void)ax_reply(self, m, CALL_REPLY, m->data, m->size);
+  if (m->type == CALL_DIE || m->type == CALL_ECHO_DIE)
+    return -EIO;
+  return 0;
+}
+
+typedef struct call_test {
+  fib_t f;
+  ax_ref_t server[3];
+} call_test_t;
+
+static int call_fiber(ax_actor_t *self, void *arg) {
+  call_test_t *c = arg;
+  fib_t *f = &c->f;
+  const ax_msg_t *r;
+  FCHECK_EQ(f, ax_send(ax_self(self), CALL_OTHER, NULL, 0), 0); /* waits its turn */
+  FCHECK_EQ(f, ax_call(self, c->server[0], CALL_ECHO, "hi", 2, ax_deadline(LONG_WAIT), &r), 0);
+  FCHECK_EQ(f, r->type, CALL_REPLY);
+  FCHECK(f, r->size == 2 && memcmp(r->data, "hi", 2) == 0);
+  FCHECK_EQ(f, ax_call(self, c->server[0], CALL_IGNORE, NULL, 0, ax_deadline(50 * MSEC), &r),
+            -ETIMEDOUT);
+  int64_t t0 = ax_now();
+  FCHECK_EQ(f, ax_call(self, c->server[0], CALL_DIE, NULL, 0, ax_deadline(LONG_WAIT), &r),
+            -ESRCH);
+  FCHECK(f, ax_now() - t0 < LONG_WAIT / 2);
+  FCHECK_EQ(f, ax_call(self, c->server[0], CALL_ECHO, "x", 1, ax_deadline(LONG_WAIT), &r),
+            -ESRCH); /* gone */
+  FCHECK_EQ(f, ax_call(self, c->server[1], CALL_ECHO_DIE, "y", 1, ax_deadline(LONG_WAIT), &r), 0);
+  FCHECK_EQ(f, r->type, CALL_REPLY);
+  FCHECK_EQ(f, ax_call(self, AX_REF_NONE, CALL_ECHO, NULL, 0, AX_FOREVER, &r), -EINVAL);
+  FCHECK_EQ(f, ax_call(self, ax_self(self), CALL_ECHO, NULL, 0, AX_FOREVER, &r), -EINVAL);
+  FCHECK_EQ(f, ax_call(self, c->server[2], CALL_ECHO, NULL, 0, AX_FOREVER, NULL), -EINVAL);
+  /* What is left: the message sent before the calls, and no DOWN. */
+  FCHECK_EQ(f, ax_recv(self, ax_deadline(LONG_WAIT), &r), 0);
+  FCHECK_EQ(f, r->type, CALL_OTHER);
+  FCHECK_EQ(f, ax_recv(self, ax_deadline(100 * MSEC), &r), -ETIMEDOUT);
+  return 0;
+}
+
+START_TEST(test_fiber_call) {
+  ax_rt_t *rt = rt_new();
+  static call_test_t c;
+  fib_init(&c.f);
+  for (int i = 0; i < 3; i++) /* on the other core, and on the fiber's own */
+    c.server[i] = test_spawn(rt, call_server, NULL, AX_PLACE_CORE, i == 1 ? 0 : 1, NULL, NULL);
+  spawn_fiber(rt, call_fiber, &c.f, 0, 0);
+  fib_wait(&c.f, 20000);
+  ck_assert_int_eq(ax_call(NULL, c.server[2], CALL_ECHO, NULL, 0, 0, NULL), -EPERM);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *fiber_suite(void) {
   Suite *suite = suite_create("fiber");
 
@@ -1614,6 +1676,7 @@ static Suite *fiber_suite(void) {
   tcase_add_test(tc, test_fiber_ping_pong);
   tcase_add_test(tc, test_fiber_selective_receive);
   tcase_add_test(tc, test_fiber_msg_take);
+  tcase_add_test(tc, test_fiber_call);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("deadlines");

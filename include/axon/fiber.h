@@ -137,6 +137,22 @@ AX_API int ax_recv_type(ax_actor_t *self, uint32_t type, int64_t deadline,
 AX_API int ax_recv_reply(ax_actor_t *self, uint64_t req, int64_t deadline,
                          const ax_msg_t **msg);
 
+/* Request and reply in one call, Erlang's gen_server:call: monitors `to`,
+ * sends it the request (ax_request: type, a copy of data) and waits for
+ * its reply (the message whose req is the request's id, sent with
+ * ax_reply), the other messages staying queued in order.  A target that
+ * stops before it replies, or did not exist, ends the wait at once with
+ * -ESRCH instead of the deadline (its DOWN is taken; use ax_monitor and
+ * ax_request yourself for the reason).  The monitor is gone when the call
+ * returns, its DOWN with it.  Stores the reply in *reply (valid until the
+ * fiber's next waiting call).  Returns 0.  Errors: -ESRCH, -ETIMEDOUT,
+ * -ECANCELED, -EPERM (self NULL or not the calling fiber), -EINVAL (reply
+ * NULL, to AX_REF_NONE, self, a port's reference or an actor of another runtime,
+ * type 0, size over AX_MSG_MAX), -EAGAIN (to's mailbox is full:
+ * mailbox_max), -ENOMEM. */
+AX_API int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
+                   int64_t deadline, const ax_msg_t **reply);
+
 /* A predicate for ax_recv_match: true for the message wanted.  It runs on
  * the fiber's core, on the scheduler's stack: it must not wait or send. */
 typedef bool (*ax_match_fn)(const ax_msg_t *msg, void *arg);
