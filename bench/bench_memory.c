@@ -601,25 +601,16 @@ static int echo_fiber(ax_actor_t *self, void *arg) {
   }
 }
 
-static int fiber_handoff(ax_actor_t *self, const ax_msg_t *m) {
-  if (m->type != AX_MSG_GIVEN)
-    return 0;
-  ax_fiber_opts_t fo = {.placement = AX_PLACE_LOCAL};
-  ax_ref_t f;
-  BENCH_AX(ax_spawn_fiber(ax_actor_rt(self), echo_fiber, NULL, &fo, &f));
-  BENCH_AX(ax_stream_give(((const ax_stream_ev_t *)m->data)->stream, f));
-  return AX_STOP;
-}
-
 /* Serves until SIGTERM, which the runtime claims and turns into a stop. */
 static void serve_axon(bool fibers) {
   ax_rt_t *rt;
   ax_rt_opts_t ro = {.flags = AX_RT_KEEP_ALIVE};
   BENCH_AX(ax_rt_new(&ro, &rt));
   BENCH_AX(ax_rt_start(rt));
-  ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY}};
+  ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY},
+                       .fiber = fibers ? echo_fiber : NULL}; /* fiber sessions */
   ax_server_t *srv;
-  BENCH_AX(ax_tcp_serve(rt, "127.0.0.1:0", fibers ? fiber_handoff : echo_session, &so, &srv));
+  BENCH_AX(ax_tcp_serve(rt, "127.0.0.1:0", fibers ? NULL : echo_session, &so, &srv));
   int port = ax_server_port(srv);
   BENCH_AX(port);
   uint16_t p16 = (uint16_t)port;

@@ -23,8 +23,8 @@
  *          actor per connection; the session echoes each AX_MSG_DATA with
  *          ax_stream_write and stops on AX_MSG_CLOSED (default options
  *          but AX_STREAM_NODELAY)
- *   fiber  the same server, but each session hands its stream to a fiber
- *          (spawned on its core) that loops ax_stream_read and
+ *   fiber  the same server with fiber sessions (opts.fiber): each
+ *          connection's fiber, on its core, loops ax_stream_read and
  *          ax_stream_write: straight-line code against the handler's
  *          (target: server CPU per round trip <= 1.10x axon's)
  *   uring  the axon server with every core's loop on the io_uring backend
@@ -757,8 +757,8 @@ static int ax_session(ax_actor_t *self, const ax_msg_t *m) {
   }
 }
 
-/* The fiber server: the session hands its stream to a fiber of its core
- * and stops; the fiber echoes with blocking-style calls. */
+/* The fiber server: ax_tcp_serve's fiber sessions (opts.fiber), each of
+ * which echoes with blocking-style calls. */
 static int fiber_session(ax_actor_t *self, void *arg) {
   (void)arg;
   bench_echo_stats_t *st = &ax_counts[ax_core(self)].st;
@@ -781,16 +781,6 @@ static int fiber_session(ax_actor_t *self, void *arg) {
   }
 }
 
-static int fiber_handoff(ax_actor_t *self, const ax_msg_t *m) {
-  if (m->type != AX_MSG_GIVEN)
-    return 0;
-  ax_fiber_opts_t fo = {.placement = AX_PLACE_LOCAL};
-  ax_ref_t f;
-  BENCH_AX(ax_spawn_fiber(ax_actor_rt(self), fiber_session, NULL, &fo, &f));
-  BENCH_AX(ax_stream_give(((const ax_stream_ev_t *)m->data)->stream, f));
-  return AX_STOP;
-}
-
 static void serve_axon(int pipe_fd, int n, bool fibers, ax_backend_t backend, srv_report_t *rep) {
   ax_rt_t *rt;
   /* Core i is pinned to the i-th CPU of the affinity mask, which
@@ -798,9 +788,10 @@ static void serve_axon(int pipe_fd, int n, bool fibers, ax_backend_t backend, sr
   ax_rt_opts_t ro = {.cores = (unsigned)n, .flags = AX_RT_KEEP_ALIVE, .backend = backend};
   BENCH_AX(ax_rt_new(&ro, &rt));
   BENCH_AX(ax_rt_start(rt));
-  ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY}};
+  ax_serve_opts_t so = {.stream = {.flags = AX_STREAM_NODELAY},
+                       .fiber = fibers ? fiber_session : NULL};
   ax_server_t *srv;
-  BENCH_AX(ax_tcp_serve(rt, "127.0.0.1:0", fibers ? fiber_handoff : ax_session, &so, &srv));
+  BENCH_AX(ax_tcp_serve(rt, "127.0.0.1:0", fibers ? NULL : ax_session, &so, &srv));
   int port = ax_server_port(srv);
   BENCH_AX(port);
   uint16_t p16 = (uint16_t)port;

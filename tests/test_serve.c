@@ -421,6 +421,73 @@ START_TEST(test_serve_session_state) {
 }
 END_TEST
 
+/* Fiber sessions (opts.fiber): each connection's fiber takes its stream
+ * from AX_MSG_GIVEN and echoes lines with the fiber stream calls; its
+ * block was filled by session_init before the fiber ran, and is freed
+ * after its terminate hook.  Exactly one of session and opts.fiber. */
+static int fiber_session(ax_actor_t *self, void *state) {
+  conn_state_t *cs = state;
+  if (cs->magic != shared_st.magic) /* session_init ran first */
+    atomic_fetch_add(&shared_st.bad, 1);
+  const ax_msg_t *m;
+  int rc = ax_recv_type(self, AX_MSG_GIVEN, ax_deadline(10 * AX_NSEC_PER_SEC), &m);
+  if (rc < 0)
+    return rc;
+  cs->stream = ((const ax_stream_ev_t *)m->data)->stream;
+  atomic_fetch_add(&shared_st.nsessions, 1);
+  char line[64];
+  ssize_t n;
+  while ((n = ax_stream_read_until(cs->stream, line, sizeof line, '\n', AX_FOREVER)) > 0)
+    if ((rc = ax_stream_write_all(cs->stream, line, (size_t)n, AX_FOREVER)) < 0)
+      break;
+  ax_stream_close(cs->stream);
+  return n < 0 ? (int)n : 0;
+}
+
+START_TEST(test_serve_fiber_sessions) {
+  memset(&shared_st, 0, sizeof shared_st);
+  shared_st.magic = 777;
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_serve_opts_t o = {.state = &shared_st,
+                       .session_size = sizeof(conn_state_t),
+                       .session_init = conn_init,
+                       .terminate = conn_end,
+                       .fiber = fiber_session};
+  ax_server_t *srv = NULL;
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", NULL, &o, &srv), 0);
+  int port = ax_server_port(srv), fds[CONNS];
+  for (int i = 0; i < CONNS; i++)
+    fds[i] = connect_port(port);
+  for (int i = 0; i < CONNS; i++) {
+    char want[32], got[32];
+    int len = snprintf(want, sizeof want, "hello %d\n", i);
+    ck_assert_int_eq(write(fds[i], want, (size_t)len), len);
+    ssize_t have = 0;
+    while (have < len) {
+      ssize_t r = read(fds[i], got + have, sizeof got - (size_t)have);
+      ck_assert_int_gt(r, 0);
+      have += r;
+    }
+    ck_assert_int_eq(memcmp(got, want, (size_t)len), 0);
+  }
+  ck_assert_int_eq(atomic_load(&shared_st.nsessions), CONNS);
+  ck_assert_int_eq(atomic_load(&shared_st.inits), CONNS);
+  for (int i = 0; i < CONNS; i++)
+    close(fds[i]);
+  TEST_WAIT_UNTIL(atomic_load(&shared_st.freed) == CONNS, 10000);
+  ck_assert_int_eq(atomic_load(&shared_st.bad), 0);
+  ck_assert_int_eq(ax_server_close(srv), 0);
+  /* Both, neither, and a stack fibers refuse. */
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", conn_session, &o, &srv), -EINVAL);
+  ax_serve_opts_t none = {.session_size = 8};
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", NULL, &none, &srv), -EINVAL);
+  ax_serve_opts_t small = {.fiber = fiber_session, .fiber_stack = 100};
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", NULL, &small, &srv), -EINVAL);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("close");
@@ -442,6 +509,7 @@ static Suite *serve_suite(void) {
   tc = tcase_create("session");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_serve_session_state);
+  tcase_add_test(tc, test_serve_fiber_sessions);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -10,6 +10,7 @@
 
 #include "actors/io/addr.h"
 #include "actors/io/stream.h"
+#include "axon/fiber.h"
 #include "actors/io/tcp.h"
 
 /*
@@ -49,6 +50,7 @@ typedef struct ax__session_hdr {
   ax_terminate_t terminate;
   void (*init)(ax_actor_t *self, void *shared);
   void *shared;
+  int (*fiber)(ax_actor_t *self, void *state); /* a fiber session's function */
 } ax__session_hdr_t;
 
 /* The header rounded up so the block after it is aligned for any type. */
@@ -72,6 +74,15 @@ static void session_block_free(ax_actor_t *self, int reason) {
   free(h);
 }
 
+/* A fiber session with a block of its own: session_init first, as the
+ * init hook of a handler session, then the user's function. */
+static int session_fiber(ax_actor_t *self, void *state) {
+  ax__session_hdr_t *h = session_hdr(self);
+  if (h->init != NULL)
+    h->init(self, h->shared);
+  return h->fiber(self, state);
+}
+
 static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
   ax__acceptor_t *acc = ax_state(self);
   if (m->type != AX_MSG_ACCEPT)
@@ -87,13 +98,22 @@ static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
       ax_stream_close(a->stream); /* no state for it: the connection is refused */
       return 0;
     }
-    *h = (ax__session_hdr_t){srv->opts.terminate, srv->opts.session_init, srv->opts.state};
+    *h = (ax__session_hdr_t){srv->opts.terminate, srv->opts.session_init, srv->opts.state,
+                             srv->opts.fiber};
     state = (char *)h + SESSION_HDR;
     so.init = session_block_init;
     so.terminate = session_block_free;
   }
   ax_ref_t session;
-  int rc = ax_spawn(ax_actor_rt(self), srv->session, state, &so, &session);
+  int rc;
+  if (srv->opts.fiber != NULL) {
+    ax_fiber_opts_t fo = {.placement = AX_PLACE_LOCAL, .terminate = so.terminate,
+                          .stack_size = srv->opts.fiber_stack};
+    rc = ax_spawn_fiber(ax_actor_rt(self), h != NULL ? session_fiber : srv->opts.fiber, state,
+                        &fo, &session);
+  } else {
+    rc = ax_spawn(ax_actor_rt(self), srv->session, state, &so, &session);
+  }
   if (rc < 0) {
     free(h);
     ax__stream_abort(a->stream); /* no session: the connection is refused (reset) */
@@ -179,8 +199,10 @@ int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
                  const ax_serve_opts_t *opts, ax_server_t **out) {
   ax_serve_opts_t o = opts != NULL ? *opts : (ax_serve_opts_t){0};
   ax_stream_opts_t so;
-  if (rt == NULL || session == NULL || out == NULL || ax__stream_opts(&o.stream, &so) < 0 ||
-      (o.session_init != NULL && o.session_size == 0) || o.session_size > SIZE_MAX / 2)
+  if (rt == NULL || (session == NULL) == (o.fiber == NULL) || out == NULL ||
+      ax__stream_opts(&o.stream, &so) < 0 || (o.session_init != NULL && o.session_size == 0) ||
+      o.session_size > SIZE_MAX / 2 ||
+      (o.fiber_stack != 0 && (o.fiber_stack < AX_FIBER_STACK_MIN || o.fiber_stack > ((size_t)1 << 30))))
     return -EINVAL;
   unsigned n = ax_rt_cores(rt);
   if (o.cores != 0 && o.cores < n)

@@ -312,6 +312,14 @@ typedef struct ax_serve_opts {
   /* With session_size: runs on the session's core before its first
    * message (AX_MSG_GIVEN), with `shared` = opts.state; fills the block. */
   void (*session_init)(ax_actor_t *self, void *shared);
+  /* Sessions as fibers (<axon/fiber.h>), with ax_tcp_serve's session NULL:
+   * each connection gets a fiber running fiber(self, state), state as
+   * above, whose first message is AX_MSG_GIVEN with the stream (take it
+   * with ax_recv_type(self, AX_MSG_GIVEN, ...)).  session_init runs in the
+   * fiber before fiber does; terminate is the fiber's terminate hook.  The
+   * fiber's return value is its stop reason, as for any fiber. */
+  int (*fiber)(ax_actor_t *self, void *state);
+  size_t fiber_stack; /* each fiber's stack (0: the default, 64 KiB) */
 } ax_serve_opts_t;
 
 /* Listens on addr with one listener per core on one port, so the kernel
@@ -324,8 +332,10 @@ typedef struct ax_serve_opts {
  * SO_REUSEPORT group later gets none of its connections.  Any thread,
  * before or after ax_rt_start (sockets listen at once; connections wait in
  * the backlog until the cores run), so it combines with ax_rt_run.
+ * With opts->fiber, session is NULL and each session is a fiber instead.
  * Errors: -EINVAL (NULL argument, bad address or options, session_init
- * without session_size, session_size over SIZE_MAX / 2), -EADDRINUSE,
+ * without session_size, session_size over SIZE_MAX / 2, both or neither
+ * of session and opts->fiber, a fiber_stack ax_spawn_fiber refuses), -EADDRINUSE,
  * -EACCES, -ESHUTDOWN (the runtime is stopping), -ENOMEM, ... */
 AX_API int ax_tcp_serve(ax_rt_t *rt, const char *addr, ax_behaviour_t session,
                         const ax_serve_opts_t *opts, ax_server_t **out);
