@@ -463,17 +463,20 @@ END_TEST
  * used to read nothing and be called again at once, forever (recvmmsg is
  * interposed to count its calls). */
 static atomic_ulong recvmmsg_calls;
+static int (*real_recvmmsg)(int, struct mmsghdr *, unsigned, int, struct timespec *);
+
+/* Resolved before any thread runs: the cores call it at once. */
+__attribute__((constructor)) static void find_recvmmsg(void) {
+  real_recvmmsg = (int (*)(int, struct mmsghdr *, unsigned, int, struct timespec *))dlsym(
+      RTLD_NEXT, "recvmmsg");
+}
 
 __attribute__((visibility("default"))) int recvmmsg(int fd, struct mmsghdr *v, unsigned n,
                                                     int flags, struct timespec *t);
 __attribute__((visibility("default"))) int recvmmsg(int fd, struct mmsghdr *v, unsigned n,
                                                     int flags, struct timespec *t) {
-  static int (*real)(int, struct mmsghdr *, unsigned, int, struct timespec *);
-  if (real == NULL)
-    real = (int (*)(int, struct mmsghdr *, unsigned, int, struct timespec *))dlsym(RTLD_NEXT,
-                                                                                   "recvmmsg");
   atomic_fetch_add(&recvmmsg_calls, 1);
-  return real(fd, v, n, flags, t);
+  return real_recvmmsg(fd, v, n, flags, t);
 }
 
 enum { ERRQ_SEND = AX_MSG_USER + 50, ERRQ_RESEND };

@@ -500,13 +500,17 @@ static atomic_int watched_fd = -1, double_closes;
 
 /* Exported (the build hides symbols by default), so that it takes the
  * place of libc's for the library. */
+static int (*real_close)(int);
+
+/* Resolved before any thread runs (the cores close fds too). */
+__attribute__((constructor)) static void find_close(void) {
+  real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+}
+
 __attribute__((visibility("default"))) int close(int fd) {
-  static int (*real)(int);
-  if (real == NULL)
-    real = (int (*)(int))dlsym(RTLD_NEXT, "close");
   if (fd >= 0 && fd == atomic_load(&watched_fd) && fcntl(fd, F_GETFD) < 0)
     atomic_fetch_add(&double_closes, 1);
-  return real(fd);
+  return real_close(fd);
 }
 
 static int close_then_stop(ax_actor_t *self, const ax_msg_t *m) {
