@@ -60,6 +60,10 @@ typedef struct ax__fiber {
   ax__msg_t *got;   /* the matching message the behaviour hands in */
   int wake;         /* why it was resumed: 0 (got), -ETIMEDOUT, -ECANCELED */
   ax__msg_t *held;  /* the message the last call returned, given back at the next */
+  /* Requests of ax_call calls that returned without their reply: a reply
+   * that comes later is dropped, not received (the last four). */
+  uint64_t late[4];
+  uint8_t nlate, late_next;
   /* kept messages nobody asked for yet, oldest first: a ring */
   ax__msg_t **saved;
   uint32_t shead, scount, scap; /* scap: 0 or a power of two */
@@ -266,9 +270,25 @@ static void resume(ax__fiber_t *f, int wake) {
 
 static void fiber_entry(void *arg);
 
+/* Whether req is one of f's abandoned calls (ax_call): then it is no
+ * longer, and its reply is dropped. */
+static bool late_reply(ax__fiber_t *f, uint64_t req) {
+  for (unsigned i = 0; i < sizeof f->late / sizeof f->late[0]; i++) {
+    if (f->late[i] == req) {
+      f->late[i] = 0;
+      f->nlate--;
+      return true;
+    }
+  }
+  return false;
+}
+
 int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
   ax__fiber_t *f = fiber_of(a);
   ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
+  /* A reply to an ax_call that gave up on it: nobody asks for it. */
+  if (__builtin_expect(f->nlate != 0, 0) && msg->req != 0 && late_reply(f, msg->req))
+    return verdict(f);
   /* The fiber's own messages come from itself (a source's from nobody). */
   if (__builtin_expect(msg->type >= AX__FIBER_START && msg->type <= AX__FIBER_POLL &&
                            msg->from == a->ref,
@@ -547,6 +567,11 @@ int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size
     return -EPERM;
   if (reply == NULL || to == self->ref)
     return -EINVAL; /* a call to itself could never be answered */
+  /* Stopped: nothing is sent (its side effects would come for nothing). */
+  if (f->cancelled || atomic_load_explicit(&self->stop_req, memory_order_acquire) != 0) {
+    f->cancelled = true;
+    return -ECANCELED;
+  }
   /* Watched from before the request leaves: a target that stops before it
    * answers (or was gone already) ends the wait with its DOWN. */
   call_wait_t w;
@@ -560,14 +585,21 @@ int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size
   }
   const ax_msg_t *m;
   rc = recv_common(self, match_call, &w, deadline, &m);
-  if (rc == 0 && match_down(AX_CONTAINER_OF(m, ax__msg_t, m), &w.mon))
+  bool down = rc == 0 && match_down(AX_CONTAINER_OF(m, ax__msg_t, m), &w.mon);
+  if (rc < 0 || down) { /* a reply that still comes is dropped on arrival */
+    unsigned slot = f->late_next++ % (sizeof f->late / sizeof f->late[0]);
+    if (f->late[slot] == 0)
+      f->nlate++;
+    f->late[slot] = w.req;
+  }
+  if (down)
     return -ESRCH; /* the monitor is spent with its DOWN */
   /* The monitor goes.  Its DOWN, if the target stopped meanwhile, may be
    * among the messages the fiber keeps aside already: dropped there. */
   if (ax_demonitor(self, w.mon) == -ENOENT) {
-    ax__msg_t *down = f->scount != 0 ? take_saved(f, match_down, &w.mon) : NULL;
-    if (down != NULL)
-      ax__msg_unkeep(self, down);
+    ax__msg_t *kept = f->scount != 0 ? take_saved(f, match_down, &w.mon) : NULL;
+    if (kept != NULL)
+      ax__msg_unkeep(self, kept);
   }
   if (rc == 0)
     *reply = m;

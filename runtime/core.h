@@ -330,7 +330,12 @@ static inline bool ax__ref_other_rt(const ax_rt_t *rt, ax_ref_t ref) {
   return ax__ref_rt(ref) != rt->index && ax__rt_lookup(ax__ref_rt(ref)) != NULL;
 }
 
-/* A fresh id (timers, monitors, requests).  Owner core. */
+/* A fresh id (timers, monitors, requests), never 0.  Owner core.  Ids of
+ * different cores and runtimes differ too: they count up from
+ * AX__ID_BASE(rt, core), so a reply is never taken for the answer to a
+ * request of another core that happens to have the same count. */
+#define AX__ID_BASE(rt_index, core_index) \
+  (((uint64_t)(rt_index) << 60) | ((uint64_t)(core_index) << 52))
 static inline uint64_t ax__core_next_id(ax__core_t *c) { return ++c->next_id; }
 
 /* Whether ax_rt_stop was called on rt.  ax_send and ax_send_owned from a

@@ -1043,7 +1043,7 @@ typedef struct fib {
   int pid;
 } fib_t;
 
-enum { FIB_WAIT, FIB_LINES, FIB_RECEIVED, FIB_CLOSE_SAVED, FIB_CANCEL, FIB_GROUP };
+enum { FIB_WAIT, FIB_LINES, FIB_RECEIVED, FIB_CLOSE_SAVED, FIB_CANCEL, FIB_GROUP, FIB_GROUP_LEFT };
 
 static int fib_main(ax_actor_t *self, void *arg) {
   fib_t *t = arg;
@@ -1129,9 +1129,14 @@ static int fib_main(ax_actor_t *self, void *arg) {
     t->rc[1] = ax_process_wait(p, AX_FOREVER, &t->ex[0]);
     break; /* p is closed as the fiber returns: its child is killed */
   }
-  case FIB_GROUP: {
-    /* A shell job: the shell starts a sleep, says its pid and waits. */
-    const char *argv[] = {"sh", "-c", "sleep 30 & echo $!; wait", NULL};
+  case FIB_GROUP:
+  case FIB_GROUP_LEFT: {
+    /* A shell job: the shell starts a sleep, says its pid and waits (or,
+     * FIB_GROUP_LEFT, exits at once and leaves the sleep behind). */
+    const char *argv[] = {"sh", "-c",
+                          t->scenario == FIB_GROUP ? "sleep 30 & echo $!; wait"
+                                                   : "sleep 30 & echo $!; exit 0",
+                          NULL};
     o.out = AX_STDIO_PIPE;
     o.kill_signal = SIGTERM;
     o.new_group = true;
@@ -1145,6 +1150,8 @@ static int fib_main(ax_actor_t *self, void *arg) {
     if (n > 0)
       t->line[0][n] = '\0';
     t->pid = (int)strtol(t->line[0], NULL, 10);
+    if (t->scenario == FIB_GROUP_LEFT) /* the shell has ended: its group lives on */
+      t->rc[5] = ax_process_wait(p, ax_deadline(10 * AX_NSEC_PER_SEC), &t->ex[0]);
     t->rc[2] = ax_process_kill(p, 0); /* the group can be signalled */
     t->rc[3] = ax_stream_close(out);
     t->rc[4] = ax_process_close(p); /* SIGTERM to the whole group */
@@ -1242,19 +1249,31 @@ END_TEST
 /* With new_group, kill_signal reaches what the child started: a shell's
  * sleep ends with the shell when the handle is closed.  Without it, only
  * the shell got the signal and the sleep ran on. */
-START_TEST(test_process_group_kill) {
+static void group_kill(int scenario) {
   fib_t t;
-  fib_run(&t, FIB_GROUP);
+  fib_run(&t, scenario);
   ck_assert_int_eq(t.rc[0], 0);
   ck_assert_int_gt(t.rc[1], 0);
   ck_assert_int_gt(t.pid, 1);
   ck_assert_int_eq(t.rc[2], 0);
   ck_assert_int_eq(t.rc[3], 0);
   ck_assert_int_eq(t.rc[4], 0);
+  if (scenario == FIB_GROUP_LEFT) {
+    ck_assert_int_eq(t.rc[5], 0);
+    ck_assert_int_eq(t.ex[0].code, 0);
+  }
   /* Gone, or a zombie of whoever adopted it (a container's init may not
    * reap): not running. */
   TEST_WAIT_UNTIL(proc_state(t.pid) == 0 || proc_state(t.pid) == 'Z', 10000);
 }
+
+START_TEST(test_process_group_kill) { group_kill(FIB_GROUP); }
+END_TEST
+
+/* The same when the shell has ended first and left its sleep: the ended
+ * leader is kept a zombie while the handle is open, so its group, which
+ * bears its pid, can still be signalled (kill and close). */
+START_TEST(test_process_group_kill_leader_gone) { group_kill(FIB_GROUP_LEFT); }
 END_TEST
 
 static Suite *process_suite(void) {
@@ -1286,6 +1305,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, test_process_fiber_wait);
   tcase_add_test(tc, test_process_fiber_cancel);
   tcase_add_test(tc, test_process_group_kill);
+  tcase_add_test(tc, test_process_group_kill_leader_gone);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -49,6 +49,10 @@ struct ax_process {
   int kill_signal; /* sent at close while the child runs (0: none) */
   bool group;      /* it leads its own process group: signals go to the group */
   bool reaped;     /* waitid took its status (status holds it) */
+  /* new_group: it ended and status holds how, but it is kept a zombie
+   * until the handle closes, so that its pid, the group's id, cannot be
+   * reused while the handle may still signal the group. */
+  bool held;
   ax_stream_t *stream[3];
   ax__msg_t *exit_msg; /* AX_MSG_EXIT, made at the spawn, posted at the reap */
   ax_process_exit_t status;
@@ -78,9 +82,11 @@ static bool reap(ax_process_t *p) {
     return false;
   siginfo_t si;
   memset(&si, 0, sizeof si);
+  /* A group leader whose handle is open: its status only (WNOWAIT). */
+  bool keep = p->group && !p->src.closed;
   int rc;
   do
-    rc = waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG);
+    rc = waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | (keep ? WNOWAIT : 0));
   while (rc < 0 && errno == EINTR);
   if (rc == 0 && si.si_pid == 0)
     return false; /* still running */
@@ -96,9 +102,20 @@ static bool reap(ax_process_t *p) {
     st->signo = si.si_status;
     st->core_dumped = si.si_code == CLD_DUMPED;
   }
-  p->reaped = true;
+  if (keep && rc == 0)
+    p->held = true; /* reaped by release_held at the close */
+  else
+    p->reaped = true;
   unwatch(p);
   return true;
+}
+
+/* Reaps a group leader kept a zombie (held). */
+static void release_held(ax_process_t *p) {
+  while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  p->held = false;
+  p->reaped = true;
 }
 
 /* The pidfd is readable: the child has ended.  An open process tells its
@@ -140,9 +157,19 @@ static void op_close(ax__src_t *s) {
     ax__msg_free(p->exit_msg);
     p->exit_msg = NULL;
   }
+  if (p->held) { /* the leader ended; what it started may run on */
+    if (p->kill_signal != 0)
+      (void)kill(-p->pid, p->kill_signal);
+    release_held(p);
+    return;
+  }
+  /* A group is signalled before the reap: its leader may have just ended,
+   * leaving the others (its zombie still holds the group's id). */
+  if (p->pidfd >= 0 && p->group && p->kill_signal != 0)
+    (void)send_signal(p, p->kill_signal);
   if (p->pidfd < 0 || reap(p))
     return; /* never started, reaped already, or it just ended */
-  if (p->kill_signal != 0)
+  if (p->kill_signal != 0 && !p->group)
     (void)send_signal(p, p->kill_signal);
   ax__src_linger(s, true);
 }
@@ -391,9 +418,9 @@ int ax_process_kill(ax_process_t *p, int signo) {
   if (p == NULL || signo < 0 || signo > SIGRTMAX)
     return -EINVAL;
   AX__SRC_ASSERT(&p->src);
-  if (p->reaped || p->pidfd < 0)
+  if (p->reaped || (p->pidfd < 0 && !p->held))
     return -ESRCH;
-  return send_signal(p, signo);
+  return send_signal(p, signo); /* a held leader: its group (kill -pgid) */
 }
 
 /* ax_recv_match's test: the AX_MSG_EXIT of the process arg. */
@@ -419,7 +446,7 @@ int ax_process_wait(ax_process_t *p, int64_t deadline, ax_process_exit_t *out) {
   AX__SRC_ASSERT(&p->src);
   /* Once reaped, its AX_MSG_EXIT is queued or was received already: look
    * without waiting, and fall back on the status kept here. */
-  bool reaped = p->reaped;
+  bool reaped = p->reaped || p->held; /* ended: its status is known */
   const ax_msg_t *m;
   int rc = ax_recv_match(owner, is_exit_of, p, reaped ? 0 : deadline, &m);
   if (rc == -ETIMEDOUT && reaped) {

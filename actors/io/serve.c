@@ -95,7 +95,7 @@ static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
   if (srv->opts.session_size > 0) {
     h = ax__calloc(1, SESSION_HDR + srv->opts.session_size);
     if (h == NULL) {
-      ax_stream_close(a->stream); /* no state for it: the connection is refused */
+      ax__stream_abort(a->stream); /* no state for it: the connection is refused (reset) */
       return 0;
     }
     *h = (ax__session_hdr_t){srv->opts.terminate, srv->opts.session_init, srv->opts.state,

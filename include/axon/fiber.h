@@ -144,7 +144,10 @@ AX_API int ax_recv_reply(ax_actor_t *self, uint64_t req, int64_t deadline,
  * stops before it replies, or did not exist, ends the wait at once with
  * -ESRCH instead of the deadline (its DOWN is taken; use ax_monitor and
  * ax_request yourself for the reason).  The monitor is gone when the call
- * returns, its DOWN with it.  Stores the reply in *reply (valid until the
+ * returns, its DOWN with it.  A reply that comes after the call returned
+ * without it (-ETIMEDOUT, -ESRCH, -ECANCELED) is dropped on arrival, for
+ * the fiber's last four such calls.  A fiber asked to stop sends nothing
+ * (-ECANCELED).  Stores the reply in *reply (valid until the
  * fiber's next waiting call).  Returns 0.  Errors: -ESRCH, -ETIMEDOUT,
  * -ECANCELED, -EPERM (self NULL or not the calling fiber), -EINVAL (reply
  * NULL, to AX_REF_NONE, self, a port's reference or an actor of another runtime,

@@ -94,8 +94,10 @@ typedef struct ax_process_opts {
   /* The child leads a process group of its own (its pid is the group's
    * id), which what it starts joins: kill_signal and ax_process_kill then
    * signal the whole group, so that a shell's children end with it (a
-   * `sh -c` job).  Out of the terminal's foreground group, it no longer
-   * gets the terminal's Ctrl-C. */
+   * `sh -c` job), also once the child itself has ended: axon then keeps
+   * it a zombie (its AX_MSG_EXIT sent) until the handle closes, so that
+   * its pid, the group's id, is not reused meanwhile.  Out of the
+   * terminal's foreground group, it no longer gets the terminal's Ctrl-C. */
   bool new_group;
 } ax_process_opts_t;
 
@@ -135,8 +137,9 @@ AX_API pid_t ax_process_pid(const ax_process_t *p);
 AX_API ax_stream_t *ax_process_stream(const ax_process_t *p, int fd);
 
 /* Sends signo to the child through its pidfd (never to a process that
- * took over its number), or, with new_group, to its whole process group
- * (the child, not reaped yet, keeps the group's id from being reused).
+ * took over its number), or, with new_group, to its whole process group,
+ * even after the child ended (kept a zombie while the handle is open, it
+ * keeps the group's id from being reused; -ESRCH once no member is left).
  * 0 checks that it can be signalled.  Returns 0.
  * Errors: -EINVAL (NULL, signo out of range), -ESRCH (the child was
  * reaped: its AX_MSG_EXIT is posted), -EPERM. */
