@@ -477,6 +477,11 @@ void ax__ring_flush(ax__core_t *c);
 bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t type,
                            const void *data, uint32_t size, uint64_t req);
 
+/* The calling thread forgets its ring number (its message heap, which
+ * names the ring, goes to another thread: msg.c); a later send takes the
+ * number of the heap it gets then. */
+void ax__fring_forget(void);
+
 /* Delivers m to actor a, whose memory the caller guarantees (its own core,
  * or a reference held under the epoch): into the mailbox when a belongs to
  * the calling thread's core, else through ax__remote_push, where a death

@@ -43,8 +43,15 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t heap_key;
 static _Thread_local thread_heap_t *tls_heap;
 
+/* The heap's thread gives it up (it exits: the key's destructor, on that
+ * thread).  The thread forgets it and its ring first: another thread may
+ * adopt both at once, and a later destructor of this thread that sends
+ * must not use them beside it (it takes a heap of its own again, which
+ * the key's destructor, run once more, gives up in turn). */
 static void abandon(void *arg) {
   thread_heap_t *h = arg;
+  tls_heap = NULL;
+  ax__fring_forget();
   pthread_mutex_lock(&abandoned_lock);
   h->next = abandoned;
   abandoned = h;

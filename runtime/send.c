@@ -127,6 +127,8 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
  * before it first needed one or when it has none. */
 static _Thread_local unsigned tls_ring_no __attribute__((tls_model("initial-exec")));
 
+void ax__fring_forget(void) { tls_ring_no = 0; }
+
 /* The calling thread's ring to core c of rt, made on first use, or NULL:
  * the thread is a core (of another runtime), has no ring number, or no
  * memory for the ring. */

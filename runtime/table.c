@@ -202,20 +202,39 @@ void ax__table_retire(ax__table_t *t, uint32_t index) {
 
 /* Gives unit u's pages back: trim found all its slots free and took
  * them off the free stack.  Returns the bytes given back. */
+/* How many steps generation g is past the table's first, gen_base,
+ * counting through the wrap (generations run 1 .. GEN_MASK, 0 skipped):
+ * the order in which a slot's generations come, which their values do not
+ * keep once one has wrapped. */
+static uint32_t gen_dist(const ax__table_t *t, uint32_t g) {
+  return (g + GEN_MASK - t->gen_base) % GEN_MASK;
+}
+
 static size_t bury_unit(ax__table_t *t, uint32_t u) {
   ax__slot_t *chunk = atomic_load_explicit(&t->chunks[u / AX__UNITS_MAX], memory_order_relaxed);
   uint32_t n = t->unit_slots;
   ax__slot_t *s = slot_at(t, unit_first(t, u));
   /* A free slot's generation is the one its next occupant gets, so the
-   * highest of them is above every generation any reference to this unit
-   * holds (up to wrapping at 2^24, as for any slot). */
-  uint32_t floor = 0;
+   * furthest of them (in the order generations come, not by value: one
+   * may have wrapped) is past every generation a reference to this unit
+   * holds.  Every slot starts there when the unit comes back.  A slot far
+   * behind the furthest would then come back to its old generations within
+   * fewer than half the cycle's reuses: such a unit stays, as it is. */
+  uint32_t floor = 0, far = 0, near = GEN_MASK;
   for (uint32_t i = 0; i < n; i++) {
     uint32_t g = atomic_load_explicit(&s[i].gen, memory_order_relaxed);
-    if (g > floor)
+    if (g == 0)
+      continue;
+    uint32_t d = gen_dist(t, g);
+    if (floor == 0 || d > far) {
+      far = d;
       floor = g;
+    }
+    if (d < near)
+      near = d;
   }
-  if (madvise(s, (size_t)n * sizeof *s, MADV_DONTNEED) != 0) {
+  if (floor == 0 || far - near > GEN_MASK / 2 ||
+      madvise(s, (size_t)n * sizeof *s, MADV_DONTNEED) != 0) {
     push_unit(t, u, 0, 0); /* keep it, free as it was */
     return 0;
   }

@@ -652,6 +652,75 @@ START_TEST(test_port_stop_ends_wait) {
 }
 END_TEST
 
+/* A thread that sends from a pthread key destructor that runs after
+ * axon's own (a key made after the thread's first send): axon has given
+ * the thread's message heap, and its ring to each core, to whichever
+ * thread comes next, and such a thread is sending meanwhile.  Every
+ * message arrives, and nothing is shared (ThreadSanitizer): the exiting
+ * thread takes a heap of its own again.  It used to go on with the heap
+ * it had given away: two threads on one single-producer ring. */
+static _Atomic uint64_t dtor_sent, dtor_got;
+static ax_ref_t dtor_sink;
+static pthread_key_t dtor_key;
+static _Atomic int dtor_go;
+
+static int dtor_sink_fn(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == AX_MSG_USER)
+    atomic_fetch_add(&dtor_got, 1);
+  return 0;
+}
+
+static void dtor_burst(int n) {
+  char buf[64];
+  memset(buf, 7, sizeof buf);
+  for (int i = 0; i < n; i++)
+    if (ax_send(dtor_sink, AX_MSG_USER, buf, i % 2 == 0 ? 8 : sizeof buf) == 0)
+      atomic_fetch_add(&dtor_sent, 1);
+}
+
+static void late_dtor(void *arg) {
+  (void)arg;
+  dtor_burst(3000); /* after axon's destructor gave the heap up */
+}
+
+static void *dtor_exiting(void *arg) {
+  (void)arg;
+  ck_assert_int_eq(pthread_setspecific(dtor_key, (void *)1), 0);
+  dtor_burst(10); /* makes this thread's heap */
+  return NULL;
+}
+
+static void *dtor_adopter(void *arg) {
+  (void)arg;
+  while (atomic_load(&dtor_go) == 0) {
+  }
+  dtor_burst(3000); /* adopts the heap the exiting thread gave up */
+  return NULL;
+}
+
+START_TEST(test_port_sends_from_thread_exit) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  dtor_sink = test_spawn(rt, dtor_sink_fn, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  dtor_burst(1); /* axon's key exists before this test's */
+  ck_assert_int_eq(pthread_key_create(&dtor_key, late_dtor), 0);
+  for (int round = 0; round < 10; round++) {
+    pthread_t a, b;
+    atomic_store(&dtor_go, 0);
+    ck_assert_int_eq(pthread_create(&a, NULL, dtor_exiting, NULL), 0);
+    ck_assert_int_eq(pthread_create(&b, NULL, dtor_adopter, NULL), 0);
+    test_sleep_ms(1);
+    atomic_store(&dtor_go, 1);
+    ck_assert_int_eq(pthread_join(a, NULL), 0);
+    ck_assert_int_eq(pthread_join(b, NULL), 0);
+  }
+  TEST_WAIT_UNTIL(atomic_load(&dtor_got) == atomic_load(&dtor_sent), 20000);
+  pthread_key_delete(dtor_key);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *port_suite(void) {
   Suite *suite = suite_create("port");
 
@@ -676,6 +745,7 @@ static Suite *port_suite(void) {
   tcase_add_test(tc, test_port_many_senders);
   tcase_add_test(tc, test_port_freed);
   tcase_add_test(tc, test_port_free_after_join);
+  tcase_add_test(tc, test_port_sends_from_thread_exit);
   suite_add_tcase(suite, tc);
 
   return suite;

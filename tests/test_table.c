@@ -126,6 +126,49 @@ START_TEST(test_table_trim_partial_units_stay) {
 }
 END_TEST
 
+/* Generations wrap (1 .. 2^23 - 1, then 1 again).  A table whose first
+ * generation is near the top: every slot of a page takes one occupant,
+ * then one slot is reused 20 times and wraps while the others do not; the
+ * page goes back and comes back.  No reference of any of the hot slot's
+ * occupants may name the new one.  The page's floor used to be the
+ * highest value, not the furthest generation: the hot slot came back at
+ * its first occupant's generation. */
+START_TEST(test_table_trim_after_wrap) {
+  const uint32_t top = (1u << AX__REF_GEN_BITS) - 1;
+  ax__table_t t;
+  ax__table_init(&t, top - 8);
+  uint32_t n = t.unit_slots;
+  uint32_t *idx = calloc(n, sizeof *idx), *gen = calloc(n, sizeof *gen);
+  ck_assert(idx && gen);
+  fill(&t, idx, gen, n);
+  empty(&t, idx, n);
+  enum { HOT = 20 };
+  uint32_t hot = 0, old[HOT];
+  for (int k = 0; k < HOT; k++) {
+    int64_t s = ax__table_alloc(&t);
+    ck_assert_int_ge(s, 0);
+    hot = (uint32_t)s;
+    old[k] = atomic_load(&ax__table_slot(&t, hot)->gen);
+    atomic_store(&ax__table_slot(&t, hot)->ptr, (void *)dummy);
+    ax__table_retire(&t, hot);
+    ax__table_free(&t, hot);
+  }
+  ck_assert_uint_lt(old[HOT - 1], old[0]); /* it wrapped */
+  ck_assert_uint_gt(ax__table_trim(&t), 0);
+  fill(&t, idx, gen, n);
+  for (uint32_t i = 0; i < n; i++) {
+    if (idx[i] != hot)
+      continue;
+    for (int k = 0; k < HOT; k++)
+      ck_assert_msg(ax__table_get(&t, hot, old[k]) == NULL,
+                    "occupant %d's reference (generation %u) names the new occupant", k, old[k]);
+  }
+  free(idx);
+  free(gen);
+  ax__table_destroy(&t);
+}
+END_TEST
+
 /* Threads take and free slots while another trims: no slot is lost or
  * handed out twice (run under ThreadSanitizer too). */
 enum { THREADS = 3, ROUNDS = 2000, HOLD = 300, MAX_SLOTS = 1 << 22 };
@@ -214,6 +257,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_table_trim_gives_back_and_revives);
   tcase_add_test(tc, test_table_trim_partial_units_stay);
+  tcase_add_test(tc, test_table_trim_after_wrap);
   tcase_add_test(tc, test_table_trim_concurrent);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);

@@ -32,7 +32,9 @@ typedef struct ax_actor ax_actor_t;
 
 /* A reference to an actor or a port: 64 bits naming its runtime, core, slot
  * and generation.  A reference to a stopped actor stays invalid forever
- * (sends return -ESRCH) until its slot has been reused 2^23 - 1 times (8.4 million). */
+ * (sends return -ESRCH) until its slot has been reused at least 2^22
+ * times (4.2 million; 2^23 - 1 unless the core gave the slot's page back
+ * meanwhile). */
 typedef uint64_t ax_ref_t;
 #define AX_REF_NONE ((ax_ref_t)0)
 
