@@ -334,16 +334,21 @@ int ax_ref_core(ax_ref_t ref) {
   return (int)ax__ref_core(ref);
 }
 
-int ax_request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
-               uint64_t *req) {
+int ax__request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
+                uint64_t bits, uint64_t *req) {
   if (self == NULL)
     return -EINVAL;
   AX__ASSERT_OWNER(self);
-  uint64_t id = ax__core_next_id(self->core);
+  uint64_t id = ax__core_next_id(self->core) | bits;
   int rc = send_copy(to, type, data, size, id);
   if (rc == 0 && req != NULL)
     *req = id;
   return rc;
+}
+
+int ax_request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
+               uint64_t *req) {
+  return ax__request(self, to, type, data, size, 0, req);
 }
 
 int ax_reply(ax_actor_t *self, const ax_msg_t *request, uint32_t type, const void *data,
@@ -351,5 +356,8 @@ int ax_reply(ax_actor_t *self, const ax_msg_t *request, uint32_t type, const voi
   (void)self; /* the sender is whoever runs; self only documents the call site */
   if (request == NULL || request->req == 0)
     return -EINVAL;
-  return send_copy(request->from, type, data, size, request->req);
+  uint64_t req = request->req;
+  if (req & AX__ID_CALL)
+    req |= AX__ID_REPLY; /* the answer to an ax_call (fiber.c) */
+  return send_copy(request->from, type, data, size, req);
 }

@@ -98,6 +98,11 @@ typedef struct ax__spawn_extra {
   uint32_t first_type;
 } ax__spawn_extra_t;
 
+/* ax_request with `bits` (AX__ID_CALL or 0) set in the request's id.
+ * actor.c. */
+int ax__request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
+                uint64_t bits, uint64_t *req);
+
 /* ax_spawn, with x (NULL: a plain actor).  actor.c. */
 int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
               const ax__spawn_extra_t *x, ax_ref_t *ref);

@@ -60,10 +60,10 @@ typedef struct ax__fiber {
   ax__msg_t *got;   /* the matching message the behaviour hands in */
   int wake;         /* why it was resumed: 0 (got), -ETIMEDOUT, -ECANCELED */
   ax__msg_t *held;  /* the message the last call returned, given back at the next */
-  /* Requests of ax_call calls that returned without their reply: a reply
-   * that comes later is dropped, not received (the last four). */
-  uint64_t late[4];
-  uint8_t nlate, late_next;
+  /* The reply ax_call waits for (its request's id with AX__ID_REPLY), 0
+   * outside a call: any other reply to a call of this fiber comes after
+   * its call returned, and is dropped on arrival. */
+  uint64_t call_reply;
   /* kept messages nobody asked for yet, oldest first: a ring */
   ax__msg_t **saved;
   uint32_t shead, scount, scap; /* scap: 0 or a power of two */
@@ -270,24 +270,19 @@ static void resume(ax__fiber_t *f, int wake) {
 
 static void fiber_entry(void *arg);
 
-/* Whether req is one of f's abandoned calls (ax_call): then it is no
- * longer, and its reply is dropped. */
-static bool late_reply(ax__fiber_t *f, uint64_t req) {
-  for (unsigned i = 0; i < sizeof f->late / sizeof f->late[0]; i++) {
-    if (f->late[i] == req) {
-      f->late[i] = 0;
-      f->nlate--;
-      return true;
-    }
-  }
-  return false;
+/* Whether req is the id of a reply to one of f's ax_call calls that
+ * returned without it (a fiber waits in one call at a time; the ids are
+ * the fiber core's, which no other core's requests share). */
+static inline bool late_reply(const ax__fiber_t *f, uint64_t req) {
+  return (req & (AX__ID_CALL | AX__ID_REPLY)) == (AX__ID_CALL | AX__ID_REPLY) &&
+         req != f->call_reply;
 }
 
 int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
   ax__fiber_t *f = fiber_of(a);
   ax__msg_t *m = AX_CONTAINER_OF(msg, ax__msg_t, m);
   /* A reply to an ax_call that gave up on it: nobody asks for it. */
-  if (__builtin_expect(f->nlate != 0, 0) && msg->req != 0 && late_reply(f, msg->req))
+  if (__builtin_expect(late_reply(f, msg->req), 0))
     return verdict(f);
   /* The fiber's own messages come from itself (a source's from nobody). */
   if (__builtin_expect(msg->type >= AX__FIBER_START && msg->type <= AX__FIBER_POLL &&
@@ -557,7 +552,8 @@ static bool match_down(const ax__msg_t *m, const void *arg) {
 
 static bool match_call(const ax__msg_t *m, const void *arg) {
   const call_wait_t *w = arg;
-  return (m->m.req == w->req && m->sys != AX__SYS_DOWN) || match_down(m, &w->mon);
+  return (m->m.req == (w->req | AX__ID_REPLY) && m->sys != AX__SYS_DOWN) ||
+         match_down(m, &w->mon);
 }
 
 int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
@@ -578,20 +574,16 @@ int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size
   int rc = ax_monitor(self, to, &w.mon);
   if (rc < 0)
     return rc;
-  rc = ax_request(self, to, type, data, size, &w.req);
+  rc = ax__request(self, to, type, data, size, AX__ID_CALL, &w.req);
   if (rc < 0) { /* -ESRCH for a target gone already: its DOWN is dropped with the monitor */
     (void)ax_demonitor(self, w.mon);
     return rc;
   }
   const ax_msg_t *m;
+  f->call_reply = w.req | AX__ID_REPLY;
   rc = recv_common(self, match_call, &w, deadline, &m);
+  f->call_reply = 0; /* from now on its reply, if it still comes, is dropped on arrival */
   bool down = rc == 0 && match_down(AX_CONTAINER_OF(m, ax__msg_t, m), &w.mon);
-  if (rc < 0 || down) { /* a reply that still comes is dropped on arrival */
-    unsigned slot = f->late_next++ % (sizeof f->late / sizeof f->late[0]);
-    if (f->late[slot] == 0)
-      f->nlate++;
-    f->late[slot] = w.req;
-  }
   if (down)
     return -ESRCH; /* the monitor is spent with its DOWN */
   /* The monitor goes.  Its DOWN, if the target stopped meanwhile, may be

@@ -188,7 +188,7 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   memset(c, 0, sizeof *c);
   c->rt = rt;
   c->index = index;
-  c->next_id = AX__ID_BASE(rt->index, index); /* 2^52 ids per core: none ever wraps */
+  c->next_id = AX__ID_BASE(rt->index, index); /* 2^50 ids per core (core.h): none ever wraps */
   /* KEEP_ALIVE: an idle core sleeps in its loop even with nothing to
    * watch, until another thread wakes it (ax__schedule_remote). */
   ax_loop_opts_t lo = {.backend = rt->opts.backend, .max_events = AX__CORE_EVENTS,

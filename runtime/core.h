@@ -336,6 +336,13 @@ static inline bool ax__ref_other_rt(const ax_rt_t *rt, ax_ref_t ref) {
  * request of another core that happens to have the same count. */
 #define AX__ID_BASE(rt_index, core_index) \
   (((uint64_t)(rt_index) << 60) | ((uint64_t)(core_index) << 52))
+/* Two bits below the base that no count reaches (2^50 ids per core): a
+ * request of ax_call carries AX__ID_CALL, and ax_reply adds AX__ID_REPLY
+ * to the id of its reply, so that a fiber tells a reply to one of its
+ * calls (which only the call waiting for it may take: fiber.c) from a
+ * request that another fiber's call sends it. */
+#define AX__ID_CALL (1ull << 51)
+#define AX__ID_REPLY (1ull << 50)
 static inline uint64_t ax__core_next_id(ax__core_t *c) { return ++c->next_id; }
 
 /* Whether ax_rt_stop was called on rt.  ax_send and ax_send_owned from a

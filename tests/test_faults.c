@@ -736,6 +736,54 @@ START_TEST(test_faults_sources_nomem_wait) {
 }
 END_TEST
 
+/* A delimited stream whose complete frame cannot be made into a message
+ * (every allocation fails) while nothing more comes from the peer: the
+ * frame used to wait in the framer for a next event that never came.  It
+ * is posted once memory is back, after the stream's short wait. */
+enum { MSG_FRAMED_OPEN = AX_MSG_USER + 43 };
+static _Atomic int framed_opened = 1, framed_got;
+static int framed_pipe[2];
+static char framed_line[16];
+
+static int framed_owner(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_FRAMED_OPEN) {
+    ax_stream_opts_t o = {.frame = AX_FRAME_DELIM};
+    ax_stream_t *st;
+    atomic_store(&framed_opened, ax_pipe_open(self, framed_pipe[0], -1, &o, &st));
+  } else if (m->type == AX_MSG_DATA) {
+    const ax_data_t *d = m->data;
+    if (d->len < sizeof framed_line) {
+      memcpy(framed_line, d->bytes, d->len);
+      framed_line[d->len] = '\0';
+    }
+    atomic_fetch_add(&framed_got, 1);
+  }
+  return 0;
+}
+
+START_TEST(test_faults_frame_nomem_retry) {
+  ck_assert_int_eq(pipe2(framed_pipe, O_NONBLOCK | O_CLOEXEC), 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t a = test_spawn(rt, framed_owner, NULL, AX_PLACE_ANY, 0, NULL, NULL);
+  test_send(a, MSG_FRAMED_OPEN, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&framed_opened) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&framed_opened), 0);
+  /* Half a line first: the framer and the core's read buffer exist. */
+  ck_assert_int_eq((int)write(framed_pipe[1], "ab", 2), 2);
+  test_sleep_ms(50);
+  ax__fault_alloc(1, 1); /* every allocation fails */
+  ck_assert_int_eq((int)write(framed_pipe[1], "c\n", 2), 2);
+  test_sleep_ms(50);
+  ck_assert_uint_ge(ax__fault_alloc(0, 0), 1);
+  ck_assert_int_eq(atomic_load(&framed_got), 0);
+  TEST_WAIT_UNTIL(atomic_load(&framed_got) == 1, 5000);
+  ck_assert_str_eq(framed_line, "abc");
+  test_rt_stop_join_free(rt); /* the stream, which owns the read end, closes it */
+  close(framed_pipe[1]);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -753,6 +801,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_oneshot_timer);
   tcase_add_test(tc, test_faults_stop_dead);
   tcase_add_test(tc, test_faults_sources_nomem_wait);
+  tcase_add_test(tc, test_faults_frame_nomem_retry);
   suite_add_tcase(s, tc);
   return s;
 }

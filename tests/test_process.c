@@ -1043,7 +1043,16 @@ typedef struct fib {
   int pid;
 } fib_t;
 
-enum { FIB_WAIT, FIB_LINES, FIB_RECEIVED, FIB_CLOSE_SAVED, FIB_CANCEL, FIB_GROUP, FIB_GROUP_LEFT };
+enum {
+  FIB_WAIT,
+  FIB_LINES,
+  FIB_RECEIVED,
+  FIB_CLOSE_SAVED,
+  FIB_CANCEL,
+  FIB_GROUP,
+  FIB_GROUP_LEFT,
+  FIB_GROUP_EMPTY
+};
 
 static int fib_main(ax_actor_t *self, void *arg) {
   fib_t *t = arg;
@@ -1155,6 +1164,21 @@ static int fib_main(ax_actor_t *self, void *arg) {
     t->rc[2] = ax_process_kill(p, 0); /* the group can be signalled */
     t->rc[3] = ax_stream_close(out);
     t->rc[4] = ax_process_close(p); /* SIGTERM to the whole group */
+    break;
+  }
+  case FIB_GROUP_EMPTY: {
+    /* A leader that leaves nothing behind: once it ended, its group has no
+     * member but its zombie, which axon keeps (and the kernel signals). */
+    const char *argv[] = {"sh", "-c", "exit 0", NULL};
+    o.new_group = true;
+    t->rc[0] = ax_process_spawn(self, argv, &o, &p);
+    if (t->rc[0] < 0)
+      break;
+    t->pid = ax_process_pid(p);
+    t->rc[1] = ax_process_wait(p, ax_deadline(10 * AX_NSEC_PER_SEC), &t->ex[0]);
+    t->rc[2] = ax_process_kill(p, 0);
+    t->rc[3] = ax_process_kill(p, SIGTERM);
+    t->rc[4] = ax_process_close(p);
     break;
   }
   default:
@@ -1276,6 +1300,21 @@ END_TEST
 START_TEST(test_process_group_kill_leader_gone) { group_kill(FIB_GROUP_LEFT); }
 END_TEST
 
+/* ax_process_kill says -ESRCH once no member of the group is left, though
+ * the leader's zombie (kept while the handle is open) is still in it: a
+ * program that polls with signal 0 until the job is gone must see the end. */
+START_TEST(test_process_group_kill_empty) {
+  fib_t t;
+  fib_run(&t, FIB_GROUP_EMPTY);
+  ck_assert_int_eq(t.rc[0], 0);
+  ck_assert_int_eq(t.rc[1], 0);
+  ck_assert_int_eq(t.ex[0].code, 0);
+  ck_assert_int_eq(t.rc[2], -ESRCH);
+  ck_assert_int_eq(t.rc[3], -ESRCH);
+  ck_assert_int_eq(t.rc[4], 0);
+}
+END_TEST
+
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
   TCase *tc = tcase_create("basics");
@@ -1306,6 +1345,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, test_process_fiber_cancel);
   tcase_add_test(tc, test_process_group_kill);
   tcase_add_test(tc, test_process_group_kill_leader_gone);
+  tcase_add_test(tc, test_process_group_kill_empty);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -20,6 +20,7 @@
 static int update_interest(ax_stream_t *s);
 static void finish_linger(ax_stream_t *s);
 static void frame_out(ax_stream_t *s, bool force);
+static void nomem_pause(ax_stream_t *s);
 static void finish_eof(ax_stream_t *s);
 
 /* ------------------------------------------------------------------------ */
@@ -207,7 +208,11 @@ static void frame_out(ax_stream_t *s, bool force) {
     if (r == AX__FRAMER_SKIPPED) {
       post_ev(s, AX_MSG_FRAME_ERROR, -EMSGSIZE, n, 0);
     } else if (!post_data(s, p, n)) {
-      stuck = true; /* out of memory: the frame stays, retried on the next event */
+      /* Out of memory: the frame stays, and the stream retries after a
+       * short wait (the peer may send nothing more to cause an event). */
+      stuck = true;
+      if (!force)
+        nomem_pause(s);
       break;
     }
     ax__framer_consume(f);
@@ -281,6 +286,7 @@ static ssize_t read_direct(ax_stream_t *s, size_t want) {
 static void nomem_cb(ax_timer_t *t) {
   ax_stream_t *s = AX_CONTAINER_OF(t, ax_stream_t, ltimer);
   s->nomem = false;
+  frame_out(s, false); /* complete frames that found no memory first */
   update_interest(s);
 }
 

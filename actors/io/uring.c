@@ -202,6 +202,11 @@ static void fail_waiting(ax__uring_t *u, int err) {
   }
 }
 
+/* Whether the kernel refused the last hand-over and the retry timer has
+ * not fired yet: until it does, what is prepared or waiting stays (at
+ * most RETRY_MAX_NS), and no round submits again. */
+static bool backing_off(ax__uring_t *u) { return ax_timer_active(&u->retry); }
+
 /* Everything prepared or waiting goes to the kernel: filled into entries
  * and submitted, as many times as the queue needs.  Runs where nothing
  * walks the requests (the core's flush, its stop), as completions may run
@@ -238,7 +243,8 @@ static void hand_over(ax__uring_t *u) {
 static void flush(ax__core_t *c) {
   ax__uring_t *u = c->slot[AX__CORE_SLOT_URING];
   if (u != NULL && u != STOPPED) {
-    hand_over(u);
+    if (!backing_off(u))
+      hand_over(u);
     reap(u);
   }
 }
@@ -265,7 +271,7 @@ static void reap(ax__uring_t *u) {
       wait_unlink(u, r); /* done: its cancel is moot */
     complete(u, r, res); /* may submit more */
   }
-  if (io_uring_sq_ready(&u->ring) > 0 || u->wait_head != NULL)
+  if ((io_uring_sq_ready(&u->ring) > 0 || u->wait_head != NULL) && !backing_off(u))
     want_flush(u);
 }
 

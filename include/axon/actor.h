@@ -358,7 +358,8 @@ AX_API int ax_request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *
                       size_t size, uint64_t *req);
 
 /* Replies to a request: sends to request->from a message whose req is
- * request->req.  From any actor (usually the one handling the request) or,
+ * request->req (for the request of a fiber's ax_call, that id with a bit
+ * of its own added, which marks the answer to a call).  From any actor (usually the one handling the request) or,
  * with self NULL, from any thread.  Errors: as ax_send; -EINVAL when request
  * is NULL or carries no request id. */
 AX_API int ax_reply(ax_actor_t *self, const ax_msg_t *request, uint32_t type, const void *data,

@@ -145,8 +145,9 @@ AX_API int ax_recv_reply(ax_actor_t *self, uint64_t req, int64_t deadline,
  * -ESRCH instead of the deadline (its DOWN is taken; use ax_monitor and
  * ax_request yourself for the reason).  The monitor is gone when the call
  * returns, its DOWN with it.  A reply that comes after the call returned
- * without it (-ETIMEDOUT, -ESRCH, -ECANCELED) is dropped on arrival, for
- * the fiber's last four such calls.  A fiber asked to stop sends nothing
+ * without it (-ETIMEDOUT, -ESRCH, -ECANCELED) is dropped on arrival,
+ * however many calls gave up: ax_reply marks the reply to a call (its
+ * ax_msg_t.req differs from the request's).  A fiber asked to stop sends nothing
  * (-ECANCELED).  Stores the reply in *reply (valid until the
  * fiber's next waiting call).  Returns 0.  Errors: -ESRCH, -ETIMEDOUT,
  * -ECANCELED, -EPERM (self NULL or not the calling fiber), -EINVAL (reply

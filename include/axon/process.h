@@ -139,8 +139,10 @@ AX_API ax_stream_t *ax_process_stream(const ax_process_t *p, int fd);
 /* Sends signo to the child through its pidfd (never to a process that
  * took over its number), or, with new_group, to its whole process group,
  * even after the child ended (kept a zombie while the handle is open, it
- * keeps the group's id from being reused; -ESRCH once no member is left).
- * 0 checks that it can be signalled.  Returns 0.
+ * keeps the group's id from being reused; -ESRCH once no member but that
+ * zombie is left, which the call then finds in /proc: a few microseconds
+ * per process on the system).  0 checks that it can be signalled: poll
+ * with it to wait for a job's last process.  Returns 0.
  * Errors: -EINVAL (NULL, signo out of range), -ESRCH (the child was
  * reaped: its AX_MSG_EXIT is posted), -EPERM. */
 AX_API int ax_process_kill(ax_process_t *p, int signo);

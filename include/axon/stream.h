@@ -317,7 +317,10 @@ typedef struct ax_serve_opts {
    * above, whose first message is AX_MSG_GIVEN with the stream (take it
    * with ax_recv_type(self, AX_MSG_GIVEN, ...)).  session_init runs in the
    * fiber before fiber does; terminate is the fiber's terminate hook.  The
-   * fiber's return value is its stop reason, as for any fiber. */
+   * fiber's return value is its stop reason, as for any fiber.  The stream
+   * calls of fiber.h (ax_stream_read, ...) need stream.frame AX_FRAME_RAW,
+   * the default; with framing, the fiber takes each frame's AX_MSG_DATA
+   * with ax_recv or ax_recv_type instead (the stream calls say -EINVAL). */
   int (*fiber)(ax_actor_t *self, void *state);
   size_t fiber_stack; /* each fiber's stack (0: the default, 64 KiB) */
 } ax_serve_opts_t;
