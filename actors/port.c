@@ -141,7 +141,7 @@ static int wait_ring(ax_port_t *p, int64_t deadline) {
     for (unsigned i = 1; now < end; i++) {
       if (ax__mpscq_pending(&p->e.q))
         return 0;
-      ck_pr_stall();
+      ax__spin_step(i);
       if ((i & 63) == 0)
         now = ax_now();
     }

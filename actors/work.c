@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ck_pr.h>
-
 #include "actors/fiber.h"
 #include "axon/fiber.h"
 #include "actors/work.h"
@@ -212,7 +210,7 @@ static void spin(work_pool_t *p) {
      * queue itself. */
     if (atomic_load_explicit(&p->backlog, memory_order_relaxed) != 0)
       return;
-    ck_pr_stall();
+    ax__spin_step(i);
     if ((i & 63) == 0 && ax_now() >= end)
       return;
   }

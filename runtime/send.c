@@ -1,5 +1,6 @@
 /* Sending: looking a reference up; the rings between cores and the inbox of each core; their drain. */
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -46,7 +47,9 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r->tail = r->seen_head = 0;
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
-  r->fgave_up = false;
+  r->fgave_up = r->fstuck = false;
+  r->fstuck_n = 0;
+  r->fappended = r->ftaken = 0;
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
   ax__mpscq_init(&r->fover, &r->fover_stub, false);
@@ -95,6 +98,28 @@ static inline void ring_put_inline(ax__ring_slot_t *sl, ax_ref_t to, ax_ref_t fr
     memcpy(sl->data, data, size);
 }
 
+/* Moves what waits on r's overflow list (a ring of core `from`) into the
+ * ring's free slots, in order.  Returns whether it moved any (the caller
+ * wakes the consumer).  At every send to a ring with an overflow, and
+ * between rounds: a turn that floods another core keeps it busy instead of
+ * leaving the list to the end of its round while that core sleeps. */
+static bool over_move(ax__core_t *from, ax__ring_t *r) {
+  bool moved = false;
+  ax__ring_slot_t *sl;
+  while (r->over_head != NULL && (sl = ring_claim(r)) != NULL) {
+    ax__msg_t *m = r->over_head;
+    r->over_head = (ax__msg_t *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
+    ring_put_msg(sl, m);
+    ring_publish(r, sl);
+    moved = true;
+  }
+  if (moved && r->over_head == NULL) {
+    r->over_tail = NULL;
+    from->nover--;
+  }
+  return moved;
+}
+
 static void over_append(ax__core_t *from, ax__ring_t *r, ax__msg_t *m) {
   atomic_store_explicit(&m->node.next, NULL, memory_order_relaxed);
   if (r->over_tail != NULL)
@@ -109,8 +134,16 @@ static void over_append(ax__core_t *from, ax__ring_t *r, ax__msg_t *m) {
 bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t sender,
                           uint32_t type, const void *data, uint32_t size, uint64_t req) {
   ax__ring_t *r = ring_get(from->rt, from->index, c->index);
-  if (r == NULL || r->over_head != NULL)
+  if (r == NULL)
     return false;
+  if (__builtin_expect(r->over_head != NULL, 0)) {
+    bool moved = over_move(from, r);
+    if (r->over_head != NULL) {
+      if (moved)
+        wake(c);
+      return false; /* behind the list: the caller allocates and appends */
+    }
+  }
   ax__ring_slot_t *sl = ring_claim(r);
   if (sl == NULL)
     return false;
@@ -208,6 +241,82 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
   }
 }
 
+/* The low half of r->fover_n, which a producer pacing its queue sleeps
+ * on (little-endian, as head_word). */
+static inline uint32_t *fover_word(ax__ring_t *r) {
+  return (uint32_t *)(void *)&r->fover_n;
+}
+
+/* The consumer has taken from r (slots or queue): wakes its producer if it
+ * sleeps (on either word: fring_claim or fring_pace). */
+static void fring_wake_producer(ax__ring_t *r) {
+  /* seq_cst: what the consumer took (head's store, the queue's count)
+   * before the flag's load, the mirror of the producer's fence between
+   * the flag's store and its look at head or the count. */
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&r->fwait, memory_order_relaxed) &&
+      atomic_exchange_explicit(&r->fwait, 0, memory_order_relaxed)) {
+    syscall(SYS_futex, head_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    syscall(SYS_futex, fover_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+  }
+}
+
+/* The depth of a producer's overflow queue from which its sends wait. */
+#define FOVER_PACE AX__RING_SLOTS
+
+/* A producer that is no core, about to append to its overflow queue: with
+ * FOVER_PACE messages or more in it, waits while the core takes them, as
+ * fring_claim waits for slots (a short spin, then a futex sleep), until
+ * fewer remain.  A core that takes none for AX__FOREIGN_WAIT_NS is stuck
+ * (a long turn, a runtime not started): the wait ends, and later appends
+ * do not wait until the core has taken something again. */
+static void fring_pace(const ax_rt_t *rt, ax__ring_t *r) {
+  /* Relaxed: a count to pace by; the order of the messages is the queue's. */
+  uint64_t n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
+  uint64_t taken = r->fappended - n;
+  if (r->fstuck) {
+    if (taken == r->ftaken && ++r->fstuck_n < FOVER_PACE)
+      return; /* still stuck: up to FOVER_PACE appends, then a wait again */
+    r->fstuck = false;
+  }
+  r->ftaken = taken;
+  if (n < FOVER_PACE)
+    return;
+  int64_t since = ax_now();
+  for (unsigned spins = rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
+    if (spins < 64) {
+      for (int i = 0; i < 32; i++)
+        ck_pr_stall();
+    } else {
+      atomic_store_explicit(&r->fwait, 1, memory_order_relaxed);
+      /* seq_cst: the flag's store before the count's load, mirrored by
+       * fring_wake_producer. */
+      atomic_thread_fence(memory_order_seq_cst);
+      n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
+      if (n < FOVER_PACE)
+        return;
+      int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
+      if (left > 0) {
+        struct timespec ts = {0, (long)left};
+        /* Sleeps unless the count's low half moved since the look above. */
+        syscall(SYS_futex, fover_word(r), FUTEX_WAIT_PRIVATE, (uint32_t)n, &ts, NULL, 0);
+      }
+    }
+    n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
+    if (n < FOVER_PACE)
+      return;
+    taken = r->fappended - n;
+    if (taken != r->ftaken) { /* progress: keep pace with it */
+      r->ftaken = taken;
+      since = ax_now();
+    } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+      r->fstuck = true;
+      r->fstuck_n = 0;
+      return;
+    }
+  }
+}
+
 /* True while r's producer must append to its overflow queue: the core
  * has not taken all of it yet. */
 static inline bool fring_overflowing(ax__ring_t *r) {
@@ -218,6 +327,10 @@ static inline bool fring_overflowing(ax__ring_t *r) {
 }
 
 static void fring_overflow(ax__core_t *c, ax__ring_t *r, ax__msg_t *m) {
+  if (fring_overflowing(r))
+    fring_pace(c->rt, r);
+
+  r->fappended++;
   /* Release: the slots published before are visible to a consumer that
    * reads the count with acquire (it drains them before the queue). */
   atomic_fetch_add_explicit(&r->fover_n, 1, memory_order_release);
@@ -278,8 +391,11 @@ void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
     return;
   }
   ax__ring_slot_t *sl;
+  bool moved = r->over_head != NULL && over_move(from, r);
   if (r->over_head != NULL || (sl = ring_claim(r)) == NULL) {
-    over_append(from, r, m); /* ax__ring_flush moves it on, and wakes c */
+    over_append(from, r, m); /* moved on at a later send or between rounds */
+    if (moved)
+      wake(c);
     return;
   }
   ring_put_msg(sl, m);
@@ -291,22 +407,7 @@ void ax__ring_flush(ax__core_t *from) {
   ax_rt_t *rt = from->rt;
   for (unsigned to = 0; to < rt->ncores && from->nover > 0; to++) {
     ax__ring_t *r = to != from->index ? ring_of(rt, from->index, to) : NULL;
-    if (r == NULL || r->over_head == NULL)
-      continue;
-    bool moved = false;
-    ax__ring_slot_t *sl;
-    while (r->over_head != NULL && (sl = ring_claim(r)) != NULL) {
-      ax__msg_t *m = r->over_head;
-      r->over_head = (ax__msg_t *)atomic_load_explicit(&m->node.next, memory_order_relaxed);
-      ring_put_msg(sl, m);
-      ring_publish(r, sl);
-      moved = true;
-    }
-    if (r->over_head == NULL) {
-      r->over_tail = NULL;
-      from->nover--;
-    }
-    if (moved)
+    if (r != NULL && r->over_head != NULL && over_move(from, r))
       wake(rt->cores[to]);
   }
 }
@@ -346,9 +447,9 @@ static void arrive(ax__core_t *c, ax__msg_t *m, uint64_t *dead) {
     ax__runq_push(c, a);
 }
 
-/* Takes what the ring r holds for core c (an out of memory leaves the
- * rest in its slots, for a later drain). */
-static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
+/* Takes what the ring r holds for core c, max messages at most (an out
+ * of memory leaves the rest in its slots, for a later drain). */
+static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, unsigned max) {
   unsigned n = 0;
   uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
   /* head is published once, after the batch: a producer waiting for room
@@ -356,7 +457,7 @@ static unsigned ring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
    * once per message, and the producer refills the ring while the core
    * handles what it took.  A drain takes at most a ring's worth, since the
    * producer sees no room before this store. */
-  for (;;) {
+  while (n < max) {
     ax__ring_slot_t *sl = &r->slot[head & (AX__RING_SLOTS - 1)];
     /* Acquire pairs with the producer's release in ring_publish. */
     if (atomic_load_explicit(&sl->seq, memory_order_acquire) != head + 1)
@@ -392,16 +493,10 @@ static inline bool ring_pending(ax__ring_t *r) {
 
 /* Takes what a thread that is no core sent on r: the slots, then (when
  * it overflowed) the overflow queue, all of which came after the slots. */
-static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
-  unsigned n = ring_drain(c, r, dead);
-  if (n != 0) {
-    /* seq_cst: head's store (in ring_drain) before the flag's load, the
-     * mirror of fring_claim's fence. */
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&r->fwait, memory_order_relaxed) &&
-        atomic_exchange_explicit(&r->fwait, 0, memory_order_relaxed))
-      syscall(SYS_futex, head_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-  }
+static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, unsigned max) {
+  unsigned n = ring_drain(c, r, dead, max);
+  if (n != 0)
+    fring_wake_producer(r);
   if (!fring_overflowing(r))
     return n;
   /* The count's acquire made every slot published before the queue's
@@ -409,45 +504,72 @@ static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead) {
    * slot while its queue holds anything, so a slot still published after
    * this drain is one that an out of memory left: the queue waits behind
    * it. */
-  n += ring_drain(c, r, dead);
+  n += ring_drain(c, r, dead, max - n);
   if (ring_pending(r))
     return n;
   ax__mpscq_node_t *node;
-  while ((node = ax__mpscq_take(&r->fover, &r->fover_stub)) != NULL) {
+  bool took = false;
+  while (n < max && (node = ax__mpscq_take(&r->fover, &r->fover_stub)) != NULL) {
     n++;
+    took = true;
     arrive(c, (ax__msg_t *)node, dead);
     /* Release pairs with the producer's acquire (fring_overflowing): the
      * message has arrived before the producer may write slots again. */
     atomic_fetch_sub_explicit(&r->fover_n, 1, memory_order_release);
   }
+  if (took)
+    fring_wake_producer(r); /* it may pace its queue (fring_pace) */
   return n;
 }
 
-unsigned ax__core_drain(ax__core_t *c) {
+/* ax__core_drain and ax__core_drain_some: at most *max messages of
+ * threads that are no core, *max lowered by what it took. */
+static unsigned drain(ax__core_t *c, unsigned *max) {
   ax_rt_t *rt = c->rt;
   unsigned n = 0;
   uint64_t dead = 0;
+  /* Other cores' rings, whole: their senders never wait, so what is left
+   * in a ring only moves to their overflow lists. */
   for (unsigned from = 0; from < rt->ncores; from++) {
     ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
     if (r != NULL)
-      n += ring_drain(c, r, &dead);
+      n += ring_drain(c, r, &dead, AX__RING_SLOTS);
   }
+  /* Threads that are no core: what is left waits in their rings and
+   * queues, where it makes them wait (fring_claim, fring_pace), so they
+   * send at the pace the actors handle their messages.  Each call starts
+   * one ring further, so that every thread gets its turn at the budget. */
+  unsigned left = *max;
   /* Acquire pairs with fring_get's release: the rings below are there. */
   unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
-  for (unsigned k = 0; k < nf; k++) {
+  unsigned first = nf != 0 ? c->fdrain_next++ % nf : 0;
+  for (unsigned i = 0; i < nf && left > 0; i++) {
+    unsigned k = first + i < nf ? first + i : first + i - nf;
     ax__ring_t *r = ring_of(rt, rt->ncores + k, c->index);
-    if (r != NULL)
-      n += fring_drain(c, r, &dead);
+    if (r != NULL) {
+      unsigned got = fring_drain(c, r, &dead, left);
+      n += got;
+      left -= got;
+    }
   }
   ax__mpscq_node_t *node;
-  while ((node = ax__mpscq_take(&c->inbox, &c->inbox_stub)) != NULL) {
+  while (left > 0 && (node = ax__mpscq_take(&c->inbox, &c->inbox_stub)) != NULL) {
     n++;
+    left--;
     arrive(c, (ax__msg_t *)node, &dead);
   }
   if (dead != 0)
     ax__stat_add(&c->stats.dead_letters, dead);
+  *max = left;
   return n;
 }
+
+unsigned ax__core_drain(ax__core_t *c) {
+  unsigned all = UINT_MAX;
+  return drain(c, &all);
+}
+
+unsigned ax__core_drain_some(ax__core_t *c) { return drain(c, &c->fcredit); }
 
 bool ax__core_pending(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
