@@ -401,6 +401,8 @@ static int sup_behaviour(ax_actor_t *self, const ax_msg_t *m) {
     return s->end_now;
   switch (m->type) {
   case AX_MSG_DOWN: {
+    if (m->size != sizeof(ax_down_t))
+      return 0; /* not axon's: anyone may send any type (fuzz_api found one) */
     const ax_down_t *d = m->data;
     child_t *c = find(s, d->ref);
     return c != NULL && c->mon == d->id ? child_down(self, s, c, d->reason) : 0;
@@ -408,11 +410,15 @@ static int sup_behaviour(ax_actor_t *self, const ax_msg_t *m) {
   case AX_MSG_SHUTDOWN:
     return end_all(self, s, 0);
   case AX_MSG_LINK_DOWN: { /* trapped: a linked actor (a parent) failed */
+    if (m->size != sizeof(ax_link_down_t))
+      return 0;
     const ax_link_down_t *d = m->data;
     return d->reason < 0 && find(s, d->ref) == NULL ? end_all(self, s, d->reason) : 0;
   }
   case T_TIMEOUT: {
     ax_ref_t ref;
+    if (m->size != sizeof ref)
+      return 0;
     memcpy(&ref, m->data, sizeof ref);
     child_t *c = find(s, ref);
     if (c != NULL && c->state == C_STOPPING) {
@@ -426,6 +432,8 @@ static int sup_behaviour(ax_actor_t *self, const ax_msg_t *m) {
     return restart_marked(self, s, true);
   case T_START_CHILD: {
     void *arg;
+    if (m->size != sizeof arg)
+      return 0;
     memcpy(&arg, m->data, sizeof arg);
     if (s->o.strategy != AX_SIMPLE_ONE_FOR_ONE || s->ending)
       return 0;

@@ -128,10 +128,11 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
  * drains after the ring's slots; the thread writes slots again only once
  * the core has taken the whole queue.  That queue is paced as well: from
  * AX__RING_SLOTS messages in it, the thread waits for the core the same
- * way, unless the core took none of it for AX__FOREIGN_WAIT_NS (stuck),
- * which lets the thread append freely until the core takes again (so a
- * core slower than the thread, or one descheduled now and then, never
- * lets the queue grow without bound).  The wait is the
+ * way, unless the core handled nothing for AX__FOREIGN_WAIT_NS (stuck:
+ * a long turn, a runtime not started), which lets the thread append
+ * AX__RING_SLOTS more per such wait (so a core slower than the thread,
+ * or one descheduled now and then, does not let the queue grow without
+ * bound).  The wait is the
  * back-pressure that Go's channels and Pony's muting give: a thread that
  * floods a core sends at the core's pace, and its messages stay in the
  * cache instead of piling up in fresh memory.
@@ -166,6 +167,7 @@ typedef struct ax__ring {
                     or for fstuck_n appends (AX__RING_SLOTS) */
   uint32_t fstuck_n;
   uint64_t fappended, ftaken; /* messages it queued; of those, taken as last seen */
+  uint64_t fbeat;               /* the core's delivered count as last seen */
   /* the consumer's */
   alignas(AX__CACHE_LINE) _Atomic uint64_t head;
   /* A producer that is no core sleeps on head's low half while the ring
@@ -355,7 +357,8 @@ static inline bool ax__ref_other_rt(const ax_rt_t *rt, ax_ref_t ref) {
  * request of another core that happens to have the same count. */
 #define AX__ID_BASE(rt_index, core_index) \
   (((uint64_t)(rt_index) << 60) | ((uint64_t)(core_index) << 52))
-/* Two bits below the base that no count reaches (2^50 ids per core): a
+/* Two bits below the base that no count reaches (2^50 ids per core: 13
+ * days at 10^9 ids a second, centuries at any real rate): a
  * request of ax_call carries AX__ID_CALL, and ax_reply adds AX__ID_REPLY
  * to the id of its reply, so that a fiber tells a reply to one of its
  * calls (which only the call waiting for it may take: fiber.c) from a

@@ -49,7 +49,7 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r->over_head = r->over_tail = NULL;
   r->fgave_up = r->fstuck = false;
   r->fstuck_n = 0;
-  r->fappended = r->ftaken = 0;
+  r->fappended = r->ftaken = r->fbeat = 0;
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
   ax__mpscq_init(&r->fover, &r->fover_stub, false);
@@ -137,12 +137,11 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
   if (r == NULL)
     return false;
   if (__builtin_expect(r->over_head != NULL, 0)) {
-    bool moved = over_move(from, r);
-    if (r->over_head != NULL) {
-      if (moved)
-        wake(c);
+    if (over_move(from, r))
+      wake(c); /* whatever follows: the ring may be full again, and only
+                  a move wakes the core (a reviewer's lost wake-up) */
+    if (r->over_head != NULL)
       return false; /* behind the list: the caller allocates and appends */
-    }
   }
   ax__ring_slot_t *sl = ring_claim(r);
   if (sl == NULL)
@@ -270,16 +269,25 @@ static void fring_wake_producer(ax__ring_t *r) {
  * fewer remain.  A core that takes none for AX__FOREIGN_WAIT_NS is stuck
  * (a long turn, a runtime not started): the wait ends, and later appends
  * do not wait until the core has taken something again. */
-static void fring_pace(const ax_rt_t *rt, ax__ring_t *r) {
-  /* Relaxed: a count to pace by; the order of the messages is the queue's. */
+static void fring_pace(ax__core_t *c, ax__ring_t *r) {
+  const ax_rt_t *rt = c->rt;
+  /* Relaxed: counts to pace by; the order of the messages is the queue's.
+   * Progress is the core taking from this queue or handling messages at
+   * all (its delivered count, which it adds to after every turn): a core
+   * that is alive but slow, its rounds longer than AX__FOREIGN_WAIT_NS
+   * (the credit keeps what it has not handled in the queue), is waited
+   * for; only one that handles nothing (a long turn, not started) is
+   * stuck. */
   uint64_t n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
   uint64_t taken = r->fappended - n;
+  uint64_t beat = atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);
   if (r->fstuck) {
-    if (taken == r->ftaken && ++r->fstuck_n < FOVER_PACE)
+    if (taken == r->ftaken && beat == r->fbeat && ++r->fstuck_n < FOVER_PACE)
       return; /* still stuck: up to FOVER_PACE appends, then a wait again */
     r->fstuck = false;
   }
   r->ftaken = taken;
+  r->fbeat = beat;
   if (n < FOVER_PACE)
     return;
   int64_t since = ax_now();
@@ -306,8 +314,10 @@ static void fring_pace(const ax_rt_t *rt, ax__ring_t *r) {
     if (n < FOVER_PACE)
       return;
     taken = r->fappended - n;
-    if (taken != r->ftaken) { /* progress: keep pace with it */
+    beat = atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);
+    if (taken != r->ftaken || beat != r->fbeat) { /* progress: keep pace with it */
       r->ftaken = taken;
+      r->fbeat = beat;
       since = ax_now();
     } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
       r->fstuck = true;
@@ -328,7 +338,7 @@ static inline bool fring_overflowing(ax__ring_t *r) {
 
 static void fring_overflow(ax__core_t *c, ax__ring_t *r, ax__msg_t *m) {
   if (fring_overflowing(r))
-    fring_pace(c->rt, r);
+    fring_pace(c, r);
 
   r->fappended++;
   /* Release: the slots published before are visible to a consumer that
@@ -522,6 +532,17 @@ static unsigned fring_drain(ax__core_t *c, ax__ring_t *r, uint64_t *dead, unsign
   return n;
 }
 
+/* Takes up to max messages from c's inbox.  Returns how many. */
+static unsigned inbox_drain(ax__core_t *c, uint64_t *dead, unsigned max) {
+  unsigned n = 0;
+  ax__mpscq_node_t *node;
+  while (n < max && (node = ax__mpscq_take(&c->inbox, &c->inbox_stub)) != NULL) {
+    n++;
+    arrive(c, (ax__msg_t *)node, dead);
+  }
+  return n;
+}
+
 /* ax__core_drain and ax__core_drain_some: at most *max messages of
  * threads that are no core, *max lowered by what it took. */
 static unsigned drain(ax__core_t *c, unsigned *max) {
@@ -537,27 +558,30 @@ static unsigned drain(ax__core_t *c, unsigned *max) {
   }
   /* Threads that are no core: what is left waits in their rings and
    * queues, where it makes them wait (fring_claim, fring_pace), so they
-   * send at the pace the actors handle their messages.  Each call starts
-   * one ring further, so that every thread gets its turn at the budget. */
-  unsigned left = *max;
+   * send at the pace the actors handle their messages.  The inbox first,
+   * up to half the budget (its senders never wait, and after the rings it
+   * got nothing while they flooded), then the rings, each call starting
+   * one ring further so that every thread gets its turn, then the inbox
+   * again with what is left. */
+  unsigned left = *max, got;
+  got = inbox_drain(c, &dead, left - left / 2);
+  n += got;
+  left -= got;
   /* Acquire pairs with fring_get's release: the rings below are there. */
   unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
-  unsigned first = nf != 0 ? c->fdrain_next++ % nf : 0;
+  unsigned first = nf != 0 && left > 0 ? c->fdrain_next++ % nf : 0;
   for (unsigned i = 0; i < nf && left > 0; i++) {
     unsigned k = first + i < nf ? first + i : first + i - nf;
     ax__ring_t *r = ring_of(rt, rt->ncores + k, c->index);
     if (r != NULL) {
-      unsigned got = fring_drain(c, r, &dead, left);
+      got = fring_drain(c, r, &dead, left);
       n += got;
       left -= got;
     }
   }
-  ax__mpscq_node_t *node;
-  while (left > 0 && (node = ax__mpscq_take(&c->inbox, &c->inbox_stub)) != NULL) {
-    n++;
-    left--;
-    arrive(c, (ax__msg_t *)node, &dead);
-  }
+  got = inbox_drain(c, &dead, left);
+  n += got;
+  left -= got;
   if (dead != 0)
     ax__stat_add(&c->stats.dead_letters, dead);
   *max = left;

@@ -816,7 +816,7 @@ END_TEST
  * newcomer saw 2,048 of 7.8 million handled after 2 s, 739 MiB resident).
  * The sender now moves its overflow into the ring as room appears, at each
  * send, and wakes the core: the receiver works while the turn goes on. */
-enum { FLOOD_MAX = 2000000, FLOOD_SEEN = 100000 };
+enum { FLOOD_MAX = 2000000, FLOOD_SEEN = 100000, AX_TEST_RING = 256 /* AX__RING_SLOTS */ };
 static atomic_ullong flood_handled;
 static atomic_ullong flood_sent;
 
@@ -848,6 +848,115 @@ static int flood_source(ax_actor_t *self, const ax_msg_t *m) {
   atomic_store(&flood_sent, n);
   return AX_STOP;
 }
+
+/* The overflow list moved at a send fills the ring exactly and empties
+ * the list: the core must still be woken (a reviewer found it asleep for
+ * good with 256 messages in its ring).  Core 1 is held while core 0 sends
+ * 512 (a ring and a list of 256 each), then sleeps after taking the ring;
+ * core 0's next send moves the list. */
+static atomic_int lw_release;
+static atomic_ullong lw_got;
+static ax_ref_t lw_sink;
+
+static int lw_blocker(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  (void)m;
+  while (!atomic_load(&lw_release))
+    ;
+  return 0;
+}
+
+static int lw_count(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == MSG_DATA)
+    atomic_fetch_add(&lw_got, 1);
+  return 0;
+}
+
+static int lw_source(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type != MSG_GO)
+    return 0;
+  uint64_t n = 0;
+  for (int i = 0; i < 2 * (int)AX_TEST_RING; i++, n++)
+    if (ax_send(lw_sink, MSG_DATA, &n, sizeof n) != 0)
+      return -EIO;
+  atomic_store(&lw_release, 1);
+  /* Core 1 takes the ring's 256, handles them and goes to sleep. */
+  TEST_WAIT_UNTIL(atomic_load(&lw_got) == AX_TEST_RING, 10000);
+  test_sleep_ms(100);
+  return ax_send(lw_sink, MSG_DATA, &n, sizeof n) == 0 ? 0 : -EIO;
+}
+
+START_TEST(test_stress_overflow_wakes) {
+  atomic_store(&lw_release, 0);
+  atomic_store(&lw_got, 0);
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_ref_t blocker = test_spawn(rt, lw_blocker, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  lw_sink = test_spawn(rt, lw_count, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ax_ref_t source = test_spawn(rt, lw_source, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  test_rt_start(rt);
+  test_send(blocker, MSG_GO, NULL, 0);
+  test_sleep_ms(20);
+  test_send(source, MSG_GO, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&lw_got) == 2 * AX_TEST_RING + 1, 10000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* Threads that are no core flood an actor that takes about a microsecond
+ * per message: its core is alive but its rounds last longer than the
+ * 200 us after which a thread calls a core stuck and stops waiting.  The
+ * threads judged by what the core took from their own queue, which the
+ * credit held back, and appended 256 per 200 us each (1.3 million queued
+ * after a second with four threads); they now wait while the core handles
+ * anything at all. */
+static atomic_ullong sp_got;
+static ax_ref_t sp_sink;
+
+static int sp_slow(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == MSG_DATA) {
+    for (volatile int i = 0; i < 1000; i++) {
+    }
+    atomic_fetch_add_explicit(&sp_got, 1, memory_order_relaxed);
+  }
+  return 0;
+}
+
+static void *sp_tx(void *arg) {
+  uint64_t *sent = arg, x = 0;
+  int64_t end = ax_now() + 300 * AX_NSEC_PER_MSEC;
+  while (ax_now() < end)
+    for (int i = 0; i < 256; i++, x++)
+      if (ax_send(sp_sink, MSG_DATA, &x, sizeof x) != 0)
+        return NULL;
+  *sent = x;
+  return NULL;
+}
+
+START_TEST(test_stress_foreign_paced_slow_core) {
+  atomic_store(&sp_got, 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  sp_sink = test_spawn(rt, sp_slow, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  test_rt_start(rt);
+  enum { THREADS = 4 };
+  pthread_t t[THREADS];
+  uint64_t sent[THREADS] = {0};
+  for (int i = 0; i < THREADS; i++)
+    ck_assert_int_eq(pthread_create(&t[i], NULL, sp_tx, &sent[i]), 0);
+  uint64_t total = 0;
+  for (int i = 0; i < THREADS; i++) {
+    ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    total += sent[i];
+  }
+  uint64_t waiting = total - atomic_load(&sp_got);
+  ck_assert_msg(waiting < 50000, "%llu of %llu messages still waited for the actor",
+                (unsigned long long)waiting, (unsigned long long)total);
+  TEST_WAIT_UNTIL(atomic_load(&sp_got) == total, 60000);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
 
 START_TEST(test_stress_long_turn_flood) {
   atomic_store(&flood_handled, 0);
@@ -887,12 +996,14 @@ static Suite *stress_suite(void) {
   tcase_add_test(tc, test_stress_foreign_senders);
   tcase_add_test(tc, test_stress_foreign_before_start);
   tcase_add_test(tc, test_stress_foreign_paced);
+  tcase_add_test(tc, test_stress_foreign_paced_slow_core);
   tcase_add_test(tc, test_stress_foreign_thread_after_thread);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("flood");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_stress_long_turn_flood);
+  tcase_add_test(tc, test_stress_overflow_wakes);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("many");

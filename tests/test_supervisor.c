@@ -1031,6 +1031,31 @@ START_TEST(test_sup_start_stop_order) {
 }
 END_TEST
 
+/* Messages of axon's types with payloads that are not axon's (anyone may
+ * send any type): a supervisor ignores them.  fuzz_api found a DOWN with no
+ * payload read through a NULL pointer; the other types it reads were the
+ * same.  Then it stops as usual. */
+START_TEST(test_sup_forged_messages) {
+  ax_rt_t *rt = rt_new();
+  kid_t a;
+  kid_init(&a, "A");
+  ax_child_spec_t specs[] = {spec(&a, AX_PERMANENT, 0)};
+  ax_sup_opts_t o = sup_opts(AX_ONE_FOR_ONE, specs, 1, 0, 0);
+  boss_t boss;
+  boss_init(&boss);
+  ax_ref_t sup = start_sup(rt, &boss, &o, 0);
+  log_expect("sA", WAIT_MS);
+  uint32_t types[] = {AX_MSG_DOWN, AX_MSG_LINK_DOWN, 240, 241, 242};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    ck_assert_int_eq(ax_send(sup, types[i], NULL, 0), 0);
+    ck_assert_int_eq(ax_send(sup, types[i], "x", 1), 0);
+  }
+  stop_sup(&boss, sup);
+  log_expect_quiet("sA hA eA:0 D:0");
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* A child that ignores AX_MSG_SHUTDOWN is stopped by force with -ETIMEDOUT
  * once its shutdown_ns (50 ms) is over, not before; then the next one. */
 START_TEST(test_sup_shutdown_timeout) {
@@ -1738,6 +1763,7 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_sup_restart_start_failure);
   tcase_add_test(tc, test_sup_cores);
   tcase_add_test(tc, test_sup_bad_opts);
+  tcase_add_test(tc, test_sup_forged_messages);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("storm");

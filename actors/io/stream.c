@@ -546,7 +546,8 @@ static void op_credit(ax__src_t *src) {
 
 static void op_detach(ax__src_t *src) {
   ax_stream_t *s = (ax_stream_t *)src;
-  nomem_end(s); /* its timer is on this core's loop: the next core reads again at once */
+  s->nomem_moved = s->nomem; /* a frame may wait for memory: the new core retries it */
+  nomem_end(s); /* its timer is on this core's loop */
   ax_io_stop(&s->rio);
   ax_io_stop(&s->wio);
   s->rev = s->wev = 0;
@@ -561,6 +562,10 @@ static void op_attach(ax__src_t *src) {
     ax_io_init(loop, &s->wio, s->wfd, io_cb);
   s->rio.data = s->wio.data = s;
   ax__src_count(src, true);
+  if (s->nomem_moved) {
+    s->nomem_moved = false;
+    nomem_pause(s); /* a timer on this core's loop now */
+  }
   update_interest(s);
 }
 

@@ -51,6 +51,7 @@ struct ax_stream {
   bool paused;   /* ax_stream_pause, or the active count is used up */
   bool rd_eof;   /* the read side reached its end */
   bool nomem;    /* a read found no memory: reading waits for ltimer (NOMEM_RETRY_NS) */
+  bool nomem_moved; /* nomem when the stream left its core: the new core waits again */
   bool eof_done; /* its end was reported (AX_MSG_EOF, or AX_MSG_CLOSED queued) */
   bool want_writable; /* a write was refused with -ENOBUFS */
   bool shut_req, shut_done; /* ax_stream_shutdown */
