@@ -431,10 +431,11 @@ static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
     return ax_after(f->a, ns, AX__FIBER_WAKE, &f->seq, sizeof f->seq, timer);
   /* What other cores and threads sent before this call waits on the
    * core's rings and inbox: into the mailbox first, so the wake-up comes
-   * after it (threads that are no core: as much as the core's credit
-   * allows, which a fiber polling in a loop must not undo). */
+   * after it (fibers.md: every message sent before the call is looked
+   * at).  All of it, beyond the core's credit: a fiber that polls in a
+   * loop takes threads' messages at its own pace. */
   ax__core_t *c = f->a->core;
-  ax__core_drain_some(c);
+  ax__core_drain(c);
   ax__msg_t *m = ax__msg_new_vital(f->a->ref, AX__SYS_NONE, AX__FIBER_POLL, &f->seq,
                                    sizeof f->seq, f->a->ref);
   if (m == NULL)

@@ -573,7 +573,8 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m);
  * thread. */
 unsigned ax__core_drain(ax__core_t *c);
 
-/* ax__core_t.fcredit's floor: a ring's worth. */
+/* ax__core_t.fcredit's floor: 16 rings' worth (core.c lowers it to what
+ * one round can handle when the runtime's batch is small). */
 #define AX__FCREDIT_MIN (16 * AX__RING_SLOTS)
 
 /* The same, taking at most c->fcredit messages of threads that are no

@@ -273,11 +273,12 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
   const ax_rt_t *rt = c->rt;
   /* Relaxed: counts to pace by; the order of the messages is the queue's.
    * Progress is the core taking from this queue or handling messages at
-   * all (its delivered count, which it adds to after every turn): a core
-   * that is alive but slow, its rounds longer than AX__FOREIGN_WAIT_NS
-   * (the credit keeps what it has not handled in the queue), is waited
-   * for; only one that handles nothing (a long turn, not started) is
-   * stuck. */
+   * all (its delivered count, which it adds to every 8 messages and at
+   * the end of each turn): a core that is alive but slow, its rounds
+   * longer than AX__FOREIGN_WAIT_NS (the credit keeps what it has not
+   * handled in the queue), is waited for; only one that handles fewer
+   * than 8 messages in that time (messages of 25 us and more, a long
+   * behaviour call, a runtime not started) is stuck. */
   uint64_t n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
   uint64_t taken = r->fappended - n;
   uint64_t beat = atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);

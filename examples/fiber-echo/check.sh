@@ -98,6 +98,11 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 s.close()
 print("half-close: last line echoed; bulk: %d bytes echoed in order; reset client" % len(data))
 PY
+  # The reset client's session must have run before the Ctrl-C below: it says so on stderr
+  # ("client: ..."). Without this wait a loaded machine (CI's ASan stage) delivered the
+  # SIGINT first, and the example rightly said it served 2 connections.
+  for _ in $(seq 100); do grep -q '^fiber-echo: client: ' "$tmp/err" && break; sleep 0.1; done
+  grep -q '^fiber-echo: client: ' "$tmp/err" || fail "the reset client's session said nothing"
 fi
 
 kill -INT "$server"
