@@ -57,6 +57,7 @@ typedef struct ax__fiber {
   const void *marg;
   uint64_t seq;     /* the wait's number, in its wake-up messages */
   uint32_t polls;   /* its poll wake-ups still in the mailbox */
+  bool poll_drained; /* the current poll took what the core's rings held */
   ax__msg_t *got;   /* the matching message the behaviour hands in */
   int wake;         /* why it was resumed: 0 (got), -ETIMEDOUT, -ECANCELED */
   ax__msg_t *held;  /* the message the last call returned, given back at the next */
@@ -269,6 +270,7 @@ static void resume(ax__fiber_t *f, int wake) {
 }
 
 static void fiber_entry(void *arg);
+static int post_poll(ax__fiber_t *f);
 
 /* Whether req is the id of a reply to one of f's ax_call calls that
  * returned without it (a fiber waits in one call at a time; the ids are
@@ -308,8 +310,16 @@ int ax__fiber_behaviour(ax_actor_t *a, const ax_msg_t *msg) {
         f->polls--;
       uint64_t seq;
       memcpy(&seq, msg->data, sizeof seq);
-      if (f->waiting && seq == f->seq)
+      if (f->waiting && seq == f->seq) {
+        /* A poll's wake-up reached with nothing matched: what the rings
+         * held goes in now, and the wake-up once more behind it. */
+        if (msg->type == AX__FIBER_POLL && !f->poll_drained) {
+          f->poll_drained = true;
+          if (ax__core_drain_sent(a->core) != 0 && post_poll(f) == 0)
+            return verdict(f);
+        }
         resume(f, -ETIMEDOUT);
+      }
     }
     return verdict(f);
   }
@@ -429,13 +439,25 @@ static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
   int64_t ns = deadline > 0 ? deadline - ax_now() : 0;
   if (ns > 0)
     return ax_after(f->a, ns, AX__FIBER_WAKE, &f->seq, sizeof f->seq, timer);
-  /* What other cores and threads sent before this call waits on the
-   * core's rings and inbox: into the mailbox first, so the wake-up comes
-   * after it (fibers.md: every message sent before the call is looked
-   * at).  All of it, beyond the core's credit: a fiber that polls in a
-   * loop takes threads' messages at its own pace. */
+  /* What other cores and threads sent before this call may wait on the
+   * core's rings and inbox: it must be looked at before the poll says
+   * -ETIMEDOUT (fibers.md).  With the mailbox empty it goes in now, ahead
+   * of the wake-up; otherwise only once the wake-up is reached (poll_due),
+   * if nothing in the mailbox matched: a fiber that polls in a loop while
+   * threads flood it used to take their rings whole at every call, and its
+   * mailbox grew to millions.  Either way, only what was there (not what
+   * threads add meanwhile) and beyond the core's credit. */
   ax__core_t *c = f->a->core;
-  ax__core_drain(c);
+  f->poll_drained = f->a->mq_len <= f->polls;
+  if (f->poll_drained)
+    ax__core_drain_sent(c);
+  return post_poll(f);
+}
+
+/* Appends the fiber's poll wake-up (its wait's sequence number) to its
+ * mailbox, behind every message there; no bound refuses it. */
+static int post_poll(ax__fiber_t *f) {
+  ax__core_t *c = f->a->core;
   ax__msg_t *m = ax__msg_new_vital(f->a->ref, AX__SYS_NONE, AX__FIBER_POLL, &f->seq,
                                    sizeof f->seq, f->a->ref);
   if (m == NULL)

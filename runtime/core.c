@@ -171,7 +171,7 @@ static unsigned run_actor(ax__core_t *c, ax_actor_t *a) {
     int64_t asked = atomic_load_explicit(&a->stop_req, memory_order_acquire);
     if (asked != 0) {
       reason = (int)((asked - 1) / 2);
-      ax__core_drain(c);
+      ax__core_drain_sent(c);
     }
     ax__actor_die(c, a, reason);
   } else if (a->mq_tail != NULL)

@@ -573,6 +573,13 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m);
  * thread. */
 unsigned ax__core_drain(ax__core_t *c);
 
+/* Moves what other cores and threads had sent to c when the call began
+ * (what threads that are no core add meanwhile stays) into the mailboxes,
+ * beyond c->fcredit: for a call that must see every message sent before
+ * it (a fiber's poll, a stop), without letting a thread that keeps sending
+ * feed the call without end.  Returns the messages taken.  c's thread. */
+unsigned ax__core_drain_sent(ax__core_t *c);
+
 /* ax__core_t.fcredit's floor: 16 rings' worth (core.c lowers it to what
  * one round can handle when the runtime's batch is small). */
 #define AX__FCREDIT_MIN (16 * AX__RING_SLOTS)

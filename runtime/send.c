@@ -594,6 +594,50 @@ unsigned ax__core_drain(ax__core_t *c) {
   return drain(c, &all);
 }
 
+/* How many messages r holds for its consumer now: the slots published in
+ * a row from head, and the queue.  The consumer's thread. */
+static unsigned fring_held(ax__ring_t *r) {
+  uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed); /* this thread's */
+  unsigned n = 0;
+  /* Acquire, as in ring_drain. */
+  while (n < AX__RING_SLOTS &&
+         atomic_load_explicit(&r->slot[(head + n) & (AX__RING_SLOTS - 1)].seq,
+                              memory_order_acquire) == head + n + 1)
+    n++;
+  /* Acquire pairs with the producer's release increment (fring_overflow). */
+  uint64_t q = atomic_load_explicit(&r->fover_n, memory_order_acquire);
+  return q < UINT_MAX - n ? n + (unsigned)q : UINT_MAX;
+}
+
+unsigned ax__core_drain_sent(ax__core_t *c) {
+  ax_rt_t *rt = c->rt;
+  unsigned n = 0;
+  uint64_t dead = 0;
+  for (unsigned from = 0; from < rt->ncores; from++) {
+    ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
+    if (r != NULL)
+      n += ring_drain(c, r, &dead, AX__RING_SLOTS);
+  }
+  /* Acquire pairs with fring_get's release: the rings below are there. */
+  unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
+  for (unsigned k = 0; k < nf; k++) {
+    ax__ring_t *r = ring_of(rt, rt->ncores + k, c->index);
+    if (r != NULL) {
+      /* What it holds now, not what its producer adds while this takes
+       * it: taking that too would let the producer, which waits only
+       * while its queue is long, go on without end. */
+      unsigned held = fring_held(r);
+      if (held != 0)
+        n += fring_drain(c, r, &dead, held);
+    }
+  }
+  /* The inbox whole: its senders never wait, so taking it feeds nobody. */
+  n += inbox_drain(c, &dead, UINT_MAX);
+  if (dead != 0)
+    ax__stat_add(&c->stats.dead_letters, dead);
+  return n;
+}
+
 unsigned ax__core_drain_some(ax__core_t *c) { return drain(c, &c->fcredit); }
 
 bool ax__core_pending(ax__core_t *c) {

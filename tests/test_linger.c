@@ -596,13 +596,20 @@ END_TEST
  * lingers there (200 ms), then its fd closes.  It lingered on the giver's
  * core's loop from the wrong thread: an assertion in debug builds, and in
  * release a linger that never ended (the fd stayed open). */
-enum { MSG_GIVE = MSG_GO + 100 };
+enum { MSG_GIVE = MSG_GO + 100, MSG_HOLD };
 static int give_fd;
 static ax_ref_t give_to;
 static atomic_int give_rc;
 
 static int dying_behaviour(ax_actor_t *self, const ax_msg_t *m) {
   (void)self;
+  /* On the other core: busy until the giver has given, so that it is
+   * alive when the stream is given and dies (MSG_STOP, queued behind)
+   * before it takes it.  Without this its core stopped it first now and
+   * then, and the give said -ESRCH. */
+  if (m->type == MSG_HOLD)
+    while (atomic_load(&give_rc) == 0)
+      ;
   return m->type == MSG_STOP ? AX_STOP : 0;
 }
 
@@ -621,6 +628,8 @@ static int giver_behaviour(ax_actor_t *self, const ax_msg_t *m) {
     rc = ax_stream_write(st, buf, sizeof buf);
   if (rc == 0 && ax_stream_queued(st) == 0)
     rc = -EAGAIN; /* nothing queued: the case is not made */
+  if (rc == 0 && ax_ref_core(give_to) != (int)ax_core(self))
+    rc = ax_send(give_to, MSG_HOLD, NULL, 0);
   if (rc == 0)
     rc = ax_send(give_to, MSG_STOP, NULL, 0); /* it stops before the hand-over comes */
   if (rc == 0)
