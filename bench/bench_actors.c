@@ -23,6 +23,10 @@
  *      last message).  The senders keep at most 512 messages unacknowledged
  *      (the receiver acknowledges every 256), so the receiver's mailbox stays
  *      bounded and what is measured is its throughput, not memory growth.
+ *      3t/3q: the same number of messages sent by 8 plain threads (no flow
+ *      control of their own) round-robin to 4 actors spread over the cores:
+ *      ns per message at the receivers, and the longest mailbox any of them
+ *      saw, which axon's pacing of such threads keeps short.
  *   4  skynet: the root spawns 10 children, each spawns 10, down to 10^6
  *      leaves; each leaf replies its number, each parent sums its 10 replies
  *      and replies to its parent; the root's sum must be 499999500000.  An
@@ -538,6 +542,100 @@ static double fan_run(uint64_t per, unsigned *cores_used) {
   free(r);
   free(s);
   return ns;
+}
+
+/* 3t: the same flood from threads that are no core: FT_THREADS plain
+ * threads each send `per` numbered messages round-robin to FT_RECEIVERS
+ * actors spread over the cores, with no flow control of their own.  They
+ * are paced by axon (actors.md, "Pace"): what is measured is the receivers'
+ * throughput and the longest mailbox any of them saw. */
+#define FT_THREADS 8
+#define FT_RECEIVERS 4
+
+typedef struct ft_receiver {
+  ax_ref_t port;
+  uint64_t next[FT_THREADS], got, total;
+  int64_t longest; /* ax_mailbox_len at its longest */
+  _Atomic uint64_t *left; /* messages all receivers still expect */
+} ft_receiver_t;
+
+typedef struct ft_sender {
+  const ax_ref_t *to;
+  uint32_t idx;
+  uint64_t per;
+} ft_sender_t;
+
+static int ft_recv(ax_actor_t *self, const ax_msg_t *m) {
+  ft_receiver_t *r = ax_state(self);
+  fan_data_t d;
+  if (m->type != MSG_DATA || m->size != sizeof d)
+    bench_die("thread fan-in: a receiver got type %u, %u bytes", m->type, m->size);
+  memcpy(&d, m->data, sizeof d);
+  if (d.sender >= FT_THREADS || d.seq != r->next[d.sender])
+    bench_die("thread fan-in: thread %u's message %llu arrived out of order", d.sender,
+              (unsigned long long)d.seq);
+  r->next[d.sender]++;
+  int64_t q = ax_mailbox_len(self);
+  if (q > r->longest)
+    r->longest = q;
+  r->got++;
+  /* acq_rel: the last receiver to finish sees every other's counts. */
+  if (atomic_fetch_sub_explicit(r->left, 1, memory_order_acq_rel) == 1) {
+    fan_result_t res = {ax_now(), r->got};
+    BENCH_AX(ax_send(r->port, MSG_RESULT, &res, sizeof res));
+  }
+  return 0;
+}
+
+static void *ft_send(void *arg) {
+  ft_sender_t *s = arg;
+  for (uint64_t i = 0; i < s->per; i++) {
+    fan_data_t d = {.sender = s->idx, .seq = i / FT_RECEIVERS};
+    BENCH_AX(ax_send(s->to[i % FT_RECEIVERS], MSG_DATA, &d, sizeof d));
+  }
+  return NULL;
+}
+
+/* Returns ns per message at the receivers; *longest gets the longest
+ * mailbox. */
+static double ft_run(uint64_t per, int64_t *longest) {
+  brt_t b;
+  brt_open(&b, "thread fan-in", 0, 0);
+  per -= per % FT_RECEIVERS;
+  static ft_receiver_t r[FT_RECEIVERS];
+  ft_sender_t s[FT_THREADS];
+  ax_ref_t to[FT_RECEIVERS];
+  _Atomic uint64_t left = per * FT_THREADS;
+  for (unsigned i = 0; i < FT_RECEIVERS; i++) {
+    r[i] = (ft_receiver_t){.port = b.port_ref, .left = &left};
+    ax_spawn_opts_t o = on_core(i % b.cores);
+    BENCH_AX(ax_spawn(b.rt, ft_recv, &r[i], &o, &to[i]));
+  }
+  pthread_t t[FT_THREADS];
+  int64_t t0 = ax_now();
+  for (unsigned i = 0; i < FT_THREADS; i++) {
+    s[i] = (ft_sender_t){.to = to, .idx = i, .per = per};
+    int rc = pthread_create(&t[i], NULL, ft_send, &s[i]);
+    if (rc != 0)
+      bench_die("pthread_create: %s", strerror(rc));
+  }
+  for (unsigned i = 0; i < FT_THREADS; i++)
+    pthread_join(t[i], NULL);
+  fan_result_t res;
+  brt_recv(&b, MSG_RESULT, &res, sizeof res);
+  ax_core_stats_t st;
+  brt_close(&b, &st);
+  *longest = 0;
+  for (unsigned i = 0; i < FT_RECEIVERS; i++) {
+    for (unsigned k = 0; k < FT_THREADS; k++)
+      if (r[i].next[k] != per / FT_RECEIVERS)
+        bench_die("thread fan-in: receiver %u got %llu of thread %u's %llu", i,
+                  (unsigned long long)r[i].next[k], k, (unsigned long long)(per / FT_RECEIVERS));
+    if (r[i].longest > *longest)
+      *longest = r[i].longest;
+  }
+  stats_check("thread fan-in", &st, per * FT_THREADS, FT_RECEIVERS, 0);
+  return (double)(res.t1 - t0) / (double)(per * FT_THREADS);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1309,6 +1407,18 @@ int main(int argc, char **argv) {
              (unsigned long long)z->fan_per);
     row("3", name, med, 1, "ns/msg", spread, 0, "");
     row("", "fan-in: throughput at the receiver", 1e3 / med, 2, "Mmsg/s", -1, 0, "");
+    bench_series_t tl = {.n = 0}, tq = {.n = 0};
+    for (long r = 0; r < runs; r++) {
+      int64_t longest;
+      bench_series_add(&tl, ft_run(z->fan_per * FAN_SENDERS / FT_THREADS, &longest));
+      bench_series_add(&tq, (double)longest);
+    }
+    med = bench_series_median(&table, &tl, &spread);
+    snprintf(name, sizeof name, "fan-in from %d threads (no core) to %d actors, %llu msgs", FT_THREADS,
+             FT_RECEIVERS, (unsigned long long)(z->fan_per * FAN_SENDERS));
+    row("3t", name, med, 1, "ns/msg", spread, 0, "");
+    med = bench_series_median(&table, &tq, &spread);
+    row("3q", "  the longest mailbox of those actors (paced threads)", med, 0, "msgs", spread, 0, "");
   }
 
   if (want[4]) {

@@ -195,6 +195,32 @@ static inline uint32_t *head_word(ax__ring_t *r) {
   return (uint32_t *)(void *)&r->head;
 }
 
+/* A producer that is no core waits for its core (fring_claim, fring_pace)
+ * in steps: 64 short spins first (none where the cores do not spin), then
+ * sleeps on a word of the ring that the core's take changes. */
+static inline void fwait_spin(void) {
+  for (int i = 0; i < 32; i++)
+    ck_pr_stall();
+}
+
+/* Before the producer looks a last time and sleeps: the flag that asks the
+ * consumer to wake it.  seq_cst: the flag's store before the producer's
+ * look (at head or the queue's count), mirrored by the consumer
+ * (fring_wake_producer: what it took, fence, the flag's load): either the
+ * consumer sees the flag and wakes the producer, or the producer sees what
+ * it took and does not sleep. */
+static inline void fwait_ask(ax__ring_t *r) {
+  atomic_store_explicit(&r->fwait, 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* Sleeps at most `left` ns unless *word no longer holds `seen` (the look
+ * after fwait_ask). */
+static inline void fwait_sleep(uint32_t *word, uint32_t seen, int64_t left) {
+  struct timespec ts = {0, (long)left};
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+}
+
 /* The next slot of r, a ring of rt, waiting while the core makes room: a
  * short spin (the core usually frees a batch within microseconds), then
  * sleep on head until the core publishes it (fring_drain wakes the
@@ -211,23 +237,15 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
   uint64_t seen = r->seen_head;
   for (unsigned spins = rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
     if (spins < 64) {
-      for (int i = 0; i < 32; i++)
-        ck_pr_stall();
+      fwait_spin();
     } else {
-      atomic_store_explicit(&r->fwait, 1, memory_order_relaxed);
-      /* seq_cst: the flag's store before the load of head in ring_claim,
-       * mirrored by the consumer (head's store, fence, the flag's load):
-       * either the consumer sees the flag and wakes this thread, or this
-       * thread sees the new head and does not sleep. */
-      atomic_thread_fence(memory_order_seq_cst);
-      if ((sl = ring_claim(r)) != NULL)
+      fwait_ask(r);
+      if ((sl = ring_claim(r)) != NULL) /* its look at head */
         return sl;
       int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
       if (left <= 0)
         return NULL;
-      struct timespec ts = {0, (long)left};
-      /* Sleeps unless head's low half moved since the look above. */
-      syscall(SYS_futex, head_word(r), FUTEX_WAIT_PRIVATE, (uint32_t)r->seen_head, &ts, NULL, 0);
+      fwait_sleep(head_word(r), (uint32_t)r->seen_head, left);
     }
     if ((sl = ring_claim(r)) != NULL)
       return sl;
@@ -294,22 +312,15 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
   int64_t since = ax_now();
   for (unsigned spins = rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
     if (spins < 64) {
-      for (int i = 0; i < 32; i++)
-        ck_pr_stall();
+      fwait_spin();
     } else {
-      atomic_store_explicit(&r->fwait, 1, memory_order_relaxed);
-      /* seq_cst: the flag's store before the count's load, mirrored by
-       * fring_wake_producer. */
-      atomic_thread_fence(memory_order_seq_cst);
-      n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
+      fwait_ask(r);
+      n = atomic_load_explicit(&r->fover_n, memory_order_relaxed); /* its look at the count */
       if (n < FOVER_PACE)
         return;
       int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
-      if (left > 0) {
-        struct timespec ts = {0, (long)left};
-        /* Sleeps unless the count's low half moved since the look above. */
-        syscall(SYS_futex, fover_word(r), FUTEX_WAIT_PRIVATE, (uint32_t)n, &ts, NULL, 0);
-      }
+      if (left > 0)
+        fwait_sleep(fover_word(r), (uint32_t)n, left);
     }
     n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
     if (n < FOVER_PACE)
