@@ -557,17 +557,23 @@ static unsigned inbox_drain(ax__core_t *c, uint64_t *dead, unsigned max) {
 
 /* ax__core_drain and ax__core_drain_some: at most *max messages of
  * threads that are no core, *max lowered by what it took. */
-static unsigned drain(ax__core_t *c, unsigned *max) {
+/* Takes what the other cores' rings hold, whole: their senders never
+ * wait, so what is left in a ring would only move to their overflow lists. */
+static unsigned cores_drain(ax__core_t *c, uint64_t *dead) {
   ax_rt_t *rt = c->rt;
   unsigned n = 0;
-  uint64_t dead = 0;
-  /* Other cores' rings, whole: their senders never wait, so what is left
-   * in a ring only moves to their overflow lists. */
   for (unsigned from = 0; from < rt->ncores; from++) {
     ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
     if (r != NULL)
-      n += ring_drain(c, r, &dead, AX__RING_SLOTS);
+      n += ring_drain(c, r, dead, AX__RING_SLOTS);
   }
+  return n;
+}
+
+static unsigned drain(ax__core_t *c, unsigned *max) {
+  ax_rt_t *rt = c->rt;
+  uint64_t dead = 0;
+  unsigned n = cores_drain(c, &dead);
   /* Threads that are no core: what is left waits in their rings and
    * queues, where it makes them wait (fring_claim, fring_pace), so they
    * send at the pace the actors handle their messages.  The inbox first,
@@ -622,13 +628,8 @@ static unsigned fring_held(ax__ring_t *r) {
 
 unsigned ax__core_drain_sent(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
-  unsigned n = 0;
   uint64_t dead = 0;
-  for (unsigned from = 0; from < rt->ncores; from++) {
-    ax__ring_t *r = from != c->index ? ring_of(rt, from, c->index) : NULL;
-    if (r != NULL)
-      n += ring_drain(c, r, &dead, AX__RING_SLOTS);
-  }
+  unsigned n = cores_drain(c, &dead);
   /* Acquire pairs with fring_get's release: the rings below are there. */
   unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
   for (unsigned k = 0; k < nf; k++) {
