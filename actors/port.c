@@ -37,6 +37,10 @@ struct ax_port {
   ax_ref_t ref;
   int efd;
   ax__msg_t *held; /* the message handed out last (its data is still in use) */
+  /* Receives that found the port empty since the doorbell was last
+   * cleared, and whether a message was taken since (clear_stale_ring). */
+  uint32_t empty_polls;
+  bool took;
   ax__link_t link; /* on the runtime's list of open ports (under ports_t.lock) */
 };
 
@@ -188,6 +192,7 @@ int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
     if (m != NULL) {
       *msg = m->m;
       port->held = m;
+      port->took = true;
       return 0;
     }
     if (ax__mpscq_pending(&port->e.q)) {
@@ -222,8 +227,16 @@ int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg) {
         return -ESHUTDOWN;
       }
       if (deadline == 0) {
-        if (clear_stale_ring(port))
-          break;
+        /* A stale ring comes only after a take, and may land a little
+         * after the first empty receive: clear at the first one after a
+         * take, then every 64th (a read() on every empty receive made a
+         * polling thread's empty receive 70 times dearer, 4 -> 285 ns).
+         * A program watching the fd wakes at most 64 times for nothing. */
+        if (port->took || (++port->empty_polls & 63) == 0) {
+          port->took = false;
+          if (clear_stale_ring(port))
+            break;
+        }
         return -EAGAIN;
       }
       int rc = wait_ring(port, deadline);

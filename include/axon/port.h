@@ -47,10 +47,10 @@ AX_API int ax_port_recv(ax_port_t *port, int64_t deadline, ax_msg_t *msg);
 /* An eventfd that is readable whenever messages may be waiting (it stays
  * readable until ax_port_recv() finds the port empty): add it to your own
  * poll/epoll set, and when it is readable call ax_port_recv(port, 0, &m)
- * until it returns -EAGAIN.  It may be readable once with nothing queued
- * (a sender rings after it links its message, which a receive may take
- * first); the -EAGAIN that follows clears it.  Do not read or close the fd
- * yourself.  Any thread. */
+ * until it returns -EAGAIN.  It may be readable with nothing queued (a
+ * sender rings after it links its message, which a receive may take
+ * first): the -EAGAIN receives that follow clear it, within 64 of them.
+ * Do not read or close the fd yourself.  Any thread. */
 AX_API int ax_port_fd(const ax_port_t *port);
 
 /* Closes the port (its eventfd) and frees it: its reference becomes invalid (sends return -ESRCH) and
