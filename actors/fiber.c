@@ -442,8 +442,8 @@ static int arm(ax__fiber_t *f, int64_t deadline, uint64_t *timer) {
   /* What other cores and threads sent before this call may wait on the
    * core's rings and inbox: it must be looked at before the poll says
    * -ETIMEDOUT (fibers.md).  With the mailbox empty it goes in now, ahead
-   * of the wake-up; otherwise only once the wake-up is reached (poll_due),
-   * if nothing in the mailbox matched: a fiber that polls in a loop while
+   * of the wake-up; otherwise only once the wake-up is reached
+   * (ax__fiber_behaviour), if nothing in the mailbox matched: a fiber that polls in a loop while
    * threads flood it used to take their rings whole at every call, and its
    * mailbox grew to millions.  Either way, only what was there (not what
    * threads add meanwhile) and beyond the core's credit. */

@@ -37,8 +37,9 @@ struct ax_port {
   ax_ref_t ref;
   int efd;
   ax__msg_t *held; /* the message handed out last (its data is still in use) */
-  /* Receives that found the port empty since the doorbell was last
-   * cleared, and whether a message was taken since (clear_stale_ring). */
+  /* Receives with deadline 0 that found the port empty (a count that
+   * wraps), and whether a message was taken since the last one: when such
+   * a receive clears a stale doorbell (clear_stale_ring). */
   uint32_t empty_polls;
   bool took;
   ax__link_t link; /* on the runtime's list of open ports (under ports_t.lock) */

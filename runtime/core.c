@@ -449,9 +449,10 @@ void *ax__core_main(void *arg) {
      * that are no core as this one handled (ax__core_t.fcredit): the
      * delivered count is exact at the end of every turn.  Relaxed: only
      * this thread writes it. */
-    uint64_t handled = atomic_load_explicit(&c->stats.delivered, memory_order_relaxed) - before;
-    c->fcredit = handled > fcredit_min(rt) ? (unsigned)(handled < UINT32_MAX ? handled : UINT32_MAX)
-                                           : fcredit_min(rt);
+    unsigned handled = (unsigned)(atomic_load_explicit(&c->stats.delivered,
+                                                       memory_order_relaxed) -
+                                  before); /* at most 64 turns of 65536 */
+    c->fcredit = handled > fcredit_min(rt) ? handled : fcredit_min(rt);
     flush_batch(c);
     /* Nothing left to run and nothing arrived: idle() reads the clock and
      * polls when due.  A clock read here as well (23 ns on the 2-vCPU VM)

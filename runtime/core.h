@@ -171,8 +171,9 @@ typedef struct ax__ring {
   /* the consumer's */
   alignas(AX__CACHE_LINE) _Atomic uint64_t head;
   /* A producer that is no core sleeps on head's low half while the ring
-   * is full (fring_claim); set by it, cleared by the consumer that wakes
-   * it.  Read once per drain of such a ring. */
+   * is full (fring_claim), or on the queue count's while its queue is long
+   * (fring_pace): which one (send.c's FWAIT_*), set by it, cleared by the
+   * consumer that wakes it.  Read once per drain of such a ring. */
   _Atomic uint32_t fwait;
   /* A producer that is no core: its overflow queue (the consumer drains
    * it) and how many messages it holds (the producer goes back to the

@@ -203,14 +203,17 @@ static inline void fwait_spin(void) {
     ck_pr_stall();
 }
 
-/* Before the producer looks a last time and sleeps: the flag that asks the
- * consumer to wake it.  seq_cst: the flag's store before the producer's
- * look (at head or the queue's count), mirrored by the consumer
- * (fring_wake_producer: what it took, fence, the flag's load): either the
- * consumer sees the flag and wakes the producer, or the producer sees what
- * it took and does not sleep. */
-static inline void fwait_ask(ax__ring_t *r) {
-  atomic_store_explicit(&r->fwait, 1, memory_order_relaxed);
+/* ax__ring_t.fwait: 0, or the word a producer is about to sleep on. */
+enum { FWAIT_HEAD = 1, FWAIT_COUNT = 2 };
+
+/* Before the producer looks a last time and sleeps on `word` (FWAIT_*):
+ * the flag that asks the consumer to wake it there.  seq_cst: the flag's
+ * store before the producer's look (at head or the queue's count),
+ * mirrored by the consumer (fring_wake_producer: what it took, fence, the
+ * flag's load): either the consumer sees the flag and wakes the producer,
+ * or the producer sees what it took and does not sleep. */
+static inline void fwait_ask(ax__ring_t *r, uint32_t word) {
+  atomic_store_explicit(&r->fwait, word, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
 }
 
@@ -239,7 +242,7 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
     if (spins < 64) {
       fwait_spin();
     } else {
-      fwait_ask(r);
+      fwait_ask(r, FWAIT_HEAD);
       if ((sl = ring_claim(r)) != NULL) /* its look at head */
         return sl;
       int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
@@ -264,18 +267,18 @@ static inline uint32_t *fover_word(ax__ring_t *r) {
   return (uint32_t *)(void *)&r->fover_n;
 }
 
-/* The consumer has taken from r (slots or queue): wakes its producer if it
- * sleeps (on either word: fring_claim or fring_pace). */
+/* The consumer has taken from r (slots or queue): wakes its producer on
+ * the word it sleeps on, if it does (fring_claim: head; fring_pace: the
+ * queue's count), one system call. */
 static void fring_wake_producer(ax__ring_t *r) {
   /* seq_cst: what the consumer took (head's store, the queue's count)
-   * before the flag's load, the mirror of the producer's fence between
-   * the flag's store and its look at head or the count. */
+   * before the flag's load, the mirror of fwait_ask's fence. */
   atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&r->fwait, memory_order_relaxed) &&
-      atomic_exchange_explicit(&r->fwait, 0, memory_order_relaxed)) {
-    syscall(SYS_futex, head_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-    syscall(SYS_futex, fover_word(r), FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-  }
+  uint32_t word;
+  if (atomic_load_explicit(&r->fwait, memory_order_relaxed) != 0 &&
+      (word = atomic_exchange_explicit(&r->fwait, 0, memory_order_relaxed)) != 0)
+    syscall(SYS_futex, word == FWAIT_HEAD ? head_word(r) : fover_word(r), FUTEX_WAKE_PRIVATE, 1,
+            NULL, NULL, 0);
 }
 
 /* The depth of a producer's overflow queue from which its sends wait. */
@@ -314,7 +317,7 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
     if (spins < 64) {
       fwait_spin();
     } else {
-      fwait_ask(r);
+      fwait_ask(r, FWAIT_COUNT);
       n = atomic_load_explicit(&r->fover_n, memory_order_relaxed); /* its look at the count */
       if (n < FOVER_PACE)
         return;
@@ -555,8 +558,6 @@ static unsigned inbox_drain(ax__core_t *c, uint64_t *dead, unsigned max) {
   return n;
 }
 
-/* ax__core_drain and ax__core_drain_some: at most *max messages of
- * threads that are no core, *max lowered by what it took. */
 /* Takes what the other cores' rings hold, whole: their senders never
  * wait, so what is left in a ring would only move to their overflow lists. */
 static unsigned cores_drain(ax__core_t *c, uint64_t *dead) {
@@ -570,6 +571,8 @@ static unsigned cores_drain(ax__core_t *c, uint64_t *dead) {
   return n;
 }
 
+/* ax__core_drain and ax__core_drain_some: at most *max messages of
+ * threads that are no core, *max lowered by what it took. */
 static unsigned drain(ax__core_t *c, unsigned *max) {
   ax_rt_t *rt = c->rt;
   uint64_t dead = 0;
