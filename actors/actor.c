@@ -12,13 +12,16 @@ static unsigned round_robin(ax_rt_t *rt) {
   return atomic_fetch_add_explicit(&rt->next_core, 1, memory_order_relaxed) % rt->ncores;
 }
 
-/* AX_PLACE_ANY from an actor of core cur: cur, unless it is busy and
- * another core is much less so.  The other cores' run-queue lengths are
- * their own last report (ax__core_t.stats.runq_len, written each round and
- * zeroed when they sleep), read only when cur is busy. */
+/* AX_PLACE_ANY from an actor of core cur: cur, unless it is overloaded
+ * (AX_PLACE_SPILL actors waiting to run, and work without a pause for the
+ * runtime's spill_ns) and another core is much less so.  The other cores'
+ * run-queue lengths are their own last report (ax__core_t.stats.runq_len,
+ * written each round and zeroed when they sleep), read only when cur is
+ * overloaded; the clock is read only once its run queue is that long. */
 static unsigned near_or_spill(ax_rt_t *rt, ax__core_t *cur) {
   uint64_t mine = cur->runq_len;
-  if (mine < AX_PLACE_SPILL)
+  int64_t busy = rt->opts.spill_ns != 0 ? rt->opts.spill_ns : AX_PLACE_SPILL_NS;
+  if (mine < AX_PLACE_SPILL || busy < 0 || ax_now() - cur->busy_since < busy)
     return cur->index;
   unsigned best = cur->index;
   uint64_t least = mine / 2;

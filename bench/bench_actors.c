@@ -2,7 +2,7 @@
  *
  * Usage: bench_actors [--quick] [-v] [-r RUNS] [-b LIST]
  *   -r RUNS  measurements per row; the median is reported (default 5, 1 with --quick)
- *   -b LIST  rows to run, comma-separated among 1..7 (default all)
+ *   -b LIST  rows to run, comma-separated among 1..9 (default all)
  *   -v       print every run's value, sorted, under its row
  *   --quick  small sizes and one run: a CI smoke run of a few seconds
  *
@@ -59,6 +59,18 @@
  *      libuv in the same run: two threads on the same two CPUs, each running
  *      a uv_loop_t with a uv_async_t, ping-pong through uv_async_send.  The
  *      ratio axon/libuv of the round-trip times has the target <= 0.5.
+ *   8  many of one kind held by one actor (timers, monitors, children,
+ *      restarts): ns per item at 10^5 and the ratio against 10^4.
+ *   9  placement under AX_PLACE_ANY (the default) on the default cores,
+ *      against the explicit placements in the same run.  Hub (9a, 9b): an
+ *      actor that has just woken spawns 100 talkers and sends each a START
+ *      in one turn; each talker then asks it 2,000 times, one question at a
+ *      time, and it answers each (chameneos's shape: everything goes through
+ *      one actor); ms until the last answer, ANY and ANY over LOCAL.  Burst
+ *      (9c, 9d): the same actor spawns 256 independent workers, sends each
+ *      one job of about 20 us of arithmetic, and waits for 256 replies; ms,
+ *      ANY and ANY over SPREAD.  What ANY does with each is the policy of
+ *      include/axon/actor.h; the two ratios show what it costs either way.
  *
  * Method.  Every measurement creates its own runtime (AX_RT_NO_SIGNALS |
  * AX_RT_KEEP_ALIVE, default cores unless said otherwise) and a port, starts
@@ -109,7 +121,7 @@ extern char **environ;
 
 #define RESULT_WAIT_S 60 /* the longest wait for one result on a port */
 #define WATCHDOG_S 300   /* the longest one measurement may take, whatever it waits on */
-#define NROWS 8
+#define NROWS 9
 
 enum {
   MSG_GO = AX_MSG_USER,
@@ -1270,6 +1282,145 @@ static double many_once(int kind, uint64_t n) {
 /* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
+/* ------------------------------------------------------------------------ */
+/* 9: placement under AX_PLACE_ANY                                           */
+
+#define PL_TALKERS 100
+#define PL_ASKS 2000
+#define PL_WORKERS 256
+#define PL_WORK_STEPS 20000 /* about 20 us of arithmetic on the 2-vCPU VM */
+
+typedef struct pl_run {
+  ax_placement_t placement;
+  bool burst;      /* 9c/9d: independent workers; else 9a/9b: the hub */
+  ax_ref_t port;
+  uint64_t left;   /* talkers (hub) or workers (burst) not finished yet */
+  uint64_t check;  /* burst: the sum of the workers' results */
+  int64_t t0;
+  unsigned cores_used; /* a bit per core the children landed on */
+} pl_run_t;
+
+typedef struct pl_result {
+  int64_t ns;
+  uint64_t check;
+  unsigned cores_used;
+} pl_result_t;
+
+static uint64_t pl_work(uint64_t seed) {
+  bench_rng_t r = {seed};
+  uint64_t x = 0;
+  for (int i = 0; i < PL_WORK_STEPS; i++)
+    x += bench_rng_next(&r);
+  return x;
+}
+
+/* Asks the hub (the sender of START) PL_ASKS times, one at a time, then
+ * tells it DONE and stops. */
+static int pl_talker(ax_actor_t *self, const ax_msg_t *m) {
+  uint64_t *left = ax_state(self);
+  if (m->type != MSG_START && m->type != MSG_PONG)
+    bench_die("placement: a talker got message type %u", m->type);
+  if (*left == 0) {
+    BENCH_AX(ax_send(m->from, MSG_DONE, NULL, 0));
+    return AX_STOP;
+  }
+  (*left)--;
+  BENCH_AX(ax_send(m->from, MSG_PING, NULL, 0));
+  return 0;
+}
+
+static int pl_worker(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  uint64_t seed;
+  if (m->type != MSG_DATA || m->size != sizeof seed)
+    bench_die("placement: a worker got message type %u", m->type);
+  memcpy(&seed, m->data, sizeof seed);
+  uint64_t r = pl_work(seed);
+  BENCH_AX(ax_send(m->from, MSG_SUM, &r, sizeof r));
+  return AX_STOP;
+}
+
+static int pl_root(ax_actor_t *self, const ax_msg_t *m) {
+  pl_run_t *run = ax_state(self);
+  static uint64_t talker_left[PL_TALKERS];
+  ax_spawn_opts_t o = {.placement = run->placement};
+  ax_ref_t ref;
+  switch (m->type) {
+  case MSG_GO:
+    run->t0 = ax_now();
+    if (run->burst) {
+      run->left = PL_WORKERS;
+      for (uint64_t k = 0; k < PL_WORKERS; k++) {
+        BENCH_AX(ax_spawn(ax_actor_rt(self), pl_worker, NULL, &o, &ref));
+        run->cores_used |= 1u << ax_ref_core(ref);
+        BENCH_AX(ax_send(ref, MSG_DATA, &k, sizeof k));
+      }
+    } else {
+      run->left = PL_TALKERS;
+      for (unsigned k = 0; k < PL_TALKERS; k++) {
+        talker_left[k] = PL_ASKS;
+        BENCH_AX(ax_spawn(ax_actor_rt(self), pl_talker, &talker_left[k], &o, &ref));
+        run->cores_used |= 1u << ax_ref_core(ref);
+        BENCH_AX(ax_send(ref, MSG_START, NULL, 0));
+      }
+    }
+    return 0;
+  case MSG_PING:
+    BENCH_AX(ax_send(m->from, MSG_PONG, NULL, 0));
+    return 0;
+  case MSG_DONE:
+    break;
+  case MSG_SUM: {
+    uint64_t r;
+    memcpy(&r, m->data, sizeof r);
+    run->check += r;
+    break;
+  }
+  default:
+    bench_die("placement: the root got message type %u", m->type);
+  }
+  if (--run->left == 0) {
+    pl_result_t res = {ax_now() - run->t0, run->check, run->cores_used};
+    BENCH_AX(ax_send(run->port, MSG_RESULT, &res, sizeof res));
+  }
+  return 0;
+}
+
+/* One run of the hub or the burst with the children's placement p, in a
+ * fresh runtime of the default cores; ms.  The root waits on core 0, asleep,
+ * until main's GO. */
+static double pl_run(bool burst, ax_placement_t p, unsigned *cores_used) {
+  static const char *pnames[] = {"any", "local", "core", "near", "spread"};
+  char what[96];
+  snprintf(what, sizeof what, "placement: %s, %s", burst ? "burst" : "hub", pnames[p]);
+  brt_t b;
+  brt_open(&b, what, 0, 0);
+  pl_run_t run = {.placement = p, .burst = burst, .port = b.port_ref};
+  ax_spawn_opts_t o = on_core(0);
+  ax_ref_t root;
+  BENCH_AX(ax_spawn(b.rt, pl_root, &run, &o, &root));
+  usleep(2000); /* the root's core asleep: GO starts a fresh busy period */
+  BENCH_AX(ax_send(root, MSG_GO, NULL, 0));
+  pl_result_t res;
+  brt_recv(&b, MSG_RESULT, &res, sizeof res);
+  if (burst) {
+    uint64_t want = 0;
+    for (uint64_t k = 0; k < PL_WORKERS; k++)
+      want += pl_work(k);
+    if (res.check != want)
+      bench_die("%s: the workers' sum is %llu, %llu expected", what,
+                (unsigned long long)res.check, (unsigned long long)want);
+  }
+  ax_core_stats_t st;
+  brt_close(&b, &st);
+  /* GO; a job and its reply per worker, or START, the asks, their
+   * answers and DONE per talker. */
+  uint64_t msgs = 1 + (burst ? 2 * PL_WORKERS : 2 * (uint64_t)PL_TALKERS * (PL_ASKS + 1));
+  stats_check(what, &st, msgs, burst ? PL_WORKERS : PL_TALKERS, 0);
+  *cores_used = res.cores_used;
+  return (double)res.ns / 1e6;
+}
+
 static bench_table_t table = {.id_w = 3, .name_w = 50, .unit_w = 8};
 
 /* One line of the table.  target <= 0: none.  spread < 0: not applicable. */
@@ -1284,7 +1435,7 @@ static void row_na(const char *id, const char *name, const char *why) {
 }
 
 static void usage(void) {
-  fputs("usage: bench_actors [--quick] [-v] [-r RUNS] [-b LIST]   (LIST: rows among 1..8, "
+  fputs("usage: bench_actors [--quick] [-v] [-r RUNS] [-b LIST]   (LIST: rows among 1..9, "
         "comma-separated)\n",
         stderr);
   exit(2);
@@ -1546,6 +1697,39 @@ int main(int argc, char **argv) {
       snprintf(name, sizeof name, "  per item, %llu against %llu", (unsigned long long)z->many,
                (unsigned long long)z->many / 10);
       row(ids[k][1], name, med, 2, "ratio", spread, 0, "1: no search; 10: a list searched");
+    }
+  }
+
+  if (want[9]) {
+    static const struct {
+      bool burst;
+      ax_placement_t other;
+      const char *ids[2], *name, *other_name;
+    } pls[] = {
+        {false, AX_PLACE_LOCAL, {"9a", "9b"}, "hub: 100 talkers x 2000 asks, AX_PLACE_ANY", "LOCAL"},
+        {true, AX_PLACE_SPREAD, {"9c", "9d"}, "burst: 256 workers x ~20 us, AX_PLACE_ANY", "SPREAD"},
+    };
+    for (int k = 0; k < 2; k++) {
+      bench_series_t any = {.n = 0}, ratio = {.n = 0};
+      unsigned used_any = 0, used_other = 0, u;
+      for (long r = 0; r < runs; r++) {
+        double a = pl_run(pls[k].burst, AX_PLACE_ANY, &u);
+        used_any |= u;
+        double o = pl_run(pls[k].burst, pls[k].other, &u);
+        used_other |= u;
+        bench_series_add(&any, a);
+        bench_series_add(&ratio, a / o);
+      }
+      double med = bench_series_median(&table, &any, &spread);
+      char ctx[64];
+      snprintf(ctx, sizeof ctx, "children on %d core(s)", __builtin_popcount(used_any));
+      row(pls[k].ids[0], pls[k].name, med, 2, "ms", spread, 0, ctx);
+      med = bench_series_median(&table, &ratio, &spread);
+      char name[64];
+      snprintf(name, sizeof name, "  ANY against %s, run by run", pls[k].other_name);
+      snprintf(ctx, sizeof ctx, "%s: children on %d core(s)", pls[k].other_name,
+               __builtin_popcount(used_other));
+      row(pls[k].ids[1], name, med, 2, "ratio", spread, 0, ctx);
     }
   }
 

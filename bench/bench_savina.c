@@ -7,7 +7,7 @@
  *             (ax_rt_opts_t.cores) and Go GOMAXPROCS=CORES (default 2); the one-core
  *             columns follow, unless CORES is 1
  *   -p LIST   where the benchmarks' actors are spawned, comma-separated among any (the
- *             runtime's default: AX_PLACE_ANY, round-robin over the cores) and local
+ *             runtime's default: AX_PLACE_ANY, the root's core unless it is overloaded) and local
  *             (AX_PLACE_LOCAL: on the core of the actor that spawns them); one row per
  *             placement and benchmark (default any)
  *   -g PATH   the Go baseline (bench/go/savina_baseline.go built), instead of the one

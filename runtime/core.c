@@ -308,8 +308,10 @@ static void idle(ax__core_t *c) {
     if (t != AX_FOREVER && now + t < end)
       end = now + t;
     for (unsigned i = 1;; i++) {
-      if (ax__core_pending(c) || stopping(rt))
+      if (ax__core_pending(c) || stopping(rt)) {
+        c->busy_since = now; /* the spin's start: no clock read on this path */
         return;
+      }
       if (c->nover > 0) /* messages wait for room on a ring: move them as it appears */
         ax__ring_flush(c);
       ax__spin_step(i);
@@ -374,6 +376,7 @@ static void idle(ax__core_t *c) {
   ax_loop_run_once(c->loop, wait);
   c->last_poll = ax_now();
   c->heap.now = c->last_poll;
+  c->busy_since = c->last_poll;
   /* A sender that found this core asleep took `sleeping` (exchange to 0)
    * and woke it: count that here, where only this core writes the count. */
   if (atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed) == 0)
@@ -416,6 +419,7 @@ void *ax__core_main(void *arg) {
   ax__tls_core = c;
   ax__tls_rfree = &c->rfree;
   ax_loop_adopt(c->loop);
+  c->busy_since = ax_now();
   ax__vital_fill(c); /* the reserve for news that must not be lost (msg.h) */
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->core_start != NULL)

@@ -241,6 +241,11 @@ struct ax__core {
    * than the actors handled them (1.95 million queued with 16 threads). */
   unsigned fcredit;
   int64_t last_poll;
+  /* When the core last stopped waiting (the start of its spin, or the end
+   * of its sleep): AX_PLACE_ANY spills a spawn to another core only once
+   * this core has had work for AX_PLACE_SPILL_NS without a wait
+   * (actor.c's near_or_spill).  Owner core. */
+  int64_t busy_since;
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   /* A feature's batch to hand over before the core polls or sleeps (the
    * io_uring submissions of the round: actors/io/uring.c); NULL: none.

@@ -236,11 +236,12 @@ START_TEST(test_actor_spawn_placement) {
 END_TEST
 
 /* An actor that spawns children with each placement and reports their
- * cores.  With `busy`, it first fills its own run queue past
- * AX_PLACE_SPILL (children that each have a message waiting), so that
- * AX_PLACE_ANY must go to the idle core. */
+ * cores.  With `queue`, it first fills its own run queue past
+ * AX_PLACE_SPILL (children that each have a message waiting); with `busy`
+ * as well, it has kept its core busy for twice AX_PLACE_SPILL_NS before
+ * that, so that AX_PLACE_ANY must go to the idle core. */
 typedef struct placer {
-  bool busy;
+  bool queue, busy;
   ax_ref_t near;        /* for AX_PLACE_NEAR */
   atomic_int any_core;  /* AX_PLACE_ANY */
   atomic_int near_core; /* AX_PLACE_NEAR */
@@ -269,7 +270,12 @@ static int placer_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   (void)msg;
   placer_t *p = ax_state(self);
   if (p->busy) {
-    for (int i = 0; i < 2 * AX_PLACE_SPILL; i++) {
+    int64_t t0 = ax_now();
+    while (ax_now() - t0 < 2 * AX_PLACE_SPILL_NS)
+      ;
+  }
+  if (p->queue) {
+    for (int i = 0; i < AX_PLACE_SPILL + 8; i++) {
       ax_spawn_opts_t o;
       memset(&o, 0, sizeof o);
       o.placement = AX_PLACE_LOCAL;
@@ -303,9 +309,10 @@ START_TEST(test_actor_spawn_placement_from_actor) {
   ck_assert_int_eq(atomic_load(&calm.near_core), 1);
   ck_assert_int_ne(atomic_load(&calm.spread[0]), atomic_load(&calm.spread[1]));
   ck_assert_int_eq(atomic_load(&calm.bad_near), -EINVAL);
-  /* The same actor with 2 * AX_PLACE_SPILL actors waiting on its core and
-   * core 1 idle: AX_PLACE_ANY spills to core 1. */
-  placer_t busy = {.busy = true, .near = on1};
+  /* More than AX_PLACE_SPILL actors waiting on its core, core 1 idle, and
+   * its core busy for twice AX_PLACE_SPILL_NS: AX_PLACE_ANY spills to core
+   * 1. */
+  placer_t busy = {.queue = true, .busy = true, .near = on1};
   test_send(test_spawn(rt, placer_behaviour, &busy, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
             0);
   TEST_WAIT_UNTIL(atomic_load(&busy.done) == 1, 10000);
@@ -332,6 +339,44 @@ START_TEST(test_actor_spawn_placement_from_actor) {
   ck_assert_int_eq(ax_spawn(rt, test_idle_behaviour, NULL, &o, &ref), -EINVAL);
   ck_assert_int_eq(ax_rt_free(other), 0);
   test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* AX_PLACE_ANY and the runtime's spill_ns: a long run queue is no load
+ * until the core has been busy that long (the shape of a hub that spawns
+ * its talkers and starts each, Savina's chameneos, which the first rule
+ * spread over the cores), and a negative spill_ns never spills. */
+START_TEST(test_actor_spawn_spill_needs_busy_time) {
+  static const struct {
+    int64_t spill_ns;
+    bool busy;
+    int want; /* the core of the AX_PLACE_ANY child */
+  } cases[] = {
+      /* busy 400 us, then 72 waiting: under 10 s of work, stays */
+      {10 * 1000000000LL, true, 0},
+      /* the same with spill_ns never */
+      {-1, true, 0},
+      /* spill_ns 1 us: the same spills */
+      {1000, true, 1},
+      /* and the default, 200 us (also row 9 of bench_actors) */
+      {0, true, 1},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    ax_rt_opts_t o = {.cores = 2, .spill_ns = cases[k].spill_ns,
+                      .flags = AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS};
+    ax_rt_t *rt;
+    ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+    test_rt_start(rt);
+    ax_ref_t on1 = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+    placer_t p = {.queue = true, .busy = cases[k].busy, .near = on1};
+    test_send(test_spawn(rt, placer_behaviour, &p, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
+              0);
+    TEST_WAIT_UNTIL(atomic_load(&p.done) == 1, 10000);
+    int core = atomic_load(&p.any_core);
+    ck_assert_msg(core == cases[k].want, "case %zu: spill_ns %lld: the child is on core %d", k,
+                  (long long)cases[k].spill_ns, core);
+    test_rt_stop_join_free(rt);
+  }
 }
 END_TEST
 
@@ -1795,6 +1840,7 @@ static Suite *actor_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_actor_spawn_placement);
   tcase_add_test(tc, test_actor_spawn_placement_from_actor);
+  tcase_add_test(tc, test_actor_spawn_spill_needs_busy_time);
   tcase_add_test(tc, test_actor_identity);
   suite_add_tcase(suite, tc);
 

@@ -118,11 +118,14 @@ typedef void (*ax_terminate_t)(ax_actor_t *self, int reason);
  * one between cores costs a trip of a cache line between CPUs (bench/). */
 typedef enum ax_placement {
   /* The default.  From an actor: its own core, so that actors that talk to
-   * each other share one, unless that core has AX_PLACE_SPILL or more
-   * actors waiting to run and another core has fewer than half as many:
-   * then that one (the least loaded), so that a burst of work spreads.
-   * From a thread that is no core of the runtime: the next core,
-   * round-robin. */
+   * each other share one, unless that core is overloaded: it has had work
+   * without a pause for AX_PLACE_SPILL_NS, AX_PLACE_SPILL or more actors
+   * wait to run on it, and another core has fewer than half as many; then
+   * that one (the least loaded).  A long run queue alone is no load: an
+   * actor that spawns its talkers and starts each one makes one (so a
+   * burst of independent work spawned in one go stays too; spawn it with
+   * AX_PLACE_SPREAD).  From a thread that is no core of the runtime: the
+   * next core, round-robin. */
   AX_PLACE_ANY = 0,
   AX_PLACE_LOCAL,  /* the caller's core always (round-robin from other threads) */
   AX_PLACE_CORE,   /* the core given in ax_spawn_opts_t.core */
@@ -130,8 +133,11 @@ typedef enum ax_placement {
   AX_PLACE_SPREAD, /* the next core, round-robin, from anywhere: independent work */
 } ax_placement_t;
 
-/* AX_PLACE_ANY: the run-queue length from which a spawn goes elsewhere. */
+/* AX_PLACE_ANY: the run-queue length from which a spawn goes elsewhere,
+ * once the core has had work without a pause (no spin, no sleep) for
+ * AX_PLACE_SPILL_NS nanoseconds. */
 #define AX_PLACE_SPILL 64
+#define AX_PLACE_SPILL_NS (200 * 1000)
 
 /* Spawn options; zero-initialise, NULL means all defaults. */
 typedef struct ax_spawn_opts {

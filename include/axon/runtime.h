@@ -48,6 +48,10 @@ typedef struct ax_rt_opts {
   ax_backend_t backend; /* each core's loop backend; 0 = AXON_BACKEND or epoll */
   unsigned work_threads; /* the work pool's threads at most (work.h); 0 = 4 */
   unsigned work_queue;   /* work queued and not yet running at most; 0 = 1024 */
+  int64_t spill_ns;      /* how long a core must have had work without a pause
+                            before AX_PLACE_ANY from one of its actors may put
+                            the child on another core (actor.h); 0 =
+                            AX_PLACE_SPILL_NS (200 us), negative = never */
 } ax_rt_opts_t;
 
 /* The largest work_threads and work_queue accepted. */
