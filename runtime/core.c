@@ -208,6 +208,11 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   ax__pool_init(&c->pools[AX__ACTOR_POOL], &c->heap, c, sizeof(ax_actor_t));
   ax__pool_init(&c->pools[AX__EXT_POOL], &c->heap, c, sizeof(ax__actor_ext_t));
   ax__mpscq_init(&c->inbox, &c->inbox_stub, false);
+  atomic_init(&c->inbox_n, 0);
+  atomic_init(&c->inbox_wait, 0);
+  atomic_init(&c->stuck_beat, 0);
+  atomic_init(&c->stuck_at, 0);
+  atomic_init(&c->stuck_left, 0);
   atomic_init(&c->sleeping, 0);
   ax__table_init(&c->table, (uint32_t)(rt->serial * 2654435761u) + index * 40503u);
   c->erec = ax__epoch_register(&rt->epoch);

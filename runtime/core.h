@@ -128,16 +128,20 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
  * drains after the ring's slots; the thread writes slots again only once
  * the core has taken the whole queue.  That queue is paced as well: from
  * AX__RING_SLOTS messages in it, the thread waits for the core the same
- * way, unless the core handled nothing for AX__FOREIGN_WAIT_NS (stuck:
- * a long turn, a runtime not started), which lets the thread append
- * AX__RING_SLOTS more per such wait (so a core slower than the thread,
- * or one descheduled now and then, does not let the queue grow without
- * bound).  The wait is the
+ * way.  A core that handled nothing for AX__FOREIGN_WAIT_NS is stuck (a
+ * long turn, a runtime not started, a core descheduled): then
+ * AX__RING_SLOTS messages go on past the waits per AX__FOREIGN_WAIT_NS,
+ * shared by all the threads that wait for that core (ax__core_t's
+ * stuck gate), so that neither a slow core nor more threads than CPUs
+ * let the queues grow without bound.  The wait is the
  * back-pressure that Go's channels and Pony's muting give: a thread that
  * floods a core sends at the core's pace, and its messages stay in the
  * cache instead of piling up in fresh memory.
  */
 #define AX__FOREIGN_RINGS 16u
+/* The inbox's depth from which a thread that is no core waits for the
+ * core before it pushes more (send.c's inbox_pace), the same way. */
+#define AX__INBOX_PACE (4 * AX__RING_SLOTS)
 #define AX__FOREIGN_WAIT_NS (200 * 1000)
 
 typedef struct ax__ring_slot {
@@ -162,12 +166,7 @@ typedef struct ax__ring {
   ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
   bool fgave_up; /* a producer that is no core waited its longest in vain:
                     its next message overflows without waiting again */
-  bool fstuck;   /* such a producer's queue: the core took none of it for
-                    AX__FOREIGN_WAIT_NS; appends wait no more until it does,
-                    or for fstuck_n appends (AX__RING_SLOTS) */
-  uint32_t fstuck_n;
-  uint64_t fappended, ftaken; /* messages it queued; of those, taken as last seen */
-  uint64_t fbeat;               /* the core's delivered count as last seen */
+  uint64_t fappended; /* messages it queued */
   /* the consumer's */
   alignas(AX__CACHE_LINE) _Atomic uint64_t head;
   /* A producer that is no core sleeps on head's low half while the ring
@@ -267,6 +266,20 @@ struct ax__core {
    * cores and threads (each carries its receiver in `to`) */
   alignas(AX__CACHE_LINE) ax__mpscq_t inbox;
   ax__mpscq_node_t inbox_stub;
+  /* Messages pushed to the inbox and not taken yet, and a flag that a
+   * thread that is no core sleeps on the count's low half until the core
+   * takes some (send.c's inbox_pace: the inbox is paced like the rings of
+   * such threads).  Written by the pushers and the core. */
+  alignas(AX__CACHE_LINE) _Atomic uint64_t inbox_n;
+  _Atomic uint32_t inbox_wait;
+  /* The gate of those threads while this core is stuck (it handled
+   * nothing for AX__FOREIGN_WAIT_NS: a long turn, a runtime not started,
+   * a core descheduled), send.c's stuck_pass: AX__RING_SLOTS messages
+   * through per such wait, for all the threads together.  Written by
+   * them only. */
+  alignas(AX__CACHE_LINE) _Atomic uint64_t stuck_beat; /* delivered + 1 when found stuck; 0: never */
+  _Atomic int64_t stuck_at;   /* when the gate was last refilled */
+  _Atomic int32_t stuck_left; /* messages it still lets through */
   alignas(AX__CACHE_LINE) _Atomic int sleeping;
   alignas(AX__CACHE_LINE) ax__stats_atomic_t stats;
   alignas(AX__CACHE_LINE) ax__table_t table;

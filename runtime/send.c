@@ -47,9 +47,8 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r->tail = r->seen_head = 0;
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
-  r->fgave_up = r->fstuck = false;
-  r->fstuck_n = 0;
-  r->fappended = r->ftaken = r->fbeat = 0;
+  r->fgave_up = false;
+  r->fappended = 0;
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
   ax__mpscq_init(&r->fover, &r->fover_stub, false);
@@ -224,6 +223,43 @@ static inline void fwait_sleep(uint32_t *word, uint32_t seen, int64_t left) {
   syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
 }
 
+/* c's delivered count: a waiting thread's sign that the core makes
+ * progress.  Relaxed: a count to pace by, it orders nothing. */
+static inline uint64_t core_beat(const ax__core_t *c) {
+  return atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);
+}
+
+/* Whether c's stuck gate is open at `beat` (the core found stuck there
+ * and messages left to let through): a thread then goes on at once. */
+static inline bool stuck_open(ax__core_t *c, uint64_t beat) {
+  /* Relaxed, as all of the gate: it paces, the messages' order is their
+   * queues'. */
+  return atomic_load_explicit(&c->stuck_beat, memory_order_relaxed) == beat + 1 &&
+         atomic_load_explicit(&c->stuck_left, memory_order_relaxed) > 0 &&
+         atomic_fetch_sub_explicit(&c->stuck_left, 1, memory_order_relaxed) > 0;
+}
+
+/* A thread that is no core waited AX__FOREIGN_WAIT_NS for c, whose
+ * delivered count stayed at `beat`: whether it goes on.  The first such
+ * thread of a stuck spell, and the first one a whole wait after the last
+ * refill, refills the gate with AX__RING_SLOTS messages; every thread
+ * takes one from it.  So a stuck core gets AX__RING_SLOTS more messages
+ * per AX__FOREIGN_WAIT_NS from all its waiting threads together, where
+ * each thread used to send that many (24 threads whose cores were
+ * descheduled now and then queued 300,000 messages). */
+static bool stuck_pass(ax__core_t *c, uint64_t beat) {
+  int64_t now = ax_now();
+  int64_t at = atomic_load_explicit(&c->stuck_at, memory_order_relaxed);
+  if ((atomic_load_explicit(&c->stuck_beat, memory_order_relaxed) != beat + 1 ||
+       now - at >= AX__FOREIGN_WAIT_NS) &&
+      atomic_compare_exchange_strong_explicit(&c->stuck_at, &at, now, memory_order_relaxed,
+                                              memory_order_relaxed)) {
+    atomic_store_explicit(&c->stuck_left, AX__RING_SLOTS, memory_order_relaxed);
+    atomic_store_explicit(&c->stuck_beat, beat + 1, memory_order_relaxed);
+  }
+  return atomic_fetch_sub_explicit(&c->stuck_left, 1, memory_order_relaxed) > 0;
+}
+
 /* The next slot of r, a ring of rt, waiting while the core makes room: a
  * short spin (the core usually frees a batch within microseconds), then
  * sleep on head until the core publishes it (fring_drain wakes the
@@ -232,13 +268,16 @@ static inline void fwait_sleep(uint32_t *word, uint32_t seen, int64_t left) {
  * measured with bench_savina's fork-join under `taskset -c 0`, 321-328 ms
  * with the spin).  NULL once the core has taken nothing for
  * AX__FOREIGN_WAIT_NS: the caller overflows instead. */
-static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
+static ax__ring_slot_t *fring_claim(ax__core_t *c, ax__ring_t *r) {
   ax__ring_slot_t *sl = ring_claim(r);
   if (sl != NULL)
     return sl;
+  uint64_t beat = core_beat(c);
+  if (stuck_open(c, beat))
+    return NULL;
   int64_t since = ax_now();
   uint64_t seen = r->seen_head;
-  for (unsigned spins = rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
+  for (unsigned spins = c->rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
     if (spins < 64) {
       fwait_spin();
     } else {
@@ -246,17 +285,20 @@ static ax__ring_slot_t *fring_claim(const ax_rt_t *rt, ax__ring_t *r) {
       if ((sl = ring_claim(r)) != NULL) /* its look at head */
         return sl;
       int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
-      if (left <= 0)
-        return NULL;
-      fwait_sleep(head_word(r), (uint32_t)r->seen_head, left);
+      if (left > 0)
+        fwait_sleep(head_word(r), (uint32_t)r->seen_head, left);
     }
     if ((sl = ring_claim(r)) != NULL)
       return sl;
-    if (r->seen_head != seen) { /* progress: the core drains, keep pace with it */
+    uint64_t now_beat = core_beat(c);
+    if (r->seen_head != seen || now_beat != beat) { /* progress: keep pace with the core */
       seen = r->seen_head;
+      beat = now_beat;
       since = ax_now();
     } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
-      return NULL;
+      if (stuck_pass(c, beat))
+        return NULL;
+      since = ax_now();
     }
   }
 }
@@ -287,33 +329,25 @@ static void fring_wake_producer(ax__ring_t *r) {
 /* A producer that is no core, about to append to its overflow queue: with
  * FOVER_PACE messages or more in it, waits while the core takes them, as
  * fring_claim waits for slots (a short spin, then a futex sleep), until
- * fewer remain.  A core that takes none for AX__FOREIGN_WAIT_NS is stuck
- * (a long turn, a runtime not started): the wait ends, and later appends
- * do not wait until the core has taken something again. */
+ * fewer remain.  Progress is the core taking from this queue or handling
+ * messages at all (its delivered count, which it adds to every 8 messages
+ * and at the end of each turn): a core that is alive but slow, its rounds
+ * longer than AX__FOREIGN_WAIT_NS (the credit keeps what it has not
+ * handled in the queue), is waited for; one that handles fewer than 8
+ * messages in that time (messages of 25 us and more, a long behaviour
+ * call, a runtime not started, a core descheduled) is stuck, and its gate
+ * decides (stuck_pass). */
 static void fring_pace(ax__core_t *c, ax__ring_t *r) {
-  const ax_rt_t *rt = c->rt;
-  /* Relaxed: counts to pace by; the order of the messages is the queue's.
-   * Progress is the core taking from this queue or handling messages at
-   * all (its delivered count, which it adds to every 8 messages and at
-   * the end of each turn): a core that is alive but slow, its rounds
-   * longer than AX__FOREIGN_WAIT_NS (the credit keeps what it has not
-   * handled in the queue), is waited for; only one that handles fewer
-   * than 8 messages in that time (messages of 25 us and more, a long
-   * behaviour call, a runtime not started) is stuck. */
+  /* Relaxed: counts to pace by; the order of the messages is the queue's. */
   uint64_t n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
-  uint64_t taken = r->fappended - n;
-  uint64_t beat = atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);
-  if (r->fstuck) {
-    if (taken == r->ftaken && beat == r->fbeat && ++r->fstuck_n < FOVER_PACE)
-      return; /* still stuck: up to FOVER_PACE appends, then a wait again */
-    r->fstuck = false;
-  }
-  r->ftaken = taken;
-  r->fbeat = beat;
   if (n < FOVER_PACE)
     return;
+  uint64_t beat = core_beat(c);
+  if (stuck_open(c, beat))
+    return;
+  uint64_t taken = r->fappended - n;
   int64_t since = ax_now();
-  for (unsigned spins = rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
+  for (unsigned spins = c->rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
     if (spins < 64) {
       fwait_spin();
     } else {
@@ -328,16 +362,15 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
     n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
     if (n < FOVER_PACE)
       return;
-    taken = r->fappended - n;
-    beat = atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);
-    if (taken != r->ftaken || beat != r->fbeat) { /* progress: keep pace with it */
-      r->ftaken = taken;
-      r->fbeat = beat;
+    uint64_t now_taken = r->fappended - n, now_beat = core_beat(c);
+    if (now_taken != taken || now_beat != beat) { /* progress: keep pace with it */
+      taken = now_taken;
+      beat = now_beat;
       since = ax_now();
     } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
-      r->fstuck = true;
-      r->fstuck_n = 0;
-      return;
+      if (stuck_pass(c, beat))
+        return;
+      since = ax_now();
     }
   }
 }
@@ -368,7 +401,7 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
   ax__ring_t *r = fring_get(rt, c);
   if (r == NULL || fring_overflowing(r) || r->fgave_up)
     return false;
-  ax__ring_slot_t *sl = fring_claim(rt, r);
+  ax__ring_slot_t *sl = fring_claim(c, r);
   if (sl == NULL) {
     r->fgave_up = true; /* the same message's second try (fring_push) waits no more */
     return false;
@@ -379,6 +412,76 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
   return true;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The inbox                                                                 */
+
+/* The low half of c->inbox_n, which pushers that wait sleep on
+ * (little-endian, as head_word). */
+static inline uint32_t *inbox_word(ax__core_t *c) {
+  return (uint32_t *)(void *)&c->inbox_n;
+}
+
+/* A thread that is no core pushed to c's inbox, which now holds n: from
+ * AX__INBOX_PACE messages on, it waits while the core takes them, as
+ * fring_pace waits for its queue (a short spin, then a futex sleep that
+ * the core's inbox_drain ends), until fewer remain.  Threads beyond the
+ * first AX__FOREIGN_RINGS (no ring of their own) share the inbox, and
+ * unpaced they filled memory: 633 MB with 24 threads flooding 4 actors.
+ * Progress is the inbox shrinking or the core handling messages at all;
+ * a stuck core's gate decides, as for the rings (stuck_pass). */
+static void inbox_pace(ax__core_t *c, uint64_t n) {
+  uint64_t beat = core_beat(c);
+  if (stuck_open(c, beat))
+    return;
+  int64_t since = ax_now();
+  for (unsigned spins = c->rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
+    uint64_t was = n;
+    if (spins < 64) {
+      fwait_spin();
+    } else {
+      /* seq_cst: the flag's store before the look at the count, mirrored
+       * by inbox_drain (the count's decrement, fence, the flag's load):
+       * either the core sees the flag and wakes this thread, or this
+       * thread sees what the core took and does not sleep. */
+      atomic_store_explicit(&c->inbox_wait, 1, memory_order_relaxed);
+      atomic_thread_fence(memory_order_seq_cst);
+      n = atomic_load_explicit(&c->inbox_n, memory_order_relaxed);
+      if (n < AX__INBOX_PACE)
+        return;
+      int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
+      if (left > 0)
+        fwait_sleep(inbox_word(c), (uint32_t)n, left);
+    }
+    /* Relaxed: a count to pace by. */
+    n = atomic_load_explicit(&c->inbox_n, memory_order_relaxed);
+    if (n < AX__INBOX_PACE)
+      return;
+    uint64_t now_beat = core_beat(c);
+    if (n < was || now_beat != beat) { /* progress: keep pace with it */
+      beat = now_beat;
+      since = ax_now();
+    } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+      if (stuck_pass(c, beat))
+        return;
+      since = ax_now();
+    }
+  }
+}
+
+/* m into c's inbox (any thread); a thread that is no core then keeps pace
+ * with the core (inbox_pace).  The count goes up before the push, so the
+ * core's decrement, after its take, never finds it lower than what it
+ * took. */
+static void inbox_push(ax__core_t *c, ax__msg_t *m) {
+  /* Relaxed: a count; the push's release and the take's acquire order
+   * this increment before the core's decrement of the same message. */
+  uint64_t n = atomic_fetch_add_explicit(&c->inbox_n, 1, memory_order_relaxed) + 1;
+  ax__mpscq_push(&c->inbox, &m->node);
+  wake(c);
+  if (n >= AX__INBOX_PACE && ax__tls_core == NULL)
+    inbox_pace(c, n);
+}
+
 /* m from a thread that is no core: onto its ring, else the inbox. */
 static void fring_push(ax__core_t *c, ax__msg_t *m) {
   ax__ring_t *r = fring_get(c->rt, c);
@@ -386,12 +489,11 @@ static void fring_push(ax__core_t *c, ax__msg_t *m) {
     /* No ring (a later thread, no memory for it, a core of another
      * runtime): the inbox, where order with the ring's messages is lost
      * should a ring appear later. */
-    ax__mpscq_push(&c->inbox, &m->node);
-    wake(c);
+    inbox_push(c, m);
     return;
   }
   ax__ring_slot_t *sl;
-  if (fring_overflowing(r) || r->fgave_up || (sl = fring_claim(c->rt, r)) == NULL) {
+  if (fring_overflowing(r) || r->fgave_up || (sl = fring_claim(c, r)) == NULL) {
     r->fgave_up = false; /* the overflow queue takes over until the core took it all */
     fring_overflow(c, r, m);
     return;
@@ -411,8 +513,7 @@ void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
   if ((r = ring_get(c->rt, from->index, c->index)) == NULL) {
     /* No memory for the ring: the inbox, where order with the ring's
      * messages is lost. */
-    ax__mpscq_push(&c->inbox, &m->node);
-    wake(c);
+    inbox_push(c, m);
     return;
   }
   ax__ring_slot_t *sl;
@@ -555,6 +656,16 @@ static unsigned inbox_drain(ax__core_t *c, uint64_t *dead, unsigned max) {
     n++;
     arrive(c, (ax__msg_t *)node, dead);
   }
+  if (n == 0)
+    return 0;
+  /* Relaxed: a count (inbox_push).  Then seq_cst: the decrement before
+   * the flag's load, the mirror of inbox_pace's fence; every thread that
+   * sleeps on the count wakes and looks again. */
+  atomic_fetch_sub_explicit(&c->inbox_n, n, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&c->inbox_wait, memory_order_relaxed) != 0 &&
+      atomic_exchange_explicit(&c->inbox_wait, 0, memory_order_relaxed) != 0)
+    syscall(SYS_futex, inbox_word(c), FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
   return n;
 }
 
