@@ -13,19 +13,29 @@ static unsigned round_robin(ax_rt_t *rt) {
 }
 
 /* AX_PLACE_ANY from an actor of core cur: cur, unless it is overloaded
- * (AX_PLACE_SPILL actors waiting to run, and work without a pause for the
- * runtime's spill_ns) and another core is much less so.  The other cores'
- * run-queue lengths are their own last report (ax__core_t.stats.runq_len,
- * written each round and zeroed when they sleep), read only when cur is
- * overloaded; the clock is read only once its run queue is that long. */
+ * (AX_PLACE_SPILL or more actors waiting to run, and so for the runtime's
+ * spill_ns: from the first such spawn on, at the end of every round) and
+ * another core is much less so.  The first spawn that finds the run queue
+ * that long only starts the count, so the burst of a hub that spawns its
+ * talkers and starts each one stays together.  The other cores' run-queue
+ * lengths are their own last report (ax__core_t.stats.runq_len, written
+ * each round and zeroed when they sleep); they and the clock are read
+ * only once the run queue is that long. */
 static unsigned near_or_spill(ax_rt_t *rt, ax__core_t *cur) {
   uint64_t mine = cur->runq_len;
-  int64_t busy = rt->opts.spill_ns != 0 ? rt->opts.spill_ns : AX_PLACE_SPILL_NS;
-  if (mine < AX_PLACE_SPILL || busy < 0 || ax_now() - cur->busy_since < busy)
+  if (mine < AX_PLACE_SPILL || rt->opts.spill_ns < 0)
+    return cur->index;
+  int64_t now = ax_now();
+  if (cur->long_since == 0) {
+    cur->long_since = now;
+    return cur->index;
+  }
+  if (now - cur->long_since < rt->opts.spill_ns)
     return cur->index;
   unsigned best = cur->index;
   uint64_t least = mine / 2;
   for (unsigned i = 0; i < rt->ncores; i++) {
+    /* Relaxed: a hint, read and written without order (core.c). */
     uint64_t n = atomic_load_explicit(&rt->cores[i]->stats.runq_len, memory_order_relaxed);
     if (i != cur->index && n < least) {
       least = n;

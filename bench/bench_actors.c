@@ -1297,13 +1297,13 @@ typedef struct pl_run {
   uint64_t left;   /* talkers (hub) or workers (burst) not finished yet */
   uint64_t check;  /* burst: the sum of the workers' results */
   int64_t t0;
-  unsigned cores_used; /* a bit per core the children landed on */
+  uint64_t cores_used; /* a bit per core the children landed on */
 } pl_run_t;
 
 typedef struct pl_result {
   int64_t ns;
   uint64_t check;
-  unsigned cores_used;
+  uint64_t cores_used;
 } pl_result_t;
 
 static uint64_t pl_work(uint64_t seed) {
@@ -1352,7 +1352,7 @@ static int pl_root(ax_actor_t *self, const ax_msg_t *m) {
       run->left = PL_WORKERS;
       for (uint64_t k = 0; k < PL_WORKERS; k++) {
         BENCH_AX(ax_spawn(ax_actor_rt(self), pl_worker, NULL, &o, &ref));
-        run->cores_used |= 1u << ax_ref_core(ref);
+        run->cores_used |= (uint64_t)1 << ax_ref_core(ref);
         BENCH_AX(ax_send(ref, MSG_DATA, &k, sizeof k));
       }
     } else {
@@ -1360,7 +1360,7 @@ static int pl_root(ax_actor_t *self, const ax_msg_t *m) {
       for (unsigned k = 0; k < PL_TALKERS; k++) {
         talker_left[k] = PL_ASKS;
         BENCH_AX(ax_spawn(ax_actor_rt(self), pl_talker, &talker_left[k], &o, &ref));
-        run->cores_used |= 1u << ax_ref_core(ref);
+        run->cores_used |= (uint64_t)1 << ax_ref_core(ref);
         BENCH_AX(ax_send(ref, MSG_START, NULL, 0));
       }
     }
@@ -1389,7 +1389,7 @@ static int pl_root(ax_actor_t *self, const ax_msg_t *m) {
 /* One run of the hub or the burst with the children's placement p, in a
  * fresh runtime of the default cores; ms.  The root waits on core 0, asleep,
  * until main's GO. */
-static double pl_run(bool burst, ax_placement_t p, unsigned *cores_used) {
+static double pl_run(bool burst, ax_placement_t p, uint64_t *cores_used) {
   static const char *pnames[] = {"any", "local", "core", "near", "spread"};
   char what[96];
   snprintf(what, sizeof what, "placement: %s, %s", burst ? "burst" : "hub", pnames[p]);
@@ -1711,7 +1711,7 @@ int main(int argc, char **argv) {
     };
     for (int k = 0; k < 2; k++) {
       bench_series_t any = {.n = 0}, ratio = {.n = 0};
-      unsigned used_any = 0, used_other = 0, u;
+      uint64_t used_any = 0, used_other = 0, u;
       for (long r = 0; r < runs; r++) {
         double a = pl_run(pls[k].burst, AX_PLACE_ANY, &u);
         used_any |= u;
@@ -1722,13 +1722,13 @@ int main(int argc, char **argv) {
       }
       double med = bench_series_median(&table, &any, &spread);
       char ctx[64];
-      snprintf(ctx, sizeof ctx, "children on %d core(s)", __builtin_popcount(used_any));
+      snprintf(ctx, sizeof ctx, "children on %d core(s)", __builtin_popcountll(used_any));
       row(pls[k].ids[0], pls[k].name, med, 2, "ms", spread, 0, ctx);
       med = bench_series_median(&table, &ratio, &spread);
       char name[64];
       snprintf(name, sizeof name, "  ANY against %s, run by run", pls[k].other_name);
       snprintf(ctx, sizeof ctx, "%s: children on %d core(s)", pls[k].other_name,
-               __builtin_popcount(used_other));
+               __builtin_popcountll(used_other));
       row(pls[k].ids[1], name, med, 2, "ratio", spread, 0, ctx);
     }
   }

@@ -285,6 +285,7 @@ static int64_t wait_until(int64_t wait, int64_t at, int64_t now) {
 /* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
+  c->long_since = 0; /* nothing to run: no load to spill (near_or_spill) */
   /* Reclaiming may send (a monitor request that reached a dead actor is
    * answered with DOWN), which can make an actor of this core runnable:
    * look at the run queue again before any decision to wait. */
@@ -313,10 +314,8 @@ static void idle(ax__core_t *c) {
     if (t != AX_FOREVER && now + t < end)
       end = now + t;
     for (unsigned i = 1;; i++) {
-      if (ax__core_pending(c) || stopping(rt)) {
-        c->busy_since = now; /* the spin's start: no clock read on this path */
+      if (ax__core_pending(c) || stopping(rt))
         return;
-      }
       if (c->nover > 0) /* messages wait for room on a ring: move them as it appears */
         ax__ring_flush(c);
       ax__spin_step(i);
@@ -381,7 +380,6 @@ static void idle(ax__core_t *c) {
   ax_loop_run_once(c->loop, wait);
   c->last_poll = ax_now();
   c->heap.now = c->last_poll;
-  c->busy_since = c->last_poll;
   /* A sender that found this core asleep took `sleeping` (exchange to 0)
    * and woke it: count that here, where only this core writes the count. */
   if (atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed) == 0)
@@ -424,7 +422,6 @@ void *ax__core_main(void *arg) {
   ax__tls_core = c;
   ax__tls_rfree = &c->rfree;
   ax_loop_adopt(c->loop);
-  c->busy_since = ax_now();
   ax__vital_fill(c); /* the reserve for news that must not be lost (msg.h) */
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->core_start != NULL)
@@ -462,6 +459,8 @@ void *ax__core_main(void *arg) {
                                                        memory_order_relaxed) -
                                   before); /* at most 64 turns of 65536 */
     c->fcredit = handled > fcredit_min(rt) ? handled : fcredit_min(rt);
+    if (c->runq_len < AX_PLACE_SPILL)
+      c->long_since = 0; /* the run queue went short: a later long one starts anew */
     flush_batch(c);
     /* Nothing left to run and nothing arrived: idle() reads the clock and
      * polls when due.  A clock read here as well (23 ns on the 2-vCPU VM)

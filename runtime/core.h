@@ -240,11 +240,14 @@ struct ax__core {
    * than the actors handled them (1.95 million queued with 16 threads). */
   unsigned fcredit;
   int64_t last_poll;
-  /* When the core last stopped waiting (the start of its spin, or the end
-   * of its sleep): AX_PLACE_ANY spills a spawn to another core only once
-   * this core has had work for AX_PLACE_SPILL_NS without a wait
-   * (actor.c's near_or_spill).  Owner core. */
-  int64_t busy_since;
+  /* When a spawn with AX_PLACE_ANY first found AX_PLACE_SPILL or more
+   * actors waiting to run here, the run queue having had that many at
+   * the end of every round since; 0 when it had fewer at the last round's
+   * end or the core idled.  Such a spawn goes to another core only once
+   * that is the runtime's spill_ns ago (actor.c's near_or_spill): a long
+   * run queue that lasts is load, one that a turn has just made is not.
+   * Owner core. */
+  int64_t long_since;
   unsigned nio;      /* fds served for this core's actors (ax__core_count_io) */
   /* A feature's batch to hand over before the core polls or sleeps (the
    * io_uring submissions of the round: actors/io/uring.c); NULL: none.

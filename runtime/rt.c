@@ -9,6 +9,7 @@
 
 #define AX__DEFAULT_BATCH 64u
 #define AX__DEFAULT_SPIN_NS (50 * AX_NSEC_PER_USEC)
+#define AX__DURATION_MAX (INT64_MAX / 4) /* about 73 years */
 
 /* Runtimes by index, so that a reference (which carries the index) finds
  * its runtime without any global lock: set and cleared with release, read
@@ -131,6 +132,15 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
    * steals time from the thread it waits for. */
   if (o.spin_ns == 0)
     o.spin_ns = cpu_count() > 1 ? AX__DEFAULT_SPIN_NS : -1;
+  if (o.spill_ns == 0)
+    o.spill_ns = AX_PLACE_SPILL_NS;
+  /* Durations added to a clock reading (CLOCK_MONOTONIC, below 2^62 for
+   * 146 years of uptime) must not overflow: INT64_MAX spun 64 steps, then
+   * slept (a reviewer's program; UBSan: signed overflow in idle()). */
+  if (o.spin_ns > AX__DURATION_MAX)
+    o.spin_ns = AX__DURATION_MAX;
+  if (o.spill_ns > AX__DURATION_MAX)
+    o.spill_ns = AX__DURATION_MAX;
 
   ax_rt_t *rt = ax__aligned_alloc(AX__CACHE_LINE, (sizeof *rt + AX__CACHE_LINE - 1) &
                                                   ~(size_t)(AX__CACHE_LINE - 1));

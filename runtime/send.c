@@ -188,11 +188,15 @@ static ax__ring_t *fring_get(ax_rt_t *rt, ax__core_t *c) {
   return r;
 }
 
-/* The low half of r->head, which a producer sleeps on (little-endian:
- * the first four bytes; head never moves by 2^32 between two looks). */
-static inline uint32_t *head_word(ax__ring_t *r) {
-  return (uint32_t *)(void *)&r->head;
+/* The low half of a 64-bit count, the word a futex sleeps on (a count
+ * never moves by 2^32 between two looks): its first four bytes on a
+ * little-endian machine, its last four on a big-endian one. */
+static inline uint32_t *low_half(_Atomic uint64_t *count) {
+  return (uint32_t *)(void *)count + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
 }
+
+/* The low half of r->head, which a producer sleeps on. */
+static inline uint32_t *head_word(ax__ring_t *r) { return low_half(&r->head); }
 
 /* A producer that is no core waits for its core (fring_claim, fring_pace)
  * in steps: 64 short spins first (none where the cores do not spin), then
@@ -304,10 +308,8 @@ static ax__ring_slot_t *fring_claim(ax__core_t *c, ax__ring_t *r) {
 }
 
 /* The low half of r->fover_n, which a producer pacing its queue sleeps
- * on (little-endian, as head_word). */
-static inline uint32_t *fover_word(ax__ring_t *r) {
-  return (uint32_t *)(void *)&r->fover_n;
-}
+ * on. */
+static inline uint32_t *fover_word(ax__ring_t *r) { return low_half(&r->fover_n); }
 
 /* The consumer has taken from r (slots or queue): wakes its producer on
  * the word it sleeps on, if it does (fring_claim: head; fring_pace: the
@@ -415,11 +417,8 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
 /* ------------------------------------------------------------------------ */
 /* The inbox                                                                 */
 
-/* The low half of c->inbox_n, which pushers that wait sleep on
- * (little-endian, as head_word). */
-static inline uint32_t *inbox_word(ax__core_t *c) {
-  return (uint32_t *)(void *)&c->inbox_n;
-}
+/* The low half of c->inbox_n, which pushers that wait sleep on. */
+static inline uint32_t *inbox_word(ax__core_t *c) { return low_half(&c->inbox_n); }
 
 /* A thread that is no core pushed to c's inbox, which now holds n: from
  * AX__INBOX_PACE messages on, it waits while the core takes them, as

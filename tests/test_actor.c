@@ -236,12 +236,13 @@ START_TEST(test_actor_spawn_placement) {
 END_TEST
 
 /* An actor that spawns children with each placement and reports their
- * cores.  With `queue`, it first fills its own run queue past
- * AX_PLACE_SPILL (children that each have a message waiting); with `busy`
- * as well, it has kept its core busy for twice AX_PLACE_SPILL_NS before
- * that, so that AX_PLACE_ANY must go to the idle core. */
+ * cores.  With `busy`, it first fills its own run queue past
+ * AX_PLACE_SPILL (children that each have a message waiting), spawns one
+ * with AX_PLACE_ANY (which starts the count of how long the queue has been
+ * long) and keeps its core busy for twice AX_PLACE_SPILL_NS, so that
+ * AX_PLACE_ANY must go to the idle core. */
 typedef struct placer {
-  bool queue, busy;
+  bool busy;
   ax_ref_t near;        /* for AX_PLACE_NEAR */
   atomic_int any_core;  /* AX_PLACE_ANY */
   atomic_int near_core; /* AX_PLACE_NEAR */
@@ -266,24 +267,30 @@ static int place_one(ax_actor_t *self, ax_placement_t placement, ax_ref_t near) 
   return rc < 0 ? rc : ax_ref_core(ref);
 }
 
+static void spin_ns(int64_t ns) {
+  int64_t t0 = ax_now();
+  while (ax_now() - t0 < ns)
+    ;
+}
+
+static int spill_queue(ax_actor_t *self) {
+  for (int i = 0; i < AX_PLACE_SPILL + 8; i++) {
+    ax_spawn_opts_t o = {.placement = AX_PLACE_LOCAL};
+    ax_ref_t ref;
+    if (ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, &o, &ref) < 0 ||
+        ax_send(ref, MSG_PING, NULL, 0) < 0)
+      return -EIO;
+  }
+  return 0;
+}
+
 static int placer_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   (void)msg;
   placer_t *p = ax_state(self);
   if (p->busy) {
-    int64_t t0 = ax_now();
-    while (ax_now() - t0 < 2 * AX_PLACE_SPILL_NS)
-      ;
-  }
-  if (p->queue) {
-    for (int i = 0; i < AX_PLACE_SPILL + 8; i++) {
-      ax_spawn_opts_t o;
-      memset(&o, 0, sizeof o);
-      o.placement = AX_PLACE_LOCAL;
-      ax_ref_t ref;
-      if (ax_spawn(ax_actor_rt(self), test_idle_behaviour, NULL, &o, &ref) < 0 ||
-          ax_send(ref, MSG_PING, NULL, 0) < 0)
-        return -EIO;
-    }
+    if (spill_queue(self) < 0 || place_one(self, AX_PLACE_ANY, AX_REF_NONE) != 0)
+      return -EIO;
+    spin_ns(2 * AX_PLACE_SPILL_NS);
   }
   atomic_store(&p->any_core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
   atomic_store(&p->near_core, place_one(self, AX_PLACE_NEAR, p->near));
@@ -309,10 +316,10 @@ START_TEST(test_actor_spawn_placement_from_actor) {
   ck_assert_int_eq(atomic_load(&calm.near_core), 1);
   ck_assert_int_ne(atomic_load(&calm.spread[0]), atomic_load(&calm.spread[1]));
   ck_assert_int_eq(atomic_load(&calm.bad_near), -EINVAL);
-  /* More than AX_PLACE_SPILL actors waiting on its core, core 1 idle, and
-   * its core busy for twice AX_PLACE_SPILL_NS: AX_PLACE_ANY spills to core
-   * 1. */
-  placer_t busy = {.queue = true, .busy = true, .near = on1};
+  /* More than AX_PLACE_SPILL actors waiting on its core, core 1 idle, the
+   * queue long for twice AX_PLACE_SPILL_NS: AX_PLACE_ANY spills to core 1
+   * (test_actor_spawn_spill_needs_lasting_queue has the other cases). */
+  placer_t busy = {.busy = true, .near = on1};
   test_send(test_spawn(rt, placer_behaviour, &busy, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
             0);
   TEST_WAIT_UNTIL(atomic_load(&busy.done) == 1, 10000);
@@ -342,24 +349,66 @@ START_TEST(test_actor_spawn_placement_from_actor) {
 }
 END_TEST
 
-/* AX_PLACE_ANY and the runtime's spill_ns: a long run queue is no load
- * until the core has been busy that long (the shape of a hub that spawns
- * its talkers and starts each, Savina's chameneos, which the first rule
- * spread over the cores), and a negative spill_ns never spills. */
-START_TEST(test_actor_spawn_spill_needs_busy_time) {
+/* AX_PLACE_ANY and the runtime's spill_ns: a run queue of AX_PLACE_SPILL
+ * or more is load only once it has lasted spill_ns, counted from the first
+ * spawn that found it so and only while it is that long at the end of
+ * every round.  The spawner (on core 0; core 1 idle) queues
+ * AX_PLACE_SPILL + 8 children with a message each, then spawns with
+ * AX_PLACE_ANY as its case says. */
+typedef struct spiller {
+  int64_t prework;     /* busy this long before anything (a hub that computes first) */
+  int64_t between;     /* busy this long between two AX_PLACE_ANY spawns (-1: one spawn) */
+  bool again;          /* one spawn, then the same again in a later turn, after a busy
+                          2 * AX_PLACE_SPILL_NS (the queue went short between) */
+  int phase;
+  atomic_int core;     /* where the last AX_PLACE_ANY spawn went */
+  atomic_int done;
+} spiller_t;
+
+static int spiller_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
+  (void)msg;
+  spiller_t *p = ax_state(self);
+  if (p->phase++ == 0) {
+    spin_ns(p->prework);
+    if (spill_queue(self) < 0)
+      return -EIO;
+    atomic_store(&p->core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
+    if (p->between >= 0) {
+      spin_ns(p->between);
+      atomic_store(&p->core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
+    }
+    if (p->again) /* behind the children: their round ends with the queue short */
+      return ax_send(ax_self(self), MSG_GO, NULL, 0) < 0 ? -EIO : 0;
+  } else {
+    spin_ns(2 * AX_PLACE_SPILL_NS);
+    if (spill_queue(self) < 0)
+      return -EIO;
+    atomic_store(&p->core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
+  }
+  atomic_store(&p->done, 1);
+  return AX_STOP;
+}
+
+START_TEST(test_actor_spawn_spill_needs_lasting_queue) {
   static const struct {
-    int64_t spill_ns;
-    bool busy;
-    int want; /* the core of the AX_PLACE_ANY child */
+    const char *what;
+    int64_t spill_ns, prework, between;
+    bool again;
+    int want; /* the core of the last AX_PLACE_ANY child */
   } cases[] = {
-      /* busy 400 us, then 72 waiting: under 10 s of work, stays */
-      {10 * 1000000000LL, true, 0},
-      /* the same with spill_ns never */
-      {-1, true, 0},
-      /* spill_ns 1 us: the same spills */
-      {1000, true, 1},
-      /* and the default, 200 us (also row 9 of bench_actors) */
-      {0, true, 1},
+      /* the queue has lasted twice spill_ns: spills */
+      {"lasted", 0, 0, 2 * AX_PLACE_SPILL_NS, false, 1},
+      {"lasted, spill_ns 1 us", 1000, 0, 2000, false, 1},
+      /* the turn has just made it long (a hub that starts its talkers),
+       * even after working long itself: stays */
+      {"just made", 0, 0, -1, false, 0},
+      {"just made after work", 0, 2 * AX_PLACE_SPILL_NS, -1, false, 0},
+      /* shorter than spill_ns, or never: stays */
+      {"lasted less than 10 s", 10 * 1000000000LL, 0, 2 * AX_PLACE_SPILL_NS, false, 0},
+      {"never", -1, 0, 2 * AX_PLACE_SPILL_NS, false, 0},
+      /* long, then short at a round's end, long again much later: the
+       * count starts anew, so it stays */
+      {"long again", 0, 0, -1, true, 0},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     ax_rt_opts_t o = {.cores = 2, .spill_ns = cases[k].spill_ns,
@@ -367,14 +416,15 @@ START_TEST(test_actor_spawn_spill_needs_busy_time) {
     ax_rt_t *rt;
     ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
     test_rt_start(rt);
-    ax_ref_t on1 = test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
-    placer_t p = {.queue = true, .busy = cases[k].busy, .near = on1};
-    test_send(test_spawn(rt, placer_behaviour, &p, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
+    (void)test_spawn(rt, test_idle_behaviour, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+    spiller_t p = {.prework = cases[k].prework, .between = cases[k].between,
+                   .again = cases[k].again};
+    test_send(test_spawn(rt, spiller_behaviour, &p, AX_PLACE_CORE, 0, NULL, NULL), MSG_GO, NULL,
               0);
     TEST_WAIT_UNTIL(atomic_load(&p.done) == 1, 10000);
-    int core = atomic_load(&p.any_core);
-    ck_assert_msg(core == cases[k].want, "case %zu: spill_ns %lld: the child is on core %d", k,
-                  (long long)cases[k].spill_ns, core);
+    int core = atomic_load(&p.core);
+    ck_assert_msg(core == cases[k].want, "%s: the AX_PLACE_ANY child is on core %d, not %d",
+                  cases[k].what, core, cases[k].want);
     test_rt_stop_join_free(rt);
   }
 }
@@ -1840,7 +1890,7 @@ static Suite *actor_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_actor_spawn_placement);
   tcase_add_test(tc, test_actor_spawn_placement_from_actor);
-  tcase_add_test(tc, test_actor_spawn_spill_needs_busy_time);
+  tcase_add_test(tc, test_actor_spawn_spill_needs_lasting_queue);
   tcase_add_test(tc, test_actor_identity);
   suite_add_tcase(suite, tc);
 

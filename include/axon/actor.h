@@ -117,13 +117,16 @@ typedef void (*ax_terminate_t)(ax_actor_t *self, int reason);
  * core; a message between two actors of one core costs a few nanoseconds,
  * one between cores costs a trip of a cache line between CPUs (bench/). */
 typedef enum ax_placement {
-  /* The default.  From an actor: its own core, so that actors that talk to
-   * each other share one, unless that core is overloaded: it has had work
-   * without a pause for AX_PLACE_SPILL_NS, AX_PLACE_SPILL or more actors
-   * wait to run on it, and another core has fewer than half as many; then
-   * that one (the least loaded).  A long run queue alone is no load: an
-   * actor that spawns its talkers and starts each one makes one (so a
-   * burst of independent work spawned in one go stays too; spawn it with
+  /* The default.  From an actor (any code on a core's thread): its own
+   * core, so that actors that talk to each other share one, unless that
+   * core is overloaded: AX_PLACE_SPILL or more actors have waited to run
+   * on it for the runtime's spill_ns (ax_rt_opts_t; 200 us by default,
+   * counted from the first spawn that found the queue that long, as long
+   * as it is that long at the end of every round), and another core has
+   * fewer than half as many; then that one (the least loaded).  A run
+   * queue that one turn has just made long is no load: an actor that
+   * spawns its talkers and starts each one makes one (so a burst of
+   * independent work spawned in one go stays too; spawn it with
    * AX_PLACE_SPREAD).  From a thread that is no core of the runtime: the
    * next core, round-robin. */
   AX_PLACE_ANY = 0,
@@ -134,8 +137,8 @@ typedef enum ax_placement {
 } ax_placement_t;
 
 /* AX_PLACE_ANY: the run-queue length from which a spawn goes elsewhere,
- * once the core has had work without a pause (no spin, no sleep) for
- * AX_PLACE_SPILL_NS nanoseconds. */
+ * once the queue has been that long for the runtime's spill_ns, whose
+ * default is AX_PLACE_SPILL_NS nanoseconds. */
 #define AX_PLACE_SPILL 64
 #define AX_PLACE_SPILL_NS (200 * 1000)
 

@@ -43,15 +43,16 @@ typedef struct ax_rt_opts {
   int64_t spin_ns;  /* how long an idle core (and one idle thread of the
                        work pool) spins before sleeping; 0 = 50 us (no
                        spinning when the process may run on one CPU
-                       only), negative = never spin */
+                       only), negative = never spin; at most INT64_MAX / 4
+                       (larger is taken as that) */
   unsigned flags;   /* AX_RT_* */
   ax_backend_t backend; /* each core's loop backend; 0 = AXON_BACKEND or epoll */
   unsigned work_threads; /* the work pool's threads at most (work.h); 0 = 4 */
   unsigned work_queue;   /* work queued and not yet running at most; 0 = 1024 */
-  int64_t spill_ns;      /* how long a core must have had work without a pause
-                            before AX_PLACE_ANY from one of its actors may put
-                            the child on another core (actor.h); 0 =
-                            AX_PLACE_SPILL_NS (200 us), negative = never */
+  int64_t spill_ns;      /* how long AX_PLACE_SPILL or more actors must have
+                            waited to run on a core before AX_PLACE_ANY from
+                            that core puts a spawn on another one (actor.h);
+                            0 = AX_PLACE_SPILL_NS (200 us), negative = never */
 } ax_rt_opts_t;
 
 /* The largest work_threads and work_queue accepted. */
