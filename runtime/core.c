@@ -156,6 +156,8 @@ static void run_actor(ax__core_t *c, ax_actor_t *a) {
       break;
   }
   ax__stat_add(&c->stats.delivered, n & 7);
+  /* Relaxed: a statistic that only this thread writes; readers
+   * (ax_rt_stats) take any recent value. */
   if (n > atomic_load_explicit(&c->stats.turn_max, memory_order_relaxed))
     atomic_store_explicit(&c->stats.turn_max, n, memory_order_relaxed);
   if (stop) {
@@ -364,10 +366,14 @@ static void idle(ax__core_t *c) {
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
   if (c->runq_head != NULL || ax__core_pending(c) || stopping(rt)) {
+    /* Relaxed: only a hint to senders that a wake-up is needed; a sender
+     * that still reads 1 wakes the loop once for nothing. */
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
     return;
   }
   ax__stat_add(&c->stats.sleeps, 1);
+  /* Relaxed: a load report for AX_PLACE_ANY on other cores
+   * (near_or_spill), a hint that orders nothing. */
   atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
   /* Sleep until fds, a timer or ax_loop_wake say so; but while dead
    * actors wait for their grace period, wake up to finish them (what is
@@ -471,7 +477,7 @@ void *ax__core_main(void *arg) {
       poll_io(c);
     if (c->retired_count >= 256)
       ax__reclaim(c, false);
-    atomic_store_explicit(&c->stats.runq_len, c->runq_len, memory_order_relaxed);
+    atomic_store_explicit(&c->stats.runq_len, c->runq_len, memory_order_relaxed); /* a hint, as in idle() */
   }
   shutdown_core(c);
   ax__pool_rfree_flush(&c->rfree);
