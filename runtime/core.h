@@ -240,6 +240,7 @@ struct ax__core {
    * than the actors handled them (1.95 million queued with 16 threads). */
   unsigned fcredit;
   int64_t last_poll;
+  unsigned unlooked; /* messages of long turns since the clock was last read (core.c) */
   /* When a spawn with AX_PLACE_ANY first found AX_PLACE_SPILL or more
    * actors waiting to run here, the run queue having had that many at
    * the end of every round since; 0 when it had fewer at the last round's
@@ -613,6 +614,13 @@ unsigned ax__core_drain_sent(ax__core_t *c);
  * send at the pace the actors handle messages rather than the pace of the
  * drain (ax__core_t.fcredit). */
 unsigned ax__core_drain_some(ax__core_t *c);
+
+/* The same with no credit: only the other cores' rings.  Within a round
+ * (core.c's poll after long turns), where taking those threads' messages
+ * would wake them once per poll instead of once per round: with more
+ * threads than CPUs they then spun for room while the core they waited
+ * for was descheduled, and counted it stuck. */
+unsigned ax__core_drain_cores(ax__core_t *c);
 
 /* True when another core or thread has sent c something it has not yet
  * drained.  c's thread. */

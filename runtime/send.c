@@ -765,6 +765,11 @@ unsigned ax__core_drain_sent(ax__core_t *c) {
 
 unsigned ax__core_drain_some(ax__core_t *c) { return drain(c, &c->fcredit); }
 
+unsigned ax__core_drain_cores(ax__core_t *c) {
+  unsigned none = 0;
+  return drain(c, &none);
+}
+
 bool ax__core_pending(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   for (unsigned from = 0; from < rt->ncores; from++) {

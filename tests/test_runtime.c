@@ -949,6 +949,63 @@ START_TEST(test_runtime_join_from_two_threads) {
 }
 END_TEST
 
+/* One busy actor does not hold its core's timers and other actors for
+ * more than a turn.  A worker on a one-core runtime has BUSY_MSGS
+ * messages of 200 us each queued; beside it, an actor ticks every
+ * millisecond.  A round used to be 64 turns, and a busy actor requeued
+ * after each of its turns filled all of them: 4,096 messages before the
+ * core polled its timers again (a newcomer's worker, 3,000 messages of
+ * 1 ms, held them for 5.2-5.8 s).  Now a round ends once a poll is due,
+ * after the turn then running: the longest gap between ticks is about
+ * one turn, 64 messages, 13 ms. */
+enum { BUSY_MSGS = 2000, BUSY_MSG_NS = 200 * 1000, MSG_BUSY = AX_MSG_USER + 70, MSG_TICK, MSG_TICK_GO };
+static _Atomic int busy_left;
+static _Atomic int64_t tick_last, tick_gap_max, ticks_during;
+
+static int busy_worker(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  (void)m;
+  int64_t t0 = ax_now();
+  while (ax_now() - t0 < BUSY_MSG_NS)
+    ;
+  atomic_fetch_sub(&busy_left, 1);
+  return 0;
+}
+
+static int ticker(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_TICK_GO)
+    return ax_every(self, AX_NSEC_PER_MSEC, MSG_TICK, NULL, 0, NULL) < 0 ? -EIO : 0;
+  int64_t now = ax_now(), last = atomic_load(&tick_last);
+  if (last != 0 && atomic_load(&busy_left) > 0) {
+    atomic_fetch_add(&ticks_during, 1);
+    if (now - last > atomic_load(&tick_gap_max))
+      atomic_store(&tick_gap_max, now - last);
+  }
+  atomic_store(&tick_last, now);
+  return 0;
+}
+
+START_TEST(test_runtime_busy_actor_does_not_starve_core) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t t = test_spawn(rt, ticker, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  test_send(t, MSG_TICK_GO, NULL, 0);
+  test_sleep_ms(20); /* ticking */
+  ax_ref_t w = test_spawn(rt, busy_worker, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  atomic_store(&busy_left, BUSY_MSGS);
+  for (int i = 0; i < BUSY_MSGS; i++)
+    test_send(w, MSG_BUSY, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&busy_left) == 0, 60000);
+  int64_t gap = atomic_load(&tick_gap_max);
+  test_rt_stop_join_free(rt);
+  /* 400 ms of work: one round of the old kind was all of it. */
+  ck_assert_msg(atomic_load(&ticks_during) >= 4, "%lld ticks during 400 ms of another actor's work",
+                (long long)atomic_load(&ticks_during));
+  ck_assert_msg(gap < 150 * AX_NSEC_PER_MSEC, "the timer waited %lld ms behind the busy actor",
+                (long long)(gap / AX_NSEC_PER_MSEC));
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *suite = suite_create("runtime");
 
@@ -997,6 +1054,7 @@ static Suite *runtime_suite(void) {
   tc = tcase_create("stats");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_runtime_stats);
+  tcase_add_test(tc, test_runtime_busy_actor_does_not_starve_core);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("shutdown");

@@ -797,9 +797,10 @@ START_TEST(test_stress_foreign_inbox_paced) {
   /* Not scaled down for slow builds: the rings and the inbox hold about
    * 14,000 messages when every wait is kept (16 rings and their queues of
    * 256 each, the inbox's 1,024, a round's credit in the mailbox), a core
-   * descheduled by a loaded machine lets a few tens of thousands more
-   * through its gate (52,134 once in 15 runs beside other work), and the
-   * 8 threads on the inbox must be able to queue far more unpaced. */
+   * descheduled by a loaded machine lets more through its gate (52,134
+   * once in 15 runs beside other work; 223,371 once at a load average of
+   * 9 on 2 CPUs), and the 8 threads on the inbox queue about 240,000
+   * unpaced. */
   uint64_t each = 20000;
   pthread_t tids[FOREIGN_SENDERS];
   foreign_tx_t tx[FOREIGN_SENDERS];
@@ -821,7 +822,7 @@ START_TEST(test_stress_foreign_inbox_paced) {
    * messages in 200 us, counts as stuck, and its gate lets 256 messages
    * through per wait (222,557 waiting in one run).  The other builds
    * keep the bound; this one checks the order and the count. */
-  ck_assert_msg(backlog < 120000,
+  ck_assert_msg(backlog < 150000,
                 "%lld of %llu messages were waiting at once", (long long)backlog,
                 (unsigned long long)(each * FOREIGN_SENDERS));
 #endif
