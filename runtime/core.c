@@ -192,8 +192,15 @@ static bool run_actor(ax__core_t *c, ax_actor_t *a) {
     a->queued = false;
   c->current = NULL;
   if (n > 1 && (c->unlooked += n) >= AX__ROUND_TURNS) {
+    int64_t now = ax_now();
+    /* Relaxed: an estimate for the threads that wait for this core
+     * (send.c's stuck_window); it orders nothing. */
+    if (c->looked_at != 0)
+      atomic_store_explicit(&c->msg_ns, (now - c->looked_at) / c->unlooked,
+                            memory_order_relaxed);
+    c->looked_at = now;
     c->unlooked = 0;
-    return ax_now() - c->last_poll >= AX__POLL_INTERVAL_NS;
+    return now - c->last_poll >= AX__POLL_INTERVAL_NS;
   }
   return false;
 }
@@ -230,6 +237,7 @@ int ax__core_init(ax_rt_t *rt, unsigned index, ax__core_t **out) {
   atomic_init(&c->stuck_beat, 0);
   atomic_init(&c->stuck_at, 0);
   atomic_init(&c->stuck_left, 0);
+  atomic_init(&c->msg_ns, 0);
   atomic_init(&c->sleeping, 0);
   ax__table_init(&c->table, (uint32_t)(rt->serial * 2654435761u) + index * 40503u);
   c->erec = ax__epoch_register(&rt->epoch);
@@ -308,6 +316,11 @@ static int64_t wait_until(int64_t wait, int64_t at, int64_t now) {
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   c->long_since = 0; /* nothing to run: no load to spill (near_or_spill) */
+  if (c->looked_at != 0) { /* and no long turns to time (run_actor) */
+    c->looked_at = 0;
+    c->unlooked = 0;
+    atomic_store_explicit(&c->msg_ns, 0, memory_order_relaxed); /* as in run_actor */
+  }
   /* Reclaiming may send (a monitor request that reached a dead actor is
    * answered with DOWN), which can make an actor of this core runnable:
    * look at the run queue again before any decision to wait. */

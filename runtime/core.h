@@ -143,6 +143,7 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
  * core before it pushes more (send.c's inbox_pace), the same way. */
 #define AX__INBOX_PACE (4 * AX__RING_SLOTS)
 #define AX__FOREIGN_WAIT_NS (200 * 1000)
+#define AX__FOREIGN_WAIT_MAX_NS (10 * 1000 * 1000)
 
 typedef struct ax__ring_slot {
   _Atomic uint64_t seq;
@@ -241,6 +242,7 @@ struct ax__core {
   unsigned fcredit;
   int64_t last_poll;
   unsigned unlooked; /* messages of long turns since the clock was last read (core.c) */
+  int64_t looked_at; /* that read (0: none since the core last idled) */
   /* When a spawn with AX_PLACE_ANY first found AX_PLACE_SPILL or more
    * actors waiting to run here, the run queue having had that many at
    * the end of every round since; 0 when it had fewer at the last round's
@@ -284,6 +286,13 @@ struct ax__core {
   alignas(AX__CACHE_LINE) _Atomic uint64_t stuck_beat; /* delivered + 1 when found stuck; 0: never */
   _Atomic int64_t stuck_at;   /* when the gate was last refilled */
   _Atomic int32_t stuck_left; /* messages it still lets through */
+  /* ns per message of this core's long turns, as it last measured them
+   * (core.c's run_actor, every 64 such messages; 0: none lately).  Those
+   * threads call the core stuck only after 16 such messages' time with
+   * no progress, 200 us at least and 10 ms at most (send.c's
+   * stuck_window): a core whose messages take 100 us counts 8 of them
+   * every 800 us, and was called stuck although it worked. */
+  _Atomic int64_t msg_ns;
   alignas(AX__CACHE_LINE) _Atomic int sleeping;
   alignas(AX__CACHE_LINE) ax__stats_atomic_t stats;
   alignas(AX__CACHE_LINE) ax__table_t table;

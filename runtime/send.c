@@ -233,6 +233,18 @@ static inline uint64_t core_beat(const ax__core_t *c) {
   return atomic_load_explicit(&c->stats.delivered, memory_order_relaxed);
 }
 
+/* How long a thread that is no core waits for c to show progress before
+ * it calls c stuck: AX__FOREIGN_WAIT_NS, or 16 of c's recent messages
+ * when those are slow (ax__core_t.msg_ns), AX__FOREIGN_WAIT_MAX_NS at
+ * most.  The core counts its progress every 8 messages. */
+static inline int64_t stuck_window(const ax__core_t *c) {
+  /* Relaxed: an estimate (core.c's run_actor). */
+  int64_t w = 16 * atomic_load_explicit(&c->msg_ns, memory_order_relaxed);
+  return w <= AX__FOREIGN_WAIT_NS ? AX__FOREIGN_WAIT_NS
+         : w >= AX__FOREIGN_WAIT_MAX_NS ? AX__FOREIGN_WAIT_MAX_NS
+                                         : w;
+}
+
 /* Whether c's stuck gate is open at `beat` (the core found stuck there
  * and messages left to let through): a thread then goes on at once. */
 static inline bool stuck_open(ax__core_t *c, uint64_t beat) {
@@ -255,7 +267,7 @@ static bool stuck_pass(ax__core_t *c, uint64_t beat) {
   int64_t now = ax_now();
   int64_t at = atomic_load_explicit(&c->stuck_at, memory_order_relaxed);
   if ((atomic_load_explicit(&c->stuck_beat, memory_order_relaxed) != beat + 1 ||
-       now - at >= AX__FOREIGN_WAIT_NS) &&
+       now - at >= stuck_window(c)) &&
       atomic_compare_exchange_strong_explicit(&c->stuck_at, &at, now, memory_order_relaxed,
                                               memory_order_relaxed)) {
     atomic_store_explicit(&c->stuck_left, AX__RING_SLOTS, memory_order_relaxed);
@@ -288,7 +300,7 @@ static ax__ring_slot_t *fring_claim(ax__core_t *c, ax__ring_t *r) {
       fwait_ask(r, FWAIT_HEAD);
       if ((sl = ring_claim(r)) != NULL) /* its look at head */
         return sl;
-      int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
+      int64_t left = stuck_window(c) - (ax_now() - since);
       if (left > 0)
         fwait_sleep(head_word(r), (uint32_t)r->seen_head, left);
     }
@@ -299,7 +311,7 @@ static ax__ring_slot_t *fring_claim(ax__core_t *c, ax__ring_t *r) {
       seen = r->seen_head;
       beat = now_beat;
       since = ax_now();
-    } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+    } else if (ax_now() - since > stuck_window(c)) {
       if (stuck_pass(c, beat))
         return NULL;
       since = ax_now();
@@ -357,7 +369,7 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
       n = atomic_load_explicit(&r->fover_n, memory_order_relaxed); /* its look at the count */
       if (n < FOVER_PACE)
         return;
-      int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
+      int64_t left = stuck_window(c) - (ax_now() - since);
       if (left > 0)
         fwait_sleep(fover_word(r), (uint32_t)n, left);
     }
@@ -369,7 +381,7 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
       taken = now_taken;
       beat = now_beat;
       since = ax_now();
-    } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+    } else if (ax_now() - since > stuck_window(c)) {
       if (stuck_pass(c, beat))
         return;
       since = ax_now();
@@ -447,7 +459,7 @@ static void inbox_pace(ax__core_t *c, uint64_t n) {
       n = atomic_load_explicit(&c->inbox_n, memory_order_relaxed);
       if (n < AX__INBOX_PACE)
         return;
-      int64_t left = AX__FOREIGN_WAIT_NS - (ax_now() - since);
+      int64_t left = stuck_window(c) - (ax_now() - since);
       if (left > 0)
         fwait_sleep(inbox_word(c), (uint32_t)n, left);
     }
@@ -459,7 +471,7 @@ static void inbox_pace(ax__core_t *c, uint64_t n) {
     if (n < was || now_beat != beat) { /* progress: keep pace with it */
       beat = now_beat;
       since = ax_now();
-    } else if (ax_now() - since > AX__FOREIGN_WAIT_NS) {
+    } else if (ax_now() - since > stuck_window(c)) {
       if (stuck_pass(c, beat))
         return;
       since = ax_now();

@@ -1093,6 +1093,46 @@ START_TEST(test_stress_foreign_fiber_poll) {
 }
 END_TEST
 
+/* One thread floods an actor whose messages take 100 us each (a device
+ * actor fed by a polling thread): the core counts its progress every 8
+ * messages, 800 us apart, and the thread, which called a core stuck after
+ * 200 us without progress, let 256 messages through per 200 us: 1.1
+ * million waiting after 2 s (a newcomer's gateway).  It now waits 16 of
+ * the core's recent messages' time (ax__core_t.msg_ns). */
+static atomic_ullong s100_got;
+
+static int s100_slow(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == MSG_DATA) {
+    int64_t t0 = ax_now();
+    while (ax_now() - t0 < 100 * 1000)
+      ;
+    atomic_fetch_add_explicit(&s100_got, 1, memory_order_relaxed);
+  }
+  return 0;
+}
+
+START_TEST(test_stress_foreign_paced_slow_messages) {
+  atomic_store(&s100_got, 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_ref_t to = test_spawn(rt, s100_slow, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  test_rt_start(rt);
+  uint64_t sent = 0;
+  int64_t end = ax_now() + 500 * AX_NSEC_PER_MSEC;
+  while (ax_now() < end) {
+    ck_assert_int_eq(ax_send(to, MSG_DATA, &sent, sizeof sent), 0);
+    sent++;
+  }
+  uint64_t waiting = sent - atomic_load(&s100_got);
+  test_rt_stop_join_free(rt);
+  /* About 5,000 handled in 0.5 s; the ring, the queue, the mailbox and
+   * the first 64 messages' spell before the core has timed any hold
+   * about 10,000.  Unpaced: 200,000 and more. */
+  ck_assert_msg(waiting < 60000, "%llu of %llu messages waited", (unsigned long long)waiting,
+                (unsigned long long)sent);
+}
+END_TEST
+
 START_TEST(test_stress_foreign_paced_slow_core) {
   /* Sanitizers slow the actor's loop about tenfold: a tenth of it. */
   sp_run((int)test_scaled(1000), 0); /* about 1 us a message: rounds outlast the 200 us */
@@ -1147,6 +1187,7 @@ static Suite *stress_suite(void) {
   tcase_add_test(tc, test_stress_foreign_before_start);
   tcase_add_test(tc, test_stress_foreign_paced);
   tcase_add_test(tc, test_stress_foreign_paced_slow_core);
+  tcase_add_test(tc, test_stress_foreign_paced_slow_messages);
   tcase_add_test(tc, test_stress_foreign_inbox_paced);
   tcase_add_test(tc, test_stress_foreign_fiber_poll);
   tcase_add_test(tc, test_stress_foreign_thread_after_thread);

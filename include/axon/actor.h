@@ -188,10 +188,13 @@ AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
  * an actor never waits.  A thread that is no core (main, a library's
  * worker) sends at the pace of the receiving core: when the 256 messages
  * that thread may have on its way to that core are all still there, the
- * send waits (spinning, then sleeping) for the core to take them, and
- * after 200 us without the core taking any (a core busy in one long
- * turn, a runtime not started) it queues the message without waiting
- * (see docs/actors.md, "Sending from any thread").
+ * send waits (spinning, then sleeping) for the core to take them.  A
+ * core that shows no progress for 200 us (or for 16 of its recent
+ * messages' time when those are slow, 10 ms at most: a core busy in one
+ * long turn, a runtime not started) lets 256 messages a wait through,
+ * queued, from all such threads together; threads past the first 16
+ * share the core's inbox, paced the same way (see docs/actors.md,
+ * "Sending from any thread").
  * Errors: -EINVAL (type 0, size > AX_MSG_MAX, data NULL with size > 0),
  * -ESRCH (no such actor: it stopped, or ref is AX_REF_NONE or garbage; from
  * a thread that is no core, also once ax_rt_stop was called, except to a
