@@ -8,6 +8,9 @@
 #include "actors/link.h"
 #include "actors/monitor.h"
 
+_Static_assert(AX_REASON_STOPPED == 1 && AX_REASON_SHUTDOWN == 2,
+               "io/error.c names the stop reasons by their values");
+
 static unsigned round_robin(ax_rt_t *rt) {
   return atomic_fetch_add_explicit(&rt->next_core, 1, memory_order_relaxed) % rt->ncores;
 }

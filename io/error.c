@@ -40,9 +40,18 @@ static const char *axon_meaning(int err) {
 
 /* glibc's strerrordesc_np/strerrorname_np return static strings and, unlike
  * strerror, never format into a shared buffer, so both are thread-safe. */
+/* actor.h's positive stop reasons, which terminate hooks and DOWN
+ * messages report beside negative codes (actor.c checks that they agree). */
+#define REASON_STOPPED 1
+#define REASON_SHUTDOWN 2
+
 const char *ax_strerror(int err) {
   if (err == 0)
-    return "OK: no error";
+    return "OK: no error (as a stop reason: the behaviour returned AX_STOP)";
+  if (err == REASON_STOPPED)
+    return "stopped by ax_stop() with reason 0 (AX_REASON_STOPPED)";
+  if (err == REASON_SHUTDOWN)
+    return "stopped because the runtime stopped (AX_REASON_SHUTDOWN)";
   if (err == REASON_INTENSITY)
     return "a supervisor gave up: its children failed more often than its restart intensity allows";
   if (err < 0 && err > -4096) {
@@ -89,6 +98,10 @@ const char *ax_err_name(int err) {
     return eai_name(err + AX_EAI_BASE);
   if (err == REASON_INTENSITY)
     return "AX_REASON_INTENSITY";
+  if (err == REASON_STOPPED)
+    return "AX_REASON_STOPPED";
+  if (err == REASON_SHUTDOWN)
+    return "AX_REASON_SHUTDOWN";
   if (err == -ENOTSUP)
     return "ENOTSUP"; /* glibc names the same value EOPNOTSUPP; axon's headers say ENOTSUP */
   if (err < 0 && err > -4096) {

@@ -417,8 +417,14 @@ START_TEST(test_errors_strings) {
                   "ax_strerror(-%s) = \"%s\"", codes[i].name, text);
   }
 
+  /* The positive stop reasons a terminate hook gets (actor.h). */
+  ck_assert_str_eq(ax_err_name(AX_REASON_STOPPED), "AX_REASON_STOPPED");
+  ck_assert_str_eq(ax_err_name(AX_REASON_SHUTDOWN), "AX_REASON_SHUTDOWN");
+  ck_assert(strstr(ax_strerror(AX_REASON_STOPPED), "ax_stop") != NULL);
+  ck_assert(strstr(ax_strerror(AX_REASON_SHUTDOWN), "runtime stopped") != NULL);
+
   /* Codes that are not negated errno values. */
-  const int strange[] = {-99999, 12345, EINVAL, 1, INT_MIN, INT_MAX, -4096};
+  const int strange[] = {-99999, 12345, EINVAL, 3, INT_MIN, INT_MAX, -4096};
   for (size_t i = 0; i < sizeof strange / sizeof strange[0]; i++) {
     const char *text = ax_strerror(strange[i]);
     ck_assert_ptr_nonnull(text);

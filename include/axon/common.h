@@ -40,8 +40,9 @@ AX_API int64_t ax_now(void);
  * the thread-local errno.
  *
  * ax_strerror() returns a static, human-readable description of such a code:
- * a negated errno value, 0 ("OK: no error"), or any other value ("unknown
- * error").  Where axon returns a code for a condition of its own, the text
+ * a negated errno value, 0 ("OK: no error"), the positive stop reasons of
+ * actor.h (AX_REASON_STOPPED, AX_REASON_SHUTDOWN), or any other value
+ * ("unknown error").  Where axon returns a code for a condition of its own, the text
  * says so: -ESRCH is "no such actor or port: ...", not the C library's "No
  * such process"; -ENOTTY names serial ports and ttys; -ENOBUFS a full write
  * queue; and so on (io/error.c lists them).  AX_REASON_INTENSITY
@@ -57,8 +58,8 @@ AX_API const char *ax_strerror(int err);
 #define AX_IS_EAI(err) ((err) < -AX_EAI_BASE && (err) > -AX_EAI_BASE - 200)
 
 /* ax_err_name() returns the symbolic name of a code ("EINVAL", "ESRCH",
- * "AX_REASON_INTENSITY"; "ENOTSUP" for the value glibc also calls
- * EOPNOTSUPP), or "UNKNOWN".  Any thread. */
+ * "AX_REASON_INTENSITY", "AX_REASON_SHUTDOWN"; "ENOTSUP" for the value
+ * glibc also calls EOPNOTSUPP), or "UNKNOWN".  Any thread. */
 AX_API const char *ax_err_name(int err);
 
 /* The version of the library actually loaded (compare with AX_VERSION_HEX,

@@ -34,7 +34,11 @@ AX_API ax_ref_t ax_port_ref(const ax_port_t *port);
 /* Takes the next message into *msg.  Its data stays valid until the next
  * ax_port_recv() or ax_port_close() on this port.  deadline is an absolute
  * CLOCK_MONOTONIC time in ns (see ax_now()): AX_FOREVER waits as long as it
- * takes, 0 does not wait.  Owner thread.
+ * takes, 0 does not wait.  A wait spins first for the runtime's spin_ns
+ * (runtime.h; 50 us by default, never past the deadline), then sleeps:
+ * a thread that waits often with nothing coming pays up to that much CPU
+ * per wait (a 1 kHz poller: about 68 us of CPU a wait, 15 us with
+ * spin_ns negative).  Owner thread.
  * Errors: -EINVAL (NULL port or msg, deadline negative and not
  * AX_FOREVER), -EAGAIN (deadline 0 and nothing queued), -ETIMEDOUT (the
  * deadline passed), -EINTR (a signal interrupted the wait), -ESHUTDOWN (the

@@ -41,7 +41,8 @@ typedef struct ax_rt_opts {
   unsigned cores;   /* threads; 0 = one per CPU in the process affinity mask */
   unsigned batch;   /* messages an actor handles per turn; 0 = 64 */
   int64_t spin_ns;  /* how long an idle core (and one idle thread of the
-                       work pool) spins before sleeping; 0 = 50 us (no
+                       work pool, and a thread waiting in ax_port_recv)
+                       spins before sleeping; 0 = 50 us (no
                        spinning when the process may run on one CPU
                        only), negative = never spin; at most INT64_MAX / 4
                        (larger is taken as that) */
