@@ -167,7 +167,6 @@ typedef struct ax__ring {
   ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
   bool fgave_up; /* a producer that is no core waited its longest in vain:
                     its next message overflows without waiting again */
-  uint64_t fappended; /* messages it queued */
   /* the consumer's */
   alignas(AX__CACHE_LINE) _Atomic uint64_t head;
   /* A producer that is no core sleeps on head's low half while the ring

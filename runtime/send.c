@@ -48,7 +48,6 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
   r->fgave_up = false;
-  r->fappended = 0;
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
   ax__mpscq_init(&r->fover, &r->fover_stub, false);
@@ -340,45 +339,50 @@ static void fring_wake_producer(ax__ring_t *r) {
 /* The depth of a producer's overflow queue from which its sends wait. */
 #define FOVER_PACE AX__RING_SLOTS
 
-/* A producer that is no core, about to append to its overflow queue: with
- * FOVER_PACE messages or more in it, waits while the core takes them, as
- * fring_claim waits for slots (a short spin, then a futex sleep), until
- * fewer remain.  Progress is the core taking from this queue or handling
- * messages at all (its delivered count, which it adds to every 8 messages
- * and at the end of each turn): a core that is alive but slow, its rounds
- * longer than AX__FOREIGN_WAIT_NS (the credit keeps what it has not
- * handled in the queue), is waited for; one that handles fewer than 8
- * messages in that time (messages of 25 us and more, a long behaviour
- * call, a runtime not started, a core descheduled) is stuck, and its gate
- * decides (stuck_pass). */
-static void fring_pace(ax__core_t *c, ax__ring_t *r) {
-  /* Relaxed: counts to pace by; the order of the messages is the queue's. */
-  uint64_t n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
-  if (n < FOVER_PACE)
+/* A thread that is no core waits while the count of messages it shares
+ * with core c (its overflow queue's, or c's inbox's) holds `limit` or
+ * more: a short spin, then a futex sleep on the count's low half, which
+ * the core ends after its take when it finds *flag set (to `ask`).
+ * Progress is the count going down or the core handling messages at all
+ * (its delivered count, which it adds to every 8 messages and at the end
+ * of each turn): a core that is alive but slow, its rounds longer than the
+ * wait (the credit keeps what it has not handled in the queue), is waited
+ * for; one that shows none for stuck_window (a long behaviour call, a
+ * runtime not started, a core descheduled) is stuck, and its gate decides
+ * (stuck_pass). */
+static void pace_wait(ax__core_t *c, _Atomic uint64_t *count, uint64_t limit,
+                      _Atomic uint32_t *flag, uint32_t ask) {
+  /* Relaxed: counts to pace by; the messages' order is their queue's. */
+  uint64_t n = atomic_load_explicit(count, memory_order_relaxed);
+  if (n < limit)
     return;
   uint64_t beat = core_beat(c);
   if (stuck_open(c, beat))
     return;
-  uint64_t taken = r->fappended - n;
   int64_t since = ax_now();
   for (unsigned spins = c->rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
+    uint64_t was = n;
     if (spins < 64) {
       fwait_spin();
     } else {
-      fwait_ask(r, FWAIT_COUNT);
-      n = atomic_load_explicit(&r->fover_n, memory_order_relaxed); /* its look at the count */
-      if (n < FOVER_PACE)
+      /* seq_cst: the flag's store before the look at the count, mirrored
+       * by the consumer (its decrement, fence, the flag's load): either it
+       * sees the flag and wakes this thread, or this thread sees what it
+       * took and does not sleep. */
+      atomic_store_explicit(flag, ask, memory_order_relaxed);
+      atomic_thread_fence(memory_order_seq_cst);
+      n = atomic_load_explicit(count, memory_order_relaxed);
+      if (n < limit)
         return;
       int64_t left = stuck_window(c) - (ax_now() - since);
       if (left > 0)
-        fwait_sleep(fover_word(r), (uint32_t)n, left);
+        fwait_sleep(low_half(count), (uint32_t)n, left);
     }
-    n = atomic_load_explicit(&r->fover_n, memory_order_relaxed);
-    if (n < FOVER_PACE)
+    n = atomic_load_explicit(count, memory_order_relaxed);
+    if (n < limit)
       return;
-    uint64_t now_taken = r->fappended - n, now_beat = core_beat(c);
-    if (now_taken != taken || now_beat != beat) { /* progress: keep pace with it */
-      taken = now_taken;
+    uint64_t now_beat = core_beat(c);
+    if (n < was || now_beat != beat) { /* progress: keep pace with it */
       beat = now_beat;
       since = ax_now();
     } else if (ax_now() - since > stuck_window(c)) {
@@ -387,6 +391,14 @@ static void fring_pace(ax__core_t *c, ax__ring_t *r) {
       since = ax_now();
     }
   }
+}
+
+/* A producer that is no core, about to append to its overflow queue:
+ * with FOVER_PACE messages or more in it, waits while the core takes
+ * them, as fring_claim waits for slots.  While it waits it appends
+ * nothing, so the count goes down only by the core's take. */
+static void fring_pace(ax__core_t *c, ax__ring_t *r) {
+  pace_wait(c, &r->fover_n, FOVER_PACE, &r->fwait, FWAIT_COUNT);
 }
 
 /* True while r's producer must append to its overflow queue: the core
@@ -401,8 +413,6 @@ static inline bool fring_overflowing(ax__ring_t *r) {
 static void fring_overflow(ax__core_t *c, ax__ring_t *r, ax__msg_t *m) {
   if (fring_overflowing(r))
     fring_pace(c, r);
-
-  r->fappended++;
   /* Release: the slots published before are visible to a consumer that
    * reads the count with acquire (it drains them before the queue). */
   atomic_fetch_add_explicit(&r->fover_n, 1, memory_order_release);
@@ -432,51 +442,13 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
 /* The low half of c->inbox_n, which pushers that wait sleep on. */
 static inline uint32_t *inbox_word(ax__core_t *c) { return low_half(&c->inbox_n); }
 
-/* A thread that is no core pushed to c's inbox, which now holds n: from
- * AX__INBOX_PACE messages on, it waits while the core takes them, as
- * fring_pace waits for its queue (a short spin, then a futex sleep that
- * the core's inbox_drain ends), until fewer remain.  Threads beyond the
- * first AX__FOREIGN_RINGS (no ring of their own) share the inbox, and
- * unpaced they filled memory: 633 MB with 24 threads flooding 4 actors.
- * Progress is the inbox shrinking or the core handling messages at all;
- * a stuck core's gate decides, as for the rings (stuck_pass). */
-static void inbox_pace(ax__core_t *c, uint64_t n) {
-  uint64_t beat = core_beat(c);
-  if (stuck_open(c, beat))
-    return;
-  int64_t since = ax_now();
-  for (unsigned spins = c->rt->opts.spin_ns > 0 ? 0 : 64;; spins++) {
-    uint64_t was = n;
-    if (spins < 64) {
-      fwait_spin();
-    } else {
-      /* seq_cst: the flag's store before the look at the count, mirrored
-       * by inbox_drain (the count's decrement, fence, the flag's load):
-       * either the core sees the flag and wakes this thread, or this
-       * thread sees what the core took and does not sleep. */
-      atomic_store_explicit(&c->inbox_wait, 1, memory_order_relaxed);
-      atomic_thread_fence(memory_order_seq_cst);
-      n = atomic_load_explicit(&c->inbox_n, memory_order_relaxed);
-      if (n < AX__INBOX_PACE)
-        return;
-      int64_t left = stuck_window(c) - (ax_now() - since);
-      if (left > 0)
-        fwait_sleep(inbox_word(c), (uint32_t)n, left);
-    }
-    /* Relaxed: a count to pace by. */
-    n = atomic_load_explicit(&c->inbox_n, memory_order_relaxed);
-    if (n < AX__INBOX_PACE)
-      return;
-    uint64_t now_beat = core_beat(c);
-    if (n < was || now_beat != beat) { /* progress: keep pace with it */
-      beat = now_beat;
-      since = ax_now();
-    } else if (ax_now() - since > stuck_window(c)) {
-      if (stuck_pass(c, beat))
-        return;
-      since = ax_now();
-    }
-  }
+/* A thread that is no core pushed to c's inbox: from AX__INBOX_PACE
+ * messages in it, it waits while the core takes them (pace_wait, woken
+ * by inbox_drain).  Threads beyond the first AX__FOREIGN_RINGS (no ring
+ * of their own) share the inbox, and unpaced they filled memory: 633 MB
+ * with 24 threads flooding 4 actors. */
+static void inbox_pace(ax__core_t *c) {
+  pace_wait(c, &c->inbox_n, AX__INBOX_PACE, &c->inbox_wait, 1);
 }
 
 /* m into c's inbox (any thread); a thread that is no core then keeps pace
@@ -490,7 +462,7 @@ static void inbox_push(ax__core_t *c, ax__msg_t *m) {
   ax__mpscq_push(&c->inbox, &m->node);
   wake(c);
   if (n >= AX__INBOX_PACE && ax__tls_core == NULL)
-    inbox_pace(c, n);
+    inbox_pace(c);
 }
 
 /* m from a thread that is no core: onto its ring, else the inbox. */
