@@ -64,6 +64,15 @@ static void fire(ax_timer_t *t) {
   ax__deliver(r->actor, m);
 }
 
+/* Frees a timer record of core c.  Counted for the core's malloc_trim
+ * once idle (ax__core_malloc_freed): 10^6 timers armed and cancelled kept
+ * 133 MiB in malloc's arenas for good, since nothing else of the core
+ * asked for a trim (a newcomer). */
+static void rec_free(ax__core_t *c, ax__timer_rec_t *r) {
+  ax__core_malloc_freed(c, sizeof *r + r->size);
+  free(r);
+}
+
 /* Makes a timer of self with the given id (0: a new one), starts it and
  * lists it.  Returns 0 or -ENOMEM (or the loop's error). */
 static int arm(ax_actor_t *self, uint64_t id, int64_t ns, bool periodic, uint32_t type,
@@ -145,7 +154,7 @@ int ax_timer_cancel(ax_actor_t *self, uint64_t id) {
     return dropped != 0 ? 0 : -ENOENT;
   ax_timer_stop(&r->t);
   unlink_rec(self, r);
-  free(r); /* a queued message finds no record and is dropped */
+  rec_free(self->core, r); /* a queued message finds no record and is dropped */
   return 0;
 }
 
@@ -192,7 +201,7 @@ static int timer_handle(ax_actor_t *a, ax__msg_t *m) {
   r->queued = false;
   if (!r->periodic) {
     unlink_rec(a, r);
-    free(r);
+    rec_free(a->core, r);
   }
   return ax__invoke(a, m);
 }
@@ -207,7 +216,7 @@ static void timers_on_death(ax_actor_t *a, int reason) {
     l = l->next;
     ax_timer_stop(&r->t);
     ax__idmap_remove(index_of(a->core), &r->node);
-    free(r);
+    rec_free(a->core, r);
   }
   if (a->ext != NULL)
     a->ext->slot[AX__SLOT_TIMERS] = NULL;
