@@ -242,6 +242,8 @@ struct ax__core {
   int64_t last_poll;
   unsigned unlooked; /* messages of long turns since the clock was last read (core.c) */
   int64_t looked_at; /* that read (0: none since the core last idled) */
+  bool timed;        /* msg_ns was measured since the core last idled */
+  int64_t early_at;  /* the 8th message of the turn being timed (core.c's time_early) */
   /* When a spawn with AX_PLACE_ANY first found AX_PLACE_SPILL or more
    * actors waiting to run here, the run queue having had that many at
    * the end of every round since; 0 when it had fewer at the last round's
