@@ -242,7 +242,6 @@ struct ax__core {
   int64_t last_poll;
   unsigned unlooked; /* messages of long turns since the clock was last read (core.c) */
   int64_t looked_at; /* that read (0: none since the core last idled) */
-  bool timed;        /* msg_ns was measured since the core last idled */
   int64_t early_at;  /* the 8th message of the turn being timed (core.c's time_early) */
   /* When a spawn with AX_PLACE_ANY first found AX_PLACE_SPILL or more
    * actors waiting to run here, the run queue having had that many at
@@ -282,13 +281,15 @@ struct ax__core {
   /* The gate of those threads while this core is stuck (it handled
    * nothing for AX__FOREIGN_WAIT_NS: a long turn, a runtime not started,
    * a core descheduled), send.c's stuck_pass: AX__RING_SLOTS messages
-   * through per such wait, for all the threads together.  Written by
-   * them only. */
+   * through per such wait, for all the threads together.  The gate is
+   * written by those threads only, msg_ns (below, which they read) by the
+   * core. */
   alignas(AX__CACHE_LINE) _Atomic uint64_t stuck_beat; /* delivered + 1 when found stuck; 0: never */
   _Atomic int64_t stuck_at;   /* when the gate was last refilled */
   _Atomic int32_t stuck_left; /* messages it still lets through */
   /* ns per message of this core's long turns, as it last measured them
-   * (core.c's run_actor, every 64 such messages; 0: none lately).  Those
+   * (core.c's run_actor, every 64 such messages, and time_early; 0: not
+   * measured since the core last idled; at least 1 once measured).  Those
    * threads call the core stuck only after 16 such messages' time with
    * no progress, 200 us at least and 10 ms at most (send.c's
    * stuck_window): a core whose messages take 100 us counts 8 of them

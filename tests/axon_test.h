@@ -389,11 +389,13 @@ static inline void test_send(ax_ref_t to, uint32_t type, const void *data, size_
 
 /* Busy-waits for ms milliseconds without sleeping (inside a behaviour, to
  * keep its core occupied). */
-static inline void test_spin_ms(long ms) {
-  int64_t end = ax_now() + (int64_t)ms * AX_NSEC_PER_MSEC;
+static inline void test_spin_ns(int64_t ns) {
+  int64_t end = ax_now() + ns;
   while (ax_now() < end) {
   }
 }
+
+static inline void test_spin_ms(long ms) { test_spin_ns((int64_t)ms * AX_NSEC_PER_MSEC); }
 
 /* A sequence-numbered message payload, used by the ordering checks. */
 typedef struct test_seq_msg {

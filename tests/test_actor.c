@@ -267,12 +267,6 @@ static int place_one(ax_actor_t *self, ax_placement_t placement, ax_ref_t near) 
   return rc < 0 ? rc : ax_ref_core(ref);
 }
 
-static void spin_ns(int64_t ns) {
-  int64_t t0 = ax_now();
-  while (ax_now() - t0 < ns)
-    ;
-}
-
 static int spill_queue(ax_actor_t *self) {
   for (int i = 0; i < AX_PLACE_SPILL + 8; i++) {
     ax_spawn_opts_t o = {.placement = AX_PLACE_LOCAL};
@@ -290,7 +284,7 @@ static int placer_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   if (p->busy) {
     if (spill_queue(self) < 0 || place_one(self, AX_PLACE_ANY, AX_REF_NONE) != 0)
       return -EIO;
-    spin_ns(2 * AX_PLACE_SPILL_NS);
+    test_spin_ns(2 * AX_PLACE_SPILL_NS);
   }
   atomic_store(&p->any_core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
   atomic_store(&p->near_core, place_one(self, AX_PLACE_NEAR, p->near));
@@ -369,18 +363,18 @@ static int spiller_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
   (void)msg;
   spiller_t *p = ax_state(self);
   if (p->phase++ == 0) {
-    spin_ns(p->prework);
+    test_spin_ns(p->prework);
     if (spill_queue(self) < 0)
       return -EIO;
     atomic_store(&p->core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
     if (p->between >= 0) {
-      spin_ns(p->between);
+      test_spin_ns(p->between);
       atomic_store(&p->core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));
     }
     if (p->again) /* behind the children: their round ends with the queue short */
       return ax_send(ax_self(self), MSG_GO, NULL, 0) < 0 ? -EIO : 0;
   } else {
-    spin_ns(2 * AX_PLACE_SPILL_NS);
+    test_spin_ns(2 * AX_PLACE_SPILL_NS);
     if (spill_queue(self) < 0)
       return -EIO;
     atomic_store(&p->core, place_one(self, AX_PLACE_ANY, AX_REF_NONE));

@@ -734,6 +734,7 @@ static atomic_int submit_refuse, submits_refused;
 static atomic_int rf_answered, rf_full, rf_refused;
 static ax_file_t *rf_file, *rf_other;
 static atomic_int rf_other_fd = -1, rf_other_closed = 1, rf_other_fd_open = 1;
+static atomic_int rf_closes; /* closes answered (tags 3 and 4) */
 
 __attribute__((constructor)) static void find_submit(void) {
   real_submit = (int (*)(struct io_uring *))dlsym(RTLD_NEXT, "io_uring_submit");
@@ -778,7 +779,8 @@ static int refused_reader(ax_actor_t *self, const ax_msg_t *m) {
   if (d->op == AX_FILE_CLOSE && d->tag == 3) { /* whatever the ring said, the fd is gone */
     atomic_store(&rf_other_closed, (int)d->result);
     atomic_store(&rf_other_fd_open, fcntl(atomic_load(&rf_other_fd), F_GETFD) >= 0);
-    return 0;
+    /* The two closes may be answered in either order: the second stops. */
+    return atomic_fetch_add(&rf_closes, 1) == 1 ? AX_STOP : 0;
   }
   if (d->op == AX_FILE_READ) {
     if (d->result == REFUSED_LEN)
@@ -791,7 +793,9 @@ static int refused_reader(ax_actor_t *self, const ax_msg_t *m) {
       ck_assert_int_eq(ax_file_close(rf_file, 4), 0);
     return 0;
   }
-  return d->op == AX_FILE_CLOSE && d->tag == 4 ? AX_STOP : 0;
+  if (d->op == AX_FILE_CLOSE && d->tag == 4)
+    return atomic_fetch_add(&rf_closes, 1) == 1 ? AX_STOP : 0;
+  return 0;
 }
 
 /* Keeps the core busy while the kernel refuses: a core that flushes
@@ -824,6 +828,7 @@ static void refused_run(bool stop_after) {
   atomic_store(&rf_other_fd, -1);
   atomic_store(&rf_other_closed, 1);
   atomic_store(&rf_other_fd_open, 1);
+  atomic_store(&rf_closes, 0);
   int fds = open_fds();
   ax_rt_opts_t o = {.cores = 1, .flags = AX_RT_NO_SIGNALS};
   ax_rt_t *rt;

@@ -965,9 +965,7 @@ static _Atomic int64_t tick_last, tick_gap_max, ticks_during;
 static int busy_worker(ax_actor_t *self, const ax_msg_t *m) {
   (void)self;
   (void)m;
-  int64_t t0 = ax_now();
-  while (ax_now() - t0 < BUSY_MSG_NS)
-    ;
+  test_spin_ns(BUSY_MSG_NS);
   atomic_fetch_sub(&busy_left, 1);
   return 0;
 }

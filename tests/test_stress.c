@@ -762,16 +762,12 @@ static _Atomic uint64_t ib_sent, ib_handled;
 static _Atomic int64_t ib_max_backlog;
 
 static int inbox_rx_behaviour(ax_actor_t *self, const ax_msg_t *msg) {
-  foreign_rx_t *rx = ax_state(self);
   int rc = foreign_rx_behaviour(self, msg);
-  int64_t t0 = ax_now();
-  while (ax_now() - t0 < 1000)
-    ;
+  test_spin_ns(1000);
   uint64_t handled = atomic_fetch_add(&ib_handled, 1) + 1;
   int64_t backlog = (int64_t)(atomic_load(&ib_sent) - handled);
   if (backlog > atomic_load(&ib_max_backlog))
     atomic_store(&ib_max_backlog, backlog);
-  (void)rx;
   return rc;
 }
 
@@ -1104,9 +1100,7 @@ static atomic_ullong s100_got;
 static int s100_slow(ax_actor_t *self, const ax_msg_t *m) {
   (void)self;
   if (m->type == MSG_DATA) {
-    int64_t t0 = ax_now();
-    while (ax_now() - t0 < 100 * 1000)
-      ;
+    test_spin_ns(100 * 1000);
     atomic_fetch_add_explicit(&s100_got, 1, memory_order_relaxed);
   }
   return 0;
