@@ -1,8 +1,10 @@
 /* Check suite run in AXON_FAULT_INJECTION builds: out of memory is reported as -ENOMEM, never as something else, and nothing reported as sent is lost. */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <string.h>
 #include <unistd.h>
 #include <stdatomic.h>
 
@@ -784,6 +786,67 @@ START_TEST(test_faults_frame_nomem_retry) {
 }
 END_TEST
 
+/* ax_stream_write whose direct write the kernel took in part (a pipe's 64
+ * KiB of 100,000 bytes) and whose queue chunk for the rest found no
+ * memory: -ENOMEM, and since the part written cannot be taken back, the
+ * stream ends (CLOSED{-ENOMEM}, later writes -EPIPE) rather than staying
+ * open with a hole a retry would fill twice (a reviewer's program). */
+static struct {
+  int p[2];
+  int write_rc, again_rc, closed_err;
+  size_t queued;
+  _Atomic int done;
+} wp;
+
+static int write_partial_actor(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == AX_MSG_USER) {
+    ax_stream_t *s;
+    if ((wp.write_rc = ax_pipe_open(self, -1, wp.p[1], NULL, &s)) != 0) {
+      atomic_store(&wp.done, 1);
+      return AX_STOP;
+    }
+    static char buf[100000];
+    memset(buf, 'x', sizeof buf);
+    ax__fault_alloc(1, 0); /* the next allocation: the queue's chunk */
+    wp.write_rc = ax_stream_write(s, buf, sizeof buf);
+    ax__fault_alloc(0, 0);
+    wp.queued = ax_stream_queued(s);
+    wp.again_rc = ax_stream_write(s, buf, 10);
+    return 0;
+  }
+  if (m->type == AX_MSG_CLOSED) {
+    wp.closed_err = ((const ax_stream_ev_t *)m->data)->err;
+    atomic_store(&wp.done, 1);
+    return AX_STOP;
+  }
+  return 0;
+}
+
+START_TEST(test_faults_write_partial_nomem) {
+  ck_assert_int_eq(pipe2(wp.p, O_CLOEXEC), 0);
+  ck_assert_int_eq(fcntl(wp.p[0], F_SETFL, O_NONBLOCK), 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t a;
+  ck_assert_int_eq(ax_spawn(rt, write_partial_actor, NULL, NULL, &a), 0);
+  ck_assert_int_eq(ax_send(a, AX_MSG_USER, NULL, 0), 0);
+  for (int i = 0; i < 5000 && !atomic_load(&wp.done); i++)
+    test_sleep_ms(1);
+  ck_assert_msg(atomic_load(&wp.done), "no CLOSED after a write that lost its rest");
+  ck_assert_int_eq(wp.write_rc, -ENOMEM);
+  static char rb[200000];
+  ssize_t got = read(wp.p[0], rb, sizeof rb);
+  ck_assert_int_gt(got, 0); /* the kernel took a part */
+  ck_assert_int_lt(got, 100000);
+  ck_assert_int_eq(wp.write_rc, -ENOMEM);
+  ck_assert_uint_eq(wp.queued, 0);
+  ck_assert_int_eq(wp.again_rc, -EPIPE);
+  ck_assert_int_eq(wp.closed_err, -ENOMEM);
+  test_rt_stop_join_free(rt);
+  close(wp.p[0]);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -802,6 +865,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_stop_dead);
   tcase_add_test(tc, test_faults_sources_nomem_wait);
   tcase_add_test(tc, test_faults_frame_nomem_retry);
+  tcase_add_test(tc, test_faults_write_partial_nomem);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -531,6 +531,49 @@ START_TEST(test_stream_active_n) {
 }
 END_TEST
 
+/* A raw read finds more waiting than the stream's first message holds
+ * (4 KiB at first) and spills the rest into a second message: with
+ * ax_stream_active(s, 1) that second one waits for the next call, after
+ * PASSIVE (a reviewer's program got DATA, PASSIVE, DATA). */
+START_TEST(test_stream_active_spill) {
+  st_env_t env;
+  st_env_init(&env);
+  st_actor_t a;
+  st_actor_init(&env, &a, 1);
+  ax_ref_t ar = st_spawn(&env, &a, CORE_A);
+  int p[2];
+  ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+  enum { TOTAL = 20000 };
+  static unsigned char buf[TOTAL];
+  st_fill_pattern(buf, 0, sizeof buf);
+  st_write_all(p[1], buf, sizeof buf);
+  ax_stream_opts_t o = opts_zero();
+  o.flags = AX_STREAM_PAUSED;
+  ck_assert_int_eq(st_pipe_open(&env, ar, 0, p[0], -1, &o), 0);
+  st_expect_none(&env, 50);
+  size_t got = 0;
+  int calls = 0;
+  while (got < TOTAL) {
+    ck_assert_int_lt(++calls, 20);
+    ck_assert_int_eq(st_call(&env, ar, CMD_ACTIVE, 0, 1), 0);
+    st_report_t *r = st_expect(&env, AX_MSG_DATA);
+    ck_assert_uint_gt(r->len, 0);
+    ck_assert_uint_le(got + r->len, TOTAL);
+    size_t check = r->len < ST_MAX_REPORT ? r->len : ST_MAX_REPORT;
+    ck_assert_int_eq(memcmp(r->bytes, buf + got, check), 0);
+    got += r->len;
+    st_expect(&env, AX_MSG_PASSIVE);
+    st_expect_none(&env, 50); /* nothing more until the next call */
+  }
+  ck_assert_int_ge(calls, 2); /* the read spilled: more than one message's worth */
+  close(p[1]);
+  ck_assert_int_eq(st_call(&env, ar, CMD_ACTIVE, 0, 1), 0);
+  st_expect(&env, AX_MSG_CLOSED);
+  ck_assert_int_eq(atomic_load(&a.violations), 0);
+  st_env_done(&env);
+}
+END_TEST
+
 START_TEST(test_stream_pause_resume) {
   st_env_t env;
   st_env_init(&env);
@@ -1273,6 +1316,7 @@ static Suite *stream_suite(void) {
   tcase_add_test(tc, test_stream_window_lines);
   tcase_add_test(tc, test_stream_slow_owner_pushback);
   tcase_add_test(tc, test_stream_active_n);
+  tcase_add_test(tc, test_stream_active_spill);
   tcase_add_test(tc, test_stream_pause_resume);
   suite_add_tcase(s, tc);
 

@@ -187,6 +187,8 @@ static int64_t do_write(file_req_t *r) {
       continue;
     if (n < 0)
       return put > 0 ? (int64_t)put : -errno;
+    if (n == 0)
+      break; /* a file that takes nothing (some devices, FUSE): a short count, as on the ring */
     put += (size_t)n;
   }
   return (int64_t)put;

@@ -224,7 +224,11 @@ static void frame_out(ax_stream_t *s, bool force) {
 /* Hands freshly read bytes to the framer.  Raw bytes go straight into a
  * message when nothing waits before them. */
 static void take_bytes(ax_stream_t *s, const unsigned char *b, size_t n) {
-  if (s->o.frame == AX_FRAME_RAW && ax__framer_buffered(&s->framer) == 0 && post_data(s, b, n))
+  /* may_post: after a read that spilled, the first message may have used
+   * up ax_stream_active's count (PASSIVE is posted); the rest then waits in
+   * the framer for the next call, as a framed stream's frames do. */
+  if (s->o.frame == AX_FRAME_RAW && ax__framer_buffered(&s->framer) == 0 && may_post(s) &&
+      post_data(s, b, n))
     return;
   if (ax__framer_add(&s->framer, b, n) < 0) {
     ax__stream_fail(s, -ENOMEM);
@@ -744,8 +748,15 @@ int ax_stream_write(ax_stream_t *s, const void *data, size_t len) {
   } else {
     size_t cap = len > AX__CHUNK_MIN ? len : AX__CHUNK_MIN;
     ax__wchunk_t *c = ax__malloc(sizeof *c + cap);
-    if (c == NULL)
+    if (c == NULL) {
+      if (p != data) {
+        /* The kernel took a part that cannot be taken back: the peer
+         * would see the rest missing, and a retry would send that part
+         * twice.  The stream ends instead, as after a kernel error. */
+        ax__stream_fail(s, -ENOMEM);
+      }
       return -ENOMEM;
+    }
     c->next = NULL;
     c->off = 0;
     c->len = len;
