@@ -427,6 +427,7 @@ static void idle(ax__core_t *c) {
   /* The wake protocol, core side (see wake() in send.c). */
   atomic_store_explicit(&c->sleeping, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
+  bool settled = ax__core_settle(c); /* lazy senders: their slots now seen */
   if (c->runq_head != NULL || ax__core_pending(c) || stopping(rt)) {
     /* Relaxed: only a hint to senders that a wake-up is needed; a sender
      * that still reads 1 wakes the loop once for nothing. */
@@ -441,8 +442,9 @@ static void idle(ax__core_t *c) {
    * actors wait for their grace period, wake up to finish them (what is
    * still in their mailboxes, a monitor request say, must be answered). */
   int64_t wait = c->retired_head != NULL ? AX__RECLAIM_RETRY_NS : AX_FOREVER;
-  if (c->nover > 0)
-    wait = AX__POLL_INTERVAL_NS; /* messages wait for room on a ring: look again soon */
+  if (c->nover > 0 || !settled)
+    wait = AX__POLL_INTERVAL_NS; /* messages wait for room on a ring, or a lazy
+                                    send may be unseen: look again soon */
   wait = wait_until(wait, c->heap.purge_at, now);
   wait = wait_until(wait, c->trim_at, now);
   ax_loop_run_once(c->loop, wait);

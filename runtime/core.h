@@ -167,6 +167,14 @@ typedef struct ax__ring {
   ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
   bool fgave_up; /* a producer that is no core waited its longest in vain:
                     its next message overflows without waiting again */
+  /* Lazy wakes (send.c's ring_wake): the producer that set `lazy` (its
+   * thread's token; 0: none), and its sends with a fence since. */
+  uint64_t armed_by;
+  uint32_t fenced;
+  /* 1: the producer's sends skip the wake fence, and the consumer, before
+   * it sleeps, clears this and makes every thread of the process fence
+   * (ax__core_settle).  Set by the producer, cleared by the consumer. */
+  _Atomic uint8_t lazy;
   /* the consumer's */
   alignas(AX__CACHE_LINE) _Atomic uint64_t head;
   /* A producer that is no core sleeps on head's low half while the ring
@@ -205,7 +213,7 @@ typedef struct ax__ring {
  * except spawned and actors (any thread). */
 typedef struct ax__stats_atomic {
   _Atomic uint64_t sent, delivered, dead_letters, spawned, actors, wakeups, sleeps, polls,
-      runq_len, turn_max, released;
+      runq_len, turn_max, released, barriers;
 } ax__stats_atomic_t;
 
 /*
@@ -636,6 +644,34 @@ unsigned ax__core_drain_cores(ax__core_t *c);
 /* True when another core or thread has sent c something it has not yet
  * drained.  c's thread. */
 bool ax__core_pending(ax__core_t *c);
+
+/*
+ * Lazy wakes.  A send's wake fence (send.c's wake) orders the slot's
+ * publication before the load of `sleeping`, and waits for the slot's
+ * cache line, which the consumer keeps reading: a thread that floods a
+ * core spends most of each send there (Savina's fork-join: 84% of main's
+ * send on the load after the fence).  A producer that has sent
+ * AX__LAZY_AFTER messages on a ring with the fence sets the ring's `lazy`
+ * and sends without it; the consumer, once it has stored `sleeping` and
+ * fenced, and before it looks at its queues a last time, clears every
+ * `lazy` of its rings and, when one was set, calls membarrier(2)
+ * (MEMBARRIER_CMD_PRIVATE_EXPEDITED): every thread of the process then
+ * runs a full barrier, so a slot stored before it is seen by that look,
+ * and a load of `sleeping` after it sees 1.  The cost moves to a sleep
+ * that follows a flood, once; a producer whose ring was cleared fences
+ * again until its next AX__LAZY_AFTER sends.  Where the kernel refuses
+ * to register the process, producers always fence.
+ */
+#define AX__LAZY_AFTER 64u
+
+/* Registers the process for expedited membarrier(2), once (ax_rt_new). */
+void ax__lazy_init(void);
+
+/* c, about to sleep, after its store of `sleeping` and its fence: clears
+ * the `lazy` of its rings and, when one was set, makes every thread of
+ * the process run a barrier.  Returns false when that failed: c must not
+ * sleep for long (a lazy send may be unseen).  c's thread. */
+bool ax__core_settle(ax__core_t *c);
 
 /* Drops one message that cannot be delivered to `self` (dead with
  * `reason`): a system message through its kind's drop, an owned buffer

@@ -128,6 +128,7 @@ int ax_rt_new(const ax_rt_opts_t *opts, ax_rt_t **out) {
   }
   if (o.batch == 0)
     o.batch = AX__DEFAULT_BATCH;
+  ax__lazy_init();
   /* Spinning waits for another CPU to hand over work; with one CPU it only
    * steals time from the thread it waits for. */
   if (o.spin_ns == 0)
@@ -416,6 +417,7 @@ int ax_rt_stats(const ax_rt_t *rt, unsigned core, ax_core_stats_t *out) {
   out->runq_len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
   out->turn_max = atomic_load_explicit(&s->turn_max, memory_order_relaxed);
   out->released = atomic_load_explicit(&s->released, memory_order_relaxed);
+  out->barriers = atomic_load_explicit(&s->barriers, memory_order_relaxed);
   out->accept_errors = 0;
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->stats != NULL)
@@ -441,6 +443,7 @@ int ax_rt_stats_total(const ax_rt_t *rt, ax_core_stats_t *out) {
     out->runq_len += s.runq_len;
     out->accept_errors += s.accept_errors;
     out->released += s.released;
+    out->barriers += s.barriers;
     if (s.turn_max > out->turn_max)
       out->turn_max = s.turn_max;
   }

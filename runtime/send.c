@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -35,6 +37,114 @@ static inline ax__ring_t *ring_of(ax_rt_t *rt, unsigned from, unsigned to) {
   return atomic_load_explicit(&rt->rings[from * rt->ncores + to], memory_order_acquire);
 }
 
+/* Lazy wakes (core.h) */
+
+/* 1 once the process is registered for expedited membarrier(2).  Relaxed
+ * wherever read: a producer that reads 0 only fences as before, and one
+ * that reads 1 was preceded by the registration (its store follows the
+ * system call's return). */
+static _Atomic int lazy_ok;
+
+static void lazy_register(void) {
+#if defined(SYS_membarrier)
+  long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+    atomic_store_explicit(&lazy_ok, 1, memory_order_relaxed);
+#endif
+}
+
+void ax__lazy_init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, lazy_register);
+}
+
+/* The calling thread's token, made on first use: a ring's producer
+ * changes when a thread that is no core exits (its message heap and ring
+ * number pass on), and `lazy` holds only for the thread whose own fence
+ * followed its store (ring_arm). */
+static _Thread_local uint64_t tls_token __attribute__((tls_model("initial-exec")));
+static _Atomic uint64_t next_token;
+
+static inline uint64_t my_token(void) {
+  uint64_t t = tls_token;
+  if (__builtin_expect(t == 0, 0))
+    /* Relaxed: a unique number is all it gives. */
+    tls_token = t = atomic_fetch_add_explicit(&next_token, 1, memory_order_relaxed) + 1;
+  return t;
+}
+
+/* r's producer has fenced AX__LAZY_AFTER sends: its next ones skip it.
+ * seq_cst: `lazy`'s store before every later load of `sleeping` by this
+ * thread, mirrored by the consumer (sleeping's store, fence, the look at
+ * `lazy` in ax__core_settle): either that look sees 1 (and the consumer
+ * fences every thread before it sleeps), or this thread's later loads see
+ * that sleep's `sleeping`. */
+static void ring_arm(ax__ring_t *r) {
+  r->fenced = 0;
+  if (!atomic_load_explicit(&lazy_ok, memory_order_relaxed))
+    return;
+  r->armed_by = my_token();
+  atomic_store_explicit(&r->lazy, 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_seq_cst);
+}
+
+/* After a publication on r, a ring to core c: wake() with its fence, or
+ * without it while r is lazy for this thread (core.h). */
+static inline void ring_wake(ax__ring_t *r, ax__core_t *c) {
+  if (r->armed_by != 0) {
+    /* Relaxed: the consumer's clear is ordered by its membarrier. */
+    if (r->armed_by == my_token() && atomic_load_explicit(&r->lazy, memory_order_relaxed)) {
+      /* No fence: a consumer about to sleep makes this thread fence
+       * (ax__core_settle); the rest is wake()'s. */
+      if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
+          atomic_exchange_explicit(&c->sleeping, 0, memory_order_relaxed))
+        ax_loop_wake(c->loop);
+      return;
+    }
+    r->armed_by = 0; /* cleared by the consumer, or set by the thread before */
+    r->fenced = 0;
+  }
+  wake(c);
+  if (++r->fenced >= AX__LAZY_AFTER)
+    ring_arm(r);
+}
+
+/* Clears r's `lazy`: whether it was set.  Relaxed: ordered by the
+ * membarrier that follows (ax__core_settle). */
+static inline bool ring_unarm(ax__ring_t *r) {
+  if (r == NULL || !atomic_load_explicit(&r->lazy, memory_order_relaxed))
+    return false;
+  atomic_store_explicit(&r->lazy, 0, memory_order_relaxed);
+  return true;
+}
+
+bool ax__core_settle(ax__core_t *c) {
+  ax_rt_t *rt = c->rt;
+  bool any = false;
+  for (unsigned from = 0; from < rt->ncores; from++)
+    if (from != c->index)
+      any |= ring_unarm(ring_of(rt, from, c->index));
+  /* Acquire, as in ax__core_drain. */
+  unsigned nf = atomic_load_explicit(&rt->nforeign, memory_order_acquire);
+  for (unsigned k = 0; k < nf; k++)
+    any |= ring_unarm(ring_of(rt, rt->ncores + k, c->index));
+  if (!any)
+    return true;
+#if defined(SYS_membarrier)
+  /* Every running thread of the process runs a full barrier before this
+   * returns, the others have passed a context switch: a lazy send's slot
+   * stored before that point is seen by the core's look that follows, and
+   * its load of `sleeping` after it sees 1 (and the clears above). */
+  if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
+    ax__stat_add(&c->stats.barriers, 1);
+    return true;
+  }
+#endif
+  atomic_store_explicit(&lazy_ok, 0, memory_order_relaxed); /* never again */
+  return false;
+}
+
 /* The ring from core `from` to core `to`, made on first use; NULL when out
  * of memory.  from's thread (the ring's only producer). */
 static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
@@ -48,6 +158,9 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
   r->fgave_up = false;
+  r->armed_by = 0;
+  r->fenced = 0;
+  atomic_init(&r->lazy, 0);
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
   ax__mpscq_init(&r->fover, &r->fover_stub, false);
@@ -146,7 +259,7 @@ bool ax__ring_send_inline(ax__core_t *from, ax__core_t *c, ax_ref_t to, ax_ref_t
     return false;
   ring_put_inline(sl, to, sender, type, data, size, req);
   ring_publish(r, sl);
-  wake(c);
+  ring_wake(r, c);
   return true;
 }
 
@@ -432,7 +545,7 @@ bool ax__fring_send_inline(ax_rt_t *rt, ax__core_t *c, ax_ref_t to, uint32_t typ
   }
   ring_put_inline(sl, to, AX_REF_NONE, type, data, size, req);
   ring_publish(r, sl);
-  wake(c);
+  ring_wake(r, c);
   return true;
 }
 
@@ -483,7 +596,7 @@ static void fring_push(ax__core_t *c, ax__msg_t *m) {
   }
   ring_put_msg(sl, m);
   ring_publish(r, sl);
-  wake(c);
+  ring_wake(r, c);
 }
 
 void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
@@ -509,7 +622,7 @@ void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
   }
   ring_put_msg(sl, m);
   ring_publish(r, sl);
-  wake(c);
+  ring_wake(r, c);
 }
 
 void ax__ring_flush(ax__core_t *from) {

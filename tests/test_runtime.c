@@ -2,7 +2,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "axon_test.h"
 
@@ -1004,6 +1007,84 @@ START_TEST(test_runtime_busy_actor_does_not_starve_core) {
 }
 END_TEST
 
+/* Lazy wakes (core.h): a thread that floods a core sends without the
+ * wake fence after its first AX__LAZY_AFTER (64) messages, and the core,
+ * going to sleep, makes the process's threads fence (membarrier).  A
+ * thread alternates bursts (1 to 300 messages: below and above the
+ * threshold, past a ring's 256 slots) with pauses in which the core goes
+ * to sleep, and waits for every echo: a core that slept through a lazy
+ * send would leave the wait to its 5 s deadline.  With spinning cores and
+ * with cores that sleep at once.  Where the kernel offers expedited
+ * membarrier, the cores count the barriers (ax_core_stats_t.barriers). */
+typedef struct lazy_msg {
+  ax_ref_t reply_to;
+  uint64_t seq;
+} lazy_msg_t;
+
+static int lazy_echo(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == MSG_PING && m->size == sizeof(lazy_msg_t)) {
+    const lazy_msg_t *l = m->data;
+    ax_send(l->reply_to, MSG_PING, l, sizeof *l);
+  }
+  return 0;
+}
+
+static bool membarrier_expedited(void) {
+  long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+  return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
+}
+
+static void lazy_wake_run(int64_t spin_ns) {
+  ax_rt_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.cores = 2;
+  o.flags = AX_RT_KEEP_ALIVE | (test_cpu_count() < 2 ? AX_RT_NO_PIN : 0);
+  o.spin_ns = spin_ns;
+  ax_rt_t *rt = NULL;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  test_rt_start(rt);
+  ax_ref_t echo = test_spawn(rt, lazy_echo, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(rt, &port), 0);
+  static const unsigned bursts[] = {1, 65, 100, 2, 300, 64, 1, 257, 3};
+  uint64_t seq = 0, want = 0;
+  for (int round = 0; round < 60; round++) {
+    unsigned n = bursts[round % (sizeof bursts / sizeof bursts[0])];
+    for (unsigned i = 0; i < n; i++) {
+      lazy_msg_t l = {ax_port_ref(port), seq++};
+      ck_assert_int_eq(ax_send(echo, MSG_PING, &l, sizeof l), 0);
+    }
+    for (unsigned i = 0; i < n; i++) {
+      ax_msg_t m;
+      int rc = ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, &m);
+      ck_assert_msg(rc == 0, "round %d: echo %llu of a burst of %u: %s", round,
+                    (unsigned long long)want, n, ax_strerror(rc));
+      ck_assert_uint_eq(((const lazy_msg_t *)m.data)->seq, want++);
+    }
+    ax_core_stats_t st;
+    ck_assert_int_eq(ax_rt_stats(rt, 1, &st), 0);
+    uint64_t slept = st.sleeps;
+    /* The core goes to sleep before the next burst. */
+    for (int i = 0; i < 200 && st.sleeps == slept; i++) {
+      test_sleep_ms(1);
+      ck_assert_int_eq(ax_rt_stats(rt, 1, &st), 0);
+    }
+  }
+  ax_core_stats_t st;
+  ck_assert_int_eq(ax_rt_stats_total(rt, &st), 0);
+  if (membarrier_expedited())
+    ck_assert_msg(st.barriers > 0, "no barrier in %llu sleeps", (unsigned long long)st.sleeps);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  test_rt_stop_join_free(rt);
+}
+
+START_TEST(test_runtime_lazy_wake) {
+  lazy_wake_run(0);
+  lazy_wake_run(-1);
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *suite = suite_create("runtime");
 
@@ -1053,6 +1134,7 @@ static Suite *runtime_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_runtime_stats);
   tcase_add_test(tc, test_runtime_busy_actor_does_not_starve_core);
+  tcase_add_test(tc, test_runtime_lazy_wake);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("shutdown");

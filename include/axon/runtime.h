@@ -150,6 +150,9 @@ typedef struct ax_core_stats {
                              pauses that listener with a back-off */
   uint64_t released; /* bytes this core gave back to the kernel once idle after a burst
                         (empty message and actor pages, slots of stopped actors) */
+  uint64_t barriers; /* times this core, going to sleep after a thread or core had sent it
+                        many messages without a fence, made the process's threads fence
+                        (membarrier(2); actors.md, "Threads that are no core") */
 } ax_core_stats_t;
 
 /* Copies the statistics of core `core` (0 .. ax_rt_cores()-1) into *out.
