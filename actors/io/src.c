@@ -457,6 +457,7 @@ static void io_core_free(ax__core_t *c) {
 /* The runtime stops: end every source of this core that still lingers. */
 static void io_core_stop(ax__core_t *c) {
   ax__io_core_t *io = ax__io_core(c);
+  io->stop_until = ax_now() + AX__STOP_REAP_NS;
   while (io->lingering != NULL) {
     ax__src_t *s = AX_CONTAINER_OF(io->lingering, ax__src_t, llink);
     s->ops->abort(s);

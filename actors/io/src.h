@@ -119,7 +119,15 @@ enum {
 typedef struct ax__io_core {
   ax__link_t *lingering;  /* closed sources still flushing writes (llink) */
   unsigned char *scratch; /* the read buffer of stream sources, made on first use */
+  /* While the runtime stops (io_core_stop): until when the aborts of
+   * lingering sources may wait for what they asked to end (process.c:
+   * children sent kill_signal), all of them together. */
+  int64_t stop_until;
 } ax__io_core_t;
+
+/* How long a stopping core waits, in all, for the children it signalled
+ * (process.c's op_abort) before it lets the rest go unreaped. */
+#define AX__STOP_REAP_NS (200 * AX_NSEC_PER_MSEC)
 
 static inline ax__io_core_t *ax__io_core(ax__core_t *c) { return c->slot[AX__CORE_SLOT_IO]; }
 

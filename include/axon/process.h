@@ -46,9 +46,10 @@ extern "C" {
  * end of its stdin and EPIPE (or SIGPIPE) when it writes to a closed
  * stdout.  axon keeps watching it on the core and reaps it silently when
  * it ends, so it never stays a zombie while the runtime runs.  When the
- * runtime stops, children still running are left running, unwatched:
- * reap or kill them yourself first if that matters (see
- * docs/io/process.md).
+ * runtime stops, children that were sent kill_signal are waited for (200
+ * ms in all per core) and reaped; other children still running are left
+ * running, unwatched: reap or kill them yourself first if that matters
+ * (see docs/io/process.md).
  */
 
 typedef struct ax_process ax_process_t;
