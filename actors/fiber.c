@@ -1029,7 +1029,7 @@ static int dial(ax_actor_t *self, bool tcp, const char *addr, const ax_stream_op
   ax_stream_t *st;
   int rc = tcp ? ax_tcp_connect(self, addr, opts, &st) : ax_unix_connect(self, addr, opts, &st);
   if (rc < 0)
-    return rc;
+    return ax__fiber_refused(rc);
   ax__msg_t *m;
   rc = wait_src(f, &st->src, AX_MSG_CONNECTED, true, -ECONNRESET, deadline, &m);
   if (rc < 0) {

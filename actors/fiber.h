@@ -37,6 +37,13 @@ ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux);
  * waiting call of a fiber checks).  Any thread. */
 bool ax__fiber_running(const ax_actor_t *self);
 
+/* What a fiber's blocking call returns for a request the runtime refused
+ * because it is stopping (-ESHUTDOWN: the work pool, the resolver, the
+ * pool's files): -ECANCELED, what every waiting call of a fiber returns
+ * once it is being stopped, which a stopping runtime is about to do (a
+ * newcomer's fibers got either, by the backend and the timing). */
+static inline int ax__fiber_refused(int rc) { return rc == -ESHUTDOWN ? -ECANCELED : rc; }
+
 /* What ax_mailbox_len adds to a's mailbox length: the messages fiber a
  * keeps aside (handed to it and not received yet), less its own poll
  * wake-ups still in the mailbox; 0 for other actors.  a's core. */

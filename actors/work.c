@@ -512,7 +512,7 @@ int64_t ax_work_call(ax_actor_t *self, ax_work_fn fn, void *arg) {
   uint64_t id;
   int rc = ax__work_start(self, fn, arg, NULL, NULL, &id);
   if (rc < 0)
-    return rc;
+    return ax__fiber_refused(rc);
   const ax_msg_t *m;
   rc = ax_recv_match(self, match_work, &id, AX_FOREVER, &m);
   if (rc == 0)

@@ -761,7 +761,7 @@ ssize_t ax_file_preadv(ax_file_t *file, const struct iovec *iov, int iovcnt, uin
     return rc;
   uint64_t id;
   if ((rc = file_req(file, AX_FILE_READ, off, total, NULL, false, 0, &id)) < 0)
-    return rc;
+    return ax__fiber_refused(rc);
   const ax_file_done_t *d;
   if ((rc = wait_id(file, id, &d)) < 0)
     return rc; /* stopped: the read goes on into axon's buffer, then is dropped */
@@ -786,7 +786,7 @@ ssize_t ax_file_pwritev(ax_file_t *file, const struct iovec *iov, int iovcnt, ui
   int rc = fiber_file(file);
   uint64_t id;
   if (rc < 0 || (rc = writev_req(file, off, iov, iovcnt, 0, &id)) < 0)
-    return rc;
+    return ax__fiber_refused(rc);
   const ax_file_done_t *d;
   if ((rc = wait_id(file, id, &d)) < 0)
     return rc;

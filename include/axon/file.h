@@ -168,7 +168,8 @@ AX_API int ax_file_await(ax_actor_t *self, uint64_t tag, int64_t deadline,
  * the request completes; buf may be on the fiber's stack (the bytes go
  * through axon's buffer).  Return the count read or written.  Errors: as
  * ax_file_read and ax_file_await (-ECANCELED: nothing was copied into
- * buf), and the kernel's for the request. */
+ * buf; also where ax_file_read would say -ESHUTDOWN, since the runtime is
+ * stopping and this fiber with it), and the kernel's for the request. */
 AX_API ssize_t ax_file_pread(ax_file_t *file, void *buf, size_t len, uint64_t off);
 AX_API ssize_t ax_file_pwrite(ax_file_t *file, const void *buf, size_t len, uint64_t off);
 AX_API ssize_t ax_file_preadv(ax_file_t *file, const struct iovec *iov, int iovcnt, uint64_t off);

@@ -213,10 +213,12 @@ AX_API int ax_listener_close(ax_listener_t *l);
  * queue has drained below half of it.  Returns 0 (everything written or
  * queued).  Errors: -EINVAL (NULL stream, data NULL with len > 0, len >
  * AX_MSG_MAX: split larger writes), -ENOBUFS,
- * -EPIPE (the write side is shut down, or the stream has ended), -ENOMEM,
- * or the kernel's error for the immediate write (-ECONNRESET, -EPIPE; -EIO
- * for a tty), in which case the stream ends and AX_MSG_CLOSED with the same
- * error follows. */
+ * -EPIPE (the write side is shut down, or the stream has ended), -ENOMEM
+ * (nothing written; or, when the kernel had already taken a part and the
+ * rest found no memory to wait in, the stream ends as below, since that
+ * part cannot be taken back), or the kernel's error for the immediate
+ * write (-ECONNRESET, -EPIPE; -EIO for a tty), in which case the stream
+ * ends and AX_MSG_CLOSED with the same error follows. */
 AX_API int ax_stream_write(ax_stream_t *s, const void *data, size_t len);
 
 /* Bytes written with ax_stream_write and not yet taken by the kernel (0

@@ -97,13 +97,16 @@ AX_API int ax_work_cancel(ax_actor_t *self, uint64_t id);
  * interrupted); work that had not started is dropped at once.  Messages
  * arriving meanwhile stay queued.  Errors (when fn did not run, or was
  * interrupted by a stop): -EINVAL (NULL fn), -EPERM (not this fiber),
- * -ECANCELED, and those of ax_work_submit. */
+ * -ECANCELED (also where ax_work_submit would say -ESHUTDOWN: the runtime
+ * is stopping, and this fiber with it), and ax_work_submit's others. */
 AX_API int64_t ax_work_call(ax_actor_t *self, ax_work_fn fn, void *arg);
 
 /* The pool of rt: threads started and idle, work queued and running,
- * functions that returned (done: their result was sent; if the owner
- * cancelled it or stopped before handling it, it counts in cancelled
- * too), work cancelled or abandoned, submits refused with -EAGAIN. */
+ * results sent (done: a function that returned while its work was still
+ * wanted; a result the owner cancelled or left unhandled after it was
+ * sent counts in cancelled too, while a function cancelled as it ran
+ * returns unseen and counts in cancelled only), work cancelled or
+ * abandoned (queued, running or sent), submits refused with -EAGAIN. */
 typedef struct ax_work_stats {
   unsigned threads, idle;
   unsigned queued, running;
