@@ -63,6 +63,16 @@ struct ax_file {
   bool closing;                /* owner core */
   uint64_t close_id;           /* owner core: the held close on the pool, while others run */
   struct file_req *close_req;  /* owner core: the held close for the ring, likewise */
+  /* A stream's transfers on the pool (owner core): each waits, held, for
+   * its fd to be ready on the owner's loop, reads and writes each in
+   * order, one at a time (stream_next), so that a FIFO or a tty nobody
+   * writes holds no pool thread.  [0]: reads, [1]: writes. */
+  ax_io_t io;
+  struct {
+    struct file_req *head, *tail; /* held, in order */
+    struct file_req *run;         /* released, its message not handled yet */
+  } dir[2];
+  unsigned waiting; /* held on either list */
   _Atomic unsigned refs;
 };
 
@@ -74,6 +84,8 @@ typedef struct file_req {
   ax__msg_t *msg;
   struct file_req *prev, *next; /* on the ring: the owner's list (orphaned when it dies) */
   bool orphan;
+  uint64_t work_id;           /* a stream's held transfer on the pool (ax_file_t.wait_head) */
+  struct file_req *wait_next; /* likewise */
   size_t moved; /* on the ring: bytes read or written so far (short transfers go on) */
   ax_file_t *file; /* NULL for path requests */
   ax_file_done_t *done; /* in the message */
@@ -402,6 +414,87 @@ static void ring_orphan(file_list_t *l) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* A stream's transfers on the pool (owner core)                             */
+
+/* The list of f that r waits on: 0 reads, 1 writes. */
+static inline int wait_dir(const file_req_t *r) { return r->op == AX_FILE_READ ? 0 : 1; }
+
+/* The first waiting transfer of direction d goes to the pool: its fd is
+ * ready, or cannot be watched (it then waits on its pool thread,
+ * stream_ready). */
+static void stream_release(ax_file_t *f, int d) {
+  file_req_t *r = f->dir[d].head;
+  f->dir[d].head = r->wait_next;
+  if (f->dir[d].head == NULL)
+    f->dir[d].tail = NULL;
+  f->waiting--;
+  f->dir[d].run = r;
+  ax__work_release(f->owner, r->work_id);
+}
+
+/* What f's watcher asks for: each direction with a transfer waiting and
+ * none running. */
+static unsigned stream_events(const ax_file_t *f) {
+  unsigned ev = 0;
+  if (f->dir[0].head != NULL && f->dir[0].run == NULL)
+    ev |= AX_READ;
+  if (f->dir[1].head != NULL && f->dir[1].run == NULL)
+    ev |= AX_WRITE;
+  return ev;
+}
+
+/* Watches f's fd for the first waiting transfer of each direction that
+ * has none running; stops watching when there is nothing to watch for. */
+static void stream_next(ax_file_t *f) {
+  unsigned ev = stream_events(f);
+  if (ev == 0) {
+    (void)ax_io_stop(&f->io);
+    return;
+  }
+  int rc = ax_io_active(&f->io) ? ax_io_modify(&f->io, ev) : ax_io_start(&f->io, ev);
+  if (rc < 0) { /* -EPERM (a device that cannot be polled), -EEXIST (the user watches it) */
+    (void)ax_io_stop(&f->io);
+    for (int d = 0; d < 2; d++)
+      if (ev & (d == 0 ? AX_READ : AX_WRITE))
+        stream_release(f, d);
+  }
+}
+
+static void stream_ready_cb(ax_io_t *io, unsigned revents) {
+  ax_file_t *f = io->data;
+  /* A hang-up or an error comes with the bits asked for (io.c): the
+   * transfer reports it. */
+  unsigned ev = stream_events(f) & revents;
+  if (ev & AX_READ)
+    stream_release(f, 0);
+  if (ev & AX_WRITE)
+    stream_release(f, 1);
+  stream_next(f);
+}
+
+/* r, a read or write of stream f on the pool, was made held: it waits its
+ * turn and its fd's readiness.  Returns 0, or -EAGAIN when as many wait as
+ * the pool's queue may hold (r is then the caller's to cancel). */
+static int stream_wait(ax_file_t *f, file_req_t *r) {
+  if (f->waiting >= ax__work_queue_max(f->owner->core->rt))
+    return -EAGAIN;
+  if (!ax_io_active(&f->io)) {
+    ax_io_init(f->owner->core->loop, &f->io, f->fd, stream_ready_cb);
+    f->io.data = f;
+  }
+  int d = wait_dir(r);
+  r->wait_next = NULL;
+  if (f->dir[d].tail != NULL)
+    f->dir[d].tail->wait_next = r;
+  else
+    f->dir[d].head = r;
+  f->dir[d].tail = r;
+  f->waiting++;
+  stream_next(f);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Requests (owner core)                                                     */
 
 static void req_free(file_req_t *r) {
@@ -416,9 +509,14 @@ static void req_done(file_req_t *r) {
   ax_file_t *f = r->file;
   uint32_t op = r->op;
   bool failed_open = op == AX_FILE_OPEN && r->done->result < 0;
+  int ran = f == NULL ? -1 : f->dir[0].run == r ? 0 : f->dir[1].run == r ? 1 : -1;
   req_free(r);
   if (f == NULL)
     return;
+  if (ran >= 0) {
+    f->dir[ran].run = NULL;
+    stream_next(f);
+  }
   if (op == AX_FILE_CLOSE || failed_open) {
     list_unlink(f); /* the handle is gone: the owner's reference goes too */
     file_unref(f);
@@ -502,7 +600,14 @@ static int req_submit(ax_actor_t *owner, file_req_t *r, ax__msg_t *m, bool held,
       ring_submit(r);
     return 0;
   }
-  int rc = ax__work_start_msg(owner, run_req, r, req_dispose, req_delivered, m, held, id);
+  /* A stream's transfer waits, held, for its fd on this core's loop. */
+  bool wait = f != NULL && f->stream && (r->op == AX_FILE_READ || r->op == AX_FILE_WRITE);
+  int rc = ax__work_start_msg(owner, run_req, r, req_dispose, req_delivered, m, held || wait,
+                              wait ? &r->work_id : id);
+  if (rc == 0 && wait && (rc = stream_wait(f, r)) < 0) {
+    (void)ax__work_cancel(owner, r->work_id); /* disposes of r, its reference included */
+    return rc;
+  }
   if (rc < 0) {
     if (f != NULL) /* relaxed: nor the last */
       atomic_fetch_sub_explicit(&f->refs, 1, memory_order_relaxed);
@@ -510,6 +615,8 @@ static int req_submit(ax_actor_t *owner, file_req_t *r, ax__msg_t *m, bool held,
     req_free(r);
     return rc;
   }
+  if (wait && id != NULL)
+    *id = r->work_id;
   if (f != NULL && r->op != AX_FILE_CLOSE)
     f->pending++;
   return 0;
@@ -812,6 +919,10 @@ static void files_on_death(ax_actor_t *a, int reason) {
   while (l->head != NULL) {
     ax_file_t *f = l->head;
     list_unlink(f);
+    /* Its waiting transfers went with the owner's work (disposed). */
+    (void)ax_io_stop(&f->io);
+    memset(f->dir, 0, sizeof f->dir);
+    f->waiting = 0;
     if (f->close_req != NULL) { /* held behind requests that are gone now */
       file_req_t *c = f->close_req;
       f->close_req = NULL;
