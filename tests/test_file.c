@@ -27,6 +27,17 @@ static const char *in_dir(char *buf, size_t cap, const char *name) {
   return buf;
 }
 
+/* Makes the file `name` in the directory holding "0123456789"; its path
+ * in buf. */
+static const char *make_digits(char *buf, size_t cap, const char *name) {
+  in_dir(buf, cap, name);
+  int fd = open(buf, O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, "0123456789", 10), 10);
+  close(fd);
+  return buf;
+}
+
 /* Open descriptors of this process. */
 static int open_fds(void) {
   DIR *d = opendir("/proc/self/fd");
@@ -64,6 +75,16 @@ static void run_fiber(body_fn body, void *arg, unsigned threads) {
   ax_rt_stop(run_rt);
   ck_assert_int_eq(ax_rt_join(run_rt), 0);
   ck_assert_int_eq(ax_rt_free(run_rt), 0);
+}
+
+/* run_fiber(body, NULL, threads) in a fresh directory, which it removes
+ * after; no descriptor may be left open. */
+static void run_fiber_in_dir(body_fn body, unsigned threads) {
+  make_dir();
+  int fds = open_fds();
+  run_fiber(body, NULL, threads);
+  ck_assert_int_eq(open_fds(), fds);
+  remove_dir();
 }
 
 /* One request's message, awaited by tag; fails the test on a timeout. */
@@ -145,11 +166,7 @@ static int body_roundtrip(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_file_roundtrip) {
-  make_dir();
-  int fds = open_fds();
-  run_fiber(body_roundtrip, NULL, 0);
-  ck_assert_int_eq(open_fds(), fds);
-  remove_dir();
+  run_fiber_in_dir(body_roundtrip, 0);
 }
 END_TEST
 
@@ -491,11 +508,7 @@ static int body_read_loop(ax_actor_t *self, void *arg) {
 START_TEST(test_file_fibers_stop_cancelled) {
   make_dir();
   char path[128];
-  in_dir(path, sizeof path, "r");
-  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-  ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(write(fd, "0123456789", 10), 10);
-  close(fd);
+  make_digits(path, sizeof path, "r");
   atomic_store(&stop_cancelled, 0);
   atomic_store(&stop_other, 0);
   atomic_store(&stop_unopened, 0);
@@ -637,11 +650,7 @@ static int body_fifo(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_file_fifo) {
-  make_dir();
-  int fds = open_fds();
-  run_fiber(body_fifo, NULL, 0);
-  ck_assert_int_eq(open_fds(), fds);
-  remove_dir();
+  run_fiber_in_dir(body_fifo, 0);
 }
 END_TEST
 
@@ -671,12 +680,7 @@ static int body_fifo_waits(ax_actor_t *self, void *arg) {
     ck_assert_int_eq(ax_file_read(f[i], 0, 16, 100 + (uint64_t)i), 0);
   }
   char path[128];
-  in_dir(path, sizeof path, "plain");
-  int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-  ck_assert_int_ge(fd, 0);
-  ck_assert_int_eq(write(fd, "0123456789", 10), 10);
-  close(fd);
-  ax_file_t *plain = open_ok(self, path, O_RDONLY);
+  ax_file_t *plain = open_ok(self, make_digits(path, sizeof path, "plain"), O_RDONLY);
   ck_assert_int_eq(ax_file_read(plain, 0, 64, 50), 0);
   const ax_file_done_t *d;
   int rc = ax_file_await(self, 50, ax_deadline(3 * AX_NSEC_PER_SEC), &d);
@@ -703,11 +707,7 @@ static int body_fifo_waits(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_file_fifo_reads_wait_on_loop) {
-  make_dir();
-  int fds = open_fds();
-  run_fiber(body_fifo_waits, NULL, 2);
-  ck_assert_int_eq(open_fds(), fds);
-  remove_dir();
+  run_fiber_in_dir(body_fifo_waits, 2);
 }
 END_TEST
 
@@ -806,11 +806,7 @@ static int body_many_parent(ax_actor_t *self, void *arg) {
 }
 
 START_TEST(test_file_many) {
-  make_dir();
-  int fds = open_fds();
-  run_fiber(body_many_parent, NULL, 4);
-  ck_assert_int_eq(open_fds(), fds);
-  remove_dir();
+  run_fiber_in_dir(body_many_parent, 4);
 }
 END_TEST
 
