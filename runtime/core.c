@@ -38,8 +38,19 @@ void ax__trim_malloc(void) {
   /* Read through a volatile: the compiler may assume two functions never
    * share an address and fold the comparison away. */
   void *(*volatile process_malloc)(size_t) = malloc;
-  if (__libc_malloc != NULL && process_malloc == __libc_malloc)
-    malloc_trim(0);
+  if (__libc_malloc == NULL || process_malloc != __libc_malloc)
+    return;
+  /* malloc_trim gives back the free pages inside free chunks, but not the
+   * top of a thread's arena, which is where a burst's memory ends up once
+   * freed (its small chunks merge into it): glibc shrinks that top only in
+   * a free of 64 KiB or more, after merging the fast chunks.  So this
+   * thread (a core: its arena) frees one such block first, below the
+   * mmap threshold (128 KiB at least).  10,000 sessions opened and closed
+   * left 2.7 MiB in each core's arena for good (a newcomer's closed_rss:
+   * 8.5 MB against 2.2 MB before them). */
+  void *volatile nudge = malloc(96 * 1024);
+  free(nudge);
+  malloc_trim(0);
 }
 
 

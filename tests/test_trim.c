@@ -16,6 +16,13 @@
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "axon_test.h"
 
@@ -151,6 +158,92 @@ START_TEST(test_trim_at_free) {
 }
 END_TEST
 
+/* Sessions with a block of their own and line framing, opened, sent a
+ * line and closed: their memory (small blocks that glibc keeps in each
+ * core's arena, merged into its top once freed) goes back once the cores
+ * idle.  malloc_trim (counted here, not run) cannot shrink a thread
+ * arena's top: the core's own free of a large block does (core.c's
+ * ax__trim_malloc).  A newcomer's 9,000 such sessions left 8.5 MB of RSS
+ * after all closed, against 2.2 MB before them and 10 MB while open. */
+enum { CONNS = 3000 };
+
+static int line_session(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  return m->type == AX_MSG_CLOSED ? AX_STOP : 0;
+}
+
+static long rss_kib(void) {
+  long pages = 0, res = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &res), 2);
+  fclose(f);
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+START_TEST(test_trim_after_sessions) {
+  struct rlimit rl;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < 3 * CONNS && rl.rlim_max >= 3 * CONNS) {
+    rl.rlim_cur = 3 * CONNS;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  if (rl.rlim_cur < 3 * CONNS) {
+    fprintf(stderr, "SKIP: %d connections need %d fds\n", CONNS, 3 * CONNS);
+    exit(77);
+  }
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_serve_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.stream.frame = AX_FRAME_DELIM;
+  o.session_size = 8;
+  o.backlog = 4096;
+  ax_server_t *srv;
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", line_session, &o, &srv), 0);
+  test_rt_start(rt);
+  test_sleep_ms(50);
+  long before = rss_kib();
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)ax_server_port(srv)),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  static int fds[CONNS];
+  for (int i = 0; i < CONNS; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fds[i], 0);
+    ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(write(fds[i], "hello\n", 6), 6);
+  }
+  ax_core_stats_t st;
+  for (int i = 0; i < 10000; i++) {
+    ck_assert_int_eq(ax_rt_stats_total(rt, &st), 0);
+    if (st.actors >= 2 + CONNS) /* the listeners' acceptors and the sessions */
+      break;
+    test_sleep_ms(1);
+  }
+  test_sleep_ms(200); /* every line read */
+  long open = rss_kib();
+  for (int i = 0; i < CONNS; i++)
+    close(fds[i]);
+  for (int i = 0; i < 10000; i++) {
+    ck_assert_int_eq(ax_rt_stats_total(rt, &st), 0);
+    if (st.actors <= 2)
+      break;
+    test_sleep_ms(1);
+  }
+  test_sleep_ms(1000); /* idle past the purge delay (250 ms), both cores */
+  long after = rss_kib();
+  fprintf(stderr, "sessions: RSS %ld KiB before, %ld with %d open, %ld after all closed\n", before,
+          open, CONNS, after);
+#if !defined(TRIM_FOREIGN) && !TEST_SANITIZED
+  ck_assert_msg(after - before < (open - before) / 2,
+                "%ld KiB of the %ld the sessions took stayed after they closed", after - before,
+                open - before);
+#endif
+  ck_assert_int_eq(ax_server_close(srv), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("trim");
   TCase *tc = tcase_create("trim");
@@ -158,6 +251,7 @@ int main(void) {
   tcase_add_test(tc, test_trim_after_burst);
   tcase_add_test(tc, test_trim_at_free);
   tcase_add_test(tc, test_trim_after_cancelled_timers);
+  tcase_add_test(tc, test_trim_after_sessions);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }
