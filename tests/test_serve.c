@@ -488,6 +488,72 @@ START_TEST(test_serve_fiber_sessions) {
 }
 END_TEST
 
+/* opts.mailbox_max bounds each session's mailbox, handler or fiber: a
+ * session held busy takes mailbox_max messages from other actors, and the
+ * next send says -EAGAIN (a newcomer's broker queued a publisher's
+ * fan-out without limit: ax_serve_opts_t had no way to bound it). */
+enum { MSG_HOLD = AX_MSG_USER + 8, MSG_PING_S = AX_MSG_USER + 9, BOUND = 4 };
+static _Atomic ax_ref_t bounded_ref;
+static atomic_int hold_release;
+
+static void hold_until_released(void) {
+  while (!atomic_load(&hold_release))
+    test_sleep_ms(1);
+}
+
+static int bounded_session(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == AX_MSG_GIVEN)
+    atomic_store(&bounded_ref, ax_self(self));
+  else if (m->type == MSG_HOLD)
+    hold_until_released();
+  else if (m->type == AX_MSG_CLOSED)
+    return AX_STOP;
+  return 0;
+}
+
+static int bounded_fiber(ax_actor_t *self, void *state) {
+  (void)state;
+  const ax_msg_t *m;
+  for (;;) {
+    int rc = ax_recv(self, AX_FOREVER, &m);
+    if (rc < 0)
+      return rc == -ECANCELED ? 0 : rc;
+    if (bounded_session(self, m) == AX_STOP)
+      return 0;
+  }
+}
+
+static void mailbox_bound_run(bool fiber) {
+  atomic_store(&bounded_ref, AX_REF_NONE);
+  atomic_store(&hold_release, 0);
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_serve_opts_t o = {.mailbox_max = BOUND, .fiber = fiber ? bounded_fiber : NULL};
+  ax_server_t *srv = NULL;
+  ck_assert_int_eq(ax_tcp_serve(rt, "127.0.0.1:0", fiber ? NULL : bounded_session, &o, &srv), 0);
+  int fd = connect_port(ax_server_port(srv));
+  TEST_WAIT_UNTIL(atomic_load(&bounded_ref) != AX_REF_NONE, 10000);
+  ax_ref_t r = atomic_load(&bounded_ref);
+  ck_assert_int_eq(ax_send(r, MSG_HOLD, NULL, 0), 0);
+  int taken = 1, rc = 0;
+  while (taken < 100 && (rc = ax_send(r, MSG_PING_S, NULL, 0)) == 0)
+    taken++;
+  ck_assert_int_eq(rc, -EAGAIN);
+  ck_assert_int_eq(taken, BOUND);
+  atomic_store(&hold_release, 1);
+  TEST_WAIT_UNTIL(ax_send(r, MSG_PING_S, NULL, 0) == 0, 10000); /* room again */
+  close(fd);
+  ck_assert_int_eq(ax_server_close(srv), 0);
+  test_rt_stop_join_free(rt);
+}
+
+START_TEST(test_serve_mailbox_max) {
+  mailbox_bound_run(false);
+  mailbox_bound_run(true);
+}
+END_TEST
+
 static Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("close");
@@ -510,6 +576,7 @@ static Suite *serve_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_serve_session_state);
   tcase_add_test(tc, test_serve_fiber_sessions);
+  tcase_add_test(tc, test_serve_mailbox_max);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -89,7 +89,8 @@ static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
     return 0;
   const ax_accept_t *a = m->data;
   ax_server_t *srv = acc->srv;
-  ax_spawn_opts_t so = {.placement = AX_PLACE_LOCAL, .terminate = srv->opts.terminate};
+  ax_spawn_opts_t so = {.placement = AX_PLACE_LOCAL, .terminate = srv->opts.terminate,
+                        .mailbox_max = srv->opts.mailbox_max};
   void *state = srv->opts.state;
   ax__session_hdr_t *h = NULL;
   if (srv->opts.session_size > 0) {
@@ -108,7 +109,8 @@ static int acceptor(ax_actor_t *self, const ax_msg_t *m) {
   int rc;
   if (srv->opts.fiber != NULL) {
     ax_fiber_opts_t fo = {.placement = AX_PLACE_LOCAL, .terminate = so.terminate,
-                          .stack_size = srv->opts.fiber_stack};
+                          .stack_size = srv->opts.fiber_stack,
+                          .mailbox_max = srv->opts.mailbox_max};
     rc = ax_spawn_fiber(ax_actor_rt(self), h != NULL ? session_fiber : srv->opts.fiber, state,
                         &fo, &session);
   } else {

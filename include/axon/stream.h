@@ -325,6 +325,13 @@ typedef struct ax_serve_opts {
    * with ax_recv or ax_recv_type instead (the stream calls say -EINVAL). */
   int (*fiber)(ax_actor_t *self, void *state);
   size_t fiber_stack; /* each fiber's stack (0: the default, 64 KiB) */
+  /* Each session's mailbox bound, as ax_spawn_opts_t.mailbox_max (0:
+   * none).  Sessions that other actors feed (a broker's subscribers fed by
+   * ax_group_send, which skips a member whose mailbox is full) need one:
+   * a stream's window and high_water bound what the peer sends and what
+   * waits for it, not what actors send the session, which otherwise
+   * queues without limit while its peer reads slower than they send. */
+  uint32_t mailbox_max;
 } ax_serve_opts_t;
 
 /* Listens on addr with one listener per core on one port, so the kernel
