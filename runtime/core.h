@@ -165,12 +165,14 @@ typedef struct ax__ring {
   alignas(AX__CACHE_LINE) uint64_t tail;
   uint64_t seen_head; /* head as last read */
   ax__msg_t *over_head, *over_tail; /* messages waiting for room, in order */
+  /* Lazy wakes (send.c's ring_wake): the producer that set `lazy` (its
+   * thread's token; 0: none), tail when it did (the sends since went
+   * without a fence), its sends with a fence since it last found `lazy`
+   * cleared, and how many it makes before it arms again. */
+  uint64_t armed_by, armed_tail;
+  uint32_t fenced, lazy_after;
   bool fgave_up; /* a producer that is no core waited its longest in vain:
                     its next message overflows without waiting again */
-  /* Lazy wakes (send.c's ring_wake): the producer that set `lazy` (its
-   * thread's token; 0: none), and its sends with a fence since. */
-  uint64_t armed_by;
-  uint32_t fenced;
   /* 1: the producer's sends skip the wake fence, and the consumer, before
    * it sleeps, clears this and makes every thread of the process fence
    * (ax__core_settle).  Set by the producer, cleared by the consumer. */
@@ -659,10 +661,21 @@ bool ax__core_pending(ax__core_t *c);
  * runs a full barrier, so a slot stored before it is seen by that look,
  * and a load of `sleeping` after it sees 1.  The cost moves to a sleep
  * that follows a flood, once; a producer whose ring was cleared fences
- * again until its next AX__LAZY_AFTER sends.  Where the kernel refuses
- * to register the process, producers always fence.
+ * again until its next AX__LAZY_AFTER sends, or, when the barrier bought
+ * fewer than AX__LAZY_WORTH sends without a fence (bursts between the
+ * core's sleeps, requests and answers), four times as many each time
+ * (AX__LAZY_MAX at most), since a barrier costs about a microsecond and
+ * an interrupt of every CPU that runs one of the process's threads.  The
+ * core does its last look once before the barrier too, and skips it when
+ * that look finds work.  Where the kernel refuses to register the
+ * process, producers always fence.
  */
 #define AX__LAZY_AFTER 64u
+/* Lazy sends that make a barrier worth it: fewer between the consumer's
+ * clears, and the producer waits four times longer before it arms again,
+ * up to AX__LAZY_MAX fenced sends (send.c's ring_wake). */
+#define AX__LAZY_WORTH 1024u
+#define AX__LAZY_MAX 65536u
 
 /* Registers the process for expedited membarrier(2), once (ax_rt_new). */
 void ax__lazy_init(void);

@@ -74,7 +74,7 @@ static inline uint64_t my_token(void) {
   return t;
 }
 
-/* r's producer has fenced AX__LAZY_AFTER sends: its next ones skip it.
+/* r's producer has fenced r->lazy_after sends: its next ones skip it.
  * seq_cst: `lazy`'s store before every later load of `sleeping` by this
  * thread, mirrored by the consumer (sleeping's store, fence, the look at
  * `lazy` in ax__core_settle): either that look sees 1 (and the consumer
@@ -85,6 +85,7 @@ static void ring_arm(ax__ring_t *r) {
   if (!atomic_load_explicit(&lazy_ok, memory_order_relaxed))
     return;
   r->armed_by = my_token();
+  r->armed_tail = r->tail;
   atomic_store_explicit(&r->lazy, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_seq_cst);
 }
@@ -92,9 +93,15 @@ static void ring_arm(ax__ring_t *r) {
 /* After a publication on r, a ring to core c: wake() with its fence, or
  * without it while r is lazy for this thread (core.h). */
 static inline void ring_wake(ax__ring_t *r, ax__core_t *c) {
+  /* The compiler keeps the slot's store (ring_publish) before the loads
+   * below: the membarrier orders what the thread does in program order,
+   * and a relaxed load may otherwise be hoisted above a release store (a
+   * reviewer; membarrier(2) asks for this compiler barrier too). */
+  atomic_signal_fence(memory_order_seq_cst);
   if (r->armed_by != 0) {
+    uint64_t me = my_token();
     /* Relaxed: the consumer's clear is ordered by its membarrier. */
-    if (r->armed_by == my_token() && atomic_load_explicit(&r->lazy, memory_order_relaxed)) {
+    if (r->armed_by == me && atomic_load_explicit(&r->lazy, memory_order_relaxed)) {
       /* No fence: a consumer about to sleep makes this thread fence
        * (ax__core_settle); the rest is wake()'s. */
       if (atomic_load_explicit(&c->sleeping, memory_order_relaxed) &&
@@ -102,11 +109,23 @@ static inline void ring_wake(ax__ring_t *r, ax__core_t *c) {
         ax_loop_wake(c->loop);
       return;
     }
+    if (r->armed_by == me) {
+      /* The consumer cleared it, with one barrier: was it worth it?  A
+       * flood that sent AX__LAZY_WORTH lazily arms again after
+       * AX__LAZY_AFTER; bursts that sent fewer between the core's sleeps
+       * (a request and its answer, 65 messages at a time) wait four times
+       * longer each time, AX__LAZY_MAX at most: 64 to 128 messages per
+       * sleep ran 18-32% slower with a barrier per burst, and the IPIs
+       * slowed the process's other threads by as much (a reviewer). */
+      r->lazy_after = r->tail - r->armed_tail >= AX__LAZY_WORTH ? AX__LAZY_AFTER
+                      : r->lazy_after >= AX__LAZY_MAX / 4 ? AX__LAZY_MAX
+                                                          : 4 * r->lazy_after;
+    }
     r->armed_by = 0; /* cleared by the consumer, or set by the thread before */
     r->fenced = 0;
   }
   wake(c);
-  if (++r->fenced >= AX__LAZY_AFTER)
+  if (++r->fenced >= r->lazy_after)
     ring_arm(r);
 }
 
@@ -140,8 +159,12 @@ bool ax__core_settle(ax__core_t *c) {
     ax__stat_add(&c->stats.barriers, 1);
     return true;
   }
+  /* Refused for good (a seccomp filter installed since, a process that
+   * forked without the registration): never again; a passing -ENOMEM
+   * only costs this sleep its length. */
+  if (errno == EPERM || errno == ENOSYS || errno == EINVAL)
 #endif
-  atomic_store_explicit(&lazy_ok, 0, memory_order_relaxed); /* never again */
+    atomic_store_explicit(&lazy_ok, 0, memory_order_relaxed);
   return false;
 }
 
@@ -160,6 +183,8 @@ static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   r->fgave_up = false;
   r->armed_by = 0;
   r->fenced = 0;
+  r->lazy_after = AX__LAZY_AFTER;
+  r->armed_tail = 0;
   atomic_init(&r->lazy, 0);
   atomic_init(&r->fover_n, 0);
   atomic_init(&r->fwait, 0);
