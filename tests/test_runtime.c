@@ -1085,6 +1085,55 @@ START_TEST(test_runtime_lazy_wake) {
 }
 END_TEST
 
+/* Bursts of 65 messages, the core asleep between them: a barrier per
+ * burst would cost more than the fences it saves (a reviewer measured
+ * 18-32% fewer bursts a second), so after each barrier that bought few
+ * lazy sends the thread fences four times longer: 200 bursts make a
+ * handful of barriers, not 200. */
+START_TEST(test_runtime_lazy_wake_bursts) {
+  ax_rt_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.cores = 1;
+  o.flags = AX_RT_KEEP_ALIVE;
+  o.spin_ns = -1;
+  ax_rt_t *rt = NULL;
+  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
+  test_rt_start(rt);
+  ax_ref_t echo = test_spawn(rt, lazy_echo, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(rt, &port), 0);
+  enum { ROUNDS = 200, BURST = 65 };
+  uint64_t seq = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    for (int i = 0; i < BURST; i++) {
+      lazy_msg_t l = {ax_port_ref(port), seq++};
+      ck_assert_int_eq(ax_send(echo, MSG_PING, &l, sizeof l), 0);
+    }
+    for (int i = 0; i < BURST; i++) {
+      ax_msg_t m;
+      ck_assert_int_eq(ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, &m), 0);
+    }
+    ax_core_stats_t st;
+    ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
+    uint64_t slept = st.sleeps;
+    for (int i = 0; i < 200 && st.sleeps == slept; i++) {
+      test_sleep_ms(1);
+      ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
+    }
+  }
+  ax_core_stats_t st;
+  ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
+  if (membarrier_expedited())
+    ck_assert_msg(st.barriers >= 1 && st.barriers <= ROUNDS / 10,
+                  "%llu barriers for %d bursts of %d", (unsigned long long)st.barriers, ROUNDS,
+                  BURST);
+  else /* the fence on every send */
+    ck_assert_uint_eq(st.barriers, 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *suite = suite_create("runtime");
 
@@ -1135,6 +1184,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(tc, test_runtime_stats);
   tcase_add_test(tc, test_runtime_busy_actor_does_not_starve_core);
   tcase_add_test(tc, test_runtime_lazy_wake);
+  tcase_add_test(tc, test_runtime_lazy_wake_bursts);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("shutdown");
