@@ -532,7 +532,8 @@ static int tcp_echo_client(int port, int ms) {
   ck_assert_int_ge(fd, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  ck_assert_msg(rc == 0, "connect to port %d: %s", port, strerror(errno));
   for (int i = 0; i < LINES; i++) {
     char line[32];
     int n = snprintf(line, sizeof line, "line %d\n", i);
