@@ -93,7 +93,10 @@ static int epoll_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
 }
 
 static int epoll_mod(ax_loop_t *loop, ax_io_t *io, unsigned events) {
-  return epoll_ctl_io(loop->backend_data, EPOLL_CTL_MOD, io, events);
+  int rc = epoll_ctl_io(loop->backend_data, EPOLL_CTL_MOD, io, events);
+  /* A watcher whose fd was closed and its number reused: the kernel's
+   * registration went with the old file.  loop.h's -EBADF, not -ENOENT. */
+  return rc == -ENOENT ? -EBADF : rc;
 }
 
 static void epoll_del(ax_loop_t *loop, ax_io_t *io) {

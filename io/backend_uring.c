@@ -87,7 +87,8 @@ typedef struct uring_state {
 
 /* A poll request's mask: epoll's bits without its modes (a request is
  * one-shot or multishot by its own flag).  No POLLRDHUP: a peer's shutdown
- * reads as AX_READ, as with epoll. */
+ * reads as AX_READ, as with epoll (the kernel reports EPOLLRDHUP to a poll
+ * request whether asked or not: take() drops it). */
 static unsigned poll_mask(unsigned events) {
   return ax__to_epoll(events & (AX_READ | AX_WRITE | AX_PRI));
 }
@@ -290,6 +291,18 @@ static bool pollable_file(int fd) {
   }
 }
 
+/* Whether epoll takes fd: a device whose driver cannot poll (/dev/null)
+ * is refused there, where io_uring's poll calls it always ready. */
+static int device_pollable(int fd) {
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0)
+    return -errno;
+  struct epoll_event ev = {.events = EPOLLIN};
+  int rc = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+  close(ep);
+  return rc;
+}
+
 static int uring_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
   uring_state_t *st = loop->backend_data;
   struct stat sb;
@@ -297,6 +310,11 @@ static int uring_add(ax_loop_t *loop, ax_io_t *io, unsigned events) {
     return -errno; /* -EBADF, as epoll says it */
   if ((S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)) && !pollable_file(io->fd))
     return -EPERM; /* as epoll: a file is always ready, so it cannot be watched */
+  if (S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode)) {
+    int rc = device_pollable(io->fd); /* ttys, serial ports: once per start */
+    if (rc < 0)
+      return rc; /* -EPERM, as epoll */
+  }
   if (io->fd < st->nfd && st->by_fd[io->fd] >= 0)
     return -EEXIST;
   int i = slot_new(st, io->fd);
@@ -427,7 +445,12 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
   }
   if (cqe->res < 0 && !failed)
     return n;
-  unsigned revents = failed ? AX_ERR : ax__from_epoll((uint32_t)cqe->res);
+  /* Without EPOLLRDHUP, which the kernel adds to every poll request: a
+   * half-closed peer is AX_READ, as on epoll and poll, not AX_HUP (which
+   * loop.h keeps for both directions closed; a reviewer's server that
+   * closed on AX_HUP dropped half-closed clients on io_uring only). */
+  unsigned revents =
+      failed ? AX_ERR : ax__from_epoll((uint32_t)cqe->res & ~(uint32_t)EPOLLRDHUP);
   if (r->batch == st->batch) {
     loop->ready[r->pos].revents |= revents;
     return n;

@@ -89,7 +89,11 @@ int ax_loop_new(const ax_loop_opts_t *opts, ax_loop_t **out) {
   loop->now = ax_now();
 
   rc = backend->init(loop);
-  if (rc < 0 && backend == &ax__backend_uring) {
+  /* Out of fds is the caller's error, not a refusal: the one message
+   * below must not be spent on it (a reviewer's EMFILE printed "io_uring
+   * backend unavailable" and hid a later real refusal).  -ENOMEM stays a
+   * refusal: kernels before 5.12 count a ring against RLIMIT_MEMLOCK. */
+  if (rc < 0 && backend == &ax__backend_uring && rc != -EMFILE && rc != -ENFILE) {
     /* Refused (an old kernel, kernel.io_uring_disabled, a seccomp filter)
      * or not built: epoll does the same job. */
     static atomic_bool told;
