@@ -1035,42 +1035,54 @@ static bool membarrier_expedited(void) {
   return cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0;
 }
 
-static void lazy_wake_run(int64_t spin_ns) {
+/* Sends n numbered messages from this thread to echo and takes their
+ * echoes on port in order (*seq counts on), then waits for core `core` to
+ * go to sleep, so that the next burst finds it asleep. */
+static void lazy_burst(ax_rt_t *rt, unsigned core, ax_ref_t echo, ax_port_t *port, unsigned n,
+                       uint64_t *seq) {
+  uint64_t want = *seq;
+  for (unsigned i = 0; i < n; i++) {
+    lazy_msg_t l = {ax_port_ref(port), (*seq)++};
+    ck_assert_int_eq(ax_send(echo, MSG_PING, &l, sizeof l), 0);
+  }
+  for (unsigned i = 0; i < n; i++) {
+    ax_msg_t m;
+    int rc = ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, &m);
+    ck_assert_msg(rc == 0, "echo %llu of a burst of %u: %s", (unsigned long long)want, n,
+                  ax_strerror(rc));
+    ck_assert_uint_eq(((const lazy_msg_t *)m.data)->seq, want++);
+  }
+  ax_core_stats_t st;
+  ck_assert_int_eq(ax_rt_stats(rt, core, &st), 0);
+  uint64_t slept = st.sleeps;
+  for (int i = 0; i < 200 && st.sleeps == slept; i++) {
+    test_sleep_ms(1);
+    ck_assert_int_eq(ax_rt_stats(rt, core, &st), 0);
+  }
+}
+
+/* A started runtime of `cores` cores that spin spin_ns before they sleep. */
+static ax_rt_t *lazy_rt(unsigned cores, int64_t spin_ns) {
   ax_rt_opts_t o;
   memset(&o, 0, sizeof o);
-  o.cores = 2;
-  o.flags = AX_RT_KEEP_ALIVE | (test_cpu_count() < 2 ? AX_RT_NO_PIN : 0);
+  o.cores = cores;
+  o.flags = AX_RT_KEEP_ALIVE | (test_cpu_count() < cores ? AX_RT_NO_PIN : 0);
   o.spin_ns = spin_ns;
   ax_rt_t *rt = NULL;
   ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
   test_rt_start(rt);
+  return rt;
+}
+
+static void lazy_wake_run(int64_t spin_ns) {
+  ax_rt_t *rt = lazy_rt(2, spin_ns);
   ax_ref_t echo = test_spawn(rt, lazy_echo, NULL, AX_PLACE_CORE, 1, NULL, NULL);
   ax_port_t *port;
   ck_assert_int_eq(ax_port_new(rt, &port), 0);
   static const unsigned bursts[] = {1, 65, 100, 2, 300, 64, 1, 257, 3};
-  uint64_t seq = 0, want = 0;
-  for (int round = 0; round < 60; round++) {
-    unsigned n = bursts[round % (sizeof bursts / sizeof bursts[0])];
-    for (unsigned i = 0; i < n; i++) {
-      lazy_msg_t l = {ax_port_ref(port), seq++};
-      ck_assert_int_eq(ax_send(echo, MSG_PING, &l, sizeof l), 0);
-    }
-    for (unsigned i = 0; i < n; i++) {
-      ax_msg_t m;
-      int rc = ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, &m);
-      ck_assert_msg(rc == 0, "round %d: echo %llu of a burst of %u: %s", round,
-                    (unsigned long long)want, n, ax_strerror(rc));
-      ck_assert_uint_eq(((const lazy_msg_t *)m.data)->seq, want++);
-    }
-    ax_core_stats_t st;
-    ck_assert_int_eq(ax_rt_stats(rt, 1, &st), 0);
-    uint64_t slept = st.sleeps;
-    /* The core goes to sleep before the next burst. */
-    for (int i = 0; i < 200 && st.sleeps == slept; i++) {
-      test_sleep_ms(1);
-      ck_assert_int_eq(ax_rt_stats(rt, 1, &st), 0);
-    }
-  }
+  uint64_t seq = 0;
+  for (int round = 0; round < 60; round++)
+    lazy_burst(rt, 1, echo, port, bursts[round % (sizeof bursts / sizeof bursts[0])], &seq);
   ax_core_stats_t st;
   ck_assert_int_eq(ax_rt_stats_total(rt, &st), 0);
   if (membarrier_expedited())
@@ -1091,36 +1103,14 @@ END_TEST
  * lazy sends the thread fences four times longer: 200 bursts make a
  * handful of barriers, not 200. */
 START_TEST(test_runtime_lazy_wake_bursts) {
-  ax_rt_opts_t o;
-  memset(&o, 0, sizeof o);
-  o.cores = 1;
-  o.flags = AX_RT_KEEP_ALIVE;
-  o.spin_ns = -1;
-  ax_rt_t *rt = NULL;
-  ck_assert_int_eq(ax_rt_new(&o, &rt), 0);
-  test_rt_start(rt);
+  ax_rt_t *rt = lazy_rt(1, -1);
   ax_ref_t echo = test_spawn(rt, lazy_echo, NULL, AX_PLACE_CORE, 0, NULL, NULL);
   ax_port_t *port;
   ck_assert_int_eq(ax_port_new(rt, &port), 0);
   enum { ROUNDS = 200, BURST = 65 };
   uint64_t seq = 0;
-  for (int round = 0; round < ROUNDS; round++) {
-    for (int i = 0; i < BURST; i++) {
-      lazy_msg_t l = {ax_port_ref(port), seq++};
-      ck_assert_int_eq(ax_send(echo, MSG_PING, &l, sizeof l), 0);
-    }
-    for (int i = 0; i < BURST; i++) {
-      ax_msg_t m;
-      ck_assert_int_eq(ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, &m), 0);
-    }
-    ax_core_stats_t st;
-    ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
-    uint64_t slept = st.sleeps;
-    for (int i = 0; i < 200 && st.sleeps == slept; i++) {
-      test_sleep_ms(1);
-      ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
-    }
-  }
+  for (int round = 0; round < ROUNDS; round++)
+    lazy_burst(rt, 0, echo, port, BURST, &seq);
   ax_core_stats_t st;
   ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
   if (membarrier_expedited())
