@@ -139,16 +139,21 @@ static inline bool timed(const ax__core_t *c) {
  * after two whole turns of the looks in run_actor: a thread flooding 1 ms
  * messages queued 92,556 before that, 11,500 since.  Only on the path
  * that counts every 8th message. */
+/* Records that c's last `count` messages took `elapsed` ns (msg_ns). */
+static inline void set_msg_ns(ax__core_t *c, int64_t elapsed, unsigned count) {
+  int64_t per = elapsed / count;
+  /* Relaxed: an estimate for the threads that wait for this core (send.c's
+   * stuck_window), it orders nothing; at least 1, so that it also says the
+   * core is timed. */
+  atomic_store_explicit(&c->msg_ns, per > 0 ? per : 1, memory_order_relaxed);
+}
+
 static void time_early(ax__core_t *c, unsigned n) {
   int64_t now = ax_now();
-  if (n == 8) {
+  if (n == 8)
     c->early_at = now;
-    return;
-  }
-  /* Relaxed: an estimate for those threads (send.c's stuck_window); at
-   * least 1, so that it also says the core is timed. */
-  int64_t per = (now - c->early_at) / 8;
-  atomic_store_explicit(&c->msg_ns, per > 0 ? per : 1, memory_order_relaxed);
+  else
+    set_msg_ns(c, now - c->early_at, 8);
 }
 
 /* One turn of an actor: at most `batch` messages, and never past the last
@@ -232,12 +237,8 @@ static bool run_actor(ax__core_t *c, ax_actor_t *a) {
   c->current = NULL;
   if (n > 1 && (c->unlooked += n) >= AX__ROUND_TURNS) {
     int64_t now = ax_now();
-    /* Relaxed: an estimate for the threads that wait for this core
-     * (send.c's stuck_window); it orders nothing. */
-    if (c->looked_at != 0) {
-      int64_t per = (now - c->looked_at) / c->unlooked;
-      atomic_store_explicit(&c->msg_ns, per > 0 ? per : 1, memory_order_relaxed);
-    }
+    if (c->looked_at != 0)
+      set_msg_ns(c, now - c->looked_at, c->unlooked);
     c->looked_at = now;
     c->unlooked = 0;
     return now - c->last_poll >= AX__POLL_INTERVAL_NS;
@@ -353,6 +354,12 @@ static int64_t wait_until(int64_t wait, int64_t at, int64_t now) {
 }
 
 /* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
+/* Something for c to do: an actor to run, a message from another core or
+ * thread, or the runtime's stop.  c's thread. */
+static inline bool has_work(ax__core_t *c) {
+  return c->runq_head != NULL || ax__core_pending(c) || stopping(c->rt);
+}
+
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   c->long_since = 0; /* nothing to run: no load to spill (near_or_spill) */
@@ -441,9 +448,8 @@ static void idle(ax__core_t *c) {
   /* A look before the barrier of lazy senders, and one after it: work
    * found by the first needs no barrier (a reviewer counted 1,414 barriers
    * for 715 sleeps without it). */
-  bool settled = c->runq_head != NULL || ax__core_pending(c) || stopping(rt) ||
-                 ax__core_settle(c); /* lazy senders: their slots now seen */
-  if (c->runq_head != NULL || ax__core_pending(c) || stopping(rt)) {
+  bool settled = has_work(c) || ax__core_settle(c); /* lazy senders: their slots now seen */
+  if (has_work(c)) {
     /* Relaxed: only a hint to senders that a wake-up is needed; a sender
      * that still reads 1 wakes the loop once for nothing. */
     atomic_store_explicit(&c->sleeping, 0, memory_order_relaxed);
