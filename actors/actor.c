@@ -268,6 +268,29 @@ send_copy(ax_ref_t to, uint32_t type, const void *data, size_t size, uint64_t re
   return send_general(to, type, data, size, req);
 }
 
+/* AX__SYS_NEWS: handed to the behaviour as it is; one for an actor that
+ * died meanwhile is a dead letter.  Registered here, where every program
+ * that sends anything links: supervisors and signals both send news. */
+static int news_handle(ax_actor_t *a, ax__msg_t *m) { return ax__invoke(a, m); }
+
+static bool news_drop(ax_ref_t self, int reason, ax__msg_t *m) {
+  (void)self;
+  (void)reason;
+  (void)m;
+  return true;
+}
+
+static const ax__kind_t news_kind = {.handle = news_handle, .drop = news_drop};
+
+AX__FEATURE_INIT(news) { ax__kind_register(AX__SYS_NEWS, &news_kind); }
+
+int ax__send_news(ax_ref_t to, uint32_t type, const void *data, size_t size, ax_ref_t from) {
+  ax__msg_t *m = ax__msg_new(to, AX__SYS_NEWS, type, data, size, from);
+  if (m == NULL)
+    return -ENOMEM;
+  return ax__send_msg(to, m);
+}
+
 int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size) {
   return send_copy(to, type, data, size, 0);
 }

@@ -98,6 +98,14 @@ typedef struct ax__spawn_extra {
   uint32_t first_type;
 } ax__spawn_extra_t;
 
+/* Sends axon's own news (a supervisor's AX_MSG_SHUTDOWN, a signal) to
+ * the actor `to` as an AX__SYS_NEWS message (a port drops it): handed to the
+ * behaviour as it is, and never refused by a bounded mailbox
+ * (mailbox_max bounds what actors send each other, and a full one must
+ * not turn a graceful stop into a forced one).  0, -ESRCH, -ENOMEM.  Any
+ * thread. */
+int ax__send_news(ax_ref_t to, uint32_t type, const void *data, size_t size, ax_ref_t from);
+
 /* ax_request with `bits` (AX__ID_CALL or 0) set in the request's id.
  * actor.c. */
 int ax__request(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,

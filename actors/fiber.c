@@ -695,6 +695,19 @@ int64_t ax__fiber_mailbox_delta(const ax_actor_t *a) {
   return (int64_t)f->scount - (int64_t)f->polls;
 }
 
+const ax__msg_t *ax__fiber_find_sys(const ax_actor_t *a, unsigned sys, uint64_t aux) {
+  if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
+    return NULL;
+  const ax__fiber_t *f = fiber_of(a);
+  uint32_t mask = f->scap - 1;
+  for (uint32_t i = 0; i < f->scount; i++) {
+    const ax__msg_t *m = f->saved[(f->shead + i) & mask];
+    if (m->sys == sys && m->aux == aux)
+      return m;
+  }
+  return NULL;
+}
+
 ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux) {
   if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
     return NULL;

@@ -33,6 +33,10 @@ void ax__fiber_rd_free(ax__src_t *s);
  * way.  a's core. */
 ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux);
 
+/* The message ax__fiber_take_sys would take, left where it is; NULL as
+ * there.  a's core. */
+const ax__msg_t *ax__fiber_find_sys(const ax_actor_t *a, unsigned sys, uint64_t aux);
+
 /* True when the caller runs on the stack of fiber self (what every
  * waiting call of a fiber checks).  Any thread. */
 bool ax__fiber_running(const ax_actor_t *self);

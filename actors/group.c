@@ -356,29 +356,72 @@ int ax_group_members(ax_group_t *g, ax_ref_t *out, size_t max) {
   return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
-/* Sends to every member under the lock, shared (data is a shared buffer:
- * one reference is added per member up front, and each failed send drops
- * its own) or copied.  Returns how many members it reached. */
+/* Members a send copies onto its caller's stack; larger groups are
+ * copied into a malloc'ed array. */
+#define SEND_STACK 64u
+
+/* Sends to every member, shared (data is a shared buffer: one reference
+ * is added per member up front, and each failed send drops its own) or
+ * copied.  The members are copied under the lock and sent to after it is
+ * released: a send from a thread that is no core may wait for a receiving
+ * core (actor.h), and that core's actors must be able to join, leave or
+ * look at the group meanwhile (a reviewer: a broadcast to 10^5 members of
+ * one core from main held the lock for 80 ms, and an actor of that core
+ * that called ax_group_has stalled its core until the broadcast ended).
+ * Members found dead are dropped under the lock afterwards.  Out of memory
+ * for the copy, the send holds the lock throughout, as before.  Returns
+ * how many members it reached. */
 static int send_all(ax_group_t *g, uint32_t type, const void *data, size_t size, bool shared) {
+  ax_ref_t stack[SEND_STACK], *to = stack;
   size_t sent = 0, dead = 0;
   pthread_mutex_lock(&g->lock);
-  if (shared && g->n > 0)
-    refs_add(data, g->n);
-  for (size_t i = 0; i < g->n; i++) {
-    ax_ref_t r = g->ref[i];
+  size_t n = g->n;
+  if (n > SEND_STACK)
+    to = ax__malloc(n * sizeof *to);
+  bool copied = to != NULL, locked = !copied;
+  if (copied) {
+    if (n > 0)
+      memcpy(to, g->ref, n * sizeof *to);
+    pthread_mutex_unlock(&g->lock);
+  }
+  if (shared && n > 0)
+    refs_add(data, n);
+  for (size_t i = 0; i < n; i++) {
+    ax_ref_t r = copied ? to[i] : g->ref[i];
     int rc = shared ? send_shared_ref(r, type, data, size) : ax_send(r, type, data, size);
     if (rc == 0) {
       sent++;
     } else if (rc == -ESRCH) {
-      g->ref[i] = DEAD;
+      if (copied)
+        to[dead] = r; /* dead <= i: the entries still to send to are intact */
+      else
+        g->ref[i] = DEAD;
       dead++;
     }
+  }
+  if (copied && dead > 0) {
+    /* Mark the dead in the array (a leave may have removed one meanwhile;
+     * nothing dead joins again), then compact it below. */
+    pthread_mutex_lock(&g->lock);
+    locked = true;
+    size_t marked = 0;
+    for (size_t k = 0; k < dead; k++) {
+      uint32_t *slot = find(g, to[k]);
+      if (slot != NULL) {
+        g->ref[*slot - 1] = DEAD;
+        marked++;
+      }
+    }
+    dead = marked;
   }
   if (dead > 0) {
     compact(g);
     shrink(g);
   }
-  pthread_mutex_unlock(&g->lock);
+  if (locked)
+    pthread_mutex_unlock(&g->lock);
+  if (copied && to != stack)
+    free(to);
   return sent > INT32_MAX ? INT32_MAX : (int)sent;
 }
 

@@ -13,6 +13,22 @@ static size_t slot_of(uint64_t key, unsigned bits) {
   return (size_t)((key * 0x9e3779b97f4a7c15ull) >> (64u - bits));
 }
 
+/* Puts n at the head of the chain at *head. */
+static inline void link_head(ax__idnode_t **head, ax__idnode_t *n) {
+  n->next = *head;
+  if (n->next != NULL)
+    n->next->pprev = &n->next;
+  n->pprev = head;
+  *head = n;
+}
+
+/* Takes n out of its chain. */
+static inline void unlink_node(ax__idnode_t *n) {
+  *n->pprev = n->next;
+  if (n->next != NULL)
+    n->next->pprev = n->pprev;
+}
+
 /* Rehashes into 2^bits buckets; nothing changes when that memory is not
  * to be had. */
 static void resize(ax__idmap_t *m, unsigned bits) {
@@ -22,9 +38,7 @@ static void resize(ax__idmap_t *m, unsigned bits) {
   for (size_t i = 0; i < ((size_t)1 << m->bits); i++) {
     for (ax__idnode_t *n = m->bucket[i], *next; n != NULL; n = next) {
       next = n->next;
-      size_t s = slot_of(n->key, bits);
-      n->next = b[s];
-      b[s] = n;
+      link_head(&b[slot_of(n->key, bits)], n);
     }
   }
   free(m->bucket);
@@ -52,21 +66,14 @@ int ax__idmap_add(ax__idmap_t *m, ax__idnode_t *n) {
   }
   if (m->count >= ((size_t)1 << m->bits) && m->bits < 40)
     resize(m, m->bits + 1);
-  size_t s = slot_of(n->key, m->bits);
-  n->next = m->bucket[s];
-  m->bucket[s] = n;
+  link_head(&m->bucket[slot_of(n->key, m->bits)], n);
   m->count++;
   return 0;
 }
 
 void ax__idmap_remove(ax__idmap_t *m, ax__idnode_t *n) {
-  for (ax__idnode_t **p = &m->bucket[slot_of(n->key, m->bits)]; *p != NULL; p = &(*p)->next) {
-    if (*p == n) {
-      *p = n->next;
-      m->count--;
-      break;
-    }
-  }
+  unlink_node(n);
+  m->count--;
   shrink(m);
 }
 
@@ -85,10 +92,9 @@ void ax__idmap_filter(ax__idmap_t *m, bool (*visit)(ax__idnode_t *n, void *arg),
   for (size_t i = 0; i < ((size_t)1 << m->bits); i++) {
     for (ax__idnode_t **p = &m->bucket[i]; *p != NULL;) {
       ax__idnode_t *n = *p;
-      ax__idnode_t *next = n->next;
-      *p = next; /* out first: visit may free n */
+      unlink_node(n); /* out first: visit may free n */
       if (visit(n, arg)) {
-        *p = n; /* kept */
+        link_head(p, n); /* kept, where it was */
         p = &n->next;
       } else {
         m->count--;

@@ -12,11 +12,17 @@
  * lookup walks the members with its key (ax__idmap_next) and the caller
  * checks the record's own fields.  The bucket array doubles past one member
  * per bucket and halves below one per eight, so an index costs about
- * 8 bytes per member at most, plus the nodes.  One thread (the owner core)
+ * 8 bytes per member at most, plus the nodes (24 bytes each).  Adding and
+ * removing cost O(1) whatever the keys; a lookup walks one chain.  One thread (the owner core)
  * uses an index: nothing here is atomic.
  */
 typedef struct ax__idnode {
   struct ax__idnode *next;
+  /* The link that points to this node (the bucket or the previous node's
+   * next): a removal unlinks at once, however many members share its key
+   * (a newcomer's 80,000 monitors of one target, each removal a walk of
+   * the chain). */
+  struct ax__idnode **pprev;
   uint64_t key;
 } ax__idnode_t;
 

@@ -23,7 +23,7 @@
 typedef struct ax__mon {
   ax__link_t link;        /* its actor's list: AX__SLOT_MON_IN or AX__SLOT_MON_OUT */
   ax__idnode_t by_id;     /* the core's index: out: id; in: in_key(id, watcher) */
-  ax__idnode_t by_target; /* out only: the core's index by target */
+  ax__idnode_t by_target; /* out only: the core's index: target_key(target, watcher) */
   ax_actor_t *owner;      /* the actor whose list holds it */
   ax_ref_t other; /* in: the watcher; out: the target */
   uint64_t id;
@@ -33,8 +33,8 @@ typedef struct ax__mon {
 } ax__mon_t;
 
 /* A core's index of its actors' monitor records (made with the core): out
- * records by id (the watcher core's own ids) and by target, in records by
- * id and watcher (ids of other cores may be equal). */
+ * records by id (the watcher core's own ids) and by target and watcher,
+ * in records by id and watcher (ids of other cores may be equal). */
 typedef struct mon_index {
   ax__idmap_t ids, targets;
 } mon_index_t;
@@ -50,6 +50,14 @@ static mon_index_t *index_of(ax__core_t *c) {
 
 static uint64_t in_key(uint64_t id, ax_ref_t watcher) {
   return id ^ ((uint64_t)watcher * 0xc2b2ae3d27d4eb4full);
+}
+
+/* The key of an out record by its target: the watcher is part of it, so
+ * that many watchers of one target (sessions of one server) spread over
+ * the buckets, where a look for one watcher's record (ax__monitor_find)
+ * walked all of them (a newcomer: 80,000 watchers, 87-180 us a DOWN). */
+static uint64_t target_key(ax_ref_t target, ax_ref_t watcher) {
+  return (uint64_t)target ^ (((uint64_t)watcher * 0x9e3779b97f4a7c15ull) >> 7);
 }
 
 /* Adds a record to one of a's lists and, when the caller runs a's core,
@@ -69,7 +77,7 @@ static int mon_add(ax_actor_t *a, unsigned slot, ax_ref_t other, uint64_t id, ax
   r->down = down;
   r->out = slot == AX__SLOT_MON_OUT;
   r->by_id.key = r->out ? id : in_key(id, other);
-  r->by_target.key = other;
+  r->by_target.key = target_key(other, a->ref);
   r->indexed = a->core == ax__tls_core;
   if (r->indexed && ax__idmap_add(&x->ids, &r->by_id) < 0) {
     free(r);
@@ -194,8 +202,9 @@ int ax__monitor_attach(ax_actor_t *watcher, ax_actor_t *child, uint64_t *id) {
 
 bool ax__monitor_find(ax_actor_t *watcher, ax_ref_t target, uint64_t *id) {
   const ax__idmap_t *targets = &index_of(watcher->core)->targets;
-  for (ax__idnode_t *n = ax__idmap_next(targets, target, NULL); n != NULL;
-       n = ax__idmap_next(targets, target, n)) {
+  uint64_t key = target_key(target, watcher->ref);
+  for (ax__idnode_t *n = ax__idmap_next(targets, key, NULL); n != NULL;
+       n = ax__idmap_next(targets, key, n)) {
     ax__mon_t *r = AX_CONTAINER_OF(n, ax__mon_t, by_target);
     if (r->owner == watcher && r->other == target) {
       *id = r->id;

@@ -297,8 +297,11 @@ static int seq_next(ax_actor_t *self, sup_t *s) {
     }
     c->state = C_STOPPING;
     int64_t t = c->spec.shutdown_ns != 0 ? c->spec.shutdown_ns : AX_SHUTDOWN_DEFAULT;
-    if (t == AX_SHUTDOWN_BRUTAL || ax_send(c->ref, AX_MSG_SHUTDOWN, NULL, 0) < 0) {
-      (void)ax_stop(c->ref, 0); /* gone already: its DOWN is on the way either way */
+    /* As news: a child whose bounded mailbox is full still gets it (it
+     * used to be stopped by force then, a reviewer). */
+    if (t == AX_SHUTDOWN_BRUTAL ||
+        ax__send_news(c->ref, AX_MSG_SHUTDOWN, NULL, 0, ax_self(self)) < 0) {
+      (void)ax_stop(c->ref, 0); /* gone already (or no memory): its DOWN is on the way */
     } else if (t != AX_FOREVER &&
                ax_after(self, t, T_TIMEOUT, &c->ref, sizeof c->ref, &c->timer) < 0) {
       (void)ax_stop(c->ref, -ETIMEDOUT); /* no timer: no waiting */
@@ -543,4 +546,8 @@ int ax_sup_start_child(ax_ref_t sup, void *arg) {
   return ax_send(sup, T_START_CHILD, &arg, sizeof arg);
 }
 
-int ax_sup_stop(ax_ref_t sup) { return ax_send(sup, AX_MSG_SHUTDOWN, NULL, 0); }
+int ax_sup_stop(ax_ref_t sup) {
+  ax__core_t *c = ax__tls_core;
+  ax_ref_t from = c != NULL && c->current != NULL ? c->current->ref : AX_REF_NONE;
+  return ax__send_news(sup, AX_MSG_SHUTDOWN, NULL, 0, from); /* no bound refuses a stop */
+}

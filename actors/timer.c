@@ -166,11 +166,12 @@ int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns) {
   if (r == NULL) {
     /* A fiber's one-shot whose message it holds but has not received: it
      * starts over from that message (same id, type and payload). */
-    ax__msg_t *m = ax__fiber_take_sys(self, AX__SYS_TIMER, id);
-    if (m == NULL)
+    const ax__msg_t *held = ax__fiber_find_sys(self, AX__SYS_TIMER, id);
+    if (held == NULL)
       return -ENOENT;
-    int rc = arm(self, id, ns, false, m->m.type, m->m.data, m->m.size, NULL);
-    ax__msg_unkeep(self, m);
+    int rc = arm(self, id, ns, false, held->m.type, held->m.data, held->m.size, NULL);
+    if (rc == 0) /* out of memory, the tick stays: the timer is not lost */
+      ax__msg_unkeep(self, ax__fiber_take_sys(self, AX__SYS_TIMER, id));
     return rc;
   }
   if (r->periodic && ns == 0)

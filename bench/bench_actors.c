@@ -1145,8 +1145,10 @@ static double port_run_uv(uint64_t rounds) {
  * at the row's n and at a tenth of it: equal costs mean that nothing
  * searches a list (a search through the items makes the ratio 10).  a: n timers armed (an hour away) then cancelled in arming order;
  * b: n targets monitored, then stopped, until the n-th DOWN; c: a simple
- * one-for-one supervisor with n children, stopped until its DOWN. */
-enum { MANY_TIMERS, MANY_MONITORS, MANY_CHILDREN, MANY_RESTARTS };
+ * one-for-one supervisor with n children, stopped until its DOWN; d: every
+ * 10th of those children failing and restarted; e: n monitors of one
+ * target made, then removed (ax_demonitor). */
+enum { MANY_TIMERS, MANY_MONITORS, MANY_CHILDREN, MANY_RESTARTS, MANY_ONE_TARGET };
 
 typedef struct many_run {
   int kind;
@@ -1232,6 +1234,22 @@ static int many_actor(ax_actor_t *self, const ax_msg_t *m) {
     for (uint64_t i = 0; i < r->n; i++)
       BENCH_AX(ax_stop(r->refs[i], 0));
     break;
+  case MANY_ONE_TARGET: {
+    uint64_t *ids = malloc(r->n * sizeof *ids);
+    if (ids == NULL)
+      bench_die("out of memory");
+    ax_ref_t target;
+    BENCH_AX(ax_spawn(ax_actor_rt(self), many_idle, NULL, &local, &target));
+    r->t0 = ax_now();
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_monitor(self, target, &ids[i]));
+    for (uint64_t i = 0; i < r->n; i++)
+      BENCH_AX(ax_demonitor(self, ids[i]));
+    many_report(r, ax_now());
+    free(ids);
+    BENCH_AX(ax_stop(target, 0));
+    break;
+  }
   case MANY_CHILDREN: {
     ax_child_spec_t spec = {.start = many_child_start};
     ax_sup_opts_t so = {.strategy = AX_SIMPLE_ONE_FOR_ONE, .children = &spec, .nchildren = 1};
@@ -1261,7 +1279,8 @@ static int many_actor(ax_actor_t *self, const ax_msg_t *m) {
 /* ns per item of one measurement. */
 static double many_once(int kind, uint64_t n) {
   static const char *what[] = {"timers of one actor", "monitors of one actor",
-                               "children of one supervisor", "restarts among a supervisor's children"};
+                               "children of one supervisor", "restarts among a supervisor's children",
+                               "monitors of one target"};
   brt_t b;
   brt_open(&b, what[kind], 1, 0);
   many_run_t r = {.kind = kind, .n = n, .port = b.port_ref};
@@ -1680,9 +1699,11 @@ int main(int argc, char **argv) {
     static const char *names[] = {"timers of one actor: arm, cancel",
                                   "monitors of one actor: targets stopped, DOWNs",
                                   "one supervisor's children: start, stop all",
-                                  "restarts of every 10th of a supervisor's children"};
-    static const char *ids[][2] = {{"8a", "8b"}, {"8c", "8d"}, {"8e", "8f"}, {"8g", "8h"}};
-    for (int k = 0; k < 4; k++) {
+                                  "restarts of every 10th of a supervisor's children",
+                                  "one actor's monitors of one target: made, removed"};
+    static const char *ids[][2] = {
+        {"8a", "8b"}, {"8c", "8d"}, {"8e", "8f"}, {"8g", "8h"}, {"8i", "8j"}};
+    for (int k = 0; k < 5; k++) {
       bench_series_t big = {.n = 0}, ratio = {.n = 0};
       for (long r = 0; r < runs; r++) {
         double small = many_once(k, z->many / 10), large = many_once(k, z->many);

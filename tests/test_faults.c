@@ -667,6 +667,47 @@ START_TEST(test_faults_oneshot_timer) {
 }
 END_TEST
 
+/* A fiber's one-shot timer that has fired while the fiber waited for
+ * something else (its tick kept aside), rearmed while every allocation
+ * fails: -ENOMEM, and the tick stays for the fiber to receive.  The tick
+ * used to be dropped before the new record was made, which lost the timer
+ * (a reviewer). */
+enum { MSG_REARM_TICK = AX_MSG_USER + 43, MSG_REARM_NEVER };
+static _Atomic int rearm_rc = 1, rearm_got = 1;
+
+static int rearm_fiber(ax_actor_t *self, void *arg) {
+  (void)arg;
+  uint64_t id;
+  const ax_msg_t *m;
+  uint32_t payload = 0x5eed;
+  ck_assert_int_eq(ax_after(self, AX_NSEC_PER_MSEC, MSG_REARM_TICK, &payload, sizeof payload, &id),
+                   0);
+  /* The tick arrives during this wait and is kept aside. */
+  ck_assert_int_eq(ax_recv_type(self, MSG_REARM_NEVER, ax_deadline(50 * AX_NSEC_PER_MSEC), &m),
+                   -ETIMEDOUT);
+  ax__fault_alloc(1, 1); /* from now on, every allocation fails */
+  int rc = ax_timer_rearm(self, id, AX_NSEC_PER_MSEC);
+  ax__fault_alloc(0, 0);
+  atomic_store(&rearm_rc, rc);
+  rc = ax_recv_type(self, MSG_REARM_TICK, ax_deadline(AX_NSEC_PER_SEC), &m);
+  if (rc == 0 && (m->size != sizeof payload || memcmp(m->data, &payload, sizeof payload) != 0))
+    rc = -EBADMSG;
+  atomic_store(&rearm_got, rc);
+  return 0;
+}
+
+START_TEST(test_faults_fiber_rearm_nomem) {
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ck_assert_int_eq(ax_spawn_fiber(rt, rearm_fiber, NULL, NULL, NULL), 0);
+  TEST_WAIT_UNTIL(atomic_load(&rearm_got) != 1, 10000);
+  ck_assert_int_eq(atomic_load(&rearm_rc), -ENOMEM);
+  ck_assert_msg(atomic_load(&rearm_got) == 0, "the tick after the failed rearm: %s",
+                ax_strerror(atomic_load(&rearm_got)));
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ax_stop of an actor that is gone says -ESRCH whatever allocation fails:
  * it used to make its message first, and said -ENOMEM. */
 START_TEST(test_faults_stop_dead) {
@@ -863,6 +904,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_closed_from_reserve);
   tcase_add_test(tc, test_faults_sup_retry_timer);
   tcase_add_test(tc, test_faults_oneshot_timer);
+  tcase_add_test(tc, test_faults_fiber_rearm_nomem);
   tcase_add_test(tc, test_faults_stop_dead);
   tcase_add_test(tc, test_faults_sources_nomem_wait);
   tcase_add_test(tc, test_faults_frame_nomem_retry);

@@ -425,6 +425,68 @@ START_TEST(test_group_concurrent) {
 }
 END_TEST
 
+/* A broadcast from a thread that is no core waits for the receiving
+ * core when that core lags (its ring is full): that wait must not hold
+ * the group's lock, or an actor of that core that calls ax_group_has
+ * stops its core until the broadcast ends, and the broadcast crawls
+ * through the stuck-core gate (a reviewer: 81 ms alone, 271 ms so).  Here
+ * an actor of core 1 calls ax_group_has while main broadcasts to 20,000
+ * members of core 1: it must return while the broadcast still waits for
+ * core 1, which is busy in that very actor. */
+typedef struct lock_probe {
+  ax_group_t *g;
+  atomic_bool started, returned, has_done, returned_at_has;
+  _Atomic long got;
+} lock_probe_t;
+
+static int probe_counter(ax_actor_t *self, const ax_msg_t *msg) {
+  lock_probe_t *p = ax_state(self);
+  if (msg->type == MSG_DATA)
+    atomic_fetch_add(&p->got, 1);
+  return 0;
+}
+
+static int probe_caller(ax_actor_t *self, const ax_msg_t *msg) {
+  lock_probe_t *p = ax_state(self);
+  if (msg->type != MSG_HOLD)
+    return 0;
+  while (!atomic_load(&p->started))
+    test_sleep_ms(1);
+  test_sleep_ms(2); /* main is inside ax_group_send, waiting for this core */
+  ck_assert(!ax_group_has(p->g, ax_self(self)));
+  test_sleep_ms(2);
+  atomic_store(&p->returned_at_has, atomic_load(&p->returned));
+  atomic_store(&p->has_done, true);
+  return 0;
+}
+
+START_TEST(test_group_send_waits_unlocked) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  lock_probe_t p = {0};
+  ck_assert_int_eq(ax_group_new(&p.g), 0);
+  ax_spawn_opts_t on1 = {.placement = AX_PLACE_CORE, .core = 1};
+  enum { MEMBERS = 20000 };
+  for (int i = 0; i < MEMBERS; i++) {
+    ax_ref_t r;
+    ck_assert_int_eq(ax_spawn(rt, probe_counter, &p, &on1, &r), 0);
+    ck_assert_int_eq(ax_group_join(p.g, r), 0);
+  }
+  ax_ref_t caller;
+  ck_assert_int_eq(ax_spawn(rt, probe_caller, &p, &on1, &caller), 0);
+  ck_assert_int_eq(ax_send(caller, MSG_HOLD, NULL, 0), 0);
+  atomic_store(&p.started, true);
+  ck_assert_int_eq(ax_group_send(p.g, MSG_DATA, "x", 1), MEMBERS);
+  atomic_store(&p.returned, true);
+  TEST_WAIT_UNTIL(atomic_load(&p.has_done), 10000);
+  ck_assert_msg(!atomic_load(&p.returned_at_has),
+                "ax_group_has waited for the whole broadcast (the lock was held while it waited)");
+  TEST_WAIT_UNTIL(atomic_load(&p.got) == MEMBERS, 10000);
+  ax_group_free(p.g);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("group");
   TCase *tc = tcase_create("shared");
@@ -440,6 +502,7 @@ int main(void) {
   tcase_add_test(tc, test_group_stopped_and_full_members);
   tcase_add_test(tc, test_group_many_members);
   tcase_add_test(tc, test_group_concurrent);
+  tcase_add_test(tc, test_group_send_waits_unlocked);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -17,6 +17,7 @@ enum {
   MSG_WATCH,              /* a watcher: monitor its targets */
   MSG_START,              /* a boss: start the supervisor */
   MSG_SPAWN,              /* a spawner: spawn a (linked) child */
+  MSG_BLOCK,              /* a child: wait until kid_gate opens */
 };
 
 /* What should succeed gets this long (the machine may be slow and loaded). */
@@ -800,6 +801,7 @@ typedef struct kid {
   int good_starts;
   int fail_first;        /* the first fail_first incarnations fail (-EIO) on their first message */
   bool quiet;            /* no log entries (the storm) */
+  uint32_t mailbox_max;  /* spawned with this bound */
   _Atomic ax_ref_t ref;  /* the newest incarnation */
   atomic_int tries, starts, ends, fails;
   atomic_int count;      /* the newest MSG_INC count */
@@ -821,6 +823,8 @@ static void kid_init(kid_t *k, const char *name) {
   atomic_init(&k->io_rc, 12345);
 }
 
+static atomic_bool kid_gate; /* MSG_BLOCK waits for it */
+
 static int kid_behaviour(ax_actor_t *self, const ax_msg_t *m) {
   kstate_t *st = ax_state(self);
   kid_t *k = st->kid;
@@ -839,6 +843,10 @@ static int kid_behaviour(ax_actor_t *self, const ax_msg_t *m) {
   case MSG_INC:
     st->count++;
     atomic_store(&k->count, st->count);
+    return 0;
+  case MSG_BLOCK:
+    while (!atomic_load(&kid_gate))
+      test_sleep_ms(1);
     return 0;
   default:
     return 0;
@@ -899,7 +907,7 @@ static int kid_start(ax_actor_t *sup, void *arg, ax_ref_t *ref) {
     rc = ax_spawn_fiber(ax_actor_rt(sup), kid_fiber, st, &fo, ref);
   } else {
     ax_spawn_opts_t so = {.placement = AX_PLACE_CORE, .core = k->core, .monitor = sup,
-                          .terminate = kid_terminate};
+                          .terminate = kid_terminate, .mailbox_max = k->mailbox_max};
     rc = ax_spawn(ax_actor_rt(sup), kid_behaviour, st, &so, ref);
   }
   if (rc < 0) {
@@ -1075,6 +1083,37 @@ START_TEST(test_sup_shutdown_timeout) {
   stop_sup(&boss, sup);
   log_expect_quiet("sA sB hB eB:-110 hA eA:0 D:0");
   ck_assert_int_ge(atomic_load(&b.died_at) - t0, 50 * MSEC);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* A child whose bounded mailbox is full when its supervisor stops still
+ * gets AX_MSG_SHUTDOWN and stops by itself: the request used to be
+ * refused (-EAGAIN) and the child stopped by force (a reviewer).  (Its
+ * queued MSG_INC came from main, another sender: it may come before or
+ * after the request.) */
+START_TEST(test_sup_shutdown_full_mailbox) {
+  ax_rt_t *rt = rt_new();
+  kid_t a;
+  kid_init(&a, "A");
+  a.core = 1;
+  a.mailbox_max = 2;
+  ax_child_spec_t specs[] = {spec(&a, AX_PERMANENT, 0)};
+  ax_sup_opts_t o = sup_opts(AX_ONE_FOR_ONE, specs, 1, 0, 0);
+  boss_t boss;
+  boss_init(&boss);
+  ax_ref_t sup = start_sup(rt, &boss, &o, 0);
+  log_expect("sA", WAIT_MS);
+  atomic_store(&kid_gate, false);
+  ax_ref_t kid = atomic_load(&a.ref);
+  ck_assert_int_eq(ax_send(kid, MSG_BLOCK, NULL, 0), 0);
+  ck_assert_int_eq(ax_send(kid, MSG_INC, NULL, 0), 0);
+  ck_assert_int_eq(ax_send(kid, MSG_INC, NULL, 0), -EAGAIN); /* full */
+  ck_assert_int_eq(ax_sup_stop(sup), 0);
+  test_sleep_ms(50); /* the supervisor sends its request meanwhile */
+  atomic_store(&kid_gate, true);
+  TEST_WAIT_UNTIL(atomic_load(&boss.downs) == 1, WAIT_MS);
+  log_expect_quiet("sA hA eA:0 D:0");
   test_rt_stop_join_free(rt);
 }
 END_TEST
@@ -1744,6 +1783,7 @@ static Suite *supervisor_suite(void) {
   tcase_add_test(tc, test_sup_start_stop_order);
   tcase_add_test(tc, test_sup_shutdown_timeout);
   tcase_add_test(tc, test_sup_shutdown_brutal);
+  tcase_add_test(tc, test_sup_shutdown_full_mailbox);
   tcase_add_test(tc, test_sup_shutdown_fiber_io);
   tcase_add_test(tc, test_sup_one_for_one);
   tcase_add_test(tc, test_sup_one_for_all);

@@ -193,20 +193,4 @@ static ax__feature_t sigwatch = {
     .signal = fan_out,
 };
 
-/* AX__SYS_NEWS: handed to the behaviour as it is; one for an actor that
- * died meanwhile is a dead letter. */
-static int news_handle(ax_actor_t *a, ax__msg_t *m) { return ax__invoke(a, m); }
-
-static bool news_drop(ax_ref_t self, int reason, ax__msg_t *m) {
-  (void)self;
-  (void)reason;
-  (void)m;
-  return true;
-}
-
-static const ax__kind_t news_kind = {.handle = news_handle, .drop = news_drop};
-
-AX__FEATURE_INIT(sigwatch) {
-  ax__kind_register(AX__SYS_NEWS, &news_kind);
-  ax__feature_register(&sigwatch);
-}
+AX__FEATURE_INIT(sigwatch) { ax__feature_register(&sigwatch); }

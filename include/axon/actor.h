@@ -304,7 +304,10 @@ AX_API int ax_timer_cancel(ax_actor_t *self, uint64_t id);
  * handled is dropped, as by a cancel.  The idle timeout of a connection is
  * one ax_after, then a rearm per packet.  Errors: -EINVAL (NULL self,
  * ns < 0, ns 0 for a periodic timer), -ENOENT (as ax_timer_cancel: a
- * one-shot timer whose message was handled is gone; set a new one). */
+ * one-shot timer whose message was handled is gone; set a new one),
+ * -ENOMEM (a fiber's one-shot timer that has fired but whose message the
+ * fiber has not received yet needs a new record: without memory that
+ * message stays, as if rearm had not been called). */
 AX_API int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns);
 
 /* ------------------------------------------------------------------------ */

@@ -65,10 +65,15 @@ AX_API bool ax_msg_shared(const ax_msg_t *msg);
  * group grows, so a group's memory follows its live members.
  *
  * A group is a lock, an array of references in the order they joined and
- * an index on it (about 16 to 24 bytes per member).  A send holds the lock
- * while it queues one message per member, in that order (a queue push
- * each, never a wait on a member), so joins and leaves wait for a send in
- * progress, and a send reaches exactly the members that joined before it.
+ * an index on it (about 16 to 24 bytes per member).  A send copies the
+ * array under the lock (8 bytes per member, on the heap above 64 members)
+ * and queues one message per member after releasing it, in that order:
+ * it reaches exactly the members that had joined when it began, one that
+ * leaves meanwhile included, and joins, leaves and other sends wait only
+ * for that copy, never for the queueing.  From a thread that is no core,
+ * the queueing waits for a core that lags behind (actor.h), so a
+ * broadcast to many members of a busy core takes as long as that core
+ * needs to make room; the core's own actors may use the group meanwhile.
  * Ordering: each member gets the messages of one sender in order, as with
  * ax_send; nothing is promised between members.
  */

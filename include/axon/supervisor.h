@@ -126,15 +126,19 @@ AX_API int ax_sup_start(ax_rt_t *rt, const ax_sup_opts_t *opts, const ax_spawn_o
  * memory) counts as a failed start of a child; one sent to a supervisor of
  * another strategy, or to one that is stopping, is ignored; sent to an
  * actor that is no supervisor, it is a message of type 242 to that actor
- * (actor.h).  Any thread.  Errors: -ESRCH (no such actor), -ENOMEM. */
+ * (actor.h).  Any thread.  Errors: -ESRCH (no such actor), -EAGAIN (the
+ * supervisor was spawned with a mailbox_max, and that many messages wait
+ * for it), -ENOMEM. */
 AX_API int ax_sup_start_child(ax_ref_t sup, void *arg);
 
 /* Asks a supervisor to stop: its children stop gracefully, last started
  * first (AX_MSG_SHUTDOWN, their shutdown time, then by force), then the
  * supervisor stops normally (AX_REASON_NORMAL).  The same as sending it
- * AX_MSG_SHUTDOWN.  A supervisor that traps a failure of an actor it is
- * linked to (not a child) stops the same way, then fails with that
- * reason.  Any thread.  Errors: -ESRCH. */
+ * AX_MSG_SHUTDOWN, except that no mailbox_max refuses it (nor the
+ * AX_MSG_SHUTDOWN a supervisor sends its children).  A supervisor that
+ * traps a failure of an actor it is linked to (not a child) stops the same
+ * way, then fails with that reason.  Any thread.  Errors: -ESRCH,
+ * -ENOMEM. */
 AX_API int ax_sup_stop(ax_ref_t sup);
 
 #ifdef __cplusplus
