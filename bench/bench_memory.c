@@ -58,6 +58,9 @@
  *       and stops them: what a thread that is no core allocates must go back
  *       as well (its actors, carved from chunks per core, runtime/actor.c;
  *       its STOP messages, from its own message pools, runtime/msg.c).
+ *   3d  the same as 3c, and main sends each actor one message of 100, 400,
+ *       1,000 or 4,000 B before the stops: main's message pools, one per
+ *       size class, must not keep more than their cap (runtime/msg.c).
  *   3b  memory goes back, connections: the 64 B runs of row 2 go on: the
  *       client closes every connection, the server reports once every session
  *       saw its end, and its RSS is read; before, peak (VmHWM) and after
@@ -114,6 +117,7 @@ enum {
   MSG_LOAD,    /* spawner: send each actor its message */
   MSG_STOP,    /* spawner: ax_stop each actor */
   MSG_PAYLOAD, /* an idle actor's one message */
+  MSG_NOTE,    /* row 3d: main's message to an idle actor, ignored */
   MSG_ACK,
   MSG_DONE,
   MSG_START,
@@ -315,6 +319,8 @@ static void payload_fill(unsigned char *p, size_t size, uint64_t i) {
 /* An idle actor; its state pointer is its number, not a pointer. */
 static int idle_actor(ax_actor_t *self, const ax_msg_t *m) {
   uint64_t i = (uint64_t)(uintptr_t)ax_state(self), got;
+  if (m->type == MSG_NOTE)
+    return 0;
   if (m->type != MSG_PAYLOAD || m->size != idle_payload)
     bench_die("idle actor %llu: got type %u, %u bytes (%zu expected)", (unsigned long long)i,
               m->type, m->size, idle_payload);
@@ -388,6 +394,7 @@ typedef struct idle_args {
   size_t payload; /* 0: never sent anything */
   bool stop;      /* rows 3a, 3c */
   bool from_main; /* rows 1m, 3c: main spawns (and stops) them, on every core */
+  bool main_sends; /* row 3d: main also sends each a message of 100 to 4,000 B */
 } idle_args_t;
 
 typedef struct idle_result {
@@ -432,6 +439,14 @@ static void idle_child(const void *arg, void *out) {
   } else {
     BENCH_AX(ax_send(sp, MSG_SPAWN, NULL, 0));
     brt_expect(&b, MSG_DONE, NULL, 0);
+  }
+  if (a->main_sends) {
+    /* Payloads past the ring slots' 24 bytes, in four size classes: main's
+     * own message pools take them (runtime/msg.c). */
+    static const size_t sizes[] = {100, 400, 1000, 4000};
+    static unsigned char note[4000];
+    for (uint64_t i = 0; i < a->n; i++)
+      BENCH_AX(ax_send(s.refs[i], MSG_NOTE, note, sizes[i % 4]));
   }
   if (a->payload > 0) {
     BENCH_AX(ax_send(sp, MSG_LOAD, NULL, 0));
@@ -1016,7 +1031,7 @@ static void conn_rows(const char *id, const tcp_result_t *r, const tcp_result_t 
   }
 }
 
-/* Rows 3a and 3c: RSS before, after the spawns, at peak and after the stops. */
+/* Rows 3a, 3c and 3d: RSS before, after the spawns, at peak and after the stops. */
 static void goes_back_rows(const char *id, const char *first, const idle_result_t *r) {
   char v[32];
   snprintf(v, sizeof v, "%.1f MiB", MIB(r->before));
@@ -1167,6 +1182,12 @@ int main(int argc, char **argv) {
     run_child("row 3c", idle_child, &a, &r, sizeof r);
     unsettled += r.unsettled;
     goes_back_rows("3c", "the same, spawned and stopped by main: RSS before", &r);
+    a.main_sends = true;
+    bench_watchdog_arm("row 3d: %llu actors spawned, sent to and stopped by main",
+                       (unsigned long long)a.n);
+    run_child("row 3d", idle_child, &a, &r, sizeof r);
+    unsettled += r.unsettled;
+    goes_back_rows("3d", "the same, main sends each 100-4,000 B: RSS before", &r);
   }
 
   if (want[4]) {

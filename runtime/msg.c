@@ -22,11 +22,17 @@ uint32_t ax__msg_class_size(unsigned cls) { return class_size[cls]; }
  * library) allocates its messages from pools of its own, which the cores
  * free into (pool.h); a heap outlives its thread, since its messages may
  * still be in flight, and the next such thread adopts it.  Nobody purges
- * these pools (their thread may never call axon again), so each stops
- * growing at THREAD_POOL_CAP: a burst beyond it (main stopping 10^6 actors
- * faster than they die) takes malloc, whose memory the cores' trim gives
- * back once it is over (bench_memory row 3c). */
-#define THREAD_POOL_CAP ((size_t)1 << 20)
+ * these pools (their thread may never call axon again), so the heap stops
+ * growing once its pools hold THREAD_HEAP_CAP in all, on small pages: a
+ * burst beyond it (main stopping 10^6 actors faster than they die) takes
+ * malloc, whose memory the cores' trim gives back once it is over
+ * (bench_memory row 3c).  The cap was per size class, on transparent huge
+ * pages past the first segment: a burst from main that used two classes
+ * (a 100-byte payload and the stops) kept 4 MiB, three times the process's
+ * memory before it (a newcomer).  What a thread keeps in flight at once is
+ * far less: its rings and their queues hold 512 messages per core (64 KiB
+ * of 128-byte messages). */
+#define THREAD_HEAP_CAP ((size_t)1 << 20)
 typedef struct thread_heap {
   ax__pool_t pools[AX__MSG_CLASSES];
   ax__heap_t heap;
@@ -81,6 +87,7 @@ static thread_heap_t *thread_heap(void) {
     if (h == NULL)
       return NULL;
     ax__heap_init(&h->heap);
+    h->heap.cap_pages = THREAD_HEAP_CAP / AX__PAGE_SIZE;
     memset(h->chunks, 0, sizeof h->chunks);
     pthread_mutex_lock(&abandoned_lock);
     h->id = heaps_made++;
@@ -88,8 +95,6 @@ static thread_heap_t *thread_heap(void) {
     for (unsigned i = 0; i < AX__MSG_CLASSES; i++) {
       ax__pool_init(&h->pools[i], &h->heap, h, class_size[i]);
       h->pools[i].keep = true;
-      size_t span = (size_t)h->pools[i].npages * AX__PAGE_SIZE;
-      h->pools[i].spans_cap = span >= THREAD_POOL_CAP ? 1 : (uint32_t)(THREAD_POOL_CAP / span);
     }
   }
   if (pthread_setspecific(heap_key, h) != 0) {

@@ -19,6 +19,7 @@ void ax__heap_init(ax__heap_t *h) {
   h->nsegs = 0;
   h->now = 0;
   h->purge_at = 0;
+  h->pages = h->cap_pages = 0;
 }
 
 void ax__heap_destroy(ax__heap_t *h) {
@@ -49,7 +50,7 @@ static ax__seg_t *seg_new(ax__heap_t *h) {
    * faults were most of a cold skynet's time on this project's VM).
    * Advice only: fine if refused.  Giving back part of one splits it. */
   ax__seg_t *s = (ax__seg_t *)base; /* fresh pages: zeroed */
-  if (h->nsegs > 0)
+  if (h->nsegs > 0 && h->cap_pages == 0)
     s->huge = madvise(base, AX__SEG_SIZE, MADV_HUGEPAGE) == 0;
   for (unsigned i = 0; i < AX__SEG_PAGES; i++)
     s->pages[i].first = (uint16_t)i;
@@ -212,7 +213,6 @@ void ax__pool_init(ax__pool_t *p, ax__heap_t *heap, const void *owner, uint32_t 
   p->owner = owner;
   p->keep = false;
   p->loose = NULL;
-  p->spans = p->spans_cap = 0;
   atomic_init(&p->remote, NULL);
 }
 
@@ -302,12 +302,12 @@ void *ax__pool_alloc_slow(ax__pool_t *p) {
     } else if (p->empty != NULL) {
       pg = p->empty; /* the newest: the likeliest to be in the caches */
       empty_remove(p, pg);
-    } else if (p->spans_cap != 0 && p->spans == p->spans_cap) {
-      return NULL; /* at its cap: the caller takes malloc */
+    } else if (p->heap->cap_pages != 0 && p->heap->pages + p->npages > p->heap->cap_pages) {
+      return NULL; /* the heap is at its cap: the caller takes malloc */
     } else if ((pg = span_new(p)) == NULL) {
       return NULL;
-    } else if (p->spans_cap != 0) {
-      p->spans++; /* a capped pool never gives a span back */
+    } else {
+      p->heap->pages += p->npages; /* counted for the cap; a keep pool never gives one back */
     }
     p->cur = pg;
   }

@@ -78,12 +78,19 @@ struct ax__seg {
 /* How long a span stays empty before it is given back. */
 #define AX__PURGE_NS (250 * 1000 * 1000)
 
-/* A core's segments.  Owner core only. */
+/* A core's segments (or a thread heap's: msg.c).  Owner only. */
 typedef struct ax__heap {
   ax__seg_t *segs;
   unsigned nsegs;
   int64_t now;      /* the core's clock as last read (stamps empty spans) */
   int64_t purge_at; /* when the oldest empty span is due (0: none) */
+  /* A heap whose pools never give spans back (a thread heap, which nobody
+   * purges) may be capped: its pools stop growing once their spans hold
+   * cap_pages pages in all (0: no cap), counted in `pages`; then an
+   * allocation fails and the caller takes malloc, whose memory goes back.
+   * A capped heap's segments stay on small pages, so that only the pages
+   * its spans touched are resident. */
+  size_t pages, cap_pages;
 } ax__heap_t;
 
 struct ax__pool {
@@ -100,10 +107,6 @@ struct ax__pool {
    * spans' counts no longer matter. */
   bool keep;
   void *loose;
-  /* A keep pool may be capped: it stops growing at spans_cap spans (0:
-   * no cap), counted in `spans`; then the allocation fails and the caller
-   * takes malloc, whose memory goes back (a thread heap: msg.c). */
-  uint32_t spans, spans_cap;
   alignas(AX__CACHE_LINE) _Atomic(void *) remote; /* other threads push */
 };
 
