@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "actors/io/stream.h"
@@ -487,9 +488,18 @@ static void close_fds(ax_stream_t *s) {
 
 /* Queued bytes are about to be dropped (the linger time ended, or
  * AX_LINGER_NONE): a TCP peer is reset rather than sent a FIN, so that it
- * cannot take the cut for an orderly end.  Before the fd is closed. */
+ * cannot take the cut for an orderly end; a tty's output still in the
+ * kernel is discarded too, since close() would otherwise wait for it to
+ * go out (a UART held by RTS/CTS: up to the port's closing_wait, 30 s by
+ * default, with the core's thread in close).  Before the fd is closed. */
 static void reset_if_dropping(ax_stream_t *s) {
-  if (s->wq_head == NULL || s->kind != AX__STREAM_TCP || s->wfd < 0)
+  if (s->wq_head == NULL || s->wfd < 0)
+    return;
+  if (s->kind == AX__STREAM_TTY) {
+    (void)tcflush(s->wfd, TCOFLUSH);
+    return;
+  }
+  if (s->kind != AX__STREAM_TCP)
     return;
   struct linger lg = {.l_onoff = 1, .l_linger = 0};
   (void)setsockopt(s->wfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg); /* close() then sends RST */

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { MSG_TICK = AX_MSG_USER }; /* every second: loop_misc, reconnect, time-out */
@@ -20,7 +21,8 @@ enum { MSG_TICK = AX_MSG_USER }; /* every second: loop_misc, reconnect, time-out
 typedef struct client {
   struct mosquitto *mosq;
   char host[256], *topics[2]; /* topics[1]: WAIT-TOPIC or NULL */
-  long port, count, received;
+  long port, count, received; /* received: distinct messages of ours */
+  bool *seen;                  /* seen[i]: "message i of count" came back (QoS 1 may repeat it) */
   int connections, ticks, status, fd; /* fd: the socket that watch watches */
   bool done;           /* all came back: disconnecting, then stopping */
   ax_fdwatch_t *watch; /* NULL while no socket is watched */
@@ -76,7 +78,14 @@ static void on_message(struct mosquitto *mosq, void *arg, const struct mosquitto
   client_t *c = arg;
   bool mine = strcmp(m->topic, c->topics[0]) == 0;
   printf("%s: %.*s\n", m->topic, m->payloadlen, (const char *)m->payload);
-  if (mine && ++c->received == c->count)
+  char text[64];
+  long i = 0, of = 0;
+  int len = m->payloadlen < (int)sizeof text - 1 ? m->payloadlen : (int)sizeof text - 1;
+  memcpy(text, m->payload, (size_t)len), text[len] = '\0';
+  if (mine && (sscanf(text, "message %ld of %ld", &i, &of) != 2 || of != c->count || i < 1 ||
+               i > c->count || c->seen[i - 1]))
+    mine = false; /* not one of ours, or a repeat: a QoS 1 message whose PUBACK was lost */
+  if (mine && (c->seen[i - 1] = true) && ++c->received == c->count)
     printf("all %ld messages came back%s%s\n", c->count,
            c->topics[1] ? "; waiting for one message on " : "", c->topics[1] ? c->topics[1] : "");
   if (!c->done && c->received >= c->count && (c->topics[1] == NULL || !mine)) {
@@ -127,6 +136,8 @@ int main(int argc, char **argv) {
       (argc > 3 && (sscanf(argv[3], "%ld%n", &c.count, &n3) != 1 || argv[3][n3])) ||
       c.port < 1 || c.port > 65535 || c.count < 1 || c.count > 100000)
     return fprintf(stderr, "usage: %s [HOST:PORT [TOPIC [COUNT [WAIT-TOPIC]]]]\n", argv[0]), 2;
+  if ((c.seen = calloc((size_t)c.count, sizeof *c.seen)) == NULL)
+    return fprintf(stderr, "mqtt: out of memory\n"), 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN); /* libmosquitto write()s to its socket: a dead peer is EPIPE */
   mosquitto_lib_init();
@@ -145,5 +156,6 @@ int main(int argc, char **argv) {
   }
   mosquitto_destroy(c.mosq); /* closes the socket; its watch ended with the actor */
   mosquitto_lib_cleanup();
+  free(c.seen);
   return c.status;
 }

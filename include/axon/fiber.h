@@ -211,7 +211,11 @@ AX_API ssize_t ax_stream_read_until(ax_stream_t *s, void *buf, size_t max, int d
  * high-water mark (the peer reads slowly).  Returns 0 once every byte was
  * written or queued.  Errors: as ax_stream_write (-EPIPE, -ECONNRESET,
  * ...), -ETIMEDOUT, -ECANCELED: then a prefix of data may have been queued
- * already, and the stream is best closed. */
+ * already, and the stream is best closed.  Once the stream has ended (a
+ * read of this fiber met its AX_MSG_CLOSED, or this call did), the end's
+ * reason comes instead of ax_stream_write's -EPIPE: -EIO for a serial
+ * device that hung up, -ECONNRESET for a peer that reset, -EPIPE for an
+ * end without one. */
 AX_API int ax_stream_write_all(ax_stream_t *s, const void *data, size_t len, int64_t deadline);
 
 /* Waits for the next connection of l (owned by the fiber), which then

@@ -169,7 +169,11 @@ AX_API unsigned ax_loop_active(const ax_loop_t *loop);
  * Timers are not on it: a host waits at most ax_loop_timeout() (rounded up
  * to its own clock's unit), then calls ax_loop_run_once(loop, 0), which
  * runs what is due and returns without blocking.  Only watch it for
- * reading; never read it, close it or add it to the loop itself.  Valid
+ * reading, level-triggered: one ax_loop_run_once takes at most max_events
+ * events, and the fd stays readable while more are ready without a new
+ * edge, so a host that watches it edge-triggered (EPOLLET) must call
+ * ax_loop_run_once until it is no longer readable.  Never read it, close
+ * it or add it to the loop itself.  Valid
  * until ax_loop_close.  Any thread that knows the loop is alive.  Returns
  * the fd (on io_uring, the ring's: from then on that backend hands each
  * poll request to the kernel at once instead of with the next wait).
