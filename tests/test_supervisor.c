@@ -1011,6 +1011,17 @@ static ax_sup_opts_t sup_opts(ax_sup_strategy_t strategy, const ax_child_spec_t 
                          .max_restarts = max_restarts, .period_ns = period_ns};
 }
 
+/* A one-for-one supervisor of the one permanent child a (named "A"),
+ * started by boss on core 0; returns once the child has started. */
+static ax_ref_t start_sup_of_a(ax_rt_t *rt, boss_t *boss, kid_t *a) {
+  ax_child_spec_t specs[] = {spec(a, AX_PERMANENT, 0)};
+  ax_sup_opts_t o = sup_opts(AX_ONE_FOR_ONE, specs, 1, 0, 0);
+  boss_init(boss);
+  ax_ref_t sup = start_sup(rt, boss, &o, 0); /* the supervisor has copied o then */
+  log_expect("sA", WAIT_MS);
+  return sup;
+}
+
 /* ------------------------------------------------------------------------ */
 /* 2. Supervisors: starting and stopping                                     */
 
@@ -1047,12 +1058,8 @@ START_TEST(test_sup_forged_messages) {
   ax_rt_t *rt = rt_new();
   kid_t a;
   kid_init(&a, "A");
-  ax_child_spec_t specs[] = {spec(&a, AX_PERMANENT, 0)};
-  ax_sup_opts_t o = sup_opts(AX_ONE_FOR_ONE, specs, 1, 0, 0);
   boss_t boss;
-  boss_init(&boss);
-  ax_ref_t sup = start_sup(rt, &boss, &o, 0);
-  log_expect("sA", WAIT_MS);
+  ax_ref_t sup = start_sup_of_a(rt, &boss, &a);
   uint32_t types[] = {AX_MSG_DOWN, AX_MSG_LINK_DOWN, 240, 241, 242};
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
     ck_assert_int_eq(ax_send(sup, types[i], NULL, 0), 0);
@@ -1098,12 +1105,8 @@ START_TEST(test_sup_shutdown_full_mailbox) {
   kid_init(&a, "A");
   a.core = 1;
   a.mailbox_max = 2;
-  ax_child_spec_t specs[] = {spec(&a, AX_PERMANENT, 0)};
-  ax_sup_opts_t o = sup_opts(AX_ONE_FOR_ONE, specs, 1, 0, 0);
   boss_t boss;
-  boss_init(&boss);
-  ax_ref_t sup = start_sup(rt, &boss, &o, 0);
-  log_expect("sA", WAIT_MS);
+  ax_ref_t sup = start_sup_of_a(rt, &boss, &a);
   atomic_store(&kid_gate, false);
   ax_ref_t kid = atomic_load(&a.ref);
   ck_assert_int_eq(ax_send(kid, MSG_BLOCK, NULL, 0), 0);
