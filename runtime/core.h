@@ -271,6 +271,11 @@ struct ax__core {
   uint32_t slots_freed; /* slots freed since the table was last trimmed (AX__TRIM_SLOTS) */
   uint64_t malloc_freed; /* bytes given back to malloc since the last trim (AX__TRIM_MALLOC) */
   int64_t trim_at; /* when an idle core calls the features' core_trim (0: never) */
+  /* An idle core whose pools hold much memory with nothing due to give it
+   * back looks again after recheck_ns (core.c's idle), doubling while
+   * heap.pages stays at recheck_pages. */
+  int64_t recheck_ns;
+  size_t recheck_pages;
   ax__rfree_t rfree; /* batches of frees into other threads' pools */
   ax__pool_t pools[AX__POOLS];
   /* A reserve of small messages for news that must not be lost when the

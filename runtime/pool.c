@@ -113,6 +113,7 @@ static ax__page_t *span_new(ax__pool_t *p) {
   pg->listed = true;
   pg->empty = false;
   s->used_pages += p->npages;
+  h->pages += p->npages;
   return pg;
 }
 
@@ -131,6 +132,7 @@ static size_t span_release(ax__pool_t *p, ax__page_t *pg) {
     s->pages[i].first = (uint16_t)i;
   }
   s->used_pages -= n;
+  h->pages -= n;
   if (s->used_pages == 1 && h->nsegs > 1) {
     seg_unmap(h, s);
     return touched;
@@ -306,8 +308,6 @@ void *ax__pool_alloc_slow(ax__pool_t *p) {
       return NULL; /* the heap is at its cap: the caller takes malloc */
     } else if ((pg = span_new(p)) == NULL) {
       return NULL;
-    } else {
-      p->heap->pages += p->npages; /* counted for the cap; a keep pool never gives one back */
     }
     p->cur = pg;
   }

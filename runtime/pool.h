@@ -84,12 +84,12 @@ typedef struct ax__heap {
   unsigned nsegs;
   int64_t now;      /* the core's clock as last read (stamps empty spans) */
   int64_t purge_at; /* when the oldest empty span is due (0: none) */
-  /* A heap whose pools never give spans back (a thread heap, which nobody
-   * purges) may be capped: its pools stop growing once their spans hold
-   * cap_pages pages in all (0: no cap), counted in `pages`; then an
-   * allocation fails and the caller takes malloc, whose memory goes back.
-   * A capped heap's segments stay on small pages, so that only the pages
-   * its spans touched are resident. */
+  /* Pages in the spans its pools hold.  A heap whose pools never give
+   * spans back (a thread heap, which nobody purges) may be capped: its
+   * pools stop growing once their spans hold cap_pages pages (0: no cap);
+   * then an allocation fails and the caller takes malloc, whose memory
+   * goes back.  A capped heap's segments stay on small pages, so that only
+   * the pages its spans touched are resident. */
   size_t pages, cap_pages;
 } ax__heap_t;
 
