@@ -29,10 +29,13 @@ uint32_t ax__msg_class_size(unsigned cls) { return class_size[cls]; }
  * (bench_memory row 3c).  The cap was per size class, on transparent huge
  * pages past the first segment: a burst from main that used two classes
  * (a 100-byte payload and the stops) kept 4 MiB, three times the process's
- * memory before it (a newcomer).  What a thread keeps in flight at once is
- * far less: its rings and their queues hold 512 messages per core (64 KiB
- * of 128-byte messages). */
-#define THREAD_HEAP_CAP ((size_t)1 << 20)
+ * memory before it (a newcomer).  512 KiB, not 1 MiB: main stopping 10^7
+ * actors fills the cap with STOP messages, and 1 MiB of them left 2.1
+ * times the 2.1 MiB the process held before (1.8 times now).  What a
+ * thread keeps in flight at once when it sends small messages is less:
+ * its overflow queue waits at 256 messages per core (24 KiB of them), and
+ * larger payloads past the cap come from malloc. */
+#define THREAD_HEAP_CAP ((size_t)512 << 10)
 typedef struct thread_heap {
   ax__pool_t pools[AX__MSG_CLASSES];
   ax__heap_t heap;

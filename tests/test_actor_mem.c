@@ -137,7 +137,7 @@ START_TEST(test_actor_mem_classes) {
 }
 END_TEST
 
-/* main's own message pools (runtime/msg.c) hold at most 1 MiB in all, on
+/* main's own message pools (runtime/msg.c) hold at most 512 KiB in all, on
  * small pages, however many size classes a burst used: main queues 8,000
  * messages of 100 to 4,000 bytes (30 MiB) for an actor that holds its
  * core meanwhile.  The cap was per class, on huge pages past the first
@@ -173,7 +173,7 @@ START_TEST(test_actor_mem_thread_heap_cap) {
   ck_assert_ptr_nonnull(pools);
   const ax__heap_t *h = pools[0].heap;
   ck_assert_uint_gt(h->pages, 0);
-  ck_assert_msg(h->pages * AX__PAGE_SIZE <= ((size_t)1 << 20),
+  ck_assert_msg(h->pages * AX__PAGE_SIZE <= ((size_t)512 << 10),
                 "main's message pools hold %zu KiB", h->pages * AX__PAGE_SIZE / 1024);
   for (const ax__seg_t *s = h->segs; s != NULL; s = s->next)
     ck_assert_msg(!s->huge, "a segment of main's heap is on a transparent huge page");
