@@ -284,8 +284,8 @@ static const ax__kind_t news_kind = {.handle = news_handle, .drop = news_drop};
 
 AX__FEATURE_INIT(news) { ax__kind_register(AX__SYS_NEWS, &news_kind); }
 
-int ax__send_news(ax_ref_t to, uint32_t type, const void *data, size_t size, ax_ref_t from) {
-  ax__msg_t *m = ax__msg_new(to, AX__SYS_NEWS, type, data, size, from);
+int ax__send_news(ax_ref_t to, uint32_t type, const void *data, size_t size) {
+  ax__msg_t *m = ax__msg_new(to, AX__SYS_NEWS, type, data, size, current_ref());
   if (m == NULL)
     return -ENOMEM;
   return ax__send_msg(to, m);

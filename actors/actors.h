@@ -102,9 +102,9 @@ typedef struct ax__spawn_extra {
  * the actor `to` as an AX__SYS_NEWS message (a port drops it): handed to the
  * behaviour as it is, and never refused by a bounded mailbox
  * (mailbox_max bounds what actors send each other, and a full one must
- * not turn a graceful stop into a forced one).  0, -ESRCH, -ENOMEM.  Any
- * thread. */
-int ax__send_news(ax_ref_t to, uint32_t type, const void *data, size_t size, ax_ref_t from);
+ * not turn a graceful stop into a forced one).  From the calling actor,
+ * as ax_send.  0, -ESRCH, -ENOMEM.  Any thread. */
+int ax__send_news(ax_ref_t to, uint32_t type, const void *data, size_t size);
 
 /* ax_request with `bits` (AX__ID_CALL or 0) set in the request's id.
  * actor.c. */

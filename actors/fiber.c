@@ -111,24 +111,30 @@ static int save(ax__fiber_t *f, ax__msg_t *m) {
   return 0;
 }
 
+/* The position (from shead) of the oldest saved message that matches, or
+ * f->scount when none does. */
+static uint32_t find_saved(const ax__fiber_t *f, match_fn match, const void *arg) {
+  uint32_t mask = f->scap - 1, i = 0;
+  while (i < f->scount && match != NULL && !match(f->saved[(f->shead + i) & mask], arg))
+    i++;
+  return i;
+}
+
 /* The oldest saved message that matches, taken out of the ring (the
  * others keep their order); NULL when none does. */
 static ax__msg_t *take_saved(ax__fiber_t *f, match_fn match, const void *arg) {
-  uint32_t mask = f->scap - 1;
-  for (uint32_t i = 0; i < f->scount; i++) {
-    ax__msg_t *m = f->saved[(f->shead + i) & mask];
-    if (match != NULL && !match(m, arg))
-      continue;
-    if (i == 0) {
-      f->shead = (f->shead + 1) & mask;
-    } else {
-      for (uint32_t j = i; j + 1 < f->scount; j++)
-        f->saved[(f->shead + j) & mask] = f->saved[(f->shead + j + 1) & mask];
-    }
-    f->scount--;
-    return m;
+  uint32_t mask = f->scap - 1, i = find_saved(f, match, arg);
+  if (i == f->scount)
+    return NULL;
+  ax__msg_t *m = f->saved[(f->shead + i) & mask];
+  if (i == 0) {
+    f->shead = (f->shead + 1) & mask;
+  } else {
+    for (uint32_t j = i; j + 1 < f->scount; j++)
+      f->saved[(f->shead + j) & mask] = f->saved[(f->shead + j + 1) & mask];
   }
-  return NULL;
+  f->scount--;
+  return m;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -699,13 +705,9 @@ const ax__msg_t *ax__fiber_find_sys(const ax_actor_t *a, unsigned sys, uint64_t 
   if (a == NULL || !ax__fiber_is(a) || fiber_of(a) == NULL)
     return NULL;
   const ax__fiber_t *f = fiber_of(a);
-  uint32_t mask = f->scap - 1;
-  for (uint32_t i = 0; i < f->scount; i++) {
-    const ax__msg_t *m = f->saved[(f->shead + i) & mask];
-    if (m->sys == sys && m->aux == aux)
-      return m;
-  }
-  return NULL;
+  const uint64_t want[2] = {sys, aux};
+  uint32_t i = find_saved(f, sys_matches, want);
+  return i < f->scount ? f->saved[(f->shead + i) & (f->scap - 1)] : NULL;
 }
 
 ax__msg_t *ax__fiber_take_sys(ax_actor_t *a, unsigned sys, uint64_t aux) {

@@ -300,7 +300,7 @@ static int seq_next(ax_actor_t *self, sup_t *s) {
     /* As news: a child whose bounded mailbox is full still gets it (it
      * used to be stopped by force then, a reviewer). */
     if (t == AX_SHUTDOWN_BRUTAL ||
-        ax__send_news(c->ref, AX_MSG_SHUTDOWN, NULL, 0, ax_self(self)) < 0) {
+        ax__send_news(c->ref, AX_MSG_SHUTDOWN, NULL, 0) < 0) {
       (void)ax_stop(c->ref, 0); /* gone already (or no memory): its DOWN is on the way */
     } else if (t != AX_FOREVER &&
                ax_after(self, t, T_TIMEOUT, &c->ref, sizeof c->ref, &c->timer) < 0) {
@@ -547,7 +547,5 @@ int ax_sup_start_child(ax_ref_t sup, void *arg) {
 }
 
 int ax_sup_stop(ax_ref_t sup) {
-  ax__core_t *c = ax__tls_core;
-  ax_ref_t from = c != NULL && c->current != NULL ? c->current->ref : AX_REF_NONE;
-  return ax__send_news(sup, AX_MSG_SHUTDOWN, NULL, 0, from); /* no bound refuses a stop */
+  return ax__send_news(sup, AX_MSG_SHUTDOWN, NULL, 0); /* no bound refuses a stop */
 }

@@ -1,9 +1,5 @@
 /* Check suite for the index of records by key (actors/idmap.c, driven directly): chains of one key, removal from anywhere, filter, growth and shrinking. */
-#include <check.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
-
+#include "axon_test.h"
 #include "actors/idmap.h"
 
 enum { NODES = 20000 };
@@ -115,9 +111,5 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_idmap_shared_key);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return test_run_suite(s);
 }
