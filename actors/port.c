@@ -69,13 +69,15 @@ static void port_ring(ax__entity_t *e) {
   (void)w; /* EAGAIN only if 2^64-2 rings are pending: the fd is readable anyway */
 }
 
-int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
+int ax_port_new_opts(ax_rt_t *rt, const ax_port_opts_t *opts, ax_port_t **out) {
   if (rt == NULL || out == NULL)
     return -EINVAL;
   ax_port_t *p = ax__calloc(1, sizeof *p);
   if (p == NULL)
     return -ENOMEM;
   p->e.wake = port_ring;
+  p->e.max = opts != NULL ? opts->max : 0;
+  atomic_init(&p->e.inflight, 0);
   ax__mpscq_init(&p->e.q, &p->stub, true);
   p->rt = rt;
   p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -103,6 +105,8 @@ int ax_port_new(ax_rt_t *rt, ax_port_t **out) {
   return 0;
 }
 
+int ax_port_new(ax_rt_t *rt, ax_port_t **out) { return ax_port_new_opts(rt, NULL, out); }
+
 ax_ref_t ax_port_ref(const ax_port_t *port) { return port != NULL ? port->ref : AX_REF_NONE; }
 
 int ax_port_fd(const ax_port_t *port) { return port != NULL ? port->efd : -EINVAL; }
@@ -121,6 +125,7 @@ static ax__msg_t *take(ax_port_t *p) {
     if (old != &p->stub)
       ax__msg_free((ax__msg_t *)old);
     ax__msg_t *m = (ax__msg_t *)node;
+    ax__entity_uncount(&p->e, m); /* taken: a bounded port has room again */
     if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
       return m;
     /* Anything else is meant for an actor: dropped as at a dead one (a

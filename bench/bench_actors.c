@@ -59,6 +59,8 @@
  *      libuv in the same run: two threads on the same two CPUs, each running
  *      a uv_loop_t with a uv_async_t, ping-pong through uv_async_send.  The
  *      ratio axon/libuv of the round-trip times has the target <= 0.5.
+ *      7d/7e: the same round trip with the port bounded (ax_port_opts_t.max
+ *      64), alternated with 7a run by run, and its ratio to 7a.
  *   8  many of one kind held by one actor (timers, monitors, children,
  *      restarts): ns per item at 10^5 and the ratio against 10^4.
  *   9  placement under AX_PLACE_ANY (the default) on the default cores,
@@ -154,6 +156,7 @@ static const sizes_t full_sizes = {10000000, 500000, 10000, 50000, 6, 1u << 20, 
 static const sizes_t quick_sizes = {100000, 10000, 300, 500, 4, 1u << 14, 100000, 1000, 5000};
 
 #define PORT_WARMUP 100
+#define PORT_BOUND 64 /* row 7d's port bound */
 
 /* ------------------------------------------------------------------------ */
 /* Watchdog, CPUs, statistics                                                */
@@ -216,6 +219,9 @@ typedef struct brt {
   char what[128];
 } brt_t;
 
+/* The bound of the next brt_open's port (0: none; row 7d sets one). */
+static uint32_t brt_port_max;
+
 static void brt_open(brt_t *b, const char *what, unsigned cores, int64_t spin_ns) {
   ax_rt_opts_t o = {
       .cores = cores,
@@ -225,7 +231,8 @@ static void brt_open(brt_t *b, const char *what, unsigned cores, int64_t spin_ns
   snprintf(b->what, sizeof b->what, "%s", what);
   bench_watchdog_arm("%s (from ax_rt_new to ax_rt_free)", what);
   BENCH_AX(ax_rt_new(&o, &b->rt));
-  BENCH_AX(ax_port_new(b->rt, &b->port));
+  ax_port_opts_t po = {.max = brt_port_max};
+  BENCH_AX(ax_port_new_opts(b->rt, &po, &b->port));
   b->port_ref = ax_port_ref(b->port);
   b->cores = ax_rt_cores(b->rt);
   if (b->cores == 0 || b->cores > AX_MAX_CORES)
@@ -997,9 +1004,12 @@ static int port_echo(ax_actor_t *self, const ax_msg_t *m) {
 }
 
 /* Returns ns per round trip; *actor_cpu gets the CPU the actor ran on. */
-static double port_run_axon(uint64_t rounds, int *actor_cpu) {
+static double port_run_axon(uint64_t rounds, uint32_t max, int *actor_cpu) {
   brt_t b;
-  brt_open(&b, "port round trip", 1, 0); /* started before main pins itself */
+  brt_port_max = max;
+  brt_open(&b, max != 0 ? "port round trip, bounded port" : "port round trip", 1,
+           0); /* started before main pins itself */
+  brt_port_max = 0;
   echo_state_t es = {.port = b.port_ref, .cpu = -1};
   ax_spawn_opts_t o0 = on_core(0);
   ax_ref_t echo;
@@ -1664,13 +1674,17 @@ int main(int argc, char **argv) {
   }
 
   if (want[7]) {
-    bench_series_t a = {.n = 0};
+    bench_series_t a = {.n = 0}, bd = {.n = 0}, bdr = {.n = 0};
     int actor_cpu = -1;
 #ifdef AXON_HAVE_LIBUV
     bench_series_t u = {.n = 0};
 #endif
     for (long r = 0; r < runs; r++) {
-      bench_series_add(&a, port_run_axon(z->port_rounds, &actor_cpu));
+      double plain = port_run_axon(z->port_rounds, 0, &actor_cpu);
+      double bounded = port_run_axon(z->port_rounds, PORT_BOUND, &actor_cpu);
+      bench_series_add(&a, plain);
+      bench_series_add(&bd, bounded);
+      bench_series_add(&bdr, bounded / plain);
 #ifdef AXON_HAVE_LIBUV
       bench_series_add(&u, port_run_uv(z->port_rounds));
 #endif
@@ -1693,6 +1707,10 @@ int main(int argc, char **argv) {
     row_na("7b", "libuv: uv_async_send ping-pong, 2 threads", "libuv not found at build time");
     row_na("7c", "port round trip, axon / libuv", "libuv not found at build time");
 #endif
+    snprintf(name, sizeof name, "the same, the port bounded (max %d)", PORT_BOUND);
+    row("7d", name, bench_series_median(&table, &bd, &spread), 0, "ns/rt", spread, 0, "");
+    row("7e", "7d / 7a, run by run: what a port's bound costs",
+        bench_series_median(&table, &bdr, &spread), 2, "ratio", spread, 0, "");
   }
 
   if (want[8]) {

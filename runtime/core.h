@@ -3,6 +3,7 @@
 #define AXON_RUNTIME_CORE_H
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdalign.h>
@@ -37,6 +38,12 @@ typedef struct ax__entity ax__entity_t;
 struct ax__entity {
   ax__mpscq_t q;                 /* the mailbox */
   void (*wake)(ax__entity_t *e); /* wakes the consumer after the first push */
+  /* A bound (0: none): at most `max` user messages sent and not yet taken
+   * by the consumer; one more send is refused with -EAGAIN (send.c's
+   * send_entity).  inflight counts them (AX__MSG_COUNTED), only when
+   * bounded. */
+  uint32_t max;
+  _Atomic uint32_t inflight;
 };
 
 /*
@@ -589,10 +596,32 @@ static inline void ax__deliver(ax_actor_t *a, ax__msg_t *m) {
 }
 
 /* Delivers m to a port's entity (any thread; the caller holds the epoch):
- * pushes it and wakes the port's thread if the mailbox was idle. */
-static inline void ax__deliver_port(ax__entity_t *e, ax__msg_t *m) {
+ * pushes it and wakes the port's thread if the mailbox was idle.  Returns
+ * -EAGAIN, with nothing sent, when m is a user message and the entity's
+ * bound is reached; else 0. */
+static inline int ax__deliver_port(ax__entity_t *e, ax__msg_t *m) {
+  if (e->max != 0 && m->sys == AX__SYS_NONE) {
+    /* Relaxed: the count orders nothing, it only bounds (as send_bounded's
+     * for actors); the consumer's decrement (ax__entity_uncount) too. */
+    if (atomic_fetch_add_explicit(&e->inflight, 1, memory_order_relaxed) >= e->max) {
+      atomic_fetch_sub_explicit(&e->inflight, 1, memory_order_relaxed);
+      return -EAGAIN;
+    }
+    m->flags |= AX__MSG_COUNTED;
+  }
   if (ax__mpscq_push(&e->q, &m->node))
     e->wake(e);
+  return 0;
+}
+
+/* The consumer has taken m off e's mailbox: a bounded entity has room for
+ * one more.  The consumer's thread. */
+static inline void ax__entity_uncount(ax__entity_t *e, ax__msg_t *m) {
+  if ((m->flags & AX__MSG_COUNTED) != 0) {
+    m->flags &= (uint16_t)~AX__MSG_COUNTED;
+    /* Relaxed: a count (ax__deliver_port). */
+    atomic_fetch_sub_explicit(&e->inflight, 1, memory_order_relaxed);
+  }
 }
 
 /* A message for a payload of `size` bytes, at most AX__MSG_SMALL minus

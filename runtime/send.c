@@ -1020,7 +1020,7 @@ int ax__send_msg(ax_ref_t to, ax__msg_t *m) {
     void *e;
     rc = ax__ref_enter(to, &e, &rt, &erec);
     if (rc == 0)
-      ax__deliver_port(e, m);
+      rc = ax__deliver_port(e, m);
     ax__ref_leave(erec);
   } else {
     rc = send_remote(to, m);

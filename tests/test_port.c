@@ -775,6 +775,184 @@ START_TEST(test_port_drained_memory_goes_back) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* Bounded ports                                                             */
+
+static ax_port_t *new_bounded_port(ax_rt_t *rt, uint32_t max) {
+  ax_port_t *port = NULL;
+  ax_port_opts_t o = {.max = max};
+  int rc = ax_port_new_opts(rt, &o, &port);
+  ck_assert_msg(rc == 0, "ax_port_new_opts: %s", ax_strerror(rc));
+  return port;
+}
+
+static atomic_int owned_released;
+
+static void count_release(void *buf) {
+  atomic_fetch_add(&owned_released, 1);
+  free(buf);
+}
+
+/* A thread sends to its own bounded port: exactly `max` wait, one more is
+ * refused with -EAGAIN (an owned buffer released at once), and each
+ * receive makes room for one; nothing accepted is lost or reordered. */
+START_TEST(test_port_bounded_thread) {
+  enum { MAX = 100 };
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_port_t *none = NULL;
+  ck_assert_int_eq(ax_port_new_opts(NULL, NULL, &none), -EINVAL);
+  ck_assert_int_eq(ax_port_new_opts(rt, NULL, NULL), -EINVAL);
+  ax_port_t *port = new_bounded_port(rt, MAX);
+  ax_ref_t ref = ax_port_ref(port);
+  uint64_t seq = 0;
+  for (int i = 0; i < MAX; i++, seq++)
+    ck_assert_int_eq(ax_send(ref, MSG_SEQ, &seq, sizeof seq), 0);
+  ck_assert_int_eq(ax_send(ref, MSG_SEQ, &seq, sizeof seq), -EAGAIN);
+  ck_assert_int_eq(ax_send(ref, MSG_SEQ, NULL, 0), -EAGAIN);
+  atomic_store(&owned_released, 0);
+  void *buf = malloc(32);
+  ck_assert_ptr_nonnull(buf);
+  ck_assert_int_eq(ax_send_owned(ref, MSG_SEQ, buf, 32, count_release), -EAGAIN);
+  ck_assert_int_eq(atomic_load(&owned_released), 1);
+
+  /* Each receive makes room for exactly one more. */
+  uint64_t want = 0;
+  ax_msg_t msg;
+  for (int round = 0; round < 3 * MAX; round++) {
+    recv_one(port, &msg);
+    ck_assert_uint_eq(msg.type, MSG_SEQ);
+    ck_assert_uint_eq(*(const uint64_t *)msg.data, want++);
+    ck_assert_int_eq(ax_send(ref, MSG_SEQ, &seq, sizeof seq), 0);
+    seq++;
+    ck_assert_int_eq(ax_send(ref, MSG_SEQ, &seq, sizeof seq), -EAGAIN);
+  }
+  int rc;
+  while ((rc = ax_port_recv(port, 0, &msg)) == 0)
+    ck_assert_uint_eq(*(const uint64_t *)msg.data, want++);
+  ck_assert_int_eq(rc, -EAGAIN);
+  ck_assert_uint_eq(want, seq);
+
+  /* No bound (opts NULL): far more than any bound above waits. */
+  ax_port_t *free_port = NULL;
+  ck_assert_int_eq(ax_port_new_opts(rt, NULL, &free_port), 0);
+  for (int i = 0; i < 20 * MAX; i++)
+    ck_assert_int_eq(ax_send(ax_port_ref(free_port), MSG_SEQ, &seq, sizeof seq), 0);
+  ck_assert_int_eq(ax_port_close(free_port), 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
+/* Actors on two cores flood a bounded port that nobody reads, then while
+ * a thread reads it: what is accepted is exactly what the bound allows,
+ * and every accepted message arrives once, in each sender's order (a
+ * newcomer's actors filled 1.6 GB flooding an unbounded port). */
+enum { BFLOOD_MAX = 1000, BFLOOD_N = 200000, BFLOOD_SENDERS = 4 };
+
+typedef struct bflood {
+  ax_ref_t port;
+  uint32_t id;
+  uint64_t next;        /* the next sequence number to send */
+  _Atomic uint64_t ok;  /* sends accepted */
+  _Atomic uint64_t full; /* sends refused with -EAGAIN */
+  atomic_bool done;
+} bflood_t;
+
+static int bflooder(ax_actor_t *self, const ax_msg_t *m) {
+  bflood_t *f = ax_state(self);
+  if (m->type != MSG_FLOOD)
+    return 0;
+  uint64_t ok = 0, full = 0;
+  for (int i = 0; i < BFLOOD_N; i++) {
+    test_seq_msg_t s = {.sender = f->id, .seq = f->next};
+    int rc = ax_send(f->port, MSG_SEQ, &s, sizeof s);
+    if (rc == 0) {
+      f->next++;
+      ok++;
+    } else {
+      ck_assert_int_eq(rc, -EAGAIN);
+      full++;
+    }
+  }
+  atomic_fetch_add(&f->ok, ok);
+  atomic_fetch_add(&f->full, full);
+  atomic_store(&f->done, true);
+  return 0;
+}
+
+static uint64_t bflood_wait(bflood_t *f) {
+  uint64_t ok = 0;
+  for (int k = 0; k < BFLOOD_SENDERS; k++) {
+    TEST_WAIT_UNTIL(atomic_load(&f[k].done), 30000);
+    atomic_store(&f[k].done, false);
+    ok += atomic_load(&f[k].ok);
+  }
+  return ok;
+}
+
+START_TEST(test_port_bounded_flood) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_port_t *port = new_bounded_port(rt, BFLOOD_MAX);
+  static bflood_t f[BFLOOD_SENDERS];
+  ax_ref_t a[BFLOOD_SENDERS];
+  for (int k = 0; k < BFLOOD_SENDERS; k++) {
+    f[k] = (bflood_t){.port = ax_port_ref(port), .id = (uint32_t)k};
+    a[k] = test_spawn(rt, bflooder, &f[k], AX_PLACE_CORE, (unsigned)k % 2, NULL, NULL);
+  }
+  /* 1. Nobody reads: exactly the bound is accepted, the rest refused. */
+  for (int k = 0; k < BFLOOD_SENDERS; k++)
+    test_send(a[k], MSG_FLOOD, NULL, 0);
+  uint64_t accepted = bflood_wait(f);
+  ck_assert_uint_eq(accepted, BFLOOD_MAX);
+  uint64_t got[BFLOOD_SENDERS] = {0};
+  ax_msg_t msg;
+  int rc;
+  uint64_t taken = 0;
+  while ((rc = ax_port_recv(port, 0, &msg)) == 0) {
+    const test_seq_msg_t *s = msg.data;
+    ck_assert_uint_lt(s->sender, BFLOOD_SENDERS);
+    ck_assert_uint_eq(s->seq, got[s->sender]++);
+    taken++;
+  }
+  ck_assert_int_eq(rc, -EAGAIN);
+  ck_assert_uint_eq(taken, BFLOOD_MAX);
+
+  /* 2. Again while this thread reads: nothing accepted is lost. */
+  for (int k = 0; k < BFLOOD_SENDERS; k++)
+    test_send(a[k], MSG_FLOOD, NULL, 0);
+  int64_t end = ax_now() + 60 * AX_NSEC_PER_SEC;
+  bool all_done = false;
+  for (;;) {
+    rc = ax_port_recv(port, ax_now() + 10 * AX_NSEC_PER_MSEC, &msg);
+    if (rc == 0) {
+      const test_seq_msg_t *s = msg.data;
+      ck_assert_uint_eq(s->seq, got[s->sender]++);
+      taken++;
+      continue;
+    }
+    ck_assert_int_eq(rc, -ETIMEDOUT);
+    if (all_done)
+      break; /* every sender had finished before this empty wait */
+    all_done = true;
+    for (int k = 0; k < BFLOOD_SENDERS; k++)
+      all_done &= atomic_load(&f[k].done);
+    ck_assert_int_lt(ax_now(), end);
+  }
+  accepted = 0;
+  for (int k = 0; k < BFLOOD_SENDERS; k++) {
+    ck_assert_uint_eq(got[k], f[k].next);
+    accepted += atomic_load(&f[k].ok);
+    ck_assert_uint_eq(atomic_load(&f[k].ok) + atomic_load(&f[k].full), 2ull * BFLOOD_N);
+  }
+  ck_assert_uint_eq(taken, accepted);
+  ck_assert_uint_gt(accepted, BFLOOD_MAX);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *port_suite(void) {
   Suite *suite = suite_create("port");
 
@@ -801,6 +979,8 @@ static Suite *port_suite(void) {
   tcase_add_test(tc, test_port_free_after_join);
   tcase_add_test(tc, test_port_sends_from_thread_exit);
   tcase_add_test(tc, test_port_drained_memory_goes_back);
+  tcase_add_test(tc, test_port_bounded_thread);
+  tcase_add_test(tc, test_port_bounded_flood);
   suite_add_tcase(suite, tc);
 
   return suite;

@@ -31,6 +31,7 @@
 #define NDEV 3
 #define SAMPLE_NS (10 * AX_NSEC_PER_MSEC) /* each device sends a reading this often */
 #define HISTORY 256                       /* readings per device the hub keeps, for avg */
+#define STATS_MAX 64 /* jobs that may wait for the statistics thread (its port's bound) */
 #define HIGH_WATER 1024                   /* bytes queued for a client before lines drop */
 #define MAX_SUBS 32
 #define PENDING 8                         /* commands a device has not answered yet */
@@ -234,7 +235,11 @@ static int hub(ax_actor_t *self, const ax_msg_t *m) {
     memcpy(&dev, m->data, sizeof dev);
     job_t job = {m->from, dev, h->seen[dev] < HISTORY ? h->seen[dev] : HISTORY, {0}};
     memcpy(job.v, h->history[dev], sizeof job.v);
-    report(ax_send(app.stats, MSG_JOB, &job, sizeof job), "ax_send(job)");
+    int rc = ax_send(app.stats, MSG_JOB, &job, sizeof job);
+    if (rc == -EAGAIN) /* STATS_MAX jobs wait already: the client hears it, nothing piles up */
+      tell(m->from, "avg: busy, try again\n", 21);
+    else
+      report(rc, "ax_send(job)");
     return 0;
   }
   case MSG_TICK:
@@ -513,7 +518,8 @@ int main(int argc, char **argv) {
   if (rc == 0)
     rc = report(ax_spawn(app.rt, hub, &hub_state, &(ax_spawn_opts_t){.init = hub_init},
                          &app.hub), "ax_spawn(hub)");
-  if (rc == 0 && (rc = report(ax_port_new(app.rt, &stats), "ax_port_new")) == 0)
+  ax_port_opts_t stats_opts = {.max = STATS_MAX}; /* a slow thread refuses jobs, never piles them */
+  if (rc == 0 && (rc = report(ax_port_new_opts(app.rt, &stats_opts, &stats), "ax_port_new")) == 0)
     app.stats = ax_port_ref(stats);
   for (int i = 0; i < NDEV && rc == 0; i++) /* each fiber opens its port as it starts */
     rc = report(ax_spawn_fiber(app.rt, device_fiber, &devices[i], NULL, NULL), "ax_spawn_fiber");

@@ -198,7 +198,9 @@ AX_API int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state,
  * Errors: -EINVAL (type 0, size > AX_MSG_MAX, data NULL with size > 0),
  * -ESRCH (no such actor: it stopped, or ref is AX_REF_NONE or garbage; from
  * a thread that is no core, also once ax_rt_stop was called, except to a
- * port, which takes messages until it is closed: port.h), -ENOMEM. */
+ * port, which takes messages until it is closed: port.h), -EAGAIN (the
+ * receiver is bounded, an actor's mailbox_max or a port's max, and that
+ * many messages wait: nothing was sent, try again later), -ENOMEM. */
 AX_API int ax_send(ax_ref_t to, uint32_t type, const void *data, size_t size);
 
 /* The largest payload ax_send accepts (ax_send_owned takes up to

@@ -24,9 +24,25 @@ extern "C" {
 
 typedef struct ax_port ax_port_t;
 
-/* Creates a port on rt.  Errors: -EINVAL (NULL rt or port), -ENOMEM,
- * -EMFILE/-ENFILE (no fd for the eventfd). */
+/* Creates a port on rt with no bound: ax_port_new_opts(rt, NULL, port).
+ * Errors: -EINVAL (NULL rt or port), -ENOMEM, -EMFILE/-ENFILE (no fd for
+ * the eventfd).  Any thread. */
 AX_API int ax_port_new(ax_rt_t *rt, ax_port_t **port);
+
+typedef struct ax_port_opts {
+  /* At most this many messages sent with ax_send, ax_send_owned,
+   * ax_request or ax_reply wait in the port at once, counted from the
+   * send until ax_port_recv takes them; one more send fails with -EAGAIN
+   * (an owned buffer is released) and the sender tries again later.
+   * axon's own messages do not count.  0: no bound, so a thread that
+   * stops receiving lets its senders fill memory. */
+  uint32_t max;
+} ax_port_opts_t;
+
+/* Creates a port on rt; opts NULL is all defaults (no bound).  Errors:
+ * -EINVAL (NULL rt or port), -ENOMEM, -EMFILE/-ENFILE (no fd for the
+ * eventfd).  Any thread. */
+AX_API int ax_port_new_opts(ax_rt_t *rt, const ax_port_opts_t *opts, ax_port_t **port);
 
 /* The port's reference, to give to actors.  Any thread. */
 AX_API ax_ref_t ax_port_ref(const ax_port_t *port);
