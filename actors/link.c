@@ -118,6 +118,28 @@ static void msg_free(ax__msg_t *m) {
     ax__msg_free(m);
 }
 
+/* Gives back what a set that has shrunk to a quarter of its capacity no
+ * longer needs (an actor once linked to 10^5 others kept their array):
+ * half of it, and the index is rebuilt for the new size.  Halving at a
+ * quarter keeps a set that grows and shrinks around one size from
+ * reallocating at every change. */
+static void set_shrink(link_set_t *s) {
+  if (s->cap <= 16 || s->n > s->cap / 4)
+    return;
+  unsigned cap = s->cap / 2;
+  link_t *links = ax__realloc(s->links, cap * sizeof *links);
+  if (links == NULL)
+    return; /* it stays as large: never wrong */
+  s->links = links;
+  s->cap = cap;
+  if (s->nodes == NULL)
+    return;
+  if (s->n >= LINK_INDEX_MIN)
+    reindex(s); /* nodes[] has one node per slot of links[] */
+  else
+    unindex(s);
+}
+
 /* Removes r, freeing its unsent exit; false when it was not there. */
 static bool set_remove(link_set_t *s, ax_ref_t r) {
   int i = set_find(s, r);
@@ -137,6 +159,7 @@ static bool set_remove(link_set_t *s, ax_ref_t r) {
       (void)ax__idmap_add(&s->index, &s->nodes[i]);
     }
   }
+  set_shrink(s);
   return true;
 }
 

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <malloc.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -280,6 +281,14 @@ static inline uint64_t test_inflight_marker(test_inflight_t *p, const ax_msg_t *
 #ifndef TEST_SANITIZED
 #define TEST_SANITIZED 0
 #endif
+
+/* Bytes malloc has handed out and not had back: every arena's, and the
+ * chunks it mmapped (large arrays) too.  glibc's count, so meaningless
+ * under a sanitizer, whose malloc is its own: check TEST_SANITIZED. */
+static inline size_t malloc_in_use(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
 
 /* Scales an iteration count for the build: plain builds use `plain`,
  * sanitizer builds a tenth of it; the AXON_TEST_SCALE environment variable
