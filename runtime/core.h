@@ -120,6 +120,11 @@ _Static_assert(offsetof(struct ax_actor, state) == offsetof(struct ax__actor_hea
  */
 #define AX__RING_SLOTS 256u
 #define AX__RING_INLINE 24u
+/* What rt->rings holds for a pair whose ring could not be made (out of
+ * memory): that pair sends through the consumer's inbox from then on.  A
+ * ring made later would let its messages overtake those still waiting in
+ * the inbox (a core takes its rings first), so none is. */
+#define AX__RING_NONE ((ax__ring_t *)(uintptr_t)1)
 
 /*
  * Threads that are no core (main, a foreign library's worker) have rings

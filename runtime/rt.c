@@ -100,8 +100,11 @@ static void free_parts(ax_rt_t *rt) {
     free(rt->cores);
   }
   if (rt->rings != NULL) {
-    for (size_t i = 0; i < (size_t)(rt->ncores + AX__FOREIGN_RINGS) * rt->ncores; i++)
-      free(atomic_load_explicit(&rt->rings[i], memory_order_relaxed));
+    for (size_t i = 0; i < (size_t)(rt->ncores + AX__FOREIGN_RINGS) * rt->ncores; i++) {
+      ax__ring_t *r = atomic_load_explicit(&rt->rings[i], memory_order_relaxed);
+      if (r != AX__RING_NONE)
+        free(r);
+    }
     free(rt->rings);
   }
   if (rt->index < AX__MAX_RTS) /* release: the index is free for reuse */

@@ -34,7 +34,8 @@ static inline void wake(ax__core_t *c) {
 static inline ax__ring_t *ring_of(ax_rt_t *rt, unsigned from, unsigned to) {
   /* Acquire pairs with the release in ring_get: the slots' initial
    * sequence numbers are visible. */
-  return atomic_load_explicit(&rt->rings[from * rt->ncores + to], memory_order_acquire);
+  ax__ring_t *r = atomic_load_explicit(&rt->rings[from * rt->ncores + to], memory_order_acquire);
+  return r != AX__RING_NONE ? r : NULL;
 }
 
 /* Lazy wakes (core.h) */
@@ -168,15 +169,22 @@ bool ax__core_settle(ax__core_t *c) {
   return false;
 }
 
-/* The ring from core `from` to core `to`, made on first use; NULL when out
- * of memory.  from's thread (the ring's only producer). */
+/* The ring from core `from` to core `to`, made on first use; NULL when
+ * there is none: out of memory now or at its first use (AX__RING_NONE),
+ * and the caller sends through the inbox.  from's thread (the ring's only
+ * producer). */
 static ax__ring_t *ring_get(ax_rt_t *rt, unsigned from, unsigned to) {
   ax__ring_t *r = atomic_load_explicit(&rt->rings[from * rt->ncores + to], memory_order_relaxed);
   if (r != NULL)
-    return r;
+    return r != AX__RING_NONE ? r : NULL;
   r = ax__aligned_alloc(AX__CACHE_LINE, sizeof *r);
-  if (r == NULL)
+  if (r == NULL) {
+    /* Relaxed: only this producer reads it for the pair's sends; the
+     * consumers that load it take it for no ring (ring_of). */
+    atomic_store_explicit(&rt->rings[from * rt->ncores + to], AX__RING_NONE,
+                          memory_order_relaxed);
     return NULL;
+  }
   r->tail = r->seen_head = 0;
   atomic_init(&r->head, 0);
   r->over_head = r->over_tail = NULL;
@@ -607,9 +615,9 @@ static void inbox_push(ax__core_t *c, ax__msg_t *m) {
 static void fring_push(ax__core_t *c, ax__msg_t *m) {
   ax__ring_t *r = fring_get(c->rt, c);
   if (r == NULL) {
-    /* No ring (a later thread, no memory for it, a core of another
-     * runtime): the inbox, where order with the ring's messages is lost
-     * should a ring appear later. */
+    /* No ring (a later thread, no memory for it when first needed, a
+     * core of another runtime): the inbox, and never a ring later for
+     * this thread and core (AX__RING_NONE), so that order is kept. */
     inbox_push(c, m);
     return;
   }
@@ -632,8 +640,8 @@ void ax__remote_push(ax__core_t *c, ax__msg_t *m) {
     return;
   }
   if ((r = ring_get(c->rt, from->index, c->index)) == NULL) {
-    /* No memory for the ring: the inbox, where order with the ring's
-     * messages is lost. */
+    /* No memory for the ring when it was first needed: the inbox, for
+     * this pair's messages from then on (AX__RING_NONE keeps their order). */
     inbox_push(c, m);
     return;
   }

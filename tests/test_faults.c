@@ -889,6 +889,73 @@ START_TEST(test_faults_write_partial_nomem) {
 }
 END_TEST
 
+/* The first message from core 0 to core 1 cannot have its ring (out of
+ * memory): it goes through core 1's inbox.  The messages after it must
+ * not overtake it on a ring made later (a core takes its rings before its
+ * inbox): a reviewer's reasoning, made a test. */
+enum { MSG_ORDER_GO = AX_MSG_USER + 50, MSG_ORDER_SEQ, MSG_ORDER_HOLD, ORDER_N = 1000 };
+static _Atomic int order_rc = 1, order_got, order_bad = -1, order_held, order_release;
+static _Atomic uint64_t order_failed;
+
+static int order_sink(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == MSG_ORDER_HOLD) { /* its core takes nothing meanwhile */
+    atomic_store(&order_held, 1);
+    while (!atomic_load(&order_release))
+      sched_yield();
+    return 0;
+  }
+  if (m->type != MSG_ORDER_SEQ)
+    return 0;
+  uint32_t seq;
+  memcpy(&seq, m->data, sizeof seq);
+  int got = atomic_fetch_add(&order_got, 1);
+  if ((int)seq != got && atomic_load(&order_bad) < 0)
+    atomic_store(&order_bad, got);
+  return 0;
+}
+
+static int order_source(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type != MSG_ORDER_GO)
+    return 0;
+  ax_ref_t sink;
+  memcpy(&sink, m->data, sizeof sink);
+  char payload[64] = {0}; /* larger than a ring slot holds: one try at the ring */
+  int rc = 0;
+  for (uint32_t seq = 0; seq < ORDER_N && rc == 0; seq++) {
+    memcpy(payload, &seq, sizeof seq);
+    if (seq == 0)
+      ax__fault_alloc(2, 0); /* the message's allocation counts first, then the ring's fails */
+    rc = ax_send(sink, MSG_ORDER_SEQ, payload, seq % 2 == 0 ? sizeof payload : sizeof seq);
+    if (seq == 0)
+      atomic_store(&order_failed, ax__fault_alloc(0, 0));
+  }
+  atomic_store(&order_rc, rc);
+  return 0;
+}
+
+START_TEST(test_faults_ring_nomem_order) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  test_rt_start(rt);
+  ax_ref_t sink = test_spawn(rt, order_sink, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ax_ref_t source = test_spawn(rt, order_source, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  /* The sink's core is held in a turn while the source sends all: then
+   * it finds the inbox's message and the ring's together. */
+  test_send(sink, MSG_ORDER_HOLD, NULL, 0);
+  TEST_WAIT_UNTIL(atomic_load(&order_held) == 1, 10000);
+  test_send(source, MSG_ORDER_GO, &sink, sizeof sink);
+  TEST_WAIT_UNTIL(atomic_load(&order_rc) != 1, 10000);
+  atomic_store(&order_release, 1);
+  ck_assert_int_eq(atomic_load(&order_rc), 0);
+  ck_assert_uint_eq(atomic_load(&order_failed), 1);
+  TEST_WAIT_UNTIL(atomic_load(&order_got) == ORDER_N, 10000);
+  ck_assert_msg(atomic_load(&order_bad) < 0, "message %d arrived out of order",
+                atomic_load(&order_bad));
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("foreign");
@@ -909,6 +976,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_sources_nomem_wait);
   tcase_add_test(tc, test_faults_frame_nomem_retry);
   tcase_add_test(tc, test_faults_write_partial_nomem);
+  tcase_add_test(tc, test_faults_ring_nomem_order);
   suite_add_tcase(s, tc);
   return s;
 }
