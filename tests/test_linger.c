@@ -660,6 +660,84 @@ START_TEST(test_linger_given_to_dying_actor) {
 }
 END_TEST
 
+/* The peer half-closes (shutdown(SHUT_WR), as `nc -N` or an HTTP/1.0
+ * client does) while the stream, not half-open, still has bytes queued for
+ * it: the stream ends with CLOSED{0}, and its queue is still written in the
+ * background (the linger), then a FIN.  Before, the end of file dropped
+ * the queue and reset a TCP peer that was still reading (a newcomer's
+ * echo server lost 4.9 of 5 MB). */
+enum { EOF_BYTES = 1 << 20 };
+static _Atomic int eof_written, eof_closed_rc = 1;
+
+static int eof_writer(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_STOP)
+    return AX_STOP;
+  if (m->type == MSG_GO) {
+    ax_stream_opts_t o = {.high_water = 2 * EOF_BYTES, .sndbuf = 4096};
+    ax_stream_t *st;
+    int fd;
+    memcpy(&fd, m->data, sizeof fd);
+    int rc = ax_pipe_open(self, fd, fd, &o, &st);
+    static unsigned char buf[64 * 1024];
+    for (size_t off = 0; rc == 0 && off < EOF_BYTES; off += sizeof buf) {
+      st_fill_pattern(buf, off, sizeof buf);
+      rc = ax_stream_write(st, buf, sizeof buf);
+    }
+    if (rc == 0 && ax_stream_queued(st) == 0)
+      rc = -EAGAIN; /* nothing queued: the case is not made */
+    atomic_store(&eof_written, rc == 0 ? 1 : rc);
+  } else if (m->type == AX_MSG_CLOSED) {
+    atomic_store(&eof_closed_rc, ((const ax_stream_ev_t *)m->data)->err);
+  }
+  return 0;
+}
+
+START_TEST(test_linger_peer_eof_flushes) {
+  for (int tcp = 0; tcp < 2; tcp++) {
+    ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+    test_rt_start(rt);
+    int mine, peer;
+    if (tcp) {
+      int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_in sa = {.sin_family = AF_INET};
+      sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+      ck_assert_int_eq(listen(l, 1), 0);
+      socklen_t len = sizeof sa;
+      ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+      peer = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      int small = 4096;
+      ck_assert_int_eq(setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+      ck_assert_int_eq(connect(peer, (struct sockaddr *)&sa, sizeof sa), 0);
+      mine = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      ck_assert_int_ge(mine, 0);
+      ck_assert_int_eq(setsockopt(mine, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+      close(l);
+    } else {
+      small_pair(&mine, &peer);
+    }
+    atomic_store(&eof_written, 0);
+    atomic_store(&eof_closed_rc, 1);
+    ax_ref_t a = test_spawn(rt, eof_writer, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+    test_send(a, MSG_GO, &mine, sizeof mine);
+    TEST_WAIT_UNTIL(atomic_load(&eof_written) != 0, 10000);
+    ck_assert_int_eq(atomic_load(&eof_written), 1);
+    ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+    TEST_WAIT_UNTIL(atomic_load(&eof_closed_rc) != 1, 10000);
+    ck_assert_int_eq(atomic_load(&eof_closed_rc), 0);
+    test_sleep_ms(50); /* the owner has handled CLOSED: the stream is closed */
+    bool eof = false;
+    uint64_t got = st_read_pattern(peer, EOF_BYTES + 1, 5000, &eof, 0);
+    ck_assert_msg(got == EOF_BYTES && eof, "%s: %llu of %d bytes, then %s",
+                  tcp ? "tcp" : "socketpair", (unsigned long long)got, EOF_BYTES,
+                  eof ? "EOF" : "no EOF");
+    close(peer);
+    test_send(a, MSG_STOP, NULL, 0);
+    test_rt_stop_join_free(rt);
+  }
+}
+END_TEST
+
 static Suite *linger_suite(void) {
   Suite *s = suite_create("linger");
   TCase *tc = tcase_create("minimal");
@@ -669,6 +747,7 @@ static Suite *linger_suite(void) {
   tcase_add_test(tc, test_linger_none_and_forever);
   tcase_add_test(tc, test_linger_tcp_cut_resets);
   tcase_add_test(tc, test_linger_given_to_dying_actor);
+  tcase_add_test(tc, test_linger_peer_eof_flushes);
   suite_add_tcase(s, tc);
   tc = tcase_create("matrix");
   tcase_set_timeout(tc, 60);

@@ -174,7 +174,11 @@ static void finish_eof(ax_stream_t *s) {
     post_ev(s, AX_MSG_EOF, 0, 0, 0);
     finish_both_shut(s);
   } else {
+    /* The stream ends, but what it queued for the peer still goes out at
+     * the close (op_close): a peer that half-closed (shutdown(SHUT_WR))
+     * is still reading, and one that has gone resets the flush. */
     s->eof_done = true;
+    s->peer_end = true;
     s->state = AX__ST_DONE;
     update_interest(s);
     post_ev(s, AX_MSG_CLOSED, 0, 0, AX__MSG_FINAL);
@@ -529,8 +533,8 @@ static void op_close(ax__src_t *src) {
   if (s->conn != NULL)
     s->conn->cancel(s);
   s->framer.len = 0;
-  if (s->wq_head != NULL && s->state == AX__ST_OPEN && s->wfd >= 0 && s->src.core != NULL &&
-      s->o.linger != AX_LINGER_NONE) {
+  if (s->wq_head != NULL && (s->state == AX__ST_OPEN || s->peer_end) && s->wfd >= 0 &&
+      s->src.core != NULL && s->o.linger != AX_LINGER_NONE) {
     /* Flush in the background: the fd stays until the queue is written,
      * the peer goes away or the linger time ends. */
     s->state = AX__ST_DONE;

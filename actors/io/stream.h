@@ -53,6 +53,8 @@ struct ax_stream {
   bool nomem;    /* a read found no memory: reading waits for ltimer (NOMEM_RETRY_NS) */
   bool nomem_moved; /* nomem when the stream left its core: the new core waits again */
   bool eof_done; /* its end was reported (AX_MSG_EOF, or AX_MSG_CLOSED queued) */
+  bool peer_end; /* CLOSED{0} for the peer's end (not half-open): the write side still
+                    works, so the close flushes the queue as from an open stream */
   bool want_writable; /* a write was refused with -ENOBUFS */
   bool shut_req, shut_done; /* ax_stream_shutdown */
   size_t hint;   /* raw framing: the size of the next message read into */

@@ -68,7 +68,9 @@ extern "C" {
  *                       timeout, -ECONNREFUSED, -EMSGSIZE length-prefixed
  *                       frame over max_frame, an AX_EAI_* resolver error, or
  *                       another -errno.  Sent once; the handle dies when the
- *                       behaviour returns.
+ *                       behaviour returns.  After err 0, what was queued
+ *                       for the peer still goes out, as at a close with
+ *                       queued writes (linger).
  *   AX_MSG_GIVEN        ax_stream_ev_t: ax_stream_give() made this actor
  *                       the owner (also the first message of an
  *                       ax_tcp_serve session)
