@@ -81,7 +81,9 @@ AX_API int ax_unix_dgram(ax_actor_t *self, const char *path, const ax_dgram_opts
 /* Sends one datagram to addr (NULL: the connected peer).  Never blocks and
  * never queues: a full socket buffer is -EAGAIN (datagrams may be dropped;
  * the caller decides).  Errors: -EINVAL, -EAGAIN, -EMSGSIZE, -ECONNREFUSED
- * (from an earlier send on a connected socket), ... */
+ * (from an earlier send on a connected socket, or a unix peer's socket
+ * that nobody reads any more), -ENOENT (a unix path with no socket file),
+ * ... (sendto(2)'s error). */
 AX_API int ax_dgram_send(ax_dgram_t *d, const struct sockaddr *addr, socklen_t addr_len,
                          const void *data, size_t len);
 
