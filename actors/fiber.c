@@ -614,8 +614,14 @@ int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size
   rc = recv_common(self, match_call, &w, deadline, &m);
   f->call_reply = 0; /* from now on its reply, if it still comes, is dropped on arrival */
   bool down = rc == 0 && match_down(AX_CONTAINER_OF(m, ax__msg_t, m), &w.mon);
-  if (down)
-    return -ESRCH; /* the monitor is spent with its DOWN */
+  if (down) { /* the monitor is spent with its DOWN */
+    ax_down_t d;
+    memcpy(&d, m->data, sizeof d);
+    /* -ENOMEM: the target's core could not record the monitor, and the
+     * target may well be alive and have handled the request (a reviewer:
+     * a caller that failed over on -ESRCH ran the request twice). */
+    return d.reason == -ENOMEM ? -ENOMEM : -ESRCH;
+  }
   /* The monitor goes.  Its DOWN, if the target stopped meanwhile, may be
    * among the messages the fiber keeps aside already: dropped there. */
   if (ax_demonitor(self, w.mon) == -ENOENT) {

@@ -71,9 +71,13 @@ static char *fmt_u64(char *end, uint64_t v, unsigned base) {
   return end;
 }
 
-static void say(const char *s) {
-  ssize_t rc = write(STDERR_FILENO, s, strlen(s));
-  (void)rc;
+/* Appends s to the line being built at *at, within end.  Async-signal-
+ * safe. */
+static void put(char **at, const char *end, const char *s) {
+  size_t n = strlen(s), room = (size_t)(end - *at);
+  n = n < room ? n : room;
+  memcpy(*at, s, n);
+  *at += n;
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uc) {
@@ -82,12 +86,16 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
   /* A fault in the guard page, or just below it (a large frame jumps
    * over part of it), while a coroutine runs: its stack overflowed. */
   if (co != NULL && addr + 65536 >= co->map && addr < co->map + page_size) {
-    char a[24], b[24];
-    say("axon: fiber ");
-    say(fmt_u64(a + sizeof a, co->label, 16));
-    say(" overflowed its stack of ");
-    say(fmt_u64(b + sizeof b, co->size, 10));
-    say(" bytes (give it more: ax_fiber_opts_t.stack_size)\n");
+    /* One write, so that reports from two cores do not interleave. */
+    char a[24], b[24], line[160], *at = line;
+    const char *end = line + sizeof line;
+    put(&at, end, "axon: fiber ");
+    put(&at, end, fmt_u64(a + sizeof a, co->label, 16));
+    put(&at, end, " overflowed its stack of ");
+    put(&at, end, fmt_u64(b + sizeof b, co->size, 10));
+    put(&at, end, " bytes (give it more: ax_fiber_opts_t.stack_size)\n");
+    ssize_t rc = write(STDERR_FILENO, line, (size_t)(at - line));
+    (void)rc;
     abort();
   }
   /* Not ours: whatever handled SIGSEGV before (a sanitizer's, the
@@ -235,15 +243,18 @@ void ax__coro_free(ax__coro_t *co) {
   VALGRIND_STACK_DEREGISTER(co->vg_id);
 #endif
   if (census) {
-    char a[24], b[24], c[24];
+    char a[24], b[24], c[24], line[160], *at = line;
+    const char *end = line + sizeof line;
     size_t used = stack_used(co->map + page_size, co->map + co->map_size);
-    say("axon: fiber census: ");
-    say(fmt_u64(a + sizeof a, co->label, 16));
-    say(" used ");
-    say(fmt_u64(b + sizeof b, used, 10));
-    say(" of ");
-    say(fmt_u64(c + sizeof c, co->size, 10));
-    say(" bytes of stack\n");
+    put(&at, end, "axon: fiber census: ");
+    put(&at, end, fmt_u64(a + sizeof a, co->label, 16));
+    put(&at, end, " used ");
+    put(&at, end, fmt_u64(b + sizeof b, used, 10));
+    put(&at, end, " of ");
+    put(&at, end, fmt_u64(c + sizeof c, co->size, 10));
+    put(&at, end, " bytes of stack\n");
+    ssize_t rc = write(STDERR_FILENO, line, (size_t)(at - line));
+    (void)rc;
   }
   thread_state_t *ts = tls_state;
   if (ts != NULL && ts->registered && !census && co->size == AX__STACK_DEFAULT &&

@@ -708,6 +708,66 @@ START_TEST(test_faults_fiber_rearm_nomem) {
 }
 END_TEST
 
+/* ax_call to a live actor of another core, with each of the call's first
+ * allocations failing in turn: 0, -ENOMEM or -ETIMEDOUT, never -ESRCH.
+ * When the target's core could not record the call's monitor it answers
+ * DOWN{-ENOMEM}, and ax_call took every DOWN for "gone": a caller that
+ * failed over on -ESRCH ran a request twice (a reviewer). */
+enum { MSG_CALL_ASK = AX_MSG_USER + 45, MSG_CALL_ANSWER, CALL_SWEEP = 30 };
+static _Atomic int call_sweep_rc[CALL_SWEEP + 1];
+static atomic_bool call_sweep_done;
+static ax_ref_t call_target;
+
+static int call_answerer(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_CALL_ASK)
+    (void)ax_reply(self, m, MSG_CALL_ANSWER, NULL, 0);
+  return 0;
+}
+
+static int call_sweeper(ax_actor_t *self, void *arg) {
+  (void)arg;
+  for (int nth = 1; nth <= CALL_SWEEP; nth++) {
+    const ax_msg_t *reply;
+    ax__fault_alloc((uint64_t)nth, 0);
+    int rc = ax_call(self, call_target, MSG_CALL_ASK, "q", 1, ax_deadline(AX_NSEC_PER_SEC),
+                     &reply);
+    ax__fault_alloc(0, 0);
+    atomic_store(&call_sweep_rc[nth], rc);
+    ax_sleep(self, 20 * AX_NSEC_PER_MSEC); /* a late reply or DOWN is dropped meanwhile */
+    /* A monitor of the target's own, made and removed: the target core's
+     * index grows and shrinks around the calls, so that one call's
+     * monitor finds it needing memory. */
+    uint64_t mid;
+    if (ax_monitor(self, call_target, &mid) == 0) {
+      const ax_msg_t *m;
+      (void)ax_recv_type(self, AX_MSG_DOWN, ax_deadline(20 * AX_NSEC_PER_MSEC), &m);
+      (void)ax_demonitor(self, mid);
+    }
+  }
+  atomic_store(&call_sweep_done, true);
+  return 0;
+}
+
+START_TEST(test_faults_call_nomem_not_esrch) {
+  ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE);
+  call_target = test_spawn(rt, call_answerer, NULL, AX_PLACE_CORE, 1, NULL, NULL);
+  ax_fiber_opts_t fo = {.placement = AX_PLACE_CORE, .core = 0};
+  ck_assert_int_eq(ax_spawn_fiber(rt, call_sweeper, NULL, &fo, NULL), 0);
+  test_rt_start(rt);
+  TEST_WAIT_UNTIL(atomic_load(&call_sweep_done), 60000);
+  int ok = 0;
+  for (int nth = 1; nth <= CALL_SWEEP; nth++) {
+    int rc = atomic_load(&call_sweep_rc[nth]);
+    ck_assert_msg(rc == 0 || rc == -ENOMEM || rc == -ETIMEDOUT,
+                  "allocation %d failing: ax_call to a live actor gave %s", nth, ax_strerror(rc));
+    ok += rc == 0;
+  }
+  ck_assert_int_ge(ok, 1); /* the sweep went past the call's allocations */
+  ck_assert_int_eq(ax_send(call_target, AX_MSG_USER + 99, NULL, 0), 0); /* still alive */
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* ax_stop of an actor that is gone says -ESRCH whatever allocation fails:
  * it used to make its message first, and said -ENOMEM. */
 START_TEST(test_faults_stop_dead) {
@@ -977,6 +1037,7 @@ static Suite *faults_suite(void) {
   tcase_add_test(tc, test_faults_frame_nomem_retry);
   tcase_add_test(tc, test_faults_write_partial_nomem);
   tcase_add_test(tc, test_faults_ring_nomem_order);
+  tcase_add_test(tc, test_faults_call_nomem_not_esrch);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -153,7 +153,9 @@ AX_API int ax_recv_reply(ax_actor_t *self, uint64_t req, int64_t deadline,
  * -ECANCELED, -EPERM (self NULL or not the calling fiber), -EINVAL (reply
  * NULL, to AX_REF_NONE, self, a port's reference or an actor of another runtime,
  * type 0, size over AX_MSG_MAX), -EAGAIN (to's mailbox is full:
- * mailbox_max), -ENOMEM. */
+ * mailbox_max), -ENOMEM (out of memory here or on the target's core, which
+ * could not watch the call: the request may have reached the target and
+ * been handled, so do not take -ENOMEM for "not done"). */
 AX_API int ax_call(ax_actor_t *self, ax_ref_t to, uint32_t type, const void *data, size_t size,
                    int64_t deadline, const ax_msg_t **reply);
 
