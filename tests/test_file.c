@@ -700,6 +700,65 @@ START_TEST(test_file_fifo_reads_wait_on_loop) {
 }
 END_TEST
 
+/* Eight actors read one byte each from the same FIFO (each its own open),
+ * and one byte comes.  On the pool, the readers woken for it each sent
+ * their read to a pool thread, and those that found the FIFO emptied by
+ * the first blocked in read(2) for good: their owners' stop could not end
+ * them, nor could ax_rt_join (a newcomer: 3 runs of 6).  Their owners stop
+ * here, and the runtime must stop and join. */
+enum { RACE_READERS = 8, MSG_RACE_OPEN = AX_MSG_USER + 70 };
+static char race_path[128];
+static _Atomic int race_opened, race_got;
+
+static int race_reader(ax_actor_t *self, const ax_msg_t *m) {
+  if (m->type == MSG_RACE_OPEN)
+    return ax_file_open(self, race_path, O_RDWR, 0, 1) == 0 ? 0 : -EIO;
+  if (m->type != AX_MSG_FILE)
+    return 0;
+  const ax_file_done_t *d = m->data;
+  if (d->op == AX_FILE_OPEN) {
+    int rc = d->result == 0 ? ax_file_read(d->file, 0, 1, 2) : (int)d->result;
+    atomic_fetch_add(&race_opened, 1);
+    return rc == 0 ? 0 : -EIO;
+  }
+  if (d->op == AX_FILE_READ && d->result == 1)
+    atomic_fetch_add(&race_got, 1);
+  return 0;
+}
+
+START_TEST(test_file_fifo_readers_race) {
+  make_dir();
+  for (int round = 0; round < 3; round++) {
+    char name[16];
+    snprintf(name, sizeof name, "race%d", round);
+    in_dir(race_path, sizeof race_path, name);
+    ck_assert_int_eq(mkfifo(race_path, 0600), 0);
+    int w = open(race_path, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(w, 0);
+    atomic_store(&race_opened, 0);
+    atomic_store(&race_got, 0);
+    ax_rt_t *rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+    test_rt_start(rt);
+    ax_ref_t r[RACE_READERS];
+    for (int i = 0; i < RACE_READERS; i++) {
+      r[i] = test_spawn(rt, race_reader, NULL, AX_PLACE_CORE, (unsigned)i % 2, NULL, NULL);
+      test_send(r[i], MSG_RACE_OPEN, NULL, 0);
+    }
+    TEST_WAIT_UNTIL(atomic_load(&race_opened) == RACE_READERS, 10000);
+    test_sleep_ms(50); /* every read waits */
+    ck_assert_int_eq(write(w, "x", 1), 1);
+    TEST_WAIT_UNTIL(atomic_load(&race_got) == 1, 10000);
+    test_sleep_ms(50); /* the losers have found the FIFO empty */
+    for (int i = 0; i < RACE_READERS; i++)
+      ck_assert_int_eq(ax_stop(r[i], 0), 0);
+    test_rt_stop_join_free(rt); /* hung here: a pool thread blocked in read(2) */
+    ck_assert_int_eq(atomic_load(&race_got), 1);
+    close(w);
+  }
+  remove_dir();
+}
+END_TEST
+
 /* Requests beyond the runtime's work_queue are refused with -EAGAIN on
  * both backends (the ring took any number); those taken all complete. */
 enum { BOUND_QUEUE = 8, BOUND_TRIES = 64 };
@@ -1040,6 +1099,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_file_roundtrip);
   tcase_add_test(tc, test_file_fifo);
   tcase_add_test(tc, test_file_fifo_reads_wait_on_loop);
+  tcase_add_test(tc, test_file_fifo_readers_race);
   tcase_add_test(tc, test_file_bound);
   tcase_add_test(tc, test_file_errors);
   tcase_add_test(tc, test_file_paths);

@@ -56,6 +56,8 @@ struct ax_file {
   int fd;              /* set by the open (before its message); -1 once closed */
   bool stream;         /* not a regular file (a FIFO, a device): a short transfer is
                           what it gave, not a part of what it will give */
+  bool nowait;         /* a stream the pool made non-blocking (run_req's open): its
+                          EAGAIN means "poll again", not an error (do_read) */
   _Atomic bool orphaned; /* the owner died: a pool thread waiting on a stream gives up */
   ax_actor_t *owner;
   struct ax_file *prev, *next; /* the owner's list (owner core) */
@@ -167,6 +169,12 @@ static int stream_ready(ax_file_t *f, short ev) {
   return -ECANCELED;
 }
 
+/* A stream's fd is non-blocking on the pool (run_req's open): ready by
+ * stream_ready's poll, it may be empty (or full) again by the time of the
+ * transfer, another reader having taken the bytes (another actor's
+ * request on another pool thread, another process), and a blocking read
+ * then kept the thread, and ax_rt_join, for good (a newcomer: 3 runs of
+ * 6).  Such a transfer says EAGAIN, and the thread polls again. */
 static int64_t do_read(file_req_t *r) {
   size_t got = 0;
   while (got < r->len && (got == 0 || !r->file->stream)) {
@@ -175,7 +183,7 @@ static int64_t do_read(file_req_t *r) {
     ssize_t n = pread(r->file->fd, r->buf + got, r->len - got, (off_t)(r->off + got));
     if (n < 0 && errno == ESPIPE) /* a FIFO or a socket: no offset, as on the ring */
       n = read(r->file->fd, r->buf + got, r->len - got);
-    if (n < 0 && errno == EINTR)
+    if (n < 0 && (errno == EINTR || (errno == EAGAIN && r->file->nowait)))
       continue;
     if (n < 0)
       return got > 0 ? (int64_t)got : -errno;
@@ -187,15 +195,18 @@ static int64_t do_read(file_req_t *r) {
   return (int64_t)got;
 }
 
+/* A stream the pool made non-blocking is written until all of it went,
+ * as a blocking write would, polling in between (stream_ready), so that a
+ * peer that stops reading keeps the thread only until the owner dies. */
 static int64_t do_write(file_req_t *r) {
   size_t put = 0;
-  while (put < r->len && (put == 0 || !r->file->stream)) {
+  while (put < r->len && (put == 0 || !r->file->stream || r->file->nowait)) {
     if (r->file->stream && stream_ready(r->file, POLLOUT) < 0)
       return put > 0 ? (int64_t)put : -ECANCELED;
     ssize_t n = pwrite(r->file->fd, r->buf + put, r->len - put, (off_t)(r->off + put));
     if (n < 0 && errno == ESPIPE) /* a FIFO or a socket: no offset, as on the ring */
       n = write(r->file->fd, r->buf + put, r->len - put);
-    if (n < 0 && errno == EINTR)
+    if (n < 0 && (errno == EINTR || (errno == EAGAIN && r->file->nowait)))
       continue;
     if (n < 0)
       return put > 0 ? (int64_t)put : -errno;
@@ -219,6 +230,11 @@ static int64_t run_req(void *arg) {
     if (fd >= 0) {
       struct stat st;
       f->stream = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
+      /* A stream's transfers must not block past stream_ready (do_read).
+       * A fd that cannot be made so stays a blocking one, as before. */
+      int fl;
+      f->nowait = f->stream && !(r->flags & O_NONBLOCK) && (fl = fcntl(fd, F_GETFL)) >= 0 &&
+                  fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
       f->fd = fd; /* published by the message (and by refs to a last unref) */
       r->done->file = f;
     }

@@ -139,7 +139,9 @@ AX_API int ax_file_close(ax_file_t *file, uint64_t tag);
 AX_API const char *ax_file_backend(void);
 
 /* The file's descriptor (for fcntl locks, posix_fadvise, ...: never close
- * it); -1 once it is closing.  The owner's core. */
+ * it); -1 once it is closing.  On the work pool a FIFO or a device opened
+ * without O_NONBLOCK is made non-blocking (docs/io/files.md).  The
+ * owner's core. */
 AX_API int ax_file_fd(const ax_file_t *file);
 
 /* Path requests, each completing as AX_MSG_FILE with .file NULL:
