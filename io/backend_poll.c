@@ -10,8 +10,8 @@
 /*
  * State: parallel arrays of pollfds and their watchers, packed (a stopped
  * watcher's slot is filled with the last one, whose slot_ is updated).
- * The arrays grow by doubling; this is the one place where the loop may
- * allocate after creation, and only on this backend: ax_io_start() then
+ * The arrays grow by doubling, in ax_io_start() (as epoll's and
+ * io_uring's fd tables grow for a new highest fd number), which then
  * fails with -ENOMEM rather than losing the watcher.
  */
 typedef struct poll_state {

@@ -116,7 +116,8 @@ static struct io_uring_sqe *sqe_get(uring_state_t *st) {
  * no wait may come before a host polls its fd. */
 static bool submit_now(uring_state_t *st) {
   return atomic_load_explicit(&st->embedded, memory_order_relaxed) /* see uring_state_t */
-         || !st->loop->running;
+         /* relaxed: the loop's own thread, which set it */
+         || !atomic_load_explicit(&st->loop->running, memory_order_relaxed);
 }
 
 /* Asks for slot i's events.  Returns 0, or -ENOMEM when no entry can be
@@ -406,6 +407,29 @@ static void uring_del(ax_loop_t *loop, ax_io_t *io) {
   io->slot_ = -1;
 }
 
+/* Moves slot i, whose poll request just reported EPOLLRDHUP and nothing
+ * it waits for, into the private epoll.  The kernel adds EPOLLRDHUP to
+ * every poll request, and a peer's shutdown(SHUT_WR) keeps it asserted:
+ * a watcher waiting for AX_WRITE on a full buffer (or for nothing) saw its
+ * request complete at once, again and again, the loop spinning at full
+ * CPU (level-triggered), or lost its one-shot (a newcomer).  epoll reports
+ * only what is asked.  `armed`: a multishot request still in the kernel,
+ * removed here.  Without an epoll (no fd, no memory) the slot stays on the
+ * ring, as before. */
+static void rdhup_to_ep(uring_state_t *st, int i, bool armed) {
+  reg_t *r = &st->regs[i];
+  uint64_t old_tag = tag_of(st, i);
+  r->gen++; /* what the old request still reports is stale */
+  if (pri_add(st, i) < 0) {
+    r->gen--;
+    return;
+  }
+  r->again = false; /* epoll reports it now; arm_again drops it from its list */
+  if (armed)
+    remove_poll(st, old_tag);
+  r->armed = false;
+}
+
 /* One completion: a ready entry for a live registration (merged with an
  * earlier one of the same batch), nothing for a stale one. */
 static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *cqe, int n) {
@@ -451,6 +475,18 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
    * closed on AX_HUP dropped half-closed clients on io_uring only). */
   unsigned revents =
       failed ? AX_ERR : ax__from_epoll((uint32_t)cqe->res & ~(uint32_t)EPOLLRDHUP);
+  if (revents == 0) { /* nothing the watcher asked for: no callback */
+    if ((uint32_t)cqe->res & EPOLLRDHUP)
+      rdhup_to_ep(st, i, more);
+    if (!r->in_ep && !r->armed && !r->again) { /* a one-shot: it stays armed */
+      r->again = true;
+      if (!r->listed) {
+        r->listed = true;
+        st->again[st->nagain++] = i;
+      }
+    }
+    return n;
+  }
   if (r->batch == st->batch) {
     loop->ready[r->pos].revents |= revents;
     return n;

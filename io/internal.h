@@ -50,7 +50,11 @@ struct ax_loop {
   int64_t now;      /* cached CLOCK_MONOTONIC ns */
   unsigned nactive; /* see the invariants above */
   unsigned flags;   /* AX_LOOP_* */
-  bool running;
+  /* In ax_loop_run or ax_loop_run_once: set with an exchange, so that a
+   * second thread entering at once gets -EBUSY rather than a dispatch of
+   * its own beside the first (a newcomer saw 376 overlapping callbacks in
+   * 2 s).  Relaxed: it only refuses; the loop's data is the runner's. */
+  atomic_bool running;
   pthread_t owner; /* the loop's thread: its creator, its last runner or adopter */
 
   /* fd watchers and the current dispatch batch */

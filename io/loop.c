@@ -231,9 +231,8 @@ static int loop_pass(ax_loop_t *loop, int64_t timeout_ns, int64_t end) {
 static int run_enter(ax_loop_t *loop, int64_t timeout_ns) {
   if (loop == NULL || (timeout_ns < 0 && timeout_ns != AX_FOREVER))
     return -EINVAL;
-  if (loop->running)
-    return -EBUSY;
-  loop->running = true;
+  if (atomic_exchange_explicit(&loop->running, true, memory_order_acquire))
+    return -EBUSY; /* acquire: the last runner's work on the loop is seen */
   loop->owner = pthread_self();
   loop->now = ax_now();
   return 0;
@@ -263,7 +262,8 @@ int ax_loop_run(ax_loop_t *loop, int64_t timeout_ns) {
       break;
     }
   }
-  loop->running = false;
+  /* Release: this run's work on the loop before the next runner's. */
+  atomic_store_explicit(&loop->running, false, memory_order_release);
   return rc;
 }
 
@@ -288,14 +288,15 @@ int ax_loop_run_once(ax_loop_t *loop, int64_t timeout_ns) {
                                  : AX_RUN_TIMEOUT;
     }
   }
-  loop->running = false;
+  /* Release: this run's work on the loop before the next runner's. */
+  atomic_store_explicit(&loop->running, false, memory_order_release);
   return rc;
 }
 
 int ax_loop_close(ax_loop_t *loop, unsigned flags) {
   if (loop == NULL || (flags & ~(unsigned)AX_CLOSE_FORCE) != 0)
     return -EINVAL;
-  if (loop->running)
+  if (atomic_load_explicit(&loop->running, memory_order_relaxed)) /* a close from a callback */
     return -EBUSY;
   if (loop->nactive != 0) {
     if (!(flags & AX_CLOSE_FORCE))

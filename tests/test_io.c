@@ -298,6 +298,61 @@ START_TEST(test_io_half_closed_peer_is_read) {
 }
 END_TEST
 
+/* A socket whose send buffer is full, watched for AX_WRITE (level, edge,
+ * one-shot), and a peer that shut down its writing side but reads later
+ * (nc -N): nothing is writable, so the loop must sleep, and once the peer
+ * drains the watcher must be called.  On io_uring the kernel's EPOLLRDHUP,
+ * added to every poll request, completed the request at once again and
+ * again: a level watcher spun the loop at full CPU (237,055 passes in
+ * 500 ms), and a one-shot was dropped without a callback (a newcomer). */
+static void full_write_half_closed(int mine, int peer, unsigned mode) {
+  static char buf[65536];
+  while (write(mine, buf, sizeof buf) > 0) {
+  }
+  ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+  ax_loop_t *loop = test_loop_new();
+  watch_t w;
+  watch_init(loop, &w, mine);
+  ck_assert_int_eq(ax_io_start(&w.io, AX_WRITE | mode), 0);
+  long passes = 0;
+  int64_t end = ax_now() + 200 * AX_NSEC_PER_MSEC;
+  while (ax_now() < end && passes < 100000) {
+    (void)ax_loop_run_once(loop, end - ax_now() > 0 ? end - ax_now() : 0);
+    passes++;
+  }
+  ck_assert_msg(passes < 50, "%s, mode %#x: %ld loop passes in 200 ms with nothing writable",
+                ax_loop_backend(loop), mode, passes);
+  ck_assert_int_eq(w.calls, 0);
+  int fl = fcntl(peer, F_GETFL);
+  ck_assert_int_eq(fcntl(peer, F_SETFL, fl | O_NONBLOCK), 0);
+  while (read(peer, buf, sizeof buf) > 0) {
+  }
+  for (int k = 0; k < 100 && w.calls == 0; k++)
+    (void)ax_loop_run_once(loop, 10 * AX_NSEC_PER_MSEC);
+  ck_assert_msg(w.calls >= 1, "%s, mode %#x: writability never reported after the peer drained",
+                ax_loop_backend(loop), mode);
+  ck_assert_msg(w.last & AX_WRITE, "revents %#x", w.last);
+  ck_assert_int_eq(ax_io_stop(&w.io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+
+START_TEST(test_io_full_write_half_closed_peer) {
+  static const unsigned modes[] = {0, AX_EDGE, AX_ONESHOT};
+  for (unsigned m = 0; m < 3; m++) {
+    int a[2];
+    socketpair_nb(a);
+    full_write_half_closed(a[0], a[1], modes[m]);
+    close(a[0]);
+    close(a[1]);
+    int client, server;
+    tcp_pair(&client, &server);
+    full_write_half_closed(server, client, modes[m]);
+    close(client);
+    close(server);
+  }
+}
+END_TEST
+
 START_TEST(test_io_pri_tcp_urgent) {
   ax_loop_t *loop = test_loop_new();
   int client, server;
@@ -1288,6 +1343,7 @@ static Suite *io_suite(void) {
   tcase_add_test(tc, test_io_two_watchers_one_fd);
   tcase_add_test(tc, test_io_regular_file);
   tcase_add_test(tc, test_io_half_closed_peer_is_read);
+  tcase_add_test(tc, test_io_full_write_half_closed_peer);
   tcase_add_test(tc, test_io_closed_fd);
   tcase_add_test(tc, test_io_fd_closed_then_reused);
   tcase_add_test(tc, test_io_fd_closed_with_dup_alive);

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/signalfd.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
@@ -203,6 +204,66 @@ START_TEST(test_loop_run_not_reentrant) {
   ck_assert_int_eq(results[1], -EBUSY);
   ck_assert_int_eq(results[2], -EBUSY);
   ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
+/* Two threads call ax_loop_run_once on one loop at once (misuse): one of
+ * them must get -EBUSY each time, never a dispatch beside the other's.
+ * The check of `running` and its setting were two steps: a newcomer saw
+ * 376 overlapping callbacks in 2 s. */
+static atomic_int race_inside, race_overlaps;
+static atomic_bool race_stop;
+
+static void race_cb(ax_io_t *io, unsigned revents) {
+  (void)io;
+  (void)revents;
+  if (atomic_fetch_add(&race_inside, 1) != 0)
+    atomic_fetch_add(&race_overlaps, 1);
+  for (volatile int i = 0; i < 200; i++) {
+  }
+  atomic_fetch_sub(&race_inside, 1);
+}
+
+static atomic_int race_go;
+
+static void *race_runner(void *arg) {
+  ax_loop_t *loop = arg;
+  atomic_fetch_add(&race_go, 1);
+  while (atomic_load(&race_go) < 2) { /* both start together */
+  }
+  int64_t end = ax_now() + AX_NSEC_PER_SEC;
+  while (ax_now() < end) {
+    int rc = ax_loop_run_once(loop, 0);
+    if (rc < 0 && rc != -EBUSY)
+      atomic_store(&race_stop, true); /* an unexpected error: reported below */
+  }
+  return NULL;
+}
+
+START_TEST(test_loop_run_two_threads_busy) {
+  ax_loop_t *loop = test_loop_new();
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  ck_assert_int_eq(write(p[1], "x", 1), 1); /* readable for good: every pass dispatches */
+  ax_io_t io;
+  ck_assert_int_eq(ax_io_init(loop, &io, p[0], race_cb), 0);
+  ck_assert_int_eq(ax_io_start(&io, AX_READ), 0);
+  atomic_store(&race_inside, 0);
+  atomic_store(&race_overlaps, 0);
+  atomic_store(&race_stop, false);
+  atomic_store(&race_go, 0);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(pthread_create(&t[i], NULL, race_runner, loop), 0);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+  ck_assert(!atomic_load(&race_stop));
+  ck_assert_int_eq(atomic_load(&race_overlaps), 0);
+  ax_loop_adopt(loop);
+  ck_assert_int_eq(ax_io_stop(&io), 0);
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+  close(p[0]);
+  close(p[1]);
 }
 END_TEST
 
@@ -929,6 +990,7 @@ static Suite *loop_suite(void) {
   tcase_add_test(tc, test_loop_run_timeout_on_time);
   tcase_add_test(tc, test_loop_run_zero_is_one_pass);
   tcase_add_test(tc, test_loop_run_not_reentrant);
+  tcase_add_test(tc, test_loop_run_two_threads_busy);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("stop");

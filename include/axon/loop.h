@@ -16,8 +16,10 @@ extern "C" {
  * Threading rule.  A loop belongs to one thread at a time: the thread that
  * calls ax_loop_run().  Every function in this header must be called from
  * that thread (or, while the loop is not running, from the thread that owns
- * it), except the two that say "any thread": ax_loop_stop() and
- * ax_event_notify().  Debug builds assert on misuse.
+ * it), except those that say "any thread": ax_loop_stop(),
+ * ax_loop_wake(), ax_event_notify(), ax_loop_backend() and ax_loop_fd().
+ * Debug builds assert on misuse.  A second thread that calls ax_loop_run
+ * or ax_loop_run_once while the loop runs gets -EBUSY.
  *
  * Watchers.  ax_io_t, ax_timer_t, ax_signal_t and ax_event_t are structs the
  * caller allocates, usually embedded in its own struct, and gets back to with
