@@ -602,6 +602,67 @@ START_TEST(test_actor_timer_rearm_drops_queued) {
 }
 END_TEST
 
+/* More periodic timers on one core than it can tick: each actor sees
+ * fewer ticks, and the core's other actors still get their turns.  A
+ * timer whose tick was not handled yet was put back in the heap at every
+ * period all the same: 200,000 actors ticking every 10 ms kept a core in
+ * timer passes, almost no tick was handled, and a neighbour's messages
+ * waited seconds (a newcomer).  Now such a timer waits for its tick. */
+enum { MSG_OVER_TICK = AX_MSG_USER + 80, MSG_OVER_PROBE, OVER_PROBES = 50 };
+static _Atomic uint64_t over_ticks;
+static _Atomic int over_probed;
+static _Atomic int64_t over_lat_max;
+
+static void over_init(ax_actor_t *self) {
+  ck_assert_int_eq(ax_every(self, AX_NSEC_PER_MSEC, MSG_OVER_TICK, NULL, 0, NULL), 0);
+}
+
+static int over_ticker(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type == MSG_OVER_TICK)
+    atomic_fetch_add_explicit(&over_ticks, 1, memory_order_relaxed);
+  return 0;
+}
+
+static int over_probe(ax_actor_t *self, const ax_msg_t *m) {
+  (void)self;
+  if (m->type != MSG_OVER_PROBE)
+    return 0;
+  int64_t sent;
+  memcpy(&sent, m->data, sizeof sent);
+  int64_t lat = ax_now() - sent;
+  if (lat > atomic_load(&over_lat_max))
+    atomic_store(&over_lat_max, lat);
+  atomic_fetch_add(&over_probed, 1);
+  return 0;
+}
+
+START_TEST(test_actor_timer_every_overloaded_core) {
+  int n = TEST_SANITIZED ? 20000 : 100000;
+  atomic_store(&over_ticks, 0);
+  atomic_store(&over_probed, 0);
+  atomic_store(&over_lat_max, 0);
+  ax_rt_t *rt = test_rt_new(1, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+  ax_ref_t probe = test_spawn(rt, over_probe, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  for (int k = 0; k < n; k++)
+    (void)test_spawn(rt, over_ticker, NULL, AX_PLACE_CORE, 0, over_init, NULL);
+  test_rt_start(rt);
+  for (int k = 0; k < OVER_PROBES; k++) {
+    int64_t now = ax_now();
+    test_send(probe, MSG_OVER_PROBE, &now, sizeof now);
+    test_sleep_ms(20);
+  }
+  TEST_WAIT_UNTIL(atomic_load(&over_probed) == OVER_PROBES, 30000);
+  /* n ticks a millisecond were asked for: far more than a core handles,
+   * yet it handles ticks all along and the probe waits at most a few of
+   * its rounds through every ticker (tens of ms here). */
+  ck_assert_uint_gt(atomic_load(&over_ticks), (uint64_t)n);
+  ck_assert_msg(atomic_load(&over_lat_max) < 5 * AX_NSEC_PER_SEC,
+                "a neighbour's message waited %lld ms", (long long)(atomic_load(&over_lat_max) / 1000000));
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 static Suite *actor_timer_suite(void) {
   Suite *suite = suite_create("actor_timer");
 
@@ -617,6 +678,7 @@ static Suite *actor_timer_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_actor_timer_every_cancel);
   tcase_add_test(tc, test_actor_timer_every_no_backlog);
+  tcase_add_test(tc, test_actor_timer_every_overloaded_core);
   tcase_add_test(tc, test_actor_timer_errors);
   suite_add_tcase(suite, tc);
 

@@ -133,7 +133,9 @@ AX_API unsigned ax_rt_cores(const ax_rt_t *rt);
  * and exact after ax_rt_join(): messages still queued in ports then are in
  * neither delivered nor dead_letters (ax_port_recv may take them yet).
  * sent and dead_letters count axon's own messages too (a DOWN, a
- * LINK_DOWN: a DOWN for a watcher that stopped first is a dead letter). */
+ * LINK_DOWN: a DOWN for a watcher that stopped first is a dead letter),
+ * except timer ticks and source events (I/O), which are counted in
+ * delivered only. */
 typedef struct ax_core_stats {
   uint64_t sent;         /* messages sent by code running on this core */
   uint64_t delivered;    /* messages handled by this core's actors */
