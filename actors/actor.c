@@ -70,8 +70,36 @@ int ax_spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_
   return ax__spawn(rt, behaviour, state, opts, NULL, ref);
 }
 
+static int spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
+                 const ax__spawn_extra_t *x, ax_ref_t *ref);
+
 int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
               const ax__spawn_extra_t *x, ax_ref_t *ref) {
+  if (rt == NULL)
+    return -EINVAL;
+  /* A core of rt spawns within an actor's turn, which ends before that
+   * core reaches the shutdown's first barrier, past which every core
+   * stops its actors: the actor is published before any core looks.
+   * Another thread is counted in flight from before its look at
+   * `stopping` until the actor is published (or the spawn failed), and
+   * the cores wait for the count to drop before they stop their actors
+   * (core.c's shutdown_core), so the join stops this actor too.  Before,
+   * such an actor outlived ax_rt_join, and its terminate hook ran in
+   * ax_rt_free, after the program had freed its state (a newcomer). */
+  ax__core_t *cur = ax__tls_core;
+  if (cur != NULL && cur->rt == rt)
+    return spawn(rt, behaviour, state, opts, x, ref);
+  /* seq_cst: the increment before the flag's load, mirrored by
+   * ax_rt_stop's store and the shutdown's load of the count. */
+  atomic_fetch_add_explicit(&rt->spawning, 1, memory_order_seq_cst);
+  int rc = spawn(rt, behaviour, state, opts, x, ref);
+  /* Release: the publication before a shutdown that sees the count drop. */
+  atomic_fetch_sub_explicit(&rt->spawning, 1, memory_order_release);
+  return rc;
+}
+
+static int spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
+                 const ax__spawn_extra_t *x, ax_ref_t *ref) {
   ax_spawn_opts_t o = opts != NULL ? *opts : (ax_spawn_opts_t){0};
   if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_SPREAD ||
       (o.placement == AX_PLACE_CORE && o.core >= rt->ncores) ||
@@ -85,8 +113,8 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
     AX__ASSERT_OWNER(o.monitor);
   if (o.link != NULL)
     AX__ASSERT_OWNER(o.link);
-  /* Acquire pairs with the release in ax_rt_stop. */
-  if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+  /* seq_cst: see ax__spawn. */
+  if (atomic_load_explicit(&rt->stopping, memory_order_seq_cst))
     return -ESHUTDOWN;
   ax__core_t *c = rt->cores[pick_core(rt, &o)];
   ax_actor_t *a = ax__actor_new(c, behaviour, state);

@@ -508,11 +508,22 @@ static void shutdown_core(ax__core_t *c) {
   pthread_barrier_wait(&rt->barrier);
   c->runq_head = c->runq_tail = NULL;
   c->runq_len = 0;
+  /* Relaxed: a statistic (idle()'s store); exact after the join. */
+  atomic_store_explicit(&c->stats.runq_len, 0, memory_order_relaxed);
+  /* Spawns that looked at `stopping` before the stop publish their actor
+   * first (the cores run no actor any more, so only threads that are no
+   * core can be in one); what they send meanwhile is taken in.  seq_cst
+   * pairs with ax__spawn's increment (see there). */
+  while (atomic_load_explicit(&rt->spawning, memory_order_seq_cst) != 0) {
+    ax__core_drain(c);
+    sched_yield();
+  }
   /* What other threads sent goes to the mailboxes (nothing is scheduled
    * any more), so that each actor's death drops it with its reason. */
   ax__core_drain(c);
-  /* Actors published after the walk began belong to spawns that lost the
-   * race with the stop; ax_rt_free finishes them. */
+  /* Every spawn the stop did not refuse has published its actor by now:
+   * all of them die here, their terminate hooks on this core, before the
+   * join returns. */
   ax__table_each(&c->table, die_at_shutdown, c);
   if (c->index == 0)
     ax__signals_stop(c);

@@ -354,6 +354,13 @@ struct ax_rt {
   alignas(AX__CACHE_LINE) _Atomic int stopping;
   _Atomic unsigned nforeign; /* rings of threads that are no core: numbers below this */
   _Atomic unsigned next_core;
+  /* Spawns by threads that are no core of this runtime, between their
+   * look at `stopping` and the actor's publication: a core's shutdown
+   * waits for none to be left before it stops its actors, so that a spawn
+   * the stop did not refuse is stopped by the join like any other
+   * (actors/actor.c).  A line of its own: main spawning 10^7 actors writes
+   * it twice per spawn, and the cores' spawns read `stopping`. */
+  alignas(AX__CACHE_LINE) _Atomic unsigned spawning;
   alignas(AX__CACHE_LINE) _Atomic uint64_t live; /* actors alive */
   ax__epoch_t epoch;
   ax__table_t ports; /* entities of no core (AX__REF_NO_CORE) */

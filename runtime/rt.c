@@ -359,10 +359,13 @@ int ax_rt_run(ax_rt_t *rt) {
 void ax_rt_stop(ax_rt_t *rt) {
   if (rt == NULL)
     return;
-  /* Release: whatever the stopping thread wrote is visible to cores that
-   * see the flag.  Then every core is woken (a write() each, so this stays
-   * async-signal-safe). */
-  atomic_store_explicit(&rt->stopping, 1, memory_order_release);
+  /* seq_cst: whatever the stopping thread wrote is visible to cores that
+   * see the flag (release), and the store is ordered before the cores'
+   * load of `spawning` in their shutdown, against ax__spawn's increment
+   * and its load of this flag (either the spawn sees the stop, or the
+   * shutdown sees the spawn).  Then every core is woken (a write() each,
+   * so this stays async-signal-safe). */
+  atomic_store_explicit(&rt->stopping, 1, memory_order_seq_cst);
   for (unsigned i = 0; i < rt->ncores; i++)
     ax_loop_wake(rt->cores[i]->loop);
 }

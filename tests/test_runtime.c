@@ -1124,6 +1124,56 @@ START_TEST(test_runtime_lazy_wake_bursts) {
 }
 END_TEST
 
+/* Threads spawn actors with terminate hooks while main stops the
+ * runtime: every spawn that returned 0 has its hook run by ax_rt_join, on
+ * a core, so the program may free the states then.  A spawn that passed
+ * its look at the stop flag just before the stop published its actor
+ * after the cores had stopped theirs: it outlived the join, and its hook
+ * ran in ax_rt_free, on freed state (a newcomer). */
+enum { RACE_MAX = 1 << 20 };
+static _Atomic long race_ok, race_term;
+static ax_rt_t *race_rt;
+
+static void race_terminate(ax_actor_t *self, int reason) {
+  (void)self;
+  (void)reason;
+  atomic_fetch_add(&race_term, 1);
+}
+
+static void *race_spawner(void *arg) {
+  (void)arg;
+  ax_spawn_opts_t o = {.terminate = race_terminate};
+  while (atomic_load(&race_ok) < RACE_MAX && ax_spawn(race_rt, test_idle_behaviour, NULL, &o, NULL) == 0)
+    atomic_fetch_add(&race_ok, 1);
+  return NULL;
+}
+
+START_TEST(test_runtime_spawn_racing_stop) {
+  for (int k = 0; k < 60; k++) {
+    atomic_store(&race_ok, 0);
+    atomic_store(&race_term, 0);
+    race_rt = test_rt_new(2, AX_RT_KEEP_ALIVE | AX_RT_NO_SIGNALS);
+    test_rt_start(race_rt);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+      ck_assert_int_eq(pthread_create(&t[i], NULL, race_spawner, NULL), 0);
+    test_sleep_ms(2 + k % 20);
+    ax_rt_stop(race_rt);
+    for (int i = 0; i < 2; i++)
+      ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    ck_assert_int_eq(ax_rt_join(race_rt), 0);
+    long ok = atomic_load(&race_ok), term = atomic_load(&race_term);
+    ax_core_stats_t st;
+    ck_assert_int_eq(ax_rt_stats_total(race_rt, &st), 0);
+    ck_assert_msg(term == ok, "round %d: %ld spawns returned 0, %ld terminate hooks ran by the join",
+                  k, ok, term);
+    ck_assert_uint_eq(st.actors, 0);
+    ck_assert_int_eq(ax_rt_free(race_rt), 0);
+    ck_assert_int_eq(atomic_load(&race_term), ok); /* none more in ax_rt_free */
+  }
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *suite = suite_create("runtime");
 
@@ -1180,6 +1230,7 @@ static Suite *runtime_suite(void) {
   tc = tcase_create("shutdown");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_runtime_shutdown_with_actors);
+  tcase_add_test(tc, test_runtime_spawn_racing_stop);
   tcase_add_test(tc, test_runtime_join_from_two_threads);
   suite_add_tcase(suite, tc);
 
