@@ -212,6 +212,11 @@ static int64_t wait_time(ax_loop_t *loop, int64_t timeout_ns, int64_t end) {
     until = end;
   if (until == AX_FOREVER)
     return AX_FOREVER;
+  /* The time cached when the loop last woke up is late by whatever the
+   * callbacks took since: a wait computed from it overslept by that much
+   * (a 100 ms timer behind a 200 ms callback fired at 300 ms, not at
+   * 220; a newcomer).  One clock read per wait that has a deadline. */
+  loop->now = ax_now();
   return until > loop->now ? until - loop->now : 0;
 }
 

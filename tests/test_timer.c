@@ -120,6 +120,47 @@ START_TEST(test_timer_repeating_skips_missed_periods) {
 }
 END_TEST
 
+/* A timer that came due while a long callback ran fires when the callback
+ * returns, not later by the callback's length: the wait was computed from
+ * the time cached before that callback (a 100 ms timer behind a 200 ms
+ * callback fired at 300 ms, not 220; loop.md's own example was off; a
+ * newcomer).  Here a timer due at 300 ms waits behind a callback that
+ * holds the loop from 10 to 400 ms: it must fire soon after 400, not at
+ * 690. */
+static int64_t hog_end, late_fired;
+
+static void hog_cb(ax_timer_t *t) {
+  int64_t until = *(const int64_t *)t->data;
+  while (ax_now() < until) {
+  }
+  hog_end = ax_now();
+}
+
+static void late_cb(ax_timer_t *t) {
+  (void)t;
+  late_fired = ax_now();
+}
+
+START_TEST(test_timer_due_behind_long_callback) {
+  ax_loop_t *loop = test_loop_new();
+  int64_t t0 = ax_now(), until = t0 + 400 * AX_NSEC_PER_MSEC;
+  ax_timer_t hog, late;
+  ck_assert_int_eq(ax_timer_init(loop, &hog, hog_cb), 0);
+  ck_assert_int_eq(ax_timer_init(loop, &late, late_cb), 0);
+  hog.data = &until;
+  hog_end = late_fired = 0;
+  ck_assert_int_eq(ax_timer_start(&hog, 10 * AX_NSEC_PER_MSEC, 0), 0);
+  ck_assert_int_eq(ax_timer_start(&late, 300 * AX_NSEC_PER_MSEC, 0), 0);
+  ck_assert_int_eq(ax_loop_run(loop, AX_FOREVER), AX_RUN_IDLE);
+  ck_assert_int_ge(late_fired, hog_end);
+  ck_assert_msg(late_fired - hog_end < 150 * AX_NSEC_PER_MSEC,
+                "the timer due at 300 ms fired %lld ms after the callback that held the loop "
+                "until 400 ms returned",
+                (long long)((late_fired - hog_end) / AX_NSEC_PER_MSEC));
+  ck_assert_int_eq(ax_loop_close(loop, 0), 0);
+}
+END_TEST
+
 START_TEST(test_timer_restart) {
   ax_loop_t *loop = test_loop_new();
   probe_t probe;
@@ -567,6 +608,7 @@ static Suite *timer_suite(void) {
   tcase_add_test(tc, test_timer_one_shot);
   tcase_add_test(tc, test_timer_repeating);
   tcase_add_test(tc, test_timer_repeating_skips_missed_periods);
+  tcase_add_test(tc, test_timer_due_behind_long_callback);
   tcase_add_test(tc, test_timer_restart);
   tcase_add_test(tc, test_timer_restart_inside_callback);
   tcase_add_test(tc, test_timer_stop_inside_own_callback);

@@ -146,7 +146,9 @@ enum {
 AX_API int ax_loop_close(ax_loop_t *loop, unsigned flags);
 
 /* The loop's cached time: CLOCK_MONOTONIC nanoseconds read when the current
- * iteration woke up.  Relative timer timeouts count from it.  Loop thread. */
+ * iteration woke up (and again before a wait that has a deadline, so that
+ * long callbacks do not make the loop oversleep).  Relative timer timeouts
+ * count from it.  Loop thread. */
 AX_API int64_t ax_loop_now(const ax_loop_t *loop);
 
 /* Re-reads the clock into the loop's cached time, for callbacks that ran a
