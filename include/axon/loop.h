@@ -180,7 +180,10 @@ AX_API unsigned ax_loop_active(const ax_loop_t *loop);
  * it or add it to the loop itself.  Valid
  * until ax_loop_close.  Any thread that knows the loop is alive.  Returns
  * the fd (on io_uring, the ring's: from then on that backend hands each
- * poll request to the kernel at once instead of with the next wait).
+ * poll request to the kernel at once instead of with the next wait; its
+ * completions reach the thread as task work, which interrupts a blocking
+ * epoll_wait on that thread with EINTR: treat EINTR as "look again", and
+ * call ax_loop_run_once then too, or wait with poll(), which restarts).
  * Errors: -EINVAL (NULL loop), -ENOTSUP (the poll backend keeps no such
  * fd: use epoll, the default, or io_uring to embed). */
 AX_API int ax_loop_fd(const ax_loop_t *loop);
