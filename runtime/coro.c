@@ -49,7 +49,7 @@
  * thread exits (the key's destructor). */
 typedef struct stack_span {
   unsigned char *map;
-  size_t size; /* with its guard page */
+  size_t size; /* with its guard */
 } stack_span_t;
 
 typedef struct thread_state {
@@ -68,6 +68,12 @@ __thread bool ax__coro_tls_ready __attribute__((tls_model("initial-exec")));
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t key;
 static size_t page_size;
+/* The guard below each stack: 64 KiB (16 pages), address space only, so
+ * that a frame up to that much larger than what is left of the stack (a
+ * local array) faults in it, instead of writing past a one-page guard
+ * into the stack mapped below, another fiber's (a reviewer: a 96 KiB
+ * array on a 64 KiB stack returned normally). */
+static size_t guard_size;
 static bool census;        /* AXON_FIBER_CENSUS=1 */
 static bool guard_advise;  /* MADV_GUARD_INSTALL works here */
 static struct sigaction old_segv;
@@ -98,9 +104,9 @@ static void put(char **at, const char *end, const char *s) {
 static void on_segv(int sig, siginfo_t *si, void *uc) {
   ax__coro_t *co = ax__coro_tls_current;
   unsigned char *addr = si->si_addr;
-  /* A fault in the guard page, or just below it (a large frame jumps
+  /* A fault in the guard, or just below it (a large frame jumps
    * over part of it), while a coroutine runs: its stack overflowed. */
-  if (co != NULL && addr + 65536 >= co->map && addr < co->map + page_size) {
+  if (co != NULL && addr + 65536 >= co->map && addr < co->map + guard_size) {
     /* One write, so that reports from two cores do not interleave. */
     char a[24], b[24], line[160], *at = line;
     const char *end = line + sizeof line;
@@ -154,7 +160,7 @@ static void unmap_later(thread_state_t *ts, unsigned char *map, size_t size) {
 
 static void thread_state_free(void *p) {
   thread_state_t *ts = p;
-  size_t map = AX__STACK_DEFAULT + page_size;
+  size_t map = AX__STACK_DEFAULT + guard_size;
   for (unsigned i = 0; i < ts->ncache; i++)
     unmap_later(ts, ts->cache[i], map);
   unmap_flush(ts);
@@ -170,6 +176,7 @@ static void thread_state_free(void *p) {
 
 static void init_once(void) {
   page_size = (size_t)sysconf(_SC_PAGESIZE);
+  guard_size = ((size_t)64 * 1024 + page_size - 1) & ~(page_size - 1);
   const char *c = getenv("AXON_FIBER_CENSUS");
   census = c != NULL && c[0] == '1';
   (void)pthread_key_create(&key, thread_state_free);
@@ -223,8 +230,8 @@ static void thread_altstack(thread_state_t *ts) {
 /* ------------------------------------------------------------------------ */
 /* Stacks                                                                    */
 
-/* Maps n stacks of `map` bytes each (its guard page included) in one
- * piece, each with its guard page at its low end.  NULL when out of
+/* Maps n stacks of `map` bytes each (its guard included) in one
+ * piece, each with its guard at its low end.  NULL when out of
  * memory or mappings. */
 static unsigned char *stack_map(size_t map, unsigned n) {
   unsigned char *p = mmap(NULL, map * n, PROT_READ | PROT_WRITE,
@@ -236,8 +243,8 @@ static unsigned char *stack_map(size_t map, unsigned n) {
    * number of fibers); mprotect splits it in two. */
   for (unsigned i = 0; i < n; i++) {
     unsigned char *g = p + (size_t)i * map;
-    if (guard_advise ? madvise(g, page_size, MADV_GUARD_INSTALL) != 0
-                     : mprotect(g, page_size, PROT_NONE) != 0) {
+    if (guard_advise ? madvise(g, guard_size, MADV_GUARD_INSTALL) != 0
+                     : mprotect(g, guard_size, PROT_NONE) != 0) {
       munmap(p, map * n);
       return NULL;
     }
@@ -280,7 +287,7 @@ int ax__coro_init(ax__coro_t *co, size_t size, void (*entry)(void *arg), void *a
   size = (size + page_size - 1) & ~(page_size - 1);
   memset(co, 0, sizeof *co);
   co->size = size;
-  co->map_size = size + page_size;
+  co->map_size = size + guard_size;
   thread_state_t *ts = thread_state();
   if (ts != NULL && ts->registered && size == AX__STACK_DEFAULT && !census)
     co->map = stack_default(ts, co->map_size);
@@ -290,11 +297,11 @@ int ax__coro_init(ax__coro_t *co, size_t size, void (*entry)(void *arg), void *a
     return -ENOMEM;
 #if defined(__SANITIZE_ADDRESS__)
   /* A stack used before may still hold a dead fiber's poisoned frames. */
-  ASAN_UNPOISON_MEMORY_REGION(co->map + page_size, size);
+  ASAN_UNPOISON_MEMORY_REGION(co->map + guard_size, size);
 #endif
-  ax__ctx_make(&co->ctx, co->map + page_size, size, entry, arg);
+  ax__ctx_make(&co->ctx, co->map + guard_size, size, entry, arg);
 #if defined(AX__VALGRIND)
-  co->vg_id = VALGRIND_STACK_REGISTER(co->map + page_size, co->map + co->map_size);
+  co->vg_id = VALGRIND_STACK_REGISTER(co->map + guard_size, co->map + co->map_size);
 #endif
 #if defined(__SANITIZE_THREAD__)
   co->tsan_fiber = __tsan_create_fiber(0);
@@ -314,7 +321,7 @@ void ax__coro_free(ax__coro_t *co) {
   if (census) {
     char a[24], b[24], c[24], line[160], *at = line;
     const char *end = line + sizeof line;
-    size_t used = stack_used(co->map + page_size, co->map + co->map_size);
+    size_t used = stack_used(co->map + guard_size, co->map + co->map_size);
     put(&at, end, "axon: fiber census: ");
     put(&at, end, fmt_u64(a + sizeof a, co->label, 16));
     put(&at, end, " used ");
@@ -340,11 +347,11 @@ void ax__coro_cache_trim(void) {
   thread_state_t *ts = tls_state;
   if (ts == NULL)
     return;
-  /* Above each cached stack's guard page: its pages go back to the kernel
+  /* Above each cached stack's guard: its pages go back to the kernel
    * and come back zeroed when the stack is used again; the mapping and the
    * guard stay. */
   for (unsigned i = 0; i < ts->ncache; i++)
-    (void)madvise(ts->cache[i] + page_size, AX__STACK_DEFAULT, MADV_DONTNEED);
+    (void)madvise(ts->cache[i] + guard_size, AX__STACK_DEFAULT, MADV_DONTNEED);
   unmap_flush(ts); /* the freed stacks that wait for a batch go now */
 }
 
@@ -358,7 +365,7 @@ size_t ax__coro_trim(ax__coro_t *co) {
   /* Nothing below the saved stack pointer is live: the switch pushed the
    * suspended side's registers above it.  The 128 bytes under it (the
    * x86-64 red zone) are kept all the same. */
-  uintptr_t lo = (uintptr_t)co->map + page_size;
+  uintptr_t lo = (uintptr_t)co->map + guard_size;
   uintptr_t end = ((uintptr_t)co->ctx.sp - 128) & ~(uintptr_t)(page_size - 1);
   if (end <= lo)
     return 0;
@@ -398,7 +405,7 @@ void ax__coro_resume(ax__coro_t *co) {
   ax__coro_tls_current = co;
 #if defined(__SANITIZE_ADDRESS__)
   void *fake = NULL;
-  __sanitizer_start_switch_fiber(&fake, co->map + page_size, co->size);
+  __sanitizer_start_switch_fiber(&fake, co->map + guard_size, co->size);
 #endif
 #if defined(__SANITIZE_THREAD__)
   co->tsan_caller = __tsan_get_current_fiber();

@@ -1438,6 +1438,55 @@ static int overflow_fiber(ax_actor_t *self, void *arg) {
   return overflow_recurse(0) == 12345 ? 1 : 0;
 }
 
+/* A fiber on the default stack that waits for a message, then writes the
+ * lowest byte of a frame 100 KiB deep: 36 KiB below its 64 KiB stack.  A
+ * one-page guard let that write land in the stack mapped below, another
+ * fiber's, without a fault (a reviewer); the 64 KiB guard catches it. */
+enum { MSG_BIG_FRAME = AX_MSG_USER + 90 };
+
+__attribute__((noinline)) static int big_frame(void) {
+  volatile char big[100 * 1024];
+  big[0] = 1;
+  return big[0];
+}
+
+static int big_frame_fiber(ax_actor_t *self, void *arg) {
+  (void)arg;
+  const ax_msg_t *m;
+  if (ax_recv_type(self, MSG_BIG_FRAME, AX_FOREVER, &m) != 0)
+    return 0;
+  return big_frame() == 12345 ? 1 : 0;
+}
+
+static int big_frame_neighbour(ax_actor_t *self, void *arg) {
+  (void)arg;
+  const ax_msg_t *m;
+  (void)ax_recv(self, AX_FOREVER, &m);
+  return 0;
+}
+
+/* The child of the large-frame test: the fiber's stack between two parked
+ * fibers' (whichever way stacks are laid out, one lies just below it). */
+static void big_frame_child(void) {
+  ax_rt_opts_t ro;
+  memset(&ro, 0, sizeof ro);
+  ro.cores = 1;
+  ro.flags = AX_RT_NO_SIGNALS | AX_RT_NO_PIN | AX_RT_KEEP_ALIVE;
+  ax_rt_t *rt = NULL;
+  if (ax_rt_new(&ro, &rt) != 0 || ax_rt_start(rt) != 0)
+    _exit(10);
+  ax_ref_t big;
+  if (ax_spawn_fiber(rt, big_frame_neighbour, NULL, NULL, NULL) != 0 ||
+      ax_spawn_fiber(rt, big_frame_fiber, NULL, NULL, &big) != 0 ||
+      ax_spawn_fiber(rt, big_frame_neighbour, NULL, NULL, NULL) != 0)
+    _exit(12);
+  test_sleep_ms(100); /* all three stacks are mapped */
+  if (ax_send(big, MSG_BIG_FRAME, NULL, 0) != 0)
+    _exit(14);
+  test_sleep_ms(5000); /* the abort comes first */
+  _exit(13);
+}
+
 /* The child: a runtime with a fiber that overflows its smallest stack.
  * Must die by SIGABRT before it gets to exit. */
 static void overflow_child(void) {
@@ -1459,7 +1508,21 @@ static void overflow_child(void) {
   _exit(13);
 }
 
+static void check_overflow_child(void (*child)(void));
+
 START_TEST(test_fiber_stack_overflow) {
+  check_overflow_child(overflow_child);
+}
+END_TEST
+
+START_TEST(test_fiber_stack_overflow_large_frame) {
+  check_overflow_child(big_frame_child);
+}
+END_TEST
+
+/* Runs child in a process of its own: it must die by SIGABRT with the
+ * overflow report on its stderr. */
+static void check_overflow_child(void (*child)(void)) {
   int pfd[2];
   ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
   fflush(NULL);
@@ -1469,7 +1532,7 @@ START_TEST(test_fiber_stack_overflow) {
     dup2(pfd[1], STDERR_FILENO);
     close(pfd[0]);
     close(pfd[1]);
-    overflow_child();
+    child();
   }
   close(pfd[1]);
   static char out[65536];
@@ -1496,7 +1559,6 @@ START_TEST(test_fiber_stack_overflow) {
   ck_assert_msg(strstr(out, "overflowed its stack of") != NULL,
                 "no overflow report on stderr:\n%s", out);
 }
-END_TEST
 
 /* The overflow test needs the guard page's fault to reach axon's handler,
  * which ThreadSanitizer's own signal handling gets in the way of. */
@@ -1760,6 +1822,7 @@ static Suite *fiber_suite(void) {
   tcase_set_tags(tc, "overflow");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_fiber_stack_overflow);
+  tcase_add_test(tc, test_fiber_stack_overflow_large_frame);
   suite_add_tcase(suite, tc);
 
   return suite;

@@ -78,8 +78,10 @@ typedef struct ax_fiber_opts {
   uint64_t *monitor_id;
   ax_actor_t *link;         /* as ax_spawn_opts_t.link */
   /* Usable stack bytes (0: the default, 64 KiB), rounded up to pages; a
-   * guard page below it catches an overflow, which is reported and aborts
-   * the process.  Only the pages the fiber touches take memory. */
+   * 64 KiB guard below it (address space only) catches an overflow, even
+   * by a frame up to 64 KiB larger than what is left, which is reported
+   * and aborts the process.  Only the pages the fiber touches take
+   * memory. */
   size_t stack_size;
   ax_ref_t near; /* with AX_PLACE_NEAR, as ax_spawn_opts_t.near */
   /* As ax_spawn_opts_t.mailbox_max; a message the fiber has not received
