@@ -101,7 +101,7 @@ int ax__spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn
 static int spawn(ax_rt_t *rt, ax_behaviour_t behaviour, void *state, const ax_spawn_opts_t *opts,
                  const ax__spawn_extra_t *x, ax_ref_t *ref) {
   ax_spawn_opts_t o = opts != NULL ? *opts : (ax_spawn_opts_t){0};
-  if (rt == NULL || behaviour == NULL || o.placement > AX_PLACE_SPREAD ||
+  if (behaviour == NULL || o.placement > AX_PLACE_SPREAD || /* rt: ax__spawn */
       (o.placement == AX_PLACE_CORE && o.core >= rt->ncores) ||
       (o.placement == AX_PLACE_NEAR &&
        (o.near == AX_REF_NONE || ax__ref_rt(o.near) != rt->index ||

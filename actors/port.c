@@ -125,7 +125,7 @@ static ax__msg_t *take(ax_port_t *p) {
     if (old != &p->stub)
       ax__msg_free((ax__msg_t *)old);
     ax__msg_t *m = (ax__msg_t *)node;
-    ax__entity_uncount(&p->e, m); /* taken: a bounded port has room again */
+    ax__bound_give(&p->e.inflight, m); /* taken: a bounded port has room again */
     if (m->sys == AX__SYS_NONE || m->sys == AX__SYS_DOWN)
       return m;
     /* Anything else is meant for an actor: dropped as at a dead one (a

@@ -21,9 +21,8 @@ typedef struct ax__timer_rec {
   uint64_t id;
   uint32_t type, size;
   bool periodic;
-  bool queued;    /* a message of this timer waits in the mailbox (not stale) */
-  bool parked;    /* periodic, stopped while that message waits (fire) */
-  int64_t next_due, period; /* a parked timer's next deadline and period */
+  bool queued;    /* a message of this timer waits in the mailbox (not stale);
+                     a periodic timer is stopped meanwhile if it came due (fire) */
   uint32_t stale; /* messages of this timer in the mailbox from before a rearm */
   unsigned char payload[];
 } ax__timer_rec_t;
@@ -56,12 +55,8 @@ static void fire(ax_timer_t *t) {
      * 200,000 actors ticking every 10 ms kept a core in timer passes, the
      * heap taken at every period of every timer while almost no tick was
      * handled, and its other actors waited seconds (a newcomer). */
-    if (r->periodic) {
-      r->next_due = t->deadline; /* the loop set the next one before this call */
-      r->period = t->repeat;
-      r->parked = true;
-      ax_timer_stop(t);
-    }
+    if (r->periodic)
+      ax_timer_stop(t); /* its deadline (the next one) and period stay: unpark */
     return;
   }
   ax__msg_t *m = ax__msg_new(r->actor->ref, AX__SYS_TIMER, r->type, r->payload, r->size,
@@ -107,7 +102,6 @@ static int arm(ax_actor_t *self, uint64_t id, int64_t ns, bool periodic, uint32_
   r->size = (uint32_t)size;
   r->periodic = periodic;
   r->queued = false;
-  r->parked = false;
   r->stale = 0;
   if (size != 0)
     memcpy(r->payload, data, size);
@@ -201,24 +195,22 @@ int ax_timer_rearm(ax_actor_t *self, uint64_t id, int64_t ns) {
     r->stale++;
     r->queued = false;
   }
-  r->parked = false; /* started again below */
   ax_loop_update_time(self->core->loop);
   return ax_timer_restart(&r->t, ns, r->periodic ? ns : 0);
 }
 
-/* A parked periodic timer's tick was handled: it starts again at its next
- * deadline in phase, the periods missed meanwhile skipped (as the loop
- * skips them for a core that fell behind). */
+/* The tick of a periodic timer that fire() stopped was handled: it starts
+ * again at its next deadline, in phase, the periods missed meanwhile
+ * skipped (as the loop skips them for a core that fell behind).  A
+ * stopped timer keeps its deadline and period (loop.h). */
 static void unpark(ax_actor_t *a, ax__timer_rec_t *r) {
-  r->parked = false;
-  ax_loop_t *loop = a->core->loop;
-  ax_loop_update_time(loop);
-  int64_t now = ax_loop_now(loop), due = r->next_due;
+  ax_loop_update_time(a->core->loop);
+  int64_t now = ax_loop_now(a->core->loop), due = r->t.deadline, period = r->t.repeat;
   if (due <= now) {
-    int64_t skip = (now - due) / r->period + 1;
-    due = skip > (INT64_MAX - due) / r->period ? INT64_MAX : due + skip * r->period;
+    int64_t skip = (now - due) / period + 1;
+    due = skip > (INT64_MAX - due) / period ? INT64_MAX : due + skip * period;
   }
-  (void)ax_timer_start(&r->t, due - now, r->period); /* valid arguments: cannot fail */
+  (void)ax_timer_start_at(&r->t, due, period); /* valid arguments: cannot fail */
 }
 
 /* A timer message reached the front of the mailbox: delivered only if its
@@ -236,7 +228,7 @@ static int timer_handle(ax_actor_t *a, ax__msg_t *m) {
   if (!r->periodic) {
     unlink_rec(a, r);
     rec_free(a->core, r);
-  } else if (r->parked) {
+  } else if (!ax_timer_active(&r->t)) { /* stopped by fire() while this waited */
     unpark(a, r);
   }
   return ax__invoke(a, m);

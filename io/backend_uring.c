@@ -407,6 +407,19 @@ static void uring_del(ax_loop_t *loop, ax_io_t *io) {
   io->slot_ = -1;
 }
 
+/* Slot i's poll request, which has completed, is armed again at the next
+ * wait (arm_again). */
+static void arm_later(uring_state_t *st, int i) {
+  reg_t *r = &st->regs[i];
+  if (r->again)
+    return;
+  r->again = true;
+  if (!r->listed) { /* an entry kept by arm_again may hold it still */
+    r->listed = true;
+    st->again[st->nagain++] = i;
+  }
+}
+
 /* Moves slot i, whose poll request just reported EPOLLRDHUP and nothing
  * it waits for, into the private epoll.  The kernel adds EPOLLRDHUP to
  * every poll request, and a peer's shutdown(SHUT_WR) keeps it asserted:
@@ -459,13 +472,8 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
     /* Armed again next wait: a level-triggered watcher (still ready, it is
      * reported again), or a multishot poll the kernel ended.  A one-shot,
      * or a failed poll, waits for ax_io_modify. */
-    if (!(r->events & AX_ONESHOT) && !failed && !r->again) {
-      r->again = true;
-      if (!r->listed) { /* an entry kept by arm_again may hold it still */
-        r->listed = true;
-        st->again[st->nagain++] = i;
-      }
-    }
+    if (!(r->events & AX_ONESHOT) && !failed)
+      arm_later(st, i);
   }
   if (cqe->res < 0 && !failed)
     return n;
@@ -478,13 +486,8 @@ static int take(ax_loop_t *loop, uring_state_t *st, const struct io_uring_cqe *c
   if (revents == 0) { /* nothing the watcher asked for: no callback */
     if ((uint32_t)cqe->res & EPOLLRDHUP)
       rdhup_to_ep(st, i, more);
-    if (!r->in_ep && !r->armed && !r->again) { /* a one-shot: it stays armed */
-      r->again = true;
-      if (!r->listed) {
-        r->listed = true;
-        st->again[st->nagain++] = i;
-      }
-    }
+    if (!r->in_ep && !r->armed)
+      arm_later(st, i); /* a one-shot too: it was not used up */
     return n;
   }
   if (r->batch == st->batch) {

@@ -39,8 +39,8 @@ struct ax__entity {
   ax__mpscq_t q;                 /* the mailbox */
   void (*wake)(ax__entity_t *e); /* wakes the consumer after the first push */
   /* A bound (0: none): at most `max` user messages sent and not yet taken
-   * by the consumer; one more send is refused with -EAGAIN (send.c's
-   * send_entity).  inflight counts them (AX__MSG_COUNTED), only when
+   * by the consumer; one more send is refused with -EAGAIN
+   * (ax__deliver_port).  inflight counts them (ax__bound_take), only when
    * bounded. */
   uint32_t max;
   _Atomic uint32_t inflight;
@@ -540,15 +540,32 @@ static inline ax__msg_t *ax__mailbox_pop(ax_actor_t *a) {
   return h;
 }
 
-/* The actor is done with m (handled, or given back once kept): a bounded
- * mailbox has room for one more.  Owner core. */
-static inline void ax__msg_uncount(ax_actor_t *a, ax__msg_t *m) {
+/* Bounds (an actor's mailbox_max, a port's max): a sender takes a place
+ * for the user message m, which is marked AX__MSG_COUNTED, or is refused
+ * (false, nothing taken) when all `max` places are taken; the receiver
+ * gives m's place back once done with it (ax__bound_give).  Relaxed, both:
+ * the count orders nothing, it only bounds (m itself is ordered by the
+ * queue it goes through).  Any thread. */
+static inline bool ax__bound_take(_Atomic uint32_t *inflight, uint32_t max, ax__msg_t *m) {
+  if (atomic_fetch_add_explicit(inflight, 1, memory_order_relaxed) >= max) {
+    atomic_fetch_sub_explicit(inflight, 1, memory_order_relaxed);
+    return false;
+  }
+  m->flags |= AX__MSG_COUNTED;
+  return true;
+}
+
+/* Gives back the place m holds, if it holds one.  The receiver's thread. */
+static inline void ax__bound_give(_Atomic uint32_t *inflight, ax__msg_t *m) {
   if (__builtin_expect((m->flags & AX__MSG_COUNTED) != 0, 0)) {
     m->flags &= (uint16_t)~AX__MSG_COUNTED;
-    /* Relaxed: a count (send_bounded in send.c). */
-    atomic_fetch_sub_explicit(&a->inflight, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(inflight, 1, memory_order_relaxed); /* relaxed: see above */
   }
 }
+
+/* The actor is done with m (handled, or given back once kept): a bounded
+ * mailbox has room for one more.  Owner core. */
+static inline void ax__msg_uncount(ax_actor_t *a, ax__msg_t *m) { ax__bound_give(&a->inflight, m); }
 
 /* Appends m to the mailbox of a, an actor of the calling core, and makes
  * a runnable unless it is queued already.  Once the runtime stops no
@@ -612,28 +629,11 @@ static inline void ax__deliver(ax_actor_t *a, ax__msg_t *m) {
  * -EAGAIN, with nothing sent, when m is a user message and the entity's
  * bound is reached; else 0. */
 static inline int ax__deliver_port(ax__entity_t *e, ax__msg_t *m) {
-  if (e->max != 0 && m->sys == AX__SYS_NONE) {
-    /* Relaxed: the count orders nothing, it only bounds (as send_bounded's
-     * for actors); the consumer's decrement (ax__entity_uncount) too. */
-    if (atomic_fetch_add_explicit(&e->inflight, 1, memory_order_relaxed) >= e->max) {
-      atomic_fetch_sub_explicit(&e->inflight, 1, memory_order_relaxed);
-      return -EAGAIN;
-    }
-    m->flags |= AX__MSG_COUNTED;
-  }
+  if (e->max != 0 && m->sys == AX__SYS_NONE && !ax__bound_take(&e->inflight, e->max, m))
+    return -EAGAIN;
   if (ax__mpscq_push(&e->q, &m->node))
     e->wake(e);
   return 0;
-}
-
-/* The consumer has taken m off e's mailbox: a bounded entity has room for
- * one more.  The consumer's thread. */
-static inline void ax__entity_uncount(ax__entity_t *e, ax__msg_t *m) {
-  if ((m->flags & AX__MSG_COUNTED) != 0) {
-    m->flags &= (uint16_t)~AX__MSG_COUNTED;
-    /* Relaxed: a count (ax__deliver_port). */
-    atomic_fetch_sub_explicit(&e->inflight, 1, memory_order_relaxed);
-  }
 }
 
 /* A message for a payload of `size` bytes, at most AX__MSG_SMALL minus

@@ -333,13 +333,12 @@ void ax__coro_free(ax__coro_t *co) {
     (void)rc;
   }
   thread_state_t *ts = tls_state;
-  if (ts != NULL && ts->registered && !census && co->size == AX__STACK_DEFAULT &&
-      ts->ncache < AX__STACK_CACHE)
-    ts->cache[ts->ncache++] = co->map;
-  else if (ts != NULL && ts->registered && !census)
-    unmap_later(ts, co->map, co->map_size);
-  else
+  if (ts == NULL || !ts->registered || census)
     munmap(co->map, co->map_size);
+  else if (co->size == AX__STACK_DEFAULT && ts->ncache < AX__STACK_CACHE)
+    ts->cache[ts->ncache++] = co->map;
+  else
+    unmap_later(ts, co->map, co->map_size);
   co->map = NULL;
 }
 

@@ -996,14 +996,10 @@ static int send_bounded(ax_ref_t to, ax__msg_t *m) {
     ax__ref_leave(erec);
     return -ESRCH;
   }
-  /* Relaxed: the count orders nothing, it only bounds; the receiver's
-   * decrement (ax__msg_uncount) is relaxed too. */
-  if (atomic_fetch_add_explicit(&a->inflight, 1, memory_order_relaxed) >= a->mbox_max) {
-    atomic_fetch_sub_explicit(&a->inflight, 1, memory_order_relaxed);
+  if (!ax__bound_take(&a->inflight, a->mbox_max, m)) {
     ax__ref_leave(erec);
     return -EAGAIN;
   }
-  m->flags |= AX__MSG_COUNTED;
   ax__deliver(a, m);
   ax__ref_leave(erec);
   return 0;

@@ -285,7 +285,8 @@ struct ax_timer {
   void *data;
   /* read-only */
   ax_loop_t *loop;
-  int64_t deadline; /* absolute CLOCK_MONOTONIC ns, while active */
+  int64_t deadline; /* absolute CLOCK_MONOTONIC ns, while active (a stop
+                       leaves the last one, and repeat, as they were) */
   int64_t repeat;   /* 0 = one-shot */
   /* private */
   ax_timer_cb cb_;
