@@ -15,7 +15,9 @@
  *      in a runtime of its own.  Row 2f is the machine's floor, measured in
  *      each run just before 2a: two threads pinned to the first two CPUs
  *      bounce one cache line as many times; 2r is 2a over 2f, run by run
- *      (target <= 1.5).
+ *      (target <= 1.5).  Row 2g is a message channel's floor: the same
+ *      two threads, a ring of 64-byte slots each way (one line moves per
+ *      message, as in axon's rings); 2q is 2a over 2g, run by run.
  *   3  fan-in: 100 senders placed round-robin over the cores each send
  *      5*10^4 numbered messages to one receiver on core 0, which checks every
  *      sender's sequence; ns per message and messages/s at the receiver (from
@@ -436,6 +438,87 @@ static double line_pp_run(uint64_t rounds) {
   int64_t t1 = bench_clock_ns(CLOCK_MONOTONIC);
   pthread_join(t, NULL);
   pin_self(-1);
+  return (double)(t1 - t0) / (double)rounds;
+}
+
+/* A second floor for 2a, a message channel's: the same two threads, each
+ * with a ring of 64-byte slots to the other (AX__RING_SLOTS of them, as
+ * axon's rings between cores), a slot's payload written before its
+ * sequence number, which the reader polls.  A message moves one line each
+ * way, where 2f's single line carries both directions: this is what any
+ * design with a ring per direction pays before its own code runs. */
+#define CHAN_SLOTS 256u
+typedef struct chan_slot {
+  alignas(64) _Atomic uint64_t seq;
+  uint64_t to, from, req;
+  uint32_t type, size;
+  unsigned char data[16];
+} chan_slot_t;
+
+typedef struct chan_pp {
+  chan_slot_t *there, *back;
+  uint64_t rounds;
+  int cpu;
+} chan_pp_t;
+
+static inline void chan_put(chan_slot_t *ring, uint64_t i) {
+  chan_slot_t *s = &ring[i % CHAN_SLOTS];
+  s->to = 1;
+  s->from = 2;
+  s->req = 0;
+  s->type = 3;
+  s->size = sizeof i;
+  memcpy(s->data, &i, sizeof i);
+  /* Release: the payload before the number that says it is there. */
+  atomic_store_explicit(&s->seq, i + 1, memory_order_release);
+}
+
+static inline uint64_t chan_get(chan_slot_t *ring, uint64_t i) {
+  chan_slot_t *s = &ring[i % CHAN_SLOTS];
+  /* Acquire pairs with chan_put's release: the payload is there. */
+  while (atomic_load_explicit(&s->seq, memory_order_acquire) != i + 1)
+    ;
+  uint64_t v;
+  memcpy(&v, s->data, sizeof v);
+  return v;
+}
+
+static void *chan_pp_peer(void *arg) {
+  chan_pp_t *c = arg;
+  pin_self(c->cpu);
+  for (uint64_t i = 0; i < c->rounds; i++)
+    chan_put(c->back, chan_get(c->there, i));
+  return NULL;
+}
+
+static double chan_pp_run(uint64_t rounds) {
+  int cpus[2], n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && n < 2; cpu++)
+    if (CPU_ISSET(cpu, &main_mask))
+      cpus[n++] = cpu;
+  chan_pp_t c = {.rounds = rounds, .cpu = cpus[1]};
+  c.there = aligned_alloc(64, CHAN_SLOTS * sizeof(chan_slot_t));
+  c.back = aligned_alloc(64, CHAN_SLOTS * sizeof(chan_slot_t));
+  if (c.there == NULL || c.back == NULL)
+    bench_die("chan_pp_run: out of memory");
+  memset(c.there, 0, CHAN_SLOTS * sizeof(chan_slot_t));
+  memset(c.back, 0, CHAN_SLOTS * sizeof(chan_slot_t));
+  pthread_t t;
+  pin_self(cpus[0]);
+  int rc = pthread_create(&t, NULL, chan_pp_peer, &c);
+  if (rc != 0)
+    bench_die("pthread_create: %s", strerror(rc));
+  int64_t t0 = bench_clock_ns(CLOCK_MONOTONIC);
+  for (uint64_t i = 0; i < rounds; i++) {
+    chan_put(c.there, i);
+    if (chan_get(c.back, i) != i)
+      bench_die("chan_pp_run: round trip %llu came back wrong", (unsigned long long)i);
+  }
+  int64_t t1 = bench_clock_ns(CLOCK_MONOTONIC);
+  pthread_join(t, NULL);
+  pin_self(-1);
+  free(c.there);
+  free(c.back);
   return (double)(t1 - t0) / (double)rounds;
 }
 
@@ -1552,13 +1635,17 @@ int main(int argc, char **argv) {
     row_na("2a", "cross-core ping-pong, spinning", "needs 2 CPUs");
     row_na("2b", "cross-core ping-pong, spin_ns = -1", "needs 2 CPUs");
   } else if (want[2]) {
-    bench_series_t a = {.n = 0}, b = {.n = 0}, f = {.n = 0}, ratio = {.n = 0};
+    bench_series_t a = {.n = 0}, b = {.n = 0}, f = {.n = 0}, ratio = {.n = 0}, g = {.n = 0},
+                   gratio = {.n = 0};
     for (long r = 0; r < runs; r++) {
       double floor_rt = line_pp_run(z->cross_spin);
+      double chan_rt = chan_pp_run(z->cross_spin);
       double rt = pp_run("cross-core ping-pong, spinning", 0, 1, 0, z->cross_spin);
       bench_series_add(&f, floor_rt);
+      bench_series_add(&g, chan_rt);
       bench_series_add(&a, rt);
       bench_series_add(&ratio, rt / floor_rt);
+      bench_series_add(&gratio, rt / chan_rt);
       bench_series_add(&b, pp_run("cross-core ping-pong, no spinning", 0, 1, -1, z->cross_nospin));
     }
     char name[64];
@@ -1571,6 +1658,11 @@ int main(int argc, char **argv) {
         "two pinned threads, same run");
     med = bench_series_median(&table, &ratio, &spread);
     row("2r", "2a / 2f, each run against its own floor", med, 2, "ratio", spread, 1.5, "");
+    med = bench_series_median(&table, &g, &spread);
+    row("2g", "floor: two rings of 64-byte slots, no runtime", med, 0, "ns/rt", spread, 0,
+        "a line each way, same run");
+    med = bench_series_median(&table, &gratio, &spread);
+    row("2q", "2a / 2g, each run against its own channel", med, 2, "ratio", spread, 0, "");
     snprintf(name, sizeof name, "cross-core ping-pong, spin_ns = -1, %llu rt",
              (unsigned long long)z->cross_nospin);
     med = bench_series_median(&table, &b, &spread);

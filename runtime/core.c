@@ -9,6 +9,9 @@
 
 /* While actors are runnable, fds and timers are polled at least this often. */
 #define AX__POLL_INTERVAL_NS (50 * AX_NSEC_PER_USEC)
+/* How often an idle core that serves no fd polls its loop while it spins
+ * (idle()); a due timer is run at once regardless. */
+#define AX__IDLE_POLL_NS (1000 * AX_NSEC_PER_USEC)
 /* How soon an idle core retries a grace period another thread holds up. */
 #define AX__RECLAIM_RETRY_NS (1 * AX_NSEC_PER_MSEC)
 /* An idle core whose pools hold at least AX__RECHECK_BYTES in spans, and
@@ -351,7 +354,7 @@ static void poll_io(ax__core_t *c, bool in_round) {
  * skips the syscall, which would sit on the path of every cross-core
  * hand-off. */
 static bool poll_due(ax__core_t *c, int64_t now) {
-  return ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__POLL_INTERVAL_NS;
+  return ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__IDLE_POLL_NS;
 }
 
 /* A sleep of `wait` ns (AX_FOREVER: unbounded), cut short to end at `at`
@@ -561,7 +564,14 @@ void *ax__core_main(void *arg) {
     ax__core_drain_some(c);
     if (c->runq_head == NULL) {
       idle(c);
-      continue;
+      /* What ends an idle spell is most often another core's message (a
+       * reply): its actor runs at once, and the inbox and the rings of
+       * threads that are no core are taken at the round's end, before
+       * the core can idle again.  Taking them first sat between the
+       * message's arrival and its handling in every cross-core hand-off. */
+      ax__core_drain_cores(c);
+      if (c->runq_head == NULL || stopping(rt))
+        continue;
     }
     /* A round: up to AX__ROUND_TURNS actor turns in run-queue order (an
      * actor made runnable meanwhile goes to the back, so every runnable actor
