@@ -413,8 +413,14 @@ static void idle(ax__core_t *c) {
       if (c->nover > 0) /* messages wait for room on a ring: move them as it appears */
         ax__ring_flush(c);
       ax__spin_step(i);
-      if ((i & 63) == 0 && ax_now() >= end)
-        break;
+      if ((i & 63) == 0) {
+        int64_t at = ax_now();
+        if (at >= end)
+          break;
+        if (at - c->last_poll >= AX__IDLE_POLL_NS)
+          return; /* a look at the loop is due (poll_due): a spin_ns above
+                     it no longer keeps signals waiting as long */
+      }
     }
   }
   /* About to sleep: what other threads freed into this core's pools goes

@@ -70,6 +70,7 @@ struct ax_file {
    * order, one at a time (stream_next), so that a FIFO or a tty nobody
    * writes holds no pool thread.  [0]: reads, [1]: writes. */
   ax_io_t io;
+  bool counted; /* io counted in the core's fds while it watches (stream_count) */
   struct {
     struct file_req *head, *tail; /* held, in order */
     struct file_req *run;         /* released, its message not handled yet */
@@ -459,17 +460,37 @@ static unsigned stream_events(const ax_file_t *f) {
   return ev;
 }
 
+/* Counts f's watcher in its core's fds while it watches, as every other
+ * source counts its fd: a core with an fd to serve sleeps in its poll
+ * rather than spinning, and a spinning core looks at its loop only once
+ * per millisecond (core.c), which capped a FIFO's reads at one per
+ * millisecond while messages kept the core from sleeping (a reviewer). */
+static void stream_count(ax_file_t *f) {
+  bool on = ax_io_active(&f->io);
+  if (on != f->counted) {
+    f->counted = on;
+    ax__core_count_io(f->owner->core, on);
+  }
+}
+
+/* Stops f's watcher (if it watches). */
+static void stream_unwatch(ax_file_t *f) {
+  (void)ax_io_stop(&f->io);
+  stream_count(f);
+}
+
 /* Watches f's fd for the first waiting transfer of each direction that
  * has none running; stops watching when there is nothing to watch for. */
 static void stream_next(ax_file_t *f) {
   unsigned ev = stream_events(f);
   if (ev == 0) {
-    (void)ax_io_stop(&f->io);
+    stream_unwatch(f);
     return;
   }
   int rc = ax_io_active(&f->io) ? ax_io_modify(&f->io, ev) : ax_io_start(&f->io, ev);
+  stream_count(f);
   if (rc < 0) { /* -EPERM (a device that cannot be polled), -EEXIST (the user watches it) */
-    (void)ax_io_stop(&f->io);
+    stream_unwatch(f);
     for (int d = 0; d < 2; d++)
       if (ev & (d == 0 ? AX_READ : AX_WRITE))
         stream_release(f, d);
@@ -936,7 +957,7 @@ static void files_on_death(ax_actor_t *a, int reason) {
     ax_file_t *f = l->head;
     list_unlink(f);
     /* Its waiting transfers went with the owner's work (disposed). */
-    (void)ax_io_stop(&f->io);
+    stream_unwatch(f);
     memset(f->dir, 0, sizeof f->dir);
     f->waiting = 0;
     if (f->close_req != NULL) { /* held behind requests that are gone now */
