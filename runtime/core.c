@@ -403,8 +403,13 @@ static void idle(ax__core_t *c) {
       return;
   }
   if (rt->opts.spin_ns > 0 && !serving_fds) {
-    /* Spin until work arrives, the spin time ends, or a timer comes due. */
-    int64_t end = now + rt->opts.spin_ns, t = ax_loop_timeout(c->loop);
+    /* Spin until work arrives, the spin time ends, or a timer comes due.
+     * A spin that returned only to look at the loop goes on to the end it
+     * had: every look starting a new spin_ns kept an idle core spinning
+     * for good once spin_ns was above AX__IDLE_POLL_NS. */
+    if (c->spin_end == 0)
+      c->spin_end = now + rt->opts.spin_ns;
+    int64_t end = c->spin_end, t = ax_loop_timeout(c->loop);
     if (t != AX_FOREVER && now + t < end)
       end = now + t;
     for (unsigned i = 1;; i++) {
@@ -423,6 +428,7 @@ static void idle(ax__core_t *c) {
       }
     }
   }
+  c->spin_end = 0;
   /* About to sleep: what other threads freed into this core's pools goes
    * back to its spans, and spans empty for long enough go back to the
    * kernel (pool.h). */
@@ -579,6 +585,7 @@ void *ax__core_main(void *arg) {
       if (c->runq_head == NULL || stopping(rt))
         continue;
     }
+    c->spin_end = 0; /* work: the next idle spell spins spin_ns anew */
     /* A round: up to AX__ROUND_TURNS actor turns in run-queue order (an
      * actor made runnable meanwhile goes to the back, so every runnable actor
      * gets its turn in FIFO order).  Between rounds: actors woken by other

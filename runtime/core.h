@@ -262,6 +262,7 @@ struct ax__core {
    * than the actors handled them (1.95 million queued with 16 threads). */
   unsigned fcredit;
   int64_t last_poll;
+  int64_t spin_end; /* when the idle spin under way ends (0: none; core.c's idle) */
   unsigned unlooked; /* messages of long turns since the clock was last read (core.c) */
   int64_t looked_at; /* that read (0: none since the core last idled) */
   int64_t early_at;  /* the 8th message of the turn being timed (core.c's time_early) */

@@ -1097,6 +1097,43 @@ START_TEST(test_runtime_lazy_wake) {
 }
 END_TEST
 
+/* A core with nothing to do spins spin_ns, then sleeps, also when spin_ns
+ * is longer than the millisecond after which a spinning core returns to
+ * look at its loop (a poll): each look started a new spin_ns, so such a
+ * core spun until a timer of its own came due, or for good with none (50
+ * polls before the sleep here, where 5 ms allow 5 or 6).  Each round makes
+ * the core work once and counts the polls until its next sleep; the
+ * rounds whose sleep the test's thread saw coming are counted. */
+START_TEST(test_runtime_long_spin_sleeps) {
+  ax_rt_t *rt = lazy_rt(1, 5 * AX_NSEC_PER_MSEC);
+  ax_ref_t echo = test_spawn(rt, lazy_echo, NULL, AX_PLACE_CORE, 0, NULL, NULL);
+  ax_port_t *port;
+  ck_assert_int_eq(ax_port_new(rt, &port), 0);
+  unsigned seen = 0;
+  for (uint64_t round = 0; round < 20 && seen < 3; round++) {
+    lazy_msg_t l = {ax_port_ref(port), round};
+    ck_assert_int_eq(ax_send(echo, MSG_PING, &l, sizeof l), 0);
+    ax_msg_t m;
+    ck_assert_int_eq(ax_port_recv(port, ax_now() + 5 * AX_NSEC_PER_SEC, &m), 0);
+    ax_core_stats_t s0, st;
+    ck_assert_int_eq(ax_rt_stats(rt, 0, &s0), 0);
+    st = s0;
+    for (int i = 0; i < 2000 && st.sleeps == s0.sleeps; i++) {
+      test_sleep_ms(1);
+      ck_assert_int_eq(ax_rt_stats(rt, 0, &st), 0);
+    }
+    if (st.sleeps == s0.sleeps)
+      continue; /* it slept before s0 was read: this round tells nothing */
+    seen++;
+    ck_assert_msg(st.polls - s0.polls <= 20, "%llu polls in an idle spell of 5 ms",
+                  (unsigned long long)(st.polls - s0.polls));
+  }
+  ck_assert_uint_gt(seen, 0);
+  ck_assert_int_eq(ax_port_close(port), 0);
+  test_rt_stop_join_free(rt);
+}
+END_TEST
+
 /* Bursts of 65 messages, the core asleep between them: a barrier per
  * burst would cost more than the fences it saves (a reviewer measured
  * 18-32% fewer bursts a second), so after each barrier that bought few
@@ -1225,6 +1262,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(tc, test_runtime_busy_actor_does_not_starve_core);
   tcase_add_test(tc, test_runtime_lazy_wake);
   tcase_add_test(tc, test_runtime_lazy_wake_bursts);
+  tcase_add_test(tc, test_runtime_long_spin_sleeps);
   suite_add_tcase(suite, tc);
 
   tc = tcase_create("shutdown");
