@@ -417,18 +417,32 @@ static void *line_pp_peer(void *arg) {
   return NULL;
 }
 
-static double line_pp_run(uint64_t rounds) {
+/* The floors' two CPUs, the first two of the mask: returns the first
+ * (the caller's) and stores the second (its peer thread's) in *peer_cpu. */
+static int first_two_cpus(int *peer_cpu) {
   int cpus[2], n = 0;
   for (int cpu = 0; cpu < CPU_SETSIZE && n < 2; cpu++)
     if (CPU_ISSET(cpu, &main_mask))
       cpus[n++] = cpu;
-  line_pp_t l = {.rounds = rounds, .cpu = cpus[1]};
-  atomic_init(&l.turn, 0);
+  *peer_cpu = cpus[1];
+  return cpus[0];
+}
+
+/* Pins the caller to self_cpu and starts fn(arg), the peer thread. */
+static pthread_t peer_start(int self_cpu, void *(*fn)(void *), void *arg) {
   pthread_t t;
-  pin_self(cpus[0]);
-  int rc = pthread_create(&t, NULL, line_pp_peer, &l);
+  pin_self(self_cpu);
+  int rc = pthread_create(&t, NULL, fn, arg);
   if (rc != 0)
     bench_die("pthread_create: %s", strerror(rc));
+  return t;
+}
+
+static double line_pp_run(uint64_t rounds) {
+  line_pp_t l = {.rounds = rounds};
+  int self_cpu = first_two_cpus(&l.cpu);
+  atomic_init(&l.turn, 0);
+  pthread_t t = peer_start(self_cpu, line_pp_peer, &l);
   int64_t t0 = bench_clock_ns(CLOCK_MONOTONIC);
   for (uint64_t i = 0; i < rounds; i++) {
     atomic_store_explicit(&l.turn, 2 * i + 1, memory_order_release);
@@ -492,22 +506,15 @@ static void *chan_pp_peer(void *arg) {
 }
 
 static double chan_pp_run(uint64_t rounds) {
-  int cpus[2], n = 0;
-  for (int cpu = 0; cpu < CPU_SETSIZE && n < 2; cpu++)
-    if (CPU_ISSET(cpu, &main_mask))
-      cpus[n++] = cpu;
-  chan_pp_t c = {.rounds = rounds, .cpu = cpus[1]};
+  chan_pp_t c = {.rounds = rounds};
+  int self_cpu = first_two_cpus(&c.cpu);
   c.there = aligned_alloc(64, CHAN_SLOTS * sizeof(chan_slot_t));
   c.back = aligned_alloc(64, CHAN_SLOTS * sizeof(chan_slot_t));
   if (c.there == NULL || c.back == NULL)
     bench_die("chan_pp_run: out of memory");
   memset(c.there, 0, CHAN_SLOTS * sizeof(chan_slot_t));
   memset(c.back, 0, CHAN_SLOTS * sizeof(chan_slot_t));
-  pthread_t t;
-  pin_self(cpus[0]);
-  int rc = pthread_create(&t, NULL, chan_pp_peer, &c);
-  if (rc != 0)
-    bench_die("pthread_create: %s", strerror(rc));
+  pthread_t t = peer_start(self_cpu, chan_pp_peer, &c);
   int64_t t0 = bench_clock_ns(CLOCK_MONOTONIC);
   for (uint64_t i = 0; i < rounds; i++) {
     chan_put(c.there, i);
