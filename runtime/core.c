@@ -349,10 +349,10 @@ static void poll_io(ax__core_t *c, bool in_round) {
   c->heap.now = c->last_poll; /* stamps spans that empty until the next poll */
 }
 
-/* Whether the core must look at its loop before it decides to spin: a
- * timer is due or the poll interval has passed.  Otherwise an idle core
- * skips the syscall, which would sit on the path of every cross-core
- * hand-off. */
+/* Whether an idle core must look at its loop before it spins: a timer is
+ * due, or AX__IDLE_POLL_NS has passed since it last did.  Otherwise it
+ * skips the system call, which would sit on the path of the cross-core
+ * hand-off that ends the spin. */
 static bool poll_due(ax__core_t *c, int64_t now) {
   return ax_loop_timeout(c->loop) == 0 || now - c->last_poll >= AX__IDLE_POLL_NS;
 }
@@ -365,12 +365,13 @@ static int64_t wait_until(int64_t wait, int64_t at, int64_t now) {
   return at > now ? at - now : 0;
 }
 
-/* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
 /* Something for c to do: an actor to run, a message from another core or
  * thread, or the runtime's stop.  c's thread. */
 static inline bool has_work(ax__core_t *c) {
   return c->runq_head != NULL || ax__core_pending(c) || stopping(c->rt);
 }
+
+/* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
 
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
@@ -404,9 +405,11 @@ static void idle(ax__core_t *c) {
   }
   if (rt->opts.spin_ns > 0 && !serving_fds) {
     /* Spin until work arrives, the spin time ends, or a timer comes due.
-     * A spin that returned only to look at the loop goes on to the end it
-     * had: every look starting a new spin_ns kept an idle core spinning
-     * for good once spin_ns was above AX__IDLE_POLL_NS. */
+     * A spin that returned to look at the loop, or slept until a timer
+     * that made no actor runnable, goes on to the end it had: every look
+     * starting a new spin_ns kept an idle core spinning for good once
+     * spin_ns was above AX__IDLE_POLL_NS.  The end is forgotten when it
+     * passes and when a round runs. */
     if (c->spin_end == 0)
       c->spin_end = now + rt->opts.spin_ns;
     int64_t end = c->spin_end, t = ax_loop_timeout(c->loop);
@@ -420,15 +423,19 @@ static void idle(ax__core_t *c) {
       ax__spin_step(i);
       if ((i & 63) == 0) {
         int64_t at = ax_now();
-        if (at >= end)
+        if (at >= end) {
+          if (at >= c->spin_end)
+            c->spin_end = 0; /* spun spin_ns: the next idle spell spins anew */
           break;
+        }
         if (at - c->last_poll >= AX__IDLE_POLL_NS)
           return; /* a look at the loop is due (poll_due): a spin_ns above
                      it no longer keeps signals waiting as long */
       }
     }
+  } else {
+    c->spin_end = 0; /* no spin (fds to serve): none goes on later */
   }
-  c->spin_end = 0;
   /* About to sleep: what other threads freed into this core's pools goes
    * back to its spans, and spans empty for long enough go back to the
    * kernel (pool.h). */

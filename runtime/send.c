@@ -682,9 +682,15 @@ uint64_t ax__msg_drop(ax__msg_t *m, ax_ref_t self, int reason) {
 /* A slot's payload into m (its size and data set): whole 8-byte words,
  * so that each copy has a constant size and is a few moves, not a call to
  * memcpy on every cross-core hand-off.  The slot holds AX__RING_INLINE
- * bytes; m's payload, a pool class's, holds the size rounded up to 16. */
+ * bytes; m's payload, of the class ax__msg_alloc_local chose for the
+ * size, holds at least the size rounded up to 8: the first class's
+ * payload is a multiple of 8 and holds 16 or more, and a size above it
+ * goes to the second, which holds a whole slot's. */
 _Static_assert(AX__RING_INLINE == 24, "slot_copy copies at most 24 bytes");
-_Static_assert((AX__MSG_TINY - sizeof(ax__msg_t)) % 16 == 0, "payloads come in 16 bytes");
+_Static_assert(AX__MSG_TINY - sizeof(ax__msg_t) >= 16 && (AX__MSG_TINY - sizeof(ax__msg_t)) % 8 == 0,
+               "the first class's payload takes slot_copy's 16-byte copy");
+_Static_assert(AX__MSG_SMALL - sizeof(ax__msg_t) >= AX__RING_INLINE,
+               "the second class's payload takes a whole slot's");
 static inline void slot_copy(ax__msg_t *m, const ax__ring_slot_t *sl) {
   m->m.size = sl->size;
   m->m.data = m->payload;
