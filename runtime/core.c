@@ -1,4 +1,5 @@
 /* A core: its thread, the scheduler of its actors, idling and the wake protocol, shutdown. */
+#include <assert.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -552,6 +553,9 @@ static void shutdown_core(ax__core_t *c) {
   for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
     if (f->core_stop != NULL)
       f->core_stop(c);
+  /* Every fd a source counted has been given back with its actor or by
+   * its feature: a count left over would keep the core from spinning. */
+  assert(c->nio == 0);
   pthread_barrier_wait(&rt->barrier);
   if (c->index == 0)
     for (ax__feature_t *f = ax__features; f != NULL; f = f->next)
