@@ -373,7 +373,6 @@ static inline bool has_work(ax__core_t *c) {
 }
 
 /* Nothing runnable: poll if needed, spin a while, then sleep until woken. */
-
 static void idle(ax__core_t *c) {
   ax_rt_t *rt = c->rt;
   c->long_since = 0; /* nothing to run: no load to spill (near_or_spill) */

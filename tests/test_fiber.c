@@ -1465,16 +1465,25 @@ static int big_frame_neighbour(ax_actor_t *self, void *arg) {
   return 0;
 }
 
-/* The child of the large-frame test: the fiber's stack between two parked
- * fibers' (whichever way stacks are laid out, one lies just below it). */
-static void big_frame_child(void) {
+/* The runtime of an overflow test's child: one core, started; the child
+ * exits 10 (made) or 11 (started) when it cannot have it. */
+static ax_rt_t *overflow_child_rt(void) {
   ax_rt_opts_t ro;
   memset(&ro, 0, sizeof ro);
   ro.cores = 1;
   ro.flags = AX_RT_NO_SIGNALS | AX_RT_NO_PIN | AX_RT_KEEP_ALIVE;
   ax_rt_t *rt = NULL;
-  if (ax_rt_new(&ro, &rt) != 0 || ax_rt_start(rt) != 0)
+  if (ax_rt_new(&ro, &rt) != 0)
     _exit(10);
+  if (ax_rt_start(rt) != 0)
+    _exit(11);
+  return rt;
+}
+
+/* The child of the large-frame test: the fiber's stack between two parked
+ * fibers' (whichever way stacks are laid out, one lies just below it). */
+static void big_frame_child(void) {
+  ax_rt_t *rt = overflow_child_rt();
   ax_ref_t big;
   if (ax_spawn_fiber(rt, big_frame_neighbour, NULL, NULL, NULL) != 0 ||
       ax_spawn_fiber(rt, big_frame_fiber, NULL, NULL, &big) != 0 ||
@@ -1490,15 +1499,7 @@ static void big_frame_child(void) {
 /* The child: a runtime with a fiber that overflows its smallest stack.
  * Must die by SIGABRT before it gets to exit. */
 static void overflow_child(void) {
-  ax_rt_opts_t ro;
-  memset(&ro, 0, sizeof ro);
-  ro.cores = 1;
-  ro.flags = AX_RT_NO_SIGNALS | AX_RT_NO_PIN | AX_RT_KEEP_ALIVE;
-  ax_rt_t *rt = NULL;
-  if (ax_rt_new(&ro, &rt) != 0)
-    _exit(10);
-  if (ax_rt_start(rt) != 0)
-    _exit(11);
+  ax_rt_t *rt = overflow_child_rt();
   ax_fiber_opts_t o;
   memset(&o, 0, sizeof o);
   o.stack_size = AX_FIBER_STACK_MIN;
